@@ -1,0 +1,140 @@
+// Package graph is the network description every backend runs: a list of ops
+// over tensor values whose shapes are all known when the graph is built, so a
+// backend can plan buffers, pipelines and kernels once before anything runs.
+//
+// A graph is built for one batch size. Values are numbered; node i reads
+// earlier values and writes exactly one new value. Weights are referenced by
+// name and held, as float32, in Graph.Params.
+package graph
+
+import (
+	"fmt"
+
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// Value identifies a tensor inside a graph.
+type Value int
+
+// Kind names an op. Each kind's inputs, attributes and output shape are
+// documented on its constant; Graph's builder methods enforce them.
+type Kind string
+
+const (
+	// OpInput is a graph input (the noisy sample, the time, the class labels).
+	OpInput Kind = "input"
+	// OpConv2D: x [B,I,H,W] * weight [O,I/groups... (groups=1),KH,KW] (+ bias [O]) with
+	// stride and zero padding (top, left, bottom, right) -> [B,O,H',W'].
+	OpConv2D Kind = "conv2d"
+	// OpConvTranspose2D: x [B,I,H,W], weight [I,O,KH,KW] (+ bias [O]), stride,
+	// symmetric padding and output_padding as in torch.nn.ConvTranspose2d.
+	OpConvTranspose2D Kind = "conv_transpose2d"
+	// OpGroupNorm: x [B,C,...] normalised over (C/groups)×spatial per group,
+	// then affine weight/bias [C]. Eps in F.
+	OpGroupNorm Kind = "group_norm"
+	// OpLinear: x [..., I] · weight[O,I]^T (+ bias [O]) -> [..., O].
+	OpLinear Kind = "linear"
+	// OpSiLU, OpGELU: elementwise activations (GELU is the exact erf form).
+	OpSiLU Kind = "silu"
+	OpGELU Kind = "gelu"
+	// OpAdd: elementwise sum of two same-shape values.
+	OpAdd Kind = "add"
+	// OpAddChannel: x [B,C,H,W] + e [B,C] broadcast over H,W.
+	OpAddChannel Kind = "add_channel"
+	// OpScaleShift: x [B,C,H,W], e [B,2C] -> x*(1+scale)+shift where
+	// scale,shift = e[:, :C], e[:, C:] (diffusers' "scale_shift" time conditioning).
+	OpScaleShift Kind = "scale_shift"
+	// OpAffine: x*F + G elementwise (constant scale and offset).
+	OpAffine Kind = "affine"
+	// OpConcat: channel concat of [B,C1,H,W] and [B,C2,H,W].
+	OpConcat Kind = "concat"
+	// OpUpsampleNearest2x: [B,C,H,W] -> [B,C,2H,2W].
+	OpUpsampleNearest2x Kind = "upsample_nearest2x"
+	// OpToTokens: [B,C,H,W] -> [B,H*W,C]; OpFromTokens is its inverse (H,W in Ints).
+	OpToTokens   Kind = "to_tokens"
+	OpFromTokens Kind = "from_tokens"
+	// OpAttention: scaled dot-product attention of q,k,v [B,N,heads*D] with
+	// Ints[0] heads and scale F: softmax(q k^T * F) v per head -> [B,N,heads*D].
+	OpAttention Kind = "attention"
+	// OpTimestepEmbed: t [B] -> [B,dim] sinusoidal embedding (Ints: dim,
+	// flipSinToCos 0/1; F: freq shift; G: scale).
+	OpTimestepEmbed Kind = "timestep_embed"
+	// OpFourierEmbed: t [B], weight W [dim/2] -> [B,dim]: sin/cos of 2π·x·W with
+	// x = log(t) when Ints[0]==1, else t; Ints[1]==1 puts cos first.
+	OpFourierEmbed Kind = "fourier_embed"
+	// OpDivBatch: x [B,...] / s [B], one divisor per sample.
+	OpDivBatch Kind = "div_batch"
+	// OpEmbedding: class labels [B] (stored as float) -> rows of weight [N,dim].
+	OpEmbedding Kind = "embedding"
+)
+
+// Node is one op application.
+type Node struct {
+	Op     Kind
+	Name   string  // where it came from in the checkpoint, for errors and debugging
+	In     []Value // input values
+	Out    Value
+	Weight string // parameter names ("" when unused)
+	Bias   string
+	Ints   []int   // integer attributes, meaning per Kind
+	F, G   float64 // float attributes, meaning per Kind
+}
+
+// Graph is a whole network for one batch size.
+type Graph struct {
+	Shapes []([]int) // Shapes[v] is the shape of value v
+	Nodes  []Node
+	Inputs map[string]Value // "x", "t", and "class" when conditional
+	Output Value
+	Params map[string]*tensor.Tensor
+}
+
+// New returns an empty graph over the given parameters.
+func New(params map[string]*tensor.Tensor) *Graph {
+	return &Graph{Inputs: map[string]Value{}, Params: params}
+}
+
+// Shape returns the shape of v.
+func (g *Graph) Shape(v Value) []int { return g.Shapes[v] }
+
+func (g *Graph) add(n Node, shape []int) Value {
+	n.Out = Value(len(g.Shapes))
+	g.Shapes = append(g.Shapes, shape)
+	g.Nodes = append(g.Nodes, n)
+	return n.Out
+}
+
+// Input declares a named graph input.
+func (g *Graph) Input(name string, shape ...int) Value {
+	v := g.add(Node{Op: OpInput, Name: name}, append([]int(nil), shape...))
+	g.Inputs[name] = v
+	return v
+}
+
+// ShapeError reports a weight or value whose shape does not fit the network
+// the config describes.
+type ShapeError struct {
+	Node, Detail string
+}
+
+func (e *ShapeError) Error() string { return fmt.Sprintf("%s: %s", e.Node, e.Detail) }
+
+// MissingWeightError reports a parameter the network needs but the checkpoint lacks.
+type MissingWeightError struct{ Name string }
+
+func (e *MissingWeightError) Error() string { return fmt.Sprintf("missing weight %q", e.Name) }
+
+// param fetches a parameter and checks its shape.
+func (g *Graph) param(name string, shape ...int) (*tensor.Tensor, error) {
+	p, ok := g.Params[name]
+	if !ok {
+		return nil, &MissingWeightError{name}
+	}
+	if !tensor.SameShape(p.Shape, shape) {
+		return nil, &ShapeError{name, fmt.Sprintf("weight has shape %v, network needs %v", p.Shape, shape)}
+	}
+	return p, nil
+}
+
+// hasParam reports whether an optional parameter is present.
+func (g *Graph) hasParam(name string) bool { _, ok := g.Params[name]; return ok }

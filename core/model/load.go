@@ -1,0 +1,201 @@
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/safetensors"
+	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/core/unet"
+)
+
+// Model is a network's description and weights, independent of any backend.
+type Model struct {
+	Arch      string          // network family (KeyArch)
+	Config    json.RawMessage // network config (KeyConfig)
+	Scheduler json.RawMessage // noise schedule settings (KeyScheduler), may be nil
+	NullClass int             // "no class" label for guidance; -1 when unconditional or unknown
+	Params    map[string]*tensor.Tensor
+
+	unet *unet.Config
+}
+
+// InShape is the [C,H,W] of one sample.
+func (m *Model) InShape() []int {
+	if m.unet != nil {
+		h, w := sampleSize(m.unet.SampleSize)
+		return []int{m.unet.InChannels, h, w}
+	}
+	return nil
+}
+
+// Conditional reports whether the network takes class labels, and how many.
+func (m *Model) Conditional() (bool, int) {
+	if m.unet != nil && m.unet.NumClassEmbeds != nil {
+		return true, *m.unet.NumClassEmbeds
+	}
+	return false, 0
+}
+
+// Graph builds the network for a batch of samples of the given height and width.
+func (m *Model) Graph(batch, height, width int) (*graph.Graph, error) {
+	switch m.Arch {
+	case ArchDiffusersUNet2D:
+		return unet.Build(m.unet, m.Params, batch, height, width)
+	}
+	return nil, fmt.Errorf("unknown network family %q", m.Arch)
+}
+
+// sampleSize reads diffusers' sample_size (an int, a [h, w] pair, or null).
+func sampleSize(v any) (int, int) {
+	switch s := v.(type) {
+	case float64:
+		return int(s), int(s)
+	case []any:
+		if len(s) == 2 {
+			h, _ := s[0].(float64)
+			w, _ := s[1].(float64)
+			return int(h), int(w)
+		}
+	}
+	return 0, 0
+}
+
+// New checks the config against the weights by building the network once,
+// so a model that loads is a model that runs.
+func New(arch string, config, scheduler json.RawMessage, params map[string]*tensor.Tensor) (*Model, error) {
+	m := &Model{Arch: arch, Config: config, Scheduler: scheduler, Params: params, NullClass: -1}
+	switch arch {
+	case ArchDiffusersUNet2D:
+		c, err := unet.ParseConfig(config)
+		if err != nil {
+			return nil, err
+		}
+		m.unet = c
+		m.Params = unet.RenameLegacy(params)
+		h, w := sampleSize(c.SampleSize)
+		if h == 0 {
+			h, w = c.DownFactor(), c.DownFactor()
+		}
+		if _, err := m.Graph(1, h, w); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown network family %q", arch)
+	}
+	return m, nil
+}
+
+// FromSafetensors reads one of our converted files: the network, schedule and
+// null class travel in __metadata__.
+func FromSafetensors(f *safetensors.File) (*Model, error) {
+	arch, ok := f.Metadata[KeyArch]
+	if !ok {
+		return nil, errors.New("not a converted model file: no " + KeyArch + " metadata (convert it with 'diffuse convert')")
+	}
+	if v := f.Metadata[KeyFormat]; v != "1" {
+		return nil, fmt.Errorf("unsupported model file format version %q (this build reads version 1)", v)
+	}
+	params, err := tensors(f)
+	if err != nil {
+		return nil, err
+	}
+	var sched json.RawMessage
+	if s, ok := f.Metadata[KeyScheduler]; ok {
+		sched = json.RawMessage(s)
+	}
+	m, err := New(arch, json.RawMessage(f.Metadata[KeyConfig]), sched, params)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := f.Metadata[KeyNullClass]; ok {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return nil, fmt.Errorf("metadata %s = %q is not an integer", KeyNullClass, s)
+		}
+		m.NullClass = n
+	}
+	return m, nil
+}
+
+func tensors(f *safetensors.File) (map[string]*tensor.Tensor, error) {
+	params := make(map[string]*tensor.Tensor, len(f.Tensors))
+	for i := range f.Tensors {
+		t, err := f.Tensors[i].Tensor()
+		if err != nil {
+			return nil, err
+		}
+		params[f.Tensors[i].Name] = t
+	}
+	return params, nil
+}
+
+// FromDiffusersDir reads a diffusers save_pretrained folder: config.json and
+// diffusion_pytorch_model.safetensors, plus the scheduler settings from
+// scheduler_config.json beside them or in ../scheduler/ when present.
+func FromDiffusersDir(dir string) (*Model, error) {
+	config, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	f, err := safetensors.ReadFile(filepath.Join(dir, "diffusion_pytorch_model.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	params, err := tensors(f)
+	if err != nil {
+		return nil, err
+	}
+	var sched json.RawMessage
+	for _, p := range []string{filepath.Join(dir, "scheduler_config.json"), filepath.Join(dir, "..", "scheduler", "scheduler_config.json")} {
+		if b, err := os.ReadFile(p); err == nil {
+			sched = b
+			break
+		}
+	}
+	return New(ArchDiffusersUNet2D, config, sched, params)
+}
+
+// Load opens a converted .safetensors file or a diffusers model folder.
+func Load(path string) (*Model, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return FromDiffusersDir(path)
+	}
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return FromSafetensors(f)
+}
+
+// Save writes the model as one self-describing safetensors file with weights
+// in dtype (F16, BF16 or F32).
+func (m *Model) Save(path string, dtype safetensors.DType) error {
+	meta := map[string]string{KeyFormat: "1", KeyArch: m.Arch, KeyConfig: string(m.Config)}
+	if m.Scheduler != nil {
+		meta[KeyScheduler] = string(m.Scheduler)
+	}
+	if m.NullClass >= 0 {
+		meta[KeyNullClass] = strconv.Itoa(m.NullClass)
+	}
+	names := make([]string, 0, len(m.Params))
+	for n := range m.Params {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	entries := make([]safetensors.Entry, len(names))
+	for i, n := range names {
+		entries[i] = safetensors.Entry{Name: n, Shape: m.Params[n].Shape, Data: m.Params[n].Data, DType: dtype}
+	}
+	return safetensors.WriteFile(path, entries, meta)
+}

@@ -1,0 +1,246 @@
+package unet
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// Build makes the graph of UNet2DModel.forward for a batch of the given
+// [C,H,W] size, following diffusers' unet_2d.py and unet_2d_blocks.py.
+// Every weight in params must be used, and every weight the network needs
+// must be present with the right shape (like load_state_dict(strict=True)).
+func Build(c *Config, params map[string]*tensor.Tensor, batch, height, width int) (*graph.Graph, error) {
+	if height%c.DownFactor() != 0 || width%c.DownFactor() != 0 {
+		return nil, fmt.Errorf("image size %dx%d is not a multiple of %d, which %d resolution levels need",
+			height, width, c.DownFactor(), len(c.BlockOutChannels))
+	}
+	params = RenameLegacy(params)
+	g := graph.New(params)
+	b := &unetBuilder{Builder: graph.NewBuilder(g), c: c}
+	x := g.Input("x", batch, c.InChannels, height, width)
+	t := g.Input("t", batch)
+	var class graph.Value
+	if c.Conditional() {
+		class = g.Input("class", batch)
+	}
+
+	if c.CenterInputSample {
+		x = b.Affine(x, 2, -1)
+	}
+
+	// Time embedding: sinusoidal or Gaussian Fourier features, then an MLP.
+	var tproj graph.Value
+	if c.TimeEmbeddingType == "fourier" {
+		w := "time_proj.weight"
+		if _, ok := params[w]; !ok {
+			w = "time_proj.W"
+		}
+		tproj = b.FourierEmbed(w, t, true, false)
+	} else {
+		tproj = b.TimestepEmbed(t, c.BlockOutChannels[0], c.FlipSinToCos, c.FreqShift, 1)
+	}
+	emb := b.Linear("time_embedding.linear_1", tproj)
+	emb = b.Unary(graph.OpSiLU, emb)
+	emb = b.Linear("time_embedding.linear_2", emb)
+	if c.Conditional() {
+		emb = b.Add(emb, b.Embedding("class_embedding", class))
+	}
+	b.temb = b.Unary(graph.OpSiLU, emb) // every resnet applies SiLU to temb first
+
+	h := b.Conv2D("conv_in", x, 1, [4]int{1, 1, 1, 1})
+	skips := []graph.Value{h}
+	last := len(c.BlockOutChannels) - 1
+	for i, kind := range c.DownBlockTypes {
+		p := fmt.Sprintf("down_blocks.%d", i)
+		for j := 0; j < c.LayersPerBlock; j++ {
+			h = b.resnet(fmt.Sprintf("%s.resnets.%d", p, j), h, 1)
+			if kind == "AttnDownBlock2D" {
+				h = b.attention(fmt.Sprintf("%s.attentions.%d", p, j), h, c.NormNumGroups, 1)
+			}
+			skips = append(skips, h)
+		}
+		if i != last {
+			pad := [4]int{1, 1, 1, 1}
+			if c.DownsamplePadding == 0 {
+				pad = [4]int{0, 0, 1, 1} // F.pad(x, (0, 1, 0, 1)) in Downsample2D
+			}
+			h = b.Conv2D(p+".downsamplers.0.conv", h, 2, pad)
+			skips = append(skips, h)
+		}
+	}
+
+	if c.MidBlockType != nil {
+		s := c.MidBlockScaleFactor
+		h = b.resnet("mid_block.resnets.0", h, s)
+		if c.AddAttention {
+			// UNetMidBlock2D gives its attention a GroupNorm only when attn groups are
+			// set or the resnets use the "default" time shift.
+			groups := 0
+			if c.AttnNormNumGroups != nil {
+				groups = *c.AttnNormNumGroups
+			} else if c.ResnetTimeScaleShift == "default" {
+				groups = c.NormNumGroups
+			}
+			h = b.attention("mid_block.attentions.0", h, groups, s)
+		}
+		h = b.resnet("mid_block.resnets.1", h, s)
+	}
+
+	for i, kind := range c.UpBlockTypes {
+		p := fmt.Sprintf("up_blocks.%d", i)
+		for j := 0; j <= c.LayersPerBlock; j++ {
+			skip := skips[len(skips)-1]
+			skips = skips[:len(skips)-1]
+			h = b.resnet(fmt.Sprintf("%s.resnets.%d", p, j), b.Concat(h, skip), 1)
+			if kind == "AttnUpBlock2D" {
+				h = b.attention(fmt.Sprintf("%s.attentions.%d", p, j), h, c.NormNumGroups, 1)
+			}
+		}
+		if i != last {
+			h = b.Conv2D(p+".upsamplers.0.conv", b.UpsampleNearest2x(h), 1, [4]int{1, 1, 1, 1})
+		}
+	}
+
+	h = b.GroupNorm("conv_norm_out", h, c.NormNumGroups, c.NormEps)
+	h = b.Unary(graph.OpSiLU, h)
+	h = b.Conv2D("conv_out", h, 1, [4]int{1, 1, 1, 1})
+	if c.TimeEmbeddingType == "fourier" {
+		h = b.DivBatch(h, t) // UNet2DModel divides the output by sigma for Fourier (NCSN++-style) models
+	}
+	if err := b.Err(); err != nil {
+		return nil, err
+	}
+	if s := g.Shape(h); s[1] != c.OutChannels {
+		return nil, &graph.ShapeError{Node: "conv_out", Detail: fmt.Sprintf("gives %d channels, out_channels is %d", s[1], c.OutChannels)}
+	}
+	g.Output = h
+	if err := checkAllUsed(g); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+type unetBuilder struct {
+	*graph.Builder
+	c    *Config
+	temb graph.Value // SiLU(time embedding), shared by every resnet
+}
+
+// resnet is diffusers' ResnetBlock2D (pre-norm, two 3x3 convs, time
+// conditioning added or applied as scale/shift, 1x1 shortcut when the channel
+// count changes), with its output divided by outScale.
+func (b *unetBuilder) resnet(p string, x graph.Value, outScale float64) graph.Value {
+	c := b.c
+	h := b.GroupNorm(p+".norm1", x, c.NormNumGroups, c.NormEps)
+	h = b.Unary(graph.OpSiLU, h)
+	h = b.Conv2D(p+".conv1", h, 1, [4]int{1, 1, 1, 1})
+	e := b.Linear(p+".time_emb_proj", b.temb)
+	if c.ResnetTimeScaleShift == "scale_shift" {
+		h = b.GroupNorm(p+".norm2", h, c.NormNumGroups, c.NormEps)
+		h = b.ScaleShift(h, e)
+	} else {
+		h = b.AddChannel(h, e)
+		h = b.GroupNorm(p+".norm2", h, c.NormNumGroups, c.NormEps)
+	}
+	h = b.Unary(graph.OpSiLU, h)
+	h = b.Conv2D(p+".conv2", h, 1, [4]int{1, 1, 1, 1})
+	short := x
+	if b.Err() == nil && b.G.Shape(x)[1] != b.G.Shape(h)[1] {
+		short = b.Conv2D(p+".conv_shortcut", x, 1, [4]int{})
+	}
+	out := b.Add(short, h)
+	if outScale != 1 {
+		out = b.Affine(out, 1/outScale, 0)
+	}
+	return out
+}
+
+// attention is diffusers' Attention as used by the UNet blocks: optional
+// GroupNorm, q/k/v projections over pixels as tokens, multi-head scaled
+// dot-product attention, output projection, residual, then / rescale.
+func (b *unetBuilder) attention(p string, x graph.Value, groups int, rescale float64) graph.Value {
+	if b.Err() != nil {
+		return 0
+	}
+	s := b.G.Shape(x)
+	ch := s[1]
+	heads := 1
+	if b.c.AttentionHeadDim != nil {
+		if ch%*b.c.AttentionHeadDim != 0 {
+			b.Fail(&ConfigError{"attention_head_dim", *b.c.AttentionHeadDim, fmt.Sprintf("does not divide %d channels at %s", ch, p)})
+			return 0
+		}
+		heads = ch / *b.c.AttentionHeadDim
+	}
+	h := x
+	if groups > 0 {
+		h = b.GroupNorm(p+".group_norm", h, groups, b.c.NormEps)
+	}
+	tok := b.ToTokens(h)
+	q := b.Linear(p+".to_q", tok)
+	k := b.Linear(p+".to_k", tok)
+	v := b.Linear(p+".to_v", tok)
+	a := b.Attention(p, q, k, v, heads)
+	a = b.Linear(p+".to_out.0", a)
+	out := b.Add(b.FromTokens(a, s[2], s[3]), x)
+	if rescale != 1 {
+		out = b.Affine(out, 1/rescale, 0)
+	}
+	return out
+}
+
+// legacyAttention maps the 2022 diffusers attention names (AttentionBlock) to
+// the current ones.
+var legacyAttention = map[string]string{
+	".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0.",
+}
+
+// RenameLegacy returns params with 2022-style attention names (query, key,
+// value, proj_attn) renamed to to_q, to_k, to_v, to_out.0. Other names pass through.
+func RenameLegacy(params map[string]*tensor.Tensor) map[string]*tensor.Tensor {
+	out := make(map[string]*tensor.Tensor, len(params))
+	for name, t := range params {
+		if strings.Contains(name, ".attentions.") {
+			for old, cur := range legacyAttention {
+				name = strings.Replace(name, old, cur, 1)
+			}
+		}
+		out[name] = t
+	}
+	return out
+}
+
+// UnusedWeightError reports checkpoint weights the configured network does not
+// use: a sign the config does not describe the checkpoint.
+type UnusedWeightError struct{ Names []string }
+
+func (e *UnusedWeightError) Error() string {
+	more := ""
+	if len(e.Names) > 3 {
+		more = fmt.Sprintf(" and %d more", len(e.Names)-3)
+	}
+	return fmt.Sprintf("checkpoint has weights the config's network does not use: %s%s",
+		strings.Join(e.Names[:min(3, len(e.Names))], ", "), more)
+}
+
+func checkAllUsed(g *graph.Graph) error {
+	used := map[string]bool{}
+	for _, n := range g.Nodes {
+		used[n.Weight], used[n.Bias] = true, true
+	}
+	var unused []string
+	for name := range g.Params {
+		if !used[name] {
+			unused = append(unused, name)
+		}
+	}
+	if len(unused) > 0 {
+		sort.Strings(unused)
+		return &UnusedWeightError{unused}
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/npy"
+)
+
+// fixturesDir is where third-party reference outputs live (see the README of
+// ../shared/fixtures); FIXTURES_DIR overrides it.
+func fixturesDir(t *testing.T) string {
+	dir := os.Getenv("FIXTURES_DIR")
+	if dir == "" {
+		dir = "../../../shared/fixtures"
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("fixtures not found at %s (set FIXTURES_DIR)", dir)
+	}
+	return dir
+}
+
+// Tolerances, as a fraction of max|y|. f32 is the bar; the f16 bound
+// was measured on the fixtures (worst case 1.1e-3, mnist_cond) and set with headroom.
+const (
+	tolF32 = 1e-4
+	tolF16 = 5e-3
+)
+
+// TestDiffusersConformance runs every case folder under
+// $FIXTURES_DIR/diffusers through eval, with the fp32 weights as shipped and
+// after conversion to our fp16 file, and compares with diffusers' own output.
+func TestDiffusersConformance(t *testing.T) {
+	cases, err := filepath.Glob(filepath.Join(fixturesDir(t), "diffusers", "*", "config.json"))
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no diffusers cases found: %v", err)
+	}
+	for _, cfg := range cases {
+		dir := filepath.Dir(cfg)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			want, err := npy.ReadFile(filepath.Join(dir, "y.npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			classPath := filepath.Join(dir, "class_labels.npy")
+			if _, err := os.Stat(classPath); err != nil {
+				classPath = ""
+			}
+			m, err := model.FromDiffusersDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := func(name string, m *model.Model, tol float64) {
+				y, err := evalFiles(m, filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy"), classPath)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				w := want.Float32()
+				if len(y.Data) != len(w) {
+					t.Fatalf("%s: output has %d values, want %d", name, len(y.Data), len(w))
+				}
+				var maxAbs, maxErr float64
+				for i := range w {
+					maxAbs = math.Max(maxAbs, math.Abs(float64(w[i])))
+					maxErr = math.Max(maxErr, math.Abs(float64(y.Data[i]-w[i])))
+				}
+				rel := maxErr / maxAbs
+				t.Logf("%s: max abs error %.3g, max|y| %.3g, relative %.3g (tolerance %g)", name, maxErr, maxAbs, rel, tol)
+				if !(rel <= tol) {
+					t.Errorf("%s: max abs error %.3g is %.3g of max|y|, over %g", name, maxErr, rel, tol)
+				}
+			}
+			check("f32", m, tolF32)
+
+			out := filepath.Join(t.TempDir(), "model.safetensors")
+			if err := runConvert([]string{"--from", "diffusers", "-o", out, dir}); err != nil {
+				t.Fatal(err)
+			}
+			m16, err := model.Load(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("f16", m16, tolF16)
+		})
+	}
+}

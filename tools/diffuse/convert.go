@@ -1,0 +1,80 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/safetensors"
+)
+
+func init() {
+	register(&command{name: "convert", summary: "convert a checkpoint into one self-describing fp16 safetensors file", run: runConvert})
+}
+
+func runConvert(args []string) error {
+	fs := newFlags("convert", "convert --from diffusers DIR -o OUT.safetensors [--dtype f16|f32]")
+	from := fs.String("from", "diffusers", "checkpoint kind: diffusers (a save_pretrained folder: config.json + diffusion_pytorch_model.safetensors)")
+	out := fs.String("o", "", "output file (required)")
+	dtype := fs.String("dtype", "f16", "weight type in the output: f16, bf16 or f32")
+	sched := fs.String("scheduler", "", "scheduler_config.json to store with the model (default: scheduler_config.json beside the model or in ../scheduler/)")
+	nullClass := fs.Int("null-class", -1, "class label that means \"no class\" for classifier-free guidance (class-conditional models)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("need exactly one input path")
+	}
+	if *out == "" {
+		return errors.New("-o OUT.safetensors is required")
+	}
+	dt, err := parseDType(*dtype)
+	if err != nil {
+		return err
+	}
+	var m *model.Model
+	switch *from {
+	case "diffusers":
+		m, err = model.FromDiffusersDir(fs.Arg(0))
+	default:
+		return fmt.Errorf("--from %q: supported kinds: diffusers", *from)
+	}
+	if err != nil {
+		return err
+	}
+	if *sched != "" {
+		b, err := os.ReadFile(*sched)
+		if err != nil {
+			return err
+		}
+		m.Scheduler = b
+	}
+	if *nullClass >= 0 {
+		cond, n := m.Conditional()
+		if !cond || *nullClass >= n {
+			return fmt.Errorf("--null-class %d: model has %d class embeddings", *nullClass, n)
+		}
+		m.NullClass = *nullClass
+	}
+	if err := m.Save(*out, dt); err != nil {
+		return err
+	}
+	st, _ := os.Stat(*out)
+	fmt.Fprintf(os.Stderr, "wrote %s (%d tensors, %.1f MB, %s)\n", *out, len(m.Params), float64(st.Size())/1e6, dt)
+	return nil
+}
+
+func parseDType(s string) (safetensors.DType, error) {
+	switch strings.ToLower(s) {
+	case "f16", "fp16", "float16":
+		return "F16", nil
+	case "bf16", "bfloat16":
+		return "BF16", nil
+	case "f32", "fp32", "float32":
+		return "F32", nil
+	}
+	return "", fmt.Errorf("--dtype %q: use f16, bf16 or f32", s)
+}
