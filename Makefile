@@ -23,10 +23,10 @@ test-native:
 	$(GO) vet ./...
 	$(GO) test ./...
 
-# The core's tests again, compiled to js/wasm and run in Node through Go's
+# The core's and the CLI's tests again, compiled to js/wasm and run in Node through Go's
 # go_js_wasm_exec, so the wasm build computes what the native one does.
 test-wasm:
-	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./core/...
+	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./core/... ./tools/diffuse
 
 ## fuzz: run the safetensors reader fuzzer for FUZZTIME (default 60s)
 FUZZTIME ?= 60s

@@ -150,7 +150,7 @@ func (c *Config) validate() error {
 	}
 	for _, ch := range c.BlockOutChannels {
 		if ch <= 0 || ch%c.NormNumGroups != 0 {
-			return bad("block_out_channels", c.BlockOutChannels, fmt.Sprintf("each must be a positive multiple of norm_num_groups %d", c.NormNumGroups))
+			return bad("norm_num_groups", c.NormNumGroups, fmt.Sprintf("must divide every block_out_channels entry %v", c.BlockOutChannels))
 		}
 	}
 	for _, t := range c.DownBlockTypes {
