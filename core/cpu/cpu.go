@@ -180,6 +180,10 @@ func Exec(g *graph.Graph, n *graph.Node, vals [][]float32, out []float32) error 
 		TimestepEmbed(out, in(0), n.Ints[0], n.Ints[1] == 1, n.F, n.G)
 	case graph.OpFourierEmbed:
 		FourierEmbed(out, in(0), w(), n.Ints[0] == 1, n.Ints[1] == 1)
+	case graph.OpVEMarginalStd:
+		for i, tv := range in(0) {
+			out[i] = float32(math.Sqrt((math.Pow(n.F, 2*float64(tv)) - 1) / (2 * math.Log(n.F))))
+		}
 	case graph.OpEmbedding:
 		ws := g.Params[n.Weight].Shape
 		rows, dim := ws[0], ws[1]

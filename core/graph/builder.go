@@ -310,3 +310,12 @@ func (b *Builder) DivBatch(x, s Value) Value {
 	}
 	return b.G.add(Node{Op: OpDivBatch, In: []Value{x, s}}, append([]int(nil), xs...))
 }
+
+// VEMarginalStd maps times t [B] to the marginal std of the VE SDE dx = sigma^t dw
+// (Song et al. 2021, the score-SDE tutorial's marginal_prob_std).
+func (b *Builder) VEMarginalStd(t Value, sigma float64) Value {
+	if b.err != nil {
+		return 0
+	}
+	return b.G.add(Node{Op: OpVEMarginalStd, In: []Value{t}, F: sigma}, append([]int(nil), b.shape(t)...))
+}

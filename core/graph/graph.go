@@ -64,6 +64,9 @@ const (
 	OpFourierEmbed Kind = "fourier_embed"
 	// OpDivBatch: x [B,...] / s [B], one divisor per sample.
 	OpDivBatch Kind = "div_batch"
+	// OpVEMarginalStd: t [B] -> sqrt((F^(2t) - 1) / (2 ln F)), the marginal
+	// standard deviation of the score-SDE tutorial's VE SDE dx = F^t dw.
+	OpVEMarginalStd Kind = "ve_marginal_std"
 	// OpEmbedding: class labels [B] (stored as float) -> rows of weight [N,dim].
 	OpEmbedding Kind = "embedding"
 )

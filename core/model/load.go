@@ -11,6 +11,7 @@ import (
 
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/safetensors"
+	"github.com/diffuse-web/diffuse/core/scoresde"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/core/unet"
 )
@@ -23,7 +24,8 @@ type Model struct {
 	NullClass int             // "no class" label for guidance; -1 when unconditional or unknown
 	Params    map[string]*tensor.Tensor
 
-	unet *unet.Config
+	unet  *unet.Config
+	score *scoresde.Config
 }
 
 // InShape is the [C,H,W] of one sample.
@@ -31,6 +33,9 @@ func (m *Model) InShape() []int {
 	if m.unet != nil {
 		h, w := sampleSize(m.unet.SampleSize)
 		return []int{m.unet.InChannels, h, w}
+	}
+	if m.score != nil {
+		return []int{m.score.InChannels, m.score.Height, m.score.Width}
 	}
 	return nil
 }
@@ -48,6 +53,11 @@ func (m *Model) Graph(batch, height, width int) (*graph.Graph, error) {
 	switch m.Arch {
 	case ArchDiffusersUNet2D:
 		return unet.Build(m.unet, m.Params, batch, height, width)
+	case ArchScoreNet:
+		if height != m.score.Height || width != m.score.Width {
+			return nil, fmt.Errorf("ScoreNet takes %dx%d images, not %dx%d", m.score.Height, m.score.Width, height, width)
+		}
+		return scoresde.Build(m.score, m.Params, batch)
 	}
 	return nil, fmt.Errorf("unknown network family %q", m.Arch)
 }
@@ -84,6 +94,15 @@ func New(arch string, config, scheduler json.RawMessage, params map[string]*tens
 			h, w = c.DownFactor(), c.DownFactor()
 		}
 		if _, err := m.Graph(1, h, w); err != nil {
+			return nil, err
+		}
+	case ArchScoreNet:
+		c, err := scoresde.ParseConfig(config)
+		if err != nil {
+			return nil, err
+		}
+		m.score = c
+		if _, err := m.Graph(1, c.Height, c.Width); err != nil {
 			return nil, err
 		}
 	default:

@@ -37,4 +37,6 @@ const (
 // Network families that KeyArch can name.
 const (
 	ArchDiffusersUNet2D = "diffusers.UNet2DModel"
+	// ArchScoreNet is the score-SDE tutorial's ScoreNet (outputs the score).
+	ArchScoreNet = "scoresde.ScoreNet"
 )

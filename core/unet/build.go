@@ -2,7 +2,6 @@ package unet
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/diffuse-web/diffuse/core/graph"
@@ -118,7 +117,7 @@ func Build(c *Config, params map[string]*tensor.Tensor, batch, height, width int
 		return nil, &graph.ShapeError{Node: "conv_out", Detail: fmt.Sprintf("gives %d channels, out_channels is %d", s[1], c.OutChannels)}
 	}
 	g.Output = h
-	if err := checkAllUsed(g); err != nil {
+	if err := graph.CheckAllUsed(g); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -212,35 +211,4 @@ func RenameLegacy(params map[string]*tensor.Tensor) map[string]*tensor.Tensor {
 		out[name] = t
 	}
 	return out
-}
-
-// UnusedWeightError reports checkpoint weights the configured network does not
-// use: a sign the config does not describe the checkpoint.
-type UnusedWeightError struct{ Names []string }
-
-func (e *UnusedWeightError) Error() string {
-	more := ""
-	if len(e.Names) > 3 {
-		more = fmt.Sprintf(" and %d more", len(e.Names)-3)
-	}
-	return fmt.Sprintf("checkpoint has weights the config's network does not use: %s%s",
-		strings.Join(e.Names[:min(3, len(e.Names))], ", "), more)
-}
-
-func checkAllUsed(g *graph.Graph) error {
-	used := map[string]bool{}
-	for _, n := range g.Nodes {
-		used[n.Weight], used[n.Bias] = true, true
-	}
-	var unused []string
-	for name := range g.Params {
-		if !used[name] {
-			unused = append(unused, name)
-		}
-	}
-	if len(unused) > 0 {
-		sort.Strings(unused)
-		return &UnusedWeightError{unused}
-	}
-	return nil
 }

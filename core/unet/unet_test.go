@@ -108,7 +108,7 @@ func TestWeightsMustMatchConfig(t *testing.T) {
 	}
 	extra := drop("")
 	extra["decoder.extra.weight"] = tensor.New(3)
-	var unused *UnusedWeightError
+	var unused *graph.UnusedWeightError
 	if _, err := build(t, cfg, extra); !errors.As(err, &unused) || unused.Names[0] != "decoder.extra.weight" {
 		t.Errorf("unused weight: got %v", err)
 	}

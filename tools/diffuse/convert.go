@@ -15,16 +15,19 @@ func init() {
 }
 
 func runConvert(args []string) error {
-	fs := newFlags("convert", "convert --from diffusers DIR -o OUT.safetensors [--dtype f16|f32]")
-	from := fs.String("from", "diffusers", "checkpoint kind: diffusers (a save_pretrained folder: config.json + diffusion_pytorch_model.safetensors)")
+	fs := newFlags("convert", "convert --from diffusers|scoresde PATH -o OUT.safetensors [--dtype f16|f32]")
+	from := fs.String("from", "diffusers", "checkpoint kind: diffusers (a save_pretrained folder: config.json + diffusion_pytorch_model.safetensors) or scoresde (the score-SDE tutorial's ScoreNet ckpt.pth)")
+	sigma := fs.Float64("sigma", 25, "scoresde: the VE SDE's sigma the ScoreNet was trained with")
+	size := fs.Int("size", 28, "scoresde: image height and width the ScoreNet takes")
 	out := fs.String("o", "", "output file (required)")
 	dtype := fs.String("dtype", "f16", "weight type in the output: f16, bf16 or f32")
 	sched := fs.String("scheduler", "", "scheduler_config.json to store with the model (default: scheduler_config.json beside the model or in ../scheduler/)")
 	nullClass := fs.Int("null-class", -1, "class label that means \"no class\" for classifier-free guidance (class-conditional models)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fs.Usage()
 		return errors.New("need exactly one input path")
 	}
@@ -38,9 +41,14 @@ func runConvert(args []string) error {
 	var m *model.Model
 	switch *from {
 	case "diffusers":
-		m, err = model.FromDiffusersDir(fs.Arg(0))
+		m, err = model.FromDiffusersDir(pos[0])
+	case "scoresde":
+		var data []byte
+		if data, err = os.ReadFile(pos[0]); err == nil {
+			m, err = model.FromScoreSDE(data, *sigma, *size)
+		}
 	default:
-		return fmt.Errorf("--from %q: supported kinds: diffusers", *from)
+		return fmt.Errorf("--from %q: supported kinds: diffusers, scoresde", *from)
 	}
 	if err != nil {
 		return err

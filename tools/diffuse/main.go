@@ -67,3 +67,20 @@ func newFlags(name, synopsis string) *flag.FlagSet {
 	}
 	return fs
 }
+
+// parseArgs parses flags that may come before, between or after positional
+// arguments (as in 'convert --from diffusers DIR -o OUT'), returning the
+// positional ones. The standard flag package stops at the first positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
