@@ -140,6 +140,8 @@ func Exec(g *graph.Graph, n *graph.Node, vals [][]float32, out []float32) error 
 			copy(out[i*(na+nb):], a[i*na:(i+1)*na])
 			copy(out[i*(na+nb)+na:], b[i*nb:(i+1)*nb])
 		}
+	case graph.OpReshape:
+		copy(out, in(0))
 	case graph.OpUpsampleNearest2x:
 		s := shape(0)
 		x := in(0)

@@ -184,16 +184,29 @@ func (b *Builder) ScaleShift(x, e Value) Value {
 	return b.G.add(Node{Op: OpScaleShift, In: []Value{x, e}}, append([]int(nil), xs...))
 }
 
-// Concat joins two [B,C,H,W] values along channels.
+// Concat joins [B,C1,...] and [B,C2,...] (equal trailing dims) along axis 1.
 func (b *Builder) Concat(x, y Value) Value {
 	if b.err != nil {
 		return 0
 	}
 	xs, ys := b.shape(x), b.shape(y)
-	if len(xs) != 4 || len(ys) != 4 || xs[0] != ys[0] || xs[2] != ys[2] || xs[3] != ys[3] {
+	if len(xs) < 2 || len(xs) != len(ys) || xs[0] != ys[0] || !tensor.SameShape(xs[2:], ys[2:]) {
 		return b.failf("concat", "cannot concatenate %v and %v", xs, ys)
 	}
-	return b.G.add(Node{Op: OpConcat, In: []Value{x, y}}, []int{xs[0], xs[1] + ys[1], xs[2], xs[3]})
+	out := append([]int(nil), xs...)
+	out[1] += ys[1]
+	return b.G.add(Node{Op: OpConcat, In: []Value{x, y}}, out)
+}
+
+// Reshape gives x a new shape with the same number of elements.
+func (b *Builder) Reshape(x Value, shape ...int) Value {
+	if b.err != nil {
+		return 0
+	}
+	if tensor.Numel(shape) != tensor.Numel(b.shape(x)) {
+		return b.failf("reshape", "cannot reshape %v to %v", b.shape(x), shape)
+	}
+	return b.G.add(Node{Op: OpReshape, In: []Value{x}}, append([]int(nil), shape...))
 }
 
 // UpsampleNearest2x doubles height and width by repeating pixels.

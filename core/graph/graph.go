@@ -46,8 +46,10 @@ const (
 	OpScaleShift Kind = "scale_shift"
 	// OpAffine: x*F + G elementwise (constant scale and offset).
 	OpAffine Kind = "affine"
-	// OpConcat: channel concat of [B,C1,H,W] and [B,C2,H,W].
+	// OpConcat: concat along axis 1 of [B,C1,...] and [B,C2,...] (same trailing dims).
 	OpConcat Kind = "concat"
+	// OpReshape: the same elements in row-major order under a new shape.
+	OpReshape Kind = "reshape"
 	// OpUpsampleNearest2x: [B,C,H,W] -> [B,C,2H,2W].
 	OpUpsampleNearest2x Kind = "upsample_nearest2x"
 	// OpToTokens: [B,C,H,W] -> [B,H*W,C]; OpFromTokens is its inverse (H,W in Ints).

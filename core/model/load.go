@@ -13,6 +13,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/scoresde"
 	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/core/toy2d"
 	"github.com/diffuse-web/diffuse/core/unet"
 )
 
@@ -26,6 +27,7 @@ type Model struct {
 
 	unet  *unet.Config
 	score *scoresde.Config
+	toy   *toy2d.Config
 }
 
 // InShape is the [C,H,W] of one sample.
@@ -36,6 +38,9 @@ func (m *Model) InShape() []int {
 	}
 	if m.score != nil {
 		return []int{m.score.InChannels, m.score.Height, m.score.Width}
+	}
+	if m.toy != nil {
+		return []int{m.toy.Dim, 1, 1}
 	}
 	return nil
 }
@@ -58,6 +63,11 @@ func (m *Model) Graph(batch, height, width int) (*graph.Graph, error) {
 			return nil, fmt.Errorf("ScoreNet takes %dx%d images, not %dx%d", m.score.Height, m.score.Width, height, width)
 		}
 		return scoresde.Build(m.score, m.Params, batch)
+	case ArchToy2D:
+		if height != 1 || width != 1 {
+			return nil, fmt.Errorf("the toy model takes points shaped [%d,1,1], not %dx%d images", m.toy.Dim, height, width)
+		}
+		return toy2d.Build(m.toy, m.Params, batch)
 	}
 	return nil, fmt.Errorf("unknown network family %q", m.Arch)
 }
@@ -103,6 +113,15 @@ func New(arch string, config, scheduler json.RawMessage, params map[string]*tens
 		}
 		m.score = c
 		if _, err := m.Graph(1, c.Height, c.Width); err != nil {
+			return nil, err
+		}
+	case ArchToy2D:
+		c, err := toy2d.ParseConfig(config)
+		if err != nil {
+			return nil, err
+		}
+		m.toy = c
+		if _, err := m.Graph(1, 1, 1); err != nil {
 			return nil, err
 		}
 	default:

@@ -39,4 +39,6 @@ const (
 	ArchDiffusersUNet2D = "diffusers.UNet2DModel"
 	// ArchScoreNet is the score-SDE tutorial's ScoreNet (outputs the score).
 	ArchScoreNet = "scoresde.ScoreNet"
+	// ArchToy2D is the 2-D toy MLP; a sample is a point shaped [2,1,1].
+	ArchToy2D = "toy2d.MLP"
 )

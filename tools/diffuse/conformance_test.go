@@ -58,20 +58,7 @@ func TestDiffusersConformance(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				w := want.Float32()
-				if len(y.Data) != len(w) {
-					t.Fatalf("%s: output has %d values, want %d", name, len(y.Data), len(w))
-				}
-				var maxAbs, maxErr float64
-				for i := range w {
-					maxAbs = math.Max(maxAbs, math.Abs(float64(w[i])))
-					maxErr = math.Max(maxErr, math.Abs(float64(y.Data[i]-w[i])))
-				}
-				rel := maxErr / maxAbs
-				t.Logf("%s: max abs error %.3g, max|y| %.3g, relative %.3g (tolerance %g)", name, maxErr, maxAbs, rel, tol)
-				if !(rel <= tol) {
-					t.Errorf("%s: max abs error %.3g is %.3g of max|y|, over %g", name, maxErr, rel, tol)
-				}
+				checkClose(t, name, y.Data, want.Float32(), tol)
 			}
 			check("f32", m, tolF32)
 
@@ -85,5 +72,23 @@ func TestDiffusersConformance(t *testing.T) {
 			}
 			check("f16", m16, tolF16)
 		})
+	}
+}
+
+// checkClose fails unless max|got-want| <= tol·max|want| (the measure).
+func checkClose(t *testing.T, name string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: output has %d values, want %d", name, len(got), len(want))
+	}
+	var maxAbs, maxErr float64
+	for i := range want {
+		maxAbs = math.Max(maxAbs, math.Abs(float64(want[i])))
+		maxErr = math.Max(maxErr, math.Abs(float64(got[i]-want[i])))
+	}
+	rel := maxErr / maxAbs
+	t.Logf("%s: max abs error %.3g, max|y| %.3g, relative %.3g (tolerance %g)", name, maxErr, maxAbs, rel, tol)
+	if !(rel <= tol) {
+		t.Errorf("%s: max abs error %.3g is %.3g of max|y|, over %g", name, maxErr, rel, tol)
 	}
 }

@@ -15,8 +15,8 @@ func init() {
 }
 
 func runConvert(args []string) error {
-	fs := newFlags("convert", "convert --from diffusers|scoresde PATH -o OUT.safetensors [--dtype f16|f32]")
-	from := fs.String("from", "diffusers", "checkpoint kind: diffusers (a save_pretrained folder: config.json + diffusion_pytorch_model.safetensors) or scoresde (the score-SDE tutorial's ScoreNet ckpt.pth)")
+	fs := newFlags("convert", "convert --from diffusers|scoresde|toy2d PATH -o OUT.safetensors [--dtype f16|f32]")
+	from := fs.String("from", "diffusers", "checkpoint kind: diffusers (a save_pretrained folder: config.json + diffusion_pytorch_model.safetensors) scoresde (the score-SDE tutorial's ScoreNet ckpt.pth) or toy2d (the safetensors file tools/train/train_toy2d.py writes)")
 	sigma := fs.Float64("sigma", 25, "scoresde: the VE SDE's sigma the ScoreNet was trained with")
 	size := fs.Int("size", 28, "scoresde: image height and width the ScoreNet takes")
 	out := fs.String("o", "", "output file (required)")
@@ -47,8 +47,13 @@ func runConvert(args []string) error {
 		if data, err = os.ReadFile(pos[0]); err == nil {
 			m, err = model.FromScoreSDE(data, *sigma, *size)
 		}
+	case "toy2d":
+		var f *safetensors.File
+		if f, err = safetensors.ReadFile(pos[0]); err == nil {
+			m, err = model.FromToy2D(f)
+		}
 	default:
-		return fmt.Errorf("--from %q: supported kinds: diffusers, scoresde", *from)
+		return fmt.Errorf("--from %q: supported kinds: diffusers, scoresde, toy2d", *from)
 	}
 	if err != nil {
 		return err
