@@ -197,10 +197,17 @@ func Exec(g *graph.Graph, n *graph.Node, vals [][]float32, out []float32) error 
 			copy(out[i*dim:(i+1)*dim], w()[l*dim:(l+1)*dim])
 		}
 	default:
+		if f, ok := moreOps[n.Op]; ok {
+			return f(g, n, vals, out)
+		}
 		return fmt.Errorf("cpu: op %q is not implemented", n.Op)
 	}
 	return nil
 }
+
+// moreOps holds ops implemented in other files of this package (registered
+// from their init), so a network family's ops can live beside each other.
+var moreOps = map[graph.Kind]func(g *graph.Graph, n *graph.Node, vals [][]float32, out []float32) error{}
 
 // SiLU is x·sigmoid(x).
 func SiLU(v float32) float32 { return float32(float64(v) / (1 + math.Exp(-float64(v)))) }
