@@ -71,7 +71,14 @@ func Normal(seed uint64, sample, step int, out []float32) {
 // draw several independent vectors in one step (a predictor and its
 // corrector steps, say). NormalStream(s, i, k, 0, out) equals Normal(s, i, k, out).
 func NormalStream(seed uint64, sample, step, sub int, out []float32) {
-	fill(seed, sample, step, sub, len(out), func(i int, z float32) { out[i] = z })
+	key := [2]uint32{uint32(seed), uint32(seed >> 32)}
+	for b := 0; 2*b < len(out); b++ {
+		z0, z1 := boxMuller(Philox4x32([4]uint32{uint32(b), uint32(sample), uint32(step), uint32(sub)}, key))
+		out[2*b] = float32(z0)
+		if 2*b+1 < len(out) {
+			out[2*b+1] = float32(z1)
+		}
+	}
 }
 
 // Normal64 is Normal returning the same float32 values widened to float64.
@@ -81,7 +88,14 @@ func Normal64(seed uint64, sample, step int, out []float64) {
 
 // NormalStream64 is NormalStream returning float32 values widened to float64.
 func NormalStream64(seed uint64, sample, step, sub int, out []float64) {
-	fill(seed, sample, step, sub, len(out), func(i int, z float32) { out[i] = float64(z) })
+	key := [2]uint32{uint32(seed), uint32(seed >> 32)}
+	for b := 0; 2*b < len(out); b++ {
+		z0, z1 := boxMuller(Philox4x32([4]uint32{uint32(b), uint32(sample), uint32(step), uint32(sub)}, key))
+		out[2*b] = float64(float32(z0))
+		if 2*b+1 < len(out) {
+			out[2*b+1] = float64(float32(z1))
+		}
+	}
 }
 
 // Uniform64 fills out with uniform values in [0, 1), each a multiple of
@@ -98,18 +112,7 @@ func Uniform64(seed uint64, sample, step, sub int, out []float64) {
 	}
 }
 
-// fill computes n normals: block b of the counter gives values 2b and 2b+1.
-func fill(seed uint64, sample, step, sub, n int, put func(int, float32)) {
-	key := [2]uint32{uint32(seed), uint32(seed >> 32)}
-	for b := 0; 2*b < n; b++ {
-		w := Philox4x32([4]uint32{uint32(b), uint32(sample), uint32(step), uint32(sub)}, key)
-		z0, z1 := boxMuller(w)
-		put(2*b, float32(z0))
-		if 2*b+1 < n {
-			put(2*b+1, float32(z1))
-		}
-	}
-}
+// Block b of the counter (block, sample, step, sub) gives values 2b and 2b+1.
 
 // boxMuller turns one Philox block into two normals. u1 = (n1+1)/2^53 in
 // (0, 1] takes 53 bits from words 0 and 1 (so ln u1 is finite); the angle
@@ -148,9 +151,9 @@ func logUnit(x float64) float64 {
 	s := f / (2 + f)
 	s2 := mul(s, s)
 	// Horner in s² for sum_{k=0..13} s^(2k)/(2k+1).
-	p := 1.0 / 27
+	p := logCoef[13]
 	for k := 12; k >= 0; k-- {
-		p = mul(p, s2) + 1/float64(2*k+1)
+		p = mul(p, s2) + logCoef[k]
 	}
 	lnm := mul(2*s, p)
 	fe := float64(e)
@@ -201,10 +204,14 @@ func sinCosSeries(x float64) (float64, float64) {
 	return s, c
 }
 
-// sinCoef[k] = (-1)^k/(2k+1)!, cosCoef[k] = (-1)^k/(2k)!.
+// sinCoef[k] = (-1)^k/(2k+1)!, cosCoef[k] = (-1)^k/(2k)!, logCoef[k] = 1/(2k+1).
 var sinCoef, cosCoef [10]float64
+var logCoef [14]float64
 
 func init() {
+	for k := range logCoef {
+		logCoef[k] = 1 / float64(2*k+1)
+	}
 	f := 1.0 // running factorial; IEEE products and quotients, so identical everywhere
 	for i := 1; i <= 19; i++ {
 		f *= float64(i)

@@ -215,3 +215,11 @@ func TestUniform(t *testing.T) {
 		t.Errorf("uniform mean %v", m)
 	}
 }
+
+func BenchmarkNormal64(b *testing.B) {
+	out := make([]float64, 1024)
+	for i := 0; i < b.N; i++ {
+		Normal64(1, i, 0, out)
+	}
+	b.SetBytes(1024 * 8)
+}
