@@ -1,0 +1,73 @@
+package sampler
+
+import (
+	"context"
+	"math"
+)
+
+func init() {
+	register(Info{
+		Name:         "ddim",
+		Summary:      "DDIM, Song, Meng & Ermon 2021 (eq. 12); eta 0 deterministic, eta 1 DDPM-like",
+		Stochastic:   true,
+		Order:        1,
+		DefaultSteps: 50,
+		Params: append([]Param{pSteps(50),
+			{"eta", "stochasticity η: 0 deterministic (ODE), 1 ancestral-like", 0}, pSigmas}, pCFG...),
+		Func: DDIM,
+	})
+}
+
+// DDIM is the sampler of Song, Meng & Ermon 2021, "Denoising Diffusion
+// Implicit Models", eq. 12, on the grid of diffusers' DDIMScheduler (see
+// schedule.DDIMGrid):
+//
+//	x_s = α_s·x̂0 + sqrt(σ_s² - c²)·ε̂ + c·z,
+//	c² = η²·σ_s²·(1 - (α_t σ_s)²/(α_s σ_t)²)
+//
+// which for variance-preserving schedules is eq. 16's
+// c² = η²·(1-ᾱ_s)/(1-ᾱ_t)·(1-ᾱ_t/ᾱ_s). x̂0 is clipped when clip_sample is on
+// (ε̂ is not recomputed, as in diffusers). η = 0 is the first-order
+// deterministic solver of the probability-flow ODE.
+func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
+	r, err := newRunner(ctx, m, noise, o, 50)
+	if err != nil {
+		return nil, err
+	}
+	g, err := r.s.DDIMGrid(r.o.Steps, r.o.Sigmas)
+	if err != nil {
+		return nil, err
+	}
+	r.total = len(g.Steps)
+	x := scaled(g.InitSigma, noise)
+	z := make([]float64, len(x))
+	eta := r.o.Eta
+	for i, st := range g.Steps {
+		x0, eps, err := r.denoise(st.From, x)
+		if err != nil {
+			return nil, err
+		}
+		r.clip(x0)
+		if err := r.report(st.From, x, x0); err != nil {
+			return nil, err
+		}
+		at, sgt, as, ss := st.From.Alpha, st.From.Sigma, st.To.Alpha, st.To.Sigma
+		c := 0.0
+		if eta != 0 && ss > 0 {
+			q := (at * ss) / (as * sgt)
+			c = eta * math.Sqrt(math.Max(ss*ss*(1-q*q), 0))
+		}
+		dir := math.Sqrt(math.Max(ss*ss-c*c, 0))
+		if c > 0 {
+			r.noise(i, 0, z)
+		}
+		for k := range x {
+			v := as*x0[k] + dir*eps[k]
+			if c > 0 {
+				v += c * z[k]
+			}
+			x[k] = v
+		}
+	}
+	return r.result(x), nil
+}

@@ -1,0 +1,78 @@
+package sampler
+
+import (
+	"context"
+	"math"
+
+	"github.com/diffuse-web/diffuse/core/schedule"
+)
+
+func init() {
+	register(Info{
+		Name:         "ddpm",
+		Summary:      "DDPM ancestral sampling, Ho, Jain & Abbeel 2020 (Alg. 2, posterior eq. 6-7)",
+		Stochastic:   true,
+		DefaultSteps: 1000,
+		Params:       append([]Param{pSteps(1000), pSigmas}, pCFG...),
+		Func:         DDPM,
+	})
+}
+
+// DDPM is ancestral sampling from the reverse process of Ho, Jain & Abbeel
+// 2020, "Denoising Diffusion Probabilistic Models" (Algorithm 2), on the grid
+// of diffusers' DDPMScheduler (schedule.DDPMGrid, so fewer steps than
+// training timesteps skip timesteps as diffusers does). From t to s it draws
+// from the posterior q(x_s | x_t, x̂0) (eq. 6-7), written for any α, σ with
+// α_ts = α_t/α_s, σ_ts² = σ_t² - α_ts²σ_s²:
+//
+//	mean = (α_ts σ_s²/σ_t²)·x_t + (α_s σ_ts²/σ_t²)·x̂0
+//	var  = σ_ts² σ_s²/σ_t²  (variance_type fixed_small, β̃_t)  or  σ_ts²  (fixed_large, β_t)
+//
+// clamped below at 1e-20, with noise added only while the timestep is above 0
+// (as diffusers). x̂0 is clipped when clip_sample is on.
+func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
+	r, err := newRunner(ctx, m, noise, o, 1000)
+	if err != nil {
+		return nil, err
+	}
+	g, err := r.s.DDPMGrid(r.o.Steps, r.o.Sigmas)
+	if err != nil {
+		return nil, err
+	}
+	r.total = len(g.Steps)
+	large := r.s.Config.Variance() == "fixed_large" || r.s.Config.Variance() == "fixed_large_log"
+	x := scaled(g.InitSigma, noise)
+	z := make([]float64, len(x))
+	for i, st := range g.Steps {
+		x0, _, err := r.denoise(st.From, x)
+		if err != nil {
+			return nil, err
+		}
+		r.clip(x0)
+		if err := r.report(st.From, x, x0); err != nil {
+			return nil, err
+		}
+		at, sgt, as, ss := st.From.Alpha, st.From.Sigma, st.To.Alpha, st.To.Sigma
+		ats := at / as
+		sts2 := sgt*sgt - ats*ats*ss*ss
+		cx := ats * ss * ss / (sgt * sgt)
+		c0 := as * sts2 / (sgt * sgt)
+		v := sts2 * ss * ss / (sgt * sgt)
+		if large {
+			v = sts2
+		}
+		addNoise := st.From.T > 0 && !(r.s.Kind != schedule.Discrete && st.To.Clean())
+		std := math.Sqrt(math.Max(v, 1e-20))
+		if addNoise {
+			r.noise(i, 0, z)
+		}
+		for k := range x {
+			y := cx*x[k] + c0*x0[k]
+			if addNoise {
+				y += std * z[k]
+			}
+			x[k] = y
+		}
+	}
+	return r.result(x), nil
+}

@@ -1,0 +1,176 @@
+package sampler
+
+import (
+	"context"
+	"math"
+
+	"github.com/diffuse-web/diffuse/core/schedule"
+)
+
+func init() {
+	register(Info{
+		Name:         "euler",
+		Summary:      "Euler on the probability-flow ODE, Karras et al. 2022 (Alg. 1 without churn)",
+		Order:        1,
+		DefaultSteps: 50,
+		Params:       append([]Param{pSteps(50), pSigmas}, pCFG...),
+		Func:         Euler,
+	})
+	register(Info{
+		Name:         "euler_ancestral",
+		Summary:      "Euler ancestral: Euler step to σ_down plus fresh noise σ_up (k-diffusion, Karras et al. 2022)",
+		Stochastic:   true,
+		DefaultSteps: 50,
+		Params:       append([]Param{pSteps(50), pSigmas}, pCFG...),
+		Func:         EulerAncestral,
+	})
+	register(Info{
+		Name:         "heun",
+		Summary:      "Heun's 2nd-order method on the probability-flow ODE, Karras et al. 2022 (Alg. 1)",
+		Order:        2,
+		DefaultSteps: 25,
+		Params:       append([]Param{pSteps(25), pSigmas}, pCFG...),
+		Func:         Heun,
+	})
+}
+
+// eulerStart is the Euler-type starting state x_T/α = InitSigma·noise.
+func eulerStart(r *runner, noise []float64) (schedule.Grid, []float64, error) {
+	g, err := r.s.EulerGrid(r.o.Steps, r.o.Sigmas)
+	if err != nil {
+		return g, nil, err
+	}
+	return g, scaled(g.InitSigma, noise), nil
+}
+
+// evalTilde evaluates D at Euler-type state xt (= x_t/α) at p.
+func (r *runner) evalTilde(p schedule.Point, xt []float64) ([]float64, error) {
+	x0, _, err := r.denoise(p, scaled(p.Alpha, xt))
+	return x0, err
+}
+
+// Euler is Euler's method on the probability-flow ODE
+// dx/dσ = (x - D(x; σ))/σ (Karras et al. 2022, "Elucidating the Design Space
+// of Diffusion-Based Generative Models", eq. 3 and Algorithm 1 with
+// S_churn = 0), x = x_t/α, on the grid of diffusers' EulerDiscreteScheduler
+// (schedule.EulerGrid). First order; one network evaluation per step.
+func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
+	r, err := newRunner(ctx, m, noise, o, 50)
+	if err != nil {
+		return nil, err
+	}
+	g, xt, err := eulerStart(r, noise)
+	if err != nil {
+		return nil, err
+	}
+	r.total = len(g.Steps)
+	for _, st := range g.Steps {
+		x0, err := r.evalTilde(st.From, xt)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.reportTilde(st.From, xt, x0); err != nil {
+			return nil, err
+		}
+		l, dl := st.From.Level, st.To.Level-st.From.Level
+		for k := range xt {
+			xt[k] += (xt[k] - x0[k]) / l * dl
+		}
+	}
+	return r.result(xt), nil
+}
+
+// EulerAncestral is the ancestral Euler sampler of k-diffusion
+// (sample_euler_ancestral; diffusers' EulerAncestralDiscreteScheduler): from
+// level σ to σ' it takes an Euler step to σ_down and adds fresh noise of
+// standard deviation σ_up, where σ_up² = σ'²(σ²-σ'²)/σ² and
+// σ_down² = σ'² - σ_up² (the ancestral split of the DDPM posterior, Ho et al.
+// 2020 eq. 7, in Karras et al.'s x/α parameterisation).
+func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
+	r, err := newRunner(ctx, m, noise, o, 50)
+	if err != nil {
+		return nil, err
+	}
+	g, xt, err := eulerStart(r, noise)
+	if err != nil {
+		return nil, err
+	}
+	r.total = len(g.Steps)
+	z := make([]float64, len(xt))
+	for i, st := range g.Steps {
+		x0, err := r.evalTilde(st.From, xt)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.reportTilde(st.From, xt, x0); err != nil {
+			return nil, err
+		}
+		l, lt := st.From.Level, st.To.Level
+		up := math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0))
+		down := math.Sqrt(math.Max(lt*lt-up*up, 0))
+		if up > 0 {
+			r.noise(i, 0, z)
+		}
+		for k := range xt {
+			v := xt[k] + (xt[k]-x0[k])/l*(down-l)
+			if up > 0 {
+				v += up * z[k]
+			}
+			xt[k] = v
+		}
+	}
+	return r.result(xt), nil
+}
+
+// Heun is Heun's second-order method on the probability-flow ODE (Karras et
+// al. 2022, Algorithm 1 with S_churn = 0): an Euler step to the next level,
+// then the average of the slopes at both ends; the step to σ = 0 is a plain
+// Euler step. 2·steps - 1 network evaluations, as diffusers'
+// HeunDiscreteScheduler (whose step() calls are the evaluations here).
+func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
+	r, err := newRunner(ctx, m, noise, o, 25)
+	if err != nil {
+		return nil, err
+	}
+	g, xt, err := eulerStart(r, noise)
+	if err != nil {
+		return nil, err
+	}
+	r.total = 2*len(g.Steps) - 1
+	if !g.Steps[len(g.Steps)-1].To.Clean() {
+		r.total++
+	}
+	d := make([]float64, len(xt))
+	x2 := make([]float64, len(xt))
+	for _, st := range g.Steps {
+		x0, err := r.evalTilde(st.From, xt)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.reportTilde(st.From, xt, x0); err != nil {
+			return nil, err
+		}
+		l, lt := st.From.Level, st.To.Level
+		dl := lt - l
+		for k := range xt {
+			d[k] = (xt[k] - x0[k]) / l
+			x2[k] = xt[k] + d[k]*dl
+		}
+		if st.To.Clean() {
+			copy(xt, x2)
+			continue
+		}
+		x0b, err := r.evalTilde(st.To, x2)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.reportTilde(st.To, x2, x0b); err != nil {
+			return nil, err
+		}
+		for k := range xt {
+			d2 := (x2[k] - x0b[k]) / lt
+			xt[k] += (d[k] + d2) / 2 * dl
+		}
+	}
+	return r.result(xt), nil
+}

@@ -1,0 +1,93 @@
+package sampler
+
+import (
+	"context"
+	"errors"
+	"math"
+)
+
+// InvertDDIM maps data to noise along the probability-flow ODE by running
+// deterministic DDIM (Song, Meng & Ermon 2021, section 4.3 and eq. 13, the
+// ODE view that makes the encoding possible) backwards over the same grid as
+// DDIM: each step from the cleaner point s to the noisier point t evaluates
+// the model at s and moves x_t = α_t·x̂0 + σ_t·ε̂. At the clean end point
+// (σ = 0) the model cannot be evaluated, so the first step takes ε̂ from the
+// model at t on the clean input (as diffusers' DDIMInverseScheduler does at
+// every step), keeping x̂0 = x. The result is unit-scaled noise: DDIM (eta 0,
+// same steps and schedule) started from it returns approximately x, with a
+// first-order error in the step size. data is a batch like a sampler's
+// output; Options.Steps, Sigmas, EndTime, Class and Guidance apply.
+func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Result, error) {
+	r, err := newRunner(ctx, m, data, o, 50)
+	if err != nil {
+		return nil, err
+	}
+	g, err := r.s.DDIMGrid(r.o.Steps, r.o.Sigmas)
+	if err != nil {
+		return nil, err
+	}
+	r.total = len(g.Steps)
+	x := append([]float64(nil), data...)
+	for i := len(g.Steps) - 1; i >= 0; i-- {
+		st := g.Steps[i]
+		s, t := st.To, st.From
+		var x0, eps []float64
+		if s.Clean() {
+			_, eps, err = r.denoise(t, x)
+			x0 = append([]float64(nil), x...)
+			if err == nil {
+				err = r.report(t, x, x0)
+			}
+		} else {
+			x0, eps, err = r.denoise(s, x)
+			if err == nil {
+				err = r.report(s, x, x0)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		for k := range x {
+			x[k] = t.Alpha*x0[k] + t.Sigma*eps[k]
+		}
+	}
+	if !(g.InitSigma > 0) || math.IsInf(g.InitSigma, 0) {
+		return nil, errors.New("sampler: bad initial sigma")
+	}
+	return r.result(scaled(1/g.InitSigma, x)), nil
+}
+
+// Slerp interpolates spherically between a and b (Shoemake 1985, "Animating
+// rotation with quaternion curves", eq. for slerp):
+//
+//	slerp(a, b; t) = sin((1-t)θ)/sin θ·a + sin(tθ)/sin θ·b,  cos θ = a·b/(|a||b|),
+//
+// which keeps interpolated Gaussian noise at the norm the model expects
+// (linear interpolation would shrink it). Nearly parallel vectors fall back to
+// linear interpolation. a and b must have the same length; apply it per
+// sample to interpolate between two seeds' starting noises.
+func Slerp(a, b []float64, t float64) []float64 {
+	if len(a) != len(b) {
+		panic("sampler.Slerp: length mismatch")
+	}
+	var ab, aa, bb float64
+	for i := range a {
+		ab += a[i] * b[i]
+		aa += a[i] * a[i]
+		bb += b[i] * b[i]
+	}
+	out := make([]float64, len(a))
+	c := ab / math.Sqrt(aa*bb)
+	if aa == 0 || bb == 0 || math.Abs(c) > 0.9995 {
+		for i := range a {
+			out[i] = (1-t)*a[i] + t*b[i]
+		}
+		return out
+	}
+	th := math.Acos(c)
+	sa, sb := math.Sin((1-t)*th)/math.Sin(th), math.Sin(t*th)/math.Sin(th)
+	for i := range a {
+		out[i] = sa*a[i] + sb*b[i]
+	}
+	return out
+}

@@ -1,0 +1,240 @@
+package sampler
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/diffuse-web/diffuse/core/rng"
+	"github.com/diffuse-web/diffuse/core/schedule"
+)
+
+// LikelihoodOptions are the settings of Likelihood.
+type LikelihoodOptions struct {
+	// RTol and ATol are the RK45 tolerances (default 1e-5).
+	RTol, ATol float64
+	// EndTime is the continuous end time ε (default: the schedule's).
+	EndTime float64
+	// Delta is the finite-difference step of the Jacobian–vector products,
+	// relative to the scale sqrt(α²+σ²) of the network input (default 1e-3).
+	Delta float64
+	// Probes is the number of Hutchinson probe vectors per sample (default 1);
+	// each adds one sample to every network batch.
+	Probes int
+	// Gaussian uses standard normal probes instead of Rademacher (±1) ones.
+	Gaussian bool
+	// Seed and FirstSample key the probes (rng.Probe stream), as in Options.
+	Seed        uint64
+	FirstSample int
+	// Class holds the labels of class-conditional models (see Options.Class).
+	Class []int
+	// Offset is added to the bits per dimension: 7 = log2(256/2) turns the
+	// density of data scaled from 8 bits to [-1, 1] into the discrete
+	// bits/dim reported in the literature (Song et al. 2021, appendix D.2);
+	// 0 gives the continuous density's.
+	Offset float64
+	// Progress is called after every accepted ODE step.
+	Progress func(Step) error
+}
+
+// LikelihoodResult holds per-sample results.
+type LikelihoodResult struct {
+	// LogP is log p(x) in nats: the model density of the data at time ε.
+	LogP []float64
+	// BitsPerDim is -LogP/(D·ln 2) + Offset, D = C·H·W.
+	BitsPerDim []float64
+	// PriorLogP and DeltaLogP split LogP: the prior's log-density at the end of
+	// the ODE and the integral of the divergence (LogP also includes
+	// -D·log α_ε, the change from x_t/α back to x_t).
+	PriorLogP, DeltaLogP []float64
+	// NFE is the number of network calls; each is on a batch of
+	// (1+Probes)·B samples.
+	NFE int
+}
+
+// Likelihood estimates log p(x) for a batch of data by the instantaneous
+// change of variables along the probability-flow ODE (Song et al. 2021,
+// section 4.3 and appendix D.2; Chen et al. 2018, "Neural Ordinary
+// Differential Equations", theorem 1):
+//
+//	log p_ε(x(ε)) = log p_T(x(T)) + ∫_ε^T ∇·f(x(t), t) dt,
+//
+// integrated with the adaptive RK45 of the RK45 sampler on x = x_t/α with
+// u = log(σ/α): f = x - D(x; e^u), so ∇·f = D_dim - tr(∂D/∂x). The data is
+// taken as x_ε; the prior is N(0, 1+σ_T²/α_T²) per coordinate for
+// variance-preserving schedules (x_T ~ N(0, I)) and N(0, σ_max²) for VE. The
+// trace uses Hutchinson's estimator tr(J) = E[zᵀJz] (Hutchinson 1990;
+// Grathwohl et al. 2019, FFJORD) with fixed probes z per sample, and each Jz
+// comes from a forward difference of the network output,
+// Jz ≈ (out(x + δz) - out(x))/δ, batched with the unperturbed pass: no
+// autograd is needed.
+//
+// Cost: one network call per ODE-function evaluation, each on (1+Probes)·B
+// samples; RK45 takes about 6 calls per accepted step plus 2 (typically
+// 100-300 calls at the default tolerances). Error: the ODE error is
+// controlled by rtol/atol; the forward difference adds a bias of order
+// δ·|∂²out| and float32 round-off of order 1e-7·|out|/δ per coordinate
+// (about 1e-3 bits/dim on the Gaussian tests); the Hutchinson estimate is
+// unbiased with variance 2Σ_{i≠j}J_ij² per probe for Rademacher probes (exact
+// for diagonal Jacobians) and 2‖J‖_F² for Gaussian ones, which in bits/dim
+// is a standard error of roughly sqrt(2/(D·Probes))·|∫tr J|/(D ln 2) in the
+// Gaussian case — average more probes, or more samples, to reduce it.
+func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions) (*LikelihoodResult, error) {
+	var lo LikelihoodOptions
+	if o != nil {
+		lo = *o
+	}
+	r, err := newRunner(ctx, m, x, &Options{EndTime: lo.EndTime, Class: lo.Class, Seed: lo.Seed, FirstSample: lo.FirstSample}, 1)
+	if err != nil {
+		return nil, err
+	}
+	if lo.RTol == 0 {
+		lo.RTol = 1e-5
+	}
+	if lo.ATol == 0 {
+		lo.ATol = 1e-5
+	}
+	if lo.Delta == 0 {
+		lo.Delta = 1e-3
+	}
+	if lo.Probes == 0 {
+		lo.Probes = 1
+	}
+	if lo.RTol < 0 || lo.ATol < 0 || lo.Delta < 0 || lo.Probes < 0 {
+		return nil, fmt.Errorf("sampler: likelihood options must be positive")
+	}
+	s := r.s
+	B, n, K := r.b, r.n, lo.Probes
+	// Probes: rng.Probe stream, draw k for probe k.
+	z := make([][]float64, K)
+	for k := range z {
+		z[k] = make([]float64, B*n)
+		for b := 0; b < B; b++ {
+			seg := z[k][b*n : (b+1)*n]
+			rng.NormalStream64(lo.Seed, lo.FirstSample+b, rng.Probe, k, seg)
+			if !lo.Gaussian {
+				for i, v := range seg {
+					if v < 0 {
+						seg[i] = -1
+					} else {
+						seg[i] = 1
+					}
+				}
+			}
+		}
+	}
+	var cls []int
+	if r.cls != nil {
+		cls = make([]int, (1+K)*B)
+		for i := range cls {
+			cls[i] = r.cls[i%B]
+		}
+	}
+	batch := make([]float64, (1+K)*B*n)
+	f := func(u float64, y, dy []float64) error {
+		p := pointAtLog(s, u)
+		a := p.Alpha
+		// the perturbation in x = x_t/α space: Delta·sqrt(α²+σ²) at the input
+		dt := lo.Delta * math.Sqrt(a*a+p.Sigma*p.Sigma) / a
+		xt := y[:B*n]
+		for i, v := range xt {
+			batch[i] = a * v
+		}
+		for k := 0; k < K; k++ {
+			seg := batch[(1+k)*B*n : (2+k)*B*n]
+			for i, v := range xt {
+				seg[i] = a * (v + dt*z[k][i])
+			}
+		}
+		out, err := r.call(p, batch, cls)
+		if err != nil {
+			return err
+		}
+		cx, co := tildeCoef(s, p)
+		for i, v := range xt {
+			dy[i] = (1-cx)*v - co*float64(out[i])
+		}
+		for b := 0; b < B; b++ {
+			tr := 0.0
+			for k := 0; k < K; k++ {
+				base := (1+k)*B*n + b*n
+				acc := 0.0
+				for i := 0; i < n; i++ {
+					acc += z[k][b*n+i] * (float64(out[base+i]) - float64(out[b*n+i]))
+				}
+				tr += acc / dt
+			}
+			// ∇·f = n - tr(∂D/∂x), D = cx·x + co·out(α x)
+			dy[B*n+b] = float64(n)*(1-cx) - co*tr/float64(K)
+		}
+		return nil
+	}
+	norm := func(w []float64) float64 {
+		worst := 0.0
+		for b := 0; b < B; b++ {
+			q := w[B*n+b] * w[B*n+b]
+			for _, v := range w[b*n : (b+1)*n] {
+				q += v * v
+			}
+			worst = math.Max(worst, math.Sqrt(q/float64(n+1)))
+		}
+		return worst
+	}
+	x0 := make([]float64, B*n)
+	accept := func(u float64, y, dy []float64) error {
+		if lo.Progress == nil {
+			return r.ctx.Err()
+		}
+		for i := range x0 {
+			x0[i] = y[i] - dy[i]
+		}
+		p := pointAtLog(s, u)
+		st := Step{Index: r.index, Total: -1, NFE: r.nfe, Point: p, X: scaled(p.Alpha, y[:B*n]), X0: x0}
+		r.index++
+		if err := lo.Progress(st); err != nil {
+			return err
+		}
+		return r.ctx.Err()
+	}
+	lmin, lmax := s.MinLevel(), s.MaxLevel()
+	amin := s.PointAtLevel(lmin, s.EndTime()).Alpha
+	y0 := make([]float64, B*n+B)
+	for i := 0; i < B*n; i++ {
+		y0[i] = x[i] / amin
+	}
+	y, _, _, err := dopri45(f, math.Log(lmin), math.Log(lmax), y0,
+		dopriOptions{rtol: lo.RTol, atol: lo.ATol, maxNFE: 100000, norm: norm, accept: accept})
+	if err != nil {
+		return nil, err
+	}
+	v := s.PriorVar(lmax)
+	res := &LikelihoodResult{NFE: r.nfe}
+	for b := 0; b < B; b++ {
+		prior := 0.0
+		for _, xv := range y[b*n : (b+1)*n] {
+			prior += -0.5*math.Log(2*math.Pi*v) - xv*xv/(2*v)
+		}
+		delta := y[B*n+b]
+		lp := prior + delta - float64(n)*math.Log(amin)
+		res.PriorLogP = append(res.PriorLogP, prior)
+		res.DeltaLogP = append(res.DeltaLogP, delta)
+		res.LogP = append(res.LogP, lp)
+		res.BitsPerDim = append(res.BitsPerDim, -lp/(float64(n)*math.Ln2)+lo.Offset)
+	}
+	return res, nil
+}
+
+// tildeCoef gives D(x) = cx·x + co·out(α·x) for x = x_t/α at p, by
+// prediction type (see runner.denoise): epsilon x - (σ/α)out; sample out;
+// v α²x - σ·out; score x + (σ²/α)out.
+func tildeCoef(s *schedule.Schedule, p schedule.Point) (cx, co float64) {
+	switch s.Config.PredictionType {
+	case "sample":
+		return 0, 1
+	case "v_prediction":
+		return p.Alpha * p.Alpha, -p.Sigma
+	case "score":
+		return 1, p.Sigma * p.Sigma / p.Alpha
+	}
+	return 1, -p.Level
+}

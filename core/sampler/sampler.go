@@ -1,0 +1,438 @@
+// Package sampler draws samples from a denoising network: DDPM, DDIM (any
+// η, and its inversion), Euler, Euler ancestral, Heun, adaptive RK45,
+// DPM-Solver++ 2M/3M, Euler–Maruyama and predictor–corrector on the reverse
+// SDE, with classifier-free guidance, seeded per-sample noise and a per-step
+// progress callback; and it estimates likelihoods (bits/dim) through the
+// probability-flow ODE.
+//
+// Every sampler has the signature Func and is listed in the registry (List,
+// Get). Arithmetic is float64 throughout: samples are []float64 holding a
+// batch of B samples of Model.Shape in row-major order; only the network call
+// converts to float32.
+//
+// Conventions (shared by all samplers): a noise level is a schedule.Point with
+// x_t = α·x0 + σ·ε. "DDIM-type" samplers (ddpm, ddim, dpmpp_*, em, pc) keep x_t
+// itself; "Euler-type" ones (euler, euler_ancestral, heun, rk45) keep x_t/α =
+// x0 + (σ/α)·ε and integrate the probability-flow ODE in Karras et al.'s form
+// dx/dσ = (x - D(x; σ))/σ (Karras et al. 2022, eq. 3 with s = 1), where D is
+// the model's x0 prediction. Both kinds start from unit noise times the grid's
+// InitSigma and end at clean data (σ = 0).
+package sampler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/rng"
+	"github.com/diffuse-web/diffuse/core/schedule"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// Model is what a sampler drives: the network, its noise schedule and the
+// shape of one sample.
+type Model struct {
+	Net      model.Denoiser
+	Schedule *schedule.Schedule
+	// Shape is one sample's shape, [C, H, W].
+	Shape []int
+	// NullClass is the "no class" label of a class-conditional model (the
+	// model.KeyNullClass metadata), or -1.
+	NullClass int
+}
+
+// NoiseSource fills out (one sample's worth) with standard normal noise for
+// the global sample index `sample`, sampler step `step` and draw `sub` within
+// the step.
+type NoiseSource func(sample, step, sub int, out []float64)
+
+// Options are the settings of one sampling call. The zero value of a field
+// means its default; each sampler reads only the fields its Info.Params list.
+type Options struct {
+	// Steps is the number of steps (default: the sampler's DefaultSteps).
+	Steps int
+	// Eta is DDIM's η (0 = deterministic DDIM, 1 = DDPM-like variance).
+	Eta float64
+	// RTol and ATol are RK45's relative and absolute tolerances (default 1e-5).
+	RTol, ATol float64
+	// EndTime is the end time ε of continuous-time (SDE) schedules, before the
+	// final denoising step (default: the schedule's sampling_eps).
+	EndTime float64
+	// SNR is the predictor–corrector's Langevin signal-to-noise ratio r
+	// (default 0.16), CorrectorSteps its corrector steps per step (default 1).
+	SNR            float64
+	CorrectorSteps int
+	// Sigmas overrides the config's sigma spacing: schedule.SigmasUniform,
+	// SigmasKarras or SigmasExponential ("" follows the config).
+	Sigmas string
+
+	// Class holds one label per sample (or one for all) for class-conditional
+	// models; nil samples unconditionally (with the null class, if the model
+	// has one).
+	Class []int
+	// Guidance is the classifier-free guidance scale w: the network output is
+	// uncond + w·(cond - uncond) (Ho & Salimans 2022, eq. 6 in this form), with
+	// both passes batched into one call. 0 or 1 means no guidance.
+	Guidance float64
+
+	// Seed and FirstSample key the noise the samplers add: sample b of the
+	// batch draws rng.NormalStream64(Seed, FirstSample+b, step, sub, ·), so it
+	// does not depend on how samples are batched. Noise, when set, replaces it.
+	Seed        uint64
+	FirstSample int
+	Noise       NoiseSource
+
+	// Progress, when set, is called after every network evaluation (every
+	// accepted step for rk45); a non-nil error stops sampling and is returned.
+	Progress func(Step) error
+}
+
+// Step is what the progress callback sees.
+type Step struct {
+	// Index counts network evaluations (accepted steps for rk45) from 0;
+	// Total is their expected number, -1 when unknown (rk45).
+	Index, Total int
+	// NFE is the number of network evaluations so far (a guided evaluation
+	// counts once though its batch is doubled).
+	NFE int
+	// Point is the noise level of X: X = Alpha·x0 + Sigma·ε.
+	Point schedule.Point
+	// X is the current batch in x_t form (for Euler-type samplers, their
+	// state times Alpha) and X0 the model's prediction of clean data there.
+	// Both are owned by the sampler: copy them to keep them.
+	X, X0 []float64
+}
+
+// Result is a sampler's output.
+type Result struct {
+	// X is the batch of samples (clean data, or for inversion the unit noise).
+	X []float64
+	// NFE is the number of network evaluations.
+	NFE int
+}
+
+// Func is the signature every sampler shares: noise is a batch of unit
+// Gaussian starting noise (B·C·H·W values, see InitialNoise), scaled by the
+// sampler's initial sigma.
+type Func func(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error)
+
+// Param describes one option a sampler reads, for user interfaces.
+type Param struct {
+	Name    string  // Options field name in snake case: steps, eta, rtol, ...
+	Doc     string  // one line
+	Default float64 // the default used when the option is zero
+}
+
+// Info is one registry entry.
+type Info struct {
+	Name    string
+	Summary string // one line, names the paper
+	// Stochastic samplers use Seed/Noise after the initial noise.
+	Stochastic bool
+	// Order is the method's convergence order on the ODE (0: not an ODE
+	// method, or adaptive).
+	Order        int
+	DefaultSteps int
+	Params       []Param
+	Func         Func
+}
+
+var registry = map[string]Info{}
+
+func register(i Info) { registry[i.Name] = i }
+
+// List returns the registered samplers sorted by name.
+func List() []Info {
+	out := make([]Info, 0, len(registry))
+	for _, i := range registry {
+		out = append(out, i)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+// Get finds a sampler by name.
+func Get(name string) (Info, bool) {
+	i, ok := registry[name]
+	return i, ok
+}
+
+// Run looks up the sampler `name` and runs it.
+func Run(ctx context.Context, name string, m *Model, noise []float64, o *Options) (*Result, error) {
+	i, ok := Get(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown sampler %q (see the sampler list)", name)
+	}
+	return i.Func(ctx, m, noise, o)
+}
+
+// InitialNoise is the starting noise of samples first..first+n-1 of a
+// request: rng.Normal64 at step rng.Initial, one sample after another.
+func InitialNoise(seed uint64, first, n int, shape []int) []float64 {
+	size := tensor.Numel(shape)
+	out := make([]float64, n*size)
+	for b := 0; b < n; b++ {
+		rng.Normal64(seed, first+b, rng.Initial, out[b*size:(b+1)*size])
+	}
+	return out
+}
+
+// Common parameter descriptions.
+var (
+	pSteps = func(d int) Param { return Param{"steps", "number of steps", float64(d)} }
+	pCFG   = []Param{
+		{"guidance", "classifier-free guidance scale (1: none)", 1},
+	}
+	pSigmas = Param{"sigmas", "sigma spacing: uniform, karras or exponential (default: the model's config)", 0}
+)
+
+// runner holds what one sampling call shares.
+type runner struct {
+	ctx   context.Context
+	m     *Model
+	s     *schedule.Schedule
+	o     Options
+	b, n  int // batch size, values per sample
+	nfe   int
+	total int
+	index int
+	xin   []float32
+	tin   []float32
+	cls   []int // one label per sample, or nil
+	guide bool
+}
+
+func newRunner(ctx context.Context, m *Model, x []float64, o *Options, defSteps int) (*runner, error) {
+	if m == nil || m.Net == nil || m.Schedule == nil {
+		return nil, errors.New("sampler: model, network and schedule are required")
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	r := &runner{ctx: ctx, m: m, s: m.Schedule}
+	if o != nil {
+		r.o = *o
+	}
+	if r.o.Steps == 0 {
+		r.o.Steps = defSteps
+	}
+	if r.o.Steps < 0 {
+		return nil, fmt.Errorf("sampler: steps must be positive, got %d", r.o.Steps)
+	}
+	var err error
+	if r.s, err = m.Schedule.WithEndTime(r.o.EndTime); err != nil {
+		return nil, err
+	}
+	r.n = tensor.Numel(m.Shape)
+	if len(m.Shape) == 0 || r.n == 0 {
+		return nil, fmt.Errorf("sampler: bad sample shape %v", m.Shape)
+	}
+	if len(x) == 0 || len(x)%r.n != 0 {
+		return nil, fmt.Errorf("sampler: %d input values are not a whole batch of shape %v", len(x), m.Shape)
+	}
+	r.b = len(x) / r.n
+	switch len(r.o.Class) {
+	case 0:
+		if m.NullClass >= 0 {
+			r.cls = make([]int, r.b)
+			for i := range r.cls {
+				r.cls[i] = m.NullClass
+			}
+		}
+	case 1, r.b:
+		r.cls = make([]int, r.b)
+		for i := range r.cls {
+			r.cls[i] = r.o.Class[i%len(r.o.Class)]
+		}
+	default:
+		return nil, fmt.Errorf("sampler: %d class labels for a batch of %d", len(r.o.Class), r.b)
+	}
+	if g := r.o.Guidance; g != 0 && g != 1 {
+		if len(r.o.Class) == 0 {
+			return nil, errors.New("sampler: guidance needs class labels")
+		}
+		if m.NullClass < 0 {
+			return nil, errors.New("sampler: guidance needs the model's null class (metadata " + model.KeyNullClass + ")")
+		}
+		if math.IsNaN(g) || math.IsInf(g, 0) {
+			return nil, fmt.Errorf("sampler: bad guidance scale %v", g)
+		}
+		r.guide = true
+	}
+	return r, nil
+}
+
+// call runs the network once at p on a batch x (x_t form, any number of
+// samples) with labels cls (nil, or one per sample), returning its output.
+func (r *runner) call(p schedule.Point, x []float64, cls []int) ([]float32, error) {
+	if err := r.ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p.Clean() {
+		return nil, errors.New("sampler: internal error: network evaluated at sigma 0")
+	}
+	bb := len(x) / r.n
+	if cap(r.xin) < len(x) {
+		r.xin = make([]float32, len(x))
+	}
+	if cap(r.tin) < bb {
+		r.tin = make([]float32, bb)
+	}
+	xin, tin := r.xin[:len(x)], r.tin[:bb]
+	for i, v := range x {
+		xin[i] = float32(v)
+	}
+	tv := r.s.NetTime(p)
+	for i := range tin {
+		tin[i] = tv
+	}
+	shape := append([]int{bb}, r.m.Shape...)
+	y, err := r.m.Net.Denoise(tensor.From(xin, shape...), tin, cls)
+	r.nfe++
+	if err != nil {
+		return nil, err
+	}
+	if y == nil || len(y.Data) != len(x) {
+		return nil, fmt.Errorf("sampler: network returned a wrong-sized output for input shape %v", shape)
+	}
+	return y.Data, nil
+}
+
+// net evaluates the network at p on x (x_t form) and returns its raw output
+// in float64, guided when classifier-free guidance is on (one call of twice
+// the batch: conditional then unconditional).
+func (r *runner) net(p schedule.Point, x []float64) ([]float64, error) {
+	out := make([]float64, len(x))
+	if !r.guide {
+		y, err := r.call(p, x, r.cls)
+		if err != nil {
+			return nil, err
+		}
+		for i := range out {
+			out[i] = float64(y[i])
+		}
+		return out, nil
+	}
+	xx := make([]float64, 2*len(x))
+	copy(xx, x)
+	copy(xx[len(x):], x)
+	cls := make([]int, 2*r.b)
+	copy(cls, r.cls)
+	for i := r.b; i < 2*r.b; i++ {
+		cls[i] = r.m.NullClass
+	}
+	y, err := r.call(p, xx, cls)
+	if err != nil {
+		return nil, err
+	}
+	w := r.o.Guidance
+	for i := range out {
+		c, u := float64(y[i]), float64(y[len(x)+i])
+		out[i] = u + w*(c-u)
+	}
+	return out, nil
+}
+
+// denoise evaluates the network at p on x (x_t form) and converts its output
+// to predictions of x0 and ε, by prediction_type:
+//
+//	epsilon: ε̂ = out,          x0 = (x - σε̂)/α
+//	sample:  x0 = out,          ε̂ = (x - αx0)/σ
+//	v:       x0 = αx - σv,      ε̂ = σx + αv   (Salimans & Ho 2022, "Progressive
+//	                                            Distillation", section 4, α²+σ²=1)
+//	score:   ε̂ = -σ·out,        x0 = (x - σε̂)/α   (∇log p_t(x) = -ε/σ)
+func (r *runner) denoise(p schedule.Point, x []float64) (x0, eps []float64, err error) {
+	out, err := r.net(p, x)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, s := p.Alpha, p.Sigma
+	x0 = make([]float64, len(x))
+	eps = out
+	switch r.s.Config.PredictionType {
+	case "epsilon":
+		for i := range x {
+			x0[i] = (x[i] - s*out[i]) / a
+		}
+	case "sample":
+		copy(x0, out)
+		eps = make([]float64, len(x))
+		for i := range x {
+			eps[i] = (x[i] - a*out[i]) / s
+		}
+	case "v_prediction":
+		eps = make([]float64, len(x))
+		for i := range x {
+			x0[i] = a*x[i] - s*out[i]
+			eps[i] = s*x[i] + a*out[i]
+		}
+	case "score":
+		for i := range x {
+			eps[i] = -s * out[i]
+			x0[i] = (x[i] - s*eps[i]) / a
+		}
+	default:
+		return nil, nil, fmt.Errorf("sampler: unsupported prediction_type %q", r.s.Config.PredictionType)
+	}
+	return x0, eps, nil
+}
+
+// clip applies clip_sample to x0 in place when the config asks for it.
+func (r *runner) clip(x0 []float64) {
+	if !r.s.Config.ClipSampleOn() {
+		return
+	}
+	c := r.s.Config.ClipSampleRange
+	for i, v := range x0 {
+		x0[i] = math.Max(-c, math.Min(c, v))
+	}
+}
+
+// noise fills out (the whole batch) with the standard normal draws of step
+// `step`, draw `sub`.
+func (r *runner) noise(step, sub int, out []float64) {
+	for b := 0; b < r.b; b++ {
+		seg := out[b*r.n : (b+1)*r.n]
+		if r.o.Noise != nil {
+			r.o.Noise(r.o.FirstSample+b, step, sub, seg)
+		} else {
+			rng.NormalStream64(r.o.Seed, r.o.FirstSample+b, step, sub, seg)
+		}
+	}
+}
+
+// report calls the progress callback, if any, with x given in x_t form.
+func (r *runner) report(p schedule.Point, x, x0 []float64) error {
+	i := r.index
+	r.index++
+	if r.o.Progress == nil {
+		return r.ctx.Err()
+	}
+	if err := r.o.Progress(Step{Index: i, Total: r.total, NFE: r.nfe, Point: p, X: x, X0: x0}); err != nil {
+		return err
+	}
+	return r.ctx.Err()
+}
+
+// scaled returns a·x as a new slice.
+func scaled(a float64, x []float64) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = a * v
+	}
+	return out
+}
+
+func (r *runner) result(x []float64) *Result { return &Result{X: x, NFE: r.nfe} }
+
+// reportTilde is report for Euler-type state xt = x_t/α.
+func (r *runner) reportTilde(p schedule.Point, xt, x0 []float64) error {
+	if r.o.Progress == nil {
+		r.index++
+		return r.ctx.Err()
+	}
+	return r.report(p, scaled(p.Alpha, xt), x0)
+}

@@ -1,0 +1,372 @@
+package schedule
+
+import (
+	"fmt"
+	"math"
+)
+
+// Sigma spacings a sampler may ask for instead of the config's.
+const (
+	SigmasConfig      = ""            // follow use_karras_sigmas / use_exponential_sigmas
+	SigmasUniform     = "uniform"     // the timestep spacing, no sigma re-spacing
+	SigmasKarras      = "karras"      // Karras et al. 2022, eq. 5, ρ = 7
+	SigmasExponential = "exponential" // log-uniform in σ
+)
+
+func (s *Schedule) sigmaSpacing(override string) (string, error) {
+	switch override {
+	case SigmasUniform, SigmasKarras, SigmasExponential:
+		return override, nil
+	case SigmasConfig:
+		switch {
+		case s.Config.UseKarrasSigmas:
+			return SigmasKarras, nil
+		case s.Config.UseExponentialSigmas:
+			return SigmasExponential, nil
+		}
+		return SigmasUniform, nil
+	}
+	return "", fmt.Errorf("schedule: unknown sigma spacing %q (want uniform, karras or exponential)", override)
+}
+
+// karrasLevels is eq. 5 of Karras et al. 2022:
+// σ_i = (σ_max^(1/ρ) + i/(n-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ, ρ = 7.
+func karrasLevels(lo, hi float64, n int) []float64 {
+	const rho = 7.0
+	out := make([]float64, n)
+	a, b := math.Pow(hi, 1/rho), math.Pow(lo, 1/rho)
+	ramp := linspace(0, 1, n)
+	for i := range out {
+		out[i] = math.Pow(a+ramp[i]*(b-a), rho)
+	}
+	return out
+}
+
+// exponentialLevels is exp(linspace(log σ_max, log σ_min, n)).
+func exponentialLevels(lo, hi float64, n int) []float64 {
+	l := linspace(math.Log(hi), math.Log(lo), n)
+	for i := range l {
+		l[i] = math.Exp(l[i])
+	}
+	return l
+}
+
+// linspace follows numpy.linspace: start + i·(stop-start)/(n-1), the last
+// value exactly stop.
+func linspace(start, stop float64, n int) []float64 {
+	out := make([]float64, n)
+	if n == 1 {
+		out[0] = start
+		return out
+	}
+	step := (stop - start) / float64(n-1)
+	for i := range out {
+		out[i] = float64(i)*step + start
+	}
+	out[n-1] = stop
+	return out
+}
+
+// arange follows numpy.arange for floats: ceil((stop-start)/step) values
+// start + i·step.
+func arange(start, stop, step float64) []float64 {
+	n := int(math.Ceil((stop - start) / step))
+	if n < 0 {
+		n = 0
+	}
+	d := (start + step) - start
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = start + float64(i)*d
+	}
+	return out
+}
+
+func reverse(v []float64) []float64 {
+	for i, j := 0, len(v)-1; i < j; i, j = i+1, j-1 {
+		v[i], v[j] = v[j], v[i]
+	}
+	return v
+}
+
+// f32 rounds to float32 precision, as diffusers stores sigmas and Euler
+// timesteps in float32 arrays.
+func f32(v float64) float64 { return float64(float32(v)) }
+
+func (s *Schedule) spacing(def string) string {
+	if s.Config.TimestepSpacing != "" {
+		return s.Config.TimestepSpacing
+	}
+	return def
+}
+
+// discreteTimesteps is the timestep list of diffusers' set_timesteps (Lin et
+// al. 2023, table 2). extra = 1 is the DPM-Solver variant that spaces
+// steps+1 points and drops the last; round selects integer timesteps.
+func (s *Schedule) discreteTimesteps(steps int, defSpacing string, extra int, round bool) ([]float64, error) {
+	n := s.Config.NumTrainTimesteps
+	if steps < 1 {
+		return nil, errSteps
+	}
+	if steps > n {
+		return nil, fmt.Errorf("schedule: %d steps is more than num_train_timesteps (%d)", steps, n)
+	}
+	var ts []float64
+	switch sp := s.spacing(defSpacing); sp {
+	case "linspace":
+		ts = reverse(linspace(0, float64(n-1), steps+extra))[:steps]
+		for i := range ts {
+			if round {
+				ts[i] = math.RoundToEven(ts[i])
+			} else {
+				ts[i] = f32(ts[i])
+			}
+		}
+	case "leading":
+		ratio := n / (steps + extra)
+		ts = make([]float64, steps)
+		for i := range ts {
+			ts[i] = float64((steps+extra-1-i)*ratio + s.Config.StepsOffset)
+		}
+	case "trailing":
+		ts = arange(float64(n), 0, -float64(n)/float64(steps))
+		for i := range ts {
+			ts[i] = math.RoundToEven(ts[i]) - 1
+		}
+	}
+	for _, t := range ts {
+		if t < 0 || t > float64(n-1) {
+			return nil, fmt.Errorf("schedule: %d steps with timestep_spacing %q and steps_offset %d give timestep %v outside 0..%d",
+				steps, s.spacing(defSpacing), s.Config.StepsOffset, t, n-1)
+		}
+	}
+	return ts, nil
+}
+
+// continuousPoints are the evaluation points of an SDE schedule: uniform in t
+// from 1 to the end time ε (Song et al. 2021, appendix D), or Karras /
+// exponential in the noise level between the same two ends.
+func (s *Schedule) continuousPoints(steps int, spacing string) []Point {
+	t0, t1 := s.StartTime(), s.EndTime()
+	pts := make([]Point, steps)
+	switch spacing {
+	case SigmasKarras, SigmasExponential:
+		lo, hi := s.LevelAt(t1), s.LevelAt(t0)
+		var lv []float64
+		if spacing == SigmasKarras {
+			lv = karrasLevels(lo, hi, steps)
+		} else {
+			lv = exponentialLevels(lo, hi, steps)
+		}
+		for i, l := range lv {
+			pts[i] = s.PointAtLevel(l, s.TimeAt(l))
+		}
+	default:
+		for i, t := range linspace(t0, t1, steps) {
+			pts[i] = s.PointAt(t)
+		}
+	}
+	return pts
+}
+
+// chain links evaluation points into steps ending at `last`.
+func chain(pts []Point, last Point) []Step {
+	st := make([]Step, len(pts))
+	for i := range pts {
+		st[i].From = pts[i]
+		if i+1 < len(pts) {
+			st[i].To = pts[i+1]
+		} else {
+			st[i].To = last
+		}
+	}
+	return st
+}
+
+// xSpaceInit is the prior standard deviation of x_T itself: 1 for
+// variance-preserving schedules, σ_max for VE.
+func (s *Schedule) xSpaceInit() float64 {
+	if s.Kind == VE {
+		return s.MaxLevel()
+	}
+	return 1
+}
+
+// DDIMGrid is the grid of diffusers' DDIMScheduler: integer timesteps spaced
+// by timestep_spacing (default "leading"), each step going to t - N/steps
+// (integer division, as diffusers does whatever the spacing), the last one to
+// ᾱ = 1 (set_alpha_to_one) or to ᾱ_0. SDE schedules use `steps` times uniform
+// in t (or in the noise level, for Karras/exponential) ending at the clean point.
+func (s *Schedule) DDIMGrid(steps int, sigmas string) (Grid, error) {
+	if steps < 1 {
+		return Grid{}, errSteps
+	}
+	sp, err := s.sigmaSpacing(sigmas)
+	if err != nil {
+		return Grid{}, err
+	}
+	if s.Kind != Discrete {
+		return Grid{Steps: chain(s.continuousPoints(steps, sp), s.CleanPoint()), InitSigma: s.xSpaceInit()}, nil
+	}
+	if sigmas != SigmasConfig && sp != SigmasUniform {
+		return Grid{}, fmt.Errorf("schedule: %s sigmas are not available for DDIM/DDPM on a discrete schedule", sp)
+	}
+	ts, err := s.discreteTimesteps(steps, "leading", 0, true)
+	if err != nil {
+		return Grid{}, err
+	}
+	ratio := s.Config.NumTrainTimesteps / steps
+	final := s.CleanPoint()
+	if !s.Config.AlphaToOne() {
+		final = s.PointAt(0)
+	}
+	g := Grid{InitSigma: 1}
+	for _, t := range ts {
+		to := final
+		if prev := t - float64(ratio); prev >= 0 {
+			to = s.PointAt(prev)
+		}
+		g.Steps = append(g.Steps, Step{From: s.PointAt(t), To: to})
+	}
+	return g, nil
+}
+
+// DDPMGrid is the grid of diffusers' DDPMScheduler: the DDIM timesteps, each
+// step going to the next timestep of the list and the last to ᾱ = 1.
+func (s *Schedule) DDPMGrid(steps int, sigmas string) (Grid, error) {
+	if steps < 1 {
+		return Grid{}, errSteps
+	}
+	sp, err := s.sigmaSpacing(sigmas)
+	if err != nil {
+		return Grid{}, err
+	}
+	if s.Kind != Discrete {
+		return Grid{Steps: chain(s.continuousPoints(steps, sp), s.CleanPoint()), InitSigma: s.xSpaceInit()}, nil
+	}
+	if sigmas != SigmasConfig && sp != SigmasUniform {
+		return Grid{}, fmt.Errorf("schedule: %s sigmas are not available for DDIM/DDPM on a discrete schedule", sp)
+	}
+	ts, err := s.discreteTimesteps(steps, "leading", 0, true)
+	if err != nil {
+		return Grid{}, err
+	}
+	pts := make([]Point, len(ts))
+	for i, t := range ts {
+		pts[i] = s.PointAt(t)
+	}
+	return Grid{Steps: chain(pts, s.CleanPoint()), InitSigma: 1}, nil
+}
+
+// EulerGrid is the grid of diffusers' EulerDiscreteScheduler (also its
+// ancestral and Heun variants): float timesteps spaced by timestep_spacing
+// (default "linspace"), levels interpolated linearly in t, optionally
+// re-spaced as Karras or exponential sigmas, then a final level 0
+// (final_sigmas_type "zero") or the level of timestep 0 ("sigma_min").
+// InitSigma is diffusers' init_noise_sigma: σ_max for linspace and trailing
+// spacing, sqrt(σ_max²+1) for leading. SDE schedules: see DDIMGrid, with
+// InitSigma the prior standard deviation of x_T/α.
+func (s *Schedule) EulerGrid(steps int, sigmas string) (Grid, error) {
+	if steps < 1 {
+		return Grid{}, errSteps
+	}
+	sp, err := s.sigmaSpacing(sigmas)
+	if err != nil {
+		return Grid{}, err
+	}
+	if s.Kind != Discrete {
+		pts := s.continuousPoints(steps, sp)
+		return Grid{Steps: chain(pts, s.CleanPoint()), InitSigma: math.Sqrt(s.PriorVar(pts[0].Level))}, nil
+	}
+	ts, err := s.discreteTimesteps(steps, "linspace", 0, false)
+	if err != nil {
+		return Grid{}, err
+	}
+	lv := make([]float64, len(ts))
+	for i, t := range ts {
+		lv[i] = s.LevelAt(t)
+	}
+	if sp != SigmasUniform {
+		lv = s.respace(lv, sp, len(ts))
+		for i, l := range lv {
+			ts[i] = s.TimeAt(l)
+		}
+	}
+	pts := make([]Point, len(lv))
+	maxL := 0.0
+	for i := range lv {
+		l := f32(lv[i])
+		maxL = math.Max(maxL, l)
+		pts[i] = s.PointAtLevel(l, f32(ts[i]))
+	}
+	g := Grid{Steps: chain(pts, s.finalPoint())}
+	if sp := s.spacing("linspace"); sp == "linspace" || sp == "trailing" {
+		g.InitSigma = maxL
+	} else {
+		g.InitSigma = math.Sqrt(maxL*maxL + 1)
+	}
+	return g, nil
+}
+
+// respace turns levels into Karras or exponential ones between the config's
+// sigma_min/sigma_max, or else the ends of in (diffusers' _convert_to_karras).
+func (s *Schedule) respace(in []float64, spacing string, n int) []float64 {
+	lo, hi := in[len(in)-1], in[0]
+	if s.Config.SigmaMin != nil {
+		lo = *s.Config.SigmaMin
+	}
+	if s.Config.SigmaMax != nil {
+		hi = *s.Config.SigmaMax
+	}
+	if spacing == SigmasKarras {
+		return karrasLevels(lo, hi, n)
+	}
+	return exponentialLevels(lo, hi, n)
+}
+
+func (s *Schedule) finalPoint() Point {
+	if s.Config.FinalSigmasType == "sigma_min" {
+		return s.PointAtLevel(f32(s.levels[0]), 0)
+	}
+	return s.CleanPoint()
+}
+
+// DPMGrid is the grid of diffusers' DPMSolverMultistepScheduler: integer
+// timesteps (linspace spacing takes steps+1 points and drops the last),
+// levels at those timesteps or Karras/exponential levels between the
+// schedule's extremes with rounded timesteps, and a final level 0 or that of
+// timestep 0 (final_sigmas_type). InitSigma is 1 (x_T ~ N(0, I)). SDE
+// schedules: see DDIMGrid.
+func (s *Schedule) DPMGrid(steps int, sigmas string) (Grid, error) {
+	if steps < 1 {
+		return Grid{}, errSteps
+	}
+	sp, err := s.sigmaSpacing(sigmas)
+	if err != nil {
+		return Grid{}, err
+	}
+	if s.Kind != Discrete {
+		return Grid{Steps: chain(s.continuousPoints(steps, sp), s.CleanPoint()), InitSigma: s.xSpaceInit()}, nil
+	}
+	var ts, lv []float64
+	if sp == SigmasUniform {
+		ts, err = s.discreteTimesteps(steps, "linspace", 1, true)
+		if err != nil {
+			return Grid{}, err
+		}
+		for _, t := range ts {
+			lv = append(lv, s.LevelAt(t))
+		}
+	} else {
+		n := len(s.levels)
+		lv = s.respace([]float64{s.levels[n-1], s.levels[0]}, sp, steps)
+		for _, l := range lv {
+			ts = append(ts, math.RoundToEven(s.TimeAt(l)))
+		}
+	}
+	pts := make([]Point, len(lv))
+	for i := range lv {
+		pts[i] = s.PointAtLevel(f32(lv[i]), ts[i])
+	}
+	return Grid{Steps: chain(pts, s.finalPoint()), InitSigma: 1}, nil
+}
