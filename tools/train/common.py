@@ -142,12 +142,14 @@ class EMA:
     def update(self, model):
         self.n += 1
         d = min(self.decay, (1 + self.n) / (10 + self.n))
-        params = [p.detach() for p in model.parameters()]
+        # frozen parameters (requires_grad=False, e.g. fixed Fourier features) are copied, not averaged
+        pairs = [(s, p.detach()) for s, p in zip(self.shadow, model.parameters()) if p.requires_grad]
+        shadow, params = [s for s, _ in pairs], [p for _, p in pairs]
         if hasattr(torch, "_foreach_mul_"):
-            torch._foreach_mul_(self.shadow, d)
-            torch._foreach_add_(self.shadow, params, alpha=1 - d)
+            torch._foreach_mul_(shadow, d)
+            torch._foreach_add_(shadow, params, alpha=1 - d)
         else:
-            for s, p in zip(self.shadow, params):
+            for s, p in pairs:
                 s.mul_(d).add_(p, alpha=1 - d)
 
     def state_dict_for(self, model):

@@ -37,5 +37,12 @@ if [ ! -f "$DATA/emoji32.npy" ]; then
 else
   echo "emoji: already prepared"
 fi
+# The diffusers reference fixtures (if this checkout has them) travel too, so test_unet2d.py can check the
+# SDPA attention path of the GPU machine's newer torch against real diffusers outputs.
+FIX="${DIFFUSERS_FIXTURES:-/work/shared/fixtures/diffusers}"
+if [ -d "$FIX" ] && [ ! -d "$DATA/fixtures" ]; then
+  mkdir -p "$DATA/fixtures" && cp -r "$FIX"/. "$DATA/fixtures/" && chmod -R u+w "$DATA/fixtures"
+  echo "copied diffusers fixtures from $FIX"
+fi
 du -sh "$DATA"
 ls -la "$DATA"

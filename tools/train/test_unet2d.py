@@ -22,6 +22,7 @@ from unet2d import UNet2DModel, count_params  # noqa: E402
 
 ROOT_CANDIDATES = [
     os.environ.get("DIFFUSERS_FIXTURES", ""),
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "fixtures"),  # copied by fetch_data.sh
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "fixtures", "diffusers"),
     "/work/shared/fixtures/diffusers",
 ]
