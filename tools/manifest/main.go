@@ -1,0 +1,280 @@
+// Command manifest finishes a built site folder (dist/): it describes every
+// model under SITE/weights in SITE/weights/manifest.json (file, size,
+// SHA-256, model card, what the page needs to know before downloading), and
+// writes SITE/sw.js, the service worker, from its template with the list of
+// files to precache and a version derived from their contents.
+//
+//	go run ./tools/manifest -site dist [-default NAME] [-sw web/sw.js] [-dev-models FIXTURES_DIR]
+//
+// -dev-models first writes small random-weight development models (built
+// from the diffusers fixtures) into SITE/weights, for when no trained model
+// is shipped and for the browser tests.
+//
+// Everything it writes is derived, so it lives in dist/ only; the output is
+// deterministic (no timestamps), so an unchanged build keeps its version and
+// visitors' caches stay valid.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/diffuse-web/diffuse/wasm/app/engine"
+)
+
+//go:embed devmodels
+var devFiles embed.FS
+
+// Entry is one model in manifest.json. Paths are relative to the manifest.
+type Entry struct {
+	Name        string `json:"name"`
+	File        string `json:"file"`
+	SHA256      string `json:"sha256"`
+	Size        int64  `json:"size"`
+	Card        string `json:"card,omitempty"`
+	Title       string `json:"title"`
+	Summary     string `json:"summary,omitempty"`
+	Shape       []int  `json:"shape"`
+	Conditional bool   `json:"conditional"`
+	Classes     int    `json:"classes,omitempty"`
+	NullClass   int    `json:"nullClass"`
+	Guidance    bool   `json:"guidance"`
+	Schedule    string `json:"schedule"`
+	Dev         bool   `json:"dev,omitempty"`
+}
+
+// Manifest is weights/manifest.json.
+type Manifest struct {
+	Default string  `json:"default"`
+	Models  []Entry `json:"models"`
+}
+
+func main() {
+	site := flag.String("site", "dist", "built site folder")
+	def := flag.String("default", "", "name of the default model (default: the first non-development model by name, else the first)")
+	swTemplate := flag.String("sw", "web/sw.js", "service worker template")
+	devModels := flag.String("dev-models", "", "fixtures folder: also build the random-weight development models from it")
+	flag.Parse()
+	if err := run(*site, *def, *swTemplate, *devModels); err != nil {
+		log.Fatalf("manifest: %v", err)
+	}
+}
+
+func run(site, def, swTemplate, devModels string) error {
+	wdir := filepath.Join(site, "weights")
+	if err := os.MkdirAll(wdir, 0o755); err != nil {
+		return err
+	}
+	if devModels != "" {
+		if err := writeDevModels(devModels, wdir); err != nil {
+			return fmt.Errorf("development models: %w", err)
+		}
+	}
+	m, err := describe(wdir, def)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(wdir, "manifest.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "manifest: %d models, default %q\n", len(m.Models), m.Default)
+	if swTemplate != "" {
+		return writeServiceWorker(site, swTemplate, m)
+	}
+	return nil
+}
+
+func describe(wdir, def string) (*Manifest, error) {
+	files, err := filepath.Glob(filepath.Join(wdir, "*.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	m := &Manifest{Models: []Entry{}}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		l, err := engine.Load(data, "", -1)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		name := strings.TrimSuffix(filepath.Base(f), ".safetensors")
+		e := Entry{
+			Name: name, File: filepath.Base(f), SHA256: l.Info.SHA256, Size: int64(len(data)),
+			Title: name, Shape: l.Info.Shape, Conditional: l.Info.Conditional, Classes: l.Info.Classes,
+			NullClass: l.Info.NullClass, Guidance: l.Info.Guidance, Schedule: l.Info.Schedule,
+			Dev: strings.HasPrefix(name, "dev-"),
+		}
+		card := filepath.Join(wdir, name+".md")
+		if _, err := os.Stat(card); err == nil {
+			e.Card = name + ".md"
+			e.Title, e.Summary, err = cardText(card)
+			if err != nil {
+				return nil, err
+			}
+			if e.Title == "" {
+				e.Title = name
+			}
+		}
+		m.Models = append(m.Models, e)
+	}
+	switch {
+	case def != "":
+		found := false
+		for _, e := range m.Models {
+			found = found || e.Name == def
+		}
+		if !found {
+			return nil, fmt.Errorf("-default %q: no such model in %s", def, wdir)
+		}
+		m.Default = def
+	case len(m.Models) > 0:
+		// Only development models: the small, fast one.
+		m.Default = m.Models[0].Name
+		for _, e := range m.Models {
+			if e.Name == "dev-tiny" {
+				m.Default = e.Name
+			}
+		}
+		for _, e := range m.Models {
+			if !e.Dev {
+				m.Default = e.Name
+				break
+			}
+		}
+	}
+	return m, nil
+}
+
+// cardText reads a model card's title (its first "# " heading) and summary
+// (the first paragraph after it, in one line).
+func cardText(path string) (title, summary string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	var para []string
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case title == "" && strings.HasPrefix(line, "# "):
+			title = strings.TrimSpace(line[2:])
+		case title == "":
+		case line == "":
+			if len(para) > 0 {
+				return title, clean(strings.Join(para, " ")), nil
+			}
+		case strings.HasPrefix(line, "#") || strings.HasPrefix(line, "|") || strings.HasPrefix(line, "```") || strings.HasPrefix(line, "- "):
+			if len(para) > 0 {
+				return title, clean(strings.Join(para, " ")), nil
+			}
+		default:
+			para = append(para, line)
+		}
+	}
+	return title, clean(strings.Join(para, " ")), sc.Err()
+}
+
+// clean drops markdown emphasis and code marks from a one-line summary.
+func clean(s string) string {
+	s = strings.NewReplacer("**", "", "`", "").Replace(s)
+	if r := []rune(s); len(r) > 300 {
+		s = string(r[:299]) + "…"
+	}
+	return s
+}
+
+// writeServiceWorker fills the template's build line with the shell files,
+// the default weights and a version hashed from all of them.
+func writeServiceWorker(site, template string, m *Manifest) error {
+	tpl, err := os.ReadFile(template)
+	if err != nil {
+		return err
+	}
+	var shell []string
+	h := sha256.New()
+	err = filepath.WalkDir(site, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel := filepath.ToSlash(strings.TrimPrefix(p, site))
+		rel = strings.TrimPrefix(rel, "/")
+		if d.IsDir() {
+			if rel == "screenshots" || strings.HasPrefix(d.Name(), ".") && rel != "" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if rel == "sw.js" || strings.HasPrefix(d.Name(), ".") || strings.HasSuffix(rel, ".safetensors") || strings.HasSuffix(rel, ".map") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		fmt.Fprintf(h, "%s %x\n", rel, sum)
+		shell = append(shell, rel)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(shell)
+	type weight struct {
+		URL     string `json:"url"`
+		Default bool   `json:"default"`
+	}
+	var weights []weight
+	for _, e := range m.Models {
+		w := weight{URL: "weights/" + e.File + "?sha256=" + e.SHA256, Default: e.Name == m.Default}
+		fmt.Fprintf(h, "%s\n", w.URL)
+		weights = append(weights, w)
+	}
+	version := hex.EncodeToString(h.Sum(nil))[:16]
+	build, err := json.Marshal(struct {
+		Version string   `json:"version"`
+		Shell   []string `json:"shell"`
+		Weights []weight `json:"weights"`
+	}{version, shell, weights})
+	if err != nil {
+		return err
+	}
+	const marker = "const BUILD = "
+	var out bytes.Buffer
+	replaced := false
+	for _, line := range strings.SplitAfter(string(tpl), "\n") {
+		if !replaced && strings.HasPrefix(line, marker) {
+			fmt.Fprintf(&out, "%s%s;\n", marker, build)
+			replaced = true
+			continue
+		}
+		out.WriteString(line)
+	}
+	if !replaced {
+		return errors.New(template + ": no line starting with '" + marker + "' to fill in")
+	}
+	fmt.Fprintf(os.Stderr, "manifest: service worker version %s, %d shell files\n", version, len(shell))
+	return os.WriteFile(filepath.Join(site, "sw.js"), out.Bytes(), 0o644)
+}

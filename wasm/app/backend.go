@@ -1,0 +1,155 @@
+//go:build js && wasm
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/wasm/app/engine"
+)
+
+// choice is what the page is told about the backend picked for a model.
+type choice struct {
+	Name      string  `json:"name"`      // "webgpu" or "cpu"
+	Requested string  `json:"requested"` // "auto", "webgpu" or "cpu"
+	Reason    string  `json:"reason"`    // one line: why this one
+	CPUms     float64 `json:"cpuMs,omitempty"`
+	GPUms     float64 `json:"gpuMs,omitempty"`
+}
+
+// backendUserError is a backend request the page can explain to the user
+// ("WebGPU is not available here").
+type backendUserError struct{ msg string }
+
+func (e *backendUserError) Error() string { return e.msg }
+
+func isBackendUserError(err error) bool {
+	var b *backendUserError
+	return errors.As(err, &b)
+}
+
+// backend is one model's denoiser on the chosen backend. Its calls are
+// serialised, so several jobs on one model (several embeds on a page) take
+// turns step by step instead of racing on one backend's buffers.
+type backend struct {
+	choice choice
+	net    model.Denoiser
+
+	mu      sync.Mutex
+	inner   model.Denoiser
+	name    string
+	release func()
+}
+
+func (b *backend) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.Tensor, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inner.Denoise(x, t, class)
+}
+
+func (b *backend) current() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.name
+}
+
+func newBackend(c choice, net model.Denoiser, release func()) *backend {
+	if release == nil {
+		release = func() {}
+	}
+	b := &backend{choice: c, inner: net, name: c.Name, release: release}
+	b.net = b
+	return b
+}
+
+// pickBackend is the one place that decides which backend runs a model:
+// want is "auto", "webgpu" or "cpu". "auto" takes WebGPU when an adapter
+// exists and a short calibration shows it faster than the CPU, else the CPU.
+//
+// The CPU backend is core/cpu (the plain-Go reference) until the SIMD
+// backend lands; the WebGPU backend slots in at gpuDenoiser.
+func pickBackend(ctx context.Context, want string, l *engine.Loaded) (*backend, error) {
+	switch want {
+	case "", "auto":
+		gpu, why := gpuDenoiser(ctx, l)
+		if gpu == nil {
+			return newBackend(choice{Name: "cpu", Requested: "auto", Reason: why}, cpuDenoiser(l), nil), nil
+		}
+		c := choice{Requested: "auto"}
+		cpuNet := cpuDenoiser(l)
+		var err error
+		if c.GPUms, err = calibrate(gpu.net, l, 2); err != nil {
+			gpu.release()
+			c.Name, c.Reason = "cpu", "WebGPU failed its calibration run: "+err.Error()
+			return newBackend(c, cpuNet, nil), nil
+		}
+		if c.CPUms, err = calibrate(cpuNet, l, 1); err != nil {
+			return nil, err
+		}
+		if c.GPUms < c.CPUms {
+			c.Name, c.Reason = "webgpu", fmt.Sprintf("WebGPU was faster in calibration (%.0f ms vs %.0f ms per step)", c.GPUms, c.CPUms)
+			return newBackend(c, gpu.net, gpu.release), nil
+		}
+		gpu.release()
+		c.Name, c.Reason = "cpu", fmt.Sprintf("the CPU was faster in calibration (%.0f ms vs %.0f ms per step on WebGPU)", c.CPUms, c.GPUms)
+		return newBackend(c, cpuNet, nil), nil
+	case "webgpu":
+		gpu, why := gpuDenoiser(ctx, l)
+		if gpu == nil {
+			return nil, &backendUserError{"WebGPU backend unavailable: " + why}
+		}
+		return newBackend(choice{Name: "webgpu", Requested: "webgpu", Reason: "requested"}, gpu.net, gpu.release), nil
+	case "cpu":
+		return newBackend(choice{Name: "cpu", Requested: "cpu", Reason: "requested"}, cpuDenoiser(l), nil), nil
+	}
+	return nil, &backendUserError{fmt.Sprintf("unknown backend %q (auto, webgpu or cpu)", want)}
+}
+
+// cpuDenoiser is the CPU backend.
+func cpuDenoiser(l *engine.Loaded) model.Denoiser { return cpu.NewDenoiser(l.Model) }
+
+type gpuNet struct {
+	net     model.Denoiser
+	release func()
+}
+
+// gpuDenoiser opens WebGPU and builds the model on it, or says why not.
+func gpuDenoiser(ctx context.Context, l *engine.Loaded) (*gpuNet, string) {
+	return nil, "the WebGPU backend is not part of this build yet"
+}
+
+// calibrate times one denoiser call on a batch of one at a mid-schedule
+// time, after `warm` untimed calls (pipeline compilation, first-use
+// allocation), and returns milliseconds.
+func calibrate(net model.Denoiser, l *engine.Loaded, warm int) (float64, error) {
+	shape := append([]int{1}, l.Info.Shape...)
+	x := tensor.New(shape...)
+	for i := range x.Data {
+		x.Data[i] = float32(i%7)/7 - 0.5
+	}
+	t := []float32{l.Schedule.NetTime(l.Schedule.PointAt(l.Schedule.StartTime() / 2))}
+	var class []int
+	if l.Info.Conditional {
+		class = []int{0}
+	}
+	var ms float64
+	for i := 0; i < warm+1; i++ {
+		start := now()
+		if _, err := net.Denoise(x, t, class); err != nil {
+			return 0, err
+		}
+		ms = now() - start
+		yield()
+	}
+	return ms, nil
+}
+
+// now is performance.now() in milliseconds.
+func now() float64 { return float64(time.Now().UnixNano()) / 1e6 }

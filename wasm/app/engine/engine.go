@@ -1,0 +1,453 @@
+// Package engine is the part of the browser app's Go side that does not touch
+// JavaScript: it checks and loads a downloaded weights file, describes the
+// model and the samplers to the page, turns a page's sample request into
+// sampler options, and runs the sampler with a per-step callback.
+//
+// It builds natively as well as for js/wasm, so its tests (and the reference
+// images the browser tests compare against) run without a browser; the
+// syscall/js bridge in the parent package is a thin layer over it.
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/safetensors"
+	"github.com/diffuse-web/diffuse/core/sampler"
+	"github.com/diffuse-web/diffuse/core/schedule"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// DefaultScheduler is the schedule given to a model file that carries none
+// (no model.KeyScheduler metadata): Ho et al. 2020's DDPM schedule, linear
+// betas 1e-4..0.02 over 1000 steps, epsilon prediction — diffusers'
+// DDPMScheduler defaults.
+const DefaultScheduler = `{"_class_name":"DDPMScheduler","num_train_timesteps":1000,` +
+	`"beta_schedule":"linear","beta_start":0.0001,"beta_end":0.02,"prediction_type":"epsilon"}`
+
+// Limits on what a page may ask for, so a typo in a shared link cannot make
+// the tab allocate gigabytes or run for hours.
+const (
+	MaxBatch = 64
+	MaxSteps = 1000
+)
+
+// SizeError says a download is not the size the manifest promised: almost
+// always a truncated transfer.
+type SizeError struct {
+	Got, Want int64
+}
+
+func (e *SizeError) Error() string {
+	if e.Got < e.Want {
+		return fmt.Sprintf("the weights file is incomplete: received %s of %s (the download was cut short)",
+			humanBytes(e.Got), humanBytes(e.Want))
+	}
+	return fmt.Sprintf("the weights file has the wrong size: %s, the manifest says %s", humanBytes(e.Got), humanBytes(e.Want))
+}
+
+// ChecksumError says a download's SHA-256 differs from the manifest's.
+type ChecksumError struct {
+	Got, Want string
+}
+
+func (e *ChecksumError) Error() string {
+	return fmt.Sprintf("the weights file is corrupted: its SHA-256 is %s…, the manifest says %s…", short(e.Got), short(e.Want))
+}
+
+// FormatError says the bytes are not a model file this build can run.
+type FormatError struct {
+	Err error
+}
+
+func (e *FormatError) Error() string { return "not a usable model file: " + e.Err.Error() }
+func (e *FormatError) Unwrap() error { return e.Err }
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// Info describes a loaded model to the page.
+type Info struct {
+	Shape       []int  `json:"shape"` // [C, H, W] of one sample
+	Conditional bool   `json:"conditional"`
+	Classes     int    `json:"classes"`   // number of class labels (conditional models)
+	NullClass   int    `json:"nullClass"` // "no class" label, -1 if none
+	Guidance    bool   `json:"guidance"`  // classifier-free guidance is possible
+	Schedule    string `json:"schedule"`  // one line, e.g. "discrete linear β 0.0001…0.02, 1000 steps"
+	Prediction  string `json:"prediction"`
+	// DefaultSchedule is true when the file had no schedule and
+	// DefaultScheduler was used.
+	DefaultSchedule bool   `json:"defaultSchedule"`
+	Params          int64  `json:"params"` // number of weights
+	Bytes           int    `json:"bytes"`
+	SHA256          string `json:"sha256"`
+}
+
+// Loaded is a checked, parsed model with its schedule.
+type Loaded struct {
+	Model    *model.Model
+	Schedule *schedule.Schedule
+	Info     Info
+}
+
+// Load checks data against the manifest's size and SHA-256 (either may be
+// empty/negative to skip), parses it and builds the model and its schedule.
+// Errors are *SizeError, *ChecksumError or *FormatError, each with a message
+// meant for the page.
+func Load(data []byte, wantSHA256 string, wantSize int64) (*Loaded, error) {
+	if wantSize >= 0 && int64(len(data)) != wantSize {
+		return nil, &SizeError{Got: int64(len(data)), Want: wantSize}
+	}
+	sum := sha256.Sum256(data)
+	got := hex.EncodeToString(sum[:])
+	if wantSHA256 != "" && !strings.EqualFold(got, wantSHA256) {
+		return nil, &ChecksumError{Got: got, Want: strings.ToLower(wantSHA256)}
+	}
+	f, err := safetensors.Read(data)
+	if err != nil {
+		return nil, &FormatError{err}
+	}
+	m, err := model.FromSafetensors(f)
+	if err != nil {
+		return nil, &FormatError{err}
+	}
+	l, err := FromModel(m)
+	if err != nil {
+		return nil, err
+	}
+	l.Info.Bytes = len(data)
+	l.Info.SHA256 = got
+	return l, nil
+}
+
+// FromModel wraps an already built model, giving it DefaultScheduler when it
+// has no schedule.
+func FromModel(m *model.Model) (*Loaded, error) {
+	shape := m.InShape()
+	if len(shape) != 3 || shape[0] <= 0 || shape[1] <= 0 || shape[2] <= 0 {
+		return nil, &FormatError{fmt.Errorf("the model does not say its sample size (got %v)", shape)}
+	}
+	cfg := []byte(m.Scheduler)
+	defaulted := len(strings.TrimSpace(string(cfg))) == 0 || string(cfg) == "null"
+	if defaulted {
+		cfg = []byte(DefaultScheduler)
+	}
+	s, err := schedule.Parse(cfg)
+	if err != nil {
+		return nil, &FormatError{err}
+	}
+	cond, classes := m.Conditional()
+	var n int64
+	for _, p := range m.Params {
+		n += int64(tensor.Numel(p.Shape))
+	}
+	info := Info{
+		Shape:           shape,
+		Conditional:     cond,
+		Classes:         classes,
+		NullClass:       m.NullClass,
+		Guidance:        cond && m.NullClass >= 0,
+		Schedule:        describe(s),
+		Prediction:      s.Config.PredictionType,
+		DefaultSchedule: defaulted,
+		Params:          n,
+	}
+	return &Loaded{Model: m, Schedule: s, Info: info}, nil
+}
+
+func describe(s *schedule.Schedule) string {
+	c := s.Config
+	switch s.Kind {
+	case schedule.VP:
+		return fmt.Sprintf("VP-SDE, β %g…%g", c.BetaMin, c.BetaMax)
+	case schedule.VE:
+		return fmt.Sprintf("VE-SDE, σ %.3g…%.3g", s.MinLevel(), s.MaxLevel())
+	}
+	if c.TrainedBetas != nil {
+		return fmt.Sprintf("discrete, trained betas, %d steps", c.NumTrainTimesteps)
+	}
+	switch c.BetaSchedule {
+	case "linear", "scaled_linear", "sigmoid":
+		return fmt.Sprintf("discrete %s β %g…%g, %d steps", c.BetaSchedule, c.BetaStart, c.BetaEnd, c.NumTrainTimesteps)
+	}
+	return fmt.Sprintf("discrete %s, %d steps", c.BetaSchedule, c.NumTrainTimesteps)
+}
+
+// ParamInfo is one sampler parameter as the page shows it.
+type ParamInfo struct {
+	Name    string   `json:"name"`
+	Doc     string   `json:"doc"`
+	Default float64  `json:"default"`
+	Kind    string   `json:"kind"`              // "int", "float" or "choice"
+	Choices []string `json:"choices,omitempty"` // for "choice"
+	Min     float64  `json:"min"`
+	Max     float64  `json:"max"`
+}
+
+// SamplerInfo is one registry entry as the page shows it.
+type SamplerInfo struct {
+	Name         string      `json:"name"`
+	Summary      string      `json:"summary"`
+	Stochastic   bool        `json:"stochastic"`
+	Order        int         `json:"order"`
+	DefaultSteps int         `json:"defaultSteps"`
+	Params       []ParamInfo `json:"params"`
+}
+
+// paramKinds gives the page's input kind and range of every parameter name the
+// registry uses. A parameter missing here is still listed (as a float).
+var paramKinds = map[string]ParamInfo{
+	"steps":           {Kind: "int", Min: 1, Max: MaxSteps},
+	"eta":             {Kind: "float", Min: 0, Max: 1},
+	"guidance":        {Kind: "float", Min: 0, Max: 20},
+	"sigmas":          {Kind: "choice", Choices: []string{"", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential}},
+	"rtol":            {Kind: "float", Min: 1e-8, Max: 1},
+	"atol":            {Kind: "float", Min: 1e-8, Max: 1},
+	"end_time":        {Kind: "float", Min: 0, Max: 0.5},
+	"snr":             {Kind: "float", Min: 0, Max: 1},
+	"corrector_steps": {Kind: "int", Min: 0, Max: 10},
+}
+
+// Samplers lists the registry for the page.
+func Samplers() []SamplerInfo {
+	var out []SamplerInfo
+	for _, i := range sampler.List() {
+		si := SamplerInfo{Name: i.Name, Summary: i.Summary, Stochastic: i.Stochastic, Order: i.Order, DefaultSteps: i.DefaultSteps}
+		for _, p := range i.Params {
+			pi, ok := paramKinds[p.Name]
+			if !ok {
+				pi = ParamInfo{Kind: "float", Min: math.Inf(-1), Max: math.Inf(1)}
+			}
+			if math.IsInf(pi.Min, 0) || math.IsInf(pi.Max, 0) { // JSON has no infinities
+				pi.Min, pi.Max = -1e9, 1e9
+			}
+			pi.Name, pi.Doc, pi.Default = p.Name, p.Doc, p.Default
+			si.Params = append(si.Params, pi)
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
+// Request is one sampling job as the page sends it.
+type Request struct {
+	Sampler  string  `json:"sampler"`
+	Steps    int     `json:"steps"`    // 0: the sampler's default
+	Eta      float64 `json:"eta"`      // DDIM's η
+	Guidance float64 `json:"guidance"` // classifier-free guidance scale (0 or 1: none)
+	// Class is the class label for every sample of the batch; nil means
+	// unconditional (the null class, when the model has one).
+	Class *int   `json:"class"`
+	Seed  uint64 `json:"seed"`
+	Batch int    `json:"batch"` // 0 means 1
+	// Sigmas overrides the sigma spacing ("", uniform, karras, exponential).
+	Sigmas string `json:"sigmas"`
+	// Params holds the sampler's other numeric parameters by registry name
+	// (rtol, atol, end_time, snr, corrector_steps; steps/eta/guidance are
+	// accepted here too).
+	Params map[string]float64 `json:"params"`
+}
+
+// RequestError is a request the page should not have sent (a bad value in a
+// hand-edited link, say); Field names the parameter.
+type RequestError struct {
+	Field, Msg string
+}
+
+func (e *RequestError) Error() string { return e.Field + ": " + e.Msg }
+
+// Options validates r against the model and the sampler's parameter list and
+// builds the sampler's options (without Progress).
+func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
+	info, ok := sampler.Get(r.Sampler)
+	if !ok {
+		names := []string{}
+		for _, i := range sampler.List() {
+			names = append(names, i.Name)
+		}
+		return info, nil, &RequestError{"sampler", fmt.Sprintf("unknown sampler %q (have %s)", r.Sampler, strings.Join(names, ", "))}
+	}
+	takes := map[string]bool{}
+	for _, p := range info.Params {
+		takes[p.Name] = true
+	}
+	o := &sampler.Options{Steps: r.Steps, Eta: r.Eta, Guidance: r.Guidance, Seed: r.Seed, Sigmas: r.Sigmas}
+	for k, v := range r.Params {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return info, nil, &RequestError{k, "not a finite number"}
+		}
+		if !takes[k] {
+			return info, nil, &RequestError{k, fmt.Sprintf("sampler %s takes no parameter %q", info.Name, k)}
+		}
+		if pk, ok := paramKinds[k]; ok && pk.Kind != "choice" && (v < pk.Min || v > pk.Max) {
+			return info, nil, &RequestError{k, fmt.Sprintf("%g is outside %g…%g", v, pk.Min, pk.Max)}
+		}
+		switch k {
+		case "steps":
+			o.Steps = int(v)
+		case "eta":
+			o.Eta = v
+		case "guidance":
+			o.Guidance = v
+		case "rtol":
+			o.RTol = v
+		case "atol":
+			o.ATol = v
+		case "end_time":
+			o.EndTime = v
+		case "snr":
+			o.SNR = v
+		case "corrector_steps":
+			o.CorrectorSteps = int(v)
+		default:
+			return info, nil, &RequestError{k, "this page does not know how to pass it to the sampler"}
+		}
+	}
+	if o.Steps < 0 || o.Steps > MaxSteps {
+		return info, nil, &RequestError{"steps", fmt.Sprintf("%d is outside 1…%d", o.Steps, MaxSteps)}
+	}
+	if o.Steps > 0 && !takes["steps"] {
+		o.Steps = 0 // adaptive samplers choose their own steps
+	}
+	if o.Eta != 0 && !takes["eta"] {
+		return info, nil, &RequestError{"eta", fmt.Sprintf("sampler %s has no η", info.Name)}
+	}
+	if o.Eta < 0 || o.Eta > 1 || math.IsNaN(o.Eta) {
+		return info, nil, &RequestError{"eta", fmt.Sprintf("%g is outside 0…1", o.Eta)}
+	}
+	switch o.Sigmas {
+	case "", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential:
+	default:
+		return info, nil, &RequestError{"sigmas", fmt.Sprintf("unknown spacing %q (uniform, karras or exponential)", o.Sigmas)}
+	}
+	b := r.Batch
+	if b == 0 {
+		b = 1
+	}
+	if b < 1 || b > MaxBatch {
+		return info, nil, &RequestError{"batch", fmt.Sprintf("%d is outside 1…%d", b, MaxBatch)}
+	}
+	if r.Class != nil {
+		if !l.Info.Conditional {
+			return info, nil, &RequestError{"class", "this model is unconditional"}
+		}
+		if c := *r.Class; c < 0 || c >= l.Info.Classes {
+			return info, nil, &RequestError{"class", fmt.Sprintf("%d is outside 0…%d", c, l.Info.Classes-1)}
+		}
+		o.Class = []int{*r.Class}
+	} else if l.Info.Conditional && l.Info.NullClass < 0 {
+		return info, nil, &RequestError{"class", "this model needs a class label"}
+	}
+	if g := o.Guidance; g != 0 && g != 1 {
+		if math.IsNaN(g) || g < 0 || g > 20 {
+			return info, nil, &RequestError{"guidance", fmt.Sprintf("%g is outside 0…20", g)}
+		}
+		if !l.Info.Guidance {
+			return info, nil, &RequestError{"guidance", "this model has no null class, so it cannot be guided"}
+		}
+		if r.Class == nil {
+			return info, nil, &RequestError{"guidance", "guidance needs a class"}
+		}
+	}
+	return info, o, nil
+}
+
+// Frame is what the page sees after each network evaluation.
+type Frame struct {
+	Index, Total, NFE int
+	Point             schedule.Point
+	// X and X0 are the batch in x_t form and the predicted clean data,
+	// [B, C, H, W] row-major, converted to float32. They are nil on frames the
+	// caller asked to skip (see Run's wantImages).
+	X, X0 []float32
+	// StepMs is the wall time since the previous frame (or the start).
+	StepMs float64
+}
+
+// Result is a finished job.
+type Result struct {
+	X       []float32 // [B, C, H, W]
+	Shape   []int
+	NFE     int
+	TotalMs float64
+}
+
+// Run samples a batch with the network net. onFrame (may be nil) is called
+// after each network evaluation; wantImages(index) says whether that frame
+// carries images (nil: always). A non-nil error from onFrame stops the run.
+func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantImages func(int) bool, onFrame func(*Frame) error) (*Result, error) {
+	info, o, err := l.Options(r)
+	if err != nil {
+		return nil, err
+	}
+	b := r.Batch
+	if b == 0 {
+		b = 1
+	}
+	m := &sampler.Model{Net: net, Schedule: l.Schedule, Shape: l.Info.Shape, NullClass: l.Model.NullClass}
+	start := time.Now()
+	last := start
+	if onFrame != nil {
+		o.Progress = func(s sampler.Step) error {
+			now := time.Now()
+			f := &Frame{Index: s.Index, Total: s.Total, NFE: s.NFE, Point: s.Point, StepMs: float64(now.Sub(last).Microseconds()) / 1e3}
+			last = now
+			if wantImages == nil || wantImages(s.Index) {
+				f.X, f.X0 = f32(s.X), f32(s.X0)
+			}
+			return onFrame(f)
+		}
+	}
+	noise := sampler.InitialNoise(r.Seed, 0, b, l.Info.Shape)
+	res, err := info.Func(ctx, m, noise, o)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{
+		X:       f32(res.X),
+		Shape:   append([]int{b}, l.Info.Shape...),
+		NFE:     res.NFE,
+		TotalMs: float64(time.Since(start).Microseconds()) / 1e3,
+	}, nil
+}
+
+func f32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// IsUserError reports whether err is the page's or the file's fault (a
+// message to show as is) rather than an internal failure.
+func IsUserError(err error) bool {
+	var (
+		se *SizeError
+		ce *ChecksumError
+		fe *FormatError
+		re *RequestError
+	)
+	return errors.As(err, &se) || errors.As(err, &ce) || errors.As(err, &fe) || errors.As(err, &re)
+}

@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/safetensors"
+	"github.com/diffuse-web/diffuse/core/schedule"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// shrink is a stand-in network: ε̂ = 0.5·x, whatever t and class.
+type shrink struct{ calls int }
+
+func (s *shrink) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.Tensor, error) {
+	s.calls++
+	y := tensor.New(x.Shape...)
+	for i, v := range x.Data {
+		y.Data[i] = 0.5 * v
+	}
+	return y, nil
+}
+
+func fakeLoaded(t *testing.T, conditional bool, null int) *Loaded {
+	t.Helper()
+	s, err := schedule.Parse([]byte(DefaultScheduler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := Info{Shape: []int{1, 4, 4}, NullClass: null}
+	if conditional {
+		info.Conditional, info.Classes, info.Guidance = true, 10, null >= 0
+	}
+	return &Loaded{Model: &model.Model{NullClass: null}, Schedule: s, Info: info}
+}
+
+func TestRunCallsBackEveryStep(t *testing.T) {
+	l := fakeLoaded(t, false, -1)
+	net := &shrink{}
+	var frames []*Frame
+	res, err := l.Run(context.Background(), net, Request{Sampler: "ddim", Steps: 5, Seed: 7, Batch: 3},
+		func(i int) bool { return i%2 == 0 },
+		func(f *Frame) error { frames = append(frames, f); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frames) != 5 || net.calls != 5 || res.NFE != 5 {
+		t.Fatalf("frames %d, calls %d, NFE %d; want 5 each", len(frames), net.calls, res.NFE)
+	}
+	for i, f := range frames {
+		if f.Index != i || f.Total != 5 {
+			t.Errorf("frame %d: index %d total %d", i, f.Index, f.Total)
+		}
+		if (f.X != nil) != (i%2 == 0) || len(f.X) != len(f.X0) {
+			t.Errorf("frame %d: images present %v, want %v", i, f.X != nil, i%2 == 0)
+		}
+		if f.X != nil && len(f.X) != 3*16 {
+			t.Errorf("frame %d: %d values, want 48", i, len(f.X))
+		}
+		if i > 0 && !(f.Point.Level < frames[i-1].Point.Level) {
+			t.Errorf("noise level does not decrease at frame %d", i)
+		}
+	}
+	if len(res.X) != 48 || res.Shape[0] != 3 {
+		t.Fatalf("result shape %v, %d values", res.Shape, len(res.X))
+	}
+}
+
+func TestSameSeedSameSample(t *testing.T) {
+	l := fakeLoaded(t, false, -1)
+	run := func(seed uint64, batch int) []float32 {
+		res, err := l.Run(context.Background(), &shrink{}, Request{Sampler: "ddim", Steps: 4, Eta: 1, Seed: seed, Batch: batch}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.X
+	}
+	a, b, c := run(1, 2), run(1, 2), run(2, 2)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatal("same seed, different samples")
+		}
+	}
+	same := true
+	for i := range a {
+		same = same && a[i] == c[i]
+	}
+	if same {
+		t.Fatal("different seeds, same samples")
+	}
+	// Sample 0 of a batch of 2 is sample 0 of a batch of 1.
+	one := run(1, 1)
+	for i := range one {
+		if one[i] != a[i] {
+			t.Fatal("sample 0 depends on the batch size")
+		}
+	}
+}
+
+func TestCancelStopsTheRun(t *testing.T) {
+	l := fakeLoaded(t, false, -1)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	_, err := l.Run(ctx, &shrink{}, Request{Sampler: "ddim", Steps: 50}, nil, func(f *Frame) error {
+		n++
+		if n == 3 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || n != 3 {
+		t.Fatalf("err %v after %d frames; want context.Canceled after 3", err, n)
+	}
+}
+
+func TestBadRequestsNameTheField(t *testing.T) {
+	cond := fakeLoaded(t, true, 9)
+	uncond := fakeLoaded(t, false, -1)
+	noNull := fakeLoaded(t, true, -1)
+	c := func(v int) *int { return &v }
+	cases := []struct {
+		l     *Loaded
+		r     Request
+		field string
+	}{
+		{uncond, Request{Sampler: "nope"}, "sampler"},
+		{uncond, Request{Sampler: "ddim", Steps: 5000}, "steps"},
+		{uncond, Request{Sampler: "ddim", Batch: 1000}, "batch"},
+		{uncond, Request{Sampler: "ddim", Eta: 2}, "eta"},
+		{uncond, Request{Sampler: "euler", Eta: 0.5}, "eta"},
+		{uncond, Request{Sampler: "ddim", Class: c(1)}, "class"},
+		{uncond, Request{Sampler: "ddim", Sigmas: "weird"}, "sigmas"},
+		{uncond, Request{Sampler: "ddim", Params: map[string]float64{"rtol": 1e-3}}, "rtol"},
+		{uncond, Request{Sampler: "rk45", Params: map[string]float64{"rtol": math.Inf(1)}}, "rtol"},
+		{cond, Request{Sampler: "ddim", Class: c(10)}, "class"},
+		{cond, Request{Sampler: "ddim", Guidance: 3}, "guidance"},
+		{noNull, Request{Sampler: "ddim", Class: c(1), Guidance: 3}, "guidance"},
+		{noNull, Request{Sampler: "ddim"}, "class"},
+	}
+	for _, tc := range cases {
+		_, _, err := tc.l.Options(tc.r)
+		var re *RequestError
+		if !errors.As(err, &re) || re.Field != tc.field {
+			t.Errorf("%+v: got %v, want a RequestError on %s", tc.r, err, tc.field)
+		}
+	}
+	if _, o, err := cond.Options(Request{Sampler: "ddim", Class: c(3), Guidance: 2.5, Steps: 10}); err != nil || o.Guidance != 2.5 || o.Class[0] != 3 {
+		t.Errorf("good guided request: %v %+v", err, o)
+	}
+	if _, o, err := uncond.Options(Request{Sampler: "rk45", Steps: 10, Params: map[string]float64{"rtol": 1e-3}}); err != nil || o.Steps != 0 || o.RTol != 1e-3 {
+		t.Errorf("rk45 request: %v %+v", err, o)
+	}
+}
+
+func TestSamplersDescribeTheirParams(t *testing.T) {
+	list := Samplers()
+	byName := map[string]SamplerInfo{}
+	for _, s := range list {
+		byName[s.Name] = s
+		for _, p := range s.Params {
+			if _, ok := paramKinds[p.Name]; !ok {
+				t.Errorf("sampler %s parameter %q has no page input kind (add it to paramKinds)", s.Name, p.Name)
+			}
+		}
+	}
+	d, ok := byName["ddim"]
+	if !ok {
+		t.Fatal("no ddim in the registry")
+	}
+	has := map[string]bool{}
+	for _, p := range d.Params {
+		has[p.Name] = true
+	}
+	if !has["steps"] || !has["eta"] {
+		t.Errorf("ddim params %+v lack steps or eta", d.Params)
+	}
+}
+
+func TestLoadRejectsDamagedFiles(t *testing.T) {
+	// A valid safetensors file that is not one of our model files.
+	dir := t.TempDir()
+	p := filepath.Join(dir, "x.safetensors")
+	if err := safetensors.WriteFile(p, []safetensors.Entry{{Name: "w", Shape: []int{4}, Data: []float32{1, 2, 3, 4}, DType: "F16"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	sum := sha256.Sum256(data)
+	good := hex.EncodeToString(sum[:])
+
+	var se *SizeError
+	if _, err := Load(data[:len(data)-3], good, int64(len(data))); !errors.As(err, &se) {
+		t.Errorf("truncated: got %v, want SizeError", err)
+	}
+	bad := append([]byte(nil), data...)
+	bad[len(bad)-1] ^= 1
+	var ce *ChecksumError
+	if _, err := Load(bad, good, int64(len(data))); !errors.As(err, &ce) {
+		t.Errorf("flipped bit: got %v, want ChecksumError", err)
+	}
+	var fe *FormatError
+	if _, err := Load(data, good, int64(len(data))); !errors.As(err, &fe) {
+		t.Errorf("not a model: got %v, want FormatError", err)
+	}
+	if _, err := Load(data[:len(data)-3], "", -1); !errors.As(err, &fe) {
+		t.Errorf("truncated, unchecked: got %v, want FormatError", err)
+	}
+	for _, err := range []error{se, ce, fe} {
+		if !IsUserError(err) {
+			t.Errorf("%v is not a user error", err)
+		}
+	}
+}
+
+// TestLoadFixtureModel loads a converted copy of the diffusers mnist_cond
+// fixture (no schedule metadata: the default schedule must apply).
+func TestLoadFixtureModel(t *testing.T) {
+	dir := os.Getenv("FIXTURES_DIR")
+	if dir == "" {
+		dir = "../../../../shared/fixtures"
+	}
+	src := filepath.Join(dir, "diffusers", "mnist_cond")
+	if _, err := os.Stat(src); err != nil {
+		t.Skipf("fixtures not found at %s (set FIXTURES_DIR)", dir)
+	}
+	m, err := model.FromDiffusersDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "m.safetensors")
+	if err := m.Save(p, "F16"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	l, err := Load(data, "", int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := l.Info
+	if !in.DefaultSchedule || !in.Conditional || in.Classes != 10 || in.Guidance || len(in.Shape) != 3 || in.Shape[1] != 28 {
+		t.Errorf("info %+v", in)
+	}
+	if in.Prediction != "epsilon" || in.Schedule != "discrete linear β 0.0001…0.02, 1000 steps" {
+		t.Errorf("schedule %q prediction %q", in.Schedule, in.Prediction)
+	}
+}

@@ -1,0 +1,245 @@
+//go:build js && wasm
+
+// Command app is the Go side of the browser sampler. It runs inside a Web
+// Worker (web/worker.js), never on the page's main thread, and exposes one
+// global object to the worker's JavaScript:
+//
+//	diffuseGo.samplers()                       -> JSON string: the sampler registry
+//	diffuseGo.load(key, bytes, sha256, size, backend)
+//	                                           -> Promise<JSON string>: model info + backend
+//	diffuseGo.sample(job, key, requestJSON, onFrame, imageEveryMs)
+//	                                           -> Promise<{x: Float32Array, shape, nfe, totalMs}>
+//	diffuseGo.cancel(job)                      cancels a running or queued job
+//	diffuseGo.unload(key)                      forgets a model
+//
+// onFrame receives {index, total, nfe, t, alpha, sigma, level, stepMs,
+// x, x0} after every network evaluation; x and x0 (Float32Array, [B,C,H,W])
+// are null on frames thinned out by imageEveryMs. Errors reject the promise
+// with an Error whose `kind` is "user" (a message to show as is: a damaged
+// file, a bad parameter), "cancelled" or "internal".
+//
+// Between steps the sampler yields to the worker's event loop (see yield), so
+// cancel messages and other jobs are served while a long job runs.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unsafe"
+
+	"syscall/js"
+
+	"github.com/diffuse-web/diffuse/wasm/app/engine"
+)
+
+type loadedModel struct {
+	l       *engine.Loaded
+	backend *backend
+}
+
+var (
+	mu     sync.Mutex
+	models = map[string]*loadedModel{}
+	jobs   = map[string]context.CancelFunc{}
+)
+
+func main() {
+	api := js.Global().Get("Object").New()
+	api.Set("samplers", js.FuncOf(func(this js.Value, args []js.Value) any {
+		b, _ := json.Marshal(engine.Samplers())
+		return string(b)
+	}))
+	api.Set("load", js.FuncOf(jsLoad))
+	api.Set("sample", js.FuncOf(jsSample))
+	api.Set("cancel", js.FuncOf(func(this js.Value, args []js.Value) any {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, ok := jobs[args[0].String()]; ok {
+			c()
+		}
+		return nil
+	}))
+	api.Set("unload", js.FuncOf(func(this js.Value, args []js.Value) any {
+		mu.Lock()
+		defer mu.Unlock()
+		if m, ok := models[args[0].String()]; ok {
+			m.backend.release()
+			delete(models, args[0].String())
+		}
+		return nil
+	}))
+	js.Global().Set("diffuseGo", api)
+	if ready := js.Global().Get("diffuseGoReady"); ready.Type() == js.TypeFunction {
+		ready.Invoke()
+	}
+	select {}
+}
+
+// promise runs f in a goroutine and returns a JS Promise of its result.
+func promise(f func() (any, error)) js.Value {
+	var executor js.Func
+	executor = js.FuncOf(func(this js.Value, args []js.Value) any {
+		resolve, reject := args[0], args[1]
+		executor.Release()
+		go func() {
+			v, err := f()
+			if err != nil {
+				reject.Invoke(jsError(err))
+				return
+			}
+			resolve.Invoke(v)
+		}()
+		return nil
+	})
+	return js.Global().Get("Promise").New(executor)
+}
+
+func jsError(err error) js.Value {
+	e := js.Global().Get("Error").New(err.Error())
+	switch {
+	case errors.Is(err, context.Canceled):
+		e.Set("kind", "cancelled")
+	case engine.IsUserError(err), isBackendUserError(err):
+		e.Set("kind", "user")
+	default:
+		e.Set("kind", "internal")
+	}
+	return e
+}
+
+// jsLoad(key, bytes Uint8Array, sha256, size, backend)
+func jsLoad(this js.Value, args []js.Value) any {
+	key := args[0].String()
+	data := make([]byte, args[1].Get("length").Int())
+	js.CopyBytesToGo(data, args[1])
+	sha, size, want := args[2].String(), int64(args[3].Float()), args[4].String()
+	return promise(func() (any, error) {
+		l, err := engine.Load(data, sha, size)
+		if err != nil {
+			return nil, err
+		}
+		data = nil
+		b, err := pickBackend(context.Background(), want, l)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		if old, ok := models[key]; ok {
+			old.backend.release()
+		}
+		models[key] = &loadedModel{l: l, backend: b}
+		mu.Unlock()
+		out, _ := json.Marshal(struct {
+			engine.Info
+			Backend choice `json:"backend"`
+		}{l.Info, b.choice})
+		return string(out), nil
+	})
+}
+
+// jsSample(job, key, requestJSON, onFrame, imageEveryMs)
+func jsSample(this js.Value, args []js.Value) any {
+	job, key, reqJSON, onFrame := args[0].String(), args[1].String(), args[2].String(), args[3]
+	every := 0.0
+	if len(args) > 4 && args[4].Type() == js.TypeNumber {
+		every = args[4].Float()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mu.Lock()
+	jobs[job] = cancel
+	m := models[key]
+	mu.Unlock()
+	return promise(func() (any, error) {
+		defer func() {
+			mu.Lock()
+			delete(jobs, job)
+			mu.Unlock()
+			cancel()
+		}()
+		if m == nil {
+			return nil, fmt.Errorf("model %q is not loaded", key)
+		}
+		var r engine.Request
+		if err := json.Unmarshal([]byte(reqJSON), &r); err != nil {
+			return nil, &engine.RequestError{Field: "request", Msg: err.Error()}
+		}
+		lastImage := time.Time{}
+		total := -1
+		want := func(i int) bool {
+			if every <= 0 || i == 0 || (total > 0 && i >= total-1) || time.Since(lastImage) >= time.Duration(every*float64(time.Millisecond)) {
+				lastImage = time.Now()
+				return true
+			}
+			return false
+		}
+		res, err := m.l.Run(ctx, m.backend.net, r, want, func(f *engine.Frame) error {
+			total = f.Total
+			if onFrame.Type() == js.TypeFunction {
+				o := js.Global().Get("Object").New()
+				o.Set("index", f.Index)
+				o.Set("total", f.Total)
+				o.Set("nfe", f.NFE)
+				o.Set("t", f.Point.T)
+				o.Set("alpha", f.Point.Alpha)
+				o.Set("sigma", f.Point.Sigma)
+				o.Set("level", f.Point.Level)
+				o.Set("stepMs", f.StepMs)
+				o.Set("backend", m.backend.current())
+				o.Set("x", float32Array(f.X))
+				o.Set("x0", float32Array(f.X0))
+				onFrame.Invoke(o)
+			}
+			yield()
+			return ctx.Err()
+		})
+		if err != nil {
+			return nil, err
+		}
+		o := js.Global().Get("Object").New()
+		o.Set("x", float32Array(res.X))
+		shape := make([]any, len(res.Shape))
+		for i, v := range res.Shape {
+			shape[i] = v
+		}
+		o.Set("shape", shape)
+		o.Set("nfe", res.NFE)
+		o.Set("totalMs", res.TotalMs)
+		o.Set("backend", m.backend.current())
+		return o, nil
+	})
+}
+
+// float32Array copies v into a new JS Float32Array (null for nil).
+func float32Array(v []float32) js.Value {
+	if v == nil {
+		return js.Null()
+	}
+	u8 := js.Global().Get("Uint8Array").New(4 * len(v))
+	if len(v) > 0 {
+		js.CopyBytesToJS(u8, unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v)))
+	}
+	return js.Global().Get("Float32Array").New(u8.Get("buffer"))
+}
+
+// yield lets the worker's event loop run (messages, other jobs' callbacks)
+// before the calling goroutine goes on: a macrotask through the worker's
+// diffuseYield (a MessageChannel round trip), falling back to a 0 ms timer.
+func yield() {
+	done := make(chan struct{})
+	var cb js.Func
+	cb = js.FuncOf(func(this js.Value, args []js.Value) any {
+		cb.Release()
+		close(done)
+		return nil
+	})
+	if y := js.Global().Get("diffuseYield"); y.Type() == js.TypeFunction {
+		y.Invoke(cb)
+	} else {
+		js.Global().Call("setTimeout", cb, 0)
+	}
+	<-done
+}

@@ -1,0 +1,253 @@
+// diffuse.js — sample diffusion models in the browser, on the visitor's
+// machine. The model runs in a Web Worker (worker.js, hosting the Go
+// WebAssembly app); this module is the main-thread API for embedders and for
+// this site's pages.
+//
+//   import { createSampler } from './web/diffuse.js';
+//   const s = await createSampler({ backend: 'auto' });      // 'auto' | 'webgpu' | 'cpu'
+//   const m = await s.loadModel('mnist', { onProgress: (p) => ... });
+//   console.log(m.backend.name, m.backend.reason);           // the backend in use
+//   const job = s.sample(m, { sampler: 'ddim', steps: 20, eta: 0, guidance: 3,
+//                             class: 7, seed: 42, batch: 4,
+//                             onStep: (f) => draw(f.x, f.x0, f.shape) });
+//   job.cancel();                                            // or: s.cancel(job)
+//   const { x, shape } = await job;                          // Float32Array [B,C,H,W]
+//   s.dispose();
+//
+// Weights come from the same origin (the manifest next to them lists size and
+// SHA-256), are verified, and are kept in Cache Storage. Nothing is sent
+// anywhere.
+
+export { toImageData, drawBatch, drawSample, batchToPNG } from './render.js';
+
+/** An error with a `kind`: 'user' (a message to show as is: damaged
+ * download, bad parameter, WebGPU unavailable), 'cancelled', 'fatal' (the
+ * worker died; create a new sampler) or 'internal'. */
+export class DiffuseError extends Error {
+  constructor(message, kind = 'internal') {
+    super(message);
+    this.name = 'DiffuseError';
+    this.kind = kind;
+  }
+}
+
+const defaultManifestURL = new URL('../weights/manifest.json', import.meta.url).href;
+
+/** Fetches the weights manifest: {default, models: [{name, file, url, sha256,
+ * size, card, cardURL, title, summary, shape, conditional, classes,
+ * nullClass, guidance, schedule, dev}]}. URLs are made absolute. */
+export async function fetchManifest(url = defaultManifestURL) {
+  let resp;
+  try {
+    resp = await fetch(url, { cache: 'no-cache' });
+  } catch (e) {
+    throw new DiffuseError(`could not load the model list: ${e.message}`, 'user');
+  }
+  if (!resp.ok) throw new DiffuseError(`could not load the model list: HTTP ${resp.status}`, 'user');
+  const m = await resp.json();
+  for (const e of m.models) {
+    e.url = new URL(`${e.file}?sha256=${e.sha256}`, url).href;
+    e.cardURL = e.card ? new URL(e.card, url).href : '';
+  }
+  return m;
+}
+
+let nextId = 1;
+
+/** A sampling job: await it for the result; cancel() stops it. */
+class Job {
+  constructor(sampler, id, promise) {
+    this.id = id;
+    this.sampler = sampler;
+    this.promise = promise;
+  }
+  cancel() { this.sampler.cancel(this); }
+  then(a, b) { return this.promise.then(a, b); }
+  catch(b) { return this.promise.catch(b); }
+  finally(f) { return this.promise.finally(f); }
+}
+
+/** One worker, its backend preference, and the models loaded in it. */
+export class Sampler {
+  constructor(options = {}) {
+    this.options = options;
+    this.requested = options.backend || 'auto';
+    this.manifestURL = options.manifestURL || defaultManifestURL;
+    /** The backend of the most recently loaded model: {name, requested,
+     * reason, cpuMs, gpuMs}. */
+    this.backend = null;
+    this.dead = null;
+    this._pending = new Map(); // id -> {resolve, reject, onFrame, onProgress}
+    this._models = new Map(); // name -> Promise<Model>
+    this._listeners = new Set();
+    this.worker = new Worker(options.workerURL || new URL('./worker.js', import.meta.url), { type: 'module', name: 'diffuse' });
+    this.worker.onmessage = (ev) => this._onMessage(ev.data);
+    this.worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this._die(`the sampler worker failed: ${ev.message || 'unknown error'}`);
+    };
+    this._manifest = null;
+    this.ready = this._call({ type: 'init', backend: this.requested }).then((v) => {
+      this.samplers = v.samplers;
+      this.webgpuExposed = v.webgpu;
+      return this;
+    });
+  }
+
+  _die(message) {
+    if (this.dead) return;
+    this.dead = message;
+    for (const p of this._pending.values()) p.reject(new DiffuseError(message, 'fatal'));
+    this._pending.clear();
+    for (const f of this._listeners) f({ type: 'fatal', message });
+  }
+
+  /** Listen to sampler-wide events ({type:'fatal', message}). */
+  on(f) { this._listeners.add(f); return () => this._listeners.delete(f); }
+
+  _onMessage(msg) {
+    if (msg.type === 'fatal') return this._die(msg.message);
+    const p = this._pending.get(msg.id);
+    if (!p) return;
+    switch (msg.type) {
+      case 'result':
+        this._pending.delete(msg.id);
+        p.resolve(msg.value);
+        break;
+      case 'error':
+        this._pending.delete(msg.id);
+        p.reject(new DiffuseError(msg.message, msg.kind));
+        break;
+      case 'progress':
+        if (p.onProgress) p.onProgress({ phase: msg.phase, loaded: msg.loaded, total: msg.total });
+        break;
+      case 'frame':
+        if (p.onFrame) p.onFrame(msg.frame);
+        break;
+    }
+  }
+
+  _call(msg, hooks = {}) {
+    if (this.dead) return Promise.reject(new DiffuseError(this.dead, 'fatal'));
+    const id = msg.id || nextId++;
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject, ...hooks });
+      this.worker.postMessage({ ...msg, id });
+    });
+  }
+
+  /** The weights manifest (fetched once). */
+  manifest() {
+    if (!this._manifest) {
+      this._manifest = fetchManifest(this.manifestURL);
+      this._manifest.catch(() => { this._manifest = null; });
+    }
+    return this._manifest;
+  }
+
+  /** Loads a model by manifest name (default: the manifest's default),
+   * downloading and verifying its weights unless cached. onProgress gets
+   * {phase: 'download'|'cache'|'build', loaded, total}. Loading the same name
+   * twice shares one download. Resolves to a model handle:
+   * {name, entry, info, backend, cached}. */
+  loadModel(name, { onProgress } = {}) {
+    const key = name || '';
+    if (this._models.has(key)) {
+      const p = this._models.get(key);
+      if (onProgress) p.progress.add(onProgress);
+      return p;
+    }
+    const listeners = new Set(onProgress ? [onProgress] : []);
+    const p = (async () => {
+      await this.ready;
+      const man = await this.manifest();
+      const entry = man.models.find((m) => m.name === (name || man.default));
+      if (!entry) throw new DiffuseError(`no model named "${name}" in the manifest (have: ${man.models.map((m) => m.name).join(', ')})`, 'user');
+      const info = await this._call(
+        { type: 'load', entry: { name: entry.name, url: entry.url, sha256: entry.sha256, size: entry.size } },
+        { onProgress: (pr) => { for (const f of listeners) f(pr); } },
+      );
+      const { backend, cached, ...rest } = info;
+      this.backend = backend;
+      return { name: entry.name, entry, info: rest, backend, cached };
+    })();
+    p.progress = listeners;
+    this._models.set(key, p);
+    p.catch(() => { if (this._models.get(key) === p) this._models.delete(key); });
+    return p;
+  }
+
+  /** Forgets a loaded model, freeing its memory in the worker. */
+  unloadModel(model) {
+    const name = typeof model === 'string' ? model : model.name;
+    for (const [k, p] of this._models) {
+      p.then((m) => { if (m.name === name) this._models.delete(k); }, () => {});
+    }
+    this.worker.postMessage({ type: 'unload', model: name });
+  }
+
+  /** Starts sampling; returns a Job (a thenable with cancel()). Options:
+   * sampler (registry name, default 'ddim'), steps, eta, guidance, class
+   * (null/undefined: unconditional), seed (integer < 2^53), batch, sigmas,
+   * params ({rtol, atol, snr, corrector_steps, end_time}), onStep(frame),
+   * imageEveryMs (send images at most this often; default 0: every step).
+   * A frame is {index, total, nfe, t, alpha, sigma, level, stepMs, backend,
+   * x, x0, shape}; x and x0 are Float32Array [B,C,H,W] or null. The result
+   * is {x, shape, nfe, totalMs, backend}. */
+  sample(model, opts = {}) {
+    const id = nextId++;
+    const batch = opts.batch || 1;
+    const shape = [batch, ...model.info.shape];
+    const request = {
+      sampler: opts.sampler || 'ddim',
+      steps: opts.steps | 0,
+      eta: +opts.eta || 0,
+      guidance: opts.guidance == null ? 0 : +opts.guidance,
+      class: opts.class == null || opts.class === '' ? null : opts.class | 0,
+      seed: Math.max(0, Math.floor(+opts.seed || 0)),
+      batch,
+      sigmas: opts.sigmas || '',
+      params: opts.params || {},
+    };
+    const onStep = opts.onStep;
+    const promise = this._call(
+      { id, type: 'sample', model: model.name, request, imageEveryMs: opts.imageEveryMs || 0 },
+      { onFrame: onStep ? (f) => { f.shape = shape; onStep(f); } : null },
+    );
+    return new Job(this, id, promise);
+  }
+
+  /** Cancels a job (a Job or its id); its promise rejects with kind 'cancelled'. */
+  cancel(job) {
+    const id = typeof job === 'object' ? job.id : job;
+    if (!this.dead) this.worker.postMessage({ type: 'cancel', job: String(id) });
+  }
+
+  /** Stops the worker; pending calls reject. */
+  dispose() {
+    this.worker.terminate();
+    this._die('the sampler was disposed');
+  }
+}
+
+/** Creates a sampler with its own worker and waits until it is ready.
+ * options: {backend: 'auto'|'webgpu'|'cpu', manifestURL, workerURL}. */
+export async function createSampler(options = {}) {
+  const s = new Sampler(options);
+  return s.ready;
+}
+
+const shared = new Map();
+
+/** One sampler per backend preference, shared by everything on the page
+ * (the <diffusion-sampler> elements use it): one worker, one download per
+ * model. */
+export function sharedSampler(options = {}) {
+  const key = `${options.backend || 'auto'} ${options.manifestURL || ''}`;
+  if (!shared.has(key)) {
+    const p = createSampler(options);
+    shared.set(key, p);
+    p.then((s) => s.on(() => shared.delete(key)), () => shared.delete(key));
+  }
+  return shared.get(key);
+}

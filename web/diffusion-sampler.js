@@ -1,0 +1,334 @@
+// <diffusion-sampler>: a compact live diffusion demo for blog posts.
+//
+//   <script type="module" src="/web/diffusion-sampler.js"></script>
+//   <diffusion-sampler model="mnist" sampler="ddim" steps="20" seed="42"
+//                      class="7" guidance="2" autoplay show="xt x0 plot"></diffusion-sampler>
+//
+// Attributes: model (default: the site's default model), sampler (default
+// ddim), steps, seed, class, guidance, eta, batch, sigmas, backend
+// (auto|webgpu|cpu), autoplay (start when scrolled into view), show (any of
+// xt, x0, plot, strip; default "xt x0"), label (a caption).
+// All elements on a page share one worker and one download per model.
+// The element reflects its state in the `state` attribute (loading, ready,
+// sampling, done, error) and fires 'step', 'done' and 'error' events;
+// `result` holds the last result ({x, shape, nfe, totalMs, backend}).
+import { sharedSampler, DiffuseError } from './diffuse.js';
+import { drawBatch, drawSample } from './render.js';
+
+const CSS = `
+:host { display: block; margin: 1.25rem 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  --ds-accent: #b6245b; --ds-bg: #f6f5f2; --ds-fg: #1d1c1a; --ds-muted: #5f5b55; --ds-line: #dcd8d0; }
+@media (prefers-color-scheme: dark) {
+  :host { --ds-accent: #f06a98; --ds-bg: #1f1e1c; --ds-fg: #ecebe7; --ds-muted: #a9a49b; --ds-line: #3a3834; }
+}
+.card { border: 1px solid var(--ds-line); border-radius: 10px; padding: 0.75rem; background: var(--ds-bg); color: var(--ds-fg); }
+.label { font-weight: 600; margin: 0 0 0.5rem; }
+.views { display: grid; grid-template-columns: repeat(auto-fit, minmax(8rem, 1fr)); gap: 0.6rem; }
+figure { margin: 0; }
+.views canvas { display: block; width: 100%; aspect-ratio: 1; height: auto; image-rendering: pixelated; background: #000; border-radius: 6px; }
+figcaption { font-size: 0.8rem; color: var(--ds-muted); margin-top: 0.2rem; }
+.plot { display: block; width: 100%; height: 70px; margin-top: 0.5rem; }
+.strip { display: grid; grid-template-columns: repeat(8, minmax(0, 1fr)); gap: 0.25rem; margin-top: 0.5rem; }
+.strip canvas { width: 100%; aspect-ratio: 1; height: auto; image-rendering: pixelated; background: #000; border-radius: 3px; display: block; }
+.bar { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem; margin-top: 0.6rem; }
+button { font: inherit; min-height: 2.1rem; padding: 0.2rem 0.8rem; border-radius: 6px; border: 1px solid var(--ds-line);
+  background: transparent; color: inherit; cursor: pointer; }
+button.play { background: var(--ds-accent); border-color: var(--ds-accent); color: #fff; font-weight: 600; }
+button:disabled { opacity: 0.5; cursor: default; }
+button:focus-visible { outline: 3px solid #1a5fd6; outline-offset: 2px; }
+.meta { font-size: 0.8rem; color: var(--ds-muted); font-variant-numeric: tabular-nums; }
+.status { font-size: 0.8rem; color: var(--ds-muted); flex: 1 1 10rem; }
+.error { color: #b00020; font-size: 0.85rem; margin: 0.4rem 0 0; }
+progress { width: 100%; height: 0.5rem; accent-color: var(--ds-accent); }
+[hidden] { display: none !important; }
+`;
+
+let sheet = null;
+function styles() {
+  if (!sheet) {
+    sheet = new CSSStyleSheet();
+    sheet.replaceSync(CSS);
+  }
+  return sheet;
+}
+
+function h(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('aria-') || k === 'role') e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  e.append(...children);
+  return e;
+}
+
+const NAMES = { ddim: 'DDIM', ddpm: 'DDPM', euler: 'Euler', euler_ancestral: 'Euler ancestral', heun: 'Heun', rk45: 'RK45', dpmpp_2m: 'DPM-Solver++(2M)', dpmpp_3m: 'DPM-Solver++(3M)', em: 'Euler–Maruyama', pc: 'predictor–corrector' };
+
+export class DiffusionSampler extends HTMLElement {
+  static get observedAttributes() {
+    return ['model', 'sampler', 'steps', 'seed', 'class', 'guidance', 'eta', 'batch', 'sigmas', 'show', 'label'];
+  }
+
+  constructor() {
+    super();
+    this.result = null;
+    this._job = null;
+    this._levels = [];
+    this._built = false;
+  }
+
+  connectedCallback() {
+    if (!this._built) this._build();
+    this._start();
+  }
+
+  disconnectedCallback() {
+    if (this._job) this._job.cancel();
+    if (this._observer) this._observer.disconnect();
+  }
+
+  attributeChangedCallback(name, old, val) {
+    if (!this._built || old === val) return;
+    if (name === 'show' || name === 'label') { this._layout(); return; }
+    if (name === 'model') { this._modelP = null; this._start(); return; }
+    this._describe();
+    if (this.result || this._job) this.play();
+  }
+
+  _set(state) { this.setAttribute('state', state); }
+
+  _show() {
+    const v = (this.getAttribute('show') || 'xt x0').toLowerCase();
+    return new Set(v.split(/[\s,]+/).filter(Boolean));
+  }
+
+  _build() {
+    this._built = true;
+    const root = this.attachShadow({ mode: 'open' });
+    root.adoptedStyleSheets = [styles()];
+    const id = `ds-${Math.random().toString(36).slice(2, 8)}`;
+    this._els = {
+      label: h('p', { class: 'label' }),
+      xtFig: h('figure'), x0Fig: h('figure'),
+      xt: h('canvas', { width: 1, height: 1, role: 'img', 'aria-label': 'noisy sample x_t' }),
+      x0: h('canvas', { width: 1, height: 1, role: 'img', 'aria-label': 'predicted clean image' }),
+      plot: h('canvas', { class: 'plot', role: 'img', 'aria-label': 'noise level per step (log scale)' }),
+      strip: h('div', { class: 'strip' }),
+      progress: h('progress', { max: 1, value: 0, 'aria-label': 'weights download' }),
+      play: h('button', { class: 'play', type: 'button', textContent: 'Sample' }),
+      reseed: h('button', { type: 'button', textContent: 'New seed' }),
+      status: h('span', { class: 'status', role: 'status', id: `${id}-status` }),
+      meta: h('div', { class: 'meta' }),
+      error: h('p', { class: 'error', role: 'alert' }),
+    };
+    const e = this._els;
+    e.xtFig.append(e.xt, h('figcaption', {}, 'x', h('sub', {}, 't'), ' (noisy)'));
+    e.x0Fig.append(e.x0, h('figcaption', {}, 'predicted x', h('sub', {}, '0')));
+    e.play.addEventListener('click', () => this.play());
+    e.reseed.addEventListener('click', () => {
+      this.setAttribute('seed', String(crypto.getRandomValues(new Uint32Array(1))[0] % 100000));
+      if (!this.result && !this._job) this.play();
+    });
+    e.progress.hidden = true;
+    e.error.hidden = true;
+    const card = h('div', { class: 'card' }, e.label, h('div', { class: 'views' }, e.xtFig, e.x0Fig), e.plot, e.strip,
+      e.progress, e.error, h('div', { class: 'bar' }, e.play, e.reseed, e.status), e.meta);
+    root.append(card);
+    this._layout();
+  }
+
+  _layout() {
+    const show = this._show();
+    const e = this._els;
+    e.xtFig.hidden = !show.has('xt');
+    e.x0Fig.hidden = !show.has('x0');
+    if (e.xtFig.hidden && e.x0Fig.hidden) e.x0Fig.hidden = false;
+    e.plot.hidden = !show.has('plot');
+    e.strip.hidden = !show.has('strip');
+    e.label.textContent = this.getAttribute('label') || '';
+    e.label.hidden = !e.label.textContent;
+    this._describe();
+  }
+
+  _opts() {
+    const a = (n) => this.getAttribute(n);
+    const num = (n, d) => (a(n) === null || a(n) === '' || !isFinite(+a(n)) ? d : +a(n));
+    return {
+      sampler: a('sampler') || 'ddim',
+      steps: num('steps', 20),
+      seed: num('seed', 0),
+      // `class` doubles as the CSS class attribute: only a plain integer is a label.
+      class: /^\s*\d+\s*$/.test(a('class') || '') ? +a('class') : null,
+      guidance: num('guidance', 0),
+      eta: num('eta', 0),
+      batch: Math.min(16, Math.max(1, num('batch', 1))),
+      sigmas: a('sigmas') || '',
+    };
+  }
+
+  _describe(extra) {
+    const o = this._opts();
+    const parts = [`${NAMES[o.sampler] || o.sampler}${o.eta ? ` η=${o.eta}` : ''}`, `${o.steps} steps`, `seed ${o.seed}`];
+    if (o.class !== null) parts.push(`class ${o.class}`);
+    if (o.guidance && o.guidance !== 1) parts.push(`guidance ${o.guidance}`);
+    if (extra) parts.push(extra);
+    this._els.meta.textContent = parts.join(' · ');
+  }
+
+  _error(err) {
+    this._els.error.textContent = err instanceof Error ? err.message : String(err);
+    this._els.error.hidden = false;
+    this._set('error');
+    this.dispatchEvent(new CustomEvent('error', { detail: err }));
+  }
+
+  async _start() {
+    if (this._modelP) return;
+    this._set('loading');
+    this._els.play.disabled = true;
+    this._els.status.textContent = 'Loading…';
+    const backend = this.getAttribute('backend') || 'auto';
+    this._modelP = (async () => {
+      this._sampler = await sharedSampler({ backend });
+      return this._sampler.loadModel(this.getAttribute('model') || undefined, {
+        onProgress: ({ phase, loaded, total }) => {
+          const p = this._els.progress;
+          p.hidden = phase !== 'download';
+          p.max = total || 1;
+          p.value = loaded;
+          this._els.status.textContent = phase === 'download' ? `Downloading weights… ${Math.round((100 * loaded) / (total || 1))}%` : 'Preparing…';
+        },
+      });
+    })();
+    try {
+      this._model = await this._modelP;
+      this._els.progress.hidden = true;
+      this._els.play.disabled = false;
+      this._els.status.textContent = 'Ready.';
+      this._set('ready');
+      if (this.hasAttribute('autoplay')) this._autoplay();
+    } catch (err) {
+      this._modelP = null;
+      this._els.progress.hidden = true;
+      this._els.play.disabled = false;
+      this._els.status.textContent = '';
+      this._error(err);
+    }
+  }
+
+  _autoplay() {
+    if (!('IntersectionObserver' in window)) { this.play(); return; }
+    this._observer = new IntersectionObserver((entries) => {
+      if (entries.some((en) => en.isIntersecting)) {
+        this._observer.disconnect();
+        if (!this.result && !this._job) this.play();
+      }
+    }, { rootMargin: '100px' });
+    this._observer.observe(this);
+  }
+
+  /** Starts (or restarts) sampling with the current attributes. */
+  async play() {
+    if (!this._model) {
+      this._modelP = null;
+      await this._start();
+      if (!this._model) return;
+    }
+    if (this._job) this._job.cancel();
+    const o = this._opts();
+    // Fit the attributes to the model, so one page works whatever the
+    // site's default model is: no label for an unconditional model, a label
+    // where one is required, guidance only where the model has a null class.
+    const info = this._model.info;
+    if (!info.conditional) o.class = null;
+    else if (o.class === null && info.nullClass < 0) o.class = 0;
+    if (o.class !== null && info.conditional && o.class >= info.classes) o.class = o.class % info.classes;
+    if (!info.guidance || o.class === null) o.guidance = 0;
+    const e = this._els;
+    e.error.hidden = true;
+    this._levels = [];
+    e.strip.replaceChildren();
+    this._stripNext = 0;
+    this._describe();
+    this._set('sampling');
+    e.play.textContent = 'Restart';
+    e.status.textContent = 'Sampling…';
+    const job = this._sampler.sample(this._model, {
+      ...o,
+      imageEveryMs: 30,
+      onStep: (f) => this._onStep(f),
+    });
+    this._job = job;
+    try {
+      const r = await job;
+      if (this._job !== job) return;
+      this.result = r;
+      if (!this._els.xtFig.hidden) drawBatch(e.xt, r.x, r.shape);
+      drawBatch(e.x0, r.x, r.shape);
+      e.status.textContent = `Done in ${(r.totalMs / 1000).toFixed(1)} s (${r.nfe} network calls).`;
+      this._describe(`${r.backend === 'webgpu' ? 'WebGPU' : 'CPU'}, ${(r.totalMs / Math.max(1, r.nfe)).toFixed(0)} ms/call`);
+      e.play.textContent = 'Sample again';
+      this._set('done');
+      this.dispatchEvent(new CustomEvent('done', { detail: r }));
+    } catch (err) {
+      if (this._job !== job) return;
+      if (err instanceof DiffuseError && err.kind === 'cancelled') {
+        e.status.textContent = 'Stopped.';
+        this._set('ready');
+      } else this._error(err);
+    } finally {
+      if (this._job === job) this._job = null;
+    }
+  }
+
+  /** Stops a running sample. */
+  stop() { if (this._job) this._job.cancel(); }
+
+  _onStep(f) {
+    this._levels.push(f.level);
+    const e = this._els;
+    e.status.textContent = `Step ${f.index + 1}${f.total > 0 ? ` of ${f.total}` : ''}…`;
+    if (f.x) {
+      if (!e.xtFig.hidden) drawBatch(e.xt, f.x, f.shape);
+      drawBatch(e.x0, f.x0, f.shape);
+      if (!e.strip.hidden) {
+        const total = f.total > 0 ? f.total : 20;
+        if (f.index >= Math.round((this._stripNext * (total - 1)) / 7) || f.index === total - 1) {
+          this._stripNext++;
+          const c = h('canvas', { role: 'img', 'aria-label': `x_t at step ${f.index + 1}` });
+          drawSample(c, f.x, f.shape, 0);
+          e.strip.append(c);
+        }
+      }
+    }
+    if (!e.plot.hidden) this._plot(f.total);
+    this.dispatchEvent(new CustomEvent('step', { detail: f }));
+  }
+
+  _plot(total) {
+    const c = this._els.plot;
+    const dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth || 300, hh = c.clientHeight || 70;
+    c.width = Math.round(w * dpr);
+    c.height = Math.round(hh * dpr);
+    const ctx = c.getContext('2d');
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const lv = this._levels.map((v) => Math.log10(Math.max(v, 1e-6)));
+    const lo = Math.min(...lv, -2), hi = Math.max(...lv, 2);
+    const n = Math.max(total > 0 ? total : lv.length, 2);
+    const accent = getComputedStyle(this).getPropertyValue('--ds-accent').trim() || '#b6245b';
+    ctx.strokeStyle = accent;
+    ctx.fillStyle = accent;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    lv.forEach((v, i) => {
+      const x = 4 + (i / (n - 1)) * (w - 8);
+      const y = 4 + (1 - (v - lo) / (hi - lo)) * (hh - 8);
+      if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+    });
+    ctx.stroke();
+  }
+}
+
+if (!customElements.get('diffusion-sampler')) customElements.define('diffusion-sampler', DiffusionSampler);

@@ -1,0 +1,187 @@
+// The Web Worker that hosts the Go WebAssembly app (wasm/app). The page never
+// runs the model: it talks to this worker through web/diffuse.js.
+//
+// Messages in:  {type:'init', id, backend}
+//               {type:'load', id, entry:{name,url,sha256,size}}
+//               {type:'sample', id, model, request, imageEveryMs}
+//               {type:'cancel', job}      {type:'unload', model}
+// Messages out: {type:'result', id, value}  {type:'error', id, message, kind}
+//               {type:'progress', id, phase, loaded, total}
+//               {type:'frame', id, frame}   {type:'fatal', message}
+//
+// Weights are fetched from the same origin, checked against the manifest's
+// size and SHA-256 (in Go), and kept in Cache Storage under a URL that carries
+// the hash, so a second visit downloads nothing and a new file never mixes
+// with an old one.
+import './wasm_exec.js';
+
+const WEIGHTS_CACHE = 'diffuse-weights-v1';
+
+// diffuseYield(cb): run cb in a fresh macrotask, so Go's sampling loop lets
+// this worker's message queue run between steps (a MessageChannel round trip
+// is not throttled like nested timers are).
+const yieldChannel = new MessageChannel();
+const yieldQueue = [];
+yieldChannel.port1.onmessage = () => { const cb = yieldQueue.shift(); if (cb) cb(); };
+self.diffuseYield = (cb) => { yieldQueue.push(cb); yieldChannel.port2.postMessage(0); };
+
+let backend = 'auto';
+let goAPI = null;
+
+const goReady = (async () => {
+  const go = new Go();
+  const resp = await fetch(new URL('diffuse.wasm', import.meta.url));
+  if (!resp.ok) throw new Error(`could not load diffuse.wasm: HTTP ${resp.status}`);
+  const bytes = await resp.arrayBuffer();
+  // The SIMD CPU backend's kernels attach to Go's imports before it starts.
+  const glue = await import('./simd_glue.js').catch(() => null);
+  if (glue && typeof glue.attachSimd === 'function') await glue.attachSimd(go, bytes);
+  const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
+  const { instance } = await WebAssembly.instantiate(bytes, go.importObject);
+  go.run(instance).then(() => {
+    self.postMessage({ type: 'fatal', message: 'the Go runtime stopped (see the console)' });
+  });
+  await ready;
+  goAPI = self.diffuseGo;
+  return goAPI;
+})();
+
+function userError(message) {
+  const e = new Error(message);
+  e.kind = 'user';
+  return e;
+}
+
+function post(msg, transfer) { self.postMessage(msg, transfer || []); }
+
+// Download progress is posted at most every 50 ms.
+function progressPoster(id, phase) {
+  let last = 0;
+  return (loaded, total, force) => {
+    const now = performance.now();
+    if (!force && now - last < 50) return;
+    last = now;
+    post({ type: 'progress', id, phase, loaded, total });
+  };
+}
+
+async function openCache() {
+  if (!self.caches) return null; // not a secure context: no Cache Storage
+  try { return await caches.open(WEIGHTS_CACHE); } catch { return null; }
+}
+
+async function download(entry, id) {
+  const progress = progressPoster(id, 'download');
+  let resp;
+  try {
+    resp = await fetch(entry.url);
+  } catch (e) {
+    throw userError(`could not download ${entry.name}: ${e.message} (offline?)`);
+  }
+  if (!resp.ok) throw userError(`could not download ${entry.name}: the server answered HTTP ${resp.status}`);
+  const total = entry.size || Number(resp.headers.get('content-length')) || 0;
+  const chunks = [];
+  let loaded = 0;
+  const reader = resp.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      loaded += value.length;
+      progress(loaded, total);
+    }
+  } catch (e) {
+    throw userError(`the download of ${entry.name} broke off after ${loaded} of ${total} bytes: ${e.message}`);
+  }
+  progress(loaded, total, true);
+  const bytes = new Uint8Array(loaded);
+  let off = 0;
+  for (const c of chunks) { bytes.set(c, off); off += c.length; }
+  return bytes;
+}
+
+async function load(entry, id) {
+  const go = await goReady;
+  const cache = await openCache();
+  const tryLoad = (bytes) => {
+    post({ type: 'progress', id, phase: 'build', loaded: bytes.length, total: bytes.length });
+    return go.load(entry.name, bytes, entry.sha256, entry.size ?? -1, backend);
+  };
+  if (cache) {
+    const hit = await cache.match(entry.url);
+    if (hit) {
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      post({ type: 'progress', id, phase: 'cache', loaded: bytes.length, total: bytes.length });
+      try {
+        return { ...JSON.parse(await tryLoad(bytes)), cached: true };
+      } catch (e) {
+        if (e.kind !== 'user') throw e;
+        await cache.delete(entry.url); // a damaged cached copy: fetch it again
+      }
+    }
+  }
+  const bytes = await download(entry, id);
+  const info = JSON.parse(await tryLoad(bytes));
+  if (cache) {
+    try {
+      await cache.put(entry.url, new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
+      // Older versions of the same file (another hash in the URL) go.
+      const path = new URL(entry.url).pathname;
+      for (const req of await cache.keys()) {
+        if (new URL(req.url).pathname === path && req.url !== entry.url) await cache.delete(req);
+      }
+    } catch (e) {
+      console.warn('diffuse: could not cache the weights:', e);
+    }
+  }
+  return { ...info, cached: false };
+}
+
+async function sample(msg) {
+  const go = await goReady;
+  const onFrame = (f) => {
+    const transfer = [];
+    if (f.x) transfer.push(f.x.buffer);
+    if (f.x0) transfer.push(f.x0.buffer);
+    post({ type: 'frame', id: msg.id, frame: f }, transfer);
+  };
+  const r = await go.sample(String(msg.id), msg.model, JSON.stringify(msg.request), onFrame, msg.imageEveryMs ?? 0);
+  return { value: r, transfer: [r.x.buffer] };
+}
+
+self.onmessage = async (ev) => {
+  const msg = ev.data;
+  const reply = (p) => p.then(
+    (v) => {
+      if (v && v.transfer) post({ type: 'result', id: msg.id, value: v.value }, v.transfer);
+      else post({ type: 'result', id: msg.id, value: v });
+    },
+    (e) => post({ type: 'error', id: msg.id, message: String(e && e.message || e), kind: (e && e.kind) || 'internal' }),
+  );
+  switch (msg.type) {
+    case 'init':
+      backend = msg.backend || 'auto';
+      reply(goReady.then((go) => ({
+        samplers: JSON.parse(go.samplers()),
+        webgpu: !!(self.navigator && navigator.gpu),
+      })));
+      break;
+    case 'load':
+      reply(load(msg.entry, msg.id));
+      break;
+    case 'sample':
+      reply(sample(msg));
+      break;
+    case 'cancel':
+      if (goAPI) goAPI.cancel(String(msg.job));
+      break;
+    case 'unload':
+      if (goAPI) goAPI.unload(msg.model);
+      break;
+    default:
+      post({ type: 'error', id: msg.id, message: `unknown message type ${msg.type}`, kind: 'internal' });
+  }
+};
+
+goReady.catch((e) => post({ type: 'fatal', message: `the sampler could not start: ${e.message}` }));
