@@ -77,7 +77,7 @@ func caseSetup(c schedCase, cfg schedule.Config, s *schedule.Schedule) (Func, *O
 	switch c.Cls {
 	case "DDIMScheduler":
 		f = DDIM
-		allowed = map[string]float64{"eta": math.NaN(), "use_clipped_model_output": 0}
+		allowed = map[string]float64{"eta": math.NaN(), "use_clipped_model_output": math.NaN()}
 		if o.Eta, err = num("eta", 0); err != nil {
 			return nil, nil, g, false, err
 		}
@@ -184,6 +184,9 @@ func runSchedulerCase(t *testing.T, dir string) {
 	}
 	if cfg.ClassName == "" {
 		cfg.ClassName = c.Cls
+	}
+	if v, ok := c.StepKwargs["use_clipped_model_output"].(bool); ok && c.Cls == "DDIMScheduler" {
+		cfg.UseClippedModelOutput = v
 	}
 	s, err := schedule.New(cfg)
 	if err != nil {

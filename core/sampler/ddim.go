@@ -26,8 +26,9 @@ func init() {
 //	c² = η²·σ_s²·(1 - (α_t σ_s)²/(α_s σ_t)²)
 //
 // which for variance-preserving schedules is eq. 16's
-// c² = η²·(1-ᾱ_s)/(1-ᾱ_t)·(1-ᾱ_t/ᾱ_s). x̂0 is clipped when clip_sample is on
-// (ε̂ is not recomputed, as in diffusers). η = 0 is the first-order
+// c² = η²·(1-ᾱ_s)/(1-ᾱ_t)·(1-ᾱ_t/ᾱ_s). x̂0 is clipped when clip_sample is on;
+// ε̂ is then re-derived from it, ε̂ = (x_t - α_t x̂0)/σ_t, only with
+// use_clipped_model_output (as in diffusers). η = 0 is the first-order
 // deterministic solver of the probability-flow ODE.
 func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
 	r, err := newRunner(ctx, m, noise, o, 50)
@@ -47,7 +48,15 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		if err != nil {
 			return nil, err
 		}
-		r.clip(x0)
+		if r.s.Config.ClipSampleOn() {
+			r.clip(x0)
+			if r.s.Config.UseClippedModelOutput {
+				a, sg := st.From.Alpha, st.From.Sigma
+				for k := range eps {
+					eps[k] = (x[k] - a*x0[k]) / sg
+				}
+			}
+		}
 		if err := r.report(st.From, x, x0); err != nil {
 			return nil, err
 		}

@@ -251,3 +251,48 @@ func TestSlerp(t *testing.T) {
 		t.Error("slerp of parallel vectors")
 	}
 }
+
+// constNet outputs a constant: as ε it makes x̂0 leave [-1, 1].
+type constNet struct{ v float32 }
+
+func (c constNet) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.Tensor, error) {
+	y := tensor.New(x.Shape...)
+	for i := range y.Data {
+		y.Data[i] = c.v
+	}
+	return y, nil
+}
+
+func TestDDIMClippedModelOutput(t *testing.T) {
+	for _, use := range []bool{false, true} {
+		s := discreteSchedule(t, "epsilon", "linear")
+		on := true
+		s.Config.ClipSample = &on
+		s.Config.UseClippedModelOutput = use
+		m := &Model{Net: constNet{-0.5}, Schedule: s, Shape: []int{1}, NullClass: -1}
+		noise := []float64{0.5}
+		g, _ := s.DDIMGrid(2, "")
+		var second float64
+		_, err := DDIM(context.Background(), m, noise, &Options{Steps: 2, Progress: func(st Step) error {
+			if st.Index == 1 {
+				second = st.X[0]
+			}
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p0, p1 := g.Steps[0].From, g.Steps[0].To
+		x := noise[0]
+		x0 := math.Max(-1, math.Min(1, (x+0.5*p0.Sigma)/p0.Alpha))
+		eps := -0.5
+		if use {
+			eps = (x - p0.Alpha*x0) / p0.Sigma
+		}
+		want := p1.Alpha*x0 + p1.Sigma*eps
+		t.Logf("use_clipped_model_output %v: x after one step %v", use, second)
+		if math.Abs(second-want) > 1e-9 {
+			t.Errorf("use_clipped_model_output %v: %v, want %v", use, second, want)
+		}
+	}
+}

@@ -54,8 +54,12 @@ type Config struct {
 
 	ClipSample      *bool   `json:"clip_sample"`
 	ClipSampleRange float64 `json:"clip_sample_range"`
-	SetAlphaToOne   *bool   `json:"set_alpha_to_one"`
-	StepsOffset     int     `json:"steps_offset"`
+	// UseClippedModelOutput is the argument of diffusers' DDIMScheduler.step
+	// of that name, stored in the config: DDIM re-derives ε̂ from the clipped
+	// x̂0 (as denoising-diffusion-pytorch's ddim_sample does).
+	UseClippedModelOutput bool  `json:"use_clipped_model_output"`
+	SetAlphaToOne         *bool `json:"set_alpha_to_one"`
+	StepsOffset           int   `json:"steps_offset"`
 	// TimestepSpacing is "leading", "trailing" or "linspace" (Lin et al. 2023,
 	// "Common Diffusion Noise Schedules and Sample Steps are Flawed", table 2);
 	// empty means the default of the sampler's diffusers counterpart.
