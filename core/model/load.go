@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 
 	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/scoresde"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -28,6 +30,7 @@ type Model struct {
 	unet  *unet.Config
 	score *scoresde.Config
 	toy   *toy2d.Config
+	lucid *lucid.Config
 }
 
 // InShape is the [C,H,W] of one sample.
@@ -41,6 +44,9 @@ func (m *Model) InShape() []int {
 	}
 	if m.toy != nil {
 		return []int{m.toy.Dim, 1, 1}
+	}
+	if m.lucid != nil {
+		return []int{m.lucid.Channels, m.lucid.ImageSize[0], m.lucid.ImageSize[1]}
 	}
 	return nil
 }
@@ -68,6 +74,8 @@ func (m *Model) Graph(batch, height, width int) (*graph.Graph, error) {
 			return nil, fmt.Errorf("the toy model takes points shaped [%d,1,1], not %dx%d images", m.toy.Dim, height, width)
 		}
 		return toy2d.Build(m.toy, m.Params, batch)
+	case ArchLucidUnet:
+		return lucid.Build(m.lucid, m.Params, batch, height, width)
 	}
 	return nil, fmt.Errorf("unknown network family %q", m.Arch)
 }
@@ -124,6 +132,15 @@ func New(arch string, config, scheduler json.RawMessage, params map[string]*tens
 		if _, err := m.Graph(1, 1, 1); err != nil {
 			return nil, err
 		}
+	case ArchLucidUnet:
+		c, err := lucid.ParseConfig(config)
+		if err != nil {
+			return nil, err
+		}
+		m.lucid = c
+		if _, err := m.Graph(1, c.ImageSize[0], c.ImageSize[1]); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("unknown network family %q", arch)
 	}
@@ -175,20 +192,30 @@ func tensors(f *safetensors.File) (map[string]*tensor.Tensor, error) {
 }
 
 // FromDiffusersDir reads a diffusers save_pretrained folder: config.json and
-// diffusion_pytorch_model.safetensors, plus the scheduler settings from
-// scheduler_config.json beside them or in ../scheduler/ when present.
+// diffusion_pytorch_model.safetensors (or, when that is absent,
+// diffusion_pytorch_model.bin through the restricted unpickler), plus the
+// scheduler settings from scheduler_config.json beside them or in
+// ../scheduler/ when present.
 func FromDiffusersDir(dir string) (*Model, error) {
 	config, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err
 	}
-	f, err := safetensors.ReadFile(filepath.Join(dir, "diffusion_pytorch_model.safetensors"))
-	if err != nil {
-		return nil, err
-	}
-	params, err := tensors(f)
-	if err != nil {
-		return nil, err
+	var params map[string]*tensor.Tensor
+	stPath, binPath := filepath.Join(dir, "diffusion_pytorch_model.safetensors"), filepath.Join(dir, diffusersBinName)
+	if _, serr := os.Stat(stPath); errors.Is(serr, fs.ErrNotExist) && fileExists(binPath) {
+		// Older folders ship pickled weights only.
+		if params, err = readDiffusersBin(binPath); err != nil {
+			return nil, err
+		}
+	} else {
+		f, err := safetensors.ReadFile(stPath)
+		if err != nil {
+			return nil, err
+		}
+		if params, err = tensors(f); err != nil {
+			return nil, err
+		}
 	}
 	var sched json.RawMessage
 	for _, p := range []string{filepath.Join(dir, "scheduler_config.json"), filepath.Join(dir, "..", "scheduler", "scheduler_config.json")} {

@@ -15,13 +15,14 @@ func init() {
 }
 
 func runConvert(args []string) error {
-	fs := newFlags("convert", "convert --from diffusers|scoresde|toy2d PATH -o OUT.safetensors [--dtype f16|f32]")
-	from := fs.String("from", "diffusers", "checkpoint kind: diffusers (a save_pretrained folder: config.json + diffusion_pytorch_model.safetensors) scoresde (the score-SDE tutorial's ScoreNet ckpt.pth) or toy2d (the safetensors file tools/train/train_toy2d.py writes)")
+	fs := newFlags("convert", "convert --from diffusers|scoresde|toy2d|lucidrains PATH -o OUT.safetensors [--dtype f16|f32]")
+	from := fs.String("from", "diffusers", "checkpoint kind: diffusers (a save_pretrained folder: config.json + diffusion_pytorch_model.safetensors, or .bin) scoresde (the score-SDE tutorial's ScoreNet ckpt.pth) toy2d (the safetensors file tools/train/train_toy2d.py writes) or lucidrains (a denoising-diffusion-pytorch 2.x Trainer checkpoint model-N.pt)")
 	sigma := fs.Float64("sigma", 25, "scoresde: the VE SDE's sigma the ScoreNet was trained with")
 	size := fs.Int("size", 28, "scoresde: image height and width the ScoreNet takes")
 	out := fs.String("o", "", "output file (required)")
 	dtype := fs.String("dtype", "f16", "weight type in the output: f16, bf16 or f32")
 	sched := fs.String("scheduler", "", "scheduler_config.json to store with the model (default: scheduler_config.json beside the model or in ../scheduler/)")
+	lf := addLucidFlags(fs)
 	nullClass := fs.Int("null-class", -1, "class label that means \"no class\" for classifier-free guidance (class-conditional models)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -52,8 +53,10 @@ func runConvert(args []string) error {
 		if f, err = safetensors.ReadFile(pos[0]); err == nil {
 			m, err = model.FromToy2D(f)
 		}
+	case "lucidrains":
+		m, err = lf.convert(fs, pos[0])
 	default:
-		return fmt.Errorf("--from %q: supported kinds: diffusers, scoresde, toy2d", *from)
+		return fmt.Errorf("--from %q: supported kinds: diffusers, scoresde, toy2d, lucidrains", *from)
 	}
 	if err != nil {
 		return err
