@@ -2,4 +2,9 @@ module github.com/diffuse-web/diffuse
 
 go 1.26.8
 
-require github.com/x448/float16 v0.8.4
+require (
+	github.com/tetratelabs/wazero v1.12.0
+	github.com/x448/float16 v0.8.4
+)
+
+require golang.org/x/sys v0.44.0 // indirect

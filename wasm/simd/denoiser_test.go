@@ -1,0 +1,170 @@
+package simd
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/npy"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// Whole-network tolerances, as max|got-want| / max|want|: against the CPU
+// reference (same float32 model, different summation order and a float32
+// exp) and against diffusers' own output.
+const (
+	tolVsCPU       = 2e-5
+	tolVsDiffusers = 1e-4
+)
+
+func fixturesDir() string {
+	if d := os.Getenv("FIXTURES_DIR"); d != "" {
+		return d
+	}
+	return "../../../shared/fixtures"
+}
+
+func relErr(got, want []float32) float64 {
+	var maxAbs, maxErr float64
+	for i := range want {
+		maxAbs = math.Max(maxAbs, math.Abs(float64(want[i])))
+		maxErr = math.Max(maxErr, math.Abs(float64(got[i]-want[i])))
+	}
+	if math.IsNaN(maxErr) {
+		return math.Inf(1)
+	}
+	return maxErr / maxAbs
+}
+
+func readNpy(t *testing.T, path string) []float32 {
+	t.Helper()
+	a, err := npy.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Float32()
+}
+
+func TestDenoiserMatchesCPUOnFixtures(t *testing.T) {
+	cases, _ := filepath.Glob(filepath.Join(fixturesDir(), "diffusers", "*", "config.json"))
+	if len(cases) == 0 {
+		t.Skipf("no fixtures under %s (set FIXTURES_DIR)", fixturesDir())
+	}
+	for _, cfg := range cases {
+		dir := filepath.Dir(cfg)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			m, err := model.FromDiffusersDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			xa, err := npy.ReadFile(filepath.Join(dir, "x.npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := tensor.From(xa.Float32(), xa.Shape...)
+			ts := readNpy(t, filepath.Join(dir, "t.npy"))
+			y := readNpy(t, filepath.Join(dir, "y.npy"))
+			var class []int
+			if _, err := os.Stat(filepath.Join(dir, "class_labels.npy")); err == nil {
+				for _, c := range readNpy(t, filepath.Join(dir, "class_labels.npy")) {
+					class = append(class, int(c))
+				}
+			}
+
+			d, err := NewDenoiser(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			ref := cpu.NewDenoiser(m)
+
+			// The fixture batch, against diffusers and the CPU reference; twice,
+			// so the second call runs on the cached plan and reused buffers.
+			for run := 0; run < 2; run++ {
+				got, err := d.Denoise(x, ts, class)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr(got.Data, y); !(e <= tolVsDiffusers) {
+					t.Errorf("run %d: vs diffusers: relative error %.3g > %g", run, e, tolVsDiffusers)
+				} else {
+					t.Logf("run %d: vs diffusers: relative error %.3g", run, e)
+				}
+				want, err := ref.Denoise(x, ts, class)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr(got.Data, want.Data); !(e <= tolVsCPU) {
+					t.Errorf("run %d: vs core/cpu: relative error %.3g > %g", run, e, tolVsCPU)
+				} else {
+					t.Logf("run %d: vs core/cpu: relative error %.3g", run, e)
+				}
+			}
+
+			// Batches of 1 and 7 built from the fixture samples, other times.
+			per := tensor.Numel(x.Shape[1:])
+			for _, b := range []int{1, 7} {
+				if b == 7 && testing.Short() {
+					continue
+				}
+				xb := tensor.New(append([]int{b}, x.Shape[1:]...)...)
+				tb := make([]float32, b)
+				var cb []int
+				for i := 0; i < b; i++ {
+					src := i % x.Shape[0]
+					copy(xb.Data[i*per:], x.Data[src*per:(src+1)*per])
+					tb[i] = float32((i*137 + 11) % 1000)
+					if class != nil {
+						cb = append(cb, i%10)
+					}
+				}
+				got, err := d.Denoise(xb, tb, cb)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := ref.Denoise(xb, tb, cb)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr(got.Data, want.Data); !(e <= tolVsCPU) {
+					t.Errorf("batch %d: vs core/cpu: relative error %.3g > %g", b, e, tolVsCPU)
+				} else {
+					t.Logf("batch %d: vs core/cpu: relative error %.3g", b, e)
+				}
+			}
+			t.Logf("kernel memory in use: %.1f MiB", float64(d.MemoryBytes())/(1<<20))
+		})
+	}
+}
+
+func TestDenoiserRejectsBadInput(t *testing.T) {
+	cases, _ := filepath.Glob(filepath.Join(fixturesDir(), "diffusers", "mnist_cond", "config.json"))
+	if len(cases) == 0 {
+		t.Skip("no fixtures")
+	}
+	m, err := model.FromDiffusersDir(filepath.Dir(cases[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDenoiser(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	x := tensor.New(2, 1, 28, 28)
+	if _, err := d.Denoise(x, []float32{1}, []int{1, 2}); err == nil {
+		t.Error("wrong number of times accepted")
+	}
+	if _, err := d.Denoise(x, []float32{1, 2}, nil); err == nil {
+		t.Error("missing class labels accepted")
+	}
+	if _, err := d.Denoise(x, []float32{1, 2}, []int{1, 99}); err == nil {
+		t.Error("class label out of range accepted")
+	}
+	if _, err := d.Denoise(tensor.New(2, 1, 27, 28), []float32{1, 2}, []int{1, 2}); err == nil {
+		t.Error("odd image size accepted")
+	}
+}

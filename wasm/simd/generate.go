@@ -1,0 +1,4 @@
+package simd
+
+// kernels.wasm and kernels_*gen.go are written by ./gen; never edit them.
+//go:generate go run ./gen -o .

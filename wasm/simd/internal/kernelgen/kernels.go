@@ -1,0 +1,719 @@
+package kernelgen
+
+import (
+	"math"
+
+	. "github.com/diffuse-web/diffuse/wasm/simd/internal/wasmenc"
+)
+
+// The kernels. Every pointer parameter is a byte address in the imported
+// memory; "f32p" marks float32 arrays, "i32p" int32 arrays, "u16p" uint16
+// arrays, "int" an i32 count or stride, "f32"/"f64" a float scalar. The Go
+// bindings are generated from these tags. Counts are unsigned.
+//
+// Vector loads and stores never assume alignment (wasm allows any), and no
+// kernel touches a byte outside the ranges its documentation (and the Go
+// wrapper's bounds checks, in ops.go) allow.
+
+// NR is the GEMM micro-tile width: two f32x4 vectors of B per k step.
+const NR = 8
+
+type gen struct {
+	m      *Module
+	mr     int // GEMM micro-tile height (rows of packed A)
+	unroll int // GEMM k-loop unrolling
+}
+
+func p(f *Func, name, kind string) Var {
+	t := I32
+	switch kind {
+	case "f32":
+		t = F32
+	case "f64":
+		t = F64
+	}
+	return f.Param(name, t, kind)
+}
+
+// abi returns a constant identifying this kernel set, so the Go side can
+// refuse a stale kernels.wasm.
+func (g *gen) abi(version int32) {
+	f := g.m.Func("abi", true)
+	f.Result(I32)
+	f.Return(I(version))
+}
+
+// gemm: C[m,n] (row stride ldc floats) = A·B (+ bias) (+ res), with A packed
+// as ceil(m/MR) panels of [k][MR] floats (rows past m zero) and B as
+// ceil(n/8) panels of [k][8] (columns past n zero). flags bit 0: bias[i] per
+// row (bias padded to a multiple of MR); bit 1: bias[j] per column (padded to
+// a multiple of 8). res, when not 0, is added (same layout and ldc as C).
+//
+// Loop order: each 8-column panel of B (k·32 bytes, meant to stay in L1)
+// against every MR-row panel of A; an MR×8 register tile of accumulators is
+// kept in 2·MR v128 locals over the whole k loop (unrolled Options.Unroll
+// times).
+func (g *gen) gemm() {
+	MR := g.mr
+	f := g.m.Func("gemm", true)
+	ap, bp, c := p(f, "ap", "f32p"), p(f, "bp", "f32p"), p(f, "c", "f32p")
+	ldc, M, N, K := p(f, "ldc", "int"), p(f, "m", "int"), p(f, "n", "int"), p(f, "k", "int")
+	bias, res, flags := p(f, "bias", "f32p"), p(f, "res", "f32p"), p(f, "flags", "int")
+
+	j0, i0, pa, pb, kend := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	crow, rrow, ldcb, k4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	acc := make([][2]Var, MR)
+	for r := range acc {
+		acc[r] = [2]Var{f.Local(V128), f.Local(V128)}
+	}
+	b0, b1, a := f.Local(V128), f.Local(V128), f.Local(V128)
+
+	f.Set(ldcb, Shl(ldc, I(2)))
+	f.Set(k4, Shl(K, I(2)))
+	f.For(j0, I(0), N, NR, func() {
+		f.For(i0, I(0), M, int32(MR), func() {
+			f.IfElse(And(flags, I(1)), func() {
+				for r := range MR {
+					f.Set(acc[r][0], Load32Splat(Add(bias, Shl(i0, I(2))), uint32(4*r)))
+					f.Set(acc[r][1], acc[r][0])
+				}
+			}, func() {
+				f.IfElse(And(flags, I(2)), func() {
+					f.Set(acc[0][0], V128Load(Add(bias, Shl(j0, I(2))), 0))
+					f.Set(acc[0][1], V128Load(Add(bias, Shl(j0, I(2))), 16))
+					for r := 1; r < MR; r++ {
+						f.Set(acc[r][0], acc[0][0])
+						f.Set(acc[r][1], acc[0][1])
+					}
+				}, func() {
+					for r := range MR {
+						f.Set(acc[r][0], Splat4(0))
+						f.Set(acc[r][1], Splat4(0))
+					}
+				})
+			})
+			f.Set(pa, Add(ap, Mul(i0, k4)))
+			f.Set(pb, Add(bp, Mul(j0, k4)))
+			f.Set(kend, Add(pa, Mul(K, I(int32(4*MR)))))
+			step := func(u int) {
+				f.Set(b0, V128Load(pb, uint32(32*u)))
+				f.Set(b1, V128Load(pb, uint32(32*u+16)))
+				for r := range MR {
+					f.Set(a, Load32Splat(pa, uint32(4*MR*u+4*r)))
+					f.Set(acc[r][0], F4Add(acc[r][0], F4Mul(a, b0)))
+					f.Set(acc[r][1], F4Add(acc[r][1], F4Mul(a, b1)))
+				}
+			}
+			U := g.unroll
+			f.While(func() Expr { return LeU(Add(pa, I(int32(4*MR*U))), kend) }, func() {
+				for u := range U {
+					step(u)
+				}
+				f.Inc(pa, int32(4*MR*U))
+				f.Inc(pb, int32(32*U))
+			})
+			f.While(func() Expr { return LtU(pa, kend) }, func() {
+				step(0)
+				f.Inc(pa, int32(4*MR))
+				f.Inc(pb, 32)
+			})
+
+			off := Shl(Add(Mul(i0, ldc), j0), I(2))
+			f.Set(crow, Add(c, off))
+			f.Set(rrow, Add(res, off))
+			full := And(GeU(Sub(M, i0), I(int32(MR))), GeU(Sub(N, j0), I(NR)))
+			f.IfElse(full, func() {
+				f.If(Ne(res, I(0)), func() {
+					for r := range MR {
+						for h := range 2 {
+							f.Set(acc[r][h], F4Add(acc[r][h], V128Load(rrow, uint32(16*h))))
+						}
+						f.Set(rrow, Add(rrow, ldcb))
+					}
+				})
+				for r := range MR {
+					f.V128Store(crow, 0, acc[r][0])
+					f.V128Store(crow, 16, acc[r][1])
+					if r+1 < MR {
+						f.Set(crow, Add(crow, ldcb))
+					}
+				}
+			}, func() {
+				for r := range MR {
+					f.If(LtU(Add(i0, I(int32(r))), M), func() {
+						for l := range NR {
+							f.If(LtU(Add(j0, I(int32(l))), N), func() {
+								v := F4Lane(acc[r][l/4], l%4)
+								f.IfElse(Ne(res, I(0)), func() {
+									f.StoreF32(crow, uint32(4*l), Add(v, LoadF32(rrow, uint32(4*l))))
+								}, func() {
+									f.StoreF32(crow, uint32(4*l), v)
+								})
+							})
+						}
+					})
+					f.Set(crow, Add(crow, ldcb))
+					f.Set(rrow, Add(rrow, ldcb))
+				}
+			})
+		})
+	})
+}
+
+// transpose4 sets c[j] to column j of the 4x4 block whose rows are v[0..3].
+func transpose4(f *Func, v, t, c []Var) {
+	f.Set(t[0], Shuffle32(v[0], v[1], 0, 4, 1, 5))
+	f.Set(t[1], Shuffle32(v[0], v[1], 2, 6, 3, 7))
+	f.Set(t[2], Shuffle32(v[2], v[3], 0, 4, 1, 5))
+	f.Set(t[3], Shuffle32(v[2], v[3], 2, 6, 3, 7))
+	f.Set(c[0], Shuffle32(t[0], t[2], 0, 1, 4, 5))
+	f.Set(c[1], Shuffle32(t[0], t[2], 2, 3, 6, 7))
+	f.Set(c[2], Shuffle32(t[1], t[3], 0, 1, 4, 5))
+	f.Set(c[3], Shuffle32(t[1], t[3], 2, 3, 6, 7))
+}
+
+// pack_a: A [m,k] row-major with row stride lda floats -> ceil(m/MR) panels
+// of [k][MR] at ap, rows past m zero.
+func (g *gen) packA() {
+	MR := g.mr
+	f := g.m.Func("pack_a", true)
+	a, lda, M, K, ap := p(f, "a", "f32p"), p(f, "lda", "int"), p(f, "m", "int"), p(f, "k", "int"), p(f, "ap", "f32p")
+	i0, kk, nv, dst, lda4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	rp := f.Locals(I32, MR)
+	f.Set(lda4, Shl(lda, I(2)))
+	f.Set(dst, ap)
+	f.For(i0, I(0), M, int32(MR), func() {
+		for r := range MR {
+			f.Set(rp[r], Add(a, Mul(Add(i0, I(int32(r))), lda4)))
+		}
+		f.Set(nv, Sub(M, i0))
+		scalarFull := func() {
+			f.For(kk, kk, K, 1, func() {
+				for r := range MR {
+					f.StoreF32(dst, uint32(4*r), LoadF32(rp[r], 0))
+					f.Inc(rp[r], 4)
+				}
+				f.Inc(dst, int32(4*MR))
+			})
+		}
+		f.IfElse(GeU(nv, I(int32(MR))), func() {
+			f.Set(kk, I(0))
+			if MR == 4 {
+				v, t, c := f.Locals(V128, 4), f.Locals(V128, 4), f.Locals(V128, 4)
+				f.While(func() Expr { return LeU(Add(kk, I(4)), K) }, func() {
+					for r := range 4 {
+						f.Set(v[r], V128Load(rp[r], 0))
+						f.Inc(rp[r], 16)
+					}
+					transpose4(f, v, t, c)
+					for j := range 4 {
+						f.V128Store(dst, uint32(16*j), c[j])
+					}
+					f.Inc(dst, 64)
+					f.Inc(kk, 4)
+				})
+			}
+			scalarFull()
+		}, func() {
+			f.For(kk, I(0), K, 1, func() {
+				for r := range MR {
+					f.IfElse(LtU(I(int32(r)), nv), func() {
+						f.StoreF32(dst, uint32(4*r), LoadF32(rp[r], 0))
+					}, func() {
+						f.StoreF32(dst, uint32(4*r), Fc(0))
+					})
+					f.Inc(rp[r], 4)
+				}
+				f.Inc(dst, int32(4*MR))
+			})
+		})
+	})
+}
+
+// pack_b: B [k,n] row-major with row stride ldb -> ceil(n/8) panels of
+// [k][8] at bp, columns past n zero.
+func (g *gen) packB() {
+	f := g.m.Func("pack_b", true)
+	b, ldb, K, N, bp := p(f, "b", "f32p"), p(f, "ldb", "int"), p(f, "k", "int"), p(f, "n", "int"), p(f, "bp", "f32p")
+	j0, kk, nv, src, dst, ldb4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	f.Set(ldb4, Shl(ldb, I(2)))
+	f.Set(dst, bp)
+	f.For(j0, I(0), N, NR, func() {
+		f.Set(src, Add(b, Shl(j0, I(2))))
+		f.Set(nv, Sub(N, j0))
+		f.IfElse(GeU(nv, I(NR)), func() {
+			f.For(kk, I(0), K, 1, func() {
+				f.V128Store(dst, 0, V128Load(src, 0))
+				f.V128Store(dst, 16, V128Load(src, 16))
+				f.Set(src, Add(src, ldb4))
+				f.Inc(dst, 32)
+			})
+		}, func() {
+			f.For(kk, I(0), K, 1, func() {
+				for l := range NR {
+					f.IfElse(LtU(I(int32(l)), nv), func() {
+						f.StoreF32(dst, uint32(4*l), LoadF32(src, uint32(4*l)))
+					}, func() {
+						f.StoreF32(dst, uint32(4*l), Fc(0))
+					})
+				}
+				f.Set(src, Add(src, ldb4))
+				f.Inc(dst, 32)
+			})
+		})
+	})
+}
+
+// pack_bt: B given transposed, as bt [n,k] row-major with row stride ldbt
+// (B[kk,j] = bt[j,kk]) -> ceil(n/8) panels of [k][8] at bp, columns past n zero.
+func (g *gen) packBT() {
+	f := g.m.Func("pack_bt", true)
+	bt, ldbt, N, K, bp := p(f, "bt", "f32p"), p(f, "ldbt", "int"), p(f, "n", "int"), p(f, "k", "int"), p(f, "bp", "f32p")
+	j0, kk, nv, dst, ld4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	rp := f.Locals(I32, NR)
+	v, t, c := f.Locals(V128, 4), f.Locals(V128, 4), f.Locals(V128, 4)
+	f.Set(ld4, Shl(ldbt, I(2)))
+	f.Set(dst, bp)
+	f.For(j0, I(0), N, NR, func() {
+		for l := range NR {
+			f.Set(rp[l], Add(bt, Mul(Add(j0, I(int32(l))), ld4)))
+		}
+		f.Set(nv, Sub(N, j0))
+		f.IfElse(GeU(nv, I(NR)), func() {
+			f.Set(kk, I(0))
+			f.While(func() Expr { return LeU(Add(kk, I(4)), K) }, func() {
+				for half := range 2 {
+					for r := range 4 {
+						f.Set(v[r], V128Load(rp[4*half+r], 0))
+						f.Inc(rp[4*half+r], 16)
+					}
+					transpose4(f, v, t, c)
+					for j := range 4 {
+						f.V128Store(dst, uint32(32*j+16*half), c[j])
+					}
+				}
+				f.Inc(dst, 128)
+				f.Inc(kk, 4)
+			})
+			f.For(kk, kk, K, 1, func() {
+				for l := range NR {
+					f.StoreF32(dst, uint32(4*l), LoadF32(rp[l], 0))
+					f.Inc(rp[l], 4)
+				}
+				f.Inc(dst, 32)
+			})
+		}, func() {
+			f.For(kk, I(0), K, 1, func() {
+				for l := range NR {
+					f.IfElse(LtU(I(int32(l)), nv), func() {
+						f.StoreF32(dst, uint32(4*l), LoadF32(rp[l], 0))
+					}, func() {
+						f.StoreF32(dst, uint32(4*l), Fc(0))
+					})
+					f.Inc(rp[l], 4)
+				}
+				f.Inc(dst, 32)
+			})
+		})
+	})
+}
+
+// im2col: gathers the B operand of a convolution straight into packed
+// panels: bp[j/8][kk][j%8] = *(f32*)(xp + koff[kk] + pixoff[j]) for kk < k,
+// j < npix (a multiple of 8; koff and pixoff hold byte offsets). xp is the
+// zero-padded input, so there are no bounds tests. A panel whose 8 pixels
+// are consecutive in memory (stride 1, one output row) is copied with two
+// vector loads per k; other panels are gathered lane by lane.
+func (g *gen) im2col() {
+	f := g.m.Func("im2col", true)
+	xp, koff, pixoff := p(f, "xp", "f32p"), p(f, "koff", "i32p"), p(f, "pixoff", "i32p")
+	K, npix, bp := p(f, "k", "int"), p(f, "npix", "int"), p(f, "bp", "f32p")
+	j0, kp, kend, dst, s, contig := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	q := f.Local(I32)
+	o := f.Locals(I32, NR)
+	f.Set(dst, bp)
+	f.Set(kend, Add(koff, Shl(K, I(2))))
+	f.For(j0, I(0), npix, NR, func() {
+		for l := range NR {
+			f.Set(o[l], LoadI32(Add(pixoff, Shl(j0, I(2))), uint32(4*l)))
+		}
+		f.Set(contig, I(1))
+		for l := 1; l < NR; l++ {
+			f.Set(contig, And(contig, Eq(Sub(o[l], o[l-1]), I(4))))
+		}
+		f.Set(kp, koff)
+		f.IfElse(contig, func() {
+			f.Set(s, Add(xp, o[0]))
+			f.While(func() Expr { return LtU(kp, kend) }, func() {
+				f.Set(q, Add(s, LoadI32(kp, 0)))
+				f.V128Store(dst, 0, V128Load(q, 0))
+				f.V128Store(dst, 16, V128Load(q, 16))
+				f.Inc(kp, 4)
+				f.Inc(dst, 32)
+			})
+		}, func() {
+			f.While(func() Expr { return LtU(kp, kend) }, func() {
+				f.Set(s, Add(xp, LoadI32(kp, 0)))
+				for l := range NR {
+					f.StoreF32(dst, uint32(4*l), LoadF32(Add(s, o[l]), 0))
+				}
+				f.Inc(kp, 4)
+				f.Inc(dst, 32)
+			})
+		})
+	})
+}
+
+// pad: copies planes of [h,w] from x into planes of [hp,wp] at xp with top
+// rows and left columns of zeros before and zeros after.
+func (g *gen) pad() {
+	f := g.m.Func("pad", true)
+	x, xp, planes := p(f, "x", "f32p"), p(f, "xp", "f32p"), p(f, "planes", "int")
+	h, w, hp, wp := p(f, "h", "int"), p(f, "w", "int"), p(f, "hp", "int"), p(f, "wp", "int")
+	top, left := p(f, "top", "int"), p(f, "left", "int")
+	pl, y, src, dst, row, w4, wp4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	f.Set(w4, Shl(w, I(2)))
+	f.Set(wp4, Shl(wp, I(2)))
+	f.Set(src, x)
+	f.Set(dst, xp)
+	f.For(pl, I(0), planes, 1, func() {
+		f.MemoryFill(dst, I(0), Mul(top, wp4))
+		f.Set(row, Add(dst, Mul(top, wp4)))
+		f.For(y, I(0), h, 1, func() {
+			f.MemoryFill(row, I(0), Shl(left, I(2)))
+			f.MemoryCopy(Add(row, Shl(left, I(2))), src, w4)
+			f.MemoryFill(Add(Add(row, Shl(left, I(2))), w4), I(0), Shl(Sub(Sub(wp, left), w), I(2)))
+			f.Set(src, Add(src, w4))
+			f.Set(row, Add(row, wp4))
+		})
+		f.MemoryFill(row, I(0), Mul(Sub(Sub(hp, top), h), wp4))
+		f.Set(dst, Add(dst, Mul(hp, wp4)))
+	})
+}
+
+// expv holds the temporaries of the vector exp.
+type expv struct{ t, n, r Var }
+
+func newExp(f *Func) *expv { return &expv{f.Local(V128), f.Local(V128), f.Local(V128)} }
+
+// Constants of the vector exp: x = n·ln2 + r with n = round(x·log2 e),
+// ln2 split in a high part with few significant bits (so n·ln2Hi is exact
+// for |n| < 2^15) and the rest.
+const (
+	log2e  = 1.4426950408889634
+	ln2Hi  = 0.693359375
+	ln2Lo  = -2.12194440054690583e-4
+	expMin = -87.0 // 2^-126 range: keeps 2^n normal
+	expMax = 88.0  // keeps 2^n·e^r finite
+)
+
+// exp returns e^x for each lane, with x clamped to [expMin, expMax]. e^r on
+// |r| <= ln2/2 is the degree-7 Taylor polynomial (truncation error below
+// 0.35^8/8! ≈ 5e-9), and 2^n is built in the exponent field, so the result
+// is within a few float32 ulps of e^x.
+func (e *expv) exp(f *Func, x Expr) Expr {
+	f.Set(e.t, F4PMin(F4PMax(x, Splat4(expMin)), Splat4(expMax)))
+	f.Set(e.n, F4Nearest(F4Mul(e.t, Splat4(log2e))))
+	f.Set(e.r, F4Sub(F4Sub(e.t, F4Mul(e.n, Splat4(ln2Hi))), F4Mul(e.n, Splat4(ln2Lo))))
+	poly := Splat4(1.0 / 5040)
+	for _, c := range []float64{1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1} {
+		poly = F4Add(F4Mul(poly, e.r), Splat4(float32(c)))
+	}
+	f.Set(e.r, poly)
+	return F4Mul(e.r, I4Shl(I4Add(I4TruncSat(e.n), SplatI4(127)), I(23)))
+}
+
+// silu returns y·sigmoid(y) = y / (1 + e^-y) for each lane.
+func (e *expv) silu(f *Func, y Var) Expr {
+	return F4Div(y, F4Add(Splat4(1), e.exp(f, F4Neg(y))))
+}
+
+// stream emits a loop over n floats: four at a time with vector loads from
+// ins (advanced by 16 bytes) and a vector store to out, then one at a time
+// with 32-bit splat loads and a lane-0 store. op maps loaded inputs to the
+// output value and may emit statements first.
+func stream(f *Func, n Expr, ins []Var, out Var, op func(xs []Expr) Expr) {
+	ptrs := f.Locals(I32, len(ins))
+	dst, end, vend := f.Local(I32), f.Local(I32), f.Local(I32)
+	for i, in := range ins {
+		f.Set(ptrs[i], in)
+	}
+	f.Set(dst, out)
+	f.Set(end, Add(out, Shl(n, I(2))))
+	f.Set(vend, Add(out, Shl(And(n, I(^3)), I(2))))
+	body := func(vec bool) {
+		xs := make([]Expr, len(ins))
+		for i := range ins {
+			if vec {
+				xs[i] = V128Load(ptrs[i], 0)
+			} else {
+				xs[i] = Load32Splat(ptrs[i], 0)
+			}
+		}
+		y := op(xs)
+		step := int32(16)
+		if vec {
+			f.V128Store(dst, 0, y)
+		} else {
+			f.Store32Lane(dst, 0, y, 0)
+			step = 4
+		}
+		for i := range ins {
+			f.Inc(ptrs[i], step)
+		}
+		f.Inc(dst, step)
+	}
+	f.While(func() Expr { return LtU(dst, vend) }, func() { body(true) })
+	f.While(func() Expr { return LtU(dst, end) }, func() { body(false) })
+}
+
+// Elementwise kernels over n floats (out may alias an input).
+func (g *gen) elementwise() {
+	{
+		f := g.m.Func("add", true)
+		a, b, out, n := p(f, "a", "f32p"), p(f, "b", "f32p"), p(f, "out", "f32p"), p(f, "n", "int")
+		stream(f, n, []Var{a, b}, out, func(x []Expr) Expr { return F4Add(x[0], x[1]) })
+	}
+	{
+		f := g.m.Func("affine", true)
+		x, out, n := p(f, "x", "f32p"), p(f, "out", "f32p"), p(f, "n", "int")
+		s, o := p(f, "s", "f32"), p(f, "o", "f32")
+		sv, ov := f.Local(V128), f.Local(V128)
+		f.Set(sv, F4Splat(s))
+		f.Set(ov, F4Splat(o))
+		stream(f, n, []Var{x}, out, func(xs []Expr) Expr { return F4Add(F4Mul(xs[0], sv), ov) })
+	}
+	{
+		f := g.m.Func("silu", true)
+		x, out, n := p(f, "x", "f32p"), p(f, "out", "f32p"), p(f, "n", "int")
+		e := newExp(f)
+		y := f.Local(V128)
+		stream(f, n, []Var{x}, out, func(xs []Expr) Expr {
+			f.Set(y, xs[0])
+			return e.silu(f, y)
+		})
+	}
+	{
+		// add_channel: x [planes, plane] + e[planes] broadcast over each plane.
+		f := g.m.Func("add_channel", true)
+		x, e, out := p(f, "x", "f32p"), p(f, "e", "f32p"), p(f, "out", "f32p")
+		planes, plane := p(f, "planes", "int"), p(f, "plane", "int")
+		pl, xs, os, es := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(V128)
+		f.Set(xs, x)
+		f.Set(os, out)
+		f.For(pl, I(0), planes, 1, func() {
+			f.Set(es, Load32Splat(Add(e, Shl(pl, I(2))), 0))
+			stream(f, plane, []Var{xs}, os, func(v []Expr) Expr { return F4Add(v[0], es) })
+			f.Set(xs, Add(xs, Shl(plane, I(2))))
+			f.Set(os, Add(os, Shl(plane, I(2))))
+		})
+	}
+	{
+		// scale_shift: x [nb, c, plane], e [nb, 2c]: x·(1+e[b,ch]) + e[b,c+ch].
+		f := g.m.Func("scale_shift", true)
+		x, e, out := p(f, "x", "f32p"), p(f, "e", "f32p"), p(f, "out", "f32p")
+		nb, c, plane := p(f, "nb", "int"), p(f, "c", "int"), p(f, "plane", "int")
+		b, ch, xs, os, er := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+		sv, hv := f.Local(V128), f.Local(V128)
+		f.Set(xs, x)
+		f.Set(os, out)
+		f.For(b, I(0), nb, 1, func() {
+			f.Set(er, Add(e, Shl(Mul(b, Shl(c, I(1))), I(2))))
+			f.For(ch, I(0), c, 1, func() {
+				f.Set(sv, F4Splat(Add(Fc(1), LoadF32(Add(er, Shl(ch, I(2))), 0))))
+				f.Set(hv, Load32Splat(Add(er, Shl(Add(c, ch), I(2))), 0))
+				stream(f, plane, []Var{xs}, os, func(v []Expr) Expr { return F4Add(F4Mul(v[0], sv), hv) })
+				f.Set(xs, Add(xs, Shl(plane, I(2))))
+				f.Set(os, Add(os, Shl(plane, I(2))))
+			})
+		})
+	}
+}
+
+// groupnorm: x [nb, c, per] normalised over each group of c/groups channels
+// (mean and variance in float64, two passes, as the reference does), then
+// ·gamma + beta per channel (beta may be 0); when ss is not 0 it is a
+// [nb, 2c] scale/shift applied after the norm (y·(1+scale)+shift); flags bit
+// 0 applies SiLU last. out may alias x.
+func (g *gen) groupnorm() {
+	f := g.m.Func("groupnorm", true)
+	x, out, gamma, beta := p(f, "x", "f32p"), p(f, "out", "f32p"), p(f, "gamma", "f32p"), p(f, "beta", "f32p")
+	nb, c, per, groups := p(f, "nb", "int"), p(f, "c", "int"), p(f, "per", "int"), p(f, "groups", "int")
+	eps, flags, ss := p(f, "eps", "f64"), p(f, "flags", "int"), p(f, "ss", "f32p")
+
+	b, gi, ch, cg, n, seg, oseg, pp, vend, end, chan_, er := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32),
+		f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	s0, s1, v, mv, d := f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)
+	sum, mean, inv, a, o, sc := f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64)
+	av, ov, y := f.Local(V128), f.Local(V128), f.Local(V128)
+	e := newExp(f)
+
+	f.Set(cg, DivU(c, groups))
+	f.Set(n, Mul(cg, per))
+	f.For(b, I(0), nb, 1, func() {
+		f.Set(er, Add(ss, Shl(Mul(b, Shl(c, I(1))), I(2))))
+		f.For(gi, I(0), groups, 1, func() {
+			off := Shl(Mul(Add(Mul(b, c), Mul(gi, cg)), per), I(2))
+			f.Set(seg, Add(x, off))
+			f.Set(oseg, Add(out, off))
+			f.Set(end, Add(seg, Shl(n, I(2))))
+			f.Set(vend, Add(seg, Shl(And(n, I(^3)), I(2))))
+			// pass 1: the sum, in two f64x2 accumulators
+			pass := func(lanes func(x Expr) Expr, scalar func(x Expr) Expr) {
+				f.Set(s0, Splat4(0))
+				f.Set(s1, Splat4(0))
+				f.Set(pp, seg)
+				f.While(func() Expr { return LtU(pp, vend) }, func() {
+					f.Set(v, V128Load(pp, 0))
+					f.Set(s0, D2Add(s0, lanes(D2PromoteLow(v))))
+					f.Set(s1, D2Add(s1, lanes(D2PromoteLow(Shuffle32(v, v, 2, 3, 2, 3)))))
+					f.Inc(pp, 16)
+				})
+				f.Set(sum, Add(Add(D2Lane(s0, 0), D2Lane(s0, 1)), Add(D2Lane(s1, 0), D2Lane(s1, 1))))
+				f.While(func() Expr { return LtU(pp, end) }, func() {
+					f.Set(sum, Add(sum, scalar(F64FromF32(LoadF32(pp, 0)))))
+					f.Inc(pp, 4)
+				})
+			}
+			pass(func(x Expr) Expr { return x }, func(x Expr) Expr { return x })
+			f.Set(mean, Div(sum, F64FromI32U(n)))
+			f.Set(mv, D2Splat(mean))
+			pass(func(x Expr) Expr {
+				f.Set(d, D2Sub(x, mv))
+				return D2Mul(d, d)
+			}, func(x Expr) Expr {
+				return Mul(Sub(x, mean), Sub(x, mean))
+			})
+			f.Set(inv, Div(Dc(1), Sqrt(Add(Div(sum, F64FromI32U(n)), eps))))
+			f.For(ch, I(0), cg, 1, func() {
+				f.Set(chan_, Add(Mul(gi, cg), ch))
+				f.Set(a, Mul(inv, F64FromF32(LoadF32(Add(gamma, Shl(chan_, I(2))), 0))))
+				f.Set(o, Sub(Dc(0), Mul(mean, a)))
+				f.If(Ne(beta, I(0)), func() {
+					f.Set(o, Add(o, F64FromF32(LoadF32(Add(beta, Shl(chan_, I(2))), 0))))
+				})
+				f.If(Ne(ss, I(0)), func() {
+					f.Set(sc, F64FromF32(Add(Fc(1), LoadF32(Add(er, Shl(chan_, I(2))), 0))))
+					f.Set(a, Mul(a, sc))
+					f.Set(o, Add(Mul(o, sc), F64FromF32(LoadF32(Add(er, Shl(Add(c, chan_), I(2))), 0))))
+				})
+				f.Set(av, F4Splat(F32FromF64(a)))
+				f.Set(ov, F4Splat(F32FromF64(o)))
+				src := Add(seg, Shl(Mul(ch, per), I(2)))
+				dst := Add(oseg, Shl(Mul(ch, per), I(2)))
+				f.IfElse(And(flags, I(1)), func() {
+					// separate pointer locals per stream call
+					sp, dp := f.Local(I32), f.Local(I32)
+					f.Set(sp, src)
+					f.Set(dp, dst)
+					stream(f, per, []Var{sp}, dp, func(xs []Expr) Expr {
+						f.Set(y, F4Add(F4Mul(xs[0], av), ov))
+						return e.silu(f, y)
+					})
+				}, func() {
+					sp, dp := f.Local(I32), f.Local(I32)
+					f.Set(sp, src)
+					f.Set(dp, dst)
+					stream(f, per, []Var{sp}, dp, func(xs []Expr) Expr { return F4Add(F4Mul(xs[0], av), ov) })
+				})
+			})
+		})
+	})
+}
+
+// softmax: each of rows rows of n floats (row stride ld) becomes
+// softmax(row·scale) in place, with the max subtracted first.
+func (g *gen) softmax() {
+	f := g.m.Func("softmax", true)
+	s, rows, n, ld, scale := p(f, "s", "f32p"), p(f, "rows", "int"), p(f, "n", "int"), p(f, "ld", "int"), p(f, "scale", "f32")
+	r, row, pp, vend, end := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	mx, sv, msc, acc, ev, tot := f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)
+	tsum := f.Local(F32)
+	e := newExp(f)
+	f.Set(sv, F4Splat(scale))
+	f.For(r, I(0), rows, 1, func() {
+		f.Set(row, Add(s, Shl(Mul(r, ld), I(2))))
+		f.Set(end, Add(row, Shl(n, I(2))))
+		f.Set(vend, Add(row, Shl(And(n, I(^3)), I(2))))
+		f.Set(mx, Splat4(float32(math.Inf(-1))))
+		f.Set(pp, row)
+		f.While(func() Expr { return LtU(pp, vend) }, func() {
+			f.Set(mx, F4PMax(mx, V128Load(pp, 0)))
+			f.Inc(pp, 16)
+		})
+		f.While(func() Expr { return LtU(pp, end) }, func() {
+			f.Set(mx, F4PMax(mx, Load32Splat(pp, 0)))
+			f.Inc(pp, 4)
+		})
+		f.Set(mx, F4PMax(mx, Shuffle32(mx, mx, 2, 3, 0, 1)))
+		f.Set(mx, F4PMax(mx, Shuffle32(mx, mx, 1, 0, 3, 2)))
+		f.Set(msc, F4Mul(mx, sv))
+		f.Set(acc, Splat4(0))
+		f.Set(tsum, Fc(0))
+		f.Set(pp, row)
+		f.While(func() Expr { return LtU(pp, vend) }, func() {
+			f.Set(ev, e.exp(f, F4Sub(F4Mul(V128Load(pp, 0), sv), msc)))
+			f.V128Store(pp, 0, ev)
+			f.Set(acc, F4Add(acc, ev))
+			f.Inc(pp, 16)
+		})
+		f.While(func() Expr { return LtU(pp, end) }, func() {
+			f.Set(ev, e.exp(f, F4Sub(F4Mul(Load32Splat(pp, 0), sv), msc)))
+			f.Store32Lane(pp, 0, ev, 0)
+			f.Set(tsum, Add(tsum, F4Lane(ev, 0)))
+			f.Inc(pp, 4)
+		})
+		f.Set(acc, F4Add(acc, Shuffle32(acc, acc, 2, 3, 0, 1)))
+		f.Set(acc, F4Add(acc, Shuffle32(acc, acc, 1, 0, 3, 2)))
+		f.Set(tot, F4Splat(Add(F4Lane(acc, 0), tsum)))
+		f.Set(pp, row)
+		f.While(func() Expr { return LtU(pp, vend) }, func() {
+			f.V128Store(pp, 0, F4Div(V128Load(pp, 0), tot))
+			f.Inc(pp, 16)
+		})
+		f.While(func() Expr { return LtU(pp, end) }, func() {
+			f.Store32Lane(pp, 0, F4Div(Load32Splat(pp, 0), tot), 0)
+			f.Inc(pp, 4)
+		})
+	})
+}
+
+// f16_to_f32: n IEEE binary16 values at src -> float32 at dst, exactly
+// (subnormals, infinities and NaN payloads included): the 15 magnitude bits
+// shifted into float32 position are a float32 2^-112 times too small, or a
+// float32 subnormal for a binary16 subnormal, so one multiply by 2^112
+// rebias both; infinities and NaNs get the all-ones exponent instead, and
+// signalling NaNs are quieted.
+func (g *gen) f16() {
+	f := g.m.Func("f16_to_f32", true)
+	src, dst, n := p(f, "src", "u16p"), p(f, "dst", "f32p"), p(f, "n", "int")
+	sp, dp, end, vend := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	h, em, sh := f.Local(V128), f.Local(V128), f.Local(V128)
+	conv := func(hx Expr) Expr {
+		f.Set(h, hx)
+		f.Set(em, VAnd(h, SplatI4(0x7fff)))
+		f.Set(sh, I4Shl(em, I(13)))
+		// NaNs come out quiet (the quiet bit set), as hardware converters and
+		// x448/float16 make them.
+		special := VOr(VOr(sh, SplatI4(0x7f800000)), VAnd(I4GtU(em, SplatI4(0x7c00)), SplatI4(0x00400000)))
+		val := Bitselect(special, F4Mul(sh, Splat4(float32(math.Ldexp(1, 112)))), I4GeU(em, SplatI4(0x7c00)))
+		return VOr(val, I4Shl(VAnd(h, SplatI4(0x8000)), I(16)))
+	}
+	raw := f.Local(V128)
+	f.Set(sp, src)
+	f.Set(dp, dst)
+	f.Set(end, Add(dst, Shl(n, I(2))))
+	f.Set(vend, Add(dst, Shl(And(n, I(^7)), I(2))))
+	f.While(func() Expr { return LtU(dp, vend) }, func() {
+		f.Set(raw, V128Load(sp, 0))
+		f.V128Store(dp, 0, conv(I4ExtendLowU16(raw)))
+		f.V128Store(dp, 16, conv(I4ExtendHighU16(raw)))
+		f.Inc(sp, 16)
+		f.Inc(dp, 32)
+	})
+	f.While(func() Expr { return LtU(dp, end) }, func() {
+		f.Store32Lane(dp, 0, conv(I4Splat(LoadU16(sp, 0))), 0)
+		f.Inc(sp, 2)
+		f.Inc(dp, 4)
+	})
+}

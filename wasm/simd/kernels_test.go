@@ -1,0 +1,471 @@
+package simd
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// Every kernel is checked against the reference (core/cpu) on awkward
+// sizes, with its buffers placed both 16-byte aligned and misaligned, and
+// surrounded by guard values that must survive the call.
+
+func newK(t testing.TB) *Kernels {
+	t.Helper()
+	k, err := NewKernels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+const guardN = 19
+
+var sentinel = math.Float32frombits(0x7fc0dead) // a NaN no kernel computes
+
+// buf is a slice inside a larger kernel allocation whose surroundings hold
+// the sentinel.
+type buf struct {
+	all   []float32
+	lo, n int
+}
+
+// mk allocates n floats at misalignment mis (in floats, 0..3) with guards,
+// filled with the sentinel (outputs) or from fill (inputs).
+func mk(k *Kernels, n, mis int, fill []float32) ([]float32, *buf) {
+	all := k.Alloc(n + 2*guardN + mis)
+	for i := range all {
+		all[i] = sentinel
+	}
+	b := &buf{all, guardN + mis, n}
+	s := all[b.lo : b.lo+n : b.lo+n]
+	copy(s, fill)
+	return s, b
+}
+
+func (b *buf) check(t testing.TB, what string) {
+	t.Helper()
+	for i, v := range b.all {
+		if (i < b.lo || i >= b.lo+b.n) && math.Float32bits(v) != 0x7fc0dead {
+			t.Fatalf("%s: guard at offset %d overwritten with %v", what, i-b.lo, v)
+		}
+	}
+}
+
+func randn(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+// closeTo fails unless got and want agree to tol relative to the scale of want.
+func closeTo(t testing.TB, what string, got, want []float32, tol float64) {
+	t.Helper()
+	var scale float64
+	for _, w := range want {
+		scale = math.Max(scale, math.Abs(float64(w)))
+	}
+	scale = math.Max(scale, 1e-30)
+	for i := range want {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		if !(d <= tol*scale) {
+			t.Fatalf("%s: element %d is %v, want %v (diff %.3g, scale %.3g, tol %.1g)", what, i, got[i], want[i], d, scale, tol)
+		}
+	}
+}
+
+var misalignments = []int{0, 1, 3}
+
+func TestGemmMatchesReference(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(1))
+	sizes := [][3]int{{1, 1, 1}, {1, 8, 3}, {MR, NR, 4}, {7, 13, 5}, {3, 9, 1}, {33, 17, 9}, {5, 64, 300},
+		{64, 100, 27}, {2 * MR, 3 * NR, 17}, {MR + 1, NR - 1, 8}, {16, 1, 65}}
+	for _, sz := range sizes {
+		m, n, kd := sz[0], sz[1], sz[2]
+		for _, mode := range []BiasMode{NoBias, RowBias, ColBias} {
+			for _, withRes := range []bool{false, true} {
+				mis := misalignments[(m+n+kd+int(mode))%len(misalignments)]
+				name := fmt.Sprintf("m%d n%d k%d bias%d res%v mis%d", m, n, kd, mode, withRes, mis)
+				a, bt := randn(r, m*kd), randn(r, n*kd) // B given as Bᵀ [n,k], the layout of cpu.Linear's weight
+				ldc := n + mis + 2                      // gaps between rows must stay untouched
+				// Reference: cpu.Linear computes x·wᵀ + bias with x = A, w = Bᵀ.
+				want := make([]float32, m*n)
+				var colBias []float32
+				if mode == ColBias {
+					colBias = randn(r, n)
+				}
+				cpu.Linear(want, a, bt, colBias, kd, n)
+				rowBias := randn(r, m)
+				if mode == RowBias {
+					for i := 0; i < m; i++ {
+						for j := 0; j < n; j++ {
+							want[i*n+j] += rowBias[i]
+						}
+					}
+				}
+				resv := randn(r, m*ldc)
+				if withRes {
+					for i := 0; i < m; i++ {
+						for j := 0; j < n; j++ {
+							want[i*n+j] += resv[i*ldc+j]
+						}
+					}
+				}
+
+				as, _ := mk(k, m*kd, mis, a)
+				bts, _ := mk(k, n*kd, mis, bt)
+				ap, apg := mk(k, PackedALen(m, kd), mis, nil)
+				bp, bpg := mk(k, PackedBLen(kd, n), (mis+1)%4, nil)
+				k.PackA(ap, as, kd, m, kd)
+				apg.check(t, name+" pack_a")
+				k.PackBT(bp, bts, kd, n, kd)
+				bpg.check(t, name+" pack_bt")
+				var bias []float32
+				switch mode {
+				case RowBias:
+					bias, _ = mk(k, PackedRows(m), mis, rowBias)
+				case ColBias:
+					bias, _ = mk(k, PackedCols(n), mis, colBias)
+				}
+				var res []float32
+				if withRes {
+					res, _ = mk(k, matLen(m, n, ldc), mis, resv)
+				}
+				c, cg := mk(k, matLen(m, n, ldc), mis, nil)
+				k.Gemm(c, ldc, ap, bp, m, n, kd, bias, mode, res)
+				cg.check(t, name)
+				got := make([]float32, m*n)
+				for i := 0; i < m; i++ {
+					copy(got[i*n:(i+1)*n], c[i*ldc:])
+					for j := n; j < ldc && i*ldc+j < len(c); j++ {
+						if math.Float32bits(c[i*ldc+j]) != 0x7fc0dead {
+							t.Fatalf("%s: wrote into the row gap at (%d,%d)", name, i, j)
+						}
+					}
+				}
+				closeTo(t, name, got, want, 1e-5*math.Sqrt(float64(kd)))
+			}
+		}
+	}
+}
+
+func TestPackBMatchesLayout(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(2))
+	for _, sz := range [][2]int{{1, 1}, {5, 7}, {3, 8}, {9, 17}, {4, 33}} {
+		kd, n := sz[0], sz[1]
+		for _, mis := range misalignments {
+			ldb := n + mis
+			b := randn(r, kd*ldb)
+			bs, _ := mk(k, len(b), mis, b)
+			bp, g := mk(k, PackedBLen(kd, n), mis, nil)
+			k.PackB(bp, bs, ldb, kd, n)
+			g.check(t, "pack_b")
+			for j := 0; j < PackedCols(n); j++ {
+				for kk := 0; kk < kd; kk++ {
+					want := float32(0)
+					if j < n {
+						want = b[kk*ldb+j]
+					}
+					if got := bp[(j/NR)*NR*kd+kk*NR+j%NR]; got != want {
+						t.Fatalf("k%d n%d: packed (%d,%d) = %v, want %v", kd, n, kk, j, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// refConv runs the reference Conv2D.
+func refConv(x []float32, xs []int, w []float32, ws []int, bias []float32, stride int, pad [4]int) ([]float32, []int) {
+	oh := (xs[2]+pad[0]+pad[2]-ws[2])/stride + 1
+	ow := (xs[3]+pad[1]+pad[3]-ws[3])/stride + 1
+	os := []int{xs[0], ws[0], oh, ow}
+	out := make([]float32, tensor.Numel(os))
+	cpu.Conv2D(out, x, xs, w, ws, bias, stride, pad, os)
+	return out, os
+}
+
+func TestConvMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	cases := []struct {
+		xs, ws []int
+		stride int
+		pad    [4]int
+		bias   bool
+	}{
+		{[]int{1, 3, 7, 5}, []int{4, 3, 3, 3}, 1, [4]int{1, 1, 1, 1}, true},
+		{[]int{7, 5, 9, 9}, []int{3, 5, 3, 3}, 2, [4]int{1, 1, 1, 1}, true},
+		{[]int{2, 4, 8, 8}, []int{6, 4, 3, 3}, 2, [4]int{0, 0, 1, 1}, true},
+		{[]int{2, 6, 5, 3}, []int{5, 6, 1, 1}, 1, [4]int{}, true},
+		{[]int{1, 2, 11, 6}, []int{3, 2, 3, 3}, 2, [4]int{}, false},
+		{[]int{7, 9, 28, 28}, []int{11, 9, 3, 3}, 1, [4]int{1, 1, 1, 1}, true},
+		{[]int{1, 16, 14, 14}, []int{16, 16, 3, 3}, 1, [4]int{1, 1, 1, 1}, true},
+		{[]int{3, 8, 7, 7}, []int{9, 8, 3, 3}, 1, [4]int{1, 1, 1, 1}, false},
+		{[]int{2, 32, 16, 16}, []int{64, 32, 1, 1}, 1, [4]int{}, true},
+	}
+	for _, c := range cases {
+		k := newK(t)
+		params := map[string]*tensor.Tensor{"w": tensor.From(randn(r, tensor.Numel(c.ws)), c.ws...)}
+		biasName := ""
+		var bias []float32
+		if c.bias {
+			bias = randn(r, c.ws[0])
+			params["b"] = tensor.From(bias, c.ws[0])
+			biasName = "b"
+		}
+		x := randn(r, tensor.Numel(c.xs))
+		want, os := refConv(x, c.xs, params["w"].Data, c.ws, bias, c.stride, c.pad)
+		wt := newWeights(k, params)
+		cv := newConv(k, wt, c.xs, "w", biasName, c.stride, c.pad, os)
+		need := cv.need()
+		s := need.alloc(k)
+		for _, mis := range misalignments {
+			name := fmt.Sprintf("x%v w%v s%d p%v mis%d", c.xs, c.ws, c.stride, c.pad, mis)
+			xs, _ := mk(k, len(x), mis, x)
+			out, g := mk(k, len(want), mis, nil)
+			cv.run(k, s, out, xs, nil, nil)
+			g.check(t, name)
+			closeTo(t, name, out, want, 2e-5)
+
+			// With a per-sample channel bias and a residual fused in.
+			e := randn(r, c.xs[0]*c.ws[0])
+			res := randn(r, len(want))
+			want2 := append([]float32(nil), want...)
+			plane := os[2] * os[3]
+			for i := range want2 {
+				want2[i] += e[i/plane] + res[i]
+			}
+			es, _ := mk(k, len(e), mis, e)
+			rs, _ := mk(k, len(res), mis, res)
+			cv.run(k, s, out, xs, es, rs)
+			g.check(t, name+" fused")
+			closeTo(t, name+" fused", out, want2, 2e-5)
+		}
+	}
+}
+
+func TestGroupNormMatchesReference(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(4))
+	cases := []struct{ b, c, h, w, groups int }{
+		{1, 4, 3, 3, 2}, {7, 6, 5, 1, 3}, {2, 32, 8, 8, 16}, {1, 8, 7, 7, 8}, {3, 5, 1, 1, 1}, {1, 64, 32, 32, 16},
+	}
+	for _, c := range cases {
+		for _, mis := range misalignments {
+			xs := []int{c.b, c.c, c.h, c.w}
+			n := tensor.Numel(xs)
+			per := c.h * c.w
+			x := randn(r, n)
+			for i := range x {
+				x[i] = x[i]*3 + 2 // nonzero mean
+			}
+			gamma, beta, e := randn(r, c.c), randn(r, c.c), randn(r, 2*c.b*c.c)
+			for _, mode := range []string{"plain", "nobias", "silu", "scaleshift+silu"} {
+				name := fmt.Sprintf("%v g%d mis%d %s", xs, c.groups, mis, mode)
+				b := beta
+				if mode == "nobias" {
+					b = nil
+				}
+				want := make([]float32, n)
+				cpu.GroupNorm(want, x, xs, c.groups, 1e-5, gamma, b)
+				if mode == "scaleshift+silu" {
+					for i := range want {
+						bb, ch := i/(c.c*per), (i/per)%c.c
+						want[i] = want[i]*(1+e[bb*2*c.c+ch]) + e[bb*2*c.c+c.c+ch]
+					}
+				}
+				if mode == "silu" || mode == "scaleshift+silu" {
+					for i := range want {
+						want[i] = cpu.SiLU(want[i])
+					}
+				}
+				xk, _ := mk(k, n, mis, x)
+				gk, _ := mk(k, c.c, mis, gamma)
+				var bk, ek []float32
+				if b != nil {
+					bk, _ = mk(k, c.c, mis, b)
+				}
+				if mode == "scaleshift+silu" {
+					ek, _ = mk(k, len(e), mis, e)
+				}
+				out, g := mk(k, n, (mis+2)%4, nil)
+				k.GroupNorm(out, xk, c.b, c.c, per, c.groups, 1e-5, gk, bk, mode == "silu" || mode == "scaleshift+silu", ek)
+				g.check(t, name)
+				closeTo(t, name, out, want, 3e-6)
+			}
+		}
+	}
+}
+
+// runNode runs one graph node through the reference, for elementwise checks.
+func runNode(t testing.TB, n graph.Node, shapes [][]int, ins ...[]float32) []float32 {
+	g := &graph.Graph{Shapes: shapes}
+	vals := make([][]float32, len(shapes))
+	for i := range ins {
+		vals[i] = ins[i]
+		n.In = append(n.In, graph.Value(i))
+	}
+	n.Out = graph.Value(len(ins))
+	out := make([]float32, tensor.Numel(shapes[n.Out]))
+	if err := cpu.Exec(g, &n, vals, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestElementwiseMatchesReference(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(5))
+	for _, xs := range [][]int{{1, 1, 1, 1}, {1, 3, 5, 7}, {7, 4, 4, 4}, {2, 5, 3, 1}, {1, 64, 16, 16}} {
+		n := tensor.Numel(xs)
+		bsz, c, plane := xs[0], xs[1], xs[2]*xs[3]
+		for _, mis := range misalignments {
+			a, b := randn(r, n), randn(r, n)
+			for i := range a {
+				a[i] *= 12 // SiLU over a wide range
+			}
+			e, e2 := randn(r, bsz*c), randn(r, bsz*2*c)
+			ak, _ := mk(k, n, mis, a)
+			bk, _ := mk(k, n, (mis+1)%4, b)
+			ek, _ := mk(k, len(e), mis, e)
+			e2k, _ := mk(k, len(e2), mis, e2)
+			out, g := mk(k, n, (mis+2)%4, nil)
+			name := func(op string) string { return fmt.Sprintf("%s %v mis%d", op, xs, mis) }
+
+			k.Add(out, ak, bk)
+			g.check(t, name("add"))
+			closeTo(t, name("add"), out, runNode(t, graph.Node{Op: graph.OpAdd}, [][]int{xs, xs, xs}, a, b), 0)
+
+			k.Affine(out, ak, 0.37, -1.5)
+			g.check(t, name("affine"))
+			closeTo(t, name("affine"), out, runNode(t, graph.Node{Op: graph.OpAffine, F: 0.37, G: -1.5}, [][]int{xs, xs}, a), 1e-7)
+
+			k.SiLU(out, ak)
+			g.check(t, name("silu"))
+			closeTo(t, name("silu"), out, runNode(t, graph.Node{Op: graph.OpSiLU}, [][]int{xs, xs}, a), 1e-6)
+
+			k.AddChannel(out, ak, ek, bsz*c, plane)
+			g.check(t, name("add_channel"))
+			closeTo(t, name("add_channel"), out, runNode(t, graph.Node{Op: graph.OpAddChannel}, [][]int{xs, {bsz, c}, xs}, a, e), 0)
+
+			k.ScaleShift(out, ak, e2k, bsz, c, plane)
+			g.check(t, name("scale_shift"))
+			closeTo(t, name("scale_shift"), out, runNode(t, graph.Node{Op: graph.OpScaleShift}, [][]int{xs, {bsz, 2 * c}, xs}, a, e2), 1e-7)
+
+			// In place.
+			k.Add(ak, ak, bk)
+			want := make([]float32, n)
+			for i := range want {
+				want[i] = a[i] + b[i]
+			}
+			closeTo(t, name("add in place"), ak, want, 0)
+		}
+	}
+}
+
+// SiLU relative accuracy over the whole float range that matters, including
+// where exp over- and underflows.
+func TestSiLUAccuracy(t *testing.T) {
+	k := newK(t)
+	const n = 20001
+	x := k.Alloc(n)
+	for i := range x {
+		x[i] = float32(-100 + 200*float64(i)/(n-1))
+	}
+	out := k.Alloc(n)
+	k.SiLU(out, x)
+	var worst float64
+	for i, v := range x {
+		want := float64(v) / (1 + math.Exp(-float64(v)))
+		d := math.Abs(float64(out[i]) - want)
+		if want != 0 {
+			d /= math.Abs(want)
+		}
+		if math.Abs(want) < 1e-30 {
+			d = math.Abs(float64(out[i]) - want) // both tiny: absolute
+		}
+		worst = math.Max(worst, d)
+	}
+	if worst > 2e-6 {
+		t.Errorf("SiLU worst relative error %.3g", worst)
+	}
+	t.Logf("SiLU worst relative error over [-100, 100]: %.3g", worst)
+}
+
+func TestAttentionMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewSource(6))
+	for _, c := range []struct{ b, n, c, heads int }{
+		{1, 1, 4, 1}, {2, 16, 64, 1}, {1, 49, 64, 4}, {7, 13, 12, 3}, {1, 196, 64, 4}, {3, 9, 8, 2},
+	} {
+		k := newK(t)
+		d := c.c / c.heads
+		scale := float32(1 / math.Sqrt(float64(d)))
+		q, kk, v := randn(r, c.b*c.n*c.c), randn(r, c.b*c.n*c.c), randn(r, c.b*c.n*c.c)
+		for i := range q {
+			q[i] *= 2 // peakier softmax
+		}
+		want := make([]float32, len(q))
+		cpu.Attention(want, q, kk, v, c.b, c.n, c.c, c.heads, scale)
+		a := &attention{b: c.b, n: c.n, c: c.c, heads: c.heads, d: d, scale: scale}
+		need := a.need()
+		s := need.alloc(k)
+		for _, mis := range misalignments {
+			name := fmt.Sprintf("%+v mis%d", c, mis)
+			qk, _ := mk(k, len(q), mis, q)
+			kk2, _ := mk(k, len(kk), mis, kk)
+			vk, _ := mk(k, len(v), mis, v)
+			out, g := mk(k, len(q), mis, nil)
+			a.run(k, s, out, qk, kk2, vk)
+			g.check(t, name)
+			closeTo(t, name, out, want, 3e-6)
+		}
+	}
+}
+
+func TestSoftmaxRows(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(7))
+	for _, n := range []int{1, 3, 4, 5, 17, 256} {
+		rows, ld := 3, n+2
+		s0 := randn(r, rows*ld)
+		for i := range s0 {
+			s0[i] *= 20
+		}
+		sk, g := mk(k, matLen(rows, n, ld), 1, s0)
+		k.Softmax(sk, rows, n, ld, 0.5)
+		g.check(t, "softmax")
+		for i := 0; i < rows; i++ {
+			mx := math.Inf(-1)
+			for j := 0; j < n; j++ {
+				mx = math.Max(mx, float64(s0[i*ld+j]*0.5))
+			}
+			var sum float64
+			for j := 0; j < n; j++ {
+				sum += math.Exp(float64(s0[i*ld+j]*0.5) - mx)
+			}
+			for j := 0; j < n; j++ {
+				arg := float64(s0[i*ld+j]*0.5) - mx
+				want := math.Exp(arg) / sum
+				// float32 rounding of the argument costs |arg|·2^-24 relative.
+				if d := math.Abs(float64(sk[i*ld+j]) - want); d > (1e-6+6e-8*math.Abs(arg))*want+1e-37 {
+					t.Fatalf("n%d row %d col %d: %v, want %v", n, i, j, sk[i*ld+j], want)
+				}
+			}
+			for j := n; j < ld && i*ld+j < len(sk); j++ {
+				if sk[i*ld+j] != s0[i*ld+j] {
+					t.Fatalf("n%d: softmax wrote into the row gap", n)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,266 @@
+package simd
+
+import (
+	"fmt"
+
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// weights holds a model's parameters in kernel memory, packed for the kernel
+// that uses them; each is prepared once per Denoiser and shared by its plans.
+type weights struct {
+	k       *Kernels
+	params  map[string]*tensor.Tensor
+	staging []float32
+	raw     map[string][]float32 // copied as is (GroupNorm affines)
+	convA   map[string][]float32 // conv weights [O, I·KH·KW] as packed A
+	linB    map[string][]float32 // linear weights [O, I] as packed B (B = Wᵀ)
+	rowBias map[string][]float32 // biases padded to PackedRows
+	colBias map[string][]float32 // biases padded to PackedCols
+}
+
+func newWeights(k *Kernels, params map[string]*tensor.Tensor) *weights {
+	return &weights{k: k, params: params, raw: map[string][]float32{}, convA: map[string][]float32{},
+		linB: map[string][]float32{}, rowBias: map[string][]float32{}, colBias: map[string][]float32{}}
+}
+
+func (w *weights) param(name string) *tensor.Tensor {
+	t, ok := w.params[name]
+	if !ok {
+		panic(fmt.Sprintf("simd: graph names missing parameter %q", name))
+	}
+	return t
+}
+
+// stage copies a parameter into kernel memory scratch (reused between calls).
+func (w *weights) stage(name string) []float32 {
+	d := w.param(name).Data
+	if len(w.staging) < len(d) {
+		w.staging = w.k.Alloc(len(d))
+	}
+	s := w.staging[:len(d)]
+	copy(s, d)
+	return s
+}
+
+// Raw returns a kernel-memory copy of a parameter ("" gives nil).
+func (w *weights) Raw(name string) []float32 {
+	if name == "" {
+		return nil
+	}
+	if r, ok := w.raw[name]; ok {
+		return r
+	}
+	d := w.param(name).Data
+	r := w.k.Alloc(len(d))
+	copy(r, d)
+	w.raw[name] = r
+	return r
+}
+
+// ConvA returns conv weight [O,I,KH,KW] packed as the A operand [O, I·KH·KW].
+func (w *weights) ConvA(name string) []float32 {
+	if r, ok := w.convA[name]; ok {
+		return r
+	}
+	s := w.param(name).Shape
+	o, kd := s[0], s[1]*s[2]*s[3]
+	r := w.k.Alloc(PackedALen(o, kd))
+	w.k.PackA(r, w.stage(name), kd, o, kd)
+	w.convA[name] = r
+	return r
+}
+
+// LinB returns linear weight [O,I] packed as the B operand (I deep, O wide).
+func (w *weights) LinB(name string) []float32 {
+	if r, ok := w.linB[name]; ok {
+		return r
+	}
+	s := w.param(name).Shape
+	o, in := s[0], s[1]
+	r := w.k.Alloc(PackedBLen(in, o))
+	w.k.PackBT(r, w.stage(name), in, o, in)
+	w.linB[name] = r
+	return r
+}
+
+func (w *weights) padded(cache map[string][]float32, name string, n int) []float32 {
+	if name == "" {
+		return nil
+	}
+	if r, ok := cache[name]; ok {
+		return r
+	}
+	d := w.param(name).Data
+	r := w.k.Alloc(n)
+	copy(r, d)
+	cache[name] = r
+	return r
+}
+
+// RowBias returns bias [O] zero-padded to PackedRows(O).
+func (w *weights) RowBias(name string, o int) []float32 {
+	return w.padded(w.rowBias, name, PackedRows(o))
+}
+
+// ColBias returns bias [O] zero-padded to PackedCols(O).
+func (w *weights) ColBias(name string, o int) []float32 {
+	return w.padded(w.colBias, name, PackedCols(o))
+}
+
+// scratch is the per-plan working memory shared by all steps, sized to the
+// largest need of any step.
+type scratch struct {
+	xp, bp, ap, bias, s, ap2, bp2 []float32
+}
+
+type scratchSize struct{ xp, bp, ap, bias, s, ap2, bp2 int }
+
+func (s *scratchSize) grow(o scratchSize) {
+	s.xp, s.bp, s.ap = max(s.xp, o.xp), max(s.bp, o.bp), max(s.ap, o.ap)
+	s.bias, s.s = max(s.bias, o.bias), max(s.s, o.s)
+	s.ap2, s.bp2 = max(s.ap2, o.ap2), max(s.bp2, o.bp2)
+}
+
+func (s scratchSize) alloc(k *Kernels) *scratch {
+	return &scratch{xp: k.Alloc(s.xp), bp: k.Alloc(s.bp), ap: k.Alloc(s.ap), bias: k.Alloc(s.bias),
+		s: k.Alloc(s.s), ap2: k.Alloc(s.ap2), bp2: k.Alloc(s.bp2)}
+}
+
+// conv is a Conv2D lowered to SIMD kernels: per sample, (pad, im2col or pack)
+// into packed B panels, then one GEMM against the packed weights, with the
+// bias, a per-sample channel bias and a residual fused into its epilogue.
+type conv struct {
+	b, i, h, w, o, oh, ow int
+	kd, npix              int // GEMM depth I·KH·KW and output pixels OH·OW
+	hp, wp, top, left     int
+	direct, padded        bool
+	koff, pixoff          []int32
+	wA, bias              []float32
+}
+
+func newConv(k *Kernels, wt *weights, xs []int, weight, bias string, stride int, pad [4]int, os []int) *conv {
+	ws := wt.param(weight).Shape
+	c := &conv{b: xs[0], i: xs[1], h: xs[2], w: xs[3], o: ws[0], oh: os[2], ow: os[3]}
+	kh, kw := ws[2], ws[3]
+	c.kd, c.npix = c.i*kh*kw, c.oh*c.ow
+	c.top, c.left = pad[0], pad[1]
+	c.hp, c.wp = c.h+pad[0]+pad[2], c.w+pad[1]+pad[3]
+	c.padded = pad != [4]int{}
+	c.direct = kh == 1 && kw == 1 && stride == 1 && !c.padded
+	c.wA = wt.ConvA(weight)
+	c.bias = wt.RowBias(bias, c.o)
+	if !c.direct {
+		c.koff = k.AllocI32(c.kd)
+		for i := 0; i < c.i; i++ {
+			for ky := 0; ky < kh; ky++ {
+				for kx := 0; kx < kw; kx++ {
+					c.koff[(i*kh+ky)*kw+kx] = int32(4 * ((i*c.hp+ky)*c.wp + kx))
+				}
+			}
+		}
+		c.pixoff = k.AllocI32(PackedCols(c.npix)) // past npix: 0, a valid pixel
+		for oy := 0; oy < c.oh; oy++ {
+			for ox := 0; ox < c.ow; ox++ {
+				c.pixoff[oy*c.ow+ox] = int32(4 * (oy*stride*c.wp + ox*stride))
+			}
+		}
+	}
+	return c
+}
+
+func (c *conv) need() scratchSize {
+	s := scratchSize{bp: PackedBLen(c.kd, c.npix), bias: PackedRows(c.o)}
+	if c.padded {
+		s.xp = c.i * c.hp * c.wp
+	}
+	return s
+}
+
+// run computes out = conv(x) (+ e[b] per output channel) (+ res).
+func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
+	in, op := c.i*c.h*c.w, c.o*c.npix
+	for b := 0; b < c.b; b++ {
+		xb := x[b*in : (b+1)*in]
+		if c.direct {
+			k.PackB(s.bp, xb, c.npix, c.kd, c.npix)
+		} else {
+			src := xb
+			if c.padded {
+				k.Pad(s.xp, xb, c.i, c.h, c.w, c.hp, c.wp, c.top, c.left)
+				src = s.xp
+			}
+			k.Im2col(s.bp, src, c.koff, c.pixoff, c.kd)
+		}
+		bias, mode := c.bias, RowBias
+		if e != nil {
+			eb := e[b*c.o : (b+1)*c.o]
+			if c.bias != nil {
+				k.Add(s.bias[:c.o], c.bias[:c.o], eb)
+			} else {
+				k.Affine(s.bias[:c.o], eb, 1, 0)
+			}
+			bias = s.bias
+		} else if bias == nil {
+			mode = NoBias
+		}
+		var rb []float32
+		if res != nil {
+			rb = res[b*op : (b+1)*op]
+		}
+		k.Gemm(out[b*op:(b+1)*op], c.npix, c.wA, s.bp, c.o, c.npix, c.kd, bias, mode, rb)
+	}
+}
+
+// linear is x [rows, in] · Wᵀ + bias with W packed once as the B operand.
+type linear struct {
+	rows, in, out int
+	wB, bias      []float32
+}
+
+func newLinear(wt *weights, rows int, weight, bias string) *linear {
+	ws := wt.param(weight).Shape
+	l := &linear{rows: rows, in: ws[1], out: ws[0]}
+	l.wB = wt.LinB(weight)
+	l.bias = wt.ColBias(bias, l.out)
+	return l
+}
+
+func (l *linear) need() scratchSize { return scratchSize{ap: PackedALen(l.rows, l.in)} }
+
+func (l *linear) run(k *Kernels, s *scratch, out, x []float32) {
+	k.PackA(s.ap, x, l.in, l.rows, l.in)
+	mode := ColBias
+	if l.bias == nil {
+		mode = NoBias
+	}
+	k.Gemm(out, l.out, s.ap, l.wB, l.rows, l.out, l.in, l.bias, mode, nil)
+}
+
+// attention is softmax(q kᵀ·scale) v per batch and head on [B,N,C] tokens,
+// as two GEMMs around a softmax; heads are column slices of q, k, v, out.
+type attention struct {
+	b, n, c, heads, d int
+	scale             float32
+}
+
+func (a *attention) need() scratchSize {
+	return scratchSize{ap: PackedALen(a.n, a.d), bp: PackedBLen(a.d, a.n), s: a.n * a.n,
+		ap2: PackedALen(a.n, a.n), bp2: PackedBLen(a.n, a.d)}
+}
+
+func (a *attention) run(k *Kernels, s *scratch, out, q, kk, v []float32) {
+	for b := 0; b < a.b; b++ {
+		base := b * a.n * a.c
+		for h := 0; h < a.heads; h++ {
+			off := base + h*a.d
+			k.PackA(s.ap, q[off:], a.c, a.n, a.d)
+			k.PackBT(s.bp, kk[off:], a.c, a.n, a.d)
+			k.Gemm(s.s, a.n, s.ap, s.bp, a.n, a.n, a.d, nil, NoBias, nil)
+			k.Softmax(s.s, a.n, a.n, a.n, a.scale)
+			k.PackA(s.ap2, s.s, a.n, a.n, a.n)
+			k.PackB(s.bp2, v[off:], a.c, a.n, a.d)
+			k.Gemm(out[off:], a.c, s.ap2, s.bp2, a.n, a.d, a.n, nil, NoBias, nil)
+		}
+	}
+}

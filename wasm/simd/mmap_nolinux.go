@@ -1,0 +1,5 @@
+//go:build unix && !linux && !(js && wasm)
+
+package simd
+
+const mapNoReserve = 0

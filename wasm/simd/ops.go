@@ -1,0 +1,223 @@
+package simd
+
+import "fmt"
+
+// The checked kernel API. Each method validates its slices against the
+// sizes the kernel will touch and panics on a mismatch (a programming error):
+// in the browser a kernel writes straight into Go's memory, so a bad length
+// must never reach it. Every slice must come from Kernels.Alloc (natively
+// that is enforced; in js/wasm any Go slice would do).
+
+// BiasMode says how Gemm adds its bias.
+type BiasMode int
+
+const (
+	NoBias  BiasMode = 0
+	RowBias BiasMode = 1 // bias[i] added to row i (len >= PackedRows(m))
+	ColBias BiasMode = 2 // bias[j] added to column j (len >= PackedCols(n))
+)
+
+func ceilTo(n, m int) int { return (n + m - 1) / m * m }
+
+// PackedRows is m rounded up to the A panel height MR.
+func PackedRows(m int) int { return ceilTo(m, MR) }
+
+// PackedCols is n rounded up to the B panel width NR.
+func PackedCols(n int) int { return ceilTo(n, NR) }
+
+// PackedALen is the length of a packed A operand with m rows and depth k.
+func PackedALen(m, k int) int { return PackedRows(m) * k }
+
+// PackedBLen is the length of a packed B operand with depth k and n columns.
+func PackedBLen(k, n int) int { return PackedCols(n) * k }
+
+func need(what string, have, want int) {
+	if have < want {
+		panic(fmt.Sprintf("simd: %s has %d elements, the kernel needs %d", what, have, want))
+	}
+}
+
+func positive(vals ...int) {
+	for _, v := range vals {
+		if v < 0 || v > 1<<30 {
+			panic(fmt.Sprintf("simd: size %d out of range", v))
+		}
+	}
+}
+
+// matLen is the extent of an m×n matrix with row stride ld.
+func matLen(m, n, ld int) int {
+	if m == 0 || n == 0 {
+		return 0
+	}
+	if ld < n {
+		panic(fmt.Sprintf("simd: row stride %d below row length %d", ld, n))
+	}
+	return (m-1)*ld + n
+}
+
+// PackA packs A [m,k] (row stride lda) into ap for Gemm.
+func (k *Kernels) PackA(ap, a []float32, lda, m, kd int) {
+	positive(lda, m, kd)
+	need("A", len(a), matLen(m, kd, lda))
+	need("packed A", len(ap), PackedALen(m, kd))
+	k.packA(a, lda, m, kd, ap)
+}
+
+// PackB packs B [k,n] (row stride ldb) into bp for Gemm.
+func (k *Kernels) PackB(bp, b []float32, ldb, kd, n int) {
+	positive(ldb, kd, n)
+	need("B", len(b), matLen(kd, n, ldb))
+	need("packed B", len(bp), PackedBLen(kd, n))
+	k.packB(b, ldb, kd, n, bp)
+}
+
+// PackBT packs B given as its transpose bt [n,k] (row stride ldbt).
+func (k *Kernels) PackBT(bp, bt []float32, ldbt, n, kd int) {
+	positive(ldbt, n, kd)
+	need("Bᵀ", len(bt), matLen(n, kd, ldbt))
+	need("packed B", len(bp), PackedBLen(kd, n))
+	k.packBt(bt, ldbt, n, kd, bp)
+}
+
+// Gemm computes C[m,n] (row stride ldc) = A·B (+ bias) (+ res) from packed
+// operands; res, when not nil, has C's layout.
+func (k *Kernels) Gemm(c []float32, ldc int, ap, bp []float32, m, n, kd int, bias []float32, mode BiasMode, res []float32) {
+	positive(ldc, m, n, kd)
+	need("C", len(c), matLen(m, n, ldc))
+	need("packed A", len(ap), PackedALen(m, kd))
+	need("packed B", len(bp), PackedBLen(kd, n))
+	switch mode {
+	case NoBias:
+		bias = nil
+	case RowBias:
+		need("row bias", len(bias), PackedRows(m))
+	case ColBias:
+		need("column bias", len(bias), PackedCols(n))
+	default:
+		panic("simd: bad bias mode")
+	}
+	if res != nil {
+		need("residual", len(res), matLen(m, n, ldc))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, int(mode))
+}
+
+// Im2col gathers packed B panels of a convolution from the padded input xp:
+// bp[j/8][kk][j%8] = xp[(koff[kk]+pixoff[j])/4] for kk < k, j < len(pixoff)
+// (a multiple of NR); koff and pixoff are byte offsets.
+func (k *Kernels) Im2col(bp, xp []float32, koff, pixoff []int32, kd int) {
+	npix := len(pixoff)
+	if npix%NR != 0 {
+		panic("simd: im2col pixel table not padded to NR")
+	}
+	need("koff", len(koff), kd)
+	need("packed B", len(bp), kd*npix)
+	maxK, maxP := int32(0), int32(0)
+	for _, o := range koff[:kd] {
+		maxK = max(maxK, o)
+		if o < 0 || o%4 != 0 {
+			panic("simd: bad im2col offset")
+		}
+	}
+	for _, o := range pixoff {
+		maxP = max(maxP, o)
+		if o < 0 || o%4 != 0 {
+			panic("simd: bad im2col offset")
+		}
+	}
+	if kd > 0 && npix > 0 {
+		need("padded input", len(xp), int(maxK+maxP)/4+1)
+		k.im2col(xp, koff, pixoff, kd, npix, bp)
+	}
+}
+
+// Pad copies planes of [h,w] from x into [hp,wp] planes of xp, at row top
+// and column left, zeroing the border.
+func (k *Kernels) Pad(xp, x []float32, planes, h, w, hp, wp, top, left int) {
+	positive(planes, h, w, hp, wp, top, left)
+	if top+h > hp || left+w > wp {
+		panic("simd: pad does not fit")
+	}
+	need("x", len(x), planes*h*w)
+	need("padded x", len(xp), planes*hp*wp)
+	k.pad(x, xp, planes, h, w, hp, wp, top, left)
+}
+
+// Add sets out = a + b over len(out) elements.
+func (k *Kernels) Add(out, a, b []float32) {
+	need("a", len(a), len(out))
+	need("b", len(b), len(out))
+	k.add(a, b, out, len(out))
+}
+
+// Affine sets out = x·s + o.
+func (k *Kernels) Affine(out, x []float32, s, o float32) {
+	need("x", len(x), len(out))
+	k.affine(x, out, len(out), s, o)
+}
+
+// SiLU sets out = x·sigmoid(x).
+func (k *Kernels) SiLU(out, x []float32) {
+	need("x", len(x), len(out))
+	k.silu(x, out, len(out))
+}
+
+// AddChannel sets out[p,i] = x[p,i] + e[p] for planes p of plane elements.
+func (k *Kernels) AddChannel(out, x, e []float32, planes, plane int) {
+	positive(planes, plane)
+	need("out", len(out), planes*plane)
+	need("x", len(x), planes*plane)
+	need("e", len(e), planes)
+	k.addChannel(x, e, out, planes, plane)
+}
+
+// ScaleShift sets out = x·(1+scale) + shift with scale, shift = e[b,:c], e[b,c:].
+func (k *Kernels) ScaleShift(out, x, e []float32, nb, c, plane int) {
+	positive(nb, c, plane)
+	need("out", len(out), nb*c*plane)
+	need("x", len(x), nb*c*plane)
+	need("e", len(e), nb*2*c)
+	k.scaleShift(x, e, out, nb, c, plane)
+}
+
+// GroupNorm normalises x [nb,c,per] per group (c/groups channels), applies
+// gamma and beta (beta may be nil), then the scale/shift e [nb,2c] when ss is
+// not nil, then SiLU when silu is set.
+func (k *Kernels) GroupNorm(out, x []float32, nb, c, per, groups int, eps float64, gamma, beta []float32, silu bool, ss []float32) {
+	positive(nb, c, per, groups)
+	if groups == 0 || c%groups != 0 {
+		panic("simd: channels do not split into groups")
+	}
+	need("out", len(out), nb*c*per)
+	need("x", len(x), nb*c*per)
+	need("gamma", len(gamma), c)
+	if beta != nil {
+		need("beta", len(beta), c)
+	}
+	if ss != nil {
+		need("scale/shift", len(ss), nb*2*c)
+	}
+	flags := 0
+	if silu {
+		flags = 1
+	}
+	k.groupnorm(x, out, gamma, beta, nb, c, per, groups, eps, flags, ss)
+}
+
+// Softmax replaces each of rows rows of n elements (row stride ld) by
+// softmax(row·scale).
+func (k *Kernels) Softmax(s []float32, rows, n, ld int, scale float32) {
+	positive(rows, n, ld)
+	need("scores", len(s), matLen(rows, n, ld))
+	k.softmax(s, rows, n, ld, scale)
+}
+
+// F16ToF32 expands IEEE half floats into float32, exactly.
+func (k *Kernels) F16ToF32(dst []float32, src []uint16) {
+	need("src", len(src), len(dst))
+	k.f16ToF32(src, dst, len(dst))
+}

@@ -1,0 +1,252 @@
+package simd
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// A plan is a graph lowered for one batch size: the ops as a list of steps
+// (some fusing several graph nodes), every value's buffer in kernel memory
+// assigned once (buffers of values that are dead are reused), and the
+// scratch for packing. Running it allocates nothing.
+type plan struct {
+	g       *graph.Graph
+	k       *Kernels
+	vals    [][]float32 // buffer of each value; nil for values fused away
+	steps   []step
+	scratch *scratch
+	inputs  map[string][]float32
+}
+
+type step struct {
+	kind  string        // the op, with "+"-joined fused ops
+	pos   int           // index of the last graph node it covers
+	reads []graph.Value // values read
+	out   graph.Value
+	run   func() error
+}
+
+// fusion: which nodes a head node absorbs, found before any step is built.
+type fusion struct {
+	nodes []int       // absorbed node indices after the head, in order
+	out   graph.Value // value the fused step writes
+	e     graph.Value // AddChannel / ScaleShift operand, or -1
+	res   graph.Value // residual operand, or -1
+	silu  bool
+}
+
+func newPlan(k *Kernels, wt *weights, g *graph.Graph) (*plan, error) {
+	p := &plan{g: g, k: k, vals: make([][]float32, len(g.Shapes)), inputs: map[string][]float32{}}
+
+	// Who reads each value, by node index.
+	readers := make([][]int, len(g.Shapes))
+	for i, n := range g.Nodes {
+		for _, in := range n.In {
+			readers[in] = append(readers[in], i)
+		}
+	}
+	absorbed := make([]bool, len(g.Nodes))
+	// single returns the only reader of v (which must not be the output, and
+	// not already fused into another step), or -1.
+	single := func(v graph.Value) int {
+		if v == g.Output || len(readers[v]) != 1 || absorbed[readers[v][0]] {
+			return -1
+		}
+		return readers[v][0]
+	}
+
+	var need scratchSize
+	for i := range g.Nodes {
+		n := &g.Nodes[i]
+		if absorbed[i] || n.Op == graph.OpInput {
+			continue
+		}
+		fu := fusion{out: n.Out, e: -1, res: -1}
+		absorb := func(j int) {
+			absorbed[j] = true
+			fu.nodes = append(fu.nodes, j)
+			fu.out = g.Nodes[j].Out
+		}
+		switch n.Op {
+		case graph.OpGroupNorm:
+			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpScaleShift && g.Nodes[j].In[0] == fu.out {
+				fu.e = g.Nodes[j].In[1]
+				absorb(j)
+			}
+			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
+				fu.silu = true
+				absorb(j)
+			}
+		case graph.OpConv2D:
+			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpAddChannel && g.Nodes[j].In[0] == fu.out {
+				fu.e = g.Nodes[j].In[1]
+				absorb(j)
+			}
+			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpAdd {
+				a, b := g.Nodes[j].In[0], g.Nodes[j].In[1]
+				if a != b {
+					if a == fu.out {
+						fu.res = b
+					} else {
+						fu.res = a
+					}
+					absorb(j)
+				}
+			}
+		}
+		st, sz, err := p.lower(wt, i, fu)
+		if err != nil {
+			return nil, err
+		}
+		need.grow(sz)
+		p.steps = append(p.steps, st)
+	}
+	// A fused step runs where its last node was: all its operands exist by then.
+	sort.SliceStable(p.steps, func(a, b int) bool { return p.steps[a].pos < p.steps[b].pos })
+
+	p.assignBuffers()
+	p.scratch = need.alloc(k)
+	return p, nil
+}
+
+// lower builds the step for node i with the fusion fu.
+func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
+	g, k := p.g, p.k
+	n := &g.Nodes[i]
+	st := step{kind: string(n.Op), pos: i, reads: append([]graph.Value(nil), n.In...), out: fu.out}
+	for _, j := range fu.nodes {
+		st.kind += "+" + string(g.Nodes[j].Op)
+		st.pos = j
+	}
+	if fu.e >= 0 {
+		st.reads = append(st.reads, fu.e)
+	}
+	if fu.res >= 0 {
+		st.reads = append(st.reads, fu.res)
+	}
+	in := func(j int) []float32 { return p.vals[n.In[j]] }
+	opt := func(v graph.Value) func() []float32 {
+		return func() []float32 {
+			if v < 0 {
+				return nil
+			}
+			return p.vals[v]
+		}
+	}
+	e, res := opt(fu.e), opt(fu.res)
+	out := func() []float32 { return p.vals[fu.out] }
+	shape := func(j int) []int { return g.Shapes[n.In[j]] }
+	var need scratchSize
+
+	switch n.Op {
+	case graph.OpConv2D:
+		c := newConv(k, wt, shape(0), n.Weight, n.Bias, n.Ints[0], [4]int(n.Ints[1:5]), g.Shapes[n.Out])
+		need = c.need()
+		st.run = func() error { c.run(k, p.scratch, out(), in(0), e(), res()); return nil }
+	case graph.OpGroupNorm:
+		s := shape(0)
+		per := tensor.Numel(s[2:])
+		gamma, beta := wt.Raw(n.Weight), wt.Raw(n.Bias)
+		groups, eps, silu := n.Ints[0], n.F, fu.silu
+		st.run = func() error {
+			k.GroupNorm(out(), in(0), s[0], s[1], per, groups, eps, gamma, beta, silu, e())
+			return nil
+		}
+	case graph.OpLinear:
+		s := shape(0)
+		rows := tensor.Numel(s) / s[len(s)-1]
+		l := newLinear(wt, rows, n.Weight, n.Bias)
+		need = l.need()
+		st.run = func() error { l.run(k, p.scratch, out(), in(0)); return nil }
+	case graph.OpAttention:
+		s := shape(0)
+		a := &attention{b: s[0], n: s[1], c: s[2], heads: n.Ints[0], d: s[2] / n.Ints[0], scale: float32(n.F)}
+		need = a.need()
+		st.run = func() error { a.run(k, p.scratch, out(), in(0), in(1), in(2)); return nil }
+	case graph.OpSiLU:
+		st.run = func() error { k.SiLU(out(), in(0)); return nil }
+	case graph.OpAdd:
+		st.run = func() error { k.Add(out(), in(0), in(1)); return nil }
+	case graph.OpAffine:
+		sc, of := float32(n.F), float32(n.G)
+		st.run = func() error { k.Affine(out(), in(0), sc, of); return nil }
+	case graph.OpAddChannel:
+		s := shape(0)
+		st.run = func() error { k.AddChannel(out(), in(0), in(1), s[0]*s[1], s[2]*s[3]); return nil }
+	case graph.OpScaleShift:
+		s := shape(0)
+		st.run = func() error { k.ScaleShift(out(), in(0), in(1), s[0], s[1], s[2]*s[3]); return nil }
+	default:
+		// Everything else (layout ops, embeddings, ...) is cheap: the reference
+		// implementation, over the same buffers.
+		if len(fu.nodes) > 0 {
+			return st, need, fmt.Errorf("simd: internal error: fused %s", st.kind)
+		}
+		st.run = func() error { return cpu.Exec(g, n, p.vals, p.vals[n.Out]) }
+	}
+	return st, need, nil
+}
+
+// assignBuffers gives every value a buffer in kernel memory, reusing the
+// buffer of a value after its last reader when a later value has the same
+// size (a UNet has few distinct sizes, so this keeps memory near the live set).
+func (p *plan) assignBuffers() {
+	g := p.g
+	for name, v := range g.Inputs {
+		p.vals[v] = p.k.Alloc(tensor.Numel(g.Shapes[v]))
+		p.inputs[name] = p.vals[v]
+	}
+	last := make([]int, len(g.Shapes))
+	for i := range last {
+		last[i] = -1
+	}
+	for j, st := range p.steps {
+		for _, v := range st.reads {
+			last[v] = j
+		}
+	}
+	isInput := map[graph.Value]bool{}
+	for _, v := range g.Inputs {
+		isInput[v] = true
+	}
+	free := map[int][][]float32{}
+	for j, st := range p.steps {
+		size := tensor.Numel(g.Shapes[st.out])
+		if l := free[size]; len(l) > 0 {
+			p.vals[st.out] = l[len(l)-1]
+			free[size] = l[:len(l)-1]
+		} else {
+			p.vals[st.out] = p.k.Alloc(size)
+		}
+		for _, v := range st.reads {
+			if last[v] == j && v != g.Output && !isInput[v] {
+				size := tensor.Numel(g.Shapes[v])
+				free[size] = append(free[size], p.vals[v])
+				last[v] = -2 // released once even if read twice by this step
+			}
+		}
+	}
+}
+
+// run executes the plan on inputs already copied into p.inputs.
+func (p *plan) run(prof map[string]time.Duration) error {
+	for i := range p.steps {
+		st := &p.steps[i]
+		var t0 time.Time
+		if prof != nil {
+			t0 = time.Now()
+		}
+		if err := st.run(); err != nil {
+			return err
+		}
+		if prof != nil {
+			prof[st.kind] += time.Since(t0)
+		}
+	}
+	return nil
+}
