@@ -18,7 +18,6 @@ func init() {
 		Params: append([]Param{
 			{"rtol", "relative tolerance", 1e-5},
 			{"atol", "absolute tolerance", 1e-5},
-			{"end_time", "end time ε of continuous schedules (default: the schedule's)", 0},
 		}, pCFG...),
 		Func: RK45,
 	})

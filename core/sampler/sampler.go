@@ -183,7 +183,9 @@ func InitialNoise(seed uint64, first, n int, shape []int) []float64 {
 // Common parameter descriptions.
 var (
 	pSteps = func(d int) Param { return Param{"steps", "number of steps", float64(d)} }
-	pCFG   = []Param{
+	// pCFG are the options every sampler takes.
+	pCFG = []Param{
+		{"end_time", "end time ε of continuous-time schedules before the final denoising (default: the schedule's)", 0},
 		{"guidance", "classifier-free guidance scale (1: none)", 1},
 	}
 	pSigmas = Param{"sigmas", "sigma spacing: uniform, karras or exponential (default: the model's config)", 0}

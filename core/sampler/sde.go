@@ -15,7 +15,7 @@ func init() {
 		Order:        0,
 		DefaultSteps: 1000,
 		Params: append([]Param{pSteps(1000),
-			{"end_time", "end time ε of continuous schedules (default: the schedule's)", 0}, pSigmas}, pCFG...),
+			pSigmas}, pCFG...),
 		Func: EulerMaruyama,
 	})
 	register(Info{
@@ -26,7 +26,7 @@ func init() {
 		Params: append([]Param{pSteps(1000),
 			{"snr", "Langevin corrector signal-to-noise ratio r", 0.16},
 			{"corrector_steps", "Langevin steps per noise level", 1},
-			{"end_time", "end time ε of continuous schedules (default: the schedule's)", 0}, pSigmas}, pCFG...),
+			pSigmas}, pCFG...),
 		Func: PredictorCorrector,
 	})
 }

@@ -109,6 +109,10 @@ type Config struct {
 	//   "log_sigma" its natural log
 	TimeInput string `json:"time_input,omitempty"`
 
+	// DataRange (ours) is the [lo, hi] range of the data the model was
+	// trained on, for turning samples into pixels; nil means [-1, 1].
+	DataRange []float64 `json:"data_range,omitempty"`
+
 	// Parameters of beta_schedule "lucidrains_sigmoid" (ours): the sigmoid
 	// schedule of Jabri, Fleet & Chen 2022 ("Scalable Adaptive Computation
 	// for Iterative Generation", fig. 8) as denoising-diffusion-pytorch's
@@ -377,6 +381,9 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if c.DataRange != nil && (len(c.DataRange) != 2 || !(c.DataRange[1] > c.DataRange[0])) {
+		return fieldErr("data_range", "want [lo, hi] with lo < hi, got %v", c.DataRange)
+	}
 	if c.SDE != "" && !(c.SamplingEps >= 0 && c.SamplingEps < 1) {
 		return fieldErr("sampling_eps", "want 0 <= sampling_eps < 1, got %v", c.SamplingEps)
 	}
@@ -453,4 +460,12 @@ func (c *Config) veRange() (float64, float64) {
 		hi = *c.SigmaMax
 	}
 	return lo, hi
+}
+
+// Range is the data range [lo, hi] (default [-1, 1]).
+func (c *Config) Range() (lo, hi float64) {
+	if len(c.DataRange) == 2 {
+		return c.DataRange[0], c.DataRange[1]
+	}
+	return -1, 1
 }

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/npy"
+	"github.com/diffuse-web/diffuse/core/sampler"
+	"github.com/diffuse-web/diffuse/core/schedule"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+func init() {
+	register(&command{name: "sample", summary: "draw samples from a model (--sampler list shows the samplers)", run: runSample})
+}
+
+// loadedModel is a model ready for the samplers.
+type loadedModel struct {
+	m  *model.Model
+	sm *sampler.Model
+}
+
+// loadForSampling opens weights and parses the schedule stored with them.
+func loadForSampling(weights, size string) (*loadedModel, error) {
+	m, err := model.Load(weights)
+	if err != nil {
+		return nil, err
+	}
+	s, err := schedule.Parse(m.Scheduler)
+	if err != nil {
+		return nil, fmt.Errorf("the model's scheduler settings: %w", err)
+	}
+	shape := m.InShape()
+	if size != "" {
+		h, w, err := parseHW(size)
+		if err != nil {
+			return nil, fmt.Errorf("--size: %w", err)
+		}
+		if len(shape) != 3 {
+			return nil, errors.New("--size: the model does not say its channel count")
+		}
+		shape = []int{shape[0], h, w}
+	}
+	if len(shape) != 3 || tensor.Numel(shape) == 0 {
+		return nil, fmt.Errorf("the model does not record its sample size (got %v): give --size HxW", shape)
+	}
+	return &loadedModel{m: m, sm: &sampler.Model{Net: cpu.NewDenoiser(m), Schedule: s, Shape: shape, NullClass: m.NullClass}}, nil
+}
+
+// classLabels checks --class against the model: nil for unconditional
+// sampling (the sampler then passes the null class, if any).
+func (l *loadedModel) classLabels(class int, guidance float64) ([]int, error) {
+	cond, n := l.m.Conditional()
+	if !cond {
+		if class >= 0 {
+			return nil, errors.New("--class: the model is not class-conditional")
+		}
+		if guidance != 1 {
+			return nil, errors.New("--guidance needs a class-conditional model")
+		}
+		return nil, nil
+	}
+	if guidance != 1 && l.m.NullClass < 0 {
+		return nil, fmt.Errorf("--guidance: the model has no null class (metadata %s), so it cannot be guided", model.KeyNullClass)
+	}
+	if class < 0 {
+		if guidance != 1 {
+			return nil, errors.New("--guidance needs --class")
+		}
+		if l.m.NullClass < 0 {
+			return nil, fmt.Errorf("the model is class-conditional: give --class 0..%d", n-1)
+		}
+		return nil, nil
+	}
+	if class >= n && class != l.m.NullClass {
+		return nil, fmt.Errorf("--class %d: the model has classes 0..%d", class, n-1)
+	}
+	return []int{class}, nil
+}
+
+func printSamplers(w io.Writer) {
+	for _, i := range sampler.List() {
+		var ps []string
+		for _, p := range i.Params {
+			ps = append(ps, p.Name)
+		}
+		fmt.Fprintf(w, "%-19s %s\n%-19s   options: %s\n", i.Name, i.Summary, "", strings.Join(ps, ", "))
+	}
+}
+
+func runSample(args []string) error {
+	fs := newFlags("sample", "sample --weights W --sampler NAME [--steps N] [--eta E] [--seed S] [--n N] [--batch B] [--class C] [--guidance G] [--out-png grid.png] [--out-npy x.npy]\n       diffuse sample --sampler list")
+	weights := fs.String("weights", "", "converted .safetensors file or diffusers model folder (required)")
+	name := fs.String("sampler", "ddim", "sampler name; 'list' prints the samplers and their options")
+	steps := fs.Int("steps", 0, "number of steps (default: the sampler's)")
+	eta := fs.Float64("eta", 0, "ddim: stochasticity η (0 deterministic, 1 DDPM-like)")
+	seed := fs.Uint64("seed", 0, "noise seed; sample i of a request always gets the same noise")
+	n := fs.Int("n", 16, "number of samples")
+	batch := fs.Int("batch", 8, "samples per network call (does not change the samples)")
+	class := fs.Int("class", -1, "class label for class-conditional models (-1: unconditional)")
+	guidance := fs.Float64("guidance", 1, "classifier-free guidance scale (1: none)")
+	sigmas := fs.String("sigmas", "", "sigma spacing: uniform, karras or exponential (default: the model's config)")
+	rtol := fs.Float64("rtol", 0, "rk45: relative tolerance (default 1e-5)")
+	atol := fs.Float64("atol", 0, "rk45: absolute tolerance (default 1e-5)")
+	endTime := fs.Float64("end-time", 0, "continuous-time models: end time ε before the final denoising (default: the model's)")
+	snr := fs.Float64("snr", 0, "pc: Langevin signal-to-noise ratio (default 0.16)")
+	corrector := fs.Int("corrector-steps", 0, "pc: Langevin steps per noise level (default 1)")
+	size := fs.String("size", "", "sample size HxW, for models that do not record it")
+	outPNG := fs.String("out-png", "", "write the samples as a PNG grid")
+	outNPY := fs.String("out-npy", "", "write the samples as a float32 .npy [N,C,H,W]")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *name == "list" {
+		printSamplers(os.Stdout)
+		return nil
+	}
+	info, ok := sampler.Get(*name)
+	if !ok {
+		return fmt.Errorf("--sampler %q: unknown (run 'diffuse sample --sampler list')", *name)
+	}
+	switch {
+	case *weights == "":
+		return errors.New("--weights is required")
+	case *outPNG == "" && *outNPY == "":
+		return errors.New("give --out-png and/or --out-npy")
+	case *n < 1:
+		return fmt.Errorf("--n %d: want at least 1", *n)
+	case *batch < 1:
+		return fmt.Errorf("--batch %d: want at least 1", *batch)
+	case *steps < 0:
+		return fmt.Errorf("--steps %d: want a positive number", *steps)
+	}
+	l, err := loadForSampling(*weights, *size)
+	if err != nil {
+		return err
+	}
+	labels, err := l.classLabels(*class, *guidance)
+	if err != nil {
+		return err
+	}
+	shape := l.sm.Shape
+	per := tensor.Numel(shape)
+	out := make([]float32, *n*per)
+	bar := newProgress(os.Stderr, *quiet)
+	start := time.Now()
+	nfe := 0
+	for first := 0; first < *n; first += *batch {
+		b := min(*batch, *n-first)
+		o := &sampler.Options{
+			Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
+			CorrectorSteps: *corrector, Sigmas: *sigmas, Class: labels, Guidance: *guidance,
+			Seed: *seed, FirstSample: first,
+		}
+		label := fmt.Sprintf("%s %d-%d/%d", info.Name, first+1, first+b, *n)
+		o.Progress = func(s sampler.Step) error { bar.update(label, s); return nil }
+		res, err := info.Func(context.Background(), l.sm, sampler.InitialNoise(*seed, first, b, shape), o)
+		bar.done()
+		if err != nil {
+			return err
+		}
+		nfe += res.NFE
+		for i, v := range res.X {
+			out[first*per+i] = float32(v)
+		}
+	}
+	for _, v := range out {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return errors.New("the samples contain NaN or Inf (try more steps or another sampler)")
+		}
+	}
+	full := append([]int{*n}, shape...)
+	if *outNPY != "" {
+		if err := npy.WriteFile(*outNPY, full, out); err != nil {
+			return err
+		}
+	}
+	if *outPNG != "" {
+		lo, hi := l.sm.Schedule.Config.Range()
+		if err := writeGrid(*outPNG, out, full, lo, hi); err != nil {
+			return err
+		}
+	}
+	if !*quiet {
+		fmt.Fprintf(os.Stderr, "%d samples with %s: %d network calls in %.1fs\n", *n, info.Name, nfe, time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// progress is a one-line progress bar on a terminal-like writer.
+type progress struct {
+	w     io.Writer
+	quiet bool
+	shown bool
+}
+
+func newProgress(w io.Writer, quiet bool) *progress { return &progress{w: w, quiet: quiet} }
+
+func (p *progress) update(label string, s sampler.Step) {
+	if p.quiet {
+		return
+	}
+	p.shown = true
+	if s.Total <= 0 {
+		fmt.Fprintf(p.w, "\r%s  step %d  σ/α %.4g  (%d network calls)   ", label, s.Index+1, s.Point.Level, s.NFE)
+		return
+	}
+	const width = 30
+	k := (s.Index + 1) * width / s.Total
+	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d", label, strings.Repeat("=", k), strings.Repeat(" ", width-k), s.Index+1, s.Total)
+}
+
+func (p *progress) done() {
+	if p.shown {
+		fmt.Fprintln(p.w)
+		p.shown = false
+	}
+}
+
+// writeGrid tiles N images [N,C,H,W] (C = 1 or 3) with values in [lo, hi]
+// into one PNG, as near square as possible, 2 pixels apart.
+func writeGrid(path string, data []float32, shape []int, lo, hi float64) error {
+	n, c, h, w := shape[0], shape[1], shape[2], shape[3]
+	if c != 1 && c != 3 {
+		return fmt.Errorf("--out-png: samples have %d channels; PNG needs 1 or 3 (use --out-npy)", c)
+	}
+	const gap = 2
+	cols := int(math.Ceil(math.Sqrt(float64(n))))
+	rows := (n + cols - 1) / cols
+	img := image.NewNRGBA(image.Rect(0, 0, cols*(w+gap)-gap, rows*(h+gap)-gap))
+	pix := func(v float32) uint8 {
+		x := (float64(v) - lo) / (hi - lo) * 255
+		return uint8(math.Round(math.Max(0, math.Min(255, x))))
+	}
+	for i := 0; i < n; i++ {
+		ox, oy := (i%cols)*(w+gap), (i/cols)*(h+gap)
+		base := i * c * h * w
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				var col color.NRGBA
+				if c == 1 {
+					g := pix(data[base+y*w+x])
+					col = color.NRGBA{g, g, g, 255}
+				} else {
+					col = color.NRGBA{pix(data[base+y*w+x]), pix(data[base+h*w+y*w+x]), pix(data[base+2*h*w+y*w+x]), 255}
+				}
+				img.SetNRGBA(ox+x, oy+y, col)
+			}
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := png.Encode(f, img); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// parseHW reads "N" or "HxW".
+func parseHW(s string) (int, int, error) {
+	a, b, found := strings.Cut(strings.ToLower(s), "x")
+	h, err := strconv.Atoi(strings.TrimSpace(a))
+	if err != nil || h < 1 {
+		return 0, 0, fmt.Errorf("%q is not N or HxW", s)
+	}
+	if !found {
+		return h, h, nil
+	}
+	w, err := strconv.Atoi(strings.TrimSpace(b))
+	if err != nil || w < 1 {
+		return 0, 0, fmt.Errorf("%q is not N or HxW", s)
+	}
+	return h, w, nil
+}
