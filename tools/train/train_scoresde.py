@@ -35,12 +35,13 @@ SIGMA = 25.0
 
 
 def marginal_prob_std(t, sigma=SIGMA):
-    t = torch.as_tensor(t)
+    if not torch.is_tensor(t):
+        t = torch.tensor(float(t))
     return torch.sqrt((sigma ** (2 * t) - 1.0) / 2.0 / math.log(sigma))
 
 
 def diffusion_coeff(t, sigma=SIGMA):
-    return sigma ** torch.as_tensor(t)
+    return sigma ** (t if torch.is_tensor(t) else torch.tensor(float(t)))
 
 
 class GaussianFourierProjection(nn.Module):
