@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/diffuse-web/diffuse/core/schedule"
@@ -372,6 +373,10 @@ func TestStochasticMoments(t *testing.T) {
 			m := &Model{Net: net, Schedule: c.sched, Shape: []int{len(c.mu)}, NullClass: -1}
 			o := c.o
 			o.Noise = fastNoise(uint64(1000 + ci))
+			if runtime.GOARCH == "wasm" {
+				// half the samples under wasm, where the tests run ~5x slower
+				c.batch /= 2
+			}
 			r, err := Run(context.Background(), c.name, m, InitialNoise(uint64(ci), 0, c.batch, m.Shape), &o)
 			if err != nil {
 				t.Fatal(err)
