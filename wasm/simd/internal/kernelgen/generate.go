@@ -13,12 +13,12 @@ import (
 	"github.com/diffuse-web/diffuse/wasm/simd/internal/wasmenc"
 )
 
-func build(mr, unroll int, abi int32) *wasmenc.Module {
+func build(o Options, fma bool, abi int32) *wasmenc.Module {
 	m := &wasmenc.Module{}
 	// The memory is Go's own (its instance's export "mem"), passed in by the
 	// JS glue as env.memory; natively a wazero module provides one.
 	m.ImportMemory("env", "memory", wasmenc.Limits{Min: 1, Max: -1})
-	g := &gen{m: m, mr: mr, unroll: unroll}
+	g := &gen{m: m, mr: o.MR, unroll: o.Unroll, fma: fma}
 	g.abi(abi)
 	g.gemm()
 	g.packA()
@@ -47,7 +47,8 @@ type Options struct {
 var Default = Options{MR: 4, Unroll: 1}
 
 // Generate returns the generated files by name: kernels.wasm,
-// kernels_gen.go, kernels_js_gen.go and kernels_native_gen.go.
+// kernels_relaxed.wasm, kernels_gen.go, kernels_js_gen.go and
+// kernels_native_gen.go.
 func Generate(o Options) (map[string][]byte, error) {
 	if o.MR < 1 || o.MR > 6 {
 		return nil, fmt.Errorf("MR %d: want 1..6 (more accumulators than v128 registers would spill)", o.MR)
@@ -59,15 +60,18 @@ func Generate(o Options) (map[string][]byte, error) {
 	// a Go binary and a kernels.wasm that were not generated together never
 	// agree on it.
 	h := fnv.New32a()
-	h.Write(build(o.MR, o.Unroll, 0).Bytes())
+	h.Write(build(o, false, 0).Bytes())
 	abi := int32(h.Sum32() & 0x7fffffff)
 	if abi == 0 {
 		abi = 1
 	}
-	m := build(o.MR, o.Unroll, abi)
+	m := build(o, false, abi)
 	wasm := m.Bytes()
 	sigs := m.Signatures()
-	files := map[string][]byte{"kernels.wasm": wasm}
+	// The relaxed-SIMD variant: the same kernels with the GEMM accumulating
+	// through f32x4.relaxed_madd (an FMA where the CPU has one). Same ABI:
+	// the glue picks it where it compiles.
+	files := map[string][]byte{"kernels.wasm": wasm, "kernels_relaxed.wasm": build(o, true, abi).Bytes()}
 	for name, src := range map[string][]byte{
 		"kernels_gen.go":        common(o.MR, abi, sigs, len(wasm)),
 		"kernels_js_gen.go":     jsBindings(sigs),

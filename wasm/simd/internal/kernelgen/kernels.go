@@ -20,8 +20,9 @@ const NR = 8
 
 type gen struct {
 	m      *Module
-	mr     int // GEMM micro-tile height (rows of packed A)
-	unroll int // GEMM k-loop unrolling
+	mr     int  // GEMM micro-tile height (rows of packed A)
+	unroll int  // GEMM k-loop unrolling
+	fma    bool // GEMM accumulates with f32x4.relaxed_madd (relaxed SIMD)
 }
 
 func p(f *Func, name, kind string) Var {
@@ -100,8 +101,13 @@ func (g *gen) gemm() {
 				f.Set(b1, V128Load(pb, uint32(32*u+16)))
 				for r := range MR {
 					f.Set(a, Load32Splat(pa, uint32(4*MR*u+4*r)))
-					f.Set(acc[r][0], F4Add(acc[r][0], F4Mul(a, b0)))
-					f.Set(acc[r][1], F4Add(acc[r][1], F4Mul(a, b1)))
+					if g.fma {
+						f.Set(acc[r][0], F4RelaxedMadd(a, b0, acc[r][0]))
+						f.Set(acc[r][1], F4RelaxedMadd(a, b1, acc[r][1]))
+					} else {
+						f.Set(acc[r][0], F4Add(acc[r][0], F4Mul(a, b0)))
+						f.Set(acc[r][1], F4Add(acc[r][1], F4Mul(a, b1)))
+					}
 				}
 			}
 			U := g.unroll

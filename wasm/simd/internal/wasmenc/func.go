@@ -467,6 +467,15 @@ func shift(name string, op uint32, a, n Expr) Expr {
 	return expr{V128, func(f *Func) { a.emit(f); n.emit(f); f.op(simd(op)...) }}
 }
 
+// F4RelaxedMadd is f32x4.relaxed_madd (relaxed SIMD): a·b + c per lane,
+// fused or not as the hardware prefers.
+func F4RelaxedMadd(a, b, c Expr) Expr {
+	for _, e := range []Expr{a, b, c} {
+		want(e, V128, "f32x4.relaxed_madd")
+	}
+	return expr{V128, func(f *Func) { a.emit(f); b.emit(f); c.emit(f); f.op(simd(0x105)...) }}
+}
+
 // Bitselect takes bits of a where mask is 1 and of b where it is 0.
 func Bitselect(a, b, mask Expr) Expr {
 	want(a, V128, "bitselect")

@@ -1,0 +1,98 @@
+package simd
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// graphFlops counts the multiply-adds of the GEMM-shaped ops, times 2.
+func graphFlops(g *graph.Graph) float64 {
+	var f float64
+	for _, n := range g.Nodes {
+		switch n.Op {
+		case graph.OpConv2D:
+			w := g.Params[n.Weight].Shape
+			f += 2 * float64(tensor.Numel(g.Shapes[n.Out])*w[1]*w[2]*w[3])
+		case graph.OpLinear:
+			f += 2 * float64(tensor.Numel(g.Shapes[n.Out])*g.Params[n.Weight].Shape[1])
+		case graph.OpAttention:
+			s := g.Shapes[n.In[0]]
+			f += 4 * float64(s[0]*s[1]*s[1]*s[2])
+		}
+	}
+	return f
+}
+
+// BenchmarkDenoise times whole network evaluations on the fixture models.
+// Natively the kernels run under wazero, so only the js/wasm run in Node
+// (make bench-simd) says anything about the browser. SIMD_PROFILE=1 prints
+// the time per step kind.
+func BenchmarkDenoise(b *testing.B) {
+	for _, name := range []string{"mnist_cond", "cifar_like"} {
+		dir := filepath.Join(fixturesDir(), "diffusers", name)
+		m, err := model.FromDiffusersDir(dir)
+		if err != nil {
+			b.Skip(err)
+		}
+		cond, _ := m.Conditional()
+		for _, batch := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/b%d", name, batch), func(b *testing.B) {
+				d, err := NewDenoiser(m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer d.Close()
+				x := tensor.New(append([]int{batch}, m.InShape()...)...)
+				for i := range x.Data {
+					x.Data[i] = float32(i%7) - 3
+				}
+				t := make([]float32, batch)
+				var class []int
+				for i := range t {
+					t[i] = 500
+					if cond {
+						class = append(class, i%10)
+					}
+				}
+				if _, err := d.Denoise(x, t, class); err != nil { // plan and pack
+					b.Fatal(err)
+				}
+				g, _ := m.Graph(batch, x.Shape[2], x.Shape[3])
+				prof := map[string]time.Duration{}
+				if os.Getenv("SIMD_PROFILE") != "" {
+					d.Profile(prof)
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := d.Denoise(x, t, class); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				per := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(per*1e3, "ms/eval")
+				b.ReportMetric(graphFlops(g)/per/1e9, "GFLOP/s")
+				if len(prof) > 0 {
+					var kinds []string
+					var total time.Duration
+					for k, v := range prof {
+						kinds = append(kinds, k)
+						total += v
+					}
+					sort.Slice(kinds, func(i, j int) bool { return prof[kinds[i]] > prof[kinds[j]] })
+					for _, k := range kinds {
+						b.Logf("%-28s %8.3f ms/eval %5.1f%%", k, prof[k].Seconds()*1e3/float64(b.N), 100*prof[k].Seconds()/total.Seconds())
+					}
+				}
+			})
+		}
+	}
+}
