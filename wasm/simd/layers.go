@@ -2,6 +2,7 @@ package simd
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
@@ -112,6 +113,26 @@ func (w *weights) ColBias(name string, o int) []float32 {
 // largest need of any step.
 type scratch struct {
 	xp, bp, ap, bias, s, ap2, bp2 []float32
+	prof                          profile // finer timing inside steps when on
+}
+
+// profile accumulates time per label when not nil.
+type profile map[string]time.Duration
+
+func (p profile) start() time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+func (p profile) lap(t time.Time, label string) time.Time {
+	if p == nil {
+		return t
+	}
+	now := time.Now()
+	p[label] += now.Sub(t)
+	return now
 }
 
 type scratchSize struct{ xp, bp, ap, bias, s, ap2, bp2 int }
@@ -182,6 +203,7 @@ func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
 	in, op := c.i*c.h*c.w, c.o*c.npix
 	for b := 0; b < c.b; b++ {
 		xb := x[b*in : (b+1)*in]
+		t := s.prof.start()
 		if c.direct {
 			k.PackB(s.bp, xb, c.npix, c.kd, c.npix)
 		} else {
@@ -192,6 +214,7 @@ func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
 			}
 			k.Im2col(s.bp, src, c.koff, c.pixoff, c.kd)
 		}
+		t = s.prof.lap(t, "  conv: pad+im2col/pack")
 		bias, mode := c.bias, RowBias
 		if e != nil {
 			eb := e[b*c.o : (b+1)*c.o]
@@ -209,6 +232,7 @@ func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
 			rb = res[b*op : (b+1)*op]
 		}
 		k.Gemm(out[b*op:(b+1)*op], c.npix, c.wA, s.bp, c.o, c.npix, c.kd, bias, mode, rb)
+		s.prof.lap(t, "  conv: gemm")
 	}
 }
 
@@ -254,13 +278,19 @@ func (a *attention) run(k *Kernels, s *scratch, out, q, kk, v []float32) {
 		base := b * a.n * a.c
 		for h := 0; h < a.heads; h++ {
 			off := base + h*a.d
+			t := s.prof.start()
 			k.PackA(s.ap, q[off:], a.c, a.n, a.d)
 			k.PackBT(s.bp, kk[off:], a.c, a.n, a.d)
+			t = s.prof.lap(t, "  attention: pack q, k")
 			k.Gemm(s.s, a.n, s.ap, s.bp, a.n, a.n, a.d, nil, NoBias, nil)
+			t = s.prof.lap(t, "  attention: q·kᵀ")
 			k.Softmax(s.s, a.n, a.n, a.n, a.scale)
+			t = s.prof.lap(t, "  attention: softmax")
 			k.PackA(s.ap2, s.s, a.n, a.n, a.n)
 			k.PackB(s.bp2, v[off:], a.c, a.n, a.d)
+			t = s.prof.lap(t, "  attention: pack p, v")
 			k.Gemm(out[off:], a.c, s.ap2, s.bp2, a.n, a.d, a.n, nil, NoBias, nil)
+			s.prof.lap(t, "  attention: p·v")
 		}
 	}
 }

@@ -235,6 +235,7 @@ func (p *plan) assignBuffers() {
 
 // run executes the plan on inputs already copied into p.inputs.
 func (p *plan) run(prof map[string]time.Duration) error {
+	p.scratch.prof = prof
 	for i := range p.steps {
 		st := &p.steps[i]
 		var t0 time.Time
