@@ -7,12 +7,12 @@
 #
 # Needs tools/train/data/ from `bash tools/train/fetch_data.sh` (gitignored: carry it to the GPU box).
 # Time budget (training loops; each stops at its minute budget or step count, whichever comes first):
-#   classifier 1 min, MNIST DDPM 4 min, ScoreNet 3 min, toy2d 1 min, emoji 5 min (all in parallel)
+#   classifier 1 min, MNIST DDPM 4 min, ScoreNet 3 min, toy2d 1.5 min, emoji 5 min (all in parallel)
 #   then ~1 min of sampling/eval/packing  => about 6-7 min wall in total.
 # Override with env: MNIST_MIN, SDE_MIN, TOY_MIN, CLS_MIN, EMOJI_MIN, THREADS (per process).
 #
 # $OUT receives (each file < 16 MiB, nothing deeper than $OUT/file):
-#   mnist.tar        mnist/ (diffusers folder, EMA fp32) + classifier/ + eval/ (eval_mnist.json, eval_scoresde.json)
+#   mnist.tar        mnist/ (diffusers folder, EMA fp32) + classifier/ + eval/ (eval_mnist{,_cfg1}.json, eval_scoresde.json, logs)
 #   scoresde_toy.tar scoresde/ (ckpt.pth, 'module.' keys) + toy2d/ (toy2d.safetensors)
 #   emoji.tar        emoji/ (config.json, diffusion_pytorch_model.fp16.safetensors, scheduler_config.json, ...)
 #   run.log          everything this script printed;   summary.json  key numbers
@@ -51,14 +51,16 @@ if [ "$QUICK" = "1" ]; then
   SDE_ARGS="--steps 20 --batch 16 --n-samples 40 --sde-steps 5"
   TOY_ARGS="--steps 50 --batch 256 --n-samples 200"
   EMOJI_ARGS="--steps 10 --batch 8 --n-samples 8 --ddim-steps 4"
+  MNIST_EVAL_N=40; MNIST_EVAL_STEPS=4
 else
   THREADS="${THREADS:-2}"
   C="--device $DEVICE --threads $THREADS --no-onnx --log-every 200 --ckpt-every 2000 --data $DATA"
   CLS_ARGS="--steps 3000 --batch 256 --max-minutes ${CLS_MIN:-1.0}"
   MNIST_ARGS="--steps 100000 --batch 256 --max-minutes ${MNIST_MIN:-4.0} --n-samples 1000 --ddim-steps 50 --cfg 2.0"
   SDE_ARGS="--steps 100000 --batch 256 --max-minutes ${SDE_MIN:-3.0} --n-samples 1000 --sde-steps 500"
-  TOY_ARGS="--steps 8000 --batch 1024 --max-minutes ${TOY_MIN:-1.0} --n-samples 2000"
+  TOY_ARGS="--steps 20000 --batch 1024 --max-minutes ${TOY_MIN:-1.5} --n-samples 2000"
   EMOJI_ARGS="--steps 100000 --batch 128 --max-minutes ${EMOJI_MIN:-5.0} --n-samples 64 --ddim-steps 50"
+  MNIST_EVAL_N=1000; MNIST_EVAL_STEPS=50
 fi
 
 echo "== [$(el)s] training (parallel streams)"
@@ -85,6 +87,15 @@ if [ "${RC[classifier]}" = "0" ] && [ "${RC[mnist]}" = "0" ]; then
     --classifier "$WORK/classifier" --data "$DATA" --device "$DEVICE" --json "$WORK/eval/eval_mnist.json" \
     || FAILED=1
 fi
+if [ "${RC[classifier]}" = "0" ] && [ "${RC[mnist]}" = "0" ]; then
+  # the same 1000 labels without guidance (cfg 1 = plain conditional model)
+  "$PY" "$HERE/train_mnist.py" --sample-only --device "$DEVICE" --out "$WORK/mnist" --cfg 1.0 \
+    --n-samples "$MNIST_EVAL_N" --ddim-steps "$MNIST_EVAL_STEPS" --samples-npy "$WORK/mnist_cfg1" \
+    > "$WORK/mnist_cfg1.stdout" 2>&1 || FAILED=1
+  "$PY" "$HERE/eval_mnist.py" --samples "$WORK/mnist_cfg1_x.npy" --labels "$WORK/mnist_cfg1_y.npy" \
+    --classifier "$WORK/classifier" --data "$DATA" --device "$DEVICE" --json "$WORK/eval/eval_mnist_cfg1.json" \
+    || FAILED=1
+fi
 if [ "${RC[classifier]}" = "0" ] && [ "${RC[scoresde]}" = "0" ]; then
   "$PY" "$HERE/eval_mnist.py" --samples "$WORK/scoresde_samples_x.npy" \
     --classifier "$WORK/classifier" --data "$DATA" --device "$DEVICE" --json "$WORK/eval/eval_scoresde.json" \
@@ -100,7 +111,7 @@ pack() {  # pack NAME.tar paths... (relative to $WORK, missing ones skipped)
   [ ${#have[@]} -gt 0 ] && tar -C "$WORK" -cf "$OUT/$tarname" "${have[@]}"
 }
 pack mnist.tar mnist/config.json mnist/diffusion_pytorch_model.safetensors mnist/scheduler_config.json \
-  mnist/train_info.json mnist/samples_ddim.png mnist/train.log \
+  mnist/train_info.json mnist/samples_ddim.png mnist/samples_ddim_cfg1.png mnist/sanity_cfg1.json mnist/train.log \
   classifier/classifier.safetensors classifier/config.json classifier/train_info.json classifier/train.log eval
 pack scoresde_toy.tar scoresde/ckpt.pth scoresde/config.json scoresde/train_info.json scoresde/samples_em.png \
   scoresde/train.log toy2d/toy2d.safetensors toy2d/config.json toy2d/train_info.json toy2d/samples.png toy2d/train.log
@@ -121,7 +132,7 @@ for name in ["classifier", "mnist", "scoresde", "toy2d", "emoji"]:
         s[name]["torch"] = i.get("machine", {}).get("torch")
     else:
         s[name] = "missing"
-for e in ["eval_mnist", "eval_scoresde"]:
+for e in ["eval_mnist", "eval_mnist_cfg1", "eval_scoresde"]:
     p = os.path.join(work, "eval", e + ".json")
     if os.path.exists(p):
         s[e] = json.load(open(p))

@@ -115,7 +115,8 @@ def main():
     if args.sample_only:
         model.load_state_dict(st.load_file(os.path.join(args.out, "diffusion_pytorch_model.safetensors")))
         model.eval()
-        run_sanity(args, model, sched, dev, log)
+        res = run_sanity(args, model, sched, dev, log, png="samples_ddim_cfg%g.png" % args.cfg)
+        common.write_json(os.path.join(args.out, "sanity_cfg%g.json" % args.cfg), res)
         return
 
     xtr, ytr, _, _ = common.load_mnist(args.data)
@@ -236,7 +237,7 @@ def export_onnx(model, out, log):
     return ok
 
 
-def run_sanity(args, model, sched, dev, log):
+def run_sanity(args, model, sched, dev, log, png="samples_ddim.png"):
     n = args.n_samples
     if n <= 0:
         return None
@@ -244,7 +245,7 @@ def run_sanity(args, model, sched, dev, log):
     t0 = time.time()
     xs = sample_digits(model, sched, labels, dev, steps=args.ddim_steps, cfg_scale=args.cfg, seed=args.seed)
     el = time.time() - t0
-    path = common.save_grid(os.path.join(args.out, "samples_ddim.png"), (xs + 1) / 2, nrow=10)
+    path = common.save_grid(os.path.join(args.out, png), (xs[:100] + 1) / 2, nrow=10)
     log("DDIM sanity: %d samples, %d steps, cfg %.1f in %.1fs -> %s" % (n, args.ddim_steps, args.cfg, el, path))
     if args.samples_npy:
         np.save(args.samples_npy + "_x.npy", xs.numpy().astype(np.float32))
