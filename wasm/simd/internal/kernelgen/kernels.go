@@ -398,35 +398,43 @@ func (g *gen) pad() {
 }
 
 // expv holds the temporaries of the vector exp.
-type expv struct{ t, n, r Var }
+type expv struct{ t, n, r, r2, a, b Var }
 
-func newExp(f *Func) *expv { return &expv{f.Local(V128), f.Local(V128), f.Local(V128)} }
+func newExp(f *Func) *expv {
+	return &expv{f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)}
+}
 
 // Constants of the vector exp: x = n·ln2 + r with n = round(x·log2 e),
 // ln2 split in a high part with few significant bits (so n·ln2Hi is exact
-// for |n| < 2^15) and the rest.
+// for |n| < 2^15) and the rest. Adding roundMagic = 1.5·2^23 + 127 to x·log2e
+// rounds it to an integer (the float32 sum has no bits below 1) and leaves
+// n + 127 in the low mantissa bits, so one shift by 23 makes the float32 2^n.
 const (
-	log2e  = 1.4426950408889634
-	ln2Hi  = 0.693359375
-	ln2Lo  = -2.12194440054690583e-4
-	expMin = -87.0 // 2^-126 range: keeps 2^n normal
-	expMax = 88.0  // keeps 2^n·e^r finite
+	log2e      = 1.4426950408889634
+	ln2Hi      = 0.693359375
+	ln2Lo      = -2.12194440054690583e-4
+	expMin     = -87.0 // keeps 2^n normal
+	expMax     = 88.0  // keeps 2^n·e^r finite
+	roundMagic = 12582912 + 127
 )
 
 // exp returns e^x for each lane, with x clamped to [expMin, expMax]. e^r on
 // |r| <= ln2/2 is the degree-7 Taylor polynomial (truncation error below
-// 0.35^8/8! ≈ 5e-9), and 2^n is built in the exponent field, so the result
-// is within a few float32 ulps of e^x.
+// 0.35^8/8! ≈ 5e-9), evaluated in Estrin's scheme (a shorter dependency
+// chain than Horner's), and 2^n is built in the exponent field, so the
+// result is within a few float32 ulps of e^x.
 func (e *expv) exp(f *Func, x Expr) Expr {
 	f.Set(e.t, F4PMin(F4PMax(x, Splat4(expMin)), Splat4(expMax)))
-	f.Set(e.n, F4Nearest(F4Mul(e.t, Splat4(log2e))))
-	f.Set(e.r, F4Sub(F4Sub(e.t, F4Mul(e.n, Splat4(ln2Hi))), F4Mul(e.n, Splat4(ln2Lo))))
-	poly := Splat4(1.0 / 5040)
-	for _, c := range []float64{1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1} {
-		poly = F4Add(F4Mul(poly, e.r), Splat4(float32(c)))
-	}
-	f.Set(e.r, poly)
-	return F4Mul(e.r, I4Shl(I4Add(I4TruncSat(e.n), SplatI4(127)), I(23)))
+	f.Set(e.n, F4Add(F4Mul(e.t, Splat4(log2e)), Splat4(roundMagic)))
+	f.Set(e.r, F4Sub(e.n, Splat4(roundMagic))) // n as a float
+	f.Set(e.r, F4Sub(F4Sub(e.t, F4Mul(e.r, Splat4(ln2Hi))), F4Mul(e.r, Splat4(ln2Lo))))
+	f.Set(e.r2, F4Mul(e.r, e.r))
+	lin := func(c0, c1 float64) Expr { return F4Add(Splat4(float32(c0)), F4Mul(e.r, Splat4(float32(c1)))) }
+	// p = (1 + r + r²(1/2 + r/6)) + r⁴((1/24 + r/120) + r²(1/720 + r/5040))
+	f.Set(e.a, F4Add(lin(1, 1), F4Mul(e.r2, lin(1.0/2, 1.0/6))))
+	f.Set(e.b, F4Add(lin(1.0/24, 1.0/120), F4Mul(e.r2, lin(1.0/720, 1.0/5040))))
+	f.Set(e.r, F4Add(e.a, F4Mul(F4Mul(e.r2, e.r2), e.b)))
+	return F4Mul(e.r, I4Shl(e.n, I(23)))
 }
 
 // silu returns y·sigmoid(y) = y / (1 + e^-y) for each lane.
@@ -537,7 +545,7 @@ func (g *gen) elementwise() {
 }
 
 // groupnorm: x [nb, c, per] normalised over each group of c/groups channels
-// (mean and variance in float64, two passes, as the reference does), then
+// (mean and variance in float64, from one pass of shifted sums), then
 // ·gamma + beta per channel (beta may be 0); when ss is not 0 it is a
 // [nb, 2c] scale/shift applied after the norm (y·(1+scale)+shift); flags bit
 // 0 applies SiLU last. out may alias x.
@@ -549,8 +557,11 @@ func (g *gen) groupnorm() {
 
 	b, gi, ch, cg, n, seg, oseg, pp, vend, end, chan_, er := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32),
 		f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
-	s0, s1, v, mv, d := f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)
-	sum, mean, inv, a, o, sc := f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64)
+	s0, s1, q0, q1, v, d, d1, pv := f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128),
+		f.Local(V128), f.Local(V128), f.Local(V128)
+	sum, sq, mean, inv, a, o, sc := f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64), f.Local(F64)
+	pivot, dx := f.Local(F64), f.Local(F64)
+	mhi, mlo := f.Local(V128), f.Local(V128)
 	av, ov, y := f.Local(V128), f.Local(V128), f.Local(V128)
 	e := newExp(f)
 
@@ -564,39 +575,50 @@ func (g *gen) groupnorm() {
 			f.Set(oseg, Add(out, off))
 			f.Set(end, Add(seg, Shl(n, I(2))))
 			f.Set(vend, Add(seg, Shl(And(n, I(^3)), I(2))))
-			// pass 1: the sum, in two f64x2 accumulators
-			pass := func(lanes func(x Expr) Expr, scalar func(x Expr) Expr) {
-				f.Set(s0, Splat4(0))
-				f.Set(s1, Splat4(0))
-				f.Set(pp, seg)
-				f.While(func() Expr { return LtU(pp, vend) }, func() {
-					f.Set(v, V128Load(pp, 0))
-					f.Set(s0, D2Add(s0, lanes(D2PromoteLow(v))))
-					f.Set(s1, D2Add(s1, lanes(D2PromoteLow(Shuffle32(v, v, 2, 3, 2, 3)))))
-					f.Inc(pp, 16)
-				})
-				f.Set(sum, Add(Add(D2Lane(s0, 0), D2Lane(s0, 1)), Add(D2Lane(s1, 0), D2Lane(s1, 1))))
-				f.While(func() Expr { return LtU(pp, end) }, func() {
-					f.Set(sum, Add(sum, scalar(F64FromF32(LoadF32(pp, 0)))))
-					f.Inc(pp, 4)
-				})
+			// One pass for the sum and the sum of squares of x - pivot in
+			// float64 (pivot = the group's first value, so a mean far from 0
+			// does not cancel the variance away), in four f64x2 chains.
+			f.Set(pivot, F64FromF32(LoadF32(seg, 0)))
+			f.Set(pv, D2Splat(pivot))
+			for _, acc := range []Var{s0, s1, q0, q1} {
+				f.Set(acc, Splat4(0))
 			}
-			pass(func(x Expr) Expr { return x }, func(x Expr) Expr { return x })
-			f.Set(mean, Div(sum, F64FromI32U(n)))
-			f.Set(mv, D2Splat(mean))
-			pass(func(x Expr) Expr {
-				f.Set(d, D2Sub(x, mv))
-				return D2Mul(d, d)
-			}, func(x Expr) Expr {
-				return Mul(Sub(x, mean), Sub(x, mean))
+			f.Set(pp, seg)
+			f.While(func() Expr { return LtU(pp, vend) }, func() {
+				f.Set(v, V128Load(pp, 0))
+				f.Set(d, D2Sub(D2PromoteLow(v), pv))
+				f.Set(d1, D2Sub(D2PromoteLow(Shuffle32(v, v, 2, 3, 2, 3)), pv))
+				f.Set(s0, D2Add(s0, d))
+				f.Set(s1, D2Add(s1, d1))
+				f.Set(q0, D2Add(q0, D2Mul(d, d)))
+				f.Set(q1, D2Add(q1, D2Mul(d1, d1)))
+				f.Inc(pp, 16)
 			})
-			f.Set(inv, Div(Dc(1), Sqrt(Add(Div(sum, F64FromI32U(n)), eps))))
+			f.Set(s0, D2Add(s0, s1))
+			f.Set(q0, D2Add(q0, q1))
+			f.Set(sum, Add(D2Lane(s0, 0), D2Lane(s0, 1)))
+			f.Set(sq, Add(D2Lane(q0, 0), D2Lane(q0, 1)))
+			f.While(func() Expr { return LtU(pp, end) }, func() {
+				f.Set(dx, Sub(F64FromF32(LoadF32(pp, 0)), pivot))
+				f.Set(sum, Add(sum, dx))
+				f.Set(sq, Add(sq, Mul(dx, dx)))
+				f.Inc(pp, 4)
+			})
+			// mean = pivot + Σd/n, var = Σd²/n - (Σd/n)²
+			f.Set(dx, Div(sum, F64FromI32U(n)))
+			f.Set(mean, Add(pivot, dx))
+			f.Set(inv, Div(Dc(1), Sqrt(Add(Max(Sub(Div(sq, F64FromI32U(n)), Mul(dx, dx)), Dc(0)), eps))))
+			f.Set(mhi, F4Splat(F32FromF64(mean)))
+			f.Set(mlo, F4Splat(F32FromF64(Sub(mean, F64FromF32(F4Lane(mhi, 0))))))
 			f.For(ch, I(0), cg, 1, func() {
 				f.Set(chan_, Add(Mul(gi, cg), ch))
 				f.Set(a, Mul(inv, F64FromF32(LoadF32(Add(gamma, Shl(chan_, I(2))), 0))))
-				f.Set(o, Sub(Dc(0), Mul(mean, a)))
+				// y = (x - mean)·a + o: x - mean in float32 as (x - mHi) - mLo
+				// with mean = mHi + mLo, so a mean large against the spread
+				// costs no precision (x - mHi is exact near the mean).
+				f.Set(o, Dc(0))
 				f.If(Ne(beta, I(0)), func() {
-					f.Set(o, Add(o, F64FromF32(LoadF32(Add(beta, Shl(chan_, I(2))), 0))))
+					f.Set(o, F64FromF32(LoadF32(Add(beta, Shl(chan_, I(2))), 0)))
 				})
 				f.If(Ne(ss, I(0)), func() {
 					f.Set(sc, F64FromF32(Add(Fc(1), LoadF32(Add(er, Shl(chan_, I(2))), 0))))
@@ -613,14 +635,16 @@ func (g *gen) groupnorm() {
 					f.Set(sp, src)
 					f.Set(dp, dst)
 					stream(f, per, []Var{sp}, dp, func(xs []Expr) Expr {
-						f.Set(y, F4Add(F4Mul(xs[0], av), ov))
+						f.Set(y, F4Add(F4Mul(F4Sub(F4Sub(xs[0], mhi), mlo), av), ov))
 						return e.silu(f, y)
 					})
 				}, func() {
 					sp, dp := f.Local(I32), f.Local(I32)
 					f.Set(sp, src)
 					f.Set(dp, dst)
-					stream(f, per, []Var{sp}, dp, func(xs []Expr) Expr { return F4Add(F4Mul(xs[0], av), ov) })
+					stream(f, per, []Var{sp}, dp, func(xs []Expr) Expr {
+						return F4Add(F4Mul(F4Sub(F4Sub(xs[0], mhi), mlo), av), ov)
+					})
 				})
 			})
 		})
