@@ -9,10 +9,10 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 1598380364
+const abiVersion = 1707882477
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 11915
+const kernelsSize = 11971
 
 // The kernels' signatures, for documentation and the native binding:
 //

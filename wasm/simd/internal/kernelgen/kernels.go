@@ -658,7 +658,7 @@ func (g *gen) softmax() {
 	s, rows, n, ld, scale := p(f, "s", "f32p"), p(f, "rows", "int"), p(f, "n", "int"), p(f, "ld", "int"), p(f, "scale", "f32")
 	r, row, pp, vend, end := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
 	mx, sv, msc, acc, ev, tot := f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)
-	tsum := f.Local(F32)
+	tsum, arg := f.Local(F32), f.Local(V128)
 	e := newExp(f)
 	f.Set(sv, F4Splat(scale))
 	f.For(r, I(0), rows, 1, func() {
@@ -681,14 +681,21 @@ func (g *gen) softmax() {
 		f.Set(acc, Splat4(0))
 		f.Set(tsum, Fc(0))
 		f.Set(pp, row)
+		// Weights below e^-80 become 0: they are far below float32
+		// resolution against the sum (>= 1), and as subnormals after the
+		// division they would slow every later multiply on x86.
+		expArg := func(x Expr) Expr {
+			f.Set(arg, F4Sub(F4Mul(x, sv), msc))
+			return VAnd(e.exp(f, arg), F4Gt(arg, Splat4(-80)))
+		}
 		f.While(func() Expr { return LtU(pp, vend) }, func() {
-			f.Set(ev, e.exp(f, F4Sub(F4Mul(V128Load(pp, 0), sv), msc)))
+			f.Set(ev, expArg(V128Load(pp, 0)))
 			f.V128Store(pp, 0, ev)
 			f.Set(acc, F4Add(acc, ev))
 			f.Inc(pp, 16)
 		})
 		f.While(func() Expr { return LtU(pp, end) }, func() {
-			f.Set(ev, e.exp(f, F4Sub(F4Mul(Load32Splat(pp, 0), sv), msc)))
+			f.Set(ev, expArg(Load32Splat(pp, 0)))
 			f.Store32Lane(pp, 0, ev, 0)
 			f.Set(tsum, Add(tsum, F4Lane(ev, 0)))
 			f.Inc(pp, 4)
