@@ -17,7 +17,7 @@ build:
 	GOOS=js GOARCH=wasm $(GO) build ./core/...
 
 ## test: everything CI runs: vet, native tests, the core tests under wasm in Node
-test: test-native test-wasm
+test: test-native test-wasm test-simd
 
 test-native:
 	$(GO) vet ./...
@@ -35,3 +35,20 @@ fuzz:
 
 clean:
 	rm -rf bin dist
+
+## test-simd: wasm/simd's tests as js/wasm in Node with the kernels attached through
+## wasm/simd/simd_glue.js as a page does (zero-copy over Go's memory): with kernels.wasm,
+## then with kernels_relaxed.wasm (FMA) when this Node runs relaxed SIMD.
+SIMD_EXEC       := $(abspath wasm/simd/testdata/go_js_wasm_exec_simd)
+SIMD_RELAXED    := $(shell node --experimental-wasm-relaxed-simd -e 0 2>/dev/null && echo --experimental-wasm-relaxed-simd)
+SIMD_RELAXED_OK := $(shell node $(SIMD_RELAXED) -e "process.exit(WebAssembly.validate(require('fs').readFileSync('wasm/simd/kernels_relaxed.wasm'))?0:1)" 2>/dev/null && echo yes)
+.PHONY: test-simd bench-simd
+test-simd:
+	GOROOT=$(GOROOT) GOOS=js GOARCH=wasm $(GO) test -short -exec $(SIMD_EXEC) ./wasm/simd
+	$(if $(SIMD_RELAXED_OK),GOROOT=$(GOROOT) KERNELS=$(abspath wasm/simd/kernels_relaxed.wasm) NODE_FLAGS="$(SIMD_RELAXED)" GOOS=js GOARCH=wasm $(GO) test -short -exec $(SIMD_EXEC) ./wasm/simd,@echo "test-simd: this Node has no relaxed SIMD; kernels_relaxed.wasm not run")
+
+## bench-simd: GFLOP/s of the SIMD GEMM kernel in Node, then whole-network timings of the
+## SIMD backend as js/wasm in Node (SIMD_PROFILE=1 adds the time per op)
+bench-simd:
+	node wasm/simd/bench/gemm.mjs
+	GOROOT=$(GOROOT) GOOS=js GOARCH=wasm $(GO) test -exec $(SIMD_EXEC) -run '^$$' -bench Denoise -benchtime 5x ./wasm/simd
