@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -166,5 +167,49 @@ func TestDenoiserRejectsBadInput(t *testing.T) {
 	}
 	if _, err := d.Denoise(tensor.New(2, 1, 27, 28), []float32{1, 2}, []int{1, 2}); err == nil {
 		t.Error("odd image size accepted")
+	}
+}
+
+// Another network family (lucidrains' Unet: RMSNorm, linear attention,
+// pixel-unshuffle downsampling), mostly on fallback ops: the plan must still
+// equal the reference.
+func TestDenoiserMatchesCPUOnLucidrains(t *testing.T) {
+	dir := filepath.Join(fixturesDir(), "lucidrains", "lucid_small")
+	data, err := os.ReadFile(filepath.Join(dir, "model-1.pt"))
+	if err != nil {
+		t.Skipf("no lucidrains fixture: %v", err)
+	}
+	m, err := model.FromLucidrains(data, true, lucid.Overrides{ImageSize: [2]int{28, 28}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xa, err := npy.ReadFile(filepath.Join(dir, "x.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := tensor.From(xa.Float32(), xa.Shape...)
+	ts := readNpy(t, filepath.Join(dir, "t.npy"))
+	d, err := NewDenoiser(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got, err := d.Denoise(x, ts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := cpu.NewDenoiser(m).Denoise(x, ts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := relErr(got.Data, want.Data); !(e <= tolVsCPU) {
+		t.Errorf("vs core/cpu: relative error %.3g > %g", e, tolVsCPU)
+	} else {
+		t.Logf("vs core/cpu: relative error %.3g", e)
+	}
+	if e := relErr(got.Data, readNpy(t, filepath.Join(dir, "y.npy"))); !(e <= tolVsDiffusers) {
+		t.Errorf("vs denoising-diffusion-pytorch: relative error %.3g > %g", e, tolVsDiffusers)
+	} else {
+		t.Logf("vs denoising-diffusion-pytorch: relative error %.3g", e)
 	}
 }
