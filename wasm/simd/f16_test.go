@@ -43,3 +43,17 @@ func TestF16ToF32Exhaustive(t *testing.T) {
 		}
 	}
 }
+
+func TestExpandF16(t *testing.T) {
+	src := make([]uint16, 1<<16)
+	for i := range src {
+		src[i] = uint16(i)
+	}
+	dst := make([]float32, len(src))
+	ExpandF16(dst, src)
+	for i, got := range dst {
+		if want := float16.Frombits(uint16(i)).Float32(); math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("half %#04x -> %#08x, want %#08x", i, math.Float32bits(got), math.Float32bits(want))
+		}
+	}
+}

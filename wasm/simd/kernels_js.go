@@ -4,6 +4,7 @@ package simd
 
 import (
 	"errors"
+	"sync"
 	"unsafe"
 )
 
@@ -63,3 +64,12 @@ func (k *Kernels) AllocU16(n int) []uint16 {
 	o := align16(unsafe.Pointer(unsafe.SliceData(s)), 2)
 	return s[o : o+n : o+n]
 }
+
+// expandKernels is the kernel set ExpandF16 uses, nil without kernels.
+var expandKernels = sync.OnceValue(func() *Kernels {
+	k, err := NewKernels()
+	if err != nil {
+		return nil
+	}
+	return k
+})

@@ -156,7 +156,7 @@ type conv struct {
 	kd, npix              int // GEMM depth I·KH·KW and output pixels OH·OW
 	hp, wp, top, left     int
 	direct, padded        bool
-	koff, pixoff          []int32
+	tables                *Im2colTables
 	wA, bias              []float32
 }
 
@@ -172,20 +172,21 @@ func newConv(k *Kernels, wt *weights, xs []int, weight, bias string, stride int,
 	c.wA = wt.ConvA(weight)
 	c.bias = wt.RowBias(bias, c.o)
 	if !c.direct {
-		c.koff = k.AllocI32(c.kd)
+		koff := k.AllocI32(c.kd)
 		for i := 0; i < c.i; i++ {
 			for ky := 0; ky < kh; ky++ {
 				for kx := 0; kx < kw; kx++ {
-					c.koff[(i*kh+ky)*kw+kx] = int32(4 * ((i*c.hp+ky)*c.wp + kx))
+					koff[(i*kh+ky)*kw+kx] = int32(4 * ((i*c.hp+ky)*c.wp + kx))
 				}
 			}
 		}
-		c.pixoff = k.AllocI32(PackedCols(c.npix)) // past npix: 0, a valid pixel
+		pixoff := k.AllocI32(PackedCols(c.npix)) // past npix: 0, a valid pixel
 		for oy := 0; oy < c.oh; oy++ {
 			for ox := 0; ox < c.ow; ox++ {
-				c.pixoff[oy*c.ow+ox] = int32(4 * (oy*stride*c.wp + ox*stride))
+				pixoff[oy*c.ow+ox] = int32(4 * (oy*stride*c.wp + ox*stride))
 			}
 		}
+		c.tables = NewIm2colTables(koff, pixoff)
 	}
 	return c
 }
@@ -212,7 +213,7 @@ func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
 				k.Pad(s.xp, xb, c.i, c.h, c.w, c.hp, c.wp, c.top, c.left)
 				src = s.xp
 			}
-			k.Im2col(s.bp, src, c.koff, c.pixoff, c.kd)
+			k.Im2col(s.bp, src, c.tables)
 		}
 		t = s.prof.lap(t, "  conv: pad+im2col/pack")
 		bias, mode := c.bias, RowBias

@@ -106,32 +106,48 @@ func (k *Kernels) Gemm(c []float32, ldc int, ap, bp []float32, m, n, kd int, bia
 	k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, int(mode))
 }
 
-// Im2col gathers packed B panels of a convolution from the padded input xp:
-// bp[j/8][kk][j%8] = xp[(koff[kk]+pixoff[j])/4] for kk < k, j < len(pixoff)
-// (a multiple of NR); koff and pixoff are byte offsets.
-func (k *Kernels) Im2col(bp, xp []float32, koff, pixoff []int32, kd int) {
-	npix := len(pixoff)
-	if npix%NR != 0 {
+// Im2colTables are the offset tables of a convolution's im2col, checked
+// once: koff[kk] is the byte offset of depth index kk = (channel, ky, kx) in
+// the padded input, pixoff[j] that of output pixel j (len a multiple of NR;
+// entries past the last pixel may repeat any valid offset).
+type Im2colTables struct {
+	koff, pixoff []int32
+	span         int // floats of the padded input the gather can touch
+}
+
+// NewIm2colTables checks the tables (they must be in kernel memory).
+func NewIm2colTables(koff, pixoff []int32) *Im2colTables {
+	if len(pixoff)%NR != 0 {
 		panic("simd: im2col pixel table not padded to NR")
 	}
-	need("koff", len(koff), kd)
-	need("packed B", len(bp), kd*npix)
-	maxK, maxP := int32(0), int32(0)
-	for _, o := range koff[:kd] {
-		maxK = max(maxK, o)
+	maxK, maxP := int32(-1), int32(-1)
+	for _, o := range koff {
 		if o < 0 || o%4 != 0 {
 			panic("simd: bad im2col offset")
 		}
+		maxK = max(maxK, o)
 	}
 	for _, o := range pixoff {
-		maxP = max(maxP, o)
 		if o < 0 || o%4 != 0 {
 			panic("simd: bad im2col offset")
 		}
+		maxP = max(maxP, o)
 	}
+	span := 0
+	if maxK >= 0 && maxP >= 0 {
+		span = int(int64(maxK)+int64(maxP))/4 + 1
+	}
+	return &Im2colTables{koff, pixoff, span}
+}
+
+// Im2col gathers the packed B operand of a convolution from the padded input
+// xp: bp[j/8][kk][j%8] = xp[(koff[kk]+pixoff[j])/4].
+func (k *Kernels) Im2col(bp, xp []float32, t *Im2colTables) {
+	kd, npix := len(t.koff), len(t.pixoff)
+	need("packed B", len(bp), kd*npix)
 	if kd > 0 && npix > 0 {
-		need("padded input", len(xp), int(maxK+maxP)/4+1)
-		k.im2col(xp, koff, pixoff, kd, npix, bp)
+		need("padded input", len(xp), t.span)
+		k.im2col(xp, t.koff, t.pixoff, kd, npix, bp)
 	}
 }
 
