@@ -17,7 +17,7 @@ build:
 	GOOS=js GOARCH=wasm $(GO) build ./core/...
 
 ## test: everything CI runs: vet, native tests, the core tests under wasm in Node
-test: test-native test-wasm test-simd
+test: test-native test-wasm test-simd test-webgpu
 
 test-native:
 	$(GO) vet ./...
@@ -52,3 +52,15 @@ test-simd:
 bench-simd:
 	node wasm/simd/bench/gemm.mjs
 	GOROOT=$(GOROOT) GOOS=js GOARCH=wasm $(GO) test -exec $(SIMD_EXEC) -run '^$$' -bench Denoise -benchtime 5x ./wasm/simd
+
+# The WebGPU backend's tests: its js/wasm test binary in Node with Dawn (npm
+# 'webgpu', from `cd web && npm ci`) on SwiftShader, the software Vulkan that
+# Debian's chromium package ships; web/test/webgpu-setup.mjs installs
+# navigator.gpu. Every kernel and both fixture networks are compared with the
+# CPU reference.
+SWIFTSHADER_ICD ?= /usr/lib/chromium/vk_swiftshader_icd.json
+.PHONY: test-webgpu
+test-webgpu:
+	XDG_RUNTIME_DIR="$${XDG_RUNTIME_DIR:-/tmp}" VK_ICD_FILENAMES="$(SWIFTSHADER_ICD)" \
+	NODE_OPTIONS="--import=$(abspath web/test/webgpu-setup.mjs)" \
+	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test -timeout 30m ./wasm/webgpu/...

@@ -1,0 +1,99 @@
+// Multi-head scaled dot-product attention over q, k, v [B,N,heads·D], in
+// three dispatches sharing one bind group: scores S = q·kᵀ·scale per
+// (batch, head) as a GEMM, a row softmax of S in place, then S·v as a GEMM
+// written straight into the head's channels of the output.
+
+struct Params {
+	B: u32, N: u32, C: u32, heads: u32,
+	D: u32, rows: u32, scale: f32, _p0: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> Kt: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> S: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Out: array<f32>;
+
+// Offset of token t, head channel 0 of the (batch, head) pair z.
+fn head_base(z: u32, t: u32) -> u32 {
+	return ((z / P.heads) * P.N + t) * P.C + (z % P.heads) * P.D;
+}
+
+const scores_BT: bool = true;
+fn scores_dims() -> vec3<u32> { return vec3<u32>(P.N, P.N, P.D); }
+fn scores_load_a(z: u32, m: u32, k: u32) -> f32 { return Q[head_base(z, m) + k]; }
+alias scores_Row = u32;
+alias scores_Col = u32;
+fn scores_row(z: u32, k: u32) -> u32 { return k; }
+fn scores_col(z: u32, n: u32) -> u32 { return head_base(z, n); }
+fn scores_load_b(z: u32, k: u32, col: u32) -> f32 { return Kt[col + k]; }
+fn scores_store(z: u32, m: u32, n: u32, v: f32) { S[(z * P.N + m) * P.N + n] = v * P.scale; }
+
+const pv_BT: bool = false;
+fn pv_dims() -> vec3<u32> { return vec3<u32>(P.N, P.D, P.N); }
+fn pv_load_a(z: u32, m: u32, k: u32) -> f32 { return S[(z * P.N + m) * P.N + k]; }
+alias pv_Row = u32;
+alias pv_Col = u32;
+fn pv_row(z: u32, k: u32) -> u32 { return head_base(z, k); }
+fn pv_col(z: u32, n: u32) -> u32 { return n; }
+fn pv_load_b(z: u32, row: u32, n: u32) -> f32 { return V[row + n]; }
+fn pv_store(z: u32, m: u32, n: u32, v: f32) { Out[head_base(z, m) + n] = v; }
+
+// softmax: one 64-thread workgroup per row of S (rows = B·heads·N),
+// max-subtracted. Rows are at most a few thousand long, so 64 threads keep
+// the reductions short.
+var<workgroup> red: array<f32, 64>;
+
+fn reduce_max(li: u32, v: f32) -> f32 {
+	red[li] = v;
+	workgroupBarrier();
+	for (var s = 32u; s > 0u; s >>= 1u) {
+		if (li < s) {
+			red[li] = max(red[li], red[li + s]);
+		}
+		workgroupBarrier();
+	}
+	let r = red[0];
+	workgroupBarrier();
+	return r;
+}
+
+fn reduce_sum(li: u32, v: f32) -> f32 {
+	red[li] = v;
+	workgroupBarrier();
+	for (var s = 32u; s > 0u; s >>= 1u) {
+		if (li < s) {
+			red[li] += red[li + s];
+		}
+		workgroupBarrier();
+	}
+	let r = red[0];
+	workgroupBarrier();
+	return r;
+}
+
+@compute @workgroup_size(64)
+fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let row = wid.y * nwg.x + wid.x;
+	if (row >= P.rows) {
+		return;
+	}
+	let base = row * P.N;
+	var m = -3.0e38;
+	for (var j = li; j < P.N; j += 64u) {
+		m = max(m, S[base + j]);
+	}
+	m = reduce_max(li, m);
+	var s = 0.0;
+	for (var j = li; j < P.N; j += 64u) {
+		let e = exp(S[base + j] - m);
+		S[base + j] = e;
+		s += e;
+	}
+	let inv = 1.0 / reduce_sum(li, s);
+	for (var j = li; j < P.N; j += 64u) {
+		S[base + j] *= inv;
+	}
+}

@@ -1,0 +1,65 @@
+// GroupNorm: one workgroup per (batch, group) computes the mean and then the
+// centred variance (two passes over the group, for accuracy) and writes the
+// normalised, affine-transformed values, optionally through SiLU (the
+// planner fuses a following SiLU, as every UNet resnet has one).
+
+struct Params {
+	groups: u32, cg: u32, per: u32, count: u32,
+	eps: f32, flags: u32, _p0: u32, _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> Gamma: array<u32>;
+@group(0) @binding(3) var<storage, read> Beta: array<u32>;
+@group(0) @binding(4) var<storage, read_write> Out: array<f32>;
+
+var<workgroup> red: array<f32, 256>;
+
+fn reduce_sum(li: u32, v: f32) -> f32 {
+	red[li] = v;
+	workgroupBarrier();
+	for (var s = 128u; s > 0u; s >>= 1u) {
+		if (li < s) {
+			red[li] += red[li + s];
+		}
+		workgroupBarrier();
+	}
+	let r = red[0];
+	workgroupBarrier();
+	return r;
+}
+
+@compute @workgroup_size(256)
+fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let bg = wid.y * nwg.x + wid.x; // (batch, group); the group's values are contiguous
+	if (bg >= P.count) {
+		return;
+	}
+	let L = P.cg * P.per;
+	let start = bg * L;
+	var s = 0.0;
+	for (var i = li; i < L; i += 256u) {
+		s += X[start + i];
+	}
+	let mean = reduce_sum(li, s) / f32(L);
+	var q = 0.0;
+	for (var i = li; i < L; i += 256u) {
+		let d = X[start + i] - mean;
+		q += d * d;
+	}
+	let inv = inverseSqrt(reduce_sum(li, q) / f32(L) + P.eps);
+	let c0 = (bg % P.groups) * P.cg;
+	for (var i = li; i < L; i += 256u) {
+		let ch = c0 + i / P.per;
+		var y = (X[start + i] - mean) * (inv * wvalue(Gamma[wword(ch)], ch));
+		if (flag(F_BIAS)) {
+			y += wvalue(Beta[wword(ch)], ch);
+		}
+		if (flag(F_SILU)) {
+			y = y / (1.0 + exp(-y));
+		}
+		Out[start + i] = y;
+	}
+}

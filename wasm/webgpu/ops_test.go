@@ -1,0 +1,410 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"sync"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// Thresholds on the normalised MSE Σ(gpu-cpu)²/Σcpu² against the CPU
+// reference. Both sides compute in f32 with different summation orders, so
+// the measured values are around 1e-14; f16-packed weights are compared
+// with a CPU run on the same f16-rounded weights, so the bar is the same.
+const (
+	nmseOp      = 1e-8 // single kernels
+	nmseNetwork = 1e-8 // a whole UNet (errors compound through ~100 layers)
+)
+
+var (
+	sharedOnce sync.Once
+	sharedDev  *Device
+	sharedErr  error
+)
+
+// testDevice opens one device for the package's tests, or skips when the
+// JavaScript host has no WebGPU (plain `go test` under Node without the
+// setup module: run `make test-webgpu`).
+func testDevice(t *testing.T) *Device {
+	t.Helper()
+	sharedOnce.Do(func() { sharedDev, sharedErr = Open(context.Background()) })
+	if errors.Is(sharedErr, ErrNoWebGPU) {
+		t.Skip("no WebGPU in this JavaScript host (run make test-webgpu)")
+	}
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return sharedDev
+}
+
+func nmse(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	if den == 0 {
+		return num
+	}
+	return num / den
+}
+
+func randT(r *rand.Rand, scale float64, shape ...int) *tensor.Tensor {
+	t := tensor.New(shape...)
+	for i := range t.Data {
+		t.Data[i] = float32(scale * r.NormFloat64())
+	}
+	return t
+}
+
+// opCase is a small graph with random weights and inputs.
+type opCase struct {
+	name   string
+	params map[string]*tensor.Tensor
+	inputs map[string][]float32
+	build  func(b *graph.Builder, in func(name string, shape ...int) graph.Value) graph.Value
+}
+
+// graphOf builds c's graph over params and fills random inputs.
+func (c *opCase) graphOf(r *rand.Rand, params map[string]*tensor.Tensor) (*graph.Graph, error) {
+	g := graph.New(params)
+	b := graph.NewBuilder(g)
+	fill := c.inputs == nil
+	if fill {
+		c.inputs = map[string][]float32{}
+	}
+	in := func(name string, shape ...int) graph.Value {
+		if fill {
+			c.inputs[name] = randT(r, 1, shape...).Data
+		}
+		return g.Input(name, shape...)
+	}
+	g.Output = c.build(b, in)
+	return g, b.Err()
+}
+
+// compare runs c on the CPU and on the GPU and returns the NMSE.
+func compare(t *testing.T, d *Device, c *opCase, o Options) float64 {
+	t.Helper()
+	r := rand.New(rand.NewSource(int64(len(c.name)) * 7919))
+	cpuParams := c.params
+	if o.Weights == WeightsF16 {
+		cpuParams = RoundF16(c.params)
+	}
+	g, err := c.graphOf(r, c.params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, _ := c.graphOf(r, cpuParams)
+	want, err := cpu.Run(gc, c.inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Compile(context.Background(), g, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release()
+	got, err := p.Run(context.Background(), c.inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tensor.SameShape(got.Shape, want.Shape) {
+		t.Fatalf("shape %v, want %v", got.Shape, want.Shape)
+	}
+	for i, v := range got.Data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			t.Fatalf("output[%d] = %v", i, v)
+		}
+	}
+	return nmse(got.Data, want.Data)
+}
+
+// opCases covers every graph op kind on awkward shapes: odd sizes, channel
+// counts that are not multiples of 4, tiles only partly filled, batch 1 and 7.
+func opCases(r *rand.Rand) []*opCase {
+	var cs []*opCase
+	p := func(kv ...any) map[string]*tensor.Tensor {
+		m := map[string]*tensor.Tensor{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1].(*tensor.Tensor)
+		}
+		return m
+	}
+	type convCase struct {
+		B, I, H, W, O, K, stride int
+		pad                      [4]int
+		bias                     bool
+	}
+	for _, cc := range []convCase{
+		{1, 3, 5, 7, 4, 3, 1, [4]int{1, 1, 1, 1}, true},
+		{7, 5, 6, 6, 9, 3, 2, [4]int{1, 1, 1, 1}, true},
+		{2, 4, 8, 7, 6, 3, 2, [4]int{0, 0, 1, 1}, true}, // Downsample2D with padding 0
+		{3, 6, 5, 5, 10, 1, 1, [4]int{}, false},         // 1x1 shortcut
+		{1, 3, 9, 7, 5, 3, 1, [4]int{}, true},           // unpadded 3x3
+		{2, 70, 9, 9, 67, 3, 1, [4]int{1, 1, 1, 1}, true},
+		{1, 2, 4, 5, 3, 2, 1, [4]int{1, 0, 0, 1}, true}, // even kernel, asymmetric
+	} {
+		cc := cc
+		params := p("c.weight", randT(r, 1/math.Sqrt(float64(cc.I*cc.K*cc.K)), cc.O, cc.I, cc.K, cc.K))
+		if cc.bias {
+			params["c.bias"] = randT(r, 0.5, cc.O)
+		}
+		cs = append(cs, &opCase{name: fmt.Sprintf("conv2d/%v", cc), params: params,
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.Conv2D("c", in("x", cc.B, cc.I, cc.H, cc.W), cc.stride, cc.pad)
+			}})
+	}
+	type convtCase struct{ B, I, H, W, O, K, stride, pad, outPad int }
+	for _, cc := range []convtCase{
+		{2, 3, 5, 5, 4, 4, 2, 1, 0},
+		{1, 5, 4, 3, 3, 3, 2, 1, 1},
+		{7, 2, 3, 3, 5, 3, 1, 0, 0},
+	} {
+		cc := cc
+		cs = append(cs, &opCase{name: fmt.Sprintf("conv_transpose2d/%v", cc),
+			params: p("c.weight", randT(r, 0.3, cc.I, cc.O, cc.K, cc.K), "c.bias", randT(r, 0.5, cc.O)),
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.ConvTranspose2D("c", in("x", cc.B, cc.I, cc.H, cc.W), cc.stride, cc.pad, cc.outPad)
+			}})
+	}
+	for _, gc := range []struct {
+		shape  []int
+		groups int
+		bias   bool
+	}{
+		{[]int{2, 12, 5, 5}, 3, true},
+		{[]int{1, 32, 7, 9}, 8, true},
+		{[]int{7, 10, 3, 11}, 5, false},
+		{[]int{3, 6, 33}, 2, true},
+		{[]int{1, 4, 40, 40}, 1, true}, // a group larger than the workgroup many times over
+	} {
+		gc := gc
+		params := p("n.weight", randT(r, 1, gc.shape[1]))
+		if gc.bias {
+			params["n.bias"] = randT(r, 1, gc.shape[1])
+		}
+		cs = append(cs, &opCase{name: fmt.Sprintf("group_norm/%v/%d", gc.shape, gc.groups), params: params,
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				x := in("x", gc.shape...)
+				return b.GroupNorm("n", b.Affine(x, 3, 1.5), gc.groups, 1e-5)
+			}})
+	}
+	for _, lc := range []struct {
+		shape []int
+		O     int
+		bias  bool
+	}{
+		{[]int{3, 5}, 7, true},
+		{[]int{2, 17, 33}, 70, true},
+		{[]int{1, 130}, 3, false},
+		{[]int{7, 65, 64}, 64, true},
+	} {
+		lc := lc
+		I := lc.shape[len(lc.shape)-1]
+		params := p("l.weight", randT(r, 1/math.Sqrt(float64(I)), lc.O, I))
+		if lc.bias {
+			params["l.bias"] = randT(r, 0.5, lc.O)
+		}
+		cs = append(cs, &opCase{name: fmt.Sprintf("linear/%v->%d", lc.shape, lc.O), params: params,
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.Linear("l", in("x", lc.shape...))
+			}})
+	}
+	for _, shape := range [][]int{{7, 3, 5, 5}, {1, 13}} {
+		shape := shape
+		for _, op := range []graph.Kind{graph.OpSiLU, graph.OpGELU} {
+			op := op
+			cs = append(cs, &opCase{name: fmt.Sprintf("%s/%v", op, shape), params: p(),
+				build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+					return b.Unary(op, b.Affine(in("x", shape...), 3, 0))
+				}})
+		}
+		cs = append(cs, &opCase{name: fmt.Sprintf("affine/%v", shape), params: p(),
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.Affine(in("x", shape...), -0.7, 0.25)
+			}})
+		cs = append(cs, &opCase{name: fmt.Sprintf("add/%v", shape), params: p(),
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.Add(in("x", shape...), in("y", shape...))
+			}})
+	}
+	cs = append(cs,
+		&opCase{name: "add_channel", params: p(), build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.AddChannel(in("x", 3, 5, 4, 3), in("e", 3, 5))
+		}},
+		&opCase{name: "scale_shift", params: p(), build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.ScaleShift(in("x", 2, 5, 3, 3), in("e", 2, 10))
+		}},
+		&opCase{name: "concat", params: p(), build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.Concat(in("x", 3, 2, 4, 5), in("y", 3, 5, 4, 5))
+		}},
+		&opCase{name: "upsample_nearest2x", params: p(), build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.UpsampleNearest2x(in("x", 2, 3, 5, 7))
+		}},
+		&opCase{name: "to_tokens", params: p(), build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.ToTokens(in("x", 2, 5, 3, 4))
+		}},
+		&opCase{name: "from_tokens", params: p(), build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.FromTokens(in("x", 7, 12, 5), 3, 4)
+		}},
+		&opCase{name: "div_batch", params: p(), build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			s := b.Affine(b.Unary(graph.OpSiLU, in("s", 3)), 1, 2) // divisors in (1.7, ∞)
+			return b.DivBatch(in("x", 3, 2, 4, 4), s)
+		}},
+	)
+	for _, ac := range []struct{ B, N, C, heads int }{
+		{2, 10, 12, 3}, {1, 70, 8, 1}, {7, 5, 6, 2}, {1, 300, 16, 2},
+	} {
+		ac := ac
+		cs = append(cs, &opCase{name: fmt.Sprintf("attention/%v", ac), params: p(),
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.Attention("a", in("q", ac.B, ac.N, ac.C), in("k", ac.B, ac.N, ac.C), in("v", ac.B, ac.N, ac.C), ac.heads)
+			}})
+	}
+	times := func(n int, lo, hi float32) []float32 {
+		t := make([]float32, n)
+		for i := range t {
+			t[i] = lo + (hi-lo)*r.Float32()
+		}
+		t[0] = hi
+		return t
+	}
+	for _, tc := range []struct {
+		B, dim int
+		flip   bool
+		shift  float64
+	}{{2, 32, false, 1}, {7, 33, true, 0}, {1, 128, true, 1}} {
+		tc := tc
+		cs = append(cs, &opCase{name: fmt.Sprintf("timestep_embed/%v", tc), params: p(),
+			inputs: map[string][]float32{"t": times(tc.B, 0, 999)},
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.TimestepEmbed(in("t", tc.B), tc.dim, tc.flip, tc.shift, 1)
+			}})
+	}
+	for _, fc := range []struct {
+		B, half       int
+		log, cosFirst bool
+	}{{3, 8, true, false}, {7, 5, false, true}} {
+		fc := fc
+		cs = append(cs, &opCase{name: fmt.Sprintf("fourier_embed/%v", fc), params: p("f.W", randT(r, 16, fc.half)),
+			inputs: map[string][]float32{"t": times(fc.B, 0.01, 50)},
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.FourierEmbed("f.W", in("t", fc.B), fc.log, fc.cosFirst)
+			}})
+	}
+	cs = append(cs, &opCase{name: "embedding", params: p("e.weight", randT(r, 1, 10, 13)),
+		inputs: map[string][]float32{"class": {3, 0, 9, 9, 1, 4, 2}},
+		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.Embedding("e", in("class", 7))
+		}})
+	return cs
+}
+
+// TestOps checks every kernel against the CPU reference, with f32 and with
+// f16-packed weights.
+func TestOps(t *testing.T) {
+	d := testDevice(t)
+	seen := map[graph.Kind]bool{}
+	for _, mode := range []WeightMode{WeightsF32, WeightsF16} {
+		for _, c := range opCases(rand.New(rand.NewSource(1))) {
+			name := c.name + "/" + map[WeightMode]string{WeightsF32: "f32", WeightsF16: "f16"}[mode]
+			t.Run(name, func(t *testing.T) {
+				e := compare(t, d, c, Options{Weights: mode, Unfused: true})
+				t.Logf("NMSE %.3g", e)
+				if !(e <= nmseOp) {
+					t.Errorf("NMSE %.3g over %g", e, nmseOp)
+				}
+			})
+			g, _ := c.graphOf(rand.New(rand.NewSource(0)), c.params)
+			for _, n := range g.Nodes {
+				seen[n.Op] = true
+			}
+		}
+	}
+	for _, k := range allKinds {
+		if !seen[k] {
+			t.Errorf("op %q has no test case", k)
+		}
+	}
+}
+
+var allKinds = []graph.Kind{
+	graph.OpConv2D, graph.OpConvTranspose2D, graph.OpGroupNorm, graph.OpLinear, graph.OpSiLU,
+	graph.OpGELU, graph.OpAdd, graph.OpAddChannel, graph.OpScaleShift, graph.OpAffine,
+	graph.OpConcat, graph.OpUpsampleNearest2x, graph.OpToTokens, graph.OpFromTokens,
+	graph.OpAttention, graph.OpTimestepEmbed, graph.OpFourierEmbed, graph.OpDivBatch, graph.OpEmbedding,
+}
+
+// TestFusions checks the fused kernels (conv + add_channel + residual,
+// group_norm + SiLU) on the resnet pattern, where the residual's producer
+// comes after the convolution in graph order.
+func TestFusions(t *testing.T) {
+	d := testDevice(t)
+	r := rand.New(rand.NewSource(2))
+	const B, C, O, H, W = 3, 6, 10, 7, 5
+	params := map[string]*tensor.Tensor{
+		"n1.weight": randT(r, 1, C), "n1.bias": randT(r, 1, C),
+		"c1.weight": randT(r, 0.2, O, C, 3, 3), "c1.bias": randT(r, 1, O),
+		"n2.weight": randT(r, 1, O), "n2.bias": randT(r, 1, O),
+		"c2.weight": randT(r, 0.2, O, O, 3, 3), "c2.bias": randT(r, 1, O),
+		"s.weight": randT(r, 0.3, O, C, 1, 1), "s.bias": randT(r, 1, O),
+	}
+	c := &opCase{name: "resnet", params: params,
+		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			x, e := in("x", B, C, H, W), in("e", B, O)
+			h := b.Unary(graph.OpSiLU, b.GroupNorm("n1", x, 2, 1e-5))
+			h = b.AddChannel(b.Conv2D("c1", h, 1, [4]int{1, 1, 1, 1}), e)
+			h = b.Unary(graph.OpSiLU, b.GroupNorm("n2", h, 5, 1e-5))
+			h = b.Conv2D("c2", h, 1, [4]int{1, 1, 1, 1})
+			return b.Add(b.Conv2D("s", x, 1, [4]int{}), h)
+		}}
+	g, err := c.graphOf(r, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Compile(context.Background(), g, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Steps() != 5 {
+		t.Errorf("fused program has %d steps, want 5 (2 norms, 2 convs with epilogues, 1 shortcut)", p.Steps())
+	}
+	p.Release()
+	for _, o := range []Options{{}, {Weights: WeightsF16}} {
+		e := compare(t, d, c, o)
+		t.Logf("weights %v: NMSE %.3g", o.Weights, e)
+		if !(e <= nmseOp) {
+			t.Errorf("weights %v: NMSE %.3g over %g", o.Weights, e, nmseOp)
+		}
+	}
+}
+
+// TestLabelOutOfRange checks that a bad class label is refused, as on the CPU.
+func TestLabelOutOfRange(t *testing.T) {
+	d := testDevice(t)
+	r := rand.New(rand.NewSource(3))
+	c := &opCase{name: "embedding", params: map[string]*tensor.Tensor{"e.weight": randT(r, 1, 4, 3)},
+		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.Embedding("e", in("class", 2))
+		}}
+	g, _ := c.graphOf(r, c.params)
+	p, err := d.Compile(context.Background(), g, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release()
+	if _, err := p.Run(context.Background(), map[string][]float32{"class": {1, 4}}); err == nil {
+		t.Fatal("label 4 of 4 rows accepted")
+	}
+}

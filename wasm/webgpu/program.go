@@ -1,0 +1,784 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
+)
+
+// Options control how a graph is compiled.
+type Options struct {
+	// Weights picks the GPU storage of the parameters (default: f16 when exact).
+	Weights WeightMode
+	// Unfused disables kernel fusion, so each graph node runs its own kernel
+	// (used by tests to check every kernel on its own).
+	Unfused bool
+}
+
+// Program is a graph compiled for one device: every buffer, pipeline and
+// bind group is created by Compile, and Run only writes the inputs, submits
+// one command buffer and reads the output back.
+type Program struct {
+	dev     *Device
+	g       *graph.Graph
+	weights *weightStore
+	ownW    bool // weights belong to this program (Compile), not a Denoiser
+
+	steps    []step
+	inputs   map[string]*gpu.Buffer
+	out      *gpu.Buffer
+	outBytes uint64
+	staging  *gpu.Buffer
+	owned    []*gpu.Buffer
+	labels   []labelCheck // embedding inputs to validate on the host
+
+	mu sync.Mutex
+}
+
+type step struct {
+	what string // kernel and node name, for error messages
+	pipe *gpu.ComputePipeline
+	bg   *gpu.BindGroup
+	grid [3]uint32
+}
+
+type labelCheck struct {
+	input string
+	rows  int
+	node  string
+}
+
+// Compile builds a Program for g. It fails with a *LimitError when the graph
+// does not fit the device.
+func (d *Device) Compile(ctx context.Context, g *graph.Graph, o Options) (*Program, error) {
+	w := newWeightStore(d, g.Params, o.Weights)
+	p, err := d.compile(ctx, g, w, o)
+	if err != nil {
+		w.destroy()
+		return nil, err
+	}
+	p.ownW = true
+	return p, nil
+}
+
+// WeightFormat says how the program's weights are stored ("f16" or "f32").
+func (p *Program) WeightFormat() string { return p.weights.format.String() }
+
+// Steps is the number of kernel dispatches per run.
+func (p *Program) Steps() int { return len(p.steps) }
+
+// Release frees the program's GPU buffers (and its weights if it owns them).
+func (p *Program) Release() {
+	for _, b := range p.owned {
+		b.Destroy()
+	}
+	p.owned = nil
+	if p.ownW {
+		p.weights.destroy()
+	}
+}
+
+// refKind says what a binding refers to.
+type refKind int
+
+const (
+	rNone   refKind = iota // the shared dummy buffer
+	rValue                 // a graph value
+	rWeight                // a parameter
+	rConst                 // a host-computed constant table
+	rTemp                  // scratch owned by one step
+)
+
+type ref struct {
+	k    refKind
+	v    graph.Value
+	name string
+	i    int
+}
+
+// pstep is a step before buffers exist.
+type pstep struct {
+	what   string
+	key    kernelKey
+	params []uint32
+	binds  []ref // bindings 1..n
+	out    graph.Value
+	temps  []int
+	grid   [3]uint32
+	order  int // index of the last graph node it covers
+}
+
+type compiler struct {
+	dev    *Device
+	g      *graph.Graph
+	w      *weightStore
+	o      Options
+	lim    gpu.Limits
+	steps  []pstep
+	consts [][]float32
+	temps  []uint64 // bytes
+	cons   [][]int  // consumers of each value, by node index (one entry per use)
+	skip   []bool
+}
+
+func valBytes(shape []int) uint64 { return 4 * uint64(tensor.Numel(shape)) }
+
+func (c *compiler) val(v graph.Value) ref { return ref{k: rValue, v: v} }
+
+func (c *compiler) weight(name string) ref {
+	if name == "" {
+		return ref{k: rNone}
+	}
+	return ref{k: rWeight, name: name}
+}
+
+// only returns the node that is the single consumer of v, or -1; a node
+// already fused into another step does not count (an Add of two conv
+// outputs is fused into one of them, not both).
+func (c *compiler) only(v graph.Value) int {
+	if v == c.g.Output || len(c.cons[v]) != 1 || c.skip[c.cons[v][0]] {
+		return -1
+	}
+	return c.cons[v][0]
+}
+
+// grid lays out count workgroups in up to two dimensions.
+func (c *compiler) grid(what string, count int) ([3]uint32, error) {
+	maxd := int(c.lim.MaxComputeWorkgroupsPerDimension)
+	if count <= maxd {
+		return [3]uint32{uint32(max(count, 1)), 1, 1}, nil
+	}
+	y := (count + maxd - 1) / maxd
+	if y > maxd {
+		return [3]uint32{}, &LimitError{What: what, Limit: "maxComputeWorkgroupsPerDimension", Need: uint64(y), Have: uint64(maxd), BatchSplittable: true}
+	}
+	return [3]uint32{uint32(maxd), uint32(y), 1}, nil
+}
+
+func (c *compiler) gemmGrid(what string, m, n, z int) ([3]uint32, error) {
+	g := [3]uint32{uint32((n + 63) / 64), uint32((m + 63) / 64), uint32(z)}
+	for _, d := range g {
+		if uint64(d) > c.lim.MaxComputeWorkgroupsPerDimension {
+			return g, &LimitError{What: what, Limit: "maxComputeWorkgroupsPerDimension", Need: uint64(d), Have: c.lim.MaxComputeWorkgroupsPerDimension, BatchSplittable: true}
+		}
+	}
+	return g, nil
+}
+
+func words(vals ...any) []uint32 {
+	out := make([]uint32, 0, len(vals))
+	for _, v := range vals {
+		switch x := v.(type) {
+		case int:
+			out = append(out, uint32(x))
+		case uint32:
+			out = append(out, x)
+		case float64:
+			out = append(out, f32bits(x))
+		case float32:
+			out = append(out, math.Float32bits(x))
+		case bool:
+			if x {
+				out = append(out, 1)
+			} else {
+				out = append(out, 0)
+			}
+		default:
+			panic(fmt.Sprintf("words: %T", v))
+		}
+	}
+	return out
+}
+
+// flags is the uniform flags word for a step: bias presence and weight format.
+func (c *compiler) flags(bias string, more int) int {
+	f := more
+	if bias != "" {
+		f |= flagBias
+	}
+	if c.w.format == formatF16 {
+		f |= flagF16
+	}
+	return f
+}
+
+func (c *compiler) add(s pstep, order int) {
+	s.order = order
+	c.steps = append(c.steps, s)
+}
+
+// elementwise adds a one-thread-per-element step.
+func (c *compiler) elementwise(fam, entry string, n *graph.Node, x, y ref, count int, params []uint32) error {
+	what := entry + " " + n.Name
+	grid, err := c.grid(what, (count+255)/256)
+	if err != nil {
+		return err
+	}
+	c.add(pstep{what: what, key: kernelKey{fam: fam, entry: entry}, params: params,
+		binds: []ref{x, y, c.val(n.Out)}, out: n.Out, grid: grid}, int(n.Out))
+	return nil
+}
+
+func (c *compiler) node(i int) error {
+	g := c.g
+	n := &g.Nodes[i]
+	shape := func(k int) []int { return g.Shapes[n.In[k]] }
+	outShape := g.Shapes[n.Out]
+	numel := tensor.Numel(outShape)
+	none := ref{k: rNone}
+	switch n.Op {
+	case graph.OpInput:
+		return nil
+
+	case graph.OpConv2D, graph.OpConvTranspose2D:
+		xs, ws := shape(0), g.Params[n.Weight].Shape
+		out, last := n.Out, i
+		e, r := none, none
+		if !c.o.Unfused {
+			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpAddChannel && g.Nodes[j].In[0] == out {
+				e, out, last = c.val(g.Nodes[j].In[1]), g.Nodes[j].Out, j
+				c.skip[j] = true
+			}
+			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpAdd {
+				a := g.Nodes[j].In
+				if other := a[0]; a[1] == out && other != out {
+					r = c.val(other)
+				} else if other := a[1]; a[0] == out && other != out {
+					r = c.val(other)
+				}
+				if r.k == rValue {
+					out, last = g.Nodes[j].Out, j
+					c.skip[j] = true
+				}
+			}
+		}
+		B, I, H, W := xs[0], xs[1], xs[2], xs[3]
+		O, OH, OW := outShape[1], outShape[2], outShape[3]
+		K, N := I*ws[2]*ws[3], B*OH*OW
+		var stride, pt, pl int
+		entry := "conv2d_main"
+		if n.Op == graph.OpConv2D {
+			stride, pt, pl = n.Ints[0], n.Ints[1], n.Ints[2]
+		} else {
+			entry = "convt_main"
+			stride, pt, pl = n.Ints[0], n.Ints[1], n.Ints[1]
+		}
+		what := string(n.Op) + " " + n.Name
+		grid, err := c.gemmGrid(what, O, N, 1)
+		if err != nil {
+			return err
+		}
+		more := 0
+		if e.k != rNone {
+			more |= flagE
+		}
+		if r.k != rNone {
+			more |= flagR
+		}
+		c.add(pstep{
+			what:   what,
+			key:    kernelKey{fam: "conv", entry: entry},
+			params: words(B, I, H, W, O, OH, OW, ws[2], ws[3], stride, pt, pl, K, N, c.flags(n.Bias, more), 0),
+			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, r, c.val(out)},
+			out:    out, grid: grid,
+		}, last)
+
+	case graph.OpLinear:
+		ws := g.Params[n.Weight].Shape
+		O, I := ws[0], ws[1]
+		rows := numel / O
+		what := "linear " + n.Name
+		grid, err := c.gemmGrid(what, rows, O, 1)
+		if err != nil {
+			return err
+		}
+		c.add(pstep{what: what, key: kernelKey{fam: "linear", entry: "linear_main"},
+			params: words(rows, I, O, c.flags(n.Bias, 0)),
+			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(n.Out)},
+			out:    n.Out, grid: grid}, i)
+
+	case graph.OpGroupNorm:
+		xs := shape(0)
+		groups := n.Ints[0]
+		per := tensor.Numel(xs[2:])
+		out, last := n.Out, i
+		more := 0
+		if !c.o.Unfused {
+			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
+				out, last, more = g.Nodes[j].Out, j, flagSiLU
+				c.skip[j] = true
+			}
+		}
+		what := "group_norm " + n.Name
+		count := xs[0] * groups
+		grid, err := c.grid(what, count)
+		if err != nil {
+			return err
+		}
+		c.add(pstep{what: what, key: kernelKey{fam: "norm", entry: "group_norm"},
+			params: words(groups, xs[1]/groups, per, count, n.F, c.flags(n.Bias, 0)|more, 0, 0),
+			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(out)},
+			out:    out, grid: grid}, last)
+
+	case graph.OpSiLU, graph.OpGELU, graph.OpAdd, graph.OpAffine, graph.OpAddChannel, graph.OpScaleShift, graph.OpDivBatch:
+		x, y := c.val(n.In[0]), none
+		if len(n.In) > 1 {
+			y = c.val(n.In[1])
+		}
+		plane, ch, per := 1, 1, 1
+		if len(outShape) == 4 {
+			plane, ch = outShape[2]*outShape[3], outShape[1]
+		}
+		if outShape[0] > 0 {
+			per = numel / outShape[0]
+		}
+		return c.elementwise("elementwise", string(n.Op), n, x, y, numel,
+			words(numel, plane, ch, per, n.F, n.G, 0, 0))
+
+	case graph.OpConcat:
+		a, b := shape(0), shape(1)
+		return c.elementwise("layout", "concat", n, c.val(n.In[0]), c.val(n.In[1]), numel,
+			words(numel, tensor.Numel(a[1:]), tensor.Numel(b[1:]), 0))
+	case graph.OpUpsampleNearest2x:
+		xs := shape(0)
+		return c.elementwise("layout", "upsample2x", n, c.val(n.In[0]), none, numel, words(numel, xs[2], xs[3], 0))
+	case graph.OpToTokens:
+		xs := shape(0)
+		return c.elementwise("layout", "to_tokens", n, c.val(n.In[0]), none, numel, words(numel, xs[1], xs[2]*xs[3], 0))
+	case graph.OpFromTokens:
+		xs := shape(0)
+		return c.elementwise("layout", "from_tokens", n, c.val(n.In[0]), none, numel, words(numel, xs[2], xs[1], 0))
+
+	case graph.OpAttention:
+		qs := shape(0)
+		B, N, C, heads := qs[0], qs[1], qs[2], n.Ints[0]
+		D := C / heads
+		what := "attention " + n.Name
+		tmp := len(c.temps)
+		c.temps = append(c.temps, 4*uint64(B)*uint64(heads)*uint64(N)*uint64(N))
+		binds := []ref{c.val(n.In[0]), c.val(n.In[1]), c.val(n.In[2]), {k: rTemp, i: tmp}, c.val(n.Out)}
+		params := words(B, N, C, heads, D, B*heads*N, n.F, 0)
+		g1, err := c.gemmGrid(what, N, N, B*heads)
+		if err != nil {
+			return err
+		}
+		g2, err := c.grid(what, B*heads*N)
+		if err != nil {
+			return err
+		}
+		g3, err := c.gemmGrid(what, N, D, B*heads)
+		if err != nil {
+			return err
+		}
+		// Three dispatches; the scratch scores live from the first to the last.
+		// Every one binds the output (one bind group serves all three), so
+		// each counts as writing it.
+		c.add(pstep{what: what + " (scores)", key: kernelKey{fam: "attention", entry: "scores_main"}, params: params, binds: binds, out: n.Out, temps: []int{tmp}, grid: g1}, i)
+		c.add(pstep{what: what + " (softmax)", key: kernelKey{fam: "attention", entry: "softmax"}, params: params, binds: binds, out: n.Out, temps: []int{tmp}, grid: g2}, i)
+		c.add(pstep{what: what + " (weighted sum)", key: kernelKey{fam: "attention", entry: "pv_main"}, params: params, binds: binds, out: n.Out, temps: []int{tmp}, grid: g3}, i)
+
+	case graph.OpTimestepEmbed:
+		dim, half := n.Ints[0], n.Ints[0]/2
+		// The frequency table, computed as the CPU reference does.
+		freqs := make([]float32, max(half, 1))
+		for k := 0; k < half; k++ {
+			e := float32(-math.Log(10000)) * float32(k) / float32(float64(half)-n.F)
+			freqs[k] = float32(math.Exp(float64(e)))
+		}
+		ci := len(c.consts)
+		c.consts = append(c.consts, freqs)
+		what := "timestep_embed " + n.Name
+		grid, err := c.grid(what, (numel+255)/256)
+		if err != nil {
+			return err
+		}
+		c.add(pstep{what: what, key: kernelKey{fam: "embed", entry: "timestep"},
+			params: words(numel, dim, half, n.Ints[1], n.G, 0, 0, 0),
+			binds:  []ref{c.val(n.In[0]), none, {k: rConst, i: ci}, c.val(n.Out)},
+			out:    n.Out, grid: grid}, i)
+
+	case graph.OpFourierEmbed:
+		half := len(g.Params[n.Weight].Data)
+		what := "fourier_embed " + n.Name
+		grid, err := c.grid(what, (numel+255)/256)
+		if err != nil {
+			return err
+		}
+		c.add(pstep{what: what, key: kernelKey{fam: "embed", entry: "fourier"},
+			params: words(numel, 2*half, half, n.Ints[1], 1.0, n.Ints[0], 0, c.flags("", 0)),
+			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), none, c.val(n.Out)},
+			out:    n.Out, grid: grid}, i)
+
+	case graph.OpEmbedding:
+		ws := g.Params[n.Weight].Shape
+		what := "embedding " + n.Name
+		grid, err := c.grid(what, (numel+255)/256)
+		if err != nil {
+			return err
+		}
+		c.add(pstep{what: what, key: kernelKey{fam: "embed", entry: "embedding"},
+			params: words(numel, ws[1], 0, 0, 0.0, 0, ws[0], c.flags("", 0)),
+			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), none, c.val(n.Out)},
+			out:    n.Out, grid: grid}, i)
+
+	default:
+		return fmt.Errorf("webgpu: op %q (%s) is not implemented", n.Op, n.Name)
+	}
+	return nil
+}
+
+// slotAlloc assigns values to reusable buffers by lifetime: a value takes
+// the best-fitting free buffer (growing one if none is big enough) and
+// frees it after its last reader.
+type slotAlloc struct {
+	caps []uint64
+	free []int
+}
+
+func (a *slotAlloc) get(size uint64) int {
+	best := -1
+	for k, s := range a.free {
+		if a.caps[s] >= size && (best < 0 || a.caps[s] < a.caps[a.free[best]]) {
+			best = k
+		}
+	}
+	if best < 0 && len(a.free) > 0 {
+		// Grow the largest free buffer rather than add one.
+		for k, s := range a.free {
+			if best < 0 || a.caps[s] > a.caps[a.free[best]] {
+				best = k
+			}
+		}
+	}
+	if best < 0 {
+		a.caps = append(a.caps, size)
+		return len(a.caps) - 1
+	}
+	s := a.free[best]
+	a.free = append(a.free[:best], a.free[best+1:]...)
+	a.caps[s] = max(a.caps[s], size)
+	return s
+}
+
+func (a *slotAlloc) put(s int) { a.free = append(a.free, s) }
+
+func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o Options) (*Program, error) {
+	lim := d.limits
+	if lim.MaxComputeWorkgroupStorageSize < workgroupBytes {
+		return nil, &LimitError{What: "the GEMM kernels", Limit: "maxComputeWorkgroupStorageSize", Need: workgroupBytes, Have: lim.MaxComputeWorkgroupStorageSize}
+	}
+	if lim.MaxStorageBuffersPerShaderStage < storageBindings {
+		return nil, &LimitError{What: "the conv kernel", Limit: "maxStorageBuffersPerShaderStage", Need: storageBindings, Have: lim.MaxStorageBuffersPerShaderStage}
+	}
+	if lim.MaxComputeInvocationsPerWorkgroup < 256 {
+		return nil, &LimitError{What: "every kernel", Limit: "maxComputeInvocationsPerWorkgroup", Need: 256, Have: lim.MaxComputeInvocationsPerWorkgroup}
+	}
+	c := &compiler{dev: d, g: g, w: w, o: o, lim: lim, cons: make([][]int, len(g.Shapes)), skip: make([]bool, len(g.Nodes))}
+	for i, n := range g.Nodes {
+		for _, v := range n.In {
+			c.cons[v] = append(c.cons[v], i)
+		}
+	}
+	for i := range g.Nodes {
+		if c.skip[i] {
+			continue
+		}
+		if err := c.node(i); err != nil {
+			return nil, err
+		}
+	}
+	// Fused steps run where their last node was, after all their inputs.
+	sort.SliceStable(c.steps, func(a, b int) bool { return c.steps[a].order < c.steps[b].order })
+
+	// Size checks: every binding must fit maxStorageBufferBindingSize.
+	bindMax := min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize)
+	batch := 1
+	if x, ok := g.Inputs["x"]; ok && len(g.Shapes[x]) > 0 {
+		batch = g.Shapes[x][0]
+	}
+	for v, s := range g.Shapes {
+		if b := valBytes(s); b > bindMax {
+			return nil, &LimitError{What: fmt.Sprintf("value %d %v", v, s), Limit: "maxStorageBufferBindingSize", Need: b, Have: bindMax, BatchSplittable: batch > 1}
+		}
+	}
+	for _, b := range c.temps {
+		if b > bindMax {
+			return nil, &LimitError{What: "attention scores", Limit: "maxStorageBufferBindingSize", Need: b, Have: bindMax, BatchSplittable: batch > 1}
+		}
+	}
+	for _, s := range c.steps {
+		for _, r := range s.binds {
+			if r.k == rWeight && w.bytes(r.name) > bindMax {
+				return nil, &LimitError{What: "weight " + r.name, Limit: "maxStorageBufferBindingSize", Need: w.bytes(r.name), Have: bindMax}
+			}
+		}
+	}
+
+	p := &Program{dev: d, g: g, weights: w, inputs: map[string]*gpu.Buffer{}}
+	for _, n := range g.Nodes {
+		if n.Op == graph.OpEmbedding {
+			for name, v := range g.Inputs {
+				if v == n.In[0] {
+					p.labels = append(p.labels, labelCheck{input: name, rows: g.Params[n.Weight].Shape[0], node: n.Name})
+				}
+			}
+		}
+	}
+
+	// Lifetimes: a value lives from its step to its last reader; inputs and
+	// the output have their own buffers.
+	pinned := map[graph.Value]bool{g.Output: true}
+	for _, v := range g.Inputs {
+		pinned[v] = true
+	}
+	if pinned[g.Output] && g.Nodes[g.Output].Op == graph.OpInput {
+		return nil, errors.New("webgpu: graph output is an input")
+	}
+	lastUse := map[graph.Value]int{}
+	for si, s := range c.steps {
+		for _, r := range s.binds {
+			if r.k == rValue && r.v != s.out {
+				lastUse[r.v] = si
+			}
+		}
+	}
+	var alloc slotAlloc
+	slotOf := map[graph.Value]int{}
+	tempSlot := map[int]int{}
+	for si, s := range c.steps {
+		if s.out >= 0 && !pinned[s.out] {
+			if _, done := slotOf[s.out]; !done {
+				slotOf[s.out] = alloc.get(valBytes(g.Shapes[s.out]))
+			}
+		}
+		for _, t := range s.temps {
+			if _, done := tempSlot[t]; !done {
+				tempSlot[t] = alloc.get(c.temps[t])
+			}
+		}
+		for _, r := range s.binds {
+			if r.k == rValue && !pinned[r.v] && r.v != s.out && lastUse[r.v] == si {
+				alloc.put(slotOf[r.v])
+			}
+		}
+		// A temp is freed after the last step that uses it.
+		for _, t := range s.temps {
+			lastT := si
+			for sj := si + 1; sj < len(c.steps); sj++ {
+				for _, t2 := range c.steps[sj].temps {
+					if t2 == t {
+						lastT = sj
+					}
+				}
+			}
+			if lastT == si {
+				alloc.put(tempSlot[t])
+			}
+		}
+	}
+
+	// Buffers.
+	gd := d.gpu
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var slots []*gpu.Buffer
+	var constBufs []*gpu.Buffer
+	uniStride := max(uint64(256), lim.MinUniformBufferOffsetAlignment)
+	var uniform *gpu.Buffer
+	err := gd.Scoped(ctx, "allocating buffers", func() {
+		for k, cp := range alloc.caps {
+			b := gd.CreateBuffer(fmt.Sprintf("activations %d", k), roundUp(max(cp, 16), 16), gpu.Storage|gpu.CopySrc|gpu.CopyDst)
+			slots = append(slots, b)
+			p.owned = append(p.owned, b)
+		}
+		for name, v := range g.Inputs {
+			b := gd.CreateBuffer("input "+name, roundUp(max(valBytes(g.Shapes[v]), 16), 16), gpu.Storage|gpu.CopyDst|gpu.CopySrc)
+			p.inputs[name] = b
+			p.owned = append(p.owned, b)
+		}
+		if _, isInput := p.inputs[inputName(g, g.Output)]; !isInput {
+			p.outBytes = valBytes(g.Shapes[g.Output])
+			p.out = gd.CreateBuffer("output", roundUp(max(p.outBytes, 16), 16), gpu.Storage|gpu.CopySrc|gpu.CopyDst)
+			p.owned = append(p.owned, p.out)
+		}
+		p.staging = gd.CreateBuffer("readback", roundUp(max(p.outBytes, 16), 16), gpu.MapRead|gpu.CopyDst)
+		p.owned = append(p.owned, p.staging)
+		for k, t := range c.consts {
+			b := gd.CreateBuffer(fmt.Sprintf("table %d", k), roundUp(uint64(4*len(t)), 16), gpu.Storage|gpu.CopyDst)
+			gd.WriteBuffer(b, 0, gpu.Float32Bytes(t))
+			constBufs = append(constBufs, b)
+			p.owned = append(p.owned, b)
+		}
+		uniform = gd.CreateBuffer("parameters", uniStride*uint64(max(len(c.steps), 1)), gpu.Uniform|gpu.CopyDst)
+		p.owned = append(p.owned, uniform)
+		for si, s := range c.steps {
+			gd.WriteBuffer(uniform, uint64(si)*uniStride, gpu.Uint32Bytes(s.params))
+		}
+		for _, s := range c.steps {
+			for _, r := range s.binds {
+				if r.k == rWeight {
+					w.buffer(r.name)
+				}
+			}
+		}
+	})
+	if err != nil {
+		p.Release()
+		return nil, err
+	}
+
+	// Pipelines, all compiled concurrently.
+	want := map[kernelKey]bool{}
+	for _, s := range c.steps {
+		want[s.key] = true
+	}
+	if err := d.pipelinesFor(ctx, want); err != nil {
+		p.Release()
+		return nil, err
+	}
+
+	// Bind groups.
+	resolve := func(s *pstep, r ref) gpu.Binding {
+		switch r.k {
+		case rValue:
+			var b *gpu.Buffer
+			if name, ok := inputName2(g, r.v); ok {
+				b = p.inputs[name]
+			} else if r.v == g.Output {
+				b = p.out
+			} else {
+				b = slots[slotOf[r.v]]
+			}
+			return gpu.Binding{Buffer: b, Size: max(valBytes(g.Shapes[r.v]), 4)}
+		case rWeight:
+			return gpu.Binding{Buffer: w.buffer(r.name), Size: max(w.bytes(r.name), 4)}
+		case rConst:
+			return gpu.Binding{Buffer: constBufs[r.i], Size: uint64(4 * len(c.consts[r.i]))}
+		case rTemp:
+			return gpu.Binding{Buffer: slots[tempSlot[r.i]], Size: c.temps[r.i]}
+		}
+		return gpu.Binding{Buffer: d.dummy}
+	}
+	makeGroups := func(only int) {
+		for si := range c.steps {
+			if only >= 0 && si != only {
+				continue
+			}
+			s := &c.steps[si]
+			bs := []gpu.Binding{{Buffer: uniform, Offset: uint64(si) * uniStride, Size: uniStride}}
+			for _, r := range s.binds {
+				bs = append(bs, resolve(s, r))
+			}
+			p.steps[si].bg = gd.CreateBindGroup(s.what, d.layout(s.key.fam), bs)
+		}
+	}
+	p.steps = make([]step, len(c.steps))
+	for si, s := range c.steps {
+		p.steps[si] = step{what: s.what, pipe: d.pipeline(s.key), grid: s.grid}
+	}
+	if err := gd.Scoped(ctx, "creating bind groups", func() { makeGroups(-1) }); err != nil {
+		// Find the step at fault, to name it.
+		for si := range c.steps {
+			if e := gd.Scoped(ctx, c.steps[si].what, func() { makeGroups(si) }); e != nil {
+				err = e
+				break
+			}
+		}
+		p.Release()
+		return nil, err
+	}
+	return p, nil
+}
+
+func inputName(g *graph.Graph, v graph.Value) string {
+	n, _ := inputName2(g, v)
+	return n
+}
+
+func inputName2(g *graph.Graph, v graph.Value) (string, bool) {
+	for name, iv := range g.Inputs {
+		if iv == v {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// testHookSubmitted, when set by a test, runs after a program's work is
+// submitted and before its output is read back.
+var testHookSubmitted func()
+
+// Run writes the inputs (by graph input name; class labels as floats),
+// runs every step in one submission and returns the output.
+func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor.Tensor, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	gd := p.dev.gpu
+	if err := gd.LostErr(); err != nil {
+		return nil, err
+	}
+	g := p.g
+	for name, b := range p.inputs {
+		data, ok := inputs[name]
+		if !ok {
+			return nil, fmt.Errorf("webgpu: missing input %q", name)
+		}
+		if want := tensor.Numel(g.Shapes[g.Inputs[name]]); len(data) != want {
+			return nil, fmt.Errorf("webgpu: input %q has %d values, graph needs shape %v", name, len(data), g.Shapes[g.Inputs[name]])
+		}
+		gd.WriteBuffer(b, 0, gpu.Float32Bytes(data))
+	}
+	for _, lc := range p.labels {
+		for _, lf := range inputs[lc.input] {
+			if l := int(lf); float32(l) != lf || l < 0 || l >= lc.rows {
+				return nil, fmt.Errorf("%s: class label %v outside 0..%d", lc.node, lf, lc.rows-1)
+			}
+		}
+	}
+	err := gd.Scoped(ctx, "network", func() {
+		e := gd.NewEncoder("run")
+		for _, s := range p.steps {
+			e.Dispatch(s.pipe, s.bg, s.grid[0], s.grid[1], s.grid[2])
+		}
+		e.Copy(p.out, 0, p.staging, 0, roundUp(p.outBytes, 4))
+		e.Submit()
+	})
+	if err != nil {
+		if errors.Is(err, ErrDeviceLost) {
+			return nil, err
+		}
+		return nil, p.blame(ctx, err)
+	}
+	if testHookSubmitted != nil {
+		testHookSubmitted()
+	}
+	out := make([]float32, p.outBytes/4)
+	if err := gd.ReadMapped(ctx, p.staging, gpu.Float32Bytes(out)); err != nil {
+		return nil, err
+	}
+	return tensor.From(out, g.Shapes[g.Output]...), nil
+}
+
+// blame reruns the steps one submission each to name the kernel behind err.
+func (p *Program) blame(ctx context.Context, err error) error {
+	gd := p.dev.gpu
+	for _, s := range p.steps {
+		if e := gd.Scoped(ctx, s.what, func() {
+			enc := gd.NewEncoder(s.what)
+			enc.Dispatch(s.pipe, s.bg, s.grid[0], s.grid[1], s.grid[2])
+			enc.Submit()
+		}); e != nil {
+			return e
+		}
+	}
+	return err
+}

@@ -1,0 +1,127 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"math"
+
+	"github.com/x448/float16"
+
+	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
+)
+
+// WeightMode chooses how parameters are stored on the GPU.
+type WeightMode int
+
+const (
+	// WeightsAuto packs weights as f16 when every one of them converts to
+	// f16 and back unchanged (a model loaded from an f16 file), so results
+	// equal the f32 upload at half the memory and bandwidth; otherwise f32.
+	WeightsAuto WeightMode = iota
+	// WeightsF16 always packs as f16, rounding weights that are not exact.
+	WeightsF16
+	// WeightsF32 always uploads f32.
+	WeightsF32
+)
+
+// exactInF16 reports whether every value survives a round trip through f16.
+func exactInF16(params map[string]*tensor.Tensor) bool {
+	for _, t := range params {
+		for _, v := range t.Data {
+			if float16.Fromfloat32(v).Float32() != v {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func chooseFormat(params map[string]*tensor.Tensor, m WeightMode) weightFormat {
+	switch m {
+	case WeightsF16:
+		return formatF16
+	case WeightsF32:
+		return formatF32
+	}
+	if exactInF16(params) {
+		return formatF16
+	}
+	return formatF32
+}
+
+// packF16 rounds to f16 (nearest even) and packs two per word, element 2i
+// in the low half as unpack2x16float expects.
+func packF16(data []float32) []uint32 {
+	out := make([]uint32, (len(data)+1)/2)
+	for i, v := range data {
+		out[i/2] |= uint32(float16.Fromfloat32(v).Bits()) << (16 * (i % 2))
+	}
+	return out
+}
+
+// RoundF16 returns the tensors rounded to f16 and back: what WeightsF16
+// computes with, for comparing against the CPU reference.
+func RoundF16(params map[string]*tensor.Tensor) map[string]*tensor.Tensor {
+	out := make(map[string]*tensor.Tensor, len(params))
+	for name, t := range params {
+		r := t.Clone()
+		for i, v := range r.Data {
+			r.Data[i] = float16.Fromfloat32(v).Float32()
+		}
+		out[name] = r
+	}
+	return out
+}
+
+// weightStore holds one model's parameters on the GPU in one format,
+// uploaded on first use and shared by all its programs.
+type weightStore struct {
+	dev    *Device
+	format weightFormat
+	params map[string]*tensor.Tensor
+	bufs   map[string]*gpu.Buffer
+}
+
+func newWeightStore(d *Device, params map[string]*tensor.Tensor, m WeightMode) *weightStore {
+	return &weightStore{dev: d, format: chooseFormat(params, m), params: params, bufs: map[string]*gpu.Buffer{}}
+}
+
+// bytes is the GPU size of a parameter in this store's format.
+func (w *weightStore) bytes(name string) uint64 {
+	n := uint64(len(w.params[name].Data))
+	if w.format == formatF16 {
+		return 4 * ((n + 1) / 2)
+	}
+	return 4 * n
+}
+
+func (w *weightStore) buffer(name string) *gpu.Buffer {
+	if b, ok := w.bufs[name]; ok {
+		return b
+	}
+	data := w.params[name].Data
+	var raw []byte
+	if w.format == formatF16 {
+		raw = gpu.Uint32Bytes(packF16(data))
+	} else {
+		raw = gpu.Float32Bytes(data)
+	}
+	size := max(uint64(len(raw)), 4)
+	b := w.dev.gpu.CreateBuffer(name, roundUp(size, 4), gpu.Storage|gpu.CopyDst)
+	w.dev.gpu.WriteBuffer(b, 0, raw)
+	w.bufs[name] = b
+	return b
+}
+
+func (w *weightStore) destroy() {
+	for _, b := range w.bufs {
+		b.Destroy()
+	}
+	w.bufs = map[string]*gpu.Buffer{}
+}
+
+func roundUp(n, m uint64) uint64 { return (n + m - 1) / m * m }
+
+// f32bits is the uniform encoding of a float parameter.
+func f32bits(f float64) uint32 { return math.Float32bits(float32(f)) }

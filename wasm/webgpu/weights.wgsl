@@ -1,0 +1,24 @@
+// Shared by the kernels that read parameters. Weight buffers are arrays of
+// u32 words holding either f32 bits or two f16 halves (element 2i in the low
+// half, as unpack2x16float reads it); the F16 flag in the kernel's uniform
+// says which, so one pipeline serves both formats. The flags are uniform,
+// so the branches cost next to nothing.
+
+const F_BIAS: u32 = 1u;  // a bias buffer is bound
+const F_E: u32 = 2u;     // conv: add a per-(batch, channel) term (fused add_channel)
+const F_R: u32 = 4u;     // conv: add a residual (fused add)
+const F_F16: u32 = 8u;   // weights are packed f16
+const F_SILU: u32 = 16u; // group_norm: apply SiLU (fused)
+
+fn flag(f: u32) -> bool { return (P.flags & f) != 0u; }
+
+// wword is the index of the word holding element i.
+fn wword(i: u32) -> u32 { return select(i, i >> 1u, flag(F_F16)); }
+
+// wvalue extracts element i from its word.
+fn wvalue(word: u32, i: u32) -> f32 {
+	if (flag(F_F16)) {
+		return unpack2x16float(word)[i & 1u];
+	}
+	return bitcast<f32>(word);
+}
