@@ -2,12 +2,17 @@
 
 package simd
 
+import "math"
+
 // linearMemory without mmap: one Go allocation of the whole reservation
 // (the runtime takes large allocations straight from the OS, so untouched
 // pages stay virtual), never moved.
 type linearMemory struct{ buf []byte }
 
 func newLinearMemory(max uint64) (*linearMemory, error) {
+	if max > math.MaxInt/2 {
+		max = math.MaxInt / 2 &^ 0xffff
+	}
 	return &linearMemory{make([]byte, max)}, nil
 }
 

@@ -2,7 +2,10 @@
 
 package simd
 
-import "syscall"
+import (
+	"math"
+	"syscall"
+)
 
 // linearMemory is the backing of a kernel memory: one anonymous mapping of
 // the whole reservation, so the bytes never move when the wasm memory grows
@@ -10,6 +13,9 @@ import "syscall"
 type linearMemory struct{ buf []byte }
 
 func newLinearMemory(max uint64) (*linearMemory, error) {
+	if max > math.MaxInt/2 { // 32-bit hosts: reserve what the address space allows
+		max = math.MaxInt / 2 &^ 0xffff
+	}
 	b, err := syscall.Mmap(-1, 0, int(max), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE|mapNoReserve)
 	if err != nil {
 		return nil, err
