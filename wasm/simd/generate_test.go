@@ -30,3 +30,15 @@ func TestGeneratedFilesAreCurrent(t *testing.T) {
 		t.Error("embedded kernels.wasm is stale")
 	}
 }
+
+// The warmup export (run by simd_glue.js on a throwaway instance) must stay
+// inside its 256 KiB scratch: here the scratch sits between guards.
+func TestWarmupStaysInScratch(t *testing.T) {
+	k := newK(t)
+	s, g := mk(k, 64<<10, 0, nil)
+	for i := range s {
+		s[i] = float32(i%17) - 8
+	}
+	k.warmup(int(k.addrF32(s)), 3)
+	g.check(t, "warmup")
+}

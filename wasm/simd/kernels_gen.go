@@ -9,10 +9,10 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 1707882477
+const abiVersion = 443169266
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 11971
+const kernelsSize = 12559
 
 // The kernels' signatures, for documentation and the native binding:
 //
@@ -31,6 +31,7 @@ const kernelsSize = 11971
 //	groupnorm(x i32, out i32, gamma i32, beta i32, nb i32, c i32, per i32, groups i32, eps f64, flags i32, ss i32)
 //	softmax(s i32, rows i32, n i32, ld i32, scale f32)
 //	f16_to_f32(src i32, dst i32, n i32)
+//	warmup(scratch i32, reps i32)
 var kernelNames = [...]string{
 	"abi",
 	"gemm",
@@ -47,4 +48,5 @@ var kernelNames = [...]string{
 	"groupnorm",
 	"softmax",
 	"f16_to_f32",
+	"warmup",
 }

@@ -125,3 +125,11 @@ func wasm_f16_to_f32(src *uint16, dst *float32, n int32)
 func (kr *Kernels) f16ToF32(src []uint16, dst []float32, n int) {
 	wasm_f16_to_f32(unsafe.SliceData(src), unsafe.SliceData(dst), int32(n))
 }
+
+//go:wasmimport simd warmup
+//go:noescape
+func wasm_warmup(scratch int32, reps int32)
+
+func (kr *Kernels) warmup(scratch int, reps int) {
+	wasm_warmup(int32(scratch), int32(reps))
+}

@@ -24,6 +24,7 @@ const (
 	fnGroupnorm  = 12
 	fnSoftmax    = 13
 	fnF16ToF32   = 14
+	fnWarmup     = 15
 )
 
 func (kr *Kernels) abi() int32 {
@@ -84,4 +85,8 @@ func (kr *Kernels) softmax(s []float32, rows int, n int, ld int, scale float32) 
 
 func (kr *Kernels) f16ToF32(src []uint16, dst []float32, n int) {
 	kr.call(fnF16ToF32, kr.addrU16(src), kr.addrF32(dst), uint64(uint32(n)))
+}
+
+func (kr *Kernels) warmup(scratch int, reps int) {
+	kr.call(fnWarmup, uint64(uint32(scratch)), uint64(uint32(reps)))
 }

@@ -66,6 +66,8 @@ export async function attachSimd(go, kernels) {
     return { simd: false, error };
   }
 
+  await warmUp(module);
+
   const slots = new Map();
   const imports = {};
   for (const { name, kind } of WebAssembly.Module.exports(module)) {
@@ -86,6 +88,31 @@ export async function attachSimd(go, kernels) {
     return run(instance);
   };
   return { simd: true, index };
+}
+
+// warmUp runs the kernels' own warmup export on a throwaway instance until
+// V8 has optimized them. V8 compiles wasm with a baseline compiler first and
+// optimizes a function after it has run a while, in a background queue; once
+// the Go module runs, its many functions fill that queue and the kernels
+// could stay on baseline code (4x slower) for many sampler steps. Optimized
+// code belongs to the compiled module, so the Go-memory instance gets it.
+async function warmUp(module) {
+  try {
+    const memory = new WebAssembly.Memory({ initial: 5 }); // the warmup's 256 KiB scratch
+    const { exports } = await WebAssembly.instantiate(module, { env: { memory } });
+    if (typeof exports.warmup !== 'function') return;
+    const start = performance.now();
+    let first = -1;
+    for (let i = 0; i < 40; i++) {
+      const t = performance.now();
+      exports.warmup(0, 10);
+      const dt = performance.now() - t;
+      if (first < 0) first = dt;
+      else if (dt < first / 4 || performance.now() - start > 300) break;
+    }
+  } catch {
+    // Warming up only saves time; the kernels work without it.
+  }
 }
 
 async function compileKernels(k) {

@@ -30,6 +30,7 @@ func build(o Options, fma bool, abi int32) *wasmenc.Module {
 	g.groupnorm()
 	g.softmax()
 	g.f16()
+	g.warmup()
 	return m
 }
 

@@ -754,3 +754,44 @@ func (g *gen) f16() {
 		f.Inc(dp, 4)
 	})
 }
+
+// warmup(scratch, reps) runs every kernel reps times on small sizes inside
+// [scratch, scratch+256 KiB) (any contents: it zeroes the offset tables it
+// needs). V8 compiles wasm
+// first with its baseline compiler and optimizes a function only once it has
+// run for a while, in a background queue that a big Go module also fills, so
+// the glue runs this on a throwaway instance (the optimized code belongs to
+// the module, shared by every instance) before the Go module is compiled.
+func (g *gen) warmup() {
+	fn := map[string]*Func{}
+	for _, f := range g.m.Funcs() {
+		fn[f.Name] = f
+	}
+	f := g.m.Func("warmup", true)
+	s, reps := p(f, "scratch", "int"), p(f, "reps", "int")
+	i := f.Local(I32)
+	at := func(kib int32) Expr { return Add(s, I(kib<<10)) }
+	z := I(0)
+	f.For(i, I(0), reps, 1, func() {
+		f.Call(fn["gemm"], at(0), at(64), at(128), I(16), I(16), I(16), I(64), z, z, z)
+		f.Call(fn["gemm"], at(0), at(64), at(128), I(17), I(13), I(11), I(64), at(192), at(192), I(1))
+		f.Call(fn["pack_a"], at(0), I(64), I(16), I(64), at(64))
+		f.Call(fn["pack_a"], at(0), I(64), I(7), I(63), at(64))
+		f.Call(fn["pack_b"], at(0), I(16), I(64), I(16), at(64))
+		f.Call(fn["pack_b"], at(0), I(16), I(64), I(13), at(64))
+		f.Call(fn["pack_bt"], at(0), I(64), I(16), I(64), at(64))
+		f.Call(fn["pack_bt"], at(0), I(64), I(13), I(63), at(64))
+		f.MemoryFill(at(64), z, I(1024)) // im2col's offset tables: all zero, in range
+		f.Call(fn["im2col"], at(0), at(64), at(64), I(64), I(16), at(128))
+		f.Call(fn["pad"], at(0), at(64), I(4), I(16), I(16), I(18), I(18), I(1), I(1))
+		f.Call(fn["add"], at(0), at(0), at(64), I(1023))
+		f.Call(fn["affine"], at(0), at(64), I(1023), Fc(1), Fc(0))
+		f.Call(fn["silu"], at(0), at(64), I(1023))
+		f.Call(fn["add_channel"], at(0), at(0), at(64), I(4), I(255))
+		f.Call(fn["scale_shift"], at(0), at(0), at(64), I(1), I(4), I(255))
+		f.Call(fn["groupnorm"], at(0), at(64), at(0), z, I(1), I(4), I(255), I(2), Dc(1e-5), I(1), z)
+		f.Call(fn["groupnorm"], at(0), at(64), at(0), at(0), I(1), I(4), I(255), I(2), Dc(1e-5), z, at(0))
+		f.Call(fn["softmax"], at(64), I(16), I(63), I(64), Fc(1))
+		f.Call(fn["f16_to_f32"], at(0), at(64), I(1023))
+	})
+}

@@ -126,6 +126,19 @@ func (f *Func) Inc(v Var, n int32) { f.Set(v, Add(v, I(n))) }
 // Drop evaluates x and discards it.
 func (f *Func) Drop(x Expr) { x.emit(f); f.op(0x1a) }
 
+// Call calls callee (a function without results) with args.
+func (f *Func) Call(callee *Func, args ...Expr) {
+	if len(args) != len(callee.params) || len(callee.results) != 0 {
+		panic(fmt.Sprintf("wasmenc: call of %s with %d arguments", callee.Name, len(args)))
+	}
+	for i, a := range args {
+		want(a, callee.params[i], "argument of "+callee.Name)
+		a.emit(f)
+	}
+	f.op(0x10)
+	f.code = AppendU32(f.code, callee.index)
+}
+
 // Return returns x (or nothing when x is nil).
 func (f *Func) Return(x Expr) {
 	if x != nil {
