@@ -13,7 +13,8 @@ import (
 // A plan is a graph lowered for one batch size: the ops as a list of steps
 // (some fusing several graph nodes), every value's buffer in kernel memory
 // assigned once (buffers of values that are dead are reused), and the
-// scratch for packing. Running it allocates nothing.
+// scratch for packing. The kernel steps allocate nothing when it runs (the
+// fallback ops may, as core/cpu does).
 type plan struct {
 	g       *graph.Graph
 	k       *Kernels
