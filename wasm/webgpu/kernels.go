@@ -37,6 +37,7 @@ var families = map[string]family{
 	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},
 	"layout":      {"layout.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},
 	"embed":       {"embed.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}},
+	"sampler":     {"sampler.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},
 }
 
 // Workgroup memory and storage bindings the kernels use at most, checked

@@ -746,9 +746,7 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 	}
 	err := gd.Scoped(ctx, "network", func() {
 		e := gd.NewEncoder("run")
-		for _, s := range p.steps {
-			e.Dispatch(s.pipe, s.bg, s.grid[0], s.grid[1], s.grid[2])
-		}
+		p.encode(e)
 		e.Copy(p.out, 0, p.staging, 0, roundUp(p.outBytes, 4))
 		e.Submit()
 	})
@@ -766,6 +764,13 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 		return nil, err
 	}
 	return tensor.From(out, g.Shapes[g.Output]...), nil
+}
+
+// encode records every step of the program, in one compute pass.
+func (p *Program) encode(e *gpu.Encoder) {
+	for _, s := range p.steps {
+		e.Dispatch(s.pipe, s.bg, s.grid[0], s.grid[1], s.grid[2])
+	}
 }
 
 // blame reruns the steps one submission each to name the kernel behind err.
