@@ -17,7 +17,7 @@ build:
 	GOOS=js GOARCH=wasm $(GO) build ./core/...
 
 ## test: everything CI runs: vet, native tests, the core tests under wasm in Node
-test: test-native test-wasm test-simd test-webgpu
+test: test-native test-wasm test-simd test-browser test-webgpu
 
 test-native:
 	$(GO) vet ./...
@@ -35,6 +35,35 @@ fuzz:
 
 clean:
 	rm -rf bin dist
+
+## dist: the static site in dist/: the Go wasm app, Go's wasm_exec.js, web/, index.html,
+## weights/ with its manifest (random dev models from the fixtures when none is shipped),
+## the versioned service worker. DEFAULT_MODEL names the model the page opens with.
+DIST          ?= dist
+DEFAULT_MODEL ?= $(if $(wildcard weights/mnist.safetensors),mnist)
+SERVE_ADDR    ?= localhost:8080
+WEB_FILES     := $(filter-out web/sw.js,$(wildcard web/*.js web/*.css web/*.html web/*.svg web/*.webmanifest))
+SHIPPED       := $(wildcard weights/*.safetensors)
+DEV_MODELS    := $(if $(SHIPPED),,$(if $(wildcard $(FIXTURES_DIR)/diffusers),-dev-models $(FIXTURES_DIR)))
+.PHONY: dist serve test-browser
+dist:
+	rm -rf $(DIST)/web $(DIST)/weights $(DIST)/index.html $(DIST)/sw.js
+	mkdir -p $(DIST)/web $(DIST)/weights
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags=-s -o $(DIST)/web/diffuse.wasm ./wasm/app
+	cp $(WASMEXEC)/wasm_exec.js index.html $(DIST)/
+	mv $(DIST)/wasm_exec.js $(DIST)/web/
+	cp $(WEB_FILES) $(DIST)/web/
+	cp wasm/simd/simd_glue.js wasm/simd/kernels.wasm wasm/simd/kernels_relaxed.wasm $(DIST)/web/
+	$(if $(SHIPPED),cp $(SHIPPED) $(wildcard weights/*.md) $(DIST)/weights/)
+	$(GO) run ./tools/manifest -site $(DIST) -sw web/sw.js $(DEV_MODELS) $(if $(DEFAULT_MODEL),-default $(DEFAULT_MODEL))
+
+## serve: build dist/ and serve it on SERVE_ADDR (default localhost:8080)
+serve: dist
+	$(GO) run ./tools/serve -dir $(DIST) -addr $(SERVE_ADDR)
+
+## test-browser: end-to-end tests in headless Chromium (web/test/e2e; screenshots in dist/screenshots)
+test-browser: dist
+	cd web && node --test --test-concurrency=1 --test-timeout=600000 test/e2e/*.test.mjs
 
 ## test-simd: wasm/simd's tests as js/wasm in Node with the kernels attached through
 ## wasm/simd/simd_glue.js as a page does (zero-copy over Go's memory): with kernels.wasm,

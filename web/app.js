@@ -3,7 +3,7 @@
 // PNG downloads and shareable links. All the work happens in the worker
 // behind diffuse.js.
 import { createSampler, fetchManifest, DiffuseError } from './diffuse.js';
-import { drawBatch, batchToPNG, drawSample } from './render.js';
+import { drawBatch, batchToPNG, drawSample, isPoints } from './render.js';
 import { registerServiceWorker } from './sw-register.js';
 
 const $ = (id) => document.getElementById(id);
@@ -147,6 +147,20 @@ function describeModel(entry) {
   }
 }
 
+const IMAGE_BATCH_MAX = 16;
+const POINT_BATCH_MAX = 4096;
+
+/** Point models (2-D toys) sample clouds of hundreds of points; image models
+ * a handful of images. */
+function fitBatch(entry, wanted) {
+  const points = entry && isPoints([1, ...entry.shape]);
+  el.batch.max = String(points ? POINT_BATCH_MAX : IMAGE_BATCH_MAX);
+  let b = Number(wanted ?? el.batch.value) || 1;
+  if (points && wanted === undefined && b <= IMAGE_BATCH_MAX) b = 512;
+  if (!points && b > IMAGE_BATCH_MAX) b = 1;
+  el.batch.value = String(Math.min(b, Number(el.batch.max)));
+}
+
 function fillClasses(entry, wanted) {
   el.classField.hidden = !entry?.conditional;
   el.cls.replaceChildren();
@@ -191,16 +205,25 @@ function paramLabel(name) {
   return { eta: 'η (eta)', sigmas: 'σ spacing', rtol: 'Relative tolerance', atol: 'Absolute tolerance', snr: 'Corrector SNR', corrector_steps: 'Corrector steps', end_time: 'End time ε' }[name] || name;
 }
 
+/** The current values of the sampler's own parameter inputs. */
+function paramValues() {
+  const v = {};
+  for (const input of el.params.querySelectorAll('input, select')) v[input.name] = input.value;
+  return v;
+}
+
 /** Rebuilds the inputs of the sampler's own parameters. */
 function buildParams(values = {}) {
   const info = currentSamplerInfo();
   el.params.replaceChildren();
   el.samplerSummary.textContent = info ? info.summary : '';
+  const discrete = (currentEntry()?.schedule || '').startsWith('discrete');
   const takesSteps = !!info?.params.some((p) => p.name === 'steps');
   el.steps.disabled = !takesSteps;
   el.steps.title = takesSteps ? '' : 'This sampler chooses its own steps';
   for (const p of info?.params || []) {
     if (!PARAM_KEYS.includes(p.name)) continue;
+    if (p.name === 'end_time' && discrete) continue; // only continuous-time schedules have one
     const div = document.createElement('div');
     div.className = 'field';
     const label = document.createElement('label');
@@ -264,6 +287,9 @@ async function loadModel(name) {
   const entry = state.manifest.models.find((m) => m.name === name);
   describeModel(entry);
   fillClasses(entry, el.cls.value);
+  fitBatch(entry, state.wantBatch);
+  state.wantBatch = undefined;
+  if (state.sampler?.samplers) buildParams(paramValues());
   state.model = null;
   setBusy(true);
   clearError();
@@ -297,7 +323,7 @@ async function loadModel(name) {
     state.model = m;
     el.loadBox.hidden = true;
     const b = m.backend;
-    el.backendInfo.textContent = `${b.name === 'webgpu' ? 'WebGPU' : 'CPU'}: ${b.reason}`;
+    el.backendInfo.textContent = `${b.name === 'webgpu' ? 'WebGPU' : 'CPU'}${b.detail ? ` (${b.detail})` : ''}: ${b.reason}.`;
     el.statBackend.textContent = b.name === 'webgpu' ? 'WebGPU' : 'CPU';
     setStatus(`${name} is ready${m.cached ? ' (from the cache)' : ''}. Press Sample.`);
     setBusy(false);
@@ -336,12 +362,25 @@ function scheduleDraw(frame) {
 }
 
 function drawFrame(f) {
-  if (f.x) drawBatch(el.xt, f.x, f.shape);
-  if (f.x0) drawBatch(el.x0, f.x0, f.shape);
+  if (f.x) {
+    if (isPoints(f.shape)) {
+      // One view for the whole run, wide enough for the starting noise and
+      // every prediction so far; x_t keeps a faint trail of its last frame.
+      state.extent = Math.max(state.extent || 0, drawBatch(document.createElement('canvas'), f.x, f.shape));
+      drawBatch(el.xt, f.x, f.shape, { extent: state.extent, trail: state.prevX });
+      drawBatch(el.x0, f.x0, f.shape, { extent: state.extent });
+      state.prevX = f.x;
+    } else {
+      drawBatch(el.xt, f.x, f.shape);
+      drawBatch(el.x0, f.x0, f.shape);
+    }
+  }
   drawPlot();
 }
 
 function resetView() {
+  state.extent = 0;
+  state.prevX = null;
   state.levels = [];
   state.stepMs = [];
   state.stripNext = 0;
@@ -358,14 +397,17 @@ function resetView() {
 
 function addThumb(f) {
   const total = f.total > 0 ? f.total : 50;
-  const target = Math.round((state.stripNext * (total - 1)) / (STRIP_LEN - 1));
+  // The same keyframes the worker always sends images for (see keyframes).
+  const target = Math.floor((state.stripNext * (total - 1) + Math.floor((STRIP_LEN - 1) / 2)) / (STRIP_LEN - 1));
   if (f.index < target && f.index !== total - 1) return;
+  if (state.stripNext >= STRIP_LEN) return;
   state.stripNext++;
   const [xtRow, x0Row] = state.stripRows;
   for (const [row, data, what] of [[xtRow, f.x, 'x_t'], [x0Row, f.x0, 'predicted x0']]) {
     const fig = document.createElement('figure');
     const c = document.createElement('canvas');
-    drawSample(c, data, f.shape, 0);
+    if (isPoints(f.shape)) state.extent = Math.max(state.extent || 0, drawBatch(document.createElement('canvas'), f.x, f.shape));
+    drawSample(c, data, f.shape, 0, { extent: state.extent });
     c.setAttribute('role', 'img');
     c.setAttribute('aria-label', `${what} at step ${f.index + 1}`);
     const cap = document.createElement('figcaption');
@@ -402,7 +444,7 @@ function drawPlot() {
   const style = getComputedStyle(c);
   const fg = style.color || '#222';
   ctx.clearRect(0, 0, cssW, cssH);
-  const L = 44, R = 10, T = 10, B = 26;
+  const L = 54, R = 10, T = 10, B = 26;
   const w = cssW - L - R, h = cssH - T - B;
   ctx.strokeStyle = fg;
   ctx.globalAlpha = 0.4;
@@ -430,6 +472,12 @@ function drawPlot() {
   ctx.textAlign = 'center';
   ctx.textBaseline = 'top';
   ctx.fillText('step', L + w / 2, T + h + 8);
+  ctx.save();
+  ctx.translate(9, T + h / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textBaseline = 'middle';
+  ctx.fillText('σ/α', 0, 0);
+  ctx.restore();
   ctx.fillText('1', L, T + h + 8);
   ctx.fillText(String(n), L + w, T + h + 8);
   if (!state.levels.length) return;
@@ -480,10 +528,11 @@ async function run() {
     sigmas,
     params,
     seed: num(settings.seed, 0),
-    batch: Math.min(16, Math.max(1, num(settings.batch, 1))),
+    batch: Math.min(Number(el.batch.max) || IMAGE_BATCH_MAX, Math.max(1, num(settings.batch, 1))),
     class: settings.class === undefined || settings.class === '' ? null : Number(settings.class),
     guidance: settings.guidance === undefined ? 0 : num(settings.guidance, 1),
     imageEveryMs: 30,
+    keyframes: STRIP_LEN,
     onStep,
   };
   state.lastRun = { settings, total: steps };
@@ -494,6 +543,11 @@ async function run() {
   el.png.disabled = el.pngGrid.disabled = true;
   el.cancel.disabled = false;
   setStatus('Sampling…');
+  // On a phone the live view sits below the controls: bring it into view.
+  const view = document.getElementById('view');
+  if (matchMedia('(max-width: 899px)').matches && view.getBoundingClientRect().top > innerHeight * 0.6) {
+    view.scrollIntoView({ behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth', block: 'start' });
+  }
   const job = state.sampler.sample(state.model, opts);
   state.job = job;
   document.body.dataset.state = 'sampling';
@@ -501,15 +555,15 @@ async function run() {
     const r = await job;
     if (state.job !== job) return;
     state.result = r;
-    drawBatch(el.x0, r.x, r.shape);
-    drawBatch(el.xt, r.x, r.shape);
+    drawBatch(el.x0, r.x, r.shape, { extent: state.extent || undefined });
+    drawBatch(el.xt, r.x, r.shape, { extent: state.extent || undefined, trail: state.prevX });
     el.statTotal.textContent = fmtMs(r.totalMs);
     const mean = state.stepMs.length ? r.totalMs / state.stepMs.length : NaN;
     el.statStepMs.textContent = `${fmtMs(mean)} avg`;
     el.statBackend.textContent = r.backend === 'webgpu' ? 'WebGPU' : 'CPU';
     setStatus(`Done: ${r.nfe} network evaluations in ${fmtMs(r.totalMs)}.`);
     el.png.disabled = false;
-    el.pngGrid.disabled = r.shape[0] < 2;
+    el.pngGrid.disabled = r.shape[0] < 2 || isPoints(r.shape);
     document.body.dataset.state = 'done';
   } catch (e) {
     if (state.job !== job) return;
@@ -597,7 +651,7 @@ async function main() {
   state.autorun = want.seed !== undefined;
   if (want.seed !== undefined) el.seed.value = want.seed;
   if (want.steps !== undefined) el.steps.value = want.steps;
-  if (want.batch !== undefined) el.batch.value = want.batch;
+  state.wantBatch = want.batch;
   if (want.guidance !== undefined) el.guidance.value = want.guidance;
   if (['auto', 'webgpu', 'cpu'].includes(want.backend)) el.backend.value = want.backend;
   el.link.value = location.href;

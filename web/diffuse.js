@@ -190,7 +190,8 @@ export class Sampler {
    * sampler (registry name, default 'ddim'), steps, eta, guidance, class
    * (null/undefined: unconditional), seed (integer < 2^53), batch, sigmas,
    * params ({rtol, atol, snr, corrector_steps, end_time}), onStep(frame),
-   * imageEveryMs (send images at most this often; default 0: every step).
+   * imageEveryMs (send images at most this often; default 0: every step),
+   * keyframes (n: images also on n evenly spaced steps, first to last).
    * A frame is {index, total, nfe, t, alpha, sigma, level, stepMs, backend,
    * x, x0, shape}; x and x0 are Float32Array [B,C,H,W] or null. The result
    * is {x, shape, nfe, totalMs, backend}. */
@@ -211,7 +212,7 @@ export class Sampler {
     };
     const onStep = opts.onStep;
     const promise = this._call(
-      { id, type: 'sample', model: model.name, request, imageEveryMs: opts.imageEveryMs || 0 },
+      { id, type: 'sample', model: model.name, request, imageEveryMs: opts.imageEveryMs || 0, keyframes: opts.keyframes || 0 },
       { onFrame: onStep ? (f) => { f.shape = shape; onStep(f); } : null },
     );
     return new Job(this, id, promise);

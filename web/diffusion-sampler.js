@@ -13,7 +13,7 @@
 // sampling, done, error) and fires 'step', 'done' and 'error' events;
 // `result` holds the last result ({x, shape, nfe, totalMs, backend}).
 import { sharedSampler, DiffuseError } from './diffuse.js';
-import { drawBatch, drawSample } from './render.js';
+import { drawBatch, drawSample, isPoints } from './render.js';
 
 const CSS = `
 :host { display: block; margin: 1.25rem 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -25,7 +25,7 @@ const CSS = `
 .label { font-weight: 600; margin: 0 0 0.5rem; }
 .views { display: grid; grid-template-columns: repeat(auto-fit, minmax(8rem, 1fr)); gap: 0.6rem; }
 figure { margin: 0; }
-.views canvas { display: block; width: 100%; aspect-ratio: 1; height: auto; image-rendering: pixelated; background: #000; border-radius: 6px; }
+.views canvas { display: block; width: 100%; aspect-ratio: 1; height: auto; image-rendering: pixelated; background: var(--ds-line); border-radius: 6px; }
 figcaption { font-size: 0.8rem; color: var(--ds-muted); margin-top: 0.2rem; }
 .plot { display: block; width: 100%; height: 70px; margin-top: 0.5rem; }
 .strip { display: grid; grid-template-columns: repeat(8, minmax(0, 1fr)); gap: 0.25rem; margin-top: 0.5rem; }
@@ -162,7 +162,7 @@ export class DiffusionSampler extends HTMLElement {
       class: /^\s*\d+\s*$/.test(a('class') || '') ? +a('class') : null,
       guidance: num('guidance', 0),
       eta: num('eta', 0),
-      batch: Math.min(16, Math.max(1, num('batch', 1))),
+      batch: num('batch', 0),
       sigmas: a('sigmas') || '',
     };
   }
@@ -245,6 +245,9 @@ export class DiffusionSampler extends HTMLElement {
     else if (o.class === null && info.nullClass < 0) o.class = 0;
     if (o.class !== null && info.conditional && o.class >= info.classes) o.class = o.class % info.classes;
     if (!info.guidance || o.class === null) o.guidance = 0;
+    const points = isPoints([1, ...info.shape]);
+    o.batch = Math.min(points ? 4096 : 16, Math.max(1, o.batch || (points ? 512 : 1)));
+    this._extent = 0;
     const e = this._els;
     e.error.hidden = true;
     this._levels = [];
@@ -257,6 +260,7 @@ export class DiffusionSampler extends HTMLElement {
     const job = this._sampler.sample(this._model, {
       ...o,
       imageEveryMs: 30,
+      keyframes: 8,
       onStep: (f) => this._onStep(f),
     });
     this._job = job;
@@ -264,8 +268,9 @@ export class DiffusionSampler extends HTMLElement {
       const r = await job;
       if (this._job !== job) return;
       this.result = r;
-      if (!this._els.xtFig.hidden) drawBatch(e.xt, r.x, r.shape);
-      drawBatch(e.x0, r.x, r.shape);
+      const ext = { extent: this._extent || undefined };
+      if (!this._els.xtFig.hidden) drawBatch(e.xt, r.x, r.shape, ext);
+      drawBatch(e.x0, r.x, r.shape, ext);
       e.status.textContent = `Done in ${(r.totalMs / 1000).toFixed(1)} s (${r.nfe} network calls).`;
       this._describe(`${r.backend === 'webgpu' ? 'WebGPU' : 'CPU'}, ${(r.totalMs / Math.max(1, r.nfe)).toFixed(0)} ms/call`);
       e.play.textContent = 'Sample again';
@@ -290,14 +295,16 @@ export class DiffusionSampler extends HTMLElement {
     const e = this._els;
     e.status.textContent = `Step ${f.index + 1}${f.total > 0 ? ` of ${f.total}` : ''}…`;
     if (f.x) {
-      if (!e.xtFig.hidden) drawBatch(e.xt, f.x, f.shape);
-      drawBatch(e.x0, f.x0, f.shape);
+      if (isPoints(f.shape)) this._extent = Math.max(this._extent || 0, drawBatch(document.createElement('canvas'), f.x, f.shape));
+      const ext = { extent: this._extent || undefined };
+      if (!e.xtFig.hidden) drawBatch(e.xt, f.x, f.shape, ext);
+      drawBatch(e.x0, f.x0, f.shape, ext);
       if (!e.strip.hidden) {
         const total = f.total > 0 ? f.total : 20;
         if (f.index >= Math.round((this._stripNext * (total - 1)) / 7) || f.index === total - 1) {
           this._stripNext++;
           const c = h('canvas', { role: 'img', 'aria-label': `x_t at step ${f.index + 1}` });
-          drawSample(c, f.x, f.shape, 0);
+          drawSample(c, f.x, f.shape, 0, { extent: this._extent || undefined });
           e.strip.append(c);
         }
       }

@@ -12,11 +12,10 @@ let userAsked = false;
 export function registerServiceWorker(onUpdate) {
   if (registered || !('serviceWorker' in navigator)) return;
   registered = true;
-  const hadController = !!navigator.serviceWorker.controller;
   navigator.serviceWorker.addEventListener('controllerchange', () => {
     // A first install claims the page: nothing to reload. An update the user
     // asked for: reload once so every file comes from the new build.
-    if (hadController && userAsked) {
+    if (userAsked) {
       userAsked = false;
       location.reload();
     }

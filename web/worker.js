@@ -3,7 +3,7 @@
 //
 // Messages in:  {type:'init', id, backend}
 //               {type:'load', id, entry:{name,url,sha256,size}}
-//               {type:'sample', id, model, request, imageEveryMs}
+//               {type:'sample', id, model, request, imageEveryMs, keyframes}
 //               {type:'cancel', job}      {type:'unload', model}
 // Messages out: {type:'result', id, value}  {type:'error', id, message, kind}
 //               {type:'progress', id, phase, loaded, total}
@@ -14,6 +14,7 @@
 // the hash, so a second visit downloads nothing and a new file never mixes
 // with an old one.
 import './wasm_exec.js';
+import { attachSimd } from './simd_glue.js';
 
 const WEIGHTS_CACHE = 'diffuse-weights-v1';
 
@@ -27,15 +28,17 @@ self.diffuseYield = (cb) => { yieldQueue.push(cb); yieldChannel.port2.postMessag
 
 let backend = 'auto';
 let goAPI = null;
+let simd = { simd: false };
 
 const goReady = (async () => {
   const go = new Go();
   const resp = await fetch(new URL('diffuse.wasm', import.meta.url));
   if (!resp.ok) throw new Error(`could not load diffuse.wasm: HTTP ${resp.status}`);
   const bytes = await resp.arrayBuffer();
-  // The SIMD CPU backend's kernels attach to Go's imports before it starts.
-  const glue = await import('./simd_glue.js').catch(() => null);
-  if (glue && typeof glue.attachSimd === 'function') await glue.attachSimd(go, bytes);
+  // The SIMD CPU backend's kernel module attaches to Go's imports before Go
+  // starts (relaxed SIMD where the browser has it, else plain SIMD128; without
+  // either, stubs, and the CPU backend falls back to plain Go).
+  simd = await attachSimd(go, [new URL('kernels_relaxed.wasm', import.meta.url).href, new URL('kernels.wasm', import.meta.url).href]);
   const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
   const { instance } = await WebAssembly.instantiate(bytes, go.importObject);
   go.run(instance).then(() => {
@@ -146,7 +149,7 @@ async function sample(msg) {
     if (f.x0) transfer.push(f.x0.buffer);
     post({ type: 'frame', id: msg.id, frame: f }, transfer);
   };
-  const r = await go.sample(String(msg.id), msg.model, JSON.stringify(msg.request), onFrame, msg.imageEveryMs ?? 0);
+  const r = await go.sample(String(msg.id), msg.model, JSON.stringify(msg.request), onFrame, msg.imageEveryMs ?? 0, msg.keyframes ?? 0);
   return { value: r, transfer: [r.x.buffer] };
 }
 
@@ -165,6 +168,7 @@ self.onmessage = async (ev) => {
       reply(goReady.then((go) => ({
         samplers: JSON.parse(go.samplers()),
         webgpu: !!(self.navigator && navigator.gpu),
+        simd: simd.simd ? ['relaxed', 'simd128'][simd.index] : false,
       })));
       break;
     case 'load':

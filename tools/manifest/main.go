@@ -67,7 +67,14 @@ func main() {
 	def := flag.String("default", "", "name of the default model (default: the first non-development model by name, else the first)")
 	swTemplate := flag.String("sw", "web/sw.js", "service worker template")
 	devModels := flag.String("dev-models", "", "fixtures folder: also build the random-weight development models from it")
+	swOnly := flag.Bool("sw-only", false, "keep SITE/weights/manifest.json as it is and only rewrite the service worker")
 	flag.Parse()
+	if *swOnly {
+		if err := rewriteServiceWorker(*site, *swTemplate); err != nil {
+			log.Fatalf("manifest: %v", err)
+		}
+		return
+	}
 	if err := run(*site, *def, *swTemplate, *devModels); err != nil {
 		log.Fatalf("manifest: %v", err)
 	}
@@ -101,6 +108,19 @@ func run(site, def, swTemplate, devModels string) error {
 	return nil
 }
 
+// rewriteServiceWorker writes SITE/sw.js from the manifest already there.
+func rewriteServiceWorker(site, swTemplate string) error {
+	b, err := os.ReadFile(filepath.Join(site, "weights", "manifest.json"))
+	if err != nil {
+		return err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	return writeServiceWorker(site, swTemplate, &m)
+}
+
 func describe(wdir, def string) (*Manifest, error) {
 	files, err := filepath.Glob(filepath.Join(wdir, "*.safetensors"))
 	if err != nil {
@@ -115,7 +135,10 @@ func describe(wdir, def string) (*Manifest, error) {
 		}
 		l, err := engine.Load(data, "", -1)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			// A model this build cannot run is left out, loudly, rather than
+			// breaking the whole site.
+			fmt.Fprintf(os.Stderr, "manifest: WARNING: leaving out %s: %v\n", f, err)
+			continue
 		}
 		name := strings.TrimSuffix(filepath.Base(f), ".safetensors")
 		e := Entry{

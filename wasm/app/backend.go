@@ -13,6 +13,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/wasm/app/engine"
+	"github.com/diffuse-web/diffuse/wasm/simd"
 )
 
 // choice is what the page is told about the backend picked for a model.
@@ -20,6 +21,7 @@ type choice struct {
 	Name      string  `json:"name"`      // "webgpu" or "cpu"
 	Requested string  `json:"requested"` // "auto", "webgpu" or "cpu"
 	Reason    string  `json:"reason"`    // one line: why this one
+	Detail    string  `json:"detail"`    // the implementation, e.g. "WebAssembly SIMD"
 	CPUms     float64 `json:"cpuMs,omitempty"`
 	GPUms     float64 `json:"gpuMs,omitempty"`
 }
@@ -79,44 +81,56 @@ func pickBackend(ctx context.Context, want string, l *engine.Loaded) (*backend, 
 	switch want {
 	case "", "auto":
 		gpu, why := gpuDenoiser(ctx, l)
+		cpuNet, cpuDetail := cpuDenoiser(l)
 		if gpu == nil {
-			return newBackend(choice{Name: "cpu", Requested: "auto", Reason: why}, cpuDenoiser(l), nil), nil
+			return newBackend(choice{Name: "cpu", Requested: "auto", Reason: why, Detail: cpuDetail}, cpuNet, nil), nil
 		}
 		c := choice{Requested: "auto"}
-		cpuNet := cpuDenoiser(l)
 		var err error
 		if c.GPUms, err = calibrate(gpu.net, l, 2); err != nil {
 			gpu.release()
-			c.Name, c.Reason = "cpu", "WebGPU failed its calibration run: "+err.Error()
+			c.Name, c.Reason, c.Detail = "cpu", "WebGPU failed its calibration run: "+err.Error(), cpuDetail
 			return newBackend(c, cpuNet, nil), nil
 		}
 		if c.CPUms, err = calibrate(cpuNet, l, 1); err != nil {
 			return nil, err
 		}
 		if c.GPUms < c.CPUms {
-			c.Name, c.Reason = "webgpu", fmt.Sprintf("WebGPU was faster in calibration (%.0f ms vs %.0f ms per step)", c.GPUms, c.CPUms)
+			c.Name, c.Detail = "webgpu", gpu.detail
+			c.Reason = fmt.Sprintf("WebGPU was faster in calibration (%.0f ms vs %.0f ms per call on the CPU)", c.GPUms, c.CPUms)
 			return newBackend(c, gpu.net, gpu.release), nil
 		}
 		gpu.release()
-		c.Name, c.Reason = "cpu", fmt.Sprintf("the CPU was faster in calibration (%.0f ms vs %.0f ms per step on WebGPU)", c.CPUms, c.GPUms)
+		c.Name, c.Detail = "cpu", cpuDetail
+		c.Reason = fmt.Sprintf("the CPU was faster in calibration (%.0f ms vs %.0f ms per call on WebGPU)", c.CPUms, c.GPUms)
 		return newBackend(c, cpuNet, nil), nil
 	case "webgpu":
 		gpu, why := gpuDenoiser(ctx, l)
 		if gpu == nil {
 			return nil, &backendUserError{"WebGPU backend unavailable: " + why}
 		}
-		return newBackend(choice{Name: "webgpu", Requested: "webgpu", Reason: "requested"}, gpu.net, gpu.release), nil
+		return newBackend(choice{Name: "webgpu", Requested: "webgpu", Reason: "requested", Detail: gpu.detail}, gpu.net, gpu.release), nil
 	case "cpu":
-		return newBackend(choice{Name: "cpu", Requested: "cpu", Reason: "requested"}, cpuDenoiser(l), nil), nil
+		net, detail := cpuDenoiser(l)
+		return newBackend(choice{Name: "cpu", Requested: "cpu", Reason: "requested", Detail: detail}, net, nil), nil
 	}
 	return nil, &backendUserError{fmt.Sprintf("unknown backend %q (auto, webgpu or cpu)", want)}
 }
 
-// cpuDenoiser is the CPU backend.
-func cpuDenoiser(l *engine.Loaded) model.Denoiser { return cpu.NewDenoiser(l.Model) }
+// cpuDenoiser is the CPU backend: the SIMD128 kernels (wasm/simd) where the
+// worker could attach them, else the plain-Go reference (core/cpu). detail
+// says which.
+func cpuDenoiser(l *engine.Loaded) (net model.Denoiser, detail string) {
+	d, err := simd.NewDenoiser(l.Model)
+	if err != nil {
+		return cpu.NewDenoiser(l.Model), "plain Go (no WebAssembly SIMD: " + err.Error() + ")"
+	}
+	return d, "WebAssembly SIMD"
+}
 
 type gpuNet struct {
 	net     model.Denoiser
+	detail  string
 	release func()
 }
 

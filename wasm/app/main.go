@@ -7,14 +7,15 @@
 //	diffuseGo.samplers()                       -> JSON string: the sampler registry
 //	diffuseGo.load(key, bytes, sha256, size, backend)
 //	                                           -> Promise<JSON string>: model info + backend
-//	diffuseGo.sample(job, key, requestJSON, onFrame, imageEveryMs)
+//	diffuseGo.sample(job, key, requestJSON, onFrame, imageEveryMs, keyframes)
 //	                                           -> Promise<{x: Float32Array, shape, nfe, totalMs}>
 //	diffuseGo.cancel(job)                      cancels a running or queued job
 //	diffuseGo.unload(key)                      forgets a model
 //
 // onFrame receives {index, total, nfe, t, alpha, sigma, level, stepMs,
 // x, x0} after every network evaluation; x and x0 (Float32Array, [B,C,H,W])
-// are null on frames thinned out by imageEveryMs. Errors reject the promise
+// are null on frames thinned out by imageEveryMs, except on the first and last
+// frames and on `keyframes` evenly spaced ones (for a trajectory strip). Errors reject the promise
 // with an Error whose `kind` is "user" (a message to show as is: a damaged
 // file, a bad parameter), "cancelled" or "internal".
 //
@@ -141,12 +142,15 @@ func jsLoad(this js.Value, args []js.Value) any {
 	})
 }
 
-// jsSample(job, key, requestJSON, onFrame, imageEveryMs)
+// jsSample(job, key, requestJSON, onFrame, imageEveryMs, keyframes)
 func jsSample(this js.Value, args []js.Value) any {
 	job, key, reqJSON, onFrame := args[0].String(), args[1].String(), args[2].String(), args[3]
-	every := 0.0
+	every, keys := 0.0, 0
 	if len(args) > 4 && args[4].Type() == js.TypeNumber {
 		every = args[4].Float()
+	}
+	if len(args) > 5 && args[5].Type() == js.TypeNumber {
+		keys = args[5].Int()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	mu.Lock()
@@ -170,7 +174,8 @@ func jsSample(this js.Value, args []js.Value) any {
 		lastImage := time.Time{}
 		total := -1
 		want := func(i int) bool {
-			if every <= 0 || i == 0 || (total > 0 && i >= total-1) || time.Since(lastImage) >= time.Duration(every*float64(time.Millisecond)) {
+			if every <= 0 || i == 0 || (total > 0 && (i >= total-1 || isKeyframe(i, total, keys))) ||
+				time.Since(lastImage) >= time.Duration(every*float64(time.Millisecond)) {
 				lastImage = time.Now()
 				return true
 			}
@@ -211,6 +216,20 @@ func jsSample(this js.Value, args []js.Value) any {
 		o.Set("backend", m.backend.current())
 		return o, nil
 	})
+}
+
+// isKeyframe reports whether step i of total is one of n evenly spaced
+// steps from the first to the last.
+func isKeyframe(i, total, n int) bool {
+	if n < 2 || total < 2 {
+		return false
+	}
+	for k := 0; k < n; k++ {
+		if (k*(total-1)+(n-1)/2)/(n-1) == i {
+			return true
+		}
+	}
+	return false
 }
 
 // float32Array copies v into a new JS Float32Array (null for nil).

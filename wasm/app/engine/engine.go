@@ -35,8 +35,9 @@ const DefaultScheduler = `{"_class_name":"DDPMScheduler","num_train_timesteps":1
 // Limits on what a page may ask for, so a typo in a shared link cannot make
 // the tab allocate gigabytes or run for hours.
 const (
-	MaxBatch = 64
-	MaxSteps = 1000
+	MaxBatch  = 4096    // samples per request (2-D toy models draw clouds of points)
+	MaxValues = 1 << 22 // values per batch (batch × C × H × W)
+	MaxSteps  = 1000
 )
 
 // SizeError says a download is not the size the manifest promised: almost
@@ -347,6 +348,9 @@ func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
 	}
 	if b < 1 || b > MaxBatch {
 		return info, nil, &RequestError{"batch", fmt.Sprintf("%d is outside 1…%d", b, MaxBatch)}
+	}
+	if n := tensor.Numel(l.Info.Shape); b*n > MaxValues {
+		return info, nil, &RequestError{"batch", fmt.Sprintf("%d samples of %v are too many (at most %d)", b, l.Info.Shape, MaxValues/n)}
 	}
 	if r.Class != nil {
 		if !l.Info.Conditional {

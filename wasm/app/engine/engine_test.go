@@ -132,7 +132,7 @@ func TestBadRequestsNameTheField(t *testing.T) {
 	}{
 		{uncond, Request{Sampler: "nope"}, "sampler"},
 		{uncond, Request{Sampler: "ddim", Steps: 5000}, "steps"},
-		{uncond, Request{Sampler: "ddim", Batch: 1000}, "batch"},
+		{uncond, Request{Sampler: "ddim", Batch: 5000}, "batch"},
 		{uncond, Request{Sampler: "ddim", Eta: 2}, "eta"},
 		{uncond, Request{Sampler: "euler", Eta: 0.5}, "eta"},
 		{uncond, Request{Sampler: "ddim", Class: c(1)}, "class"},

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCardText(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.md")
+	os.WriteFile(p, []byte("# MNIST digits — class-conditional\n\nA **small** UNet\ntrained on `MNIST`.\n\n## Data\nmore\n"), 0o644)
+	title, summary, err := cardText(p)
+	if err != nil || title != "MNIST digits — class-conditional" || summary != "A small UNet trained on MNIST." {
+		t.Fatalf("got %q, %q, %v", title, summary, err)
+	}
+}
+
+// TestSiteWithDevModels builds the development models, the manifest and the
+// service worker into a temporary site, as `make dist` does.
+func TestSiteWithDevModels(t *testing.T) {
+	fixtures := os.Getenv("FIXTURES_DIR")
+	if fixtures == "" {
+		fixtures = "../../../shared/fixtures"
+	}
+	if _, err := os.Stat(filepath.Join(fixtures, "diffusers", "mnist_cond")); err != nil {
+		t.Skipf("fixtures not found at %s (set FIXTURES_DIR)", fixtures)
+	}
+	site := t.TempDir()
+	os.MkdirAll(filepath.Join(site, "web"), 0o755)
+	os.WriteFile(filepath.Join(site, "index.html"), []byte("<!doctype html>"), 0o644)
+	os.WriteFile(filepath.Join(site, "web", "app.js"), []byte("//"), 0o644)
+	os.MkdirAll(filepath.Join(site, "screenshots"), 0o755)
+	os.WriteFile(filepath.Join(site, "screenshots", "x.png"), []byte("png"), 0o644)
+	tpl := filepath.Join(t.TempDir(), "sw.js")
+	os.WriteFile(tpl, []byte("// head\nconst BUILD = { version: 'dev' };\nconst X = 1;\n"), 0o644)
+	if err := run(site, "", tpl, fixtures); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(site, "weights", "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Default != "dev-tiny" || len(m.Models) != len(devModelList) {
+		t.Fatalf("default %q, %d models", m.Default, len(m.Models))
+	}
+	for _, e := range m.Models {
+		data, err := os.ReadFile(filepath.Join(site, "weights", e.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		if e.SHA256 != hex.EncodeToString(sum[:]) || e.Size != int64(len(data)) || e.Card != e.Name+".md" || !e.Dev {
+			t.Errorf("entry %+v", e)
+		}
+	}
+	sw, _ := os.ReadFile(filepath.Join(site, "sw.js"))
+	s := string(sw)
+	if !strings.Contains(s, `"index.html"`) || !strings.Contains(s, `"web/app.js"`) || !strings.Contains(s, `"weights/manifest.json"`) ||
+		strings.Contains(s, "screenshots") || strings.Contains(s, `"weights/dev-tiny.safetensors"`) ||
+		!strings.Contains(s, `dev-tiny.safetensors?sha256=`) || !strings.HasSuffix(s, "const X = 1;\n") {
+		t.Errorf("service worker:\n%s", s)
+	}
+	// Deterministic: the same inputs give the same version.
+	if err := run(site, "", tpl, ""); err != nil {
+		t.Fatal(err)
+	}
+	sw2, _ := os.ReadFile(filepath.Join(site, "sw.js"))
+	if string(sw2) != s {
+		t.Error("a rebuild of the same site changed the service worker")
+	}
+	if err := run(site, "nope", tpl, ""); err == nil {
+		t.Error("-default naming no model was accepted")
+	}
+}
