@@ -93,7 +93,10 @@ type Config struct {
 
 	// SDE (ours) selects a continuous-time schedule: "vp" or "ve"; empty
 	// means the discrete schedule above.
-	SDE     string  `json:"sde,omitempty"`
+	SDE string `json:"sde,omitempty"`
+	// Sigma (ours) is the σ of the score-SDE tutorial's VE SDE dx = σ^t dw
+	// (sde "ve_tutorial"), whose marginal std is sqrt((σ^(2t) - 1) / (2 ln σ)).
+	Sigma   float64 `json:"sigma,omitempty"`
 	BetaMin float64 `json:"beta_min"` // VP-SDE β_min (ours), default 0.1
 	BetaMax float64 `json:"beta_max"` // VP-SDE β_max (ours), default 20
 	// SamplingEps (ours) is the end time ε of continuous-time sampling:
@@ -315,7 +318,7 @@ func (c *Config) Variance() string {
 // Validate checks every field this package or a sampler reads and reports the
 // first problem, naming the field.
 func (c *Config) Validate() error {
-	if err := oneOf("sde", c.SDE, "", "vp", "ve"); err != nil {
+	if err := oneOf("sde", c.SDE, "", "vp", "ve", "ve_tutorial"); err != nil {
 		return err
 	}
 	if err := oneOf("prediction_type", c.PredictionType, "epsilon", "sample", "v_prediction", "score"); err != nil {
@@ -367,6 +370,16 @@ func (c *Config) Validate() error {
 			return fieldErr("beta_max", "want 0 < beta_min < beta_max, got beta_min %v, beta_max %v", c.BetaMin, c.BetaMax)
 		}
 		if err := oneOf("time_input", c.TimeInput, "", "t", "t_scaled", "sigma", "log_sigma"); err != nil {
+			return err
+		}
+	case "ve_tutorial":
+		if !(c.Sigma > 1) {
+			return fieldErr("sigma", "the tutorial VE SDE dx = sigma^t dw needs sigma > 1, got %v", c.Sigma)
+		}
+		if c.PredictionType == "v_prediction" {
+			return fieldErr("prediction_type", "v_prediction needs a variance-preserving schedule, not sde \"ve_tutorial\"")
+		}
+		if err := oneOf("time_input", c.TimeInput, "", "t"); err != nil {
 			return err
 		}
 	case "ve":

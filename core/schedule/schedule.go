@@ -91,7 +91,7 @@ func New(c Config) (*Schedule, error) {
 	case "vp":
 		s.Kind = VP
 		return s, nil
-	case "ve":
+	case "ve", "ve_tutorial":
 		s.Kind = VE
 		return s, nil
 	}
@@ -222,6 +222,11 @@ func (s *Schedule) LevelAt(t float64) float64 {
 		c := s.Config
 		return math.Sqrt(math.Expm1(0.5*t*t*(c.BetaMax-c.BetaMin) + t*c.BetaMin))
 	case VE:
+		if s.Config.SDE == "ve_tutorial" {
+			// marginal_prob_std of the score-SDE tutorial: ∫_0^t σ^(2u) du.
+			ls := math.Log(s.Config.Sigma)
+			return math.Sqrt(math.Expm1(2*t*ls) / (2 * ls))
+		}
 		lo, hi := s.Config.veRange()
 		return lo * math.Pow(hi/lo, t)
 	}
@@ -252,6 +257,10 @@ func (s *Schedule) TimeAt(level float64) float64 {
 		a := 0.5 * (c.BetaMax - c.BetaMin)
 		return 2 * l / (c.BetaMin + math.Sqrt(c.BetaMin*c.BetaMin+4*a*l))
 	case VE:
+		if s.Config.SDE == "ve_tutorial" {
+			ls := math.Log(s.Config.Sigma)
+			return math.Log1p(2*ls*level*level) / (2 * ls)
+		}
 		lo, hi := s.Config.veRange()
 		return math.Log(level/lo) / math.Log(hi/lo)
 	}
@@ -330,6 +339,9 @@ func (s *Schedule) timeInput() string {
 	case VP:
 		return "t_scaled"
 	case VE:
+		if s.Config.SDE == "ve_tutorial" {
+			return "t"
+		}
 		return "sigma"
 	}
 	return "timestep"
