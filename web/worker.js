@@ -30,7 +30,23 @@ let backend = 'auto';
 let goAPI = null;
 let simd = { simd: false };
 
+// 'auto' skips software WebGPU adapters (wasm/app/backend.go reads this).
+async function detectSoftwareGPU() {
+  try {
+    const a = self.navigator && navigator.gpu && await navigator.gpu.requestAdapter();
+    if (!a) return;
+    const info = a.info || {};
+    const desc = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
+    if (a.isFallbackAdapter || info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe|software|basic render/i.test(desc)) {
+      self.diffuseSoftwareGPU = desc || 'fallback adapter';
+    }
+  } catch {
+    // no adapter: the Go side finds out itself
+  }
+}
+
 const goReady = (async () => {
+  await detectSoftwareGPU();
   const go = new Go();
   const resp = await fetch(new URL('diffuse.wasm', import.meta.url));
   if (!resp.ok) throw new Error(`could not load diffuse.wasm: HTTP ${resp.status}`);

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall/js"
 	"time"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
@@ -14,6 +15,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/wasm/app/engine"
 	"github.com/diffuse-web/diffuse/wasm/simd"
+	"github.com/diffuse-web/diffuse/wasm/webgpu"
 )
 
 // choice is what the page is told about the backend picked for a model.
@@ -44,6 +46,7 @@ type backend struct {
 	choice choice
 	net    model.Denoiser
 
+	l       *engine.Loaded
 	mu      sync.Mutex
 	inner   model.Denoiser
 	name    string
@@ -53,7 +56,16 @@ type backend struct {
 func (b *backend) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.Tensor, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.inner.Denoise(x, t, class)
+	y, err := b.inner.Denoise(x, t, class)
+	if err != nil && b.name == "webgpu" && errors.Is(err, webgpu.ErrDeviceLost) {
+		// The GPU went away (driver reset, tab in the background on some
+		// systems): finish on the CPU, redoing this step.
+		b.release()
+		b.inner, _ = cpuDenoiser(b.l)
+		b.name, b.release = "cpu", func() {}
+		return b.inner.Denoise(x, t, class)
+	}
+	return y, err
 }
 
 func (b *backend) current() string {
@@ -62,11 +74,11 @@ func (b *backend) current() string {
 	return b.name
 }
 
-func newBackend(c choice, net model.Denoiser, release func()) *backend {
+func newBackend(l *engine.Loaded, c choice, net model.Denoiser, release func()) *backend {
 	if release == nil {
 		release = func() {}
 	}
-	b := &backend{choice: c, inner: net, name: c.Name, release: release}
+	b := &backend{l: l, choice: c, inner: net, name: c.Name, release: release}
 	b.net = b
 	return b
 }
@@ -75,44 +87,61 @@ func newBackend(c choice, net model.Denoiser, release func()) *backend {
 // want is "auto", "webgpu" or "cpu". "auto" takes WebGPU when an adapter
 // exists and a short calibration shows it faster than the CPU, else the CPU.
 //
-// The CPU backend is core/cpu (the plain-Go reference) until the SIMD
-// backend lands; the WebGPU backend slots in at gpuDenoiser.
+// The CPU backend is wasm/simd (core/cpu where WebAssembly SIMD is missing);
+// the WebGPU backend is wasm/webgpu.
 func pickBackend(ctx context.Context, want string, l *engine.Loaded) (*backend, error) {
 	switch want {
 	case "", "auto":
-		gpu, why := gpuDenoiser(ctx, l)
 		cpuNet, cpuDetail := cpuDenoiser(l)
+		// A software adapter (SwiftShader, say) is never faster than the CPU
+		// path and its kernel compilation alone takes seconds: skip it. The
+		// worker sets diffuseSoftwareGPU to the adapter's description.
+		if sw := js.Global().Get("diffuseSoftwareGPU"); sw.Type() == js.TypeString {
+			return newBackend(l, choice{Name: "cpu", Requested: "auto", Detail: cpuDetail,
+				Reason: "the WebGPU adapter is a software renderer (" + sw.String() + ")"}, cpuNet, nil), nil
+		}
+		gpu, why := gpuDenoiser(ctx, l)
 		if gpu == nil {
-			return newBackend(choice{Name: "cpu", Requested: "auto", Reason: why, Detail: cpuDetail}, cpuNet, nil), nil
+			return newBackend(l, choice{Name: "cpu", Requested: "auto", Reason: why, Detail: cpuDetail}, cpuNet, nil), nil
 		}
 		c := choice{Requested: "auto"}
 		var err error
-		if c.GPUms, err = calibrate(gpu.net, l, 2); err != nil {
-			gpu.release()
-			c.Name, c.Reason, c.Detail = "cpu", "WebGPU failed its calibration run: "+err.Error(), cpuDetail
-			return newBackend(c, cpuNet, nil), nil
-		}
 		if c.CPUms, err = calibrate(cpuNet, l, 1); err != nil {
 			return nil, err
+		}
+		// The GPU's first call includes pipeline compilation; when even that
+		// is far slower than the CPU (a software adapter, say) it is not
+		// worth a second one.
+		first, err := calibrate(gpu.net, l, 0)
+		if err == nil {
+			c.GPUms = first
+			if first < max(1000, 20*c.CPUms) {
+				c.GPUms, err = calibrate(gpu.net, l, 0)
+			}
+		}
+		if err != nil {
+			gpu.release()
+			c.Name, c.Reason, c.Detail = "cpu", "WebGPU failed its calibration run: "+err.Error(), cpuDetail
+			return newBackend(l, c, cpuNet, nil), nil
 		}
 		if c.GPUms < c.CPUms {
 			c.Name, c.Detail = "webgpu", gpu.detail
 			c.Reason = fmt.Sprintf("WebGPU was faster in calibration (%.0f ms vs %.0f ms per call on the CPU)", c.GPUms, c.CPUms)
-			return newBackend(c, gpu.net, gpu.release), nil
+			return newBackend(l, c, gpu.net, gpu.release), nil
 		}
 		gpu.release()
 		c.Name, c.Detail = "cpu", cpuDetail
 		c.Reason = fmt.Sprintf("the CPU was faster in calibration (%.0f ms vs %.0f ms per call on WebGPU)", c.CPUms, c.GPUms)
-		return newBackend(c, cpuNet, nil), nil
+		return newBackend(l, c, cpuNet, nil), nil
 	case "webgpu":
 		gpu, why := gpuDenoiser(ctx, l)
 		if gpu == nil {
 			return nil, &backendUserError{"WebGPU backend unavailable: " + why}
 		}
-		return newBackend(choice{Name: "webgpu", Requested: "webgpu", Reason: "requested", Detail: gpu.detail}, gpu.net, gpu.release), nil
+		return newBackend(l, choice{Name: "webgpu", Requested: "webgpu", Reason: "requested", Detail: gpu.detail}, gpu.net, gpu.release), nil
 	case "cpu":
 		net, detail := cpuDenoiser(l)
-		return newBackend(choice{Name: "cpu", Requested: "cpu", Reason: "requested", Detail: detail}, net, nil), nil
+		return newBackend(l, choice{Name: "cpu", Requested: "cpu", Reason: "requested", Detail: detail}, net, nil), nil
 	}
 	return nil, &backendUserError{fmt.Sprintf("unknown backend %q (auto, webgpu or cpu)", want)}
 }
@@ -134,9 +163,50 @@ type gpuNet struct {
 	release func()
 }
 
-// gpuDenoiser opens WebGPU and builds the model on it, or says why not.
+var (
+	gpuMu  sync.Mutex
+	gpuDev *webgpu.Device
+)
+
+// openGPU opens the worker's one WebGPU device, or reopens it after a loss.
+func openGPU(ctx context.Context) (*webgpu.Device, error) {
+	gpuMu.Lock()
+	defer gpuMu.Unlock()
+	if gpuDev != nil {
+		select {
+		case <-gpuDev.Lost():
+			gpuDev = nil
+		default:
+			return gpuDev, nil
+		}
+	}
+	d, err := webgpu.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gpuDev = d
+	return d, nil
+}
+
+// gpuDenoiser opens WebGPU and builds the model on it (which compiles its
+// kernels for one sample), or says why not.
 func gpuDenoiser(ctx context.Context, l *engine.Loaded) (*gpuNet, string) {
-	return nil, "the WebGPU backend is not part of this build yet"
+	d, err := openGPU(ctx)
+	if err != nil {
+		if errors.Is(err, webgpu.ErrNoWebGPU) {
+			return nil, "this browser offers no WebGPU adapter"
+		}
+		return nil, "WebGPU did not start: " + err.Error()
+	}
+	dn, err := d.NewDenoiser(l.Model)
+	if err != nil {
+		var le *webgpu.LimitError
+		if errors.As(err, &le) {
+			return nil, "the model does not fit this GPU's limits: " + err.Error()
+		}
+		return nil, "the model could not be built on WebGPU: " + err.Error()
+	}
+	return &gpuNet{net: dn, detail: dn.WeightFormat() + " weights", release: dn.Release}, ""
 }
 
 // calibrate times one denoiser call on a batch of one at a mid-schedule
