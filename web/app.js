@@ -3,7 +3,7 @@
 // PNG downloads and shareable links. All the work happens in the worker
 // behind diffuse.js.
 import { createSampler, fetchManifest, DiffuseError } from './diffuse.js';
-import { drawBatch, batchToPNG, drawSample, isPoints } from './render.js';
+import { drawBatch, batchToPNG, drawSample, isPoints, fieldGrid } from './render.js';
 import { registerServiceWorker } from './sw-register.js';
 
 const $ = (id) => document.getElementById(id);
@@ -17,6 +17,9 @@ const el = {
   statStep: $('stat-step'), statLevel: $('stat-level'), statStepMs: $('stat-step-ms'), statTotal: $('stat-total'),
   statBackend: $('stat-backend'), png: $('png'), pngGrid: $('png-grid'), copyLink: $('copy-link'), link: $('link'),
   strip: $('strip'), plot: $('plot'), cards: $('model-cards'), update: $('update'), updateReload: $('update-reload'),
+  scoreToggle: $('score-field-toggle'), showField: $('show-field'), interpSection: $('interp-section'),
+  seedTo: $('seed-to'), diceTo: $('dice-to'), interpFrames: $('interp-frames'), interpRun: $('interp-run'),
+  interpStatus: $('interp-status'), interp: $('interp'), interpStrip: $('interp-strip'),
 };
 
 const PARAM_KEYS = ['eta', 'sigmas', 'rtol', 'atol', 'snr', 'corrector_steps', 'end_time'];
@@ -281,6 +284,7 @@ async function startSampler(backend) {
 
 function setBusy(loading) {
   el.run.disabled = loading || !state.model;
+  el.interpRun.disabled = loading || !state.model;
 }
 
 async function loadModel(name) {
@@ -289,6 +293,9 @@ async function loadModel(name) {
   fillClasses(entry, el.cls.value);
   fitBatch(entry, state.wantBatch);
   state.wantBatch = undefined;
+  const points = isPoints([1, ...entry.shape]);
+  el.scoreToggle.hidden = !points;
+  el.interpSection.hidden = points;
   if (state.sampler?.samplers) buildParams(paramValues());
   state.model = null;
   setBusy(true);
@@ -361,15 +368,40 @@ function scheduleDraw(frame) {
   });
 }
 
+/** For point models: asks the worker for the score field on a grid at the
+ * frame's noise level (one request at a time) and redraws when it arrives. */
+function requestField(f) {
+  if (!el.showField.checked || state.fieldPending || !(f.sigma > 0)) return;
+  const extent = state.extent;
+  const xs = fieldGrid(extent);
+  const model = state.model;
+  const run = state.runId;
+  state.fieldPending = true;
+  const cls = state.lastRun?.opts.class;
+  state.sampler.field(model, f, xs.slice(), { class: cls ?? null }).then((x0) => {
+    if (state.runId !== run) return;
+    state.field = { xs, x0, alpha: f.alpha, sigma: f.sigma };
+    if (state.lastPointFrame) drawPointsFrame(state.lastPointFrame);
+  }, () => {}).finally(() => { state.fieldPending = false; });
+}
+
+function drawPointsFrame(f) {
+  const field = el.showField.checked ? state.field : null;
+  drawBatch(el.xt, f.x, f.shape, { extent: state.extent, trail: f.trail, field });
+  drawBatch(el.x0, f.x0, f.shape, { extent: state.extent });
+}
+
 function drawFrame(f) {
   if (f.x) {
     if (isPoints(f.shape)) {
       // One view for the whole run, wide enough for the starting noise and
       // every prediction so far; x_t keeps a faint trail of its last frame.
       state.extent = Math.max(state.extent || 0, drawBatch(document.createElement('canvas'), f.x, f.shape));
-      drawBatch(el.xt, f.x, f.shape, { extent: state.extent, trail: state.prevX });
-      drawBatch(el.x0, f.x0, f.shape, { extent: state.extent });
+      f.trail = state.prevX;
+      state.lastPointFrame = f;
+      drawPointsFrame(f);
       state.prevX = f.x;
+      requestField(f);
     } else {
       drawBatch(el.xt, f.x, f.shape);
       drawBatch(el.x0, f.x0, f.shape);
@@ -381,6 +413,9 @@ function drawFrame(f) {
 function resetView() {
   state.extent = 0;
   state.prevX = null;
+  state.field = null;
+  state.lastPointFrame = null;
+  state.runId = (state.runId || 0) + 1;
   state.levels = [];
   state.stepMs = [];
   state.stripNext = 0;
@@ -418,6 +453,7 @@ function addThumb(f) {
 }
 
 function onStep(f) {
+  state.lastLevel = { t: f.t, alpha: f.alpha, sigma: f.sigma, level: f.level };
   state.levels.push(f.level);
   state.stepMs.push(f.stepMs);
   const total = f.total > 0 ? f.total : '?';
@@ -505,11 +541,8 @@ function num(v, d) {
   return v === '' || v == null || !isFinite(n) ? d : n;
 }
 
-async function run() {
-  if (!state.model) return;
-  if (state.job) state.job.cancel();
-  clearError();
-  const settings = readSettings();
+/** The sampling options the form describes (without the callbacks). */
+function formOptions(settings) {
   const info = currentSamplerInfo();
   const params = {};
   let eta = 0;
@@ -521,7 +554,7 @@ async function run() {
     else params[k] = num(settings[k], 0);
   }
   const steps = info?.params.some((p) => p.name === 'steps') ? num(settings.steps, 20) : 0;
-  const opts = {
+  return {
     sampler: settings.sampler,
     steps,
     eta,
@@ -531,11 +564,18 @@ async function run() {
     batch: Math.min(Number(el.batch.max) || IMAGE_BATCH_MAX, Math.max(1, num(settings.batch, 1))),
     class: settings.class === undefined || settings.class === '' ? null : Number(settings.class),
     guidance: settings.guidance === undefined ? 0 : num(settings.guidance, 1),
-    imageEveryMs: 30,
-    keyframes: STRIP_LEN,
-    onStep,
   };
-  state.lastRun = { settings, total: steps };
+}
+
+async function run() {
+  if (!state.model) return;
+  if (state.job) state.job.cancel();
+  if (state.interpJob) state.interpJob.cancel();
+  clearError();
+  const settings = readSettings();
+  const opts = { ...formOptions(settings), imageEveryMs: 30, keyframes: STRIP_LEN, onStep };
+  const steps = opts.steps;
+  state.lastRun = { settings, total: steps, opts };
   history.replaceState(null, '', settingsURL(settings));
   el.link.value = location.href;
   resetView();
@@ -555,8 +595,13 @@ async function run() {
     const r = await job;
     if (state.job !== job) return;
     state.result = r;
-    drawBatch(el.x0, r.x, r.shape, { extent: state.extent || undefined });
-    drawBatch(el.xt, r.x, r.shape, { extent: state.extent || undefined, trail: state.prevX });
+    if (isPoints(r.shape)) {
+      state.lastPointFrame = { x: r.x, x0: r.x, shape: r.shape, trail: state.prevX };
+      drawPointsFrame(state.lastPointFrame);
+    } else {
+      drawBatch(el.x0, r.x, r.shape);
+      drawBatch(el.xt, r.x, r.shape);
+    }
     el.statTotal.textContent = fmtMs(r.totalMs);
     const mean = state.stepMs.length ? r.totalMs / state.stepMs.length : NaN;
     el.statStepMs.textContent = `${fmtMs(mean)} avg`;
@@ -579,6 +624,66 @@ async function run() {
     if (state.job === job) {
       state.job = null;
       el.cancel.disabled = true;
+    }
+  }
+}
+
+// ---------- seed interpolation ----------
+
+let interpTimer = 0;
+
+function stopInterpAnimation() {
+  if (interpTimer) clearInterval(interpTimer);
+  interpTimer = 0;
+}
+
+async function interpolate() {
+  if (!state.model) return;
+  if (state.job) state.job.cancel();
+  if (state.interpJob) state.interpJob.cancel();
+  stopInterpAnimation();
+  const settings = readSettings();
+  const frames = Math.min(32, Math.max(3, num(el.interpFrames.value, 12)));
+  const opts = { ...formOptions(settings), batch: frames, seedTo: num(el.seedTo.value, 0) };
+  el.interpStrip.replaceChildren();
+  el.interpStatus.textContent = `Sampling ${frames} frames from seed ${opts.seed} to seed ${opts.seedTo}…`;
+  el.cancel.disabled = false;
+  const job = state.sampler.sample(state.model, {
+    ...opts,
+    imageEveryMs: 250,
+    onStep: (f) => {
+      el.interpStatus.textContent = `Sampling ${frames} frames: step ${f.index + 1}${f.total > 0 ? ` of ${f.total}` : ''}…`;
+      if (f.x0) drawBatch(el.interp, f.x0, f.shape, { cols: frames });
+    },
+  });
+  state.interpJob = job;
+  try {
+    const r = await job;
+    if (state.interpJob !== job) return;
+    for (let i = 0; i < frames; i++) {
+      const c = document.createElement('canvas');
+      drawSample(c, r.x, r.shape, i);
+      c.setAttribute('role', 'img');
+      c.setAttribute('aria-label', `frame ${i + 1} of ${frames}`);
+      el.interpStrip.append(c);
+    }
+    el.interpStatus.textContent = `Done: ${frames} frames in ${fmtMs(r.totalMs)}.`;
+    // Ping-pong through the frames (a still strip only, for reduced motion).
+    let i = 0, dir = 1;
+    const show = () => {
+      drawSample(el.interp, r.x, r.shape, i);
+      if (i + dir < 0 || i + dir >= frames) dir = -dir;
+      i += dir;
+    };
+    show();
+    if (!matchMedia('(prefers-reduced-motion: reduce)').matches) interpTimer = setInterval(show, 120);
+  } catch (e) {
+    if (state.interpJob !== job) return;
+    el.interpStatus.textContent = e instanceof DiffuseError && e.kind === 'cancelled' ? 'Cancelled.' : `Failed: ${e.message}`;
+  } finally {
+    if (state.interpJob === job) {
+      state.interpJob = null;
+      if (!state.job) el.cancel.disabled = true;
     }
   }
 }
@@ -621,7 +726,20 @@ function onUpdateReady(reg) {
 
 function wire() {
   el.form.addEventListener('submit', (e) => { e.preventDefault(); run(); });
-  el.cancel.addEventListener('click', () => state.job && state.job.cancel());
+  el.cancel.addEventListener('click', () => {
+    if (state.job) state.job.cancel();
+    if (state.interpJob) state.interpJob.cancel();
+  });
+  el.interpRun.addEventListener('click', interpolate);
+  el.diceTo.addEventListener('click', () => {
+    el.seedTo.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
+  });
+  el.showField.addEventListener('change', () => {
+    if (state.lastPointFrame) {
+      drawPointsFrame(state.lastPointFrame);
+      if (el.showField.checked && !state.field && state.lastRun) requestField({ ...state.lastPointFrame, ...state.lastLevel });
+    }
+  });
   el.dice.addEventListener('click', () => {
     el.seed.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
   });

@@ -189,7 +189,8 @@ export class Sampler {
   /** Starts sampling; returns a Job (a thenable with cancel()). Options:
    * sampler (registry name, default 'ddim'), steps, eta, guidance, class
    * (null/undefined: unconditional), seed (integer < 2^53), batch, sigmas,
-   * params ({rtol, atol, snr, corrector_steps, end_time}), onStep(frame),
+   * params ({rtol, atol, snr, corrector_steps, end_time}), seedTo (a second
+   * seed: the batch becomes a morph from seed to seedTo), onStep(frame),
    * imageEveryMs (send images at most this often; default 0: every step),
    * keyframes (n: images also on n evenly spaced steps, first to last).
    * A frame is {index, total, nfe, t, alpha, sigma, level, stepMs, backend,
@@ -206,6 +207,7 @@ export class Sampler {
       guidance: opts.guidance == null ? 0 : +opts.guidance,
       class: opts.class == null || opts.class === '' ? null : opts.class | 0,
       seed: Math.max(0, Math.floor(+opts.seed || 0)),
+      seedTo: opts.seedTo == null || opts.seedTo === '' ? null : Math.max(0, Math.floor(+opts.seedTo)),
       batch,
       sigmas: opts.sigmas || '',
       params: opts.params || {},
@@ -216,6 +218,16 @@ export class Sampler {
       { onFrame: onStep ? (f) => { f.shape = shape; onStep(f); } : null },
     );
     return new Job(this, id, promise);
+  }
+
+  /** The network's prediction of clean data x̂0 at a frame's noise level
+   * (point: a frame, or {t, alpha, sigma, level}) for the samples xs
+   * (Float32Array, x_t form, whole samples of the model's shape). With it a
+   * page can draw the score field ∇log p_t(x) = (α·x̂0 − x)/σ². Resolves to
+   * a Float32Array like xs. */
+  field(model, point, xs, { class: cls = null } = {}) {
+    const p = { t: point.t, alpha: point.alpha, sigma: point.sigma, level: point.level };
+    return this._call({ type: 'field', model: model.name, point: p, xs, class: cls });
   }
 
   /** Cancels a job (a Job or its id); its promise rejects with kind 'cancelled'. */

@@ -4,6 +4,55 @@
 // 2-D toy models) is drawn as a scatter plot of the whole batch: a particle
 // cloud flowing from noise to the data distribution.
 
+/** A square grid of n×n points covering [-extent, extent]² (2-D samples
+ * back to back), where drawPoints draws the score field. */
+export function fieldGrid(extent, n = 17) {
+  const xs = new Float32Array(2 * n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const k = 2 * (i * n + j);
+      xs[k] = -extent + ((j + 0.5) * 2 * extent) / n;
+      xs[k + 1] = -extent + ((i + 0.5) * 2 * extent) / n;
+    }
+  }
+  return xs;
+}
+
+// drawField draws the score ∇log p_t(x) = (α·x̂0 − x)/σ² at each grid point
+// as an arrow scaled to the grid spacing (the 90th-percentile magnitude gets a
+// full cell).
+function drawField(ctx, { xs, x0, alpha, sigma }, px, size) {
+  const n = xs.length / 2;
+  const cell = size / Math.sqrt(n);
+  const s = new Float32Array(xs.length);
+  const mags = [];
+  for (let i = 0; i < xs.length; i += 2) {
+    s[i] = (alpha * x0[i] - xs[i]) / (sigma * sigma);
+    s[i + 1] = (alpha * x0[i + 1] - xs[i + 1]) / (sigma * sigma);
+    mags.push(Math.hypot(s[i], s[i + 1]));
+  }
+  const ref = [...mags].sort((a, b) => a - b)[Math.floor(0.9 * (mags.length - 1))] || 1;
+  ctx.strokeStyle = 'rgba(120,190,255,0.7)';
+  ctx.lineWidth = 1.2;
+  ctx.beginPath();
+  for (let i = 0; i < xs.length; i += 2) {
+    const m = mags[i / 2];
+    if (!(m > 0)) continue;
+    const len = 0.85 * cell * Math.min(1, m / ref);
+    const ux = s[i] / m, uy = -s[i + 1] / m; // canvas y points down
+    const x1 = px(xs[i]) - (ux * len) / 2, y1 = size - px(xs[i + 1]) - (uy * len) / 2;
+    const x2 = x1 + ux * len, y2 = y1 + uy * len;
+    ctx.moveTo(x1, y1);
+    ctx.lineTo(x2, y2);
+    const h = Math.min(4, len / 3);
+    ctx.moveTo(x2, y2);
+    ctx.lineTo(x2 - h * (ux - 0.5 * uy), y2 - h * (uy + 0.5 * ux));
+    ctx.moveTo(x2, y2);
+    ctx.lineTo(x2 - h * (ux + 0.5 * uy), y2 - h * (uy - 0.5 * ux));
+  }
+  ctx.stroke();
+}
+
 /** Whether samples of this shape are points rather than images. */
 export function isPoints(shape) {
   return shape[2] === 1 && shape[3] === 1 && shape[1] >= 2;
@@ -14,7 +63,7 @@ const POINT_SIZE = 320;
 /** Draws a batch of points (the first two coordinates of each sample) on a
  * square canvas covering [-extent, extent]²; `trail` (optional, an earlier
  * frame's data) is drawn faintly underneath. Returns the extent used. */
-export function drawPoints(canvas, data, shape, { extent, trail, size = POINT_SIZE } = {}) {
+export function drawPoints(canvas, data, shape, { extent, trail, field, size = POINT_SIZE } = {}) {
   const [B, C] = shape;
   if (!extent) {
     let m = 0;
@@ -34,6 +83,7 @@ export function drawPoints(canvas, data, shape, { extent, trail, size = POINT_SI
   ctx.moveTo(px(0), 0); ctx.lineTo(px(0), size);
   ctx.moveTo(0, px(0)); ctx.lineTo(size, px(0));
   ctx.stroke();
+  if (field) drawField(ctx, field, px, size);
   const r = Math.max(1, size / 200);
   const dots = (d, colour) => {
     ctx.fillStyle = colour;
@@ -82,8 +132,8 @@ export function gridColumns(n) {
 
 /** Draws the whole batch as a grid (1-pixel gaps) on canvas, resizing it to
  * the grid's native size; CSS scales it up without smoothing. */
-export function drawBatch(canvas, data, shape, { cols = gridColumns(shape[0]), gap = 1, extent, trail } = {}) {
-  if (isPoints(shape)) return drawPoints(canvas, data, shape, { extent, trail });
+export function drawBatch(canvas, data, shape, { cols = gridColumns(shape[0]), gap = 1, extent, trail, field } = {}) {
+  if (isPoints(shape)) return drawPoints(canvas, data, shape, { extent, trail, field });
   const [B, , H, W] = shape;
   const rows = Math.ceil(B / cols);
   const w = cols * W + (cols - 1) * gap;

@@ -4,6 +4,7 @@
 // Messages in:  {type:'init', id, backend}
 //               {type:'load', id, entry:{name,url,sha256,size}}
 //               {type:'sample', id, model, request, imageEveryMs, keyframes}
+//               {type:'field', id, model, point, xs, class}
 //               {type:'cancel', job}      {type:'unload', model}
 // Messages out: {type:'result', id, value}  {type:'error', id, message, kind}
 //               {type:'progress', id, phase, loaded, total}
@@ -192,6 +193,12 @@ self.onmessage = async (ev) => {
       break;
     case 'sample':
       reply(sample(msg));
+      break;
+    case 'field':
+      reply(goReady.then(async (go) => {
+        const x0 = await go.field(msg.model, msg.point, msg.xs, msg.class ?? null);
+        return { value: x0, transfer: [x0.buffer] };
+      }));
       break;
     case 'cancel':
       if (goAPI) goAPI.cancel(String(msg.job));

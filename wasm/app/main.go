@@ -9,6 +9,8 @@
 //	                                           -> Promise<JSON string>: model info + backend
 //	diffuseGo.sample(job, key, requestJSON, onFrame, imageEveryMs, keyframes)
 //	                                           -> Promise<{x: Float32Array, shape, nfe, totalMs}>
+//	diffuseGo.field(key, point, xs, class)     -> Promise<Float32Array>: predicted x0 at
+//	                                              point {t, alpha, sigma, level} for xs
 //	diffuseGo.cancel(job)                      cancels a running or queued job
 //	diffuseGo.unload(key)                      forgets a model
 //
@@ -34,6 +36,7 @@ import (
 
 	"syscall/js"
 
+	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/wasm/app/engine"
 )
 
@@ -56,6 +59,7 @@ func main() {
 	}))
 	api.Set("load", js.FuncOf(jsLoad))
 	api.Set("sample", js.FuncOf(jsSample))
+	api.Set("field", js.FuncOf(jsField))
 	api.Set("cancel", js.FuncOf(func(this js.Value, args []js.Value) any {
 		mu.Lock()
 		defer mu.Unlock()
@@ -230,6 +234,35 @@ func isKeyframe(i, total, n int) bool {
 		}
 	}
 	return false
+}
+
+// jsField(key, point, xs Float32Array, class)
+func jsField(this js.Value, args []js.Value) any {
+	key, pt, xsJS := args[0].String(), args[1], args[2]
+	p := schedule.Point{T: pt.Get("t").Float(), Alpha: pt.Get("alpha").Float(), Sigma: pt.Get("sigma").Float(), Level: pt.Get("level").Float()}
+	u8 := js.Global().Get("Uint8Array").New(xsJS.Get("buffer"), xsJS.Get("byteOffset"), xsJS.Get("byteLength"))
+	xs := make([]float32, xsJS.Get("length").Int())
+	if len(xs) > 0 {
+		js.CopyBytesToGo(unsafe.Slice((*byte)(unsafe.Pointer(&xs[0])), 4*len(xs)), u8)
+	}
+	var class *int
+	if len(args) > 3 && args[3].Type() == js.TypeNumber {
+		c := args[3].Int()
+		class = &c
+	}
+	mu.Lock()
+	m := models[key]
+	mu.Unlock()
+	return promise(func() (any, error) {
+		if m == nil {
+			return nil, fmt.Errorf("model %q is not loaded", key)
+		}
+		x0, err := m.l.Field(m.backend.net, p, xs, class)
+		if err != nil {
+			return nil, err
+		}
+		return float32Array(x0), nil
+	})
 }
 
 // float32Array copies v into a new JS Float32Array (null for nil).

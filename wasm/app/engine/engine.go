@@ -262,6 +262,11 @@ type Request struct {
 	Class *int   `json:"class"`
 	Seed  uint64 `json:"seed"`
 	Batch int    `json:"batch"` // 0 means 1
+	// SeedTo, when set, makes the batch a morph between two seeds: sample i
+	// starts from slerp(noise(Seed), noise(SeedTo), i/(Batch-1)), the
+	// spherical interpolation of the two seeds' starting noises (with a
+	// deterministic sampler, a smooth path between their two samples).
+	SeedTo *uint64 `json:"seedTo"`
 	// Sigmas overrides the sigma spacing ("", uniform, karras, exponential).
 	Sigmas string `json:"sigmas"`
 	// Params holds the sampler's other numeric parameters by registry name
@@ -423,7 +428,20 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 			return onFrame(f)
 		}
 	}
-	noise := sampler.InitialNoise(r.Seed, 0, b, l.Info.Shape)
+	var noise []float64
+	if r.SeedTo != nil {
+		a := sampler.InitialNoise(r.Seed, 0, 1, l.Info.Shape)
+		z := sampler.InitialNoise(*r.SeedTo, 0, 1, l.Info.Shape)
+		for i := 0; i < b; i++ {
+			f := 0.0
+			if b > 1 {
+				f = float64(i) / float64(b-1)
+			}
+			noise = append(noise, sampler.Slerp(a, z, f)...)
+		}
+	} else {
+		noise = sampler.InitialNoise(r.Seed, 0, b, l.Info.Shape)
+	}
 	res, err := info.Func(ctx, m, noise, o)
 	if err != nil {
 		return nil, err
@@ -434,6 +452,64 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 		NFE:     res.NFE,
 		TotalMs: float64(time.Since(start).Microseconds()) / 1e3,
 	}, nil
+}
+
+// Field is the network's prediction of clean data at noise point p for the
+// points xs (x_t form, n samples of the model's shape back to back), with
+// the class label `class` (nil: unconditional / the null class). The page
+// draws the score field ∇log p_t(x) = (α·x̂0 − x)/σ² from it.
+func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class *int) ([]float32, error) {
+	n := tensor.Numel(l.Info.Shape)
+	if len(xs) == 0 || len(xs)%n != 0 {
+		return nil, &RequestError{"points", fmt.Sprintf("%d values are not whole samples of %v", len(xs), l.Info.Shape)}
+	}
+	b := len(xs) / n
+	if b > MaxBatch || !(p.Sigma > 0) || !(p.Alpha > 0) {
+		return nil, &RequestError{"points", "too many points, or a noise level without noise"}
+	}
+	var cls []int
+	switch {
+	case class != nil:
+		if !l.Info.Conditional || *class < 0 || *class >= l.Info.Classes {
+			return nil, &RequestError{"class", fmt.Sprintf("no class %d", *class)}
+		}
+		cls = make([]int, b)
+		for i := range cls {
+			cls[i] = *class
+		}
+	case l.Info.Conditional:
+		if l.Info.NullClass < 0 {
+			return nil, &RequestError{"class", "this model needs a class label"}
+		}
+		cls = make([]int, b)
+		for i := range cls {
+			cls[i] = l.Info.NullClass
+		}
+	}
+	t := make([]float32, b)
+	for i := range t {
+		t[i] = l.Schedule.NetTime(p)
+	}
+	y, err := net.Denoise(tensor.From(append([]float32(nil), xs...), append([]int{b}, l.Info.Shape...)...), t, cls)
+	if err != nil {
+		return nil, err
+	}
+	a, sg := float32(p.Alpha), float32(p.Sigma)
+	x0 := make([]float32, len(xs))
+	for i, x := range xs {
+		o := y.Data[i]
+		switch l.Schedule.Config.PredictionType {
+		case "sample":
+			x0[i] = o
+		case "v_prediction":
+			x0[i] = a*x - sg*o
+		case "score":
+			x0[i] = (x + sg*sg*o) / a
+		default: // epsilon
+			x0[i] = (x - sg*o) / a
+		}
+	}
+	return x0, nil
 }
 
 func f32(v []float64) []float32 {

@@ -250,3 +250,58 @@ func TestLoadFixtureModel(t *testing.T) {
 		t.Errorf("schedule %q prediction %q", in.Schedule, in.Prediction)
 	}
 }
+
+func TestSeedInterpolationEndsAtBothSeeds(t *testing.T) {
+	l := fakeLoaded(t, false, -1)
+	run := func(r Request) []float32 {
+		res, err := l.Run(context.Background(), &shrink{}, r, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.X
+	}
+	to := uint64(9)
+	morph := run(Request{Sampler: "ddim", Steps: 3, Seed: 4, SeedTo: &to, Batch: 5})
+	a := run(Request{Sampler: "ddim", Steps: 3, Seed: 4})
+	z := run(Request{Sampler: "ddim", Steps: 3, Seed: 9})
+	n := len(a)
+	if d := maxDiff(morph[:n], a); d > 1e-6 {
+		t.Errorf("first frame differs from seed 4's sample by %g", d)
+	}
+	if d := maxDiff(morph[4*n:], z); d > 1e-6 {
+		t.Errorf("last frame differs from seed 9's sample by %g", d)
+	}
+	if d := maxDiff(morph[2*n:3*n], a); d < 1e-3 {
+		t.Error("the middle frame is one of the ends")
+	}
+}
+
+func maxDiff(a, b []float32) float64 {
+	m := 0.0
+	for i := range a {
+		m = math.Max(m, math.Abs(float64(a[i]-b[i])))
+	}
+	return m
+}
+
+func TestFieldPredictsCleanData(t *testing.T) {
+	l := fakeLoaded(t, false, -1)
+	p := l.Schedule.PointAt(500)
+	xs := make([]float32, 2*16)
+	for i := range xs {
+		xs[i] = float32(i%5) - 2
+	}
+	x0, err := l.Field(&shrink{}, p, xs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range xs { // ε̂ = x/2, so x̂0 = (x - σx/2)/α
+		want := (float64(x) - p.Sigma*float64(x)/2) / p.Alpha
+		if math.Abs(float64(x0[i])-want) > 1e-5 {
+			t.Fatalf("x0[%d] = %g, want %g", i, x0[i], want)
+		}
+	}
+	if _, err := l.Field(&shrink{}, p, xs[:5], nil); err == nil {
+		t.Error("a partial sample was accepted")
+	}
+}
