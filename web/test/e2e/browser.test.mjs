@@ -337,6 +337,64 @@ test('app screenshots at phone and desktop sizes (default model)', { skip }, asy
   t.diagnostic('screenshots: dist/screenshots/app-*.png');
 });
 
+test('keyboard only: settings and Sample work from the keyboard; seed interpolation morphs between two seeds', { skip }, async () => {
+  const ctx = await plainBrowser.newContext({ viewport: PHONE });
+  const w = watch(ctx, origin());
+  const page = await openApp(ctx, '?model=dev-tiny');
+  await page.focus('#steps');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('2');
+  await page.keyboard.press('Tab'); // η
+  await page.keyboard.press('Tab'); // σ spacing
+  await page.keyboard.press('Tab'); // seed
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('77');
+  await page.keyboard.press('Enter'); // submits the form
+  await waitSampled(page);
+  assert.equal(await page.getByLabel('Seed', { exact: true }).inputValue(), '77');
+  assert.match(page.url(), /seed=77/);
+  // Every control has an accessible name.
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, select, button')]
+    .filter((e) => !e.closest('[hidden]') && !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+    .map((e) => e.id || e.outerHTML.slice(0, 60)));
+  assert.deepEqual(unnamed, [], 'controls without a label');
+
+  await page.getByLabel('To seed').fill('78');
+  await page.getByLabel('Frames').fill('3');
+  await page.getByRole('button', { name: 'Interpolate' }).click();
+  await page.waitForFunction(() => /Done|Failed/.test(document.getElementById('interp-status').textContent), null, { timeout: 120000 });
+  assert.match(await page.textContent('#interp-status'), /Done: 3 frames/);
+  assert.equal(await page.locator('#interp-strip canvas').count(), 3);
+  await ctx.close();
+  assertClean(w);
+});
+
+test('2-D toy model (when shipped): a particle cloud, and the score field from the API', { skip }, async (t) => {
+  const man = JSON.parse(fs.readFileSync(path.join(site, 'weights', 'manifest.json'), 'utf8'));
+  const toy = man.models.find((m) => m.shape[1] === 1 && m.shape[2] === 1);
+  if (!toy) { t.skip('no 2-D model in weights/'); return; }
+  const ctx = await plainBrowser.newContext({ viewport: DESKTOP });
+  const w = watch(ctx, origin());
+  const page = await openApp(ctx, `?model=${toy.name}&sampler=ddim&steps=8&seed=1`);
+  await waitSampled(page);
+  assert.equal(await page.getByLabel('Batch size').inputValue(), '512', 'point models sample clouds');
+  assert.equal(await page.isVisible('#show-field'), true);
+  assert.deepEqual(await page.evaluate(() => [document.getElementById('xt').width, document.getElementById('xt').height]), [320, 320]);
+  const field = await page.evaluate(async (name) => {
+    const { createSampler } = await import('/web/diffuse.js');
+    const s = await createSampler({ backend: 'cpu' });
+    const m = await s.loadModel(name);
+    const xs = new Float32Array([0, 0, 1, -1, 2, 2]);
+    const x0 = await s.field(m, { t: 500, alpha: 0.28, sigma: 0.96, level: 3.4 }, xs);
+    s.dispose();
+    return Array.from(x0);
+  }, toy.name);
+  assert.equal(field.length, 6);
+  assert.ok(field.every(Number.isFinite));
+  await ctx.close();
+  assertClean(w);
+});
+
 test('update: a new build waits, the page keeps its old files, and switches when asked', { skip }, async () => {
   const ctx = await plainBrowser.newContext({ viewport: DESKTOP });
   const w = watch(ctx, origin());
