@@ -353,6 +353,9 @@ async function loadModel(name) {
 
 // ---------- the live view ----------
 
+/** The loaded model's data range (black to white). */
+function dataRange() { return state.model?.info?.range; }
+
 let pendingFrame = null;
 let rafScheduled = false;
 
@@ -403,8 +406,8 @@ function drawFrame(f) {
       state.prevX = f.x;
       requestField(f);
     } else {
-      drawBatch(el.xt, f.x, f.shape);
-      drawBatch(el.x0, f.x0, f.shape);
+      drawBatch(el.xt, f.x, f.shape, { range: dataRange() });
+      drawBatch(el.x0, f.x0, f.shape, { range: dataRange() });
     }
   }
   drawPlot();
@@ -442,7 +445,7 @@ function addThumb(f) {
     const fig = document.createElement('figure');
     const c = document.createElement('canvas');
     if (isPoints(f.shape)) state.extent = Math.max(state.extent || 0, drawBatch(document.createElement('canvas'), f.x, f.shape));
-    drawSample(c, data, f.shape, 0, { extent: state.extent });
+    drawSample(c, data, f.shape, 0, { extent: state.extent, range: dataRange() });
     c.setAttribute('role', 'img');
     c.setAttribute('aria-label', `${what} at step ${f.index + 1}`);
     const cap = document.createElement('figcaption');
@@ -599,8 +602,8 @@ async function run() {
       state.lastPointFrame = { x: r.x, x0: r.x, shape: r.shape, trail: state.prevX };
       drawPointsFrame(state.lastPointFrame);
     } else {
-      drawBatch(el.x0, r.x, r.shape);
-      drawBatch(el.xt, r.x, r.shape);
+      drawBatch(el.x0, r.x, r.shape, { range: dataRange() });
+      drawBatch(el.xt, r.x, r.shape, { range: dataRange() });
     }
     el.statTotal.textContent = fmtMs(r.totalMs);
     const mean = state.stepMs.length ? r.totalMs / state.stepMs.length : NaN;
@@ -646,6 +649,7 @@ async function interpolate() {
   const frames = Math.min(32, Math.max(3, num(el.interpFrames.value, 12)));
   const opts = { ...formOptions(settings), batch: frames, seedTo: num(el.seedTo.value, 0) };
   el.interpStrip.replaceChildren();
+  document.querySelector('.interp-view').hidden = false;
   el.interpStatus.textContent = `Sampling ${frames} frames from seed ${opts.seed} to seed ${opts.seedTo}…`;
   el.cancel.disabled = false;
   const job = state.sampler.sample(state.model, {
@@ -653,7 +657,7 @@ async function interpolate() {
     imageEveryMs: 250,
     onStep: (f) => {
       el.interpStatus.textContent = `Sampling ${frames} frames: step ${f.index + 1}${f.total > 0 ? ` of ${f.total}` : ''}…`;
-      if (f.x0) drawBatch(el.interp, f.x0, f.shape, { cols: frames });
+      if (f.x0) drawBatch(el.interp, f.x0, f.shape, { cols: frames, range: dataRange() });
     },
   });
   state.interpJob = job;
@@ -662,7 +666,7 @@ async function interpolate() {
     if (state.interpJob !== job) return;
     for (let i = 0; i < frames; i++) {
       const c = document.createElement('canvas');
-      drawSample(c, r.x, r.shape, i);
+      drawSample(c, r.x, r.shape, i, { range: dataRange() });
       c.setAttribute('role', 'img');
       c.setAttribute('aria-label', `frame ${i + 1} of ${frames}`);
       el.interpStrip.append(c);
@@ -671,7 +675,7 @@ async function interpolate() {
     // Ping-pong through the frames (a still strip only, for reduced motion).
     let i = 0, dir = 1;
     const show = () => {
-      drawSample(el.interp, r.x, r.shape, i);
+      drawSample(el.interp, r.x, r.shape, i, { range: dataRange() });
       if (i + dir < 0 || i + dir >= frames) dir = -dir;
       i += dir;
     };
@@ -691,7 +695,7 @@ async function interpolate() {
 async function savePNG(grid) {
   const r = state.result;
   if (!r) return;
-  const blob = await batchToPNG(r.x, r.shape, { index: grid ? -1 : 0 });
+  const blob = await batchToPNG(r.x, r.shape, { index: grid ? -1 : 0, range: dataRange() });
   const s = state.lastRun.settings;
   const a = document.createElement('a');
   a.href = URL.createObjectURL(blob);

@@ -268,7 +268,7 @@ export class DiffusionSampler extends HTMLElement {
       const r = await job;
       if (this._job !== job) return;
       this.result = r;
-      const ext = { extent: this._extent || undefined };
+      const ext = { extent: this._extent || undefined, range: this._model.info.range };
       if (!this._els.xtFig.hidden) drawBatch(e.xt, r.x, r.shape, ext);
       drawBatch(e.x0, r.x, r.shape, ext);
       e.status.textContent = `Done in ${(r.totalMs / 1000).toFixed(1)} s (${r.nfe} network calls).`;
@@ -296,7 +296,7 @@ export class DiffusionSampler extends HTMLElement {
     e.status.textContent = `Step ${f.index + 1}${f.total > 0 ? ` of ${f.total}` : ''}…`;
     if (f.x) {
       if (isPoints(f.shape)) this._extent = Math.max(this._extent || 0, drawBatch(document.createElement('canvas'), f.x, f.shape));
-      const ext = { extent: this._extent || undefined };
+      const ext = { extent: this._extent || undefined, range: this._model.info.range };
       if (!e.xtFig.hidden) drawBatch(e.xt, f.x, f.shape, ext);
       drawBatch(e.x0, f.x0, f.shape, ext);
       if (!e.strip.hidden) {
@@ -304,7 +304,7 @@ export class DiffusionSampler extends HTMLElement {
         if (f.index >= Math.round((this._stripNext * (total - 1)) / 7) || f.index === total - 1) {
           this._stripNext++;
           const c = h('canvas', { role: 'img', 'aria-label': `x_t at step ${f.index + 1}` });
-          drawSample(c, f.x, f.shape, 0, { extent: this._extent || undefined });
+          drawSample(c, f.x, f.shape, 0, { extent: this._extent || undefined, range: this._model.info.range });
           e.strip.append(c);
         }
       }

@@ -96,13 +96,15 @@ export function drawPoints(canvas, data, shape, { extent, trail, field, size = P
   return extent;
 }
 
-function byte(v) {
-  const b = (v + 1) * 127.5;
-  return b <= 0 ? 0 : b >= 255 ? 255 : b + 0.5 | 0;
-}
-
-/** ImageData of sample `index` of a [B, C, H, W] batch. */
-export function toImageData(data, shape, index = 0) {
+/** ImageData of sample `index` of a [B, C, H, W] batch; range is the
+ * model's data range [lo, hi] (lo black, hi white; default [-1, 1]). */
+export function toImageData(data, shape, index = 0, range = [-1, 1]) {
+  const [lo, hi] = range;
+  const k = 255 / (hi - lo);
+  const byte = (v) => {
+    const b = (v - lo) * k;
+    return b <= 0 ? 0 : b >= 255 ? 255 : b + 0.5 | 0;
+  };
   const [, C, H, W] = shape;
   const n = H * W;
   const base = index * C * n;
@@ -132,7 +134,7 @@ export function gridColumns(n) {
 
 /** Draws the whole batch as a grid (1-pixel gaps) on canvas, resizing it to
  * the grid's native size; CSS scales it up without smoothing. */
-export function drawBatch(canvas, data, shape, { cols = gridColumns(shape[0]), gap = 1, extent, trail, field } = {}) {
+export function drawBatch(canvas, data, shape, { cols = gridColumns(shape[0]), gap = 1, extent, trail, field, range } = {}) {
   if (isPoints(shape)) return drawPoints(canvas, data, shape, { extent, trail, field });
   const [B, , H, W] = shape;
   const rows = Math.ceil(B / cols);
@@ -147,29 +149,29 @@ export function drawBatch(canvas, data, shape, { cols = gridColumns(shape[0]), g
   for (let b = 0; b < B; b++) {
     const x = (b % cols) * (W + gap);
     const y = Math.floor(b / cols) * (H + gap);
-    ctx.putImageData(toImageData(data, shape, b), x, y);
+    ctx.putImageData(toImageData(data, shape, b, range), x, y);
   }
 }
 
 /** Draws sample `index` on canvas at its native size. */
-export function drawSample(canvas, data, shape, index = 0, { extent } = {}) {
+export function drawSample(canvas, data, shape, index = 0, { extent, range } = {}) {
   if (isPoints(shape)) return drawPoints(canvas, data, shape, { extent, size: 96 });
   const [, , H, W] = shape;
   if (canvas.width !== W || canvas.height !== H) {
     canvas.width = W;
     canvas.height = H;
   }
-  canvas.getContext('2d').putImageData(toImageData(data, shape, index), 0, 0);
+  canvas.getContext('2d').putImageData(toImageData(data, shape, index, range), 0, 0);
 }
 
 /** A PNG Blob of one sample (index) or of the whole batch as a grid
  * (index = -1), scaled up by an integer factor with nearest-neighbour pixels
  * so that small samples stay crisp (default: at least 256 px wide). */
-export async function batchToPNG(data, shape, { index = -1, scale } = {}) {
+export async function batchToPNG(data, shape, { index = -1, scale, range } = {}) {
   const src = document.createElement('canvas');
   if (isPoints(shape)) drawPoints(src, data, shape, { size: 512 });
-  else if (index < 0) drawBatch(src, data, shape);
-  else drawSample(src, data, shape, index);
+  else if (index < 0) drawBatch(src, data, shape, { range });
+  else drawSample(src, data, shape, index, { range });
   const k = scale || Math.max(1, Math.ceil(256 / src.width));
   const out = document.createElement('canvas');
   out.width = src.width * k;

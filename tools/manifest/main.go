@@ -40,20 +40,21 @@ var devFiles embed.FS
 
 // Entry is one model in manifest.json. Paths are relative to the manifest.
 type Entry struct {
-	Name        string `json:"name"`
-	File        string `json:"file"`
-	SHA256      string `json:"sha256"`
-	Size        int64  `json:"size"`
-	Card        string `json:"card,omitempty"`
-	Title       string `json:"title"`
-	Summary     string `json:"summary,omitempty"`
-	Shape       []int  `json:"shape"`
-	Conditional bool   `json:"conditional"`
-	Classes     int    `json:"classes,omitempty"`
-	NullClass   int    `json:"nullClass"`
-	Guidance    bool   `json:"guidance"`
-	Schedule    string `json:"schedule"`
-	Dev         bool   `json:"dev,omitempty"`
+	Name        string     `json:"name"`
+	File        string     `json:"file"`
+	SHA256      string     `json:"sha256"`
+	Size        int64      `json:"size"`
+	Card        string     `json:"card,omitempty"`
+	Title       string     `json:"title"`
+	Summary     string     `json:"summary,omitempty"`
+	Shape       []int      `json:"shape"`
+	Conditional bool       `json:"conditional"`
+	Classes     int        `json:"classes,omitempty"`
+	NullClass   int        `json:"nullClass"`
+	Guidance    bool       `json:"guidance"`
+	Schedule    string     `json:"schedule"`
+	Range       [2]float64 `json:"range"`
+	Dev         bool       `json:"dev,omitempty"`
 }
 
 // Manifest is weights/manifest.json.
@@ -144,7 +145,7 @@ func describe(wdir, def string) (*Manifest, error) {
 		e := Entry{
 			Name: name, File: filepath.Base(f), SHA256: l.Info.SHA256, Size: int64(len(data)),
 			Title: name, Shape: l.Info.Shape, Conditional: l.Info.Conditional, Classes: l.Info.Classes,
-			NullClass: l.Info.NullClass, Guidance: l.Info.Guidance, Schedule: l.Info.Schedule,
+			NullClass: l.Info.NullClass, Guidance: l.Info.Guidance, Schedule: l.Info.Schedule, Range: l.Info.Range,
 			Dev: strings.HasPrefix(name, "dev-"),
 		}
 		card := filepath.Join(wdir, name+".md")

@@ -97,6 +97,9 @@ type Info struct {
 	Guidance    bool   `json:"guidance"`  // classifier-free guidance is possible
 	Schedule    string `json:"schedule"`  // one line, e.g. "discrete linear β 0.0001…0.02, 1000 steps"
 	Prediction  string `json:"prediction"`
+	// Range is the data range [lo, hi] the model's samples live in
+	// (schedule data_range; default [-1, 1]): lo shows as black, hi as white.
+	Range [2]float64 `json:"range"`
 	// DefaultSchedule is true when the file had no schedule and
 	// DefaultScheduler was used.
 	DefaultSchedule bool   `json:"defaultSchedule"`
@@ -158,6 +161,7 @@ func FromModel(m *model.Model) (*Loaded, error) {
 	if err != nil {
 		return nil, &FormatError{err}
 	}
+	lo, hi := s.Config.Range()
 	cond, classes := m.Conditional()
 	var n int64
 	for _, p := range m.Params {
@@ -171,6 +175,7 @@ func FromModel(m *model.Model) (*Loaded, error) {
 		Guidance:        cond && m.NullClass >= 0,
 		Schedule:        describe(s),
 		Prediction:      s.Config.PredictionType,
+		Range:           [2]float64{lo, hi},
 		DefaultSchedule: defaulted,
 		Params:          n,
 	}
