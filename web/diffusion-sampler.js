@@ -169,7 +169,9 @@ export class DiffusionSampler extends HTMLElement {
 
   _describe(extra) {
     const o = this._opts();
-    const parts = [`${NAMES[o.sampler] || o.sampler}${o.eta ? ` η=${o.eta}` : ''}`, `${o.steps} steps`, `seed ${o.seed}`];
+    const parts = [`${NAMES[o.sampler] || o.sampler}${o.eta ? ` η=${o.eta}` : ''}`, `${o.steps} steps`];
+    if (o.sigmas) parts.push(`${o.sigmas} σ`);
+    parts.push(`seed ${o.seed}`);
     if (o.class !== null) parts.push(`class ${o.class}`);
     if (o.guidance && o.guidance !== 1) parts.push(`guidance ${o.guidance}`);
     if (extra) parts.push(extra);
