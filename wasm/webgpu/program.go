@@ -744,23 +744,26 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 			}
 		}
 	}
-	err := gd.Scoped(ctx, "network", func() {
+	scopes := gd.StartScoped("network", func() {
 		e := gd.NewEncoder("run")
 		p.encode(e)
 		e.Copy(p.out, 0, p.staging, 0, roundUp(p.outBytes, 4))
 		e.Submit()
 	})
-	if err != nil {
-		if errors.Is(err, ErrDeviceLost) {
-			return nil, err
-		}
-		return nil, p.blame(ctx, err)
-	}
 	if testHookSubmitted != nil {
 		testHookSubmitted()
 	}
+	// Map the output while the scopes settle: both wait for the same work.
+	read := gd.StartRead(p.staging, int(p.outBytes))
+	if err := scopes.Wait(ctx); err != nil {
+		if errors.Is(err, ErrDeviceLost) {
+			return nil, err
+		}
+		read.Unmap(ctx)
+		return nil, p.blame(ctx, err)
+	}
 	out := make([]float32, p.outBytes/4)
-	if err := gd.ReadMapped(ctx, p.staging, gpu.Float32Bytes(out)); err != nil {
+	if err := read.Wait(ctx, gpu.Float32Bytes(out)); err != nil {
 		return nil, err
 	}
 	return tensor.From(out, g.Shapes[g.Output]...), nil

@@ -24,9 +24,11 @@ import (
 // used (the network is dn's model); m.Schedule, m.Shape and m.NullClass are.
 //
 // The state is float32 where the CPU sampler keeps float64, so results
-// agree to float32 rounding, not bit for bit. Progress, when set, is called
-// after every step with X and X0 nil: reading them back would cost the
-// round trip this function exists to avoid.
+// agree to float32 rounding, not bit for bit. Steps are submitted without
+// waiting for each other; Progress, when set, is called as each step is
+// submitted, with X and X0 nil: reading them back would cost the round trip
+// this function exists to avoid. GPU errors are caught for the whole loop
+// and then attributed to a kernel.
 func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
 	if m == nil || m.Schedule == nil {
 		return nil, errors.New("webgpu: SampleDDIM needs a schedule")
@@ -222,6 +224,16 @@ func (j *ddimJob) run(ctx context.Context, noise, out []float64) error {
 
 	cfg := j.s.Config
 	clip := cfg.ClipSampleOn()
+	// One error scope around the whole loop: steps are submitted without
+	// waiting, and the queue orders each step's buffer writes after the
+	// previous step's work.
+	gd.PushScopes()
+	popped := false
+	defer func() {
+		if !popped {
+			gd.PopScopes("DDIM").Wait(ctx)
+		}
+	}()
 	z64 := make([]float64, j.per)
 	z := make([]float32, n)
 	tin := make([]float32, nb)
@@ -264,36 +276,39 @@ func (j *ddimJob) run(ctx context.Context, noise, out []float64) error {
 		gd.WriteBuffer(p.inputs["t"], 0, gpu.Float32Bytes(tin))
 		gd.WriteBuffer(uni, 0, gpu.Uint32Bytes(words(n, b01(j.guided), int(j.pred), flags,
 			at, sgt, as, dir, c, j.o.Guidance, cfg.ClipSampleRange, 0)))
-		err := gd.Scoped(ctx, fmt.Sprintf("DDIM step %d", i), func() {
-			e := gd.NewEncoder("ddim")
-			for k := 0; k < nb/j.b; k++ {
-				e.Copy(xs, 0, p.inputs["x"], uint64(4*k*n), uint64(4*n))
-			}
-			p.encode(e)
-			e.Dispatch(pipe, bg, grid[0], grid[1], grid[2])
-			e.Submit()
-		})
-		j.nfe++
-		if err != nil {
-			if errors.Is(err, ErrDeviceLost) {
-				return err
-			}
-			return p.blame(ctx, err)
+		if err := gd.LostErr(); err != nil {
+			return err
 		}
+		e := gd.NewEncoder("ddim")
+		for k := 0; k < nb/j.b; k++ {
+			e.Copy(xs, 0, p.inputs["x"], uint64(4*k*n), uint64(4*n))
+		}
+		p.encode(e)
+		e.Dispatch(pipe, bg, grid[0], grid[1], grid[2])
+		e.Submit()
+		j.nfe++
 		if j.o.Progress != nil {
 			if err := j.o.Progress(sampler.Step{Index: i, Total: len(j.g.Steps), NFE: j.nfe, Point: st.From}); err != nil {
 				return err
 			}
 		}
 	}
-	// Read x back through the program's staging buffer's path: copy into a
-	// fresh mappable buffer.
 	rb := gd.CreateBuffer("sample readback", bytes, gpu.MapRead|gpu.CopyDst)
 	defer rb.Destroy()
 	e := gd.NewEncoder("readback")
 	e.Copy(xs, 0, rb, 0, uint64(4*n))
 	e.Submit()
-	if err := gd.ReadMapped(ctx, rb, gpu.Float32Bytes(x)); err != nil {
+	scopes := gd.PopScopes("DDIM loop")
+	popped = true
+	read := gd.StartRead(rb, 4*n)
+	if err := scopes.Wait(ctx); err != nil {
+		if errors.Is(err, ErrDeviceLost) {
+			return err
+		}
+		read.Unmap(ctx)
+		return p.blame(ctx, err)
+	}
+	if err := read.Wait(ctx, gpu.Float32Bytes(x)); err != nil {
 		return err
 	}
 	for i, v := range x {

@@ -52,11 +52,13 @@ type settled struct {
 	err error
 }
 
-// await waits for promise p. It gives up when ctx ends or when abort closes
-// (the device was lost), returning abortErr in the latter case. The callbacks
-// are released only once the promise settles, since JavaScript may still call
-// them after an early return.
-func await(ctx context.Context, p js.Value, abort <-chan struct{}, abortErr func() error) (js.Value, error) {
+// future is a promise with its handlers attached: a rejection is always
+// handled (Node ends the process on an unhandled one, e.g. a map that a
+// device loss aborted after we stopped waiting for it).
+type future struct{ ch chan settled }
+
+// start attaches handlers to p now; wait reads the outcome later.
+func start(p js.Value) *future {
 	ch := make(chan settled, 1)
 	var onOK, onErr js.Func
 	release := func() {
@@ -82,18 +84,26 @@ func await(ctx context.Context, p js.Value, abort <-chan struct{}, abortErr func
 		return nil
 	})
 	p.Call("then", onOK, onErr)
+	return &future{ch: ch}
+}
+
+// wait waits for the outcome. It gives up when ctx ends or when abort
+// closes (the device was lost), returning abortErr in the latter case. The
+// callbacks are released only once the promise settles, since JavaScript
+// may still call them after an early return. A future is waited for once.
+func (f *future) wait(ctx context.Context, abort <-chan struct{}, abortErr func() error) (js.Value, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	select {
-	case r := <-ch:
+	case r := <-f.ch:
 		return r.v, r.err
 	case <-ctx.Done():
 		return js.Undefined(), ctx.Err()
 	case <-abort:
 		// The promise may have settled in the same turn as the loss; prefer its result.
 		select {
-		case r := <-ch:
+		case r := <-f.ch:
 			if r.err == nil {
 				return r.v, nil
 			}
@@ -101,6 +111,11 @@ func await(ctx context.Context, p js.Value, abort <-chan struct{}, abortErr func
 		}
 		return js.Undefined(), abortErr()
 	}
+}
+
+// await waits for promise p (see future.wait).
+func await(ctx context.Context, p js.Value, abort <-chan struct{}, abortErr func() error) (js.Value, error) {
+	return start(p).wait(ctx, abort, abortErr)
 }
 
 // call invokes a JavaScript method and turns a thrown exception into an error.

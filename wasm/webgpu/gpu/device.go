@@ -243,6 +243,78 @@ func (d *Device) PopErrorScope(ctx context.Context, what string) error {
 	if v.IsNull() || v.IsUndefined() {
 		return nil
 	}
+	return scopeError(v, what)
+}
+
+// Scoped runs f inside validation, out-of-memory and internal error scopes
+// and returns the first error caught, attributed to what.
+func (d *Device) Scoped(ctx context.Context, what string, f func()) error {
+	return d.StartScoped(what, f).Wait(ctx)
+}
+
+// StartScoped is Scoped without the wait: the three scopes are popped at
+// once and their promises settle together, so a caller can start its
+// readback before waiting for them (one trip through the event loop, not four).
+func (d *Device) StartScoped(what string, f func()) *PendingScopes {
+	d.PushScopes()
+	f()
+	return d.PopScopes(what)
+}
+
+// PushScopes opens internal, out-of-memory and validation error scopes.
+func (d *Device) PushScopes() {
+	d.PushErrorScope(Internal)
+	d.PushErrorScope(OutOfMemory)
+	d.PushErrorScope(Validation)
+}
+
+// PopScopes pops the three scopes of PushScopes without waiting.
+func (d *Device) PopScopes(what string) *PendingScopes {
+	ps := &PendingScopes{d: d, what: what}
+	for i := 0; i < 3; i++ {
+		p, err := call(d.v, "popErrorScope")
+		if err != nil {
+			if ps.err == nil {
+				ps.err = err
+			}
+			continue
+		}
+		ps.ps = append(ps.ps, start(p))
+	}
+	return ps
+}
+
+// PendingScopes are popped error scopes whose results are not yet known.
+type PendingScopes struct {
+	d    *Device
+	what string
+	ps   []*future
+	err  error
+}
+
+// Wait returns the first error the scopes caught (an *Error), nil, or a
+// DeviceLostError.
+func (p *PendingScopes) Wait(ctx context.Context) error {
+	if p.err != nil {
+		return p.err
+	}
+	var first error
+	for _, pr := range p.ps {
+		v, err := pr.wait(ctx, p.d.lost, p.d.lostError)
+		if err != nil {
+			return err
+		}
+		if first == nil && !v.IsNull() && !v.IsUndefined() {
+			first = scopeError(v, p.what)
+		}
+	}
+	if err := p.d.LostErr(); err != nil {
+		return err
+	}
+	return first
+}
+
+func scopeError(v js.Value, what string) error {
 	kind := Internal
 	switch v.Get("constructor").Get("name").String() {
 	case "GPUValidationError":
@@ -251,20 +323,4 @@ func (d *Device) PopErrorScope(ctx context.Context, what string) error {
 		kind = OutOfMemory
 	}
 	return &Error{Kind: kind, What: what, Message: v.Get("message").String()}
-}
-
-// Scoped runs f inside validation, out-of-memory and internal error scopes
-// and returns the first error caught, attributed to what.
-func (d *Device) Scoped(ctx context.Context, what string, f func()) error {
-	d.PushErrorScope(Internal)
-	d.PushErrorScope(OutOfMemory)
-	d.PushErrorScope(Validation)
-	f()
-	var first error
-	for i := 0; i < 3; i++ {
-		if err := d.PopErrorScope(ctx, what); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }

@@ -82,26 +82,59 @@ func Uint32Bytes(u []uint32) []byte {
 // ReadMapped maps b (created with MapRead) for reading, copies its first
 // len(dst) bytes into dst and unmaps it.
 func (d *Device) ReadMapped(ctx context.Context, b *Buffer, dst []byte) error {
-	if err := d.LostErr(); err != nil {
-		return err
+	return d.StartRead(b, len(dst)).Wait(ctx, dst)
+}
+
+// PendingRead is a buffer being mapped for reading.
+type PendingRead struct {
+	d   *Device
+	b   *Buffer
+	n   int
+	f   *future
+	err error
+}
+
+// StartRead begins mapping the first n bytes of b (created with MapRead).
+func (d *Device) StartRead(b *Buffer, n int) *PendingRead {
+	r := &PendingRead{d: d, b: b, n: n, err: d.LostErr()}
+	if r.err == nil {
+		var p js.Value
+		if p, r.err = call(b.v, "mapAsync", mapModeRead, 0, float64(n)); r.err == nil {
+			r.f = start(p)
+		}
 	}
-	p, err := call(b.v, "mapAsync", mapModeRead, 0, float64(len(dst)))
-	if err != nil {
-		return err
+	return r
+}
+
+// Wait copies the mapped bytes into dst (len(dst) bytes) and unmaps.
+func (r *PendingRead) Wait(ctx context.Context, dst []byte) error {
+	if r.err != nil {
+		return r.err
 	}
-	if _, err := d.Await(ctx, p); err != nil {
+	d, b := r.d, r.b
+	if _, err := r.f.wait(ctx, d.lost, d.lostError); err != nil {
 		if lost := d.lostAfter(ctx); lost != nil {
 			return lost
 		}
 		return fmt.Errorf("reading back %s: %w", b.Label, err)
 	}
-	ab, err := call(b.v, "getMappedRange", 0, float64(len(dst)))
+	ab, err := call(b.v, "getMappedRange", 0, float64(r.n))
 	if err != nil {
 		return err
 	}
 	js.CopyBytesToGo(dst, js.Global().Get("Uint8Array").New(ab))
 	b.v.Call("unmap")
 	return nil
+}
+
+// Unmap releases a mapping that Wait was not called for (the map must have
+// settled; a pending or failed map is left alone).
+func (r *PendingRead) Unmap(ctx context.Context) {
+	if r.err == nil {
+		if _, err := r.f.wait(ctx, r.d.lost, r.d.lostError); err == nil {
+			r.b.v.Call("unmap")
+		}
+	}
 }
 
 // lostAfter tells a failure caused by device loss from others: a destroyed

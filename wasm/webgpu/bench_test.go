@@ -1,0 +1,91 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/sampler"
+	"github.com/diffuse-web/diffuse/core/schedule"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// BenchmarkDenoise times one Denoise call (upload, one submission, readback)
+// on each fixture network at batch 1 and 16. A measurement, not a test.
+func BenchmarkDenoise(b *testing.B) {
+	t := &testing.T{}
+	d := testDevice(t)
+	for _, f := range loadFixtures(t) {
+		for _, B := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/b%d", f.name, B), func(b *testing.B) {
+				dn, err := d.NewDenoiser(f.m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer dn.Release()
+				x, ts, cls := batchOf(f, B)
+				if _, err := dn.Denoise(x, ts, cls); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := dn.Denoise(x, ts, cls); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkSampleDDIM times one step of the GPU-resident DDIM loop (20
+// steps per op, η = 1 so the noise upload is included) at batch 16.
+func BenchmarkSampleDDIM(b *testing.B) {
+	t := &testing.T{}
+	d := testDevice(t)
+	for _, f := range loadFixtures(t) {
+		b.Run(f.name, func(b *testing.B) {
+			dn, err := d.NewDenoiser(f.m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dn.Release()
+			s, _ := schedule.Parse(nil)
+			m := &sampler.Model{Net: dn, Schedule: s, Shape: f.m.InShape(), NullClass: -1}
+			o := &sampler.Options{Steps: 20, Eta: 1, Seed: 1}
+			if c, _ := f.m.Conditional(); c {
+				o.Class = []int{1}
+			}
+			noise := sampler.InitialNoise(1, 0, 16, m.Shape)
+			if _, err := dn.SampleDDIM(context.Background(), m, noise, o); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := dn.SampleDDIM(context.Background(), m, noise, o); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N*o.Steps), "ms/step")
+		})
+	}
+}
+
+// batchOf repeats the fixture's samples to a batch of B.
+func batchOf(f fixture, B int) (*tensor.Tensor, []float32, []int) {
+	per := tensor.Numel(f.x.Shape[1:])
+	x := tensor.New(append([]int{B}, f.x.Shape[1:]...)...)
+	ts := make([]float32, B)
+	var cls []int
+	for i := 0; i < B; i++ {
+		src := i % f.x.Shape[0]
+		copy(x.Data[i*per:], f.x.Data[src*per:(src+1)*per])
+		ts[i] = f.t[src]
+		if f.class != nil {
+			cls = append(cls, f.class[src])
+		}
+	}
+	return x, ts, cls
+}
