@@ -10,6 +10,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
 )
 
 // BenchmarkDenoise times one Denoise call (upload, one submission, readback)
@@ -18,8 +19,18 @@ func BenchmarkDenoise(b *testing.B) {
 	t := &testing.T{}
 	d := testDevice(t)
 	for _, f := range loadFixtures(t) {
-		for _, B := range []int{1, 16} {
-			b.Run(fmt.Sprintf("%s/b%d", f.name, B), func(b *testing.B) {
+		for _, c := range []struct {
+			B      int
+			goLoop bool
+		}{{1, false}, {16, false}, {1, true}} {
+			B := c.B
+			name := fmt.Sprintf("%s/b%d", f.name, B)
+			if c.goLoop {
+				name += "-dispatch-from-go"
+			}
+			b.Run(name, func(b *testing.B) {
+				gpu.ReplayInJS = !c.goLoop
+				defer func() { gpu.ReplayInJS = true }()
 				dn, err := d.NewDenoiser(f.m)
 				if err != nil {
 					b.Fatal(err)
@@ -88,4 +99,30 @@ func batchOf(f fixture, B int) (*tensor.Tensor, []float32, []int) {
 		}
 	}
 	return x, ts, cls
+}
+
+// BenchmarkEncode times recording one Denoise's dispatches from Go (the
+// syscall/js calls), without submitting: the host-side part of a call.
+func BenchmarkEncode(b *testing.B) {
+	t := &testing.T{}
+	d := testDevice(t)
+	for _, f := range loadFixtures(t) {
+		b.Run(f.name, func(b *testing.B) {
+			dn, err := d.NewDenoiser(f.m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dn.Release()
+			p, err := dn.program(context.Background(), 1, f.x.Shape[2], f.x.Shape[3])
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				e := d.gpu.NewEncoder("bench")
+				p.encode(e)
+			}
+			b.ReportMetric(float64(p.Steps()), "dispatches")
+		})
+	}
 }

@@ -1,7 +1,8 @@
 // GroupNorm: one workgroup per (batch, group) computes the mean and then the
 // centred variance (two passes over the group, for accuracy) and writes the
-// normalised, affine-transformed values, optionally through SiLU (the
-// planner fuses a following SiLU, as every UNet resnet has one).
+// normalised, affine-transformed values. The planner fuses what follows in a
+// UNet resnet: a scale_shift by the time embedding (E [B,2C] = [scale |
+// shift]) and a SiLU.
 
 struct Params {
 	groups: u32, cg: u32, per: u32, count: u32,
@@ -12,7 +13,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> Gamma: array<u32>;
 @group(0) @binding(3) var<storage, read> Beta: array<u32>;
-@group(0) @binding(4) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(4) var<storage, read> E: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Out: array<f32>;
 
 var<workgroup> red: array<f32, 256>;
 
@@ -51,11 +53,16 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 	}
 	let inv = inverseSqrt(reduce_sum(li, q) / f32(L) + P.eps);
 	let c0 = (bg % P.groups) * P.cg;
+	let C = P.groups * P.cg;
+	let e0 = (bg / P.groups) * 2u * C;
 	for (var i = li; i < L; i += 256u) {
 		let ch = c0 + i / P.per;
 		var y = (X[start + i] - mean) * (inv * wvalue(Gamma[wword(ch)], ch));
 		if (flag(F_BIAS)) {
 			y += wvalue(Beta[wword(ch)], ch);
+		}
+		if (flag(F_E)) {
+			y = y * (1.0 + E[e0 + ch]) + E[e0 + C + ch];
 		}
 		if (flag(F_SILU)) {
 			y = y / (1.0 + exp(-y));

@@ -14,6 +14,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
 )
 
 // Thresholds on the normalised MSE Σ(gpu-cpu)²/Σcpu² against the CPU
@@ -359,8 +360,8 @@ var allKinds = []graph.Kind{
 }
 
 // TestFusions checks the fused kernels (conv + add_channel + residual,
-// group_norm + SiLU) on the resnet pattern, where the residual's producer
-// comes after the convolution in graph order.
+// group_norm + scale_shift + SiLU) on the resnet pattern, where the
+// residual's producer comes after the convolution in graph order.
 func TestFusions(t *testing.T) {
 	d := testDevice(t)
 	r := rand.New(rand.NewSource(2))
@@ -372,33 +373,53 @@ func TestFusions(t *testing.T) {
 		"c2.weight": randT(r, 0.2, O, O, 3, 3), "c2.bias": randT(r, 1, O),
 		"s.weight": randT(r, 0.3, O, C, 1, 1), "s.bias": randT(r, 1, O),
 	}
-	c := &opCase{name: "resnet", params: params,
-		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
-			x, e := in("x", B, C, H, W), in("e", B, O)
-			h := b.Unary(graph.OpSiLU, b.GroupNorm("n1", x, 2, 1e-5))
-			h = b.AddChannel(b.Conv2D("c1", h, 1, [4]int{1, 1, 1, 1}), e)
-			h = b.Unary(graph.OpSiLU, b.GroupNorm("n2", h, 5, 1e-5))
-			h = b.Conv2D("c2", h, 1, [4]int{1, 1, 1, 1})
-			return b.Add(b.Conv2D("s", x, 1, [4]int{}), h)
-		}}
-	g, err := c.graphOf(r, params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := d.Compile(context.Background(), g, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Steps() != 5 {
-		t.Errorf("fused program has %d steps, want 5 (2 norms, 2 convs with epilogues, 1 shortcut)", p.Steps())
-	}
-	p.Release()
-	for _, o := range []Options{{}, {Weights: WeightsF16}} {
-		e := compare(t, d, c, o)
-		t.Logf("weights %v: NMSE %.3g", o.Weights, e)
-		if !(e <= nmseOp) {
-			t.Errorf("weights %v: NMSE %.3g over %g", o.Weights, e, nmseOp)
+	// The two time conditionings of diffusers' ResnetBlock2D: "default" adds
+	// the embedding after conv1, "scale_shift" applies it after norm2.
+	for _, scaleShift := range []bool{false, true} {
+		c := &opCase{name: fmt.Sprintf("resnet/scale_shift=%v", scaleShift), params: params,
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				x := in("x", B, C, H, W)
+				h := b.Unary(graph.OpSiLU, b.GroupNorm("n1", x, 2, 1e-5))
+				h = b.Conv2D("c1", h, 1, [4]int{1, 1, 1, 1})
+				if scaleShift {
+					h = b.ScaleShift(b.GroupNorm("n2", h, 5, 1e-5), in("e", B, 2*O))
+				} else {
+					h = b.GroupNorm("n2", b.AddChannel(h, in("e", B, O)), 5, 1e-5)
+				}
+				h = b.Conv2D("c2", b.Unary(graph.OpSiLU, h), 1, [4]int{1, 1, 1, 1})
+				return b.Add(b.Conv2D("s", x, 1, [4]int{}), h)
+			}}
+		g, err := c.graphOf(r, params)
+		if err != nil {
+			t.Fatal(err)
 		}
+		p, err := d.Compile(context.Background(), g, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Steps() != 5 {
+			t.Errorf("%s: fused program has %d steps, want 5 (2 norms, 2 convs with epilogues, 1 shortcut)", c.name, p.Steps())
+		}
+		p.Release()
+		for _, o := range []Options{{}, {Weights: WeightsF16}} {
+			e := compare(t, d, c, o)
+			t.Logf("%s, weights %v: NMSE %.3g", c.name, o.Weights, e)
+			if !(e <= nmseOp) {
+				t.Errorf("%s, weights %v: NMSE %.3g over %g", c.name, o.Weights, e, nmseOp)
+			}
+		}
+	}
+	c := &opCase{name: "conv+residual", params: params,
+		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			x := in("x", B, C, H, W)
+			return b.Add(b.Conv2D("s", x, 1, [4]int{}), b.Conv2D("c1", x, 1, [4]int{1, 1, 1, 1}))
+		}}
+	// The same with dispatches issued one by one from Go (the fallback where
+	// a Content-Security-Policy forbids the JavaScript replay function).
+	gpu.ReplayInJS = false
+	defer func() { gpu.ReplayInJS = true }()
+	if e := compare(t, d, c, Options{}); !(e <= nmseOp) {
+		t.Errorf("replayed from Go: NMSE %.3g over %g", e, nmseOp)
 	}
 }
 

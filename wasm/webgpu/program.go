@@ -34,6 +34,7 @@ type Program struct {
 	ownW    bool // weights belong to this program (Compile), not a Denoiser
 
 	steps    []step
+	rec      *gpu.Recording // steps as one replayable list
 	inputs   map[string]*gpu.Buffer
 	out      *gpu.Buffer
 	outBytes uint64
@@ -312,9 +313,14 @@ func (c *compiler) node(i int) error {
 		per := tensor.Numel(xs[2:])
 		out, last := n.Out, i
 		more := 0
+		e := none
 		if !c.o.Unfused {
+			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpScaleShift && g.Nodes[j].In[0] == out && len(xs) == 4 {
+				e, out, last, more = c.val(g.Nodes[j].In[1]), g.Nodes[j].Out, j, flagE
+				c.skip[j] = true
+			}
 			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
-				out, last, more = g.Nodes[j].Out, j, flagSiLU
+				out, last, more = g.Nodes[j].Out, j, more|flagSiLU
 				c.skip[j] = true
 			}
 		}
@@ -326,7 +332,7 @@ func (c *compiler) node(i int) error {
 		}
 		c.add(pstep{what: what, key: kernelKey{fam: "norm", entry: "group_norm"},
 			params: words(groups, xs[1]/groups, per, count, n.F, c.flags(n.Bias, 0)|more, 0, 0),
-			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(out)},
+			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, c.val(out)},
 			out:    out, grid: grid}, last)
 
 	case graph.OpSiLU, graph.OpGELU, graph.OpAdd, graph.OpAffine, graph.OpAddChannel, graph.OpScaleShift, graph.OpDivBatch:
@@ -771,9 +777,14 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 
 // encode records every step of the program, in one compute pass.
 func (p *Program) encode(e *gpu.Encoder) {
-	for _, s := range p.steps {
-		e.Dispatch(s.pipe, s.bg, s.grid[0], s.grid[1], s.grid[2])
+	if p.rec == nil {
+		ds := make([]gpu.Dispatch, len(p.steps))
+		for i, s := range p.steps {
+			ds[i] = gpu.Dispatch{Pipeline: s.pipe, Group: s.bg, X: s.grid[0], Y: s.grid[1], Z: s.grid[2]}
+		}
+		p.rec = gpu.Record(ds)
 	}
+	e.Replay(p.rec)
 }
 
 // blame reruns the steps one submission each to name the kernel behind err.

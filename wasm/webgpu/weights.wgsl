@@ -5,7 +5,8 @@
 // so the branches cost next to nothing.
 
 const F_BIAS: u32 = 1u;  // a bias buffer is bound
-const F_E: u32 = 2u;     // conv: add a per-(batch, channel) term (fused add_channel)
+const F_E: u32 = 2u;     // conv: add a per-(batch, channel) term (fused add_channel);
+                         // group_norm: apply scale_shift (fused)
 const F_R: u32 = 4u;     // conv: add a residual (fused add)
 const F_F16: u32 = 8u;   // weights are packed f16
 const F_SILU: u32 = 16u; // group_norm: apply SiLU (fused)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"syscall/js"
 	"unsafe"
 )
@@ -353,4 +354,59 @@ func (d *Device) WorkDone(ctx context.Context) error {
 	}
 	_, err := d.Await(ctx, d.queue.Call("onSubmittedWorkDone"))
 	return err
+}
+
+// Dispatch is one recorded compute dispatch.
+type Dispatch struct {
+	Pipeline *ComputePipeline
+	Group    *BindGroup
+	X, Y, Z  uint32
+}
+
+// Recording is a list of dispatches kept as a JavaScript array, so that
+// replaying it costs one call from Go instead of three per dispatch (each
+// syscall/js call costs microseconds, and a UNet has a few hundred
+// dispatches).
+type Recording struct {
+	list js.Value
+	ds   []Dispatch
+}
+
+// Record builds a Recording.
+func Record(ds []Dispatch) *Recording {
+	arr := make([]any, len(ds))
+	for i, d := range ds {
+		arr[i] = []any{d.Pipeline.v, d.Group.v, d.X, d.Y, d.Z}
+	}
+	return &Recording{list: js.ValueOf(arr), ds: ds}
+}
+
+// ReplayInJS enables the one-call replay; when false (or where the page's
+// Content-Security-Policy forbids creating functions), Replay calls each
+// dispatch from Go.
+var ReplayInJS = true
+
+var replayFn = sync.OnceValue(func() (fn js.Value) {
+	defer func() {
+		if recover() != nil { // EvalError under a strict CSP
+			fn = js.Undefined()
+		}
+	}()
+	return js.Global().Get("Function").New("pass", "list",
+		"for (let i = 0; i < list.length; i++) { const s = list[i]; "+
+			"pass.setPipeline(s[0]); pass.setBindGroup(0, s[1]); pass.dispatchWorkgroups(s[2], s[3], s[4]); }")
+})
+
+// Replay records every dispatch of r, in order, in the encoder's compute pass.
+func (e *Encoder) Replay(r *Recording) {
+	if e.pass.IsUndefined() {
+		e.pass = e.v.Call("beginComputePass")
+	}
+	if fn := replayFn(); ReplayInJS && !fn.IsUndefined() {
+		fn.Invoke(e.pass, r.list)
+		return
+	}
+	for _, d := range r.ds {
+		e.Dispatch(d.Pipeline, d.Group, d.X, d.Y, d.Z)
+	}
 }
