@@ -17,7 +17,7 @@ build:
 	GOOS=js GOARCH=wasm $(GO) build ./core/...
 
 ## test: everything CI runs: vet, native tests, the core tests under wasm in Node
-test: test-native test-wasm test-simd test-browser test-webgpu
+test: test-native test-wasm test-simd test-browser test-webgpu test-bench-smoke
 
 test-native:
 	$(GO) vet ./...
@@ -93,3 +93,18 @@ test-webgpu:
 	XDG_RUNTIME_DIR="$${XDG_RUNTIME_DIR:-/tmp}" VK_ICD_FILENAMES="$(SWIFTSHADER_ICD)" \
 	NODE_OPTIONS="--import=$(abspath web/test/webgpu-setup.mjs)" \
 	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test -timeout 30m ./wasm/webgpu/...
+
+## bench: our WebGPU and SIMD backends against onnxruntime-web (wasm, 1 thread; webgpu) on every
+## shipped model in headless Chromium, plus page load to first image (BENCHMARKS.md; BENCH_*
+## variables set models, backends and iteration counts). ORT needs the ONNX exports:
+## /usr/bin/python3 tools/bench/export_onnx.py (PyTorch). Results: dist/bench/bench-*.json and .md
+## bench-gpu: the same in Node with Dawn (npm webgpu) for a machine with a GPU and no browser
+## (tools/bench/setup-gpu.sh installs the Vulkan/GLVND libraries)
+## test-bench-smoke: one iteration of each part of the harness (checks it runs, never times)
+.PHONY: bench bench-gpu test-bench-smoke
+bench:
+	node tools/bench/run.mjs
+bench-gpu:
+	XDG_RUNTIME_DIR="$${XDG_RUNTIME_DIR:-/tmp}" node tools/bench/node.mjs
+test-bench-smoke:
+	BENCH_SMOKE=1 node tools/bench/run.mjs

@@ -1,0 +1,256 @@
+// The benchmark itself, shared by the browser page (page/page.mjs, driven by
+// run.mjs) and the Node GPU runner (node.mjs): for each model it times
+// one denoiser call at batch 1 and 16 and a full 25-step DDIM sample of 16
+// images on every backend (ours through the Go wasm in ../wasm, and
+// onnxruntime-web's wasm and webgpu execution providers on the ONNX export of
+// the same weights), checks that every backend computes the same outputs as
+// ORT wasm, and returns plain JSON.
+//
+// env: {
+//   bench:      the Go side (globalThis.diffuseBench)
+//   bytes(url): Promise<Uint8Array> (weights/<name>.safetensors, onnx/<name>.onnx)
+//   ort:        {wasm, webgpu}: onnxruntime-web modules (either may be null)
+//   gpu:        {available, swiftshader, info}: what navigator.gpu offered
+//   log(line)
+// }
+// cfg: see defaults() below; run.mjs and node.mjs fill it from BENCH_* variables.
+
+import { weightsFile } from './onnxweights.mjs';
+
+export function defaults(gpu) {
+  const soft = !!gpu?.swiftshader;
+  return {
+    models: ['mnist', 'emoji', 'scoresde-mnist', 'toy2d'],
+    backends: ['simd', 'webgpu', 'ort-wasm', 'ort-webgpu'],
+    batches: [1, 16],
+    warmup: 2, // untimed calls per batch size (the first compiles pipelines)
+    iters: 10, // timed calls per batch size (CPU backends)
+    gpuWarmup: soft ? 1 : 3,
+    gpuIters: soft ? 2 : 20, // timed calls per batch size (WebGPU backends)
+    slimOnnx: false, // true: always the slim ONNX with weights from our safetensors
+    sampleBatch: 16,
+    sampleSteps: 25,
+    samples: soft ? ['simd', 'ort-wasm'] : null, // backends that run the full sample (null: all)
+    gpuMaxBatchSoft: soft ? 1 : 1 << 30, // largest batch WebGPU backends run on SwiftShader
+    gpuModels: null, // models the WebGPU backends run on (null: all)
+    seed: 1,
+  };
+}
+
+const GPU = new Set(['webgpu', 'ort-webgpu']);
+
+export async function run(env, cfg) {
+  const { bench, log } = env;
+  const out = { models: [], config: cfg, started: new Date().toISOString() };
+  for (const name of cfg.models) {
+    const t0 = performance.now();
+    const r = await benchModel(env, cfg, name).catch((e) => ({ name, error: String(e?.stack || e) }));
+    r.wallMs = performance.now() - t0;
+    out.models.push(r);
+    env.onModel?.(out);
+    log(`${name}: done in ${(r.wallMs / 1000).toFixed(1)} s${r.error ? ` (error: ${r.error.split('\n')[0]})` : ''}`);
+  }
+  out.finished = new Date().toISOString();
+  return out;
+}
+
+function stats(times) {
+  if (!times.length) return null;
+  const s = [...times].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  const median = s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  return { n: s.length, median, min: s[0], max: s[s.length - 1], times };
+}
+
+// Deterministic standard normal values (mulberry32 + Box-Muller).
+function normals(n, seed) {
+  let a = seed >>> 0;
+  const u = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(u() + 1e-12));
+    const th = 2 * Math.PI * u();
+    out[i] = r * Math.cos(th);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(th);
+  }
+  return out;
+}
+
+function diff(a, b) {
+  if (!a || !b || a.length !== b.length) return null;
+  let m = 0;
+  let ss = 0;
+  let rs = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = d; // NaN propagates
+    ss += d * d;
+    rs += b[i] * b[i];
+  }
+  return { maxAbs: m, relRms: Math.sqrt(ss / Math.max(rs, 1e-30)) };
+}
+
+// The ONNX graph: <name>.onnx, or (cfg.slimOnnx, or when that is absent)
+// <name>.slim.onnx with its weights rebuilt from our safetensors
+// (onnxweights.mjs).
+async function loadOnnx(env, cfg, name, st) {
+  if (!cfg.slimOnnx) {
+    try {
+      const model = await env.bytes(`onnx/${name}.onnx`);
+      return { model, about: { file: `${name}.onnx`, bytes: model.length } };
+    } catch (e) {
+      // fall through to the slim file
+    }
+  }
+  const model = await env.bytes(`onnx/${name}.slim.onnx`);
+  const recipe = JSON.parse(new TextDecoder().decode(await env.bytes(`onnx/${name}.slim.json`)));
+  const data = weightsFile(recipe, st);
+  return { model, externalData: [{ path: recipe.data, data }],
+    about: { file: `${name}.slim.onnx`, bytes: model.length, externalBytes: data.length, fromSafetensors: recipe.tensors.length } };
+}
+
+// ORT session wrapper: run(x, shape, t, class) -> Float32Array.
+async function ortSession(env, cfg, kind, name, info, onnx) {
+  const ort = env.ort[kind === 'ort-wasm' ? 'wasm' : 'webgpu'];
+  if (!ort) throw new Error(`onnxruntime-web ${kind} module not loaded`);
+  const t0 = performance.now();
+  const opts = { executionProviders: [kind === 'ort-wasm' ? 'wasm' : 'webgpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3 };
+  if (onnx.externalData) opts.externalData = onnx.externalData;
+  const session = await ort.InferenceSession.create(onnx.model, opts);
+  const ms = performance.now() - t0;
+  const [c, h, w] = info.shape;
+  const points = h === 1 && w === 1; // toy2d: [B, C] in ONNX
+  const names = session.inputNames;
+  const run = async (x, B, t, cls) => {
+    const feeds = {};
+    feeds[names[0]] = new ort.Tensor('float32', x, points ? [B, c] : [B, c, h, w]);
+    feeds[names[1]] = new ort.Tensor('float32', t, [B]);
+    if (names.length > 2) {
+      const l = new BigInt64Array(B);
+      for (let i = 0; i < B; i++) l[i] = BigInt(cls ? cls[i] : info.nullClass);
+      feeds[names[2]] = new ort.Tensor('int64', l, [B]);
+    }
+    const res = await session.run(feeds);
+    const o = res[session.outputNames[0]];
+    const data = o.location && o.location !== 'cpu' ? await o.getData() : o.data;
+    return data;
+  };
+  return { session, run, ms, detail: `onnxruntime-web ${ort.env.versions?.web || ''} ${kind === 'ort-wasm' ? `wasm, ${ort.env.wasm.numThreads} thread` : 'webgpu'}`.trim() };
+}
+
+async function benchModel(env, cfg, name) {
+  const { bench, log } = env;
+  const st = await env.bytes(`weights/${name}.safetensors`);
+  const info = JSON.parse(await bench.load(name, st, [...new Set([...cfg.batches, cfg.sampleBatch])]));
+  const r = { name, shape: info.shape, params: info.params, flops: info.flops, weightsBytes: st.length, backends: {} };
+  let onnx = null;
+  try {
+    onnx = await loadOnnx(env, cfg, name, st);
+    r.onnx = onnx.about;
+  } catch (e) {
+    r.onnxMissing = `onnx/${name}.onnx not found (${e.message}): run '/usr/bin/python3 tools/bench/export_onnx.py' (needs PyTorch) to make it`;
+    log(`${name}: ${r.onnxMissing}; ORT backends skipped`);
+  }
+  const per = info.shape[0] * info.shape[1] * info.shape[2];
+  const inputs = {};
+  for (const B of cfg.batches) {
+    const t = new Float32Array(B).fill(info.tMid);
+    const cls = info.conditional ? Int32Array.from({ length: B }, (_, i) => i % info.classes) : null;
+    inputs[B] = { x: normals(B * per, 1234 + B), t, cls };
+  }
+  const ref = {}; // ORT wasm outputs, the reference every backend is compared with
+  const outs = {};
+  for (const backend of cfg.backends) {
+    if (backend.startsWith('ort') && !onnx) continue;
+    if (GPU.has(backend) && !env.gpu.available) {
+      r.backends[backend] = { skipped: 'no WebGPU adapter' };
+      continue;
+    }
+    if (GPU.has(backend) && cfg.gpuModels && !cfg.gpuModels.includes(name)) {
+      r.backends[backend] = { skipped: 'not run on this model (BENCH_GPU_MODELS)' };
+      continue;
+    }
+    const b = { batches: {} };
+    r.backends[backend] = b;
+    const gpu = GPU.has(backend);
+    const warm = gpu ? cfg.gpuWarmup : cfg.warmup;
+    const iters = gpu ? cfg.gpuIters : cfg.iters;
+    let ortS = null;
+    try {
+      if (backend.startsWith('ort')) {
+        ortS = await ortSession(env, cfg, backend, name, info, onnx);
+        b.initMs = ortS.ms;
+        b.detail = ortS.detail;
+      } else {
+        const o = JSON.parse(await bench.open(name, backend));
+        b.initMs = o.ms;
+        b.detail = o.detail;
+      }
+      for (const B of cfg.batches) {
+        if (gpu && env.gpu.swiftshader && B > cfg.gpuMaxBatchSoft) {
+          b.batches[B] = { skipped: `batch ${B} not run on SwiftShader (BENCH_GPU_MAX_BATCH_SOFT=${cfg.gpuMaxBatchSoft})` };
+          continue;
+        }
+        const { x, t, cls } = inputs[B];
+        let times;
+        let y;
+        if (ortS) {
+          times = [];
+          for (let i = 0; i < warm + iters; i++) {
+            const t0 = performance.now();
+            y = await ortS.run(x, B, t, cls);
+            if (i >= warm) times.push(performance.now() - t0);
+          }
+        } else {
+          const o = await bench.run(name, backend, x, t, cls, warm, iters);
+          times = Array.from(o.times);
+          y = o.out;
+        }
+        const s = stats(times);
+        s.gflops = info.flops[B] ? info.flops[B].gemm / (s.median * 1e6) : null;
+        s.warmup = warm;
+        b.batches[B] = s;
+        if (backend === 'ort-wasm') ref[B] = y;
+        (outs[backend] ||= {})[B] = y;
+        log(`${name} ${backend} b${B}: median ${s.median.toFixed(2)} ms (min ${s.min.toFixed(2)}, max ${s.max.toFixed(2)}, n=${s.n}), ${s.gflops ? s.gflops.toFixed(2) : '?'} GFLOP/s`);
+      }
+      // A full sample: DDIM, 25 steps, 16 images, driven by our sampler.
+      if (!cfg.samples || cfg.samples.includes(backend)) {
+        let key = backend;
+        if (ortS) {
+          key = `js:${backend}`;
+          bench.setJS(backend, (x, shape, t, cls) => ortS.run(x, shape[0], t, cls));
+        }
+        const s = await bench.sample(name, key, cfg.sampleBatch, cfg.sampleSteps, cfg.seed);
+        b.sample = { batch: cfg.sampleBatch, steps: cfg.sampleSteps, ms: s.ms, nfe: s.nfe, driver: ortS ? 'our Go DDIM over ORT session.run' : backend === 'webgpu' ? 'GPU-resident SampleDDIM' : 'core/sampler.DDIM' };
+        (outs[backend] ||= {}).sample = s.x;
+        if (backend === 'ort-wasm') ref.sample = s.x;
+        log(`${name} ${backend}: DDIM ${cfg.sampleSteps} steps x${cfg.sampleBatch}: ${(s.ms / 1000).toFixed(2)} s`);
+      } else {
+        b.sample = { skipped: 'full sample not run for this backend here (BENCH_SAMPLES)' };
+      }
+    } catch (e) {
+      b.error = String(e?.message || e);
+      log(`${name} ${backend}: ERROR ${b.error}`);
+    } finally {
+      if (ortS) await ortS.session.release?.();
+      else bench.close(name, backend);
+    }
+  }
+  // Agreement with ORT wasm (the reference): per batch and for the sample.
+  for (const [backend, o] of Object.entries(outs)) {
+    const b = r.backends[backend];
+    b.vsOrtWasm = {};
+    for (const k of Object.keys(o)) {
+      const d = diff(o[k], ref[k]);
+      if (d) b.vsOrtWasm[k] = d;
+    }
+  }
+  return r;
+}

@@ -1,0 +1,12 @@
+// Package gobench holds Go micro-benchmarks of whole network evaluations on
+// the shipped weights, natively: the plain-Go reference backend (core/cpu)
+// and the SIMD backend's kernels under wazero (wasm/simd). They report
+// GFLOP/s (tools/bench/flops) next to ns/op:
+//
+//	go test -run '^$' -bench . -benchtime 5x ./tools/bench/gobench
+//
+// Native figures are not the browser's: the browser numbers come from
+// `make bench` (tools/bench/run.mjs). wasm/simd has its own kernel
+// benchmarks (make bench-simd: GEMM GFLOP/s in Node, whole networks as
+// js/wasm).
+package gobench

@@ -1,0 +1,8 @@
+// Prints the markdown report of a results file again (run.mjs and node.mjs
+// write both; this is for a JSON kept elsewhere):
+//
+//   node tools/bench/report.mjs tools/bench/results/2026-11-26-h100-node-dawn.json
+import fs from 'node:fs';
+import { markdown } from './lib.mjs';
+
+for (const f of process.argv.slice(2)) console.log(markdown(JSON.parse(fs.readFileSync(f, 'utf8'))));

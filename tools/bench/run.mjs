@@ -1,0 +1,270 @@
+// make bench: the benchmark in headless Chromium.
+//
+//   node tools/bench/run.mjs            (from the repository root; `make bench`)
+//
+// 1. Builds the bench wasm (tools/bench/wasm: our WebGPU and SIMD backends
+//    linked directly) and serves it with the benchmark page (tools/bench/page),
+//    core.mjs, the SIMD kernels, onnxruntime-web's files out of
+//    web/node_modules/onnxruntime-web/dist (same origin, no CDN), the shipped
+//    weights and the ONNX exports (tools/bench/onnx, made by export_onnx.py)
+//    from a local static server.
+// 2. In headless Chromium with WebGPU (Debian's chromium; on a machine without
+//    a GPU that is SwiftShader), runs core.mjs: per model and backend, one
+//    denoiser call at batch 1 and 16 (median, min, max of n after warm-up),
+//    a 25-step DDIM sample of 16 images, and the agreement with ORT wasm.
+// 3. Builds the app (make dist into $BENCH_OUT/site), serves it with
+//    tools/serve behind a byte-counting proxy, and times page load to first
+//    image, cold and warm.
+// 4. Writes $BENCH_OUT/bench-<date>.json and .md (BENCH_OUT defaults to
+//    dist/bench) and prints the markdown.
+//
+// Settings (environment): BENCH_MODELS, BENCH_BACKENDS, BENCH_BATCHES,
+// BENCH_WARMUP, BENCH_ITERS, BENCH_GPU_WARMUP, BENCH_GPU_ITERS,
+// BENCH_GPU_MAX_BATCH_SOFT, BENCH_SAMPLES, BENCH_SAMPLE_BATCH,
+// BENCH_SAMPLE_STEPS (see lib.mjs and BENCHMARKS.md); BENCH_PAGELOAD_MODELS
+// (default "mnist,emoji"; "none" skips step 3), BENCH_PAGELOAD_BACKENDS
+// (default "auto"); BENCH_SMOKE=1 is the one-iteration smoke run
+// (make test-bench-smoke) that checks the harness works, not the numbers;
+// CHROMIUM (default /usr/bin/chromium); BENCH_OUT.
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, HERE, WEB, goroot, envConfig, buildWasm, machine, onnxDir, checkOnnx, markdown } from './lib.mjs';
+
+const require = createRequire(path.join(WEB, 'package.json'));
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch {
+  console.error('bench: playwright-core is missing: run `cd web && npm ci` first.');
+  process.exit(2);
+}
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+if (!fs.existsSync(CHROMIUM)) {
+  console.error(`bench: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM).`);
+  process.exit(2);
+}
+const SMOKE = process.env.BENCH_SMOKE === '1';
+const OUT = path.resolve(process.env.BENCH_OUT || path.join(ROOT, 'dist', SMOKE ? 'bench-smoke' : 'bench'));
+const ORT_DIST = path.join(WEB, 'node_modules', 'onnxruntime-web', 'dist');
+const FLAGS = ['--headless', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
+  '--disable-default-apps', '--disable-domain-reliability', '--no-pings'];
+
+const t0 = Date.now();
+// The smoke run (make test) prints only problems and its verdict.
+const log = (s) => { if (!SMOKE || /error|ERROR|!!/.test(s)) console.log(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${s}`); };
+
+// ---------- static server for the benchmark page ----------
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.mjs': 'text/javascript', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+
+function benchServer(wasmPath) {
+  const routes = [
+    ['/bench.wasm', wasmPath],
+    ['/core.mjs', path.join(HERE, 'core.mjs')],
+    ['/onnxweights.mjs', path.join(HERE, 'onnxweights.mjs')],
+    ['/go/wasm_exec.js', path.join(goroot(), 'lib', 'wasm', 'wasm_exec.js')],
+    ['/simd/', path.join(ROOT, 'wasm', 'simd')],
+    ['/ort/', ORT_DIST],
+    ['/weights/', path.join(ROOT, 'weights')],
+    ['/onnx/', onnxDir()],
+    ['/', path.join(HERE, 'page')],
+  ];
+  const srv = http.createServer((req, res) => {
+    let u = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    if (u === '/') u = '/index.html';
+    for (const [pre, dst] of routes) {
+      if (pre.endsWith('/') ? !u.startsWith(pre) : u !== pre) continue;
+      const file = pre.endsWith('/') ? path.join(dst, u.slice(pre.length)) : dst;
+      if (pre.endsWith('/') && !path.resolve(file).startsWith(path.resolve(dst))) break;
+      fs.readFile(file, (err, data) => {
+        if (err) { res.writeHead(404); res.end('not found'); return; }
+        // Cross-origin isolation: performance.now() then has 5 µs steps
+        // instead of 100 µs (ORT still runs one thread: numThreads = 1).
+        res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store',
+          'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' });
+        res.end(data);
+      });
+      return;
+    }
+    res.writeHead(404);
+    res.end('not found');
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${srv.address().port}`, close: () => srv.close() })));
+}
+
+// ---------- the app behind a byte-counting proxy ----------
+
+async function startAppServer(site) {
+  const bin = path.join(OUT, 'serve');
+  execFileSync('go', ['build', '-o', bin, './tools/serve'], { cwd: ROOT, stdio: 'inherit' });
+  const p = spawn(bin, ['-dir', site, '-addr', '127.0.0.1:0', '-quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const upstream = await new Promise((resolve, reject) => {
+    let buf = '';
+    p.stdout.on('data', (d) => { buf += d; const nl = buf.indexOf('\n'); if (nl >= 0) resolve(new URL(buf.slice(0, nl).trim())); });
+    p.on('exit', (c) => reject(new Error(`tools/serve exited with ${c}`)));
+  });
+  const counter = { bytes: 0 };
+  const proxy = net.createServer((c) => {
+    const u = net.connect(Number(upstream.port), upstream.hostname);
+    c.pipe(u);
+    u.on('data', (d) => { counter.bytes += d.length; });
+    u.pipe(c);
+    const end = () => { c.destroy(); u.destroy(); };
+    c.on('error', end);
+    u.on('error', end);
+  });
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${proxy.address().port}`, counter, close: () => { proxy.close(); p.kill(); } };
+}
+
+const DONE_WATCH = `
+  window.__bench = { done: null, error: null };
+  new MutationObserver(() => {
+    const s = document.body && document.body.dataset.state;
+    if (s === 'done' && window.__bench.done == null) window.__bench.done = performance.now();
+    if (s === 'error' && window.__bench.error == null) window.__bench.error = (document.querySelector('[role=alert]') || {}).textContent || 'error';
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-state'] });
+`;
+
+async function pageLoads(browser, models, backends) {
+  const out = [];
+  log('building the app (make dist) for the page-load test');
+  const site = path.join(OUT, 'site');
+  execFileSync('make', ['--no-print-directory', 'dist', `DIST=${site}`], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  const app = await startAppServer(site);
+  try {
+    for (const model of models) {
+      for (const backend of backends) {
+        const ctx = await browser.newContext();
+        await ctx.addInitScript(DONE_WATCH);
+        let files = [];
+        ctx.on('requestfinished', async (rq) => {
+          try {
+            const s = await rq.sizes();
+            files.push({ url: new URL(rq.url()).pathname, bytes: s.responseBodySize + s.responseHeadersSize, sw: !!rq.serviceWorker() });
+          } catch { /* gone */ }
+        });
+        try {
+          for (const cache of ['cold', 'warm']) {
+            const page = await ctx.newPage();
+            app.counter.bytes = 0;
+            files = [];
+            const url = `${app.url}/index.html?model=${model}&sampler=ddim&steps=25&seed=1&batch=1&backend=${backend}`;
+            const r = { model, backend, cache };
+            try {
+              await page.goto(url);
+              await page.waitForFunction(() => window.__bench.done != null || window.__bench.error != null, null, { timeout: 300000, polling: 50 });
+              const b = await page.evaluate(() => ({ ...window.__bench, used: document.getElementById('stat-backend')?.textContent, sw: !!navigator.serviceWorker?.controller }));
+              if (b.error) throw new Error(b.error);
+              r.ms = b.done;
+              r.bytes = app.counter.bytes;
+              r.files = files.filter((f) => f.bytes > 0).sort((a, b) => b.bytes - a.bytes).slice(0, 12);
+              r.used = b.used;
+              r.swControlled = b.sw;
+              await page.waitForTimeout(3000);
+              r.bytesAfter = app.counter.bytes - r.bytes;
+              log(`page load ${model} ${backend} ${cache}: ${(r.ms / 1000).toFixed(2)} s to first image (${r.used}), ${(r.bytes / 1e6).toFixed(2)} MB`);
+            } catch (e) {
+              r.error = String(e.message || e).split('\n')[0];
+              log(`page load ${model} ${backend} ${cache}: ERROR ${r.error}`);
+            }
+            out.push(r);
+            await page.close();
+          }
+        } finally {
+          await ctx.close();
+        }
+      }
+    }
+  } finally {
+    app.close();
+  }
+  return out;
+}
+
+// ---------- main ----------
+
+async function main() {
+  fs.mkdirSync(OUT, { recursive: true });
+  const cfg = envConfig();
+  if (SMOKE) Object.assign(cfg, { models: cfg.models || ['toy2d', 'mnist'], gpuModels: ['toy2d'], warmup: 0, iters: 1, gpuWarmup: 0, gpuIters: 1, batches: [1, 2], gpuMaxBatchSoft: 2, sampleBatch: 2, sampleSteps: 2, samples: null });
+  const mach = machine();
+  log(`machine: ${mach.cpu}, ${mach.cores} cores; building the bench wasm`);
+  const wasm = buildWasm(OUT);
+  if (!fs.existsSync(ORT_DIST)) console.log('!! web/node_modules/onnxruntime-web is missing (cd web && npm ci): ORT backends will fail.');
+  const missing = checkOnnx(cfg.models || ['mnist', 'emoji', 'scoresde-mnist', 'toy2d']);
+  const srv = await benchServer(wasm);
+  // Playwright gives the browser a fresh temporary profile (user data dir).
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const res = { title: SMOKE ? 'Smoke run (not a measurement)' : 'make bench (headless Chromium)', date: new Date().toISOString().slice(0, 10), machine: mach, browser: `Chromium ${browser.version()}`, runtime: `headless Chromium ${browser.version()}, flags ${FLAGS.join(' ')}`, notes: [] };
+  if (missing.length) res.notes.push(`ONNX missing for ${missing.join(', ')}: ORT not measured there (run /usr/bin/python3 tools/bench/export_onnx.py).`);
+  try {
+    const page = await browser.newPage();
+    page.on('console', (m) => {
+      const t = m.text();
+      if (m.type() === 'log') log(t);
+      // Missing ONNX files were reported above; ORT's node-placement notice is not an error.
+      else if (m.type() === 'error' && !/Failed to load resource|VerifyEachNodeIsAssignedToAnEp/.test(t)) log(`console error: ${t}`);
+    });
+    page.on('pageerror', (e) => log(`page error: ${e.message}`));
+    await page.goto(`${srv.url}/`);
+    await page.waitForFunction(() => window.benchReady === true, null, { timeout: 120000 });
+    res.env = await page.evaluate(() => window.benchEnv);
+    log(`WebGPU: ${JSON.stringify(res.env.gpu.info || res.env.gpu.why)}${res.env.ortErrors.length ? `; ORT load errors: ${res.env.ortErrors.join('; ')}` : ''}`);
+    res.results = await page.evaluate((c) => window.runBench(c), cfg);
+    res.config = res.results.config;
+    res.models = res.results.models;
+    delete res.results;
+    await page.close();
+    const plModels = (process.env.BENCH_PAGELOAD_MODELS || (SMOKE ? 'none' : 'mnist,emoji')).split(',').filter((m) => m && m !== 'none');
+    const plBackends = (process.env.BENCH_PAGELOAD_BACKENDS || 'auto').split(',').filter(Boolean);
+    if (plModels.length) res.pageLoad = await pageLoads(browser, plModels, plBackends);
+  } finally {
+    await browser.close();
+    srv.close();
+  }
+  res.wallSeconds = (Date.now() - t0) / 1000;
+  res.machine.loadavgEnd = os.loadavg();
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  const base = path.join(OUT, `bench-${stamp}`);
+  fs.writeFileSync(`${base}.json`, JSON.stringify(res, null, 1));
+  const md = markdown(res);
+  fs.writeFileSync(`${base}.md`, md);
+  if (!SMOKE) console.log(`\n${md}`);
+  console.log(`wrote ${path.relative(ROOT, base)}.json and .md (${res.wallSeconds.toFixed(0)} s)`);
+  if (SMOKE) smokeCheck(res);
+}
+
+/** The smoke run fails when the harness broke (a model that did not load,
+ * no timing at all, backends that disagree with ORT wasm on the same input:
+ * then the harness compares different things), never on times. A backend's
+ * own error is reported, not failed on: that is the backend's test's job. */
+function smokeCheck(res) {
+  const bad = [];
+  for (const m of res.models) {
+    if (m.error) { bad.push(`${m.name}: ${m.error}`); continue; }
+    let timed = 0;
+    for (const [k, b] of Object.entries(m.backends)) {
+      if (b.skipped) continue;
+      if (b.error) console.log(`bench smoke: warning: ${m.name} ${k}: ${b.error}`);
+      timed += Object.values(b.batches || {}).filter((s) => s.median > 0).length;
+      for (const [B, d] of Object.entries(b.vsOrtWasm || {})) {
+        if (!(d.relRms < 1e-2)) bad.push(`${m.name} ${k} (${B}): output differs from ORT wasm (rel. RMS ${d.relRms})`);
+      }
+    }
+    if (!timed) bad.push(`${m.name}: no backend produced a timing`);
+  }
+  if (bad.length) {
+    console.error(`bench smoke: FAIL\n  ${bad.join('\n  ')}`);
+    process.exit(1);
+  }
+  console.log('bench smoke: ok');
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
