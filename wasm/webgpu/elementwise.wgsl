@@ -88,3 +88,29 @@ fn div_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 		Out[i] = X[i] / Y[i / P.per];
 	}
 }
+
+// reshape: the same elements under a new shape (a plain copy).
+@compute @workgroup_size(256)
+fn reshape(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+	let i = index(wid, nwg, li);
+	if (i < P.n) {
+		Out[i] = X[i];
+	}
+}
+
+// ve_marginal_std: sqrt((f^(2t) - 1) / (2 ln f)) for times t, the marginal std
+// of the score-SDE tutorial's VE SDE dx = f^t dw. f^(2t) - 1 is expm1(2t ln f),
+// taken from its series for small arguments, where exp(a) - 1 would cancel.
+@compute @workgroup_size(256)
+fn ve_marginal_std(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+	let i = index(wid, nwg, li);
+	if (i < P.n) {
+		let ls = log(P.f);
+		let a = 2.0 * X[i] * ls;
+		var m = exp(a) - 1.0;
+		if (abs(a) < 0.01) {
+			m = a * (1.0 + a * (0.5 + a * (1.0 / 6.0 + a / 24.0)));
+		}
+		Out[i] = sqrt(m / (2.0 * ls));
+	}
+}

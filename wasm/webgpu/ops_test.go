@@ -285,6 +285,15 @@ func opCases(r *rand.Rand) []*opCase {
 		t[0] = hi
 		return t
 	}
+	cs = append(cs,
+		&opCase{name: "reshape", params: p(), build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return b.Reshape(in("x", 7, 2, 1, 1), 7, 2)
+		}},
+		&opCase{name: "ve_marginal_std", params: p(), inputs: map[string][]float32{"t": times(7, 1e-3, 1)},
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				return b.VEMarginalStd(in("t", 7), 25)
+			}},
+	)
 	for _, tc := range []struct {
 		B, dim int
 		flip   bool
@@ -357,6 +366,7 @@ var allKinds = []graph.Kind{
 	graph.OpGELU, graph.OpAdd, graph.OpAddChannel, graph.OpScaleShift, graph.OpAffine,
 	graph.OpConcat, graph.OpUpsampleNearest2x, graph.OpToTokens, graph.OpFromTokens,
 	graph.OpAttention, graph.OpTimestepEmbed, graph.OpFourierEmbed, graph.OpDivBatch, graph.OpEmbedding,
+	graph.OpReshape, graph.OpVEMarginalStd,
 }
 
 // TestFusions checks the fused kernels (conv + add_channel + residual,

@@ -335,7 +335,8 @@ func (c *compiler) node(i int) error {
 			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, c.val(out)},
 			out:    out, grid: grid}, last)
 
-	case graph.OpSiLU, graph.OpGELU, graph.OpAdd, graph.OpAffine, graph.OpAddChannel, graph.OpScaleShift, graph.OpDivBatch:
+	case graph.OpSiLU, graph.OpGELU, graph.OpAdd, graph.OpAffine, graph.OpAddChannel, graph.OpScaleShift, graph.OpDivBatch,
+		graph.OpReshape, graph.OpVEMarginalStd:
 		x, y := c.val(n.In[0]), none
 		if len(n.In) > 1 {
 			y = c.val(n.In[1])
