@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"io"
 	"math"
 	"os"
@@ -390,12 +391,7 @@ func TestReadFileTruncated(t *testing.T) {
 	}
 }
 
-func fixturesDir() string {
-	if d := os.Getenv("FIXTURES_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "..", "shared", "fixtures")
-}
+func fixturesDir() string { return fixtures.Dir() }
 
 func TestReadFixtures(t *testing.T) {
 	dir := fixturesDir()

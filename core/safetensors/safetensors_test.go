@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"flag"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"os"
 	"path/filepath"
@@ -498,12 +499,7 @@ func TestDataAliasesInput(t *testing.T) {
 	}
 }
 
-func fixturesDir() string {
-	if d := os.Getenv("FIXTURES_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "..", "shared", "fixtures")
-}
+func fixturesDir() string { return fixtures.Dir() }
 
 func TestReadFixture(t *testing.T) {
 	path := filepath.Join(fixturesDir(), "diffusers", "cifar_like", "diffusion_pytorch_model.safetensors")

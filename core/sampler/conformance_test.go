@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,12 +19,7 @@ import (
 
 // fixturesDir is the shared reference fixtures (../shared/fixtures from the
 // repository root); FIXTURES_DIR overrides it.
-func fixturesDir() string {
-	if d := os.Getenv("FIXTURES_DIR"); d != "" {
-		return d
-	}
-	return "../../../shared/fixtures"
-}
+func fixturesDir() string { return fixtures.Dir() }
 
 // toyNet is the fixtures' stand-in model:
 // tanh(0.7·x + 0.3)·0.9 + 0.05·cos(t/97), on the scaled model input.

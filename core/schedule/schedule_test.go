@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"errors"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"os"
 	"path/filepath"
@@ -85,10 +86,7 @@ func TestParseDiffusersConfigs(t *testing.T) {
 		t.Errorf("Parse(nil): %v", err)
 	}
 	// Every fixture config parses.
-	dir := os.Getenv("FIXTURES_DIR")
-	if dir == "" {
-		dir = "../../../shared/fixtures"
-	}
+	dir := fixtures.Dir()
 	files, _ := filepath.Glob(filepath.Join(dir, "schedulers", "*", "scheduler_config.json"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)

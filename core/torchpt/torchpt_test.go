@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/json"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"io"
 	"math"
 	"os"
@@ -300,12 +301,7 @@ func TestHalfExhaustive(t *testing.T) {
 	}
 }
 
-func fixturesDir() string {
-	if d := os.Getenv("FIXTURES_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "..", "shared", "fixtures")
-}
+func fixturesDir() string { return fixtures.Dir() }
 
 // TestLucidrainsCheckpoint reads a real denoising-diffusion-pytorch
 // Trainer checkpoint (torch 2.x writer, "model-1/" top folder).

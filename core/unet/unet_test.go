@@ -3,6 +3,7 @@ package unet
 import (
 	"encoding/json"
 	"errors"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,11 +15,7 @@ import (
 )
 
 func fixture(t *testing.T, name string) ([]byte, map[string]*tensor.Tensor) {
-	dir := os.Getenv("FIXTURES_DIR")
-	if dir == "" {
-		dir = "../../../shared/fixtures"
-	}
-	dir = filepath.Join(dir, "diffusers", name)
+	dir := filepath.Join(fixtures.Dir(), "diffusers", name)
 	cfg, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		t.Skipf("fixture missing: %v", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,10 +14,7 @@ import (
 // fixturesDir is where third-party reference outputs live (see the README of
 // ../shared/fixtures); FIXTURES_DIR overrides it.
 func fixturesDir(t *testing.T) string {
-	dir := os.Getenv("FIXTURES_DIR")
-	if dir == "" {
-		dir = "../../../shared/fixtures"
-	}
+	dir := fixtures.Dir()
 	if _, err := os.Stat(dir); err != nil {
 		t.Skipf("fixtures not found at %s (set FIXTURES_DIR)", dir)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,10 +37,7 @@ const (
 // core/lucid/testdata/make.py for the variants the fixtures lack.
 func lucidCases(t *testing.T) []string {
 	var found []string
-	fix := os.Getenv("FIXTURES_DIR")
-	if fix == "" {
-		fix = "../../../shared/fixtures"
-	}
+	fix := fixtures.Dir()
 	if _, err := os.Stat(fix); err == nil {
 		found, _ = filepath.Glob(filepath.Join(fix, "lucidrains", "*", "unet_kwargs.json"))
 		if len(found) == 0 {

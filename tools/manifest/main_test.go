@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	fixturesdir "github.com/diffuse-web/diffuse/core/fixtures"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,10 +23,7 @@ func TestCardText(t *testing.T) {
 // TestSiteWithDevModels builds the development models, the manifest and the
 // service worker into a temporary site, as `make dist` does.
 func TestSiteWithDevModels(t *testing.T) {
-	fixtures := os.Getenv("FIXTURES_DIR")
-	if fixtures == "" {
-		fixtures = "../../../shared/fixtures"
-	}
+	fixtures := fixturesdir.Dir()
 	if _, err := os.Stat(filepath.Join(fixtures, "diffusers", "mnist_cond")); err != nil {
 		t.Skipf("fixtures not found at %s (set FIXTURES_DIR)", fixtures)
 	}

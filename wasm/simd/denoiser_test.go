@@ -1,6 +1,7 @@
 package simd
 
 import (
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"os"
 	"path/filepath"
@@ -21,12 +22,7 @@ const (
 	tolVsDiffusers = 1e-4
 )
 
-func fixturesDir() string {
-	if d := os.Getenv("FIXTURES_DIR"); d != "" {
-		return d
-	}
-	return "../../../shared/fixtures"
-}
+func fixturesDir() string { return fixtures.Dir() }
 
 func relErr(got, want []float32) float64 {
 	var maxAbs, maxErr float64

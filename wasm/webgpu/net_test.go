@@ -5,6 +5,7 @@ package webgpu
 import (
 	"context"
 	"errors"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"math/rand"
 	"os"
@@ -21,10 +22,7 @@ import (
 // fixturesDir is $FIXTURES_DIR, or ../shared/fixtures beside the checkout
 // (Go's js/wasm reaches the file system through Node's fs module).
 func fixturesDir(t *testing.T) string {
-	dir := os.Getenv("FIXTURES_DIR")
-	if dir == "" {
-		dir = "../../../shared/fixtures"
-	}
+	dir := fixtures.Dir()
 	if _, err := os.Stat(dir); err != nil {
 		t.Skipf("fixtures not found at %s (set FIXTURES_DIR)", dir)
 	}

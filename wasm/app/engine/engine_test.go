@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"os"
 	"path/filepath"
@@ -221,10 +222,7 @@ func TestLoadRejectsDamagedFiles(t *testing.T) {
 // TestLoadFixtureModel loads a converted copy of the diffusers mnist_cond
 // fixture (no schedule metadata: the default schedule must apply).
 func TestLoadFixtureModel(t *testing.T) {
-	dir := os.Getenv("FIXTURES_DIR")
-	if dir == "" {
-		dir = "../../../../shared/fixtures"
-	}
+	dir := fixtures.Dir()
 	src := filepath.Join(dir, "diffusers", "mnist_cond")
 	if _, err := os.Stat(src); err != nil {
 		t.Skipf("fixtures not found at %s (set FIXTURES_DIR)", dir)
