@@ -192,28 +192,35 @@ func (s *Schedule) xSpaceInit() float64 {
 	return 1
 }
 
+// leadingTimesteps is what DDIMGrid and DDPMGrid share: for SDE schedules the
+// whole grid (ts nil), else diffusers' "leading" integer timesteps.
+func (s *Schedule) leadingTimesteps(steps int, sigmas string) (ts []float64, sde Grid, err error) {
+	if steps < 1 {
+		return nil, Grid{}, errSteps
+	}
+	sp, err := s.sigmaSpacing(sigmas)
+	if err != nil {
+		return nil, Grid{}, err
+	}
+	if s.Kind != Discrete {
+		return nil, Grid{Steps: chain(s.continuousPoints(steps, sp), s.CleanPoint()), InitSigma: s.xSpaceInit()}, nil
+	}
+	if sigmas != SigmasConfig && sp != SigmasUniform {
+		return nil, Grid{}, fmt.Errorf("schedule: %s sigmas are not available for DDIM/DDPM on a discrete schedule", sp)
+	}
+	ts, err = s.discreteTimesteps(steps, "leading", 0, true)
+	return ts, Grid{}, err
+}
+
 // DDIMGrid is the grid of diffusers' DDIMScheduler: integer timesteps spaced
 // by timestep_spacing (default "leading"), each step going to t - N/steps
 // (integer division, as diffusers does whatever the spacing), the last one to
 // ᾱ = 1 (set_alpha_to_one) or to ᾱ_0. SDE schedules use `steps` times uniform
 // in t (or in the noise level, for Karras/exponential) ending at the clean point.
 func (s *Schedule) DDIMGrid(steps int, sigmas string) (Grid, error) {
-	if steps < 1 {
-		return Grid{}, errSteps
-	}
-	sp, err := s.sigmaSpacing(sigmas)
-	if err != nil {
-		return Grid{}, err
-	}
-	if s.Kind != Discrete {
-		return Grid{Steps: chain(s.continuousPoints(steps, sp), s.CleanPoint()), InitSigma: s.xSpaceInit()}, nil
-	}
-	if sigmas != SigmasConfig && sp != SigmasUniform {
-		return Grid{}, fmt.Errorf("schedule: %s sigmas are not available for DDIM/DDPM on a discrete schedule", sp)
-	}
-	ts, err := s.discreteTimesteps(steps, "leading", 0, true)
-	if err != nil {
-		return Grid{}, err
+	ts, sde, err := s.leadingTimesteps(steps, sigmas)
+	if err != nil || ts == nil {
+		return sde, err
 	}
 	ratio := s.Config.NumTrainTimesteps / steps
 	final := s.CleanPoint()
@@ -234,22 +241,9 @@ func (s *Schedule) DDIMGrid(steps int, sigmas string) (Grid, error) {
 // DDPMGrid is the grid of diffusers' DDPMScheduler: the DDIM timesteps, each
 // step going to the next timestep of the list and the last to ᾱ = 1.
 func (s *Schedule) DDPMGrid(steps int, sigmas string) (Grid, error) {
-	if steps < 1 {
-		return Grid{}, errSteps
-	}
-	sp, err := s.sigmaSpacing(sigmas)
-	if err != nil {
-		return Grid{}, err
-	}
-	if s.Kind != Discrete {
-		return Grid{Steps: chain(s.continuousPoints(steps, sp), s.CleanPoint()), InitSigma: s.xSpaceInit()}, nil
-	}
-	if sigmas != SigmasConfig && sp != SigmasUniform {
-		return Grid{}, fmt.Errorf("schedule: %s sigmas are not available for DDIM/DDPM on a discrete schedule", sp)
-	}
-	ts, err := s.discreteTimesteps(steps, "leading", 0, true)
-	if err != nil {
-		return Grid{}, err
+	ts, sde, err := s.leadingTimesteps(steps, sigmas)
+	if err != nil || ts == nil {
+		return sde, err
 	}
 	pts := make([]Point, len(ts))
 	for i, t := range ts {
