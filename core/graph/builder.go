@@ -35,6 +35,15 @@ func (b *Builder) failf(node, format string, args ...any) Value {
 
 func (b *Builder) shape(v Value) []int { return b.G.Shapes[v] }
 
+// weight returns a required parameter, or records a MissingWeightError and returns nil.
+func (b *Builder) weight(name string) *tensor.Tensor {
+	w, ok := b.G.Params[name]
+	if !ok {
+		b.Fail(&MissingWeightError{name})
+	}
+	return w
+}
+
 // optBias returns name if that parameter exists with shape [n], "" if absent.
 func (b *Builder) optBias(name string, n int) string {
 	if !b.G.hasParam(name) {
@@ -53,9 +62,8 @@ func (b *Builder) Conv2D(prefix string, x Value, stride int, pad [4]int) Value {
 		return 0
 	}
 	s := b.shape(x)
-	w, ok := b.G.Params[prefix+".weight"]
-	if !ok {
-		b.Fail(&MissingWeightError{prefix + ".weight"})
+	w := b.weight(prefix + ".weight")
+	if w == nil {
 		return 0
 	}
 	if len(s) != 4 || len(w.Shape) != 4 || w.Shape[1] != s[1] {
@@ -79,9 +87,8 @@ func (b *Builder) ConvTranspose2D(prefix string, x Value, stride, padding, outPa
 		return 0
 	}
 	s := b.shape(x)
-	w, ok := b.G.Params[prefix+".weight"]
-	if !ok {
-		b.Fail(&MissingWeightError{prefix + ".weight"})
+	w := b.weight(prefix + ".weight")
+	if w == nil {
 		return 0
 	}
 	if len(s) != 4 || len(w.Shape) != 4 || w.Shape[0] != s[1] {
@@ -119,9 +126,8 @@ func (b *Builder) Linear(prefix string, x Value) Value {
 		return 0
 	}
 	s := b.shape(x)
-	w, ok := b.G.Params[prefix+".weight"]
-	if !ok {
-		b.Fail(&MissingWeightError{prefix + ".weight"})
+	w := b.weight(prefix + ".weight")
+	if w == nil {
 		return 0
 	}
 	if len(w.Shape) != 2 || w.Shape[1] != s[len(s)-1] {
@@ -276,9 +282,8 @@ func (b *Builder) FourierEmbed(weight string, t Value, logInput, cosFirst bool) 
 	if b.err != nil {
 		return 0
 	}
-	w, ok := b.G.Params[weight]
-	if !ok {
-		b.Fail(&MissingWeightError{weight})
+	w := b.weight(weight)
+	if w == nil {
 		return 0
 	}
 	if len(w.Shape) != 1 {
@@ -293,9 +298,8 @@ func (b *Builder) Embedding(prefix string, labels Value) Value {
 	if b.err != nil {
 		return 0
 	}
-	w, ok := b.G.Params[prefix+".weight"]
-	if !ok {
-		b.Fail(&MissingWeightError{prefix + ".weight"})
+	w := b.weight(prefix + ".weight")
+	if w == nil {
 		return 0
 	}
 	if len(w.Shape) != 2 {

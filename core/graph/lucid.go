@@ -68,9 +68,8 @@ func (b *Builder) RMSNormChannel(gain string, x Value) Value {
 	if len(s) < 2 {
 		return b.failf(gain, "RMSNorm needs [B,C,...], got %v", s)
 	}
-	w, ok := b.G.Params[gain]
-	if !ok {
-		b.Fail(&MissingWeightError{gain})
+	w := b.weight(gain)
+	if w == nil {
 		return 0
 	}
 	c := s[1]
@@ -131,9 +130,8 @@ func (b *Builder) memAttention(op Kind, name string, qkv Value, memKV string, he
 		return b.failf(name, "qkv %v is not 3 x %d heads x %d channels", s, heads, dimHead)
 	}
 	if memKV != "" {
-		w, ok := b.G.Params[memKV]
-		if !ok {
-			b.Fail(&MissingWeightError{memKV})
+		w := b.weight(memKV)
+		if w == nil {
 			return 0
 		}
 		// LinearAttention keeps memory as [2, heads, D, M], Attention as [2, heads, M, D].
