@@ -438,10 +438,17 @@ func (c *compiler) node(i int) error {
 			out:    n.Out, grid: grid}, i)
 
 	default:
+		if f, ok := moreNodes[n.Op]; ok {
+			return f(c, i)
+		}
 		return fmt.Errorf("webgpu: op %q (%s) is not implemented", n.Op, n.Name)
 	}
 	return nil
 }
+
+// moreNodes compiles ops kept outside this switch (one file per op family,
+// registered from that file's init), so a new family touches no shared code.
+var moreNodes = map[graph.Kind]func(c *compiler, i int) error{}
 
 // slotAlloc assigns values to reusable buffers by lifetime: a value takes
 // the best-fitting free buffer (growing one if none is big enough) and
