@@ -3,6 +3,8 @@ package sampler
 import (
 	"context"
 	"math"
+
+	"github.com/diffuse-web/diffuse/core/schedule"
 )
 
 func init() {
@@ -14,7 +16,8 @@ func init() {
 		DefaultSteps: 50,
 		Params: append([]Param{pSteps(50),
 			{"eta", "stochasticity η: 0 deterministic (ODE), 1 ancestral-like", 0}, pSigmas}, pCFG...),
-		Func: DDIM,
+		Func:      DDIM,
+		Resumable: true,
 	})
 }
 
@@ -31,7 +34,7 @@ func init() {
 // use_clipped_model_output (as in diffusers). η = 0 is the first-order
 // deterministic solver of the probability-flow ODE.
 func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, noise, o, 50)
+	r, err := newRunnerResumable(ctx, m, noise, o, 50)
 	if err != nil {
 		return nil, err
 	}
@@ -40,10 +43,13 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		return nil, err
 	}
 	r.total = len(g.Steps)
-	x := scaled(g.InitSigma, noise)
+	i0, x, err := r.start(g, noise, oneEval)
+	if err != nil {
+		return nil, err
+	}
 	z := make([]float64, len(x))
-	eta := r.o.Eta
-	for i, st := range g.Steps {
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, eps, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
@@ -60,13 +66,8 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		if err := r.report(st.From, x, x0); err != nil {
 			return nil, err
 		}
-		at, sgt, as, ss := st.From.Alpha, st.From.Sigma, st.To.Alpha, st.To.Sigma
-		c := 0.0
-		if eta != 0 && ss > 0 {
-			q := (at * ss) / (as * sgt)
-			c = eta * math.Sqrt(math.Max(ss*ss*(1-q*q), 0))
-		}
-		dir := math.Sqrt(math.Max(ss*ss-c*c, 0))
+		as := st.To.Alpha
+		dir, c := DDIMCoeffs(st.From, st.To, r.o.Eta)
 		if c > 0 {
 			r.noise(i, 0, z)
 		}
@@ -79,4 +80,16 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		}
 	}
 	return r.result(x), nil
+}
+
+// DDIMCoeffs are the coefficients of one DDIM step from `from` to `to`
+// (Song, Meng & Ermon 2021, eq. 12; see DDIM):
+// x_to = α_to·x̂0 + dir·ε̂ + c·z, with c = 0 for η = 0 or a clean `to`.
+func DDIMCoeffs(from, to schedule.Point, eta float64) (dir, c float64) {
+	at, sgt, as, ss := from.Alpha, from.Sigma, to.Alpha, to.Sigma
+	if eta != 0 && ss > 0 {
+		q := (at * ss) / (as * sgt)
+		c = eta * math.Sqrt(math.Max(ss*ss*(1-q*q), 0))
+	}
+	return math.Sqrt(math.Max(ss*ss-c*c, 0)), c
 }

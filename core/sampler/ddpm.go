@@ -15,6 +15,7 @@ func init() {
 		DefaultSteps: 1000,
 		Params:       append([]Param{pSteps(1000), pSigmas}, pCFG...),
 		Func:         DDPM,
+		Resumable:    true,
 	})
 }
 
@@ -31,7 +32,7 @@ func init() {
 // clamped below at 1e-20, with noise added only while the timestep is above 0
 // (as diffusers). x̂0 is clipped when clip_sample is on.
 func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, noise, o, 1000)
+	r, err := newRunnerResumable(ctx, m, noise, o, 1000)
 	if err != nil {
 		return nil, err
 	}
@@ -40,10 +41,13 @@ func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		return nil, err
 	}
 	r.total = len(g.Steps)
-	large := r.s.Config.Variance() == "fixed_large" || r.s.Config.Variance() == "fixed_large_log"
-	x := scaled(g.InitSigma, noise)
+	i0, x, err := r.start(g, noise, oneEval)
+	if err != nil {
+		return nil, err
+	}
 	z := make([]float64, len(x))
-	for i, st := range g.Steps {
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, _, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
@@ -52,17 +56,7 @@ func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		if err := r.report(st.From, x, x0); err != nil {
 			return nil, err
 		}
-		at, sgt, as, ss := st.From.Alpha, st.From.Sigma, st.To.Alpha, st.To.Sigma
-		ats := at / as
-		sts2 := sgt*sgt - ats*ats*ss*ss
-		cx := ats * ss * ss / (sgt * sgt)
-		c0 := as * sts2 / (sgt * sgt)
-		v := sts2 * ss * ss / (sgt * sgt)
-		if large {
-			v = sts2
-		}
-		addNoise := st.From.T > 0 && !(r.s.Kind != schedule.Discrete && st.To.Clean())
-		std := math.Sqrt(math.Max(v, 1e-20))
+		cx, c0, std, addNoise := DDPMCoeffs(r.s, st.From, st.To)
 		if addNoise {
 			r.noise(i, 0, z)
 		}
@@ -75,4 +69,22 @@ func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		}
 	}
 	return r.result(x), nil
+}
+
+// DDPMCoeffs are the coefficients of one DDPM step of schedule s from `from`
+// to `to` (the posterior of Ho et al. 2020, eq. 6-7; see DDPM):
+// x_to = cx·x + c0·x̂0 + std·z, the noise term only when addNoise.
+func DDPMCoeffs(s *schedule.Schedule, from, to schedule.Point) (cx, c0, std float64, addNoise bool) {
+	large := s.Config.Variance() == "fixed_large" || s.Config.Variance() == "fixed_large_log"
+	at, sgt, as, ss := from.Alpha, from.Sigma, to.Alpha, to.Sigma
+	ats := at / as
+	sts2 := sgt*sgt - ats*ats*ss*ss
+	cx = ats * ss * ss / (sgt * sgt)
+	c0 = as * sts2 / (sgt * sgt)
+	v := sts2 * ss * ss / (sgt * sgt)
+	if large {
+		v = sts2
+	}
+	addNoise = from.T > 0 && !(s.Kind != schedule.Discrete && to.Clean())
+	return cx, c0, math.Sqrt(math.Max(v, 1e-20)), addNoise
 }

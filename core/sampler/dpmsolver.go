@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+
+	"github.com/diffuse-web/diffuse/core/schedule"
 )
 
 func init() {
@@ -15,6 +17,7 @@ func init() {
 		DefaultSteps: 20,
 		Params:       params,
 		Func:         DPMSolverPP2M,
+		Resumable:    true,
 	})
 	register(Info{
 		Name:         "dpmpp_3m",
@@ -23,6 +26,7 @@ func init() {
 		DefaultSteps: 20,
 		Params:       params,
 		Func:         DPMSolverPP3M,
+		Resumable:    true,
 	})
 	register(Info{
 		Name:         "dpmpp_3m_diffusers",
@@ -31,6 +35,7 @@ func init() {
 		DefaultSteps: 20,
 		Params:       params,
 		Func:         DPMSolverPP3MDiffusers,
+		Resumable:    true,
 	})
 }
 
@@ -90,7 +95,7 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 	if order < 1 || order > 3 {
 		return nil, fmt.Errorf("sampler: DPM-Solver++ order %d (want 1, 2 or 3)", order)
 	}
-	r, err := newRunner(ctx, m, noise, o, 20)
+	r, err := newRunnerResumable(ctx, m, noise, o, 20)
 	if err != nil {
 		return nil, err
 	}
@@ -98,14 +103,22 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 	if err != nil {
 		return nil, err
 	}
-	cfg := r.s.Config
-	n := len(g.Steps)
-	r.total = n
-	x := scaled(g.InitSigma, noise)
+	r.total = len(g.Steps)
+	i0, x, err := r.start(g, noise, oneEval)
+	if err != nil {
+		return nil, err
+	}
 	var hist [3][]float64 // m0, m1, m2: data predictions at the last points
-	var lam [3]float64    // their λ
-	lower := 0
-	for i, st := range g.Steps {
+	if c := r.o.Resume; c != nil {
+		if need := min(i0, order-1); len(c.History) < need {
+			return nil, fmt.Errorf("sampler: DPM-Solver++ checkpoint at step %d has %d predictions, needs %d", i0, len(c.History), need)
+		}
+		for k := 0; k < min(i0, order-1, len(c.History)); k++ {
+			hist[k] = c.History[k]
+		}
+	}
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, _, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
@@ -114,69 +127,91 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 			return nil, err
 		}
 		hist[2], hist[1], hist[0] = hist[1], hist[0], x0
-		lam[2], lam[1], lam[0] = lam[1], lam[0], st.From.Lambda()
-
-		lowerFinal := i == n-1 && (cfg.EulerAtFinal || (cfg.LowerOrderFinalOn() && n < 15) || st.To.Clean())
-		lowerSecond := i == n-2 && cfg.LowerOrderFinalOn() && n < 15
-		ord := 3
-		switch {
-		case order == 1 || lower < 1 || lowerFinal:
-			ord = 1
-		case order == 2 || lower < 2 || lowerSecond:
-			ord = 2
-		}
-		if lower < order {
-			lower++
-		}
-
-		to, from := st.To, st.From
-		if to.Clean() {
+		c := DPMSolverStep(r.s.Config, g, i, order, halfD2)
+		switch c.Order {
+		case 0:
 			// σ_t = 0, λ_t = ∞: the first-order update is x_t = α_t·m0.
 			for k := range x {
-				x[k] = to.Alpha * x0[k]
+				x[k] = c.A * x0[k]
 			}
-			continue
-		}
-		h := to.Lambda() - lam[0]
-		em1 := math.Expm1(-h) // e^{-h} - 1
-		ratio := to.Sigma / from.Sigma
-		a := to.Alpha
-		switch ord {
 		case 1:
 			for k := range x {
-				x[k] = ratio*x[k] - a*em1*x0[k]
+				x[k] = c.Ratio*x[k] - c.A*c.Em1*x0[k]
 			}
 		case 2:
-			r0 := (lam[0] - lam[1]) / h
 			m0, m1 := hist[0], hist[1]
-			heun := cfg.SolverType == "heun"
-			c2 := a * (em1/h + 1)
 			for k := range x {
-				d1 := (m0[k] - m1[k]) / r0
-				if heun {
-					x[k] = ratio*x[k] - a*em1*m0[k] + c2*d1
+				d1 := (m0[k] - m1[k]) / c.R0
+				if c.Heun {
+					x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] + c.C2*d1
 				} else {
-					x[k] = ratio*x[k] - a*em1*m0[k] - 0.5*a*em1*d1
+					x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] - 0.5*c.A*c.Em1*d1
 				}
 			}
 		case 3:
-			r0 := (lam[0] - lam[1]) / h
-			r1 := (lam[1] - lam[2]) / h
 			m0, m1, m2 := hist[0], hist[1], hist[2]
-			c2 := a * (em1/h + 1)
-			c3 := a * ((em1+h)/(h*h) - 0.5)
-			d2s := 2.0
-			if halfD2 {
-				d2s = 1
-			}
+			r0, r1 := c.R0, c.R1
 			for k := range x {
 				d10 := (m0[k] - m1[k]) / r0
 				d11 := (m1[k] - m2[k]) / r1
 				d1 := d10 + r0/(r0+r1)*(d10-d11)
-				d2 := d2s * (d10 - d11) / (r0 + r1)
-				x[k] = ratio*x[k] - a*em1*m0[k] + c2*d1 - c3*d2
+				d2 := c.D2Scale * (d10 - d11) / (r0 + r1)
+				x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] + c.C2*d1 - c.C3*d2
 			}
 		}
 	}
 	return r.result(x), nil
+}
+
+// DPMStep is one step of DPMSolverPP in coefficient form (see there for the
+// formulas, Lu et al. 2022): Order 0 is the step to σ = 0, x = A·m0; order
+// 1 is x = Ratio·x - A·Em1·m0; orders 2 and 3 add the divided differences
+// of the data predictions with the ratios R0, R1 of the λ steps and the
+// coefficients C2, C3 (order 2: the heun form when Heun, else midpoint;
+// order 3: D2 scaled by D2Scale).
+type DPMStep struct {
+	Order            int
+	Ratio, A, Em1, H float64 // σ_t/σ_s, α_t, e^{-h}-1, h = λ_t - λ_s
+	R0, R1           float64
+	C2, C3, D2Scale  float64
+	Heun             bool
+}
+
+// DPMSolverStep is step i of DPMSolverPP of the given order (halfD2: the
+// diffusers variant) on grid g with config cfg: the order that step uses
+// (lower at the start, and at the end as the config asks) and its
+// coefficients.
+func DPMSolverStep(cfg schedule.Config, g schedule.Grid, i, order int, halfD2 bool) DPMStep {
+	n := len(g.Steps)
+	st := g.Steps[i]
+	lowerFinal := i == n-1 && (cfg.EulerAtFinal || (cfg.LowerOrderFinalOn() && n < 15) || st.To.Clean())
+	lowerSecond := i == n-2 && cfg.LowerOrderFinalOn() && n < 15
+	ord := 3
+	switch {
+	case order == 1 || i < 1 || lowerFinal:
+		ord = 1
+	case order == 2 || i < 2 || lowerSecond:
+		ord = 2
+	}
+	to, from := st.To, st.From
+	if to.Clean() {
+		return DPMStep{Order: 0, A: to.Alpha}
+	}
+	lam0 := from.Lambda()
+	h := to.Lambda() - lam0
+	em1 := math.Expm1(-h) // e^{-h} - 1
+	c := DPMStep{Order: ord, Ratio: to.Sigma / from.Sigma, A: to.Alpha, Em1: em1, H: h, D2Scale: 2}
+	if ord >= 2 {
+		c.R0 = (lam0 - g.Steps[i-1].From.Lambda()) / h
+		c.C2 = c.A * (em1/h + 1)
+		c.Heun = cfg.SolverType == "heun"
+	}
+	if ord == 3 {
+		c.R1 = (g.Steps[i-1].From.Lambda() - g.Steps[i-2].From.Lambda()) / h
+		c.C3 = c.A * ((em1+h)/(h*h) - 0.5)
+		if halfD2 {
+			c.D2Scale = 1
+		}
+	}
+	return c
 }

@@ -15,6 +15,7 @@ func init() {
 		DefaultSteps: 50,
 		Params:       append([]Param{pSteps(50), pSigmas}, pCFG...),
 		Func:         Euler,
+		Resumable:    true,
 	})
 	register(Info{
 		Name:         "euler_ancestral",
@@ -23,6 +24,7 @@ func init() {
 		DefaultSteps: 50,
 		Params:       append([]Param{pSteps(50), pSigmas}, pCFG...),
 		Func:         EulerAncestral,
+		Resumable:    true,
 	})
 	register(Info{
 		Name:         "heun",
@@ -31,16 +33,47 @@ func init() {
 		DefaultSteps: 25,
 		Params:       append([]Param{pSteps(25), pSigmas}, pCFG...),
 		Func:         Heun,
+		Resumable:    true,
 	})
 }
 
-// eulerStart is the Euler-type starting state x_T/α = InitSigma·noise.
-func eulerStart(r *runner, noise []float64) (schedule.Grid, []float64, error) {
+// eulerStart is the Euler-type starting step and state: 0 and x_T/α =
+// InitSigma·noise, or a checkpoint's step and X/α there.
+func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int) int) (schedule.Grid, int, []float64, error) {
 	g, err := r.s.EulerGrid(r.o.Steps, r.o.Sigmas)
 	if err != nil {
-		return g, nil, err
+		return g, 0, nil, err
 	}
-	return g, scaled(g.InitSigma, noise), nil
+	i0, x, err := r.start(g, noise, func(i int) int { return evalsBefore(g, i) })
+	if err != nil || r.o.Resume == nil {
+		return g, i0, x, err
+	}
+	a := startPoint(g, i0).Alpha
+	for k := range x {
+		x[k] /= a
+	}
+	return g, i0, x, nil
+}
+
+// AncestralLevels splits an ancestral step from level l to lt into a
+// deterministic step to `down` and fresh noise of standard deviation `up`:
+// up² = lt²(l²-lt²)/l², down² = lt² - up² (see EulerAncestral).
+func AncestralLevels(l, lt float64) (down, up float64) {
+	up = math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0))
+	return math.Sqrt(math.Max(lt*lt-up*up, 0)), up
+}
+
+// HeunEvals is the number of network evaluations Heun makes before grid
+// step i: two per step (one for a step that ends at σ = 0).
+func HeunEvals(g schedule.Grid, i int) int {
+	n := 0
+	for _, st := range g.Steps[:i] {
+		n++
+		if !st.To.Clean() {
+			n++
+		}
+	}
+	return n
 }
 
 // evalTilde evaluates D at Euler-type state xt (= x_t/α) at p.
@@ -55,16 +88,16 @@ func (r *runner) evalTilde(p schedule.Point, xt []float64) ([]float64, error) {
 // S_churn = 0), x = x_t/α, on the grid of diffusers' EulerDiscreteScheduler
 // (schedule.EulerGrid). First order; one network evaluation per step.
 func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, noise, o, 50)
+	r, err := newRunnerResumable(ctx, m, noise, o, 50)
 	if err != nil {
 		return nil, err
 	}
-	g, xt, err := eulerStart(r, noise)
+	g, i0, xt, err := eulerStart(r, noise, func(_ schedule.Grid, i int) int { return i })
 	if err != nil {
 		return nil, err
 	}
 	r.total = len(g.Steps)
-	for _, st := range g.Steps {
+	for _, st := range g.Steps[i0:] {
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
@@ -87,17 +120,18 @@ func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result,
 // σ_down² = σ'² - σ_up² (the ancestral split of the DDPM posterior, Ho et al.
 // 2020 eq. 7, in Karras et al.'s x/α parameterisation).
 func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, noise, o, 50)
+	r, err := newRunnerResumable(ctx, m, noise, o, 50)
 	if err != nil {
 		return nil, err
 	}
-	g, xt, err := eulerStart(r, noise)
+	g, i0, xt, err := eulerStart(r, noise, func(_ schedule.Grid, i int) int { return i })
 	if err != nil {
 		return nil, err
 	}
 	r.total = len(g.Steps)
 	z := make([]float64, len(xt))
-	for i, st := range g.Steps {
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
@@ -105,9 +139,8 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 		if err := r.reportTilde(st.From, xt, x0); err != nil {
 			return nil, err
 		}
-		l, lt := st.From.Level, st.To.Level
-		up := math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0))
-		down := math.Sqrt(math.Max(lt*lt-up*up, 0))
+		l := st.From.Level
+		down, up := AncestralLevels(l, st.To.Level)
 		if up > 0 {
 			r.noise(i, 0, z)
 		}
@@ -128,11 +161,11 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 // Euler step. 2·steps - 1 network evaluations, as diffusers'
 // HeunDiscreteScheduler (whose step() calls are the evaluations here).
 func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, noise, o, 25)
+	r, err := newRunnerResumable(ctx, m, noise, o, 25)
 	if err != nil {
 		return nil, err
 	}
-	g, xt, err := eulerStart(r, noise)
+	g, i0, xt, err := eulerStart(r, noise, HeunEvals)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +175,7 @@ func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	}
 	d := make([]float64, len(xt))
 	x2 := make([]float64, len(xt))
-	for _, st := range g.Steps {
+	for _, st := range g.Steps[i0:] {
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err

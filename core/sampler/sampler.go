@@ -88,6 +88,35 @@ type Options struct {
 	// Progress, when set, is called after every network evaluation (every
 	// accepted step for rk45); a non-nil error stops sampling and is returned.
 	Progress func(Step) error
+	// Preview, when set, says at which progress calls (by Step.Index, of
+	// Total) a sampler whose state lives off the host (the WebGPU backend's
+	// GPU-resident samplers) reads X and X0 back; its other calls get them
+	// nil. Nil means that sampler's default (every few steps and the last).
+	// The samplers of this package always pass X and X0 and ignore it.
+	Preview func(index, total int) bool
+
+	// Resume, when set, starts the run at a checkpoint (a step boundary of
+	// an earlier run with the same model, noise and options) instead of
+	// the beginning: the result is that run's. Only the samplers whose Info
+	// says Resumable accept it.
+	Resume *Checkpoint
+}
+
+// Checkpoint is a sampler's state at the start of grid step Step, for
+// Options.Resume: what a backend that lost its device mid-run hands to
+// another to finish the same run.
+type Checkpoint struct {
+	// Step is the index of the next step in the sampler's grid (its
+	// Steps[Step].From is X's noise level); len(grid) means finished.
+	Step int
+	// X is the batch there, in x_t form (Step.X's form).
+	X []float64
+	// History holds the multistep samplers' data predictions at the
+	// previous grid points, newest first (DPM-Solver++: Step-1, Step-2, as
+	// many as its order uses); nil for one-step samplers.
+	History [][]float64
+	// NFE is the number of network evaluations already made.
+	NFE int
 }
 
 // Step is what the progress callback sees.
@@ -138,6 +167,8 @@ type Info struct {
 	DefaultSteps int
 	Params       []Param
 	Func         Func
+	// Resumable samplers accept Options.Resume.
+	Resumable bool
 }
 
 var registry = map[string]Info{}
@@ -208,6 +239,15 @@ type runner struct {
 }
 
 func newRunner(ctx context.Context, m *Model, x []float64, o *Options, defSteps int) (*runner, error) {
+	if o != nil && o.Resume != nil {
+		return nil, errors.New("sampler: this sampler cannot resume from a checkpoint")
+	}
+	return newRunnerResumable(ctx, m, x, o, defSteps)
+}
+
+// newRunnerResumable is newRunner for the samplers that handle o.Resume
+// (through start).
+func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, defSteps int) (*runner, error) {
 	if m == nil || m.Net == nil || m.Schedule == nil {
 		return nil, errors.New("sampler: model, network and schedule are required")
 	}
@@ -429,6 +469,35 @@ func scaled(a float64, x []float64) []float64 {
 }
 
 func (r *runner) result(x []float64) *Result { return &Result{X: x, NFE: r.nfe} }
+
+// start returns the first grid step to take and the batch there in x_t
+// form: step 0 and InitSigma·noise, or o.Resume's (then also setting the
+// evaluation count, and the progress index to evalsBefore(step)).
+func (r *runner) start(g schedule.Grid, noise []float64, evalsBefore func(step int) int) (int, []float64, error) {
+	c := r.o.Resume
+	if c == nil {
+		return 0, scaled(g.InitSigma, noise), nil
+	}
+	if c.Step < 0 || c.Step > len(g.Steps) {
+		return 0, nil, fmt.Errorf("sampler: checkpoint at step %d of a %d-step grid", c.Step, len(g.Steps))
+	}
+	if len(c.X) != len(noise) {
+		return 0, nil, fmt.Errorf("sampler: checkpoint has %d values for a batch of %d", len(c.X), len(noise))
+	}
+	r.nfe = c.NFE
+	r.index = evalsBefore(c.Step)
+	return c.Step, append([]float64(nil), c.X...), nil
+}
+
+// startPoint is the noise level of a checkpoint at grid step i.
+func startPoint(g schedule.Grid, i int) schedule.Point {
+	if i < len(g.Steps) {
+		return g.Steps[i].From
+	}
+	return g.Steps[len(g.Steps)-1].To
+}
+
+func oneEval(step int) int { return step }
 
 // reportTilde is report for Euler-type state xt = x_t/α.
 func (r *runner) reportTilde(p schedule.Point, xt, x0 []float64) error {
