@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
@@ -21,11 +22,23 @@ func graphFlops(g *graph.Graph) float64 {
 		case graph.OpConv2D:
 			w := g.Params[n.Weight].Shape
 			f += 2 * float64(tensor.Numel(g.Shapes[n.Out])*w[1]*w[2]*w[3])
+		case graph.OpConvTranspose2D:
+			w := g.Params[n.Weight].Shape
+			f += 2 * float64(tensor.Numel(g.Shapes[n.In[0]])*w[1]*w[2]*w[3])
 		case graph.OpLinear:
 			f += 2 * float64(tensor.Numel(g.Shapes[n.Out])*g.Params[n.Weight].Shape[1])
 		case graph.OpAttention:
 			s := g.Shapes[n.In[0]]
 			f += 4 * float64(s[0]*s[1]*s[1]*s[2])
+		case graph.OpAttentionMemKV, graph.OpLinearAttention:
+			s := g.Shapes[n.In[0]] // [B, 3·hidden, H, W]
+			hidden, heads, tok := s[1]/3, n.Ints[0], s[2]*s[3]
+			t := tok + graph.MemTokens(g, &n)
+			if n.Op == graph.OpAttentionMemKV {
+				f += 4 * float64(s[0]*tok*t*hidden)
+			} else {
+				f += 2 * float64(s[0]*hidden*(hidden/heads)*(t+tok))
+			}
 		}
 	}
 	return f
@@ -38,11 +51,11 @@ func graphFlops(g *graph.Graph) float64 {
 // held the core on a shared machine. SIMD_PROFILE=1 prints the time per step
 // kind.
 func BenchmarkDenoise(b *testing.B) {
-	for _, name := range []string{"mnist_cond", "cifar_like"} {
-		dir := filepath.Join(fixturesDir(), "diffusers", name)
-		m, err := model.FromDiffusersDir(dir)
+	for _, name := range []string{"mnist_cond", "cifar_like", "scoresde", "lucid_small"} {
+		m, err := benchModel(name)
 		if err != nil {
-			b.Skip(err)
+			b.Logf("%s: %v", name, err)
+			continue
 		}
 		cond, _ := m.Conditional()
 		for _, batch := range []int{1, 16} {
@@ -104,4 +117,20 @@ func BenchmarkDenoise(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchModel loads a diffusers fixture, the shipped ScoreNet or the
+// lucidrains fixture.
+func benchModel(name string) (*model.Model, error) {
+	switch name {
+	case "scoresde":
+		return model.Load(filepath.Join("..", "..", "weights", "scoresde-mnist.safetensors"))
+	case "lucid_small":
+		data, err := os.ReadFile(filepath.Join(fixturesDir(), "lucidrains", "lucid_small", "model-1.pt"))
+		if err != nil {
+			return nil, err
+		}
+		return model.FromLucidrains(data, true, lucid.Overrides{ImageSize: [2]int{28, 28}})
+	}
+	return model.FromDiffusersDir(filepath.Join(fixturesDir(), "diffusers", name))
 }

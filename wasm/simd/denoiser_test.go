@@ -209,3 +209,77 @@ func TestDenoiserMatchesCPUOnLucidrains(t *testing.T) {
 		t.Logf("vs denoising-diffusion-pytorch: relative error %.3g", e)
 	}
 }
+
+// The score-SDE tutorial's ScoreNet (unpadded strided convs, transposed
+// convs, Fourier time features, the division by the marginal std): the tiny
+// conformance network against PyTorch's output and the reference, and the
+// shipped MNIST weights against the reference at batches 1, 2 and 7.
+func TestDenoiserMatchesCPUOnScoreNet(t *testing.T) {
+	compare := func(t *testing.T, m *model.Model, x *tensor.Tensor, ts []float32) []float32 {
+		t.Helper()
+		d, err := NewDenoiser(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		got, err := d.Denoise(x, ts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := cpu.NewDenoiser(m).Denoise(x, ts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := relErr(got.Data, want.Data); !(e <= tolVsCPU) {
+			t.Errorf("batch %d: vs core/cpu: relative error %.3g > %g", x.Shape[0], e, tolVsCPU)
+		} else {
+			t.Logf("batch %d: vs core/cpu: relative error %.3g", x.Shape[0], e)
+		}
+		return got.Data
+	}
+	t.Run("tiny", func(t *testing.T) {
+		dir := filepath.Join("..", "..", "core", "scoresde", "testdata")
+		data, err := os.ReadFile(filepath.Join(dir, "tiny_scorenet.pth"))
+		if err != nil {
+			t.Skip(err)
+		}
+		m, err := model.FromScoreSDE(data, 25, 28)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xa, err := npy.ReadFile(filepath.Join(dir, "x.npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := compare(t, m, tensor.From(xa.Float32(), xa.Shape...), readNpy(t, filepath.Join(dir, "t.npy")))
+		if e := relErr(got, readNpy(t, filepath.Join(dir, "y.npy"))); !(e <= tolVsDiffusers) {
+			t.Errorf("vs PyTorch: relative error %.3g > %g", e, tolVsDiffusers)
+		} else {
+			t.Logf("vs PyTorch: relative error %.3g", e)
+		}
+	})
+	t.Run("shipped", func(t *testing.T) {
+		path := filepath.Join("..", "..", "weights", "scoresde-mnist.safetensors")
+		if _, err := os.Stat(path); err != nil {
+			t.Skip(err)
+		}
+		m, err := model.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []int{1, 2, 7} {
+			if b == 7 && testing.Short() {
+				continue
+			}
+			x := tensor.New(b, 1, 28, 28)
+			for i := range x.Data {
+				x.Data[i] = float32(math.Sin(float64(i)*0.37)) * 0.8
+			}
+			ts := make([]float32, b)
+			for i := range ts {
+				ts[i] = 0.01 + 0.98*float32(i)/float32(max(b-1, 1))
+			}
+			compare(t, m, x, ts)
+		}
+	})
+}

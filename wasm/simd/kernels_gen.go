@@ -9,10 +9,10 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 443169266
+const abiVersion = 414155166
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 12559
+const kernelsSize = 13901
 
 // The kernels' signatures, for documentation and the native binding:
 //
@@ -22,6 +22,7 @@ const kernelsSize = 12559
 //	pack_b(b i32, ldb i32, k i32, n i32, bp i32)
 //	pack_bt(bt i32, ldbt i32, n i32, k i32, bp i32)
 //	im2col(xp i32, koff i32, pixoff i32, k i32, npix i32, bp i32)
+//	col2im(cols i32, tab i32, bias i32, out i32)
 //	pad(x i32, xp i32, planes i32, h i32, w i32, hp i32, wp i32, top i32, left i32)
 //	add(a i32, b i32, out i32, n i32)
 //	affine(x i32, out i32, n i32, s f32, o f32)
@@ -39,6 +40,7 @@ var kernelNames = [...]string{
 	"pack_b",
 	"pack_bt",
 	"im2col",
+	"col2im",
 	"pad",
 	"add",
 	"affine",

@@ -54,6 +54,14 @@ func (kr *Kernels) im2col(xp []float32, koff []int32, pixoff []int32, k int, npi
 	wasm_im2col(unsafe.SliceData(xp), unsafe.SliceData(koff), unsafe.SliceData(pixoff), int32(k), int32(npix), unsafe.SliceData(bp))
 }
 
+//go:wasmimport simd col2im
+//go:noescape
+func wasm_col2im(cols *float32, tab *int32, bias *float32, out *float32)
+
+func (kr *Kernels) col2im(cols []float32, tab []int32, bias []float32, out []float32) {
+	wasm_col2im(unsafe.SliceData(cols), unsafe.SliceData(tab), unsafe.SliceData(bias), unsafe.SliceData(out))
+}
+
 //go:wasmimport simd pad
 //go:noescape
 func wasm_pad(x *float32, xp *float32, planes int32, h int32, w int32, hp int32, wp int32, top int32, left int32)

@@ -15,16 +15,17 @@ const (
 	fnPackB      = 3
 	fnPackBt     = 4
 	fnIm2col     = 5
-	fnPad        = 6
-	fnAdd        = 7
-	fnAffine     = 8
-	fnSilu       = 9
-	fnAddChannel = 10
-	fnScaleShift = 11
-	fnGroupnorm  = 12
-	fnSoftmax    = 13
-	fnF16ToF32   = 14
-	fnWarmup     = 15
+	fnCol2im     = 6
+	fnPad        = 7
+	fnAdd        = 8
+	fnAffine     = 9
+	fnSilu       = 10
+	fnAddChannel = 11
+	fnScaleShift = 12
+	fnGroupnorm  = 13
+	fnSoftmax    = 14
+	fnF16ToF32   = 15
+	fnWarmup     = 16
 )
 
 func (kr *Kernels) abi() int32 {
@@ -49,6 +50,10 @@ func (kr *Kernels) packBt(bt []float32, ldbt int, n int, k int, bp []float32) {
 
 func (kr *Kernels) im2col(xp []float32, koff []int32, pixoff []int32, k int, npix int, bp []float32) {
 	kr.call(fnIm2col, kr.addrF32(xp), kr.addrI32(koff), kr.addrI32(pixoff), uint64(uint32(k)), uint64(uint32(npix)), kr.addrF32(bp))
+}
+
+func (kr *Kernels) col2im(cols []float32, tab []int32, bias []float32, out []float32) {
+	kr.call(fnCol2im, kr.addrF32(cols), kr.addrI32(tab), kr.addrF32(bias), kr.addrF32(out))
 }
 
 func (kr *Kernels) pad(x []float32, xp []float32, planes int, h int, w int, hp int, wp int, top int, left int) {

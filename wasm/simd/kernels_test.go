@@ -476,3 +476,63 @@ func TestSoftmaxRows(t *testing.T) {
 		}
 	}
 }
+
+func TestConvTransposeMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewSource(8))
+	cases := []struct {
+		xs, ws              []int // x [B,I,H,W], weight [I,O,KH,KW]
+		stride, pad, outPad int
+		bias                bool
+	}{
+		{[]int{1, 256, 2, 2}, []int{256, 128, 3, 3}, 2, 0, 0, false}, // ScoreNet tconv4
+		{[]int{7, 32, 5, 5}, []int{32, 16, 3, 3}, 2, 0, 1, false},    // tconv3-like, batch 7
+		{[]int{2, 12, 12, 12}, []int{12, 5, 3, 3}, 2, 0, 1, true},    // tconv2-like
+		{[]int{1, 8, 26, 26}, []int{8, 1, 3, 3}, 1, 0, 0, true},      // tconv1-like: O = 1
+		{[]int{3, 5, 7, 6}, []int{5, 7, 4, 4}, 2, 1, 0, true},        // diffusers-style up-sampling
+		{[]int{1, 3, 5, 4}, []int{3, 2, 2, 3}, 3, 2, 2, true},        // taps that miss the output
+		{[]int{1, 1, 1, 1}, []int{1, 1, 1, 1}, 1, 0, 0, true},
+		{[]int{7, 3, 9, 3}, []int{3, 9, 5, 2}, 1, 2, 0, false}, // padding wider than some taps
+	}
+	for _, c := range cases {
+		k := newK(t)
+		oh := (c.xs[2]-1)*c.stride - 2*c.pad + c.ws[2] + c.outPad
+		ow := (c.xs[3]-1)*c.stride - 2*c.pad + c.ws[3] + c.outPad
+		os := []int{c.xs[0], c.ws[1], oh, ow}
+		params := map[string]*tensor.Tensor{"w": tensor.From(randn(r, tensor.Numel(c.ws)), c.ws...)}
+		biasName := ""
+		var bias []float32
+		if c.bias {
+			bias = randn(r, c.ws[1])
+			params["b"] = tensor.From(bias, c.ws[1])
+			biasName = "b"
+		}
+		x := randn(r, tensor.Numel(c.xs))
+		want := make([]float32, tensor.Numel(os))
+		cpu.ConvTranspose2D(want, x, c.xs, params["w"].Data, c.ws, bias, c.stride, c.pad, os)
+		wt := newWeights(k, params)
+		cv := newConvT(k, wt, c.xs, "w", biasName, c.stride, c.pad, os)
+		need := cv.need()
+		s := need.alloc(k)
+		tol := 2e-5 * math.Sqrt(float64(c.xs[1]*c.ws[2]*c.ws[3])/9)
+		for _, mis := range misalignments {
+			name := fmt.Sprintf("x%v w%v s%d p%d op%d mis%d", c.xs, c.ws, c.stride, c.pad, c.outPad, mis)
+			xs, _ := mk(k, len(x), mis, x)
+			out, g := mk(k, len(want), (mis+1)%4, nil)
+			cv.run(k, s, out, xs, nil)
+			g.check(t, name)
+			closeTo(t, name, out, want, tol)
+
+			// With a per-sample channel bias fused in.
+			e := randn(r, c.xs[0]*c.ws[1])
+			want2 := append([]float32(nil), want...)
+			plane := oh * ow
+			for i := range want2 {
+				want2[i] += e[i/plane]
+			}
+			es, _ := mk(k, len(e), mis, e)
+			cv.run(k, s, out, xs, es)
+			g.check(t, name+" fused")
+			closeTo(t, name+" fused", out, want2, tol)
+		}
+	}
+}

@@ -15,13 +15,14 @@ type weights struct {
 	staging []float32
 	raw     map[string][]float32 // copied as is (GroupNorm affines)
 	convA   map[string][]float32 // conv weights [O, I·KH·KW] as packed A
+	convTA  map[string][]float32 // transposed-conv weights [I, O·KH·KW] as packed A = Wᵀ
 	linB    map[string][]float32 // linear weights [O, I] as packed B (B = Wᵀ)
 	rowBias map[string][]float32 // biases padded to PackedRows
 	colBias map[string][]float32 // biases padded to PackedCols
 }
 
 func newWeights(k *Kernels, params map[string]*tensor.Tensor) *weights {
-	return &weights{k: k, params: params, raw: map[string][]float32{}, convA: map[string][]float32{},
+	return &weights{k: k, params: params, raw: map[string][]float32{}, convA: map[string][]float32{}, convTA: map[string][]float32{},
 		linB: map[string][]float32{}, rowBias: map[string][]float32{}, colBias: map[string][]float32{}}
 }
 
@@ -72,6 +73,27 @@ func (w *weights) ConvA(name string) []float32 {
 	return r
 }
 
+// ConvTA returns a transposed conv's weight [I,O,KH,KW] packed as the A
+// operand Wᵀ [O·KH·KW, I] (a column-major view of the weight, packed here).
+func (w *weights) ConvTA(name string) []float32 {
+	if r, ok := w.convTA[name]; ok {
+		return r
+	}
+	t := w.param(name)
+	in, m := t.Shape[0], t.Shape[1]*t.Shape[2]*t.Shape[3]
+	r := w.k.Alloc(PackedALen(m, in))
+	for r0 := 0; r0 < m; r0 += MR {
+		panel := r[r0*in : (r0+MR)*in]
+		for kk := 0; kk < in; kk++ {
+			for i := 0; i < MR && r0+i < m; i++ {
+				panel[kk*MR+i] = t.Data[kk*m+r0+i]
+			}
+		}
+	}
+	w.convTA[name] = r
+	return r
+}
+
 // LinB returns linear weight [O,I] packed as the B operand (I deep, O wide).
 func (w *weights) LinB(name string) []float32 {
 	if r, ok := w.linB[name]; ok {
@@ -112,8 +134,8 @@ func (w *weights) ColBias(name string, o int) []float32 {
 // scratch is the per-plan working memory shared by all steps, sized to the
 // largest need of any step.
 type scratch struct {
-	xp, bp, ap, bias, s, ap2, bp2 []float32
-	prof                          profile // finer timing inside steps when on
+	xp, bp, ap, bias, s, ap2, bp2, cols []float32
+	prof                                profile // finer timing inside steps when on
 }
 
 // profile accumulates time per label when not nil.
@@ -135,17 +157,18 @@ func (p profile) lap(t time.Time, label string) time.Time {
 	return now
 }
 
-type scratchSize struct{ xp, bp, ap, bias, s, ap2, bp2 int }
+type scratchSize struct{ xp, bp, ap, bias, s, ap2, bp2, cols int }
 
 func (s *scratchSize) grow(o scratchSize) {
 	s.xp, s.bp, s.ap = max(s.xp, o.xp), max(s.bp, o.bp), max(s.ap, o.ap)
 	s.bias, s.s = max(s.bias, o.bias), max(s.s, o.s)
 	s.ap2, s.bp2 = max(s.ap2, o.ap2), max(s.bp2, o.bp2)
+	s.cols = max(s.cols, o.cols)
 }
 
 func (s scratchSize) alloc(k *Kernels) *scratch {
 	return &scratch{xp: k.Alloc(s.xp), bp: k.Alloc(s.bp), ap: k.Alloc(s.ap), bias: k.Alloc(s.bias),
-		s: k.Alloc(s.s), ap2: k.Alloc(s.ap2), bp2: k.Alloc(s.bp2)}
+		s: k.Alloc(s.s), ap2: k.Alloc(s.ap2), bp2: k.Alloc(s.bp2), cols: k.Alloc(s.cols)}
 }
 
 // conv is a Conv2D lowered to SIMD kernels: per sample, (pad, im2col or pack)
@@ -234,6 +257,59 @@ func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
 		}
 		k.Gemm(out[b*op:(b+1)*op], c.npix, c.wA, s.bp, c.o, c.npix, c.kd, bias, mode, rb)
 		s.prof.lap(t, "  conv: gemm")
+	}
+}
+
+// convT is a ConvTranspose2D lowered to SIMD kernels (the GEMM + col2im
+// formulation of a transposed convolution, as in Caffe's deconvolution layer
+// and Dumoulin & Visin 2016, "A guide to convolution arithmetic", §4): per
+// sample, cols [O·KH·KW, H·W] = Wᵀ·x by the packed GEMM (x [I, H·W] packed
+// as B, no im2col), then col2im scatters and sums the taps into the output
+// planes, which start at the bias plus a fused per-sample channel bias. Only
+// the I·O·KH·KW·H·W products of the definition are computed (a convolution
+// over the zero-upsampled input would spend stride² times as many).
+type convT struct {
+	b, i, h, w, o, oh, ow int
+	m, npix               int // GEMM rows O·KH·KW and columns H·W
+	wA, bias              []float32
+	tab                   *Col2imTables
+}
+
+func newConvT(k *Kernels, wt *weights, xs []int, weight, bias string, stride, pad int, os []int) *convT {
+	ws := wt.param(weight).Shape
+	c := &convT{b: xs[0], i: xs[1], h: xs[2], w: xs[3], o: ws[1], oh: os[2], ow: os[3]}
+	c.m, c.npix = ws[1]*ws[2]*ws[3], c.h*c.w
+	c.wA = wt.ConvTA(weight)
+	c.bias = wt.Raw(bias)
+	c.tab = NewCol2imTables(k, c.o, ws[2], ws[3], c.h, c.w, stride, pad, c.oh, c.ow)
+	return c
+}
+
+func (c *convT) need() scratchSize {
+	return scratchSize{bp: PackedBLen(c.i, c.npix), cols: c.m * c.npix, bias: c.o}
+}
+
+// run computes out = convT(x) (+ e[b] per output channel).
+func (c *convT) run(k *Kernels, s *scratch, out, x, e []float32) {
+	in, op := c.i*c.npix, c.o*c.oh*c.ow
+	for b := 0; b < c.b; b++ {
+		t := s.prof.start()
+		k.PackB(s.bp, x[b*in:(b+1)*in], c.npix, c.i, c.npix)
+		t = s.prof.lap(t, "  conv_transpose: pack")
+		k.Gemm(s.cols, c.npix, c.wA, s.bp, c.m, c.npix, c.i, nil, NoBias, nil)
+		t = s.prof.lap(t, "  conv_transpose: gemm")
+		bias := c.bias
+		if e != nil {
+			eb := e[b*c.o : (b+1)*c.o]
+			if c.bias != nil {
+				k.Add(s.bias[:c.o], c.bias[:c.o], eb)
+			} else {
+				k.Affine(s.bias[:c.o], eb, 1, 0)
+			}
+			bias = s.bias
+		}
+		k.Col2im(out[b*op:(b+1)*op], s.cols, bias, c.tab)
+		s.prof.lap(t, "  conv_transpose: col2im")
 	}
 }
 

@@ -237,3 +237,68 @@ func (k *Kernels) F16ToF32(dst []float32, src []uint16) {
 	need("src", len(src), len(dst))
 	k.f16ToF32(src, dst, len(dst))
 }
+
+// Col2imTables describe a transposed convolution's scatter-add (col2im):
+// the sizes and, per kernel row and column, the range of input rows and
+// columns whose outputs land inside the output plane. Built and checked
+// here, in kernel memory; the kernel trusts them.
+type Col2imTables struct {
+	tab                             []int32
+	o, kh, kw, h, w, oh, ow, stride int
+}
+
+// NewCol2imTables prepares the col2im of a transposed convolution with o
+// output channels, a kh×kw kernel, stride and symmetric padding pad, from an
+// h×w input into an oh×ow output (oh, ow may include output padding).
+func NewCol2imTables(k *Kernels, o, kh, kw, h, w, stride, pad, oh, ow int) *Col2imTables {
+	positive(o, kh, kw, h, w, stride, pad, oh, ow)
+	if stride == 0 {
+		panic("simd: col2im stride 0")
+	}
+	tab := k.AllocI32(8 + 3*(kh+kw))
+	for i, v := range []int{o, kh, kw, h, w, oh, ow, stride} {
+		tab[i] = int32(v)
+	}
+	// ranges sets (i0, i1, o0) for tap t: inputs i in [i0, i1) have
+	// 0 <= i·stride - pad + t < on, the first at o0.
+	ranges := func(at, t, in, on int) {
+		i0, i1 := -1, -1
+		for i := 0; i < in; i++ {
+			if oo := i*stride - pad + t; oo >= 0 && oo < on {
+				if i0 < 0 {
+					i0 = i
+				}
+				i1 = i + 1
+			}
+		}
+		if i0 < 0 {
+			i0, i1 = 0, 0
+		}
+		o0 := max(i0*stride-pad+t, 0)
+		if i1 > i0 && (o0 < 0 || o0+(i1-1-i0)*stride >= on) {
+			panic("simd: internal error: col2im range")
+		}
+		tab[at], tab[at+1], tab[at+2] = int32(i0), int32(i1), int32(o0)
+	}
+	for ky := 0; ky < kh; ky++ {
+		ranges(8+3*ky, ky, h, oh)
+	}
+	for kx := 0; kx < kw; kx++ {
+		ranges(8+3*(kh+kx), kx, w, ow)
+	}
+	return &Col2imTables{tab, o, kh, kw, h, w, oh, ow, stride}
+}
+
+// ColRows is the number of rows of the GEMM product col2im reads (o·kh·kw).
+func (t *Col2imTables) ColRows() int { return t.o * t.kh * t.kw }
+
+// Col2im sets out [o, oh, ow] to bias (per channel; nil: 0) plus the
+// scatter-add of cols [o·kh·kw, h·w] (see Col2imTables).
+func (k *Kernels) Col2im(out, cols, bias []float32, t *Col2imTables) {
+	need("cols", len(cols), t.ColRows()*t.h*t.w)
+	need("out", len(out), t.o*t.oh*t.ow)
+	if bias != nil {
+		need("bias", len(bias), t.o)
+	}
+	k.col2im(cols, t.tab, bias, out)
+}

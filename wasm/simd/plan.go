@@ -83,10 +83,13 @@ func newPlan(k *Kernels, wt *weights, g *graph.Graph) (*plan, error) {
 				fu.silu = true
 				absorb(j)
 			}
-		case graph.OpConv2D:
+		case graph.OpConv2D, graph.OpConvTranspose2D:
 			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpAddChannel && g.Nodes[j].In[0] == fu.out {
 				fu.e = g.Nodes[j].In[1]
 				absorb(j)
+			}
+			if n.Op != graph.OpConv2D {
+				break
 			}
 			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpAdd {
 				a, b := g.Nodes[j].In[0], g.Nodes[j].In[1]
@@ -149,6 +152,10 @@ func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
 		c := newConv(k, wt, shape(0), n.Weight, n.Bias, n.Ints[0], [4]int(n.Ints[1:5]), g.Shapes[n.Out])
 		need = c.need()
 		st.run = func() error { c.run(k, p.scratch, out(), in(0), e(), res()); return nil }
+	case graph.OpConvTranspose2D:
+		c := newConvT(k, wt, shape(0), n.Weight, n.Bias, n.Ints[0], n.Ints[1], g.Shapes[n.Out])
+		need = c.need()
+		st.run = func() error { c.run(k, p.scratch, out(), in(0), e()); return nil }
 	case graph.OpGroupNorm:
 		s := shape(0)
 		per := tensor.Numel(s[2:])

@@ -25,6 +25,7 @@ func build(o Options, fma bool, abi int32) *wasmenc.Module {
 	g.packB()
 	g.packBT()
 	g.im2col()
+	g.col2im()
 	g.pad()
 	g.elementwise()
 	g.groupnorm()

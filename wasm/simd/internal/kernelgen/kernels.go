@@ -370,6 +370,92 @@ func (g *gen) im2col() {
 	})
 }
 
+// col2im: the scatter-add half of a transposed convolution. cols holds the
+// GEMM product Wᵀ·x: one row of h·w floats per (output channel oc, ky, kx),
+// in that order. Every output plane oc [oh, ow] is set to bias[oc] (0 when
+// bias is 0) and then receives, for each tap (ky, kx) and input pixel
+// (iy, ix), cols[(oc, ky, kx), iy·w+ix] at (iy·s - pad + ky, ix·s - pad + kx)
+// (torch.nn.ConvTranspose2d). tab is an int32 table written and checked by
+// the Go side: [o, kh, kw, h, w, oh, ow, s], then (iy0, iy1, oy0) per ky and
+// (ix0, ix1, ox0) per kx: the input rows/columns [iy0, iy1) whose outputs
+// fall inside the plane and the output row/column of the first, so there are
+// no bounds tests here. Stride 1 adds whole row segments as vectors.
+func (g *gen) col2im() {
+	f := g.m.Func("col2im", true)
+	cols, tab, bias, out := p(f, "cols", "f32p"), p(f, "tab", "i32p"), p(f, "bias", "f32p"), p(f, "out", "f32p")
+	O, KH, KW, H, W, OH, OW, S := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	oc, ky, kx, iy, plane, src, rowt, colt := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	iy1, oy, ix0, n, ox0, sp, dp, end, vend, s4, hw4, psz := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32),
+		f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	bv := f.Local(V128)
+	for i, v := range []Var{O, KH, KW, H, W, OH, OW, S} {
+		f.Set(v, LoadI32(tab, uint32(4*i)))
+	}
+	f.Set(s4, Shl(S, I(2)))
+	f.Set(hw4, Shl(Mul(H, W), I(2)))
+	f.Set(psz, Mul(OH, OW))
+	f.Set(plane, out)
+	f.Set(src, cols)
+	f.For(oc, I(0), O, 1, func() {
+		f.Set(bv, Splat4(0))
+		f.If(Ne(bias, I(0)), func() {
+			f.Set(bv, Load32Splat(Add(bias, Shl(oc, I(2))), 0))
+		})
+		f.Set(dp, plane)
+		f.Set(end, Add(plane, Shl(psz, I(2))))
+		f.Set(vend, Add(plane, Shl(And(psz, I(^3)), I(2))))
+		f.While(func() Expr { return LtU(dp, vend) }, func() {
+			f.V128Store(dp, 0, bv)
+			f.Inc(dp, 16)
+		})
+		f.While(func() Expr { return LtU(dp, end) }, func() {
+			f.Store32Lane(dp, 0, bv, 0)
+			f.Inc(dp, 4)
+		})
+		f.Set(rowt, Add(tab, I(32)))
+		f.For(ky, I(0), KH, 1, func() {
+			f.Set(colt, Add(Add(tab, I(32)), Mul(KH, I(12))))
+			f.For(kx, I(0), KW, 1, func() {
+				f.Set(ix0, LoadI32(colt, 0))
+				f.Set(n, Sub(LoadI32(colt, 4), ix0))
+				f.Set(ox0, LoadI32(colt, 8))
+				f.Set(iy1, LoadI32(rowt, 4))
+				f.Set(oy, LoadI32(rowt, 8))
+				f.For(iy, LoadI32(rowt, 0), iy1, 1, func() {
+					f.Set(sp, Add(src, Shl(Add(Mul(iy, W), ix0), I(2))))
+					f.Set(dp, Add(plane, Shl(Add(Mul(oy, OW), ox0), I(2))))
+					f.IfElse(Eq(S, I(1)), func() {
+						f.Set(end, Add(dp, Shl(n, I(2))))
+						f.Set(vend, Add(dp, Shl(And(n, I(^3)), I(2))))
+						f.While(func() Expr { return LtU(dp, vend) }, func() {
+							f.V128Store(dp, 0, F4Add(V128Load(dp, 0), V128Load(sp, 0)))
+							f.Inc(sp, 16)
+							f.Inc(dp, 16)
+						})
+						f.While(func() Expr { return LtU(dp, end) }, func() {
+							f.StoreF32(dp, 0, Add(LoadF32(dp, 0), LoadF32(sp, 0)))
+							f.Inc(sp, 4)
+							f.Inc(dp, 4)
+						})
+					}, func() {
+						f.Set(end, Add(sp, Shl(n, I(2))))
+						f.While(func() Expr { return LtU(sp, end) }, func() {
+							f.StoreF32(dp, 0, Add(LoadF32(dp, 0), LoadF32(sp, 0)))
+							f.Inc(sp, 4)
+							f.Set(dp, Add(dp, s4))
+						})
+					})
+					f.Set(oy, Add(oy, S))
+				})
+				f.Set(src, Add(src, hw4))
+				f.Inc(colt, 12)
+			})
+			f.Inc(rowt, 12)
+		})
+		f.Set(plane, Add(plane, Shl(psz, I(2))))
+	})
+}
+
 // pad: copies planes of [h,w] from x into planes of [hp,wp] at xp with top
 // rows and left columns of zeros before and zeros after.
 func (g *gen) pad() {
@@ -783,6 +869,20 @@ func (g *gen) warmup() {
 		f.Call(fn["pack_bt"], at(0), I(64), I(13), I(63), at(64))
 		f.MemoryFill(at(64), z, I(1024)) // im2col's offset tables: all zero, in range
 		f.Call(fn["im2col"], at(0), at(64), at(64), I(64), I(16), at(128))
+		// col2im: 2 channels, 3x3 taps, 4x4 input, stride 2 into 9x9 and
+		// stride 1 into 6x6 (every tap's rows and columns all in range).
+		for t, st := range [][8]int32{{2, 3, 3, 4, 4, 9, 9, 2}, {2, 3, 3, 4, 4, 6, 6, 1}} {
+			tab := at(192 + int32(t))
+			for j, v := range st {
+				f.StoreI32(tab, uint32(4*j), I(v))
+			}
+			for j := range 6 { // (0, 4, tap) for ky then kx
+				f.StoreI32(tab, uint32(32+12*j), I(0))
+				f.StoreI32(tab, uint32(36+12*j), I(4))
+				f.StoreI32(tab, uint32(40+12*j), I(int32(j%3)))
+			}
+			f.Call(fn["col2im"], at(0), tab, at(0), at(128))
+		}
 		f.Call(fn["pad"], at(0), at(64), I(4), I(16), I(16), I(18), I(18), I(1), I(1))
 		f.Call(fn["add"], at(0), at(0), at(64), I(1023))
 		f.Call(fn["affine"], at(0), at(64), I(1023), Fc(1), Fc(0))
