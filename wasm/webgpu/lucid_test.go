@@ -1,0 +1,257 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/lucid"
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/npy"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// lucidCases covers the ops of lucidrains' U-Net (lucid.wgsl) on awkward
+// shapes: odd sizes, channel counts that are not multiples of 4, batch 1
+// and 7, with and without memory key/values, more than 64 tokens (several
+// chunks of the attention kernels) and head widths past 64, 128 and 192
+// (every accumulator lane).
+func lucidCases(r *rand.Rand) []*opCase {
+	var cs []*opCase
+	type in = func(string, ...int) graph.Value
+	for _, rc := range []struct {
+		shape []int
+		flat  bool // gain stored as [C] instead of [1,C,1,1]
+	}{
+		{[]int{1, 5, 3, 7}, false},
+		{[]int{7, 6, 5, 3}, true},
+		{[]int{2, 67, 4, 5}, false},
+		{[]int{3, 10}, true},
+	} {
+		rc := rc
+		C := rc.shape[1]
+		gain := randT(r, 1, 1, C, 1, 1)
+		if rc.flat {
+			gain = randT(r, 1, C)
+		}
+		cs = append(cs, &opCase{name: fmt.Sprintf("rms_norm_channel/%v", rc.shape), params: map[string]*tensor.Tensor{"n.g": gain},
+			build: func(b *graph.Builder, in in) graph.Value {
+				return b.RMSNormChannel("n.g", b.Affine(in("x", rc.shape...), 3, 1.5))
+			}})
+	}
+	for _, pc := range []struct {
+		shape []int
+		r     int
+	}{{[]int{1, 3, 6, 10}, 2}, {[]int{7, 5, 4, 4}, 2}, {[]int{2, 3, 9, 6}, 3}} {
+		pc := pc
+		cs = append(cs, &opCase{name: fmt.Sprintf("pixel_unshuffle/%v/%d", pc.shape, pc.r), params: map[string]*tensor.Tensor{},
+			build: func(b *graph.Builder, in in) graph.Value {
+				return b.PixelUnshuffle(in("x", pc.shape...), pc.r)
+			}})
+	}
+	for _, sc := range []struct {
+		shape    []int
+		start, n int
+	}{{[]int{7, 6, 3, 5}, 1, 3}, {[]int{1, 5, 7}, 4, 1}, {[]int{2, 9, 2, 3}, 0, 9}} {
+		sc := sc
+		cs = append(cs, &opCase{name: fmt.Sprintf("slice_channels/%v/%d+%d", sc.shape, sc.start, sc.n), params: map[string]*tensor.Tensor{},
+			build: func(b *graph.Builder, in in) graph.Value {
+				return b.SliceChannels(in("x", sc.shape...), sc.start, sc.n)
+			}})
+	}
+	type attCase struct {
+		B, heads, D, H, W, M int
+		sharp                float64 // input scale: larger makes the softmaxes peakier
+	}
+	for _, full := range []bool{false, true} {
+		for _, ac := range []attCase{
+			{1, 2, 5, 3, 7, 3, 1},
+			{7, 1, 8, 2, 3, 0, 1},
+			{2, 4, 32, 5, 5, 4, 3}, // lucidrains' defaults: 4 heads of 32, 4 memory tokens
+			{1, 2, 3, 10, 9, 4, 2}, // 94 keys: two chunks of 64
+			{1, 1, 70, 3, 3, 2, 1},
+			{1, 1, 197, 2, 2, 1, 1},
+		} {
+			ac := ac
+			op := graph.OpLinearAttention
+			memShape := []int{2, ac.heads, ac.D, ac.M}
+			if full {
+				op = graph.OpAttentionMemKV
+				memShape = []int{2, ac.heads, ac.M, ac.D}
+			}
+			params := map[string]*tensor.Tensor{}
+			mem := ""
+			if ac.M > 0 {
+				mem = "a.mem_kv"
+				params[mem] = randT(r, 1, memShape...)
+			}
+			cs = append(cs, &opCase{name: fmt.Sprintf("%s/%+v", op, ac), params: params,
+				build: func(b *graph.Builder, in in) graph.Value {
+					qkv := b.Affine(in("qkv", ac.B, 3*ac.heads*ac.D, ac.H, ac.W), ac.sharp, 0)
+					if full {
+						return b.AttentionMemKV("a", qkv, mem, ac.heads, ac.D)
+					}
+					return b.LinearAttention("a", qkv, mem, ac.heads, ac.D)
+				}})
+		}
+	}
+	return cs
+}
+
+var lucidKinds = []graph.Kind{
+	graph.OpRMSNormChannel, graph.OpPixelUnshuffle, graph.OpSliceChannels,
+	graph.OpLinearAttention, graph.OpAttentionMemKV,
+}
+
+// TestLucidOps checks every lucid kernel against the CPU reference, with f32
+// and with f16-packed weights.
+func TestLucidOps(t *testing.T) {
+	d := testDevice(t)
+	seen := map[graph.Kind]bool{}
+	for _, mode := range []WeightMode{WeightsF32, WeightsF16} {
+		for _, c := range lucidCases(rand.New(rand.NewSource(1))) {
+			name := c.name + "/" + map[WeightMode]string{WeightsF32: "f32", WeightsF16: "f16"}[mode]
+			t.Run(name, func(t *testing.T) {
+				e := compare(t, d, c, Options{Weights: mode, Unfused: true})
+				t.Logf("NMSE %.3g", e)
+				if !(e <= nmseOp) {
+					t.Errorf("NMSE %.3g over %g", e, nmseOp)
+				}
+			})
+			g, _ := c.graphOf(rand.New(rand.NewSource(0)), c.params)
+			for _, n := range g.Nodes {
+				seen[n.Op] = true
+			}
+		}
+	}
+	for _, k := range lucidKinds {
+		if !seen[k] {
+			t.Errorf("op %q has no test case", k)
+		}
+	}
+}
+
+// TestLucidFusion checks rms_norm with a fused scale_shift and SiLU (the
+// first half of lucidrains' ResnetBlock) and with a SiLU alone (its second).
+func TestLucidFusion(t *testing.T) {
+	d := testDevice(t)
+	r := rand.New(rand.NewSource(4))
+	const B, C, H, W = 3, 6, 5, 7
+	params := map[string]*tensor.Tensor{"n1.g": randT(r, 1, 1, C, 1, 1), "n2.g": randT(r, 1, 1, C, 1, 1)}
+	c := &opCase{name: "lucid resnet norms", params: params,
+		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			h := b.Unary(graph.OpSiLU, b.ScaleShift(b.RMSNormChannel("n1.g", in("x", B, C, H, W)), in("e", B, 2*C)))
+			return b.Unary(graph.OpSiLU, b.RMSNormChannel("n2.g", h))
+		}}
+	g, err := c.graphOf(r, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Compile(t.Context(), g, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Steps() != 2 {
+		t.Errorf("fused program has %d steps, want 2", p.Steps())
+	}
+	p.Release()
+	for _, o := range []Options{{}, {Weights: WeightsF16}} {
+		e := compare(t, d, c, o)
+		t.Logf("weights %v: NMSE %.3g", o.Weights, e)
+		if !(e <= nmseOp) {
+			t.Errorf("weights %v: NMSE %.3g over %g", o.Weights, e, nmseOp)
+		}
+	}
+}
+
+// lucidSize is the side the whole-network test runs at: the network is
+// convolutional (any multiple of its down factor, 4), and the fixture's
+// 28×28 takes a minute on SwiftShader (measured there: NMSE vs CPU 9.4e-13
+// f32, 8.9e-13 f16 at 28×28 batch 2; 17 s at 12×12).
+const lucidSize = 12
+
+// TestLucidNetwork runs the lucidrains fixture (denoising-diffusion-pytorch
+// 2.3.1: RMSNorm, linear attention, full attention with memory key/values,
+// pixel-unshuffle) through the GPU denoiser and the CPU reference on the
+// same graph, cropped to lucidSize, with f32 weights and with weights
+// rounded to f16 (uploaded packed).
+func TestLucidNetwork(t *testing.T) {
+	d := testDevice(t)
+	dir := filepath.Join(fixturesDir(t), "lucidrains", "lucid_small")
+	data, err := os.ReadFile(filepath.Join(dir, "model-1.pt"))
+	if err != nil {
+		t.Skipf("no lucidrains fixture: %v", err)
+	}
+	m, err := model.FromLucidrains(data, true, lucid.Overrides{ImageSize: [2]int{lucidSize, lucidSize}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xa, err := npy.ReadFile(filepath.Join(dir, "x.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta, err := npy.ReadFile(filepath.Join(dir, "t.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixture{name: "lucid_small", m: m, x: tensor.From(xa.Float32(), xa.Shape...), t: ta.Float32()}
+	for len(f.t) < f.x.Shape[0] {
+		f.t = append(f.t, f.t[0])
+	}
+	f = f.crop(lucidSize)
+	kinds := map[graph.Kind]bool{}
+	g, err := m.Graph(1, lucidSize, lucidSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range g.Nodes {
+		kinds[n.Op] = true
+	}
+	for _, k := range []graph.Kind{graph.OpRMSNormChannel, graph.OpPixelUnshuffle, graph.OpLinearAttention, graph.OpAttentionMemKV} {
+		if !kinds[k] {
+			t.Errorf("the fixture's graph has no %s", k)
+		}
+	}
+	m16, err := model.New(m.Arch, m.Config, m.Scheduler, RoundF16(m.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		format string
+		m      *model.Model
+	}{{"f32", m}, {"f16", m16}} {
+		want, err := cpu.NewDenoiser(c.m).Denoise(f.x, f.t, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dn, err := d.NewDenoiser(c.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dn.WeightFormat() != c.format {
+			t.Errorf("%s: weights stored as %s", c.format, dn.WeightFormat())
+		}
+		got, err := dn.Denoise(f.x, f.t, nil)
+		dn.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Fatalf("%s: output[%d] = %v", c.format, i, v)
+			}
+		}
+		e := nmse(got.Data, want.Data)
+		t.Logf("%s weights, %v: NMSE vs CPU %.3g", c.format, f.x.Shape, e)
+		if !(e <= nmseNetwork) {
+			t.Errorf("%s weights: NMSE vs CPU %.3g over %g", c.format, e, nmseNetwork)
+		}
+	}
+}
