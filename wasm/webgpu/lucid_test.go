@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
@@ -171,7 +172,8 @@ func TestLucidFusion(t *testing.T) {
 	}
 }
 
-// lucidSize is the side the whole-network test runs at: the network is
+// lucidSize is the side the whole-network test runs at ($WEBGPU_LUCID_SIZE
+// overrides it): the network is
 // convolutional (any multiple of its down factor, 4), and the fixture's
 // 28×28 takes a minute on SwiftShader (measured there: NMSE vs CPU 9.4e-13
 // f32, 8.9e-13 f16 at 28×28 batch 2; 17 s at 12×12).
@@ -184,30 +186,14 @@ const lucidSize = 12
 // rounded to f16 (uploaded packed).
 func TestLucidNetwork(t *testing.T) {
 	d := testDevice(t)
-	dir := filepath.Join(fixturesDir(t), "lucidrains", "lucid_small")
-	data, err := os.ReadFile(filepath.Join(dir, "model-1.pt"))
-	if err != nil {
-		t.Skipf("no lucidrains fixture: %v", err)
+	size := lucidSize
+	if s, err := strconv.Atoi(os.Getenv("WEBGPU_LUCID_SIZE")); err == nil && s > 0 {
+		size = s // 28: the fixture's own size, also compared with PyTorch's output
 	}
-	m, err := model.FromLucidrains(data, true, lucid.Overrides{ImageSize: [2]int{lucidSize, lucidSize}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	xa, err := npy.ReadFile(filepath.Join(dir, "x.npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ta, err := npy.ReadFile(filepath.Join(dir, "t.npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := fixture{name: "lucid_small", m: m, x: tensor.From(xa.Float32(), xa.Shape...), t: ta.Float32()}
-	for len(f.t) < f.x.Shape[0] {
-		f.t = append(f.t, f.t[0])
-	}
-	f = f.crop(lucidSize)
+	f := lucidFixture(t, size)
+	m := f.m
 	kinds := map[graph.Kind]bool{}
-	g, err := m.Graph(1, lucidSize, lucidSize)
+	g, err := m.Graph(1, size, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,8 +236,46 @@ func TestLucidNetwork(t *testing.T) {
 		}
 		e := nmse(got.Data, want.Data)
 		t.Logf("%s weights, %v: NMSE vs CPU %.3g", c.format, f.x.Shape, e)
+		if f.y != nil {
+			t.Logf("%s weights: NMSE vs denoising-diffusion-pytorch %.3g", c.format, nmse(got.Data, f.y))
+		}
 		if !(e <= nmseNetwork) {
 			t.Errorf("%s weights: NMSE vs CPU %.3g over %g", c.format, e, nmseNetwork)
 		}
 	}
+}
+
+// lucidFixture loads $FIXTURES_DIR/lucidrains/lucid_small (a Trainer
+// checkpoint with x, t and denoising-diffusion-pytorch's y) as a model of
+// size×size samples, its input cropped to that size (y dropped unless it is
+// the native 28).
+func lucidFixture(t *testing.T, size int) fixture {
+	dir := filepath.Join(fixturesDir(t), "lucidrains", "lucid_small")
+	data, err := os.ReadFile(filepath.Join(dir, "model-1.pt"))
+	if err != nil {
+		t.Skipf("no lucidrains fixture: %v", err)
+	}
+	m, err := model.FromLucidrains(data, true, lucid.Overrides{ImageSize: [2]int{size, size}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) []float32 {
+		a, err := npy.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Float32()
+	}
+	xa, err := npy.ReadFile(filepath.Join(dir, "x.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixture{name: "lucid_small", m: m, x: tensor.From(xa.Float32(), xa.Shape...), t: read("t.npy"), y: read("y.npy")}
+	for len(f.t) < f.x.Shape[0] {
+		f.t = append(f.t, f.t[0])
+	}
+	if size != f.x.Shape[2] || size != f.x.Shape[3] {
+		f = f.crop(size)
+	}
+	return f
 }
