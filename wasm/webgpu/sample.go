@@ -9,29 +9,129 @@ import (
 	"math"
 
 	"github.com/diffuse-web/diffuse/core/model"
-	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
-	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
 )
 
-// SampleDDIM is sampler.DDIM (same signature, options and noise) with the
-// sample kept on the GPU: each step writes only the time, the step's
-// coefficients and, for η > 0, that step's noise (drawn on the host from
-// core/rng, so it is the CPU sampler's noise), then submits the network and
-// the update kernel together; x is read back once at the end. m.Net is not
-// used (the network is dn's model); m.Schedule, m.Shape and m.NullClass are.
+// updateKind is a family of GPU-resident sampler updates (an entry point of
+// sampler.wgsl, Heun's two).
+type updateKind int
+
+const (
+	kindDDIM updateKind = iota
+	kindDDPM
+	kindEuler // euler and euler_ancestral
+	kindHeun
+	kindDPM // dpmpp_2m, dpmpp_3m, dpmpp_3m_diffusers
+)
+
+type residentSampler struct {
+	kind      updateKind
+	ancestral bool // euler_ancestral
+	order     int  // DPM-Solver++
+	halfD2    bool // dpmpp_3m_diffusers
+}
+
+// resident lists the samplers that Sample runs with the state on the GPU.
+var resident = map[string]residentSampler{
+	"ddim":               {kind: kindDDIM},
+	"ddpm":               {kind: kindDDPM},
+	"euler":              {kind: kindEuler},
+	"euler_ancestral":    {kind: kindEuler, ancestral: true},
+	"heun":               {kind: kindHeun},
+	"dpmpp_2m":           {kind: kindDPM, order: 2},
+	"dpmpp_3m":           {kind: kindDPM, order: 3},
+	"dpmpp_3m_diffusers": {kind: kindDPM, order: 3, halfD2: true},
+}
+
+// eulerType samplers keep x_t/α (see core/sampler).
+func (r residentSampler) eulerType() bool { return r.kind == kindEuler || r.kind == kindHeun }
+
+// SupportsSampler reports whether Sample runs the core/sampler sampler
+// `name` on the GPU.
+func SupportsSampler(name string) bool {
+	_, ok := resident[name]
+	return ok
+}
+
+// Supports is SupportsSampler.
+func (dn *Denoiser) Supports(name string) bool { return SupportsSampler(name) }
+
+// DefaultPreviewEvery is how often (in network evaluations) Sample reads X
+// and X0 back for Progress when Options.Preview is nil: every
+// DefaultPreviewEvery-th evaluation and the last.
+const DefaultPreviewEvery = 5
+
+// InterruptedError is a GPU-resident run cut short by the loss of the
+// device. Checkpoint is the last state read back (step 0, the starting
+// noise, when none was): with it as sampler.Options.Resume, the same
+// sampler on another backend finishes the run with the same noise (Finish
+// does that). errors.Is(err, ErrDeviceLost) holds.
+type InterruptedError struct {
+	Sampler    string
+	Err        error
+	Checkpoint *sampler.Checkpoint
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("%s interrupted before grid step %d: %v", e.Sampler, e.Checkpoint.Step, e.Err)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Err }
+
+// Finish completes the interrupted run with m (whose Net is another
+// backend's denoiser) from the checkpoint; noise and o are the interrupted
+// call's. Progress repeats the evaluations after the checkpoint.
+func (e *InterruptedError) Finish(ctx context.Context, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+	var opt sampler.Options
+	if o != nil {
+		opt = *o
+	}
+	opt.Resume = e.Checkpoint
+	return sampler.Run(ctx, e.Sampler, m, noise, &opt)
+}
+
+// SampleDDIM is Sample(ctx, "ddim", m, noise, o).
+func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+	return dn.Sample(ctx, "ddim", m, noise, o)
+}
+
+// Sample is the core/sampler sampler `name` (one that Supports lists; same
+// options, grid, noise and result) with the sample kept on the GPU: each
+// network evaluation writes only the time, the update's coefficients
+// (computed in float64 by core/sampler's step functions) and, for
+// stochastic steps, that step's noise (drawn on the host from core/rng as
+// the CPU sampler draws it), then submits the network and the update
+// kernel (sampler.wgsl) together. Guidance mixing, the prediction types,
+// clipping, DPM-Solver++'s history and Heun's slope all stay on the GPU.
+// m.Net is not used (the network is dn's model); m.Schedule, m.Shape and
+// m.NullClass are.
 //
 // The state is float32 where the CPU sampler keeps float64, so results
-// agree to float32 rounding, not bit for bit. Steps are submitted without
-// waiting for each other; Progress, when set, is called as each step is
-// submitted, with X and X0 nil: reading them back would cost the round trip
-// this function exists to avoid. GPU errors are caught for the whole loop
-// and then attributed to a kernel.
-func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+// agree to float32 rounding, not bit for bit.
+//
+// Progress, when set, is called for every evaluation, in order, a few
+// evaluations behind the submissions. X and X0 are read back only at the
+// evaluations o.Preview picks (default: every DefaultPreviewEvery-th and the
+// last) and are nil at the others; the copy to a staging buffer is part of
+// that evaluation's submission and its map is awaited while later steps are
+// already queued. Without Progress and Preview nothing is read back but the
+// result. At most two steps are in flight, and each wait lets the
+// JavaScript event loop run.
+//
+// When the device is lost the error is an *InterruptedError holding the
+// last read-back state (a checkpoint at each preview), from which the
+// CPU backend can finish the run. Other GPU errors are caught for the
+// whole loop and then attributed to a kernel.
+func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+	rs, ok := resident[name]
+	if !ok {
+		return nil, fmt.Errorf("webgpu: sampler %q does not run on the GPU (Supports)", name)
+	}
+	info, _ := sampler.Get(name)
 	if m == nil || m.Schedule == nil {
-		return nil, errors.New("webgpu: SampleDDIM needs a schedule")
+		return nil, errors.New("webgpu: Sample needs a schedule")
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -40,8 +140,11 @@ func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []fl
 	if o != nil {
 		opt = *o
 	}
+	if opt.Resume != nil {
+		return nil, errors.New("webgpu: Sample does not resume checkpoints (use the CPU sampler)")
+	}
 	if opt.Steps == 0 {
-		opt.Steps = 50
+		opt.Steps = info.DefaultSteps
 	}
 	if opt.Steps < 0 {
 		return nil, fmt.Errorf("sampler: steps must be positive, got %d", opt.Steps)
@@ -58,7 +161,17 @@ func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []fl
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.DDIMGrid(opt.Steps, opt.Sigmas)
+	var g schedule.Grid
+	switch rs.kind {
+	case kindDDIM:
+		g, err = s.DDIMGrid(opt.Steps, opt.Sigmas)
+	case kindDDPM:
+		g, err = s.DDPMGrid(opt.Steps, opt.Sigmas)
+	case kindEuler, kindHeun:
+		g, err = s.EulerGrid(opt.Steps, opt.Sigmas)
+	case kindDPM:
+		g, err = s.DPMGrid(opt.Steps, opt.Sigmas)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -107,219 +220,29 @@ func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []fl
 	if err != nil {
 		return nil, err
 	}
+	// The sampler's state buffer holds stateRegions values per sample value.
+	lim := dn.dev.limits
+	if c := int(min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize) / uint64(4*stateRegions*per)); c < chunk {
+		chunk = max(c, 1) * copies
+	}
 	if chunk < copies {
 		return nil, &LimitError{What: "a guided sample", Limit: "maxStorageBufferBindingSize", Need: 2, Have: uint64(chunk)}
 	}
 	chunk /= copies
-
-	x := make([]float64, len(noise))
-	nfe := 0
+	total := len(g.Steps)
+	if rs.kind == kindHeun {
+		total = sampler.HeunEvals(g, len(g.Steps))
+	}
+	j := &sampleJob{dn: dn, name: name, rs: rs, m: m, s: s, g: g, o: &opt, pred: pt, guided: guided,
+		cls: cls, per: per, B: B, total: total, noise: noise}
+	if opt.Progress != nil || opt.Preview != nil {
+		j.preview = opt.Preview
+		if j.preview == nil {
+			j.preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 || i == total-1 }
+		}
+	}
 	for b0 := 0; b0 < B; b0 += chunk {
-		n := min(chunk, B-b0)
-		var c []int
-		if cls != nil {
-			c = cls[b0 : b0+n]
-		}
-		j := &ddimJob{dn: dn, m: m, s: s, g: g, o: &opt, pred: pt, guided: guided, cls: c, first: opt.FirstSample + b0, b: n, per: per}
-		if err := j.run(ctx, noise[b0*per:(b0+n)*per], x[b0*per:(b0+n)*per]); err != nil {
-			return nil, err
-		}
-		nfe += j.nfe
+		j.chunks = append(j.chunks, &sampleChunk{b0: b0, b: min(chunk, B-b0)})
 	}
-	return &sampler.Result{X: x, NFE: nfe}, nil
-}
-
-// ddimJob samples one chunk of the batch.
-type ddimJob struct {
-	dn     *Denoiser
-	m      *sampler.Model
-	s      *schedule.Schedule
-	g      schedule.Grid
-	o      *sampler.Options
-	pred   uint32
-	guided bool
-	cls    []int
-	first  int // global index of the chunk's first sample (keys the noise)
-	b, per int
-	nfe    int
-}
-
-func (j *ddimJob) run(ctx context.Context, noise, out []float64) error {
-	dev := j.dn.dev
-	gd := dev.gpu
-	nb := j.b
-	if j.guided {
-		nb *= 2
-	}
-	p, err := j.dn.program(ctx, nb, j.m.Shape[1], j.m.Shape[2])
-	if err != nil {
-		return err
-	}
-	n := j.b * j.per
-	if got := p.outBytes / 4; got != uint64(nb*j.per) {
-		return fmt.Errorf("sampler: network output has %d values per batch, the sample %d", got, nb*j.per)
-	}
-	if err := gd.LostErr(); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-
-	// The state x, the step's noise, and the update's uniform and bind group.
-	bytes := roundUp(uint64(4*n), 16)
-	var xs, zs, uni *gpu.Buffer
-	var bg *gpu.BindGroup
-	dev.mu.Lock()
-	if err := dev.pipelinesFor(ctx, map[kernelKey]bool{{"sampler", "ddim_step"}: true}); err != nil {
-		dev.mu.Unlock()
-		return err
-	}
-	pipe := dev.pipeline(kernelKey{"sampler", "ddim_step"})
-	err = gd.Scoped(ctx, "sampler buffers", func() {
-		xs = gd.CreateBuffer("sample x", bytes, gpu.Storage|gpu.CopySrc|gpu.CopyDst)
-		zs = gd.CreateBuffer("sample noise", bytes, gpu.Storage|gpu.CopyDst)
-		uni = gd.CreateBuffer("ddim step", 256, gpu.Uniform|gpu.CopyDst)
-		bg = gd.CreateBindGroup("ddim_step", dev.layout("sampler"), []gpu.Binding{
-			{Buffer: uni, Size: 256}, {Buffer: p.out, Size: p.outBytes}, {Buffer: zs, Size: uint64(4 * n)}, {Buffer: xs, Size: uint64(4 * n)}})
-	})
-	dev.mu.Unlock()
-	if xs != nil {
-		defer xs.Destroy()
-		defer zs.Destroy()
-		defer uni.Destroy()
-	}
-	if err != nil {
-		return err
-	}
-	grid, err := (&compiler{lim: dev.limits}).grid("ddim_step", (n+255)/256)
-	if err != nil {
-		return err
-	}
-
-	x := make([]float32, n)
-	for i, v := range noise {
-		x[i] = float32(j.g.InitSigma * v)
-	}
-	gd.WriteBuffer(xs, 0, gpu.Float32Bytes(x))
-	if j.cls != nil {
-		labels := make([]float32, nb)
-		for i := range labels {
-			if i < j.b {
-				labels[i] = float32(j.cls[i])
-			} else {
-				labels[i] = float32(j.m.NullClass)
-			}
-		}
-		for _, lc := range p.labels {
-			for _, l := range labels {
-				if int(l) < 0 || int(l) >= lc.rows {
-					return fmt.Errorf("%s: class label %v outside 0..%d", lc.node, l, lc.rows-1)
-				}
-			}
-		}
-		gd.WriteBuffer(p.inputs["class"], 0, gpu.Float32Bytes(labels))
-	} else if _, cond := p.inputs["class"]; cond {
-		return errors.New("class-conditional model: need class labels")
-	}
-
-	cfg := j.s.Config
-	clip := cfg.ClipSampleOn()
-	// One error scope around the whole loop: steps are submitted without
-	// waiting, and the queue orders each step's buffer writes after the
-	// previous step's work.
-	gd.PushScopes()
-	popped := false
-	defer func() {
-		if !popped {
-			gd.PopScopes("DDIM").Wait(ctx)
-		}
-	}()
-	z64 := make([]float64, j.per)
-	z := make([]float32, n)
-	tin := make([]float32, nb)
-	for i, st := range j.g.Steps {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		at, sgt, as, ss := st.From.Alpha, st.From.Sigma, st.To.Alpha, st.To.Sigma
-		c := 0.0
-		if j.o.Eta != 0 && ss > 0 {
-			q := (at * ss) / (as * sgt)
-			c = j.o.Eta * math.Sqrt(math.Max(ss*ss*(1-q*q), 0))
-		}
-		dir := math.Sqrt(math.Max(ss*ss-c*c, 0))
-		flags := 0
-		if clip {
-			flags |= 1
-			if cfg.UseClippedModelOutput {
-				flags |= 2
-			}
-		}
-		if c > 0 {
-			flags |= 4
-			for b := 0; b < j.b; b++ {
-				if j.o.Noise != nil {
-					j.o.Noise(j.first+b, i, 0, z64)
-				} else {
-					rng.NormalStream64(j.o.Seed, j.first+b, i, 0, z64)
-				}
-				for k, v := range z64 {
-					z[b*j.per+k] = float32(v)
-				}
-			}
-			gd.WriteBuffer(zs, 0, gpu.Float32Bytes(z))
-		}
-		tv := j.s.NetTime(st.From)
-		for k := range tin {
-			tin[k] = tv
-		}
-		gd.WriteBuffer(p.inputs["t"], 0, gpu.Float32Bytes(tin))
-		gd.WriteBuffer(uni, 0, gpu.Uint32Bytes(words(n, b01(j.guided), int(j.pred), flags,
-			at, sgt, as, dir, c, j.o.Guidance, cfg.ClipSampleRange, 0)))
-		if err := gd.LostErr(); err != nil {
-			return err
-		}
-		e := gd.NewEncoder("ddim")
-		for k := 0; k < nb/j.b; k++ {
-			e.Copy(xs, 0, p.inputs["x"], uint64(4*k*n), uint64(4*n))
-		}
-		p.encode(e)
-		e.Dispatch(pipe, bg, grid[0], grid[1], grid[2])
-		e.Submit()
-		j.nfe++
-		if j.o.Progress != nil {
-			if err := j.o.Progress(sampler.Step{Index: i, Total: len(j.g.Steps), NFE: j.nfe, Point: st.From}); err != nil {
-				return err
-			}
-		}
-	}
-	rb := gd.CreateBuffer("sample readback", bytes, gpu.MapRead|gpu.CopyDst)
-	defer rb.Destroy()
-	e := gd.NewEncoder("readback")
-	e.Copy(xs, 0, rb, 0, uint64(4*n))
-	e.Submit()
-	scopes := gd.PopScopes("DDIM loop")
-	popped = true
-	read := gd.StartRead(rb, 4*n)
-	if err := scopes.Wait(ctx); err != nil {
-		if errors.Is(err, ErrDeviceLost) {
-			return err
-		}
-		read.Unmap(ctx)
-		return p.blame(ctx, err)
-	}
-	if err := read.Wait(ctx, gpu.Float32Bytes(x)); err != nil {
-		return err
-	}
-	for i, v := range x {
-		out[i] = float64(v)
-	}
-	return nil
-}
-
-func b01(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+	return j.run(ctx)
 }

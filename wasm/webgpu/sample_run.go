@@ -1,0 +1,566 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/diffuse-web/diffuse/core/rng"
+	"github.com/diffuse-web/diffuse/core/sampler"
+	"github.com/diffuse-web/diffuse/core/schedule"
+	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
+)
+
+// The regions of a chunk's state buffer (sampler.wgsl's S), n values each:
+// x, the last x̂0, DPM-Solver++'s two earlier data predictions, Heun's slope
+// and trial point.
+const (
+	regX = iota
+	regX0
+	regH1
+	regH2
+	regD
+	regX2
+	stateRegions
+)
+
+// inFlight is how many steps may be queued on the GPU ahead of the host.
+const inFlight = 2
+
+// uniform slots (256 bytes apart) of a chunk's parameter buffer.
+const (
+	slotPrep = iota
+	slotUpdate
+	slotPrep2
+	slotUpdate2
+	slots
+)
+
+// sampleJob is one Sample call.
+type sampleJob struct {
+	dn      *Denoiser
+	name    string
+	rs      residentSampler
+	m       *sampler.Model
+	s       *schedule.Schedule
+	g       schedule.Grid
+	o       *sampler.Options
+	pred    uint32
+	guided  bool
+	cls     []int // one per sample, or nil
+	per, B  int
+	total   int // network evaluations
+	noise   []float64
+	preview func(index, total int) bool // nil: no readbacks until the end
+	chunks  []*sampleChunk
+
+	pipes map[string]*gpu.ComputePipeline
+	free  []*gpu.Buffer // staging buffers not in use
+	owned []*gpu.Buffer
+
+	pending []*pendingPreview // in submission order
+	queue   []*queued         // progress calls not yet made, in order
+	ckpt    *sampler.Checkpoint
+}
+
+// sampleChunk is the part of the batch one network call takes.
+type sampleChunk struct {
+	b0, b  int // first sample, samples
+	n, nb  int // values, network batch
+	p      *Program
+	st     *gpu.Buffer // state regions
+	z      *gpu.Buffer
+	uni    *gpu.Buffer
+	prep   [2]*gpu.BindGroup // net_input from regX, from regX2
+	update [2]*gpu.BindGroup // the update, Heun's second stage
+	grid   [3]uint32
+	labels []float32 // nil: unconditional
+}
+
+// pendingPreview is a readback in flight: per chunk, a staging buffer with
+// [network input (X) | state regions x, x̂0 (and DPM's history)].
+type pendingPreview struct {
+	step   int // grid step it was submitted in
+	ckStep int // grid step the state regions are at
+	bufs   []*gpu.Buffer
+	reads  []*gpu.PendingRead
+	x, x0  []float64
+	done   bool
+}
+
+type queued struct {
+	st sampler.Step
+	pv *pendingPreview
+}
+
+func (j *sampleJob) regionsRead() int {
+	if j.rs.kind == kindDPM {
+		return regH2 + 1
+	}
+	return regX0 + 1
+}
+
+func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
+	dev := j.dn.dev
+	gd := dev.gpu
+	if err := gd.LostErr(); err != nil {
+		return nil, err
+	}
+	copies := 1
+	if j.guided {
+		copies = 2
+	}
+	// Programs (one per distinct chunk size), locked for the whole run.
+	locked := map[*Program]bool{}
+	defer func() {
+		for p := range locked {
+			p.mu.Unlock()
+		}
+	}()
+	for _, c := range j.chunks {
+		c.n, c.nb = c.b*j.per, c.b*copies
+		if c.p, err = j.dn.program(ctx, c.nb, j.m.Shape[1], j.m.Shape[2]); err != nil {
+			return nil, err
+		}
+		if got := c.p.outBytes / 4; got != uint64(c.nb*j.per) {
+			return nil, fmt.Errorf("sampler: network output has %d values per batch, the sample %d", got, c.nb*j.per)
+		}
+		if j.cls != nil {
+			c.labels = make([]float32, c.nb)
+			for i := range c.labels {
+				if i < c.b {
+					c.labels[i] = float32(j.cls[c.b0+i])
+				} else {
+					c.labels[i] = float32(j.m.NullClass)
+				}
+			}
+			for _, lc := range c.p.labels {
+				for _, l := range c.labels {
+					if int(l) < 0 || int(l) >= lc.rows {
+						return nil, fmt.Errorf("%s: class label %v outside 0..%d", lc.node, l, lc.rows-1)
+					}
+				}
+			}
+		} else if _, cond := c.p.inputs["class"]; cond {
+			return nil, errors.New("class-conditional model: need class labels")
+		}
+	}
+	for _, c := range j.chunks {
+		if !locked[c.p] {
+			c.p.mu.Lock()
+			locked[c.p] = true
+		}
+	}
+	defer func() {
+		for _, b := range j.owned {
+			b.Destroy()
+		}
+	}()
+
+	// Pipelines, buffers and bind groups.
+	entries := map[updateKind][2]string{
+		kindDDIM: {"ddim_step"}, kindDDPM: {"ddpm_step"}, kindEuler: {"euler_step"},
+		kindHeun: {"heun_first", "heun_second"}, kindDPM: {"dpm_step"},
+	}[j.rs.kind]
+	keys := map[kernelKey]bool{{"sampler", "net_input"}: true, {"sampler", entries[0]}: true}
+	if entries[1] != "" {
+		keys[kernelKey{"sampler", entries[1]}] = true
+	}
+	dev.mu.Lock()
+	if err := dev.pipelinesFor(ctx, keys); err != nil {
+		dev.mu.Unlock()
+		return nil, err
+	}
+	j.pipes = map[string]*gpu.ComputePipeline{}
+	for k := range keys {
+		j.pipes[k.entry] = dev.pipeline(k)
+	}
+	err = gd.Scoped(ctx, "sampler buffers", func() {
+		for _, c := range j.chunks {
+			nb := uint64(4 * c.n)
+			c.st = j.buffer("sampler state", uint64(stateRegions)*nb, gpu.Storage|gpu.CopySrc|gpu.CopyDst)
+			c.z = j.buffer("sampler noise", roundUp(nb, 16), gpu.Storage|gpu.CopyDst)
+			c.uni = j.buffer("sampler step", 256*slots, gpu.Uniform|gpu.CopyDst)
+			in := c.p.inputs["x"]
+			for k := 0; k < 2; k++ {
+				c.prep[k] = gd.CreateBindGroup("net_input", dev.layout("sampler"), []gpu.Binding{
+					{Buffer: c.uni, Offset: uint64(256 * (slotPrep + 2*k)), Size: 256},
+					{Buffer: c.st, Size: uint64(stateRegions) * nb}, {Buffer: c.z, Size: nb},
+					{Buffer: in, Size: uint64(4 * c.nb * j.per)}})
+				c.update[k] = gd.CreateBindGroup(entries[0], dev.layout("sampler"), []gpu.Binding{
+					{Buffer: c.uni, Offset: uint64(256 * (slotUpdate + 2*k)), Size: 256},
+					{Buffer: c.p.out, Size: c.p.outBytes}, {Buffer: c.z, Size: nb},
+					{Buffer: c.st, Size: uint64(stateRegions) * nb}})
+			}
+		}
+	})
+	dev.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	cp := &compiler{lim: dev.limits}
+	for _, c := range j.chunks {
+		if c.grid, err = cp.grid("sampler", (c.n+255)/256); err != nil {
+			return nil, err
+		}
+	}
+	x0 := make([]float32, j.per*j.B)
+	for i, v := range j.noise {
+		x0[i] = float32(j.g.InitSigma * v)
+	}
+	for _, c := range j.chunks {
+		gd.WriteBuffer(c.st, 0, gpu.Float32Bytes(x0[c.b0*j.per:c.b0*j.per+c.n]))
+	}
+	// Until a preview comes back, resuming means starting over.
+	j.ckpt = &sampler.Checkpoint{Step: 0, X: j.xtForm(0, x0)}
+
+	// One error scope around the whole loop: steps are submitted without
+	// waiting for each other, and the queue orders each step's buffer
+	// writes after the previous step's work.
+	gd.PushScopes()
+	popped := false
+	defer func() {
+		if !popped {
+			gd.PopScopes("sampler").Wait(ctx)
+		}
+		if err != nil && errors.Is(err, ErrDeviceLost) {
+			var ie *InterruptedError
+			if !errors.As(err, &ie) {
+				err = &InterruptedError{Sampler: j.name, Err: err, Checkpoint: j.ckpt}
+			}
+			res = nil
+		}
+	}()
+	fences := [inFlight]*gpu.PendingRead{}
+	var fenceBufs [inFlight]*gpu.Buffer
+	for k := range fenceBufs {
+		fenceBufs[k] = j.buffer("sampler fence", 16, gpu.MapRead|gpu.CopyDst)
+	}
+	fence := make([]byte, 16)
+	ev := 0
+	for i, st := range j.g.Steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := gd.LostErr(); err != nil {
+			return nil, err
+		}
+		// Pace: wait until step i-inFlight is done (the GPU still has the
+		// steps after it queued), then take in the previews it finished.
+		if f := fences[i%inFlight]; f != nil {
+			if err := f.Wait(ctx, fence); err != nil {
+				return nil, err
+			}
+			fences[i%inFlight] = nil
+			if err := j.collect(ctx, i-inFlight); err != nil {
+				return nil, err
+			}
+		}
+		if err := j.eval(ctx, i, ev, st.From, false); err != nil {
+			return nil, err
+		}
+		ev++
+		if j.rs.kind == kindHeun && !st.To.Clean() {
+			if err := j.eval(ctx, i, ev, st.To, true); err != nil {
+				return nil, err
+			}
+			ev++
+		}
+		e := gd.NewEncoder("sampler fence")
+		e.Copy(j.chunks[0].st, 0, fenceBufs[i%inFlight], 0, 16)
+		e.Submit()
+		fences[i%inFlight] = gd.StartRead(fenceBufs[i%inFlight], 16)
+		if err := j.deliver(); err != nil {
+			return nil, err
+		}
+	}
+	// The result.
+	rb := j.buffer("sample readback", uint64(4*j.per*j.B), gpu.MapRead|gpu.CopyDst)
+	e := gd.NewEncoder("sample readback")
+	for _, c := range j.chunks {
+		e.Copy(c.st, 0, rb, uint64(4*c.b0*j.per), uint64(4*c.n))
+	}
+	e.Submit()
+	scopes := gd.PopScopes("sampler loop")
+	popped = true
+	read := gd.StartRead(rb, 4*j.per*j.B)
+	if err := scopes.Wait(ctx); err != nil {
+		if errors.Is(err, ErrDeviceLost) {
+			return nil, err
+		}
+		read.Unmap(ctx)
+		return nil, j.chunks[0].p.blame(ctx, err)
+	}
+	if err := j.collect(ctx, len(j.g.Steps)); err != nil {
+		return nil, err
+	}
+	if err := j.deliver(); err != nil {
+		return nil, err
+	}
+	for k, f := range fences {
+		if f != nil {
+			if err := f.Wait(ctx, fence); err != nil {
+				return nil, err
+			}
+			fences[k] = nil
+		}
+	}
+	if err := read.Wait(ctx, gpu.Float32Bytes(x0)); err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(x0))
+	for i, v := range x0 {
+		out[i] = float64(v)
+	}
+	return &sampler.Result{X: out, NFE: j.total}, nil
+}
+
+func (j *sampleJob) buffer(label string, size uint64, usage gpu.BufferUsage) *gpu.Buffer {
+	b := j.dn.dev.gpu.CreateBuffer(label, size, usage)
+	j.owned = append(j.owned, b)
+	return b
+}
+
+// xtForm converts a whole-batch state at grid step i to x_t form.
+func (j *sampleJob) xtForm(i int, x []float32) []float64 {
+	a := 1.0
+	if j.rs.eulerType() {
+		if i < len(j.g.Steps) {
+			a = j.g.Steps[i].From.Alpha
+		} else {
+			a = j.g.Steps[len(j.g.Steps)-1].To.Alpha
+		}
+	}
+	out := make([]float64, len(x))
+	for k, v := range x {
+		out[k] = a * float64(v)
+	}
+	return out
+}
+
+// eval submits one network evaluation (index ev, at point p of grid step
+// i) and its update for every chunk; second is Heun's second stage.
+func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, second bool) error {
+	gd := j.dn.dev.gpu
+	st := j.g.Steps[i]
+	cfg := j.s.Config
+	var pv *pendingPreview
+	if j.preview != nil && j.preview(ev, j.total) {
+		pv = &pendingPreview{step: i, ckStep: i + 1}
+		if j.rs.kind == kindHeun && !second && !st.To.Clean() {
+			pv.ckStep = i // the state is still at the step's start
+		}
+	}
+	tv := j.s.NetTime(p)
+	scale := 1.0
+	if j.rs.eulerType() {
+		scale = p.Alpha
+	}
+	// The update's flags and coefficients.
+	flags := 0
+	var k [9]float64
+	entry := ""
+	noise := false
+	switch j.rs.kind {
+	case kindDDIM:
+		entry = "ddim_step"
+		if cfg.ClipSampleOn() {
+			flags |= 1
+			if cfg.UseClippedModelOutput {
+				flags |= 2
+			}
+		}
+		dir, c := sampler.DDIMCoeffs(st.From, st.To, j.o.Eta)
+		k[0], k[1], k[2] = st.To.Alpha, dir, c
+		noise = c > 0
+	case kindDDPM:
+		entry = "ddpm_step"
+		if cfg.ClipSampleOn() {
+			flags |= 1
+		}
+		var add bool
+		k[0], k[1], k[2], add = sampler.DDPMCoeffs(j.s, st.From, st.To)
+		noise = add
+	case kindEuler:
+		entry = "euler_step"
+		l, lt := st.From.Level, st.To.Level
+		k[0], k[1] = l, lt-l
+		if j.rs.ancestral {
+			down, up := sampler.AncestralLevels(l, lt)
+			k[1], k[2] = down-l, up
+			noise = up > 0
+		}
+	case kindHeun:
+		entry = "heun_first"
+		l, lt := st.From.Level, st.To.Level
+		k[0], k[1] = l, lt-l
+		if second {
+			entry = "heun_second"
+			k[0] = lt
+		} else if st.To.Clean() {
+			flags |= 16
+		}
+	case kindDPM:
+		entry = "dpm_step"
+		c := sampler.DPMSolverStep(cfg, j.g, i, j.rs.order, j.rs.halfD2)
+		k = [9]float64{float64(c.Order), c.Ratio, c.A, c.Em1, c.R0, c.R1, c.C2, c.C3, c.D2Scale}
+		if c.Heun {
+			flags |= 8
+		}
+	}
+	if noise {
+		flags |= 4
+	}
+	slot, src := 0, regX
+	if second {
+		slot, src = 1, regX2
+	}
+	for _, c := range j.chunks {
+		if noise {
+			j.drawNoise(i, c)
+		}
+		tin := make([]float32, c.nb)
+		for q := range tin {
+			tin[q] = tv
+		}
+		gd.WriteBuffer(c.p.inputs["t"], 0, gpu.Float32Bytes(tin))
+		if c.labels != nil && (len(j.chunks) > 1 || (i == 0 && !second)) {
+			gd.WriteBuffer(c.p.inputs["class"], 0, gpu.Float32Bytes(c.labels))
+		}
+		n := c.n
+		prep := words(n, 0, 0, 0, src*n, 0, 0, 0, 0, 0, 0, c.nb/c.b,
+			0.0, 0.0, scale, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0)
+		upd := words(n, b01(j.guided), int(j.pred), flags, src*n, regX*n, regX0*n, regH1*n,
+			regH2*n, regD*n, regX2*n, 1, p.Alpha, p.Sigma, scale, j.o.Guidance, cfg.ClipSampleRange,
+			k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], 0, 0)
+		gd.WriteBuffer(c.uni, uint64(256*(slotPrep+2*slot)), gpu.Uint32Bytes(prep))
+		gd.WriteBuffer(c.uni, uint64(256*(slotUpdate+2*slot)), gpu.Uint32Bytes(upd))
+		e := gd.NewEncoder(j.name)
+		e.Dispatch(j.pipes["net_input"], c.prep[slot], c.grid[0], c.grid[1], c.grid[2])
+		c.p.encode(e)
+		e.Dispatch(j.pipes[entry], c.update[slot], c.grid[0], c.grid[1], c.grid[2])
+		if pv != nil {
+			sb := j.staging(uint64(4 * c.n * (1 + j.regionsRead())))
+			e.Copy(c.p.inputs["x"], 0, sb, 0, uint64(4*c.n))
+			e.Copy(c.st, 0, sb, uint64(4*c.n), uint64(4*c.n*j.regionsRead()))
+			pv.bufs = append(pv.bufs, sb)
+		}
+		e.Submit()
+	}
+	if pv != nil {
+		for _, b := range pv.bufs {
+			pv.reads = append(pv.reads, gd.StartRead(b, int(b.Size)))
+		}
+		j.pending = append(j.pending, pv)
+	}
+	if j.o.Progress != nil {
+		j.queue = append(j.queue, &queued{st: sampler.Step{Index: ev, Total: j.total, NFE: ev + 1, Point: p}, pv: pv})
+	}
+	return ctx.Err()
+}
+
+// drawNoise writes grid step i's noise for chunk c, keyed as the CPU
+// sampler keys it (sample index, step, draw 0).
+func (j *sampleJob) drawNoise(i int, c *sampleChunk) {
+	z64 := make([]float64, j.per)
+	z := make([]float32, c.n)
+	for b := 0; b < c.b; b++ {
+		if j.o.Noise != nil {
+			j.o.Noise(j.o.FirstSample+c.b0+b, i, 0, z64)
+		} else {
+			rng.NormalStream64(j.o.Seed, j.o.FirstSample+c.b0+b, i, 0, z64)
+		}
+		for q, v := range z64 {
+			z[b*j.per+q] = float32(v)
+		}
+	}
+	j.dn.dev.gpu.WriteBuffer(c.z, 0, gpu.Float32Bytes(z))
+}
+
+// staging returns a free MapRead buffer of at least size bytes.
+func (j *sampleJob) staging(size uint64) *gpu.Buffer {
+	for k, b := range j.free {
+		if b.Size >= size {
+			j.free = append(j.free[:k], j.free[k+1:]...)
+			return b
+		}
+	}
+	return j.buffer("sampler preview", size, gpu.MapRead|gpu.CopyDst)
+}
+
+// collect waits for the previews submitted in grid steps up to `upto`
+// (whose work is done, so the maps settle at once), keeping the newest
+// checkpoint.
+func (j *sampleJob) collect(ctx context.Context, upto int) error {
+	for len(j.pending) > 0 && j.pending[0].step <= upto {
+		pv := j.pending[0]
+		j.pending = j.pending[1:]
+		B, per := j.B, j.per
+		n := B * per
+		R := j.regionsRead()
+		raw := make([][]float32, 1+R) // X, then the regions, whole batch each
+		for r := range raw {
+			raw[r] = make([]float32, n)
+		}
+		for q, c := range j.chunks {
+			buf := make([]float32, c.n*(1+R))
+			if err := pv.reads[q].Wait(ctx, gpu.Float32Bytes(buf)); err != nil {
+				return err
+			}
+			j.free = append(j.free, pv.bufs[q])
+			for r := 0; r <= R; r++ {
+				copy(raw[r][c.b0*per:], buf[r*c.n:(r+1)*c.n])
+			}
+		}
+		pv.x, pv.x0 = f64(raw[0]), f64(raw[1+regX0])
+		pv.done = true
+		ck := &sampler.Checkpoint{Step: pv.ckStep, X: j.xtForm(pv.ckStep, raw[1+regX]), NFE: j.evalsBefore(pv.ckStep)}
+		if j.rs.kind == kindDPM {
+			ck.History = [][]float64{f64(raw[1+regH1]), f64(raw[1+regH2])}[:min(pv.ckStep, 2)]
+		}
+		j.ckpt = ck
+	}
+	return nil
+}
+
+func (j *sampleJob) evalsBefore(step int) int {
+	if j.rs.kind == kindHeun {
+		return sampler.HeunEvals(j.g, step)
+	}
+	return step
+}
+
+// deliver makes the queued progress calls whose data is in.
+func (j *sampleJob) deliver() error {
+	for len(j.queue) > 0 {
+		q := j.queue[0]
+		if q.pv != nil {
+			if !q.pv.done {
+				return nil
+			}
+			q.st.X, q.st.X0 = q.pv.x, q.pv.x0
+		}
+		j.queue = j.queue[1:]
+		if err := j.o.Progress(q.st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func f64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+func b01(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
