@@ -407,9 +407,23 @@ type Result struct {
 	TotalMs float64
 }
 
+// ResidentSampler is a backend that runs some samplers whole, with the
+// sample kept on its device (the WebGPU backend), instead of serving one
+// network call per step. Sample is sampler.Run's contract, except that
+// Progress gets X and X0 only at the evaluations o.Preview picks.
+type ResidentSampler interface {
+	Supports(name string) bool
+	Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error)
+}
+
 // Run samples a batch with the network net. onFrame (may be nil) is called
 // after each network evaluation; wantImages(index) says whether that frame
 // carries images (nil: always). A non-nil error from onFrame stops the run.
+//
+// When net is a ResidentSampler that supports the request's sampler, it
+// runs the whole job; it reads images back only for the frames wantImages
+// picks (asked once per frame, when that evaluation is submitted), and the
+// other frames come without images.
 func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantImages func(int) bool, onFrame func(*Frame) error) (*Result, error) {
 	info, o, err := l.Options(r)
 	if err != nil {
@@ -422,15 +436,20 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	m := &sampler.Model{Net: net, Schedule: l.Schedule, Shape: l.Info.Shape, NullClass: l.Model.NullClass}
 	start := time.Now()
 	last := start
+	rs, resident := net.(ResidentSampler)
+	resident = resident && rs.Supports(info.Name)
 	if onFrame != nil {
 		o.Progress = func(s sampler.Step) error {
 			now := time.Now()
 			f := &Frame{Index: s.Index, Total: s.Total, NFE: s.NFE, Point: s.Point, StepMs: float64(now.Sub(last).Microseconds()) / 1e3}
 			last = now
-			if wantImages == nil || wantImages(s.Index) {
+			if resident || wantImages == nil || wantImages(s.Index) {
 				f.X, f.X0 = f32(s.X), f32(s.X0)
 			}
 			return onFrame(f)
+		}
+		if resident {
+			o.Preview = func(i, total int) bool { return wantImages == nil || wantImages(i) }
 		}
 	}
 	var noise []float64
@@ -447,7 +466,12 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	} else {
 		noise = sampler.InitialNoise(r.Seed, 0, b, l.Info.Shape)
 	}
-	res, err := info.Func(ctx, m, noise, o)
+	var res *sampler.Result
+	if resident {
+		res, err = rs.Sample(ctx, info.Name, m, noise, o)
+	} else {
+		res, err = info.Func(ctx, m, noise, o)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -517,7 +541,11 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 	return x0, nil
 }
 
+// f32 converts v (nil stays nil: a frame without images).
 func f32(v []float64) []float32 {
+	if v == nil {
+		return nil
+	}
 	out := make([]float32, len(v))
 	for i, x := range v {
 		out[i] = float32(x)

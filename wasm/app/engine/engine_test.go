@@ -13,6 +13,7 @@ import (
 
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/safetensors"
+	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
@@ -301,5 +302,69 @@ func TestFieldPredictsCleanData(t *testing.T) {
 	}
 	if _, err := l.Field(&shrink{}, p, xs[:5], nil); err == nil {
 		t.Error("a partial sample was accepted")
+	}
+}
+
+// resident is a stand-in ResidentSampler: it runs DDIM whole through the
+// core sampler, withholding X and X0 where o.Preview says no, as the
+// WebGPU backend does.
+type resident struct {
+	shrink
+	runs int
+}
+
+func (r *resident) Supports(name string) bool { return name == "ddim" }
+
+func (r *resident) Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+	r.runs++
+	opt := *o
+	opt.Progress = func(s sampler.Step) error {
+		if o.Preview != nil && !o.Preview(s.Index, s.Total) {
+			s.X, s.X0 = nil, nil
+		}
+		return o.Progress(s)
+	}
+	return sampler.Run(ctx, name, m, noise, &opt)
+}
+
+// TestRunUsesResidentSampler checks that Run hands a supported sampler to a
+// ResidentSampler whole, asks wantImages once per frame to pick its
+// previews, passes frames without images as such, and gets the per-call
+// path's sample; an unsupported sampler still goes call by call.
+func TestRunUsesResidentSampler(t *testing.T) {
+	l := fakeLoaded(t, false, -1)
+	req := Request{Sampler: "ddim", Steps: 5, Seed: 7, Batch: 2}
+	want, err := l.Run(context.Background(), &shrink{}, req, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := &resident{}
+	asked := map[int]int{}
+	var frames []*Frame
+	got, err := l.Run(context.Background(), net, req,
+		func(i int) bool { asked[i]++; return i == 1 || i == 4 },
+		func(f *Frame) error { frames = append(frames, f); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if net.runs != 1 || len(frames) != 5 {
+		t.Fatalf("%d resident runs and %d frames, want 1 and 5", net.runs, len(frames))
+	}
+	for i, f := range frames {
+		if asked[i] != 1 {
+			t.Errorf("wantImages(%d) asked %d times, want once", i, asked[i])
+		}
+		if wantX := i == 1 || i == 4; (f.X != nil) != wantX || (f.X0 != nil) != wantX {
+			t.Errorf("frame %d: images %v, want %v", i, f.X != nil, wantX)
+		}
+	}
+	for i := range want.X {
+		if got.X[i] != want.X[i] {
+			t.Fatalf("resident sample differs at %d: %v vs %v", i, got.X[i], want.X[i])
+		}
+	}
+	req.Sampler = "euler"
+	if _, err := l.Run(context.Background(), net, req, nil, nil); err != nil || net.runs != 1 || net.calls == 0 {
+		t.Errorf("unsupported sampler: err %v, %d resident runs, %d network calls", err, net.runs, net.calls)
 	}
 }
