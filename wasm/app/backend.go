@@ -12,6 +12,7 @@ import (
 
 	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/wasm/app/engine"
 	"github.com/diffuse-web/diffuse/wasm/simd"
@@ -66,6 +67,48 @@ func (b *backend) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.T
 		return b.inner.Denoise(x, t, class)
 	}
 	return y, err
+}
+
+// Supports reports whether the backend runs the sampler `name` whole on the
+// GPU (engine.ResidentSampler): on WebGPU, for the samplers that have
+// update kernels.
+func (b *backend) Supports(name string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dn, ok := b.inner.(*webgpu.Denoiser)
+	return ok && b.name == "webgpu" && dn.Supports(name)
+}
+
+// Sample runs a sampler whole with the sample kept on the GPU, previews
+// read back as o.Preview asks (engine.ResidentSampler). The backend's lock
+// is not held meanwhile (the progress callback asks for current()); the
+// GPU program's own lock orders this run against other jobs' calls. If the
+// device is lost mid-run, the backend switches to the CPU, as Denoise
+// does, and the run finishes there from the last step read back, with the
+// same noise: the frames after that say "cpu".
+func (b *backend) Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+	b.mu.Lock()
+	dn, ok := b.inner.(*webgpu.Denoiser)
+	ok = ok && b.name == "webgpu"
+	b.mu.Unlock()
+	cm := *m
+	cm.Net = b
+	if !ok {
+		return sampler.Run(ctx, name, &cm, noise, o)
+	}
+	res, err := dn.Sample(ctx, name, m, noise, o)
+	var ie *webgpu.InterruptedError
+	if err == nil || !errors.As(err, &ie) {
+		return res, err
+	}
+	b.mu.Lock()
+	if b.inner == model.Denoiser(dn) {
+		b.release()
+		b.inner, _ = cpuDenoiser(b.l)
+		b.name, b.release = "cpu", func() {}
+	}
+	b.mu.Unlock()
+	return ie.Finish(ctx, &cm, noise, o)
 }
 
 func (b *backend) current() string {
