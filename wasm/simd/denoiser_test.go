@@ -167,8 +167,8 @@ func TestDenoiserRejectsBadInput(t *testing.T) {
 }
 
 // Another network family (lucidrains' Unet: RMSNorm, linear attention,
-// pixel-unshuffle downsampling), mostly on fallback ops: the plan must still
-// equal the reference.
+// attention with memory key/values, pixel-unshuffle downsampling): the plan
+// must equal the reference and denoising-diffusion-pytorch.
 func TestDenoiserMatchesCPUOnLucidrains(t *testing.T) {
 	dir := filepath.Join(fixturesDir(), "lucidrains", "lucid_small")
 	data, err := os.ReadFile(filepath.Join(dir, "model-1.pt"))
@@ -207,6 +207,32 @@ func TestDenoiserMatchesCPUOnLucidrains(t *testing.T) {
 		t.Errorf("vs denoising-diffusion-pytorch: relative error %.3g > %g", e, tolVsDiffusers)
 	} else {
 		t.Logf("vs denoising-diffusion-pytorch: relative error %.3g", e)
+	}
+	// Batches of 1 and 7 from the fixture samples, other times.
+	per := tensor.Numel(x.Shape[1:])
+	for _, b := range []int{1, 7} {
+		if b == 7 && testing.Short() {
+			continue
+		}
+		xb := tensor.New(append([]int{b}, x.Shape[1:]...)...)
+		tb := make([]float32, b)
+		for i := 0; i < b; i++ {
+			copy(xb.Data[i*per:], x.Data[(i%x.Shape[0])*per:(i%x.Shape[0]+1)*per])
+			tb[i] = float32((i*137 + 11) % 1000)
+		}
+		got, err := d.Denoise(xb, tb, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := cpu.NewDenoiser(m).Denoise(xb, tb, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := relErr(got.Data, want.Data); !(e <= tolVsCPU) {
+			t.Errorf("batch %d: vs core/cpu: relative error %.3g > %g", b, e, tolVsCPU)
+		} else {
+			t.Logf("batch %d: vs core/cpu: relative error %.3g", b, e)
+		}
 	}
 }
 

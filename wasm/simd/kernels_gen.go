@@ -9,10 +9,10 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 414155166
+const abiVersion = 378450654
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 13901
+const kernelsSize = 16269
 
 // The kernels' signatures, for documentation and the native binding:
 //
@@ -21,6 +21,7 @@ const kernelsSize = 13901
 //	pack_a(a i32, lda i32, m i32, k i32, ap i32)
 //	pack_b(b i32, ldb i32, k i32, n i32, bp i32)
 //	pack_bt(bt i32, ldbt i32, n i32, k i32, bp i32)
+//	pack_at(at i32, ldat i32, m i32, k i32, ap i32)
 //	im2col(xp i32, koff i32, pixoff i32, k i32, npix i32, bp i32)
 //	col2im(cols i32, tab i32, bias i32, out i32)
 //	pad(x i32, xp i32, planes i32, h i32, w i32, hp i32, wp i32, top i32, left i32)
@@ -31,6 +32,8 @@ const kernelsSize = 13901
 //	scale_shift(x i32, e i32, out i32, nb i32, c i32, plane i32)
 //	groupnorm(x i32, out i32, gamma i32, beta i32, nb i32, c i32, per i32, groups i32, eps f64, flags i32, ss i32)
 //	softmax(s i32, rows i32, n i32, ld i32, scale f32)
+//	softmax_cols(x i32, out i32, rows i32, n i32, scale f32)
+//	rms_norm(x i32, out i32, g i32, nb i32, c i32, per i32, scale f32, eps f32)
 //	f16_to_f32(src i32, dst i32, n i32)
 //	warmup(scratch i32, reps i32)
 var kernelNames = [...]string{
@@ -39,6 +42,7 @@ var kernelNames = [...]string{
 	"pack_a",
 	"pack_b",
 	"pack_bt",
+	"pack_at",
 	"im2col",
 	"col2im",
 	"pad",
@@ -49,6 +53,8 @@ var kernelNames = [...]string{
 	"scale_shift",
 	"groupnorm",
 	"softmax",
+	"softmax_cols",
+	"rms_norm",
 	"f16_to_f32",
 	"warmup",
 }

@@ -46,6 +46,14 @@ func (kr *Kernels) packBt(bt []float32, ldbt int, n int, k int, bp []float32) {
 	wasm_pack_bt(unsafe.SliceData(bt), int32(ldbt), int32(n), int32(k), unsafe.SliceData(bp))
 }
 
+//go:wasmimport simd pack_at
+//go:noescape
+func wasm_pack_at(at *float32, ldat int32, m int32, k int32, ap *float32)
+
+func (kr *Kernels) packAt(at []float32, ldat int, m int, k int, ap []float32) {
+	wasm_pack_at(unsafe.SliceData(at), int32(ldat), int32(m), int32(k), unsafe.SliceData(ap))
+}
+
 //go:wasmimport simd im2col
 //go:noescape
 func wasm_im2col(xp *float32, koff *int32, pixoff *int32, k int32, npix int32, bp *float32)
@@ -124,6 +132,22 @@ func wasm_softmax(s *float32, rows int32, n int32, ld int32, scale float32)
 
 func (kr *Kernels) softmax(s []float32, rows int, n int, ld int, scale float32) {
 	wasm_softmax(unsafe.SliceData(s), int32(rows), int32(n), int32(ld), scale)
+}
+
+//go:wasmimport simd softmax_cols
+//go:noescape
+func wasm_softmax_cols(x *float32, out *float32, rows int32, n int32, scale float32)
+
+func (kr *Kernels) softmaxCols(x []float32, out []float32, rows int, n int, scale float32) {
+	wasm_softmax_cols(unsafe.SliceData(x), unsafe.SliceData(out), int32(rows), int32(n), scale)
+}
+
+//go:wasmimport simd rms_norm
+//go:noescape
+func wasm_rms_norm(x *float32, out *float32, g *float32, nb int32, c int32, per int32, scale float32, eps float32)
+
+func (kr *Kernels) rmsNorm(x []float32, out []float32, g []float32, nb int, c int, per int, scale float32, eps float32) {
+	wasm_rms_norm(unsafe.SliceData(x), unsafe.SliceData(out), unsafe.SliceData(g), int32(nb), int32(c), int32(per), scale, eps)
 }
 
 //go:wasmimport simd f16_to_f32

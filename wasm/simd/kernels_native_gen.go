@@ -9,23 +9,26 @@ import "github.com/tetratelabs/wazero/api"
 var _ = api.EncodeF32
 
 const (
-	fnAbi        = 0
-	fnGemm       = 1
-	fnPackA      = 2
-	fnPackB      = 3
-	fnPackBt     = 4
-	fnIm2col     = 5
-	fnCol2im     = 6
-	fnPad        = 7
-	fnAdd        = 8
-	fnAffine     = 9
-	fnSilu       = 10
-	fnAddChannel = 11
-	fnScaleShift = 12
-	fnGroupnorm  = 13
-	fnSoftmax    = 14
-	fnF16ToF32   = 15
-	fnWarmup     = 16
+	fnAbi         = 0
+	fnGemm        = 1
+	fnPackA       = 2
+	fnPackB       = 3
+	fnPackBt      = 4
+	fnPackAt      = 5
+	fnIm2col      = 6
+	fnCol2im      = 7
+	fnPad         = 8
+	fnAdd         = 9
+	fnAffine      = 10
+	fnSilu        = 11
+	fnAddChannel  = 12
+	fnScaleShift  = 13
+	fnGroupnorm   = 14
+	fnSoftmax     = 15
+	fnSoftmaxCols = 16
+	fnRmsNorm     = 17
+	fnF16ToF32    = 18
+	fnWarmup      = 19
 )
 
 func (kr *Kernels) abi() int32 {
@@ -46,6 +49,10 @@ func (kr *Kernels) packB(b []float32, ldb int, k int, n int, bp []float32) {
 
 func (kr *Kernels) packBt(bt []float32, ldbt int, n int, k int, bp []float32) {
 	kr.call(fnPackBt, kr.addrF32(bt), uint64(uint32(ldbt)), uint64(uint32(n)), uint64(uint32(k)), kr.addrF32(bp))
+}
+
+func (kr *Kernels) packAt(at []float32, ldat int, m int, k int, ap []float32) {
+	kr.call(fnPackAt, kr.addrF32(at), uint64(uint32(ldat)), uint64(uint32(m)), uint64(uint32(k)), kr.addrF32(ap))
 }
 
 func (kr *Kernels) im2col(xp []float32, koff []int32, pixoff []int32, k int, npix int, bp []float32) {
@@ -86,6 +93,14 @@ func (kr *Kernels) groupnorm(x []float32, out []float32, gamma []float32, beta [
 
 func (kr *Kernels) softmax(s []float32, rows int, n int, ld int, scale float32) {
 	kr.call(fnSoftmax, kr.addrF32(s), uint64(uint32(rows)), uint64(uint32(n)), uint64(uint32(ld)), api.EncodeF32(scale))
+}
+
+func (kr *Kernels) softmaxCols(x []float32, out []float32, rows int, n int, scale float32) {
+	kr.call(fnSoftmaxCols, kr.addrF32(x), kr.addrF32(out), uint64(uint32(rows)), uint64(uint32(n)), api.EncodeF32(scale))
+}
+
+func (kr *Kernels) rmsNorm(x []float32, out []float32, g []float32, nb int, c int, per int, scale float32, eps float32) {
+	kr.call(fnRmsNorm, kr.addrF32(x), kr.addrF32(out), kr.addrF32(g), uint64(uint32(nb)), uint64(uint32(c)), uint64(uint32(per)), api.EncodeF32(scale), api.EncodeF32(eps))
 }
 
 func (kr *Kernels) f16ToF32(src []uint16, dst []float32, n int) {

@@ -536,3 +536,147 @@ func TestConvTransposeMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+func TestPackATMatchesLayout(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(9))
+	for _, sz := range [][2]int{{1, 1}, {5, 7}, {3, MR}, {9, 17}, {4, 33}, {MR + 1, 2}} {
+		kd, m := sz[0], sz[1]
+		for _, mis := range misalignments {
+			ld := m + mis
+			at := randn(r, kd*ld)
+			as, _ := mk(k, len(at), mis, at)
+			ap, g := mk(k, PackedALen(m, kd), (mis+1)%4, nil)
+			k.PackAT(ap, as, ld, m, kd)
+			g.check(t, "pack_at")
+			// The same A packed from its row-major form must be identical.
+			a := make([]float32, m*kd)
+			for i := 0; i < m; i++ {
+				for kk := 0; kk < kd; kk++ {
+					a[i*kd+kk] = at[kk*ld+i]
+				}
+			}
+			ak, _ := mk(k, len(a), 0, a)
+			want := k.Alloc(PackedALen(m, kd))
+			k.PackA(want, ak, kd, m, kd)
+			for i := range want {
+				if ap[i] != want[i] {
+					t.Fatalf("k%d m%d mis%d: packed[%d] = %v, want %v", kd, m, mis, i, ap[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func TestSoftmaxColsMatchesReference(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(10))
+	for _, sz := range [][2]int{{1, 1}, {32, 784}, {7, 5}, {3, 9}, {16, 4}, {1, 13}} {
+		rows, n := sz[0], sz[1]
+		for _, mis := range misalignments {
+			x := randn(r, rows*n)
+			for i := range x {
+				x[i] *= 6
+			}
+			want := make([]float32, rows*n)
+			col := make([]float64, rows)
+			for j := 0; j < n; j++ {
+				mx := math.Inf(-1)
+				for i := 0; i < rows; i++ {
+					col[i] = float64(x[i*n+j])
+					mx = math.Max(mx, col[i])
+				}
+				var sum float64
+				for i := range col {
+					col[i] = math.Exp(col[i] - mx)
+					sum += col[i]
+				}
+				for i := range col {
+					want[i*n+j] = float32(col[i] / sum * 0.25)
+				}
+			}
+			name := fmt.Sprintf("softmax_cols %dx%d mis%d", rows, n, mis)
+			xs, xg := mk(k, len(x), mis, x)
+			out, g := mk(k, len(x), (mis+2)%4, nil)
+			k.SoftmaxCols(out, xs, rows, n, 0.25)
+			g.check(t, name)
+			closeTo(t, name, out, want, 2e-6)
+			k.SoftmaxCols(xs, xs, rows, n, 0.25) // in place
+			xg.check(t, name+" in place")
+			closeTo(t, name+" in place", xs, want, 2e-6)
+		}
+	}
+}
+
+func TestRMSNormMatchesReference(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(11))
+	for _, xs := range [][]int{{1, 16, 28, 28}, {7, 32, 7, 7}, {2, 3, 5, 1}, {1, 64, 1, 1}, {3, 5, 2, 3}} {
+		n, c, per := tensor.Numel(xs), xs[1], xs[2]*xs[3]
+		for _, mis := range misalignments {
+			x, g := randn(r, n), randn(r, c)
+			for i := range x[:min(n, 3)] {
+				x[i] = 0 // a position with some zero channels
+			}
+			scale := math.Sqrt(float64(c))
+			want := make([]float32, n)
+			cpu.RMSNormChannel(want, x, xs, g, scale, 1e-12)
+			name := fmt.Sprintf("rms_norm %v mis%d", xs, mis)
+			xk, _ := mk(k, n, mis, x)
+			gk, _ := mk(k, c, mis, g)
+			out, og := mk(k, n, (mis+1)%4, nil)
+			k.RMSNorm(out, xk, gk, xs[0], c, per, float32(scale), 1e-12)
+			og.check(t, name)
+			closeTo(t, name, out, want, 2e-6)
+		}
+	}
+}
+
+func TestMemAttentionMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewSource(12))
+	for _, c := range []struct {
+		linear                bool
+		b, heads, d, h, w, mt int
+	}{
+		{true, 1, 4, 32, 28, 28, 4}, {true, 7, 2, 5, 3, 7, 3}, {true, 2, 3, 8, 5, 5, 0}, {true, 1, 1, 1, 1, 1, 1},
+		{false, 1, 4, 32, 7, 7, 4}, {false, 7, 2, 5, 3, 7, 3}, {false, 2, 3, 8, 5, 5, 0}, {false, 1, 1, 1, 1, 1, 1},
+		{false, 1, 2, 16, 14, 14, 2},
+	} {
+		k := newK(t)
+		hidden, n := c.heads*c.d, c.h*c.w
+		qkv := randn(r, c.b*3*hidden*n)
+		for i := range qkv {
+			qkv[i] *= 2
+		}
+		scale := float32(1 / math.Sqrt(float64(c.d)))
+		params := map[string]*tensor.Tensor{}
+		memName := ""
+		var mem []float32
+		if c.mt > 0 {
+			memName = "mem"
+			shape := []int{2, c.heads, c.mt, c.d}
+			if c.linear {
+				shape = []int{2, c.heads, c.d, c.mt}
+			}
+			mem = randn(r, tensor.Numel(shape))
+			params[memName] = tensor.From(mem, shape...)
+		}
+		want := make([]float32, c.b*hidden*n)
+		if c.linear {
+			cpu.LinearAttention(want, qkv, mem, c.b, hidden, n, c.heads, c.mt, scale)
+		} else {
+			cpu.AttentionMemKV(want, qkv, mem, c.b, hidden, n, c.heads, c.mt, scale)
+		}
+		a := newMemAttention(k, newWeights(k, params), c.linear, []int{c.b, 3 * hidden, c.h, c.w}, c.heads, c.mt, memName, scale)
+		need := a.need()
+		s := need.alloc(k)
+		for _, mis := range misalignments {
+			name := fmt.Sprintf("%+v mis%d", c, mis)
+			qk, _ := mk(k, len(qkv), mis, qkv)
+			out, g := mk(k, len(want), (mis+1)%4, nil)
+			a.run(k, s, out, qk)
+			g.check(t, name)
+			closeTo(t, name, out, want, 3e-6)
+		}
+	}
+}

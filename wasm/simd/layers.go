@@ -134,8 +134,8 @@ func (w *weights) ColBias(name string, o int) []float32 {
 // scratch is the per-plan working memory shared by all steps, sized to the
 // largest need of any step.
 type scratch struct {
-	xp, bp, ap, bias, s, ap2, bp2, cols []float32
-	prof                                profile // finer timing inside steps when on
+	xp, bp, ap, bias, s, ap2, bp2, cols, kc, vc []float32
+	prof                                        profile // finer timing inside steps when on
 }
 
 // profile accumulates time per label when not nil.
@@ -157,18 +157,19 @@ func (p profile) lap(t time.Time, label string) time.Time {
 	return now
 }
 
-type scratchSize struct{ xp, bp, ap, bias, s, ap2, bp2, cols int }
+type scratchSize struct{ xp, bp, ap, bias, s, ap2, bp2, cols, kc, vc int }
 
 func (s *scratchSize) grow(o scratchSize) {
 	s.xp, s.bp, s.ap = max(s.xp, o.xp), max(s.bp, o.bp), max(s.ap, o.ap)
 	s.bias, s.s = max(s.bias, o.bias), max(s.s, o.s)
 	s.ap2, s.bp2 = max(s.ap2, o.ap2), max(s.bp2, o.bp2)
-	s.cols = max(s.cols, o.cols)
+	s.cols, s.kc, s.vc = max(s.cols, o.cols), max(s.kc, o.kc), max(s.vc, o.vc)
 }
 
 func (s scratchSize) alloc(k *Kernels) *scratch {
 	return &scratch{xp: k.Alloc(s.xp), bp: k.Alloc(s.bp), ap: k.Alloc(s.ap), bias: k.Alloc(s.bias),
-		s: k.Alloc(s.s), ap2: k.Alloc(s.ap2), bp2: k.Alloc(s.bp2), cols: k.Alloc(s.cols)}
+		s: k.Alloc(s.s), ap2: k.Alloc(s.ap2), bp2: k.Alloc(s.bp2), cols: k.Alloc(s.cols),
+		kc: k.Alloc(s.kc), vc: k.Alloc(s.vc)}
 }
 
 // conv is a Conv2D lowered to SIMD kernels: per sample, (pad, im2col or pack)
@@ -368,6 +369,121 @@ func (a *attention) run(k *Kernels, s *scratch, out, q, kk, v []float32) {
 			t = s.prof.lap(t, "  attention: pack p, v")
 			k.Gemm(out[off:], a.c, s.ap2, s.bp2, a.n, a.d, a.n, nil, NoBias, nil)
 			s.prof.lap(t, "  attention: p·v")
+		}
+	}
+}
+
+// memAttention is lucidrains' LinearAttention (linear) or Attention with
+// memory key/values (core/graph/lucid.go) on qkv [B, 3·hidden, N] in the
+// channel layout, per batch item and head as GEMMs around softmaxes. The
+// memory tokens are kept as [2][heads][D][M] (LinearAttention's own layout;
+// Attention's [2][heads][M][D] is transposed once here), so each head's keys
+// and values become [D, M+N] rows: memory, then the head's k (or v) rows.
+//
+// Linear (Shen et al. 2021, "Efficient Attention"): k' = row softmax of the
+// keys over the M+N tokens, ctx [D,D] = k'·v'ᵀ, q' = softmax of q over its
+// D channels (a column softmax, scaled), out [D,N] = ctxᵀ·q'.
+//
+// Full: S [N, M+N] = qᵀ·K (q packed from its transpose), row softmax with
+// the scale, out [D,N] = V·Sᵀ.
+type memAttention struct {
+	linear                 bool
+	b, hidden, n, heads, d int
+	m, t                   int // memory tokens, M+N
+	scale                  float32
+	mem                    []float32 // [2][heads][D][M]
+}
+
+func newMemAttention(k *Kernels, wt *weights, linear bool, qs []int, heads, memTokens int, memName string, scale float32) *memAttention {
+	hidden := qs[1] / 3
+	a := &memAttention{linear: linear, b: qs[0], hidden: hidden, n: qs[2] * qs[3], heads: heads, d: hidden / heads,
+		m: memTokens, scale: scale}
+	a.t = a.m + a.n
+	if memName != "" {
+		src := wt.param(memName).Data
+		if linear {
+			a.mem = wt.Raw(memName)
+		} else {
+			a.mem = k.Alloc(len(src))
+			for sh := 0; sh < 2*heads; sh++ { // [M][D] -> [D][M] per (k/v, head)
+				for j := 0; j < a.m; j++ {
+					for dd := 0; dd < a.d; dd++ {
+						a.mem[(sh*a.d+dd)*a.m+j] = src[(sh*a.m+j)*a.d+dd]
+					}
+				}
+			}
+		}
+	}
+	return a
+}
+
+func (a *memAttention) need() scratchSize {
+	d, n, t := a.d, a.n, a.t
+	s := scratchSize{kc: d * t, vc: d * t}
+	if a.linear {
+		s.ap, s.bp, s.s = PackedALen(d, t), PackedBLen(t, d), d*d
+		s.cols, s.ap2, s.bp2 = d*n, PackedALen(d, d), PackedBLen(d, n)
+	} else {
+		s.ap, s.bp, s.s = PackedALen(n, d), PackedBLen(d, t), n*t
+		s.ap2, s.bp2 = PackedALen(d, t), PackedBLen(t, n)
+	}
+	return s
+}
+
+// gather sets dst [D, M+N] to the memory rows of (which, head h) followed by
+// the head's rows of src ([D, N] contiguous).
+func (a *memAttention) gather(dst, src []float32, which, h int) {
+	d, m, n, t := a.d, a.m, a.n, a.t
+	if m == 0 {
+		copy(dst[:d*n], src[:d*n])
+		return
+	}
+	mem := a.mem[(which*a.heads+h)*d*m:]
+	for i := 0; i < d; i++ {
+		copy(dst[i*t:i*t+m], mem[i*m:(i+1)*m])
+		copy(dst[i*t+m:(i+1)*t], src[i*n:(i+1)*n])
+	}
+}
+
+func (a *memAttention) run(k *Kernels, s *scratch, out, qkv []float32) {
+	d, n, t, hid := a.d, a.n, a.t, a.hidden
+	for b := 0; b < a.b; b++ {
+		for h := 0; h < a.heads; h++ {
+			q := qkv[(b*3*hid+h*d)*n : (b*3*hid+h*d+d)*n]
+			kk := qkv[(b*3*hid+hid+h*d)*n:]
+			v := qkv[(b*3*hid+2*hid+h*d)*n:]
+			o := out[(b*hid+h*d)*n : (b*hid+h*d+d)*n]
+			kc, vc := s.kc[:d*t], s.vc[:d*t]
+			tm := s.prof.start()
+			a.gather(kc, kk, 0, h)
+			a.gather(vc, v, 1, h)
+			tm = s.prof.lap(tm, "  mem attention: gather k, v")
+			if a.linear {
+				k.Softmax(kc, d, t, t, 1)
+				k.PackA(s.ap, kc, t, d, t)
+				k.PackBT(s.bp, vc, t, d, t)
+				ctx := s.s[:d*d]
+				k.Gemm(ctx, d, s.ap, s.bp, d, d, t, nil, NoBias, nil)
+				tm = s.prof.lap(tm, "  linear attention: k softmax, ctx")
+				qs := s.cols[:d*n]
+				k.SoftmaxCols(qs, q, d, n, a.scale)
+				k.PackAT(s.ap2, ctx, d, d, d)
+				k.PackB(s.bp2, qs, n, d, n)
+				k.Gemm(o, n, s.ap2, s.bp2, d, n, d, nil, NoBias, nil)
+				s.prof.lap(tm, "  linear attention: q softmax, out")
+				continue
+			}
+			k.PackAT(s.ap, q, n, n, d)
+			k.PackB(s.bp, kc, t, d, t)
+			sc := s.s[:n*t]
+			k.Gemm(sc, t, s.ap, s.bp, n, t, d, nil, NoBias, nil)
+			tm = s.prof.lap(tm, "  attention: q·kᵀ")
+			k.Softmax(sc, n, t, t, a.scale)
+			tm = s.prof.lap(tm, "  attention: softmax")
+			k.PackA(s.ap2, vc, t, d, t)
+			k.PackBT(s.bp2, sc, t, n, t)
+			k.Gemm(o, n, s.ap2, s.bp2, d, n, t, nil, NoBias, nil)
+			s.prof.lap(tm, "  attention: p·v")
 		}
 	}
 }

@@ -302,3 +302,30 @@ func (k *Kernels) Col2im(out, cols, bias []float32, t *Col2imTables) {
 	}
 	k.col2im(cols, t.tab, bias, out)
 }
+
+// PackAT packs A given as its transpose at [k,m] (row stride ldat) for Gemm.
+func (k *Kernels) PackAT(ap, at []float32, ldat, m, kd int) {
+	positive(ldat, m, kd)
+	need("Aᵀ", len(at), matLen(kd, m, ldat))
+	need("packed A", len(ap), PackedALen(m, kd))
+	k.packAt(at, ldat, m, kd, ap)
+}
+
+// SoftmaxCols sets out [rows, n] to x with each column replaced by
+// softmax(column)·scale; out may alias x.
+func (k *Kernels) SoftmaxCols(out, x []float32, rows, n int, scale float32) {
+	positive(rows, n)
+	need("x", len(x), rows*n)
+	need("out", len(out), rows*n)
+	k.softmaxCols(x, out, rows, n, scale)
+}
+
+// RMSNorm sets out [nb, c, per] = x / max(‖x[b,:,p]‖₂, eps) · g[ch] · scale
+// (the norm over channels at each position); out may alias x.
+func (k *Kernels) RMSNorm(out, x, g []float32, nb, c, per int, scale, eps float32) {
+	positive(nb, c, per)
+	need("x", len(x), nb*c*per)
+	need("out", len(out), nb*c*per)
+	need("gain", len(g), c)
+	k.rmsNorm(x, out, g, nb, c, per, scale, eps)
+}

@@ -176,6 +176,16 @@ func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
 		a := &attention{b: s[0], n: s[1], c: s[2], heads: n.Ints[0], d: s[2] / n.Ints[0], scale: float32(n.F)}
 		need = a.need()
 		st.run = func() error { a.run(k, p.scratch, out(), in(0), in(1), in(2)); return nil }
+	case graph.OpRMSNormChannel:
+		s := shape(0)
+		gain := wt.Raw(n.Weight)
+		per := tensor.Numel(s[2:])
+		sc, eps := float32(n.F), float32(n.G)
+		st.run = func() error { k.RMSNorm(out(), in(0), gain, s[0], s[1], per, sc, eps); return nil }
+	case graph.OpLinearAttention, graph.OpAttentionMemKV:
+		a := newMemAttention(k, wt, n.Op == graph.OpLinearAttention, shape(0), n.Ints[0], graph.MemTokens(g, n), n.Weight, float32(n.F))
+		need = a.need()
+		st.run = func() error { a.run(k, p.scratch, out(), in(0)); return nil }
 	case graph.OpSiLU:
 		st.run = func() error { k.SiLU(out(), in(0)); return nil }
 	case graph.OpAdd:

@@ -270,6 +270,47 @@ func (g *gen) packB() {
 	})
 }
 
+// pack_at: A given transposed, as at [k,m] row-major with row stride ldat
+// (A[i,kk] = at[kk,i]) -> ceil(m/MR) panels of [k][MR] at ap, rows past m
+// zero: each panel row is MR consecutive floats of a row of at.
+func (g *gen) packAT() {
+	MR := g.mr
+	f := g.m.Func("pack_at", true)
+	at, ldat, M, K, ap := p(f, "at", "f32p"), p(f, "ldat", "int"), p(f, "m", "int"), p(f, "k", "int"), p(f, "ap", "f32p")
+	i0, kk, nv, src, dst, ld4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	f.Set(ld4, Shl(ldat, I(2)))
+	f.Set(dst, ap)
+	f.For(i0, I(0), M, int32(MR), func() {
+		f.Set(src, Add(at, Shl(i0, I(2))))
+		f.Set(nv, Sub(M, i0))
+		f.IfElse(GeU(nv, I(int32(MR))), func() {
+			f.For(kk, I(0), K, 1, func() {
+				l := 0
+				for ; l+4 <= MR; l += 4 {
+					f.V128Store(dst, uint32(4*l), V128Load(src, uint32(4*l)))
+				}
+				for ; l < MR; l++ {
+					f.StoreF32(dst, uint32(4*l), LoadF32(src, uint32(4*l)))
+				}
+				f.Set(src, Add(src, ld4))
+				f.Inc(dst, int32(4*MR))
+			})
+		}, func() {
+			f.For(kk, I(0), K, 1, func() {
+				for l := range MR {
+					f.IfElse(LtU(I(int32(l)), nv), func() {
+						f.StoreF32(dst, uint32(4*l), LoadF32(src, uint32(4*l)))
+					}, func() {
+						f.StoreF32(dst, uint32(4*l), Fc(0))
+					})
+				}
+				f.Set(src, Add(src, ld4))
+				f.Inc(dst, int32(4*MR))
+			})
+		})
+	})
+}
+
 // pack_bt: B given transposed, as bt [n,k] row-major with row stride ldbt
 // (B[kk,j] = bt[j,kk]) -> ceil(n/8) panels of [k][8] at bp, columns past n zero.
 func (g *gen) packBT() {
@@ -801,6 +842,115 @@ func (g *gen) softmax() {
 	})
 }
 
+// softmax_cols: x [rows, n] (contiguous rows) -> out, each column replaced
+// by softmax(column)·scale (the max subtracted first), four columns per
+// vector. out may alias x.
+func (g *gen) softmaxCols() {
+	f := g.m.Func("softmax_cols", true)
+	x, out, rows, n, scale := p(f, "x", "f32p"), p(f, "out", "f32p"), p(f, "rows", "int"), p(f, "n", "int"), p(f, "scale", "f32")
+	j, r, xp, op, n4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	mx, sum, ev, sv := f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)
+	e := newExp(f)
+	f.Set(n4, Shl(n, I(2)))
+	f.Set(sv, F4Splat(scale))
+	// col emits the three passes over the column block at xp/op: vector
+	// loads and stores when vec, else lane 0 only (one column).
+	col := func(vec bool) {
+		ld := func(a Expr) Expr {
+			if vec {
+				return V128Load(a, 0)
+			}
+			return Load32Splat(a, 0)
+		}
+		st := func(a Expr, v Expr) {
+			if vec {
+				f.V128Store(a, 0, v)
+			} else {
+				f.Store32Lane(a, 0, v, 0)
+			}
+		}
+		f.Set(mx, Splat4(float32(math.Inf(-1))))
+		f.For(r, I(0), rows, 1, func() {
+			f.Set(mx, F4PMax(mx, ld(Add(xp, Mul(r, n4)))))
+		})
+		f.Set(sum, Splat4(0))
+		f.For(r, I(0), rows, 1, func() {
+			f.Set(ev, F4Sub(ld(Add(xp, Mul(r, n4))), mx))
+			f.Set(ev, VAnd(e.exp(f, ev), F4Gt(ev, Splat4(-80))))
+			st(Add(op, Mul(r, n4)), ev)
+			f.Set(sum, F4Add(sum, ev))
+		})
+		f.Set(sum, F4Div(sv, sum))
+		f.For(r, I(0), rows, 1, func() {
+			st(Add(op, Mul(r, n4)), F4Mul(ld(Add(op, Mul(r, n4))), sum))
+		})
+	}
+	f.Set(j, I(0))
+	f.While(func() Expr { return LeU(Add(j, I(4)), n) }, func() {
+		f.Set(xp, Add(x, Shl(j, I(2))))
+		f.Set(op, Add(out, Shl(j, I(2))))
+		col(true)
+		f.Inc(j, 4)
+	})
+	f.While(func() Expr { return LtU(j, n) }, func() {
+		f.Set(xp, Add(x, Shl(j, I(2))))
+		f.Set(op, Add(out, Shl(j, I(2))))
+		col(false)
+		f.Inc(j, 1)
+	})
+}
+
+// rms_norm: x [nb, c, per] -> out = x / max(‖x[b,:,p]‖₂, eps) · g[ch] ·
+// scale, the norm over the c channels at each position p (lucidrains'
+// RMSNorm); four positions per vector, the sum of squares in float32.
+// out may alias x.
+func (g *gen) rmsNorm() {
+	f := g.m.Func("rms_norm", true)
+	x, out, gain := p(f, "x", "f32p"), p(f, "out", "f32p"), p(f, "g", "f32p")
+	nb, c, per, scale, eps := p(f, "nb", "int"), p(f, "c", "int"), p(f, "per", "int"), p(f, "scale", "f32"), p(f, "eps", "f32")
+	b, j, ch, xp, op, per4, base := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	sq, v, inv := f.Local(V128), f.Local(V128), f.Local(V128)
+	f.Set(per4, Shl(per, I(2)))
+	block := func(vec bool) {
+		ld := func(a Expr) Expr {
+			if vec {
+				return V128Load(a, 0)
+			}
+			return Load32Splat(a, 0)
+		}
+		f.Set(sq, Splat4(0))
+		f.For(ch, I(0), c, 1, func() {
+			f.Set(v, ld(Add(xp, Mul(ch, per4))))
+			f.Set(sq, F4Add(sq, F4Mul(v, v)))
+		})
+		f.Set(inv, F4Div(F4Splat(scale), F4Max(F4Sqrt(sq), F4Splat(eps))))
+		f.For(ch, I(0), c, 1, func() {
+			y := F4Mul(F4Mul(ld(Add(xp, Mul(ch, per4))), inv), Load32Splat(Add(gain, Shl(ch, I(2))), 0))
+			if vec {
+				f.V128Store(Add(op, Mul(ch, per4)), 0, y)
+			} else {
+				f.Store32Lane(Add(op, Mul(ch, per4)), 0, y, 0)
+			}
+		})
+	}
+	f.For(b, I(0), nb, 1, func() {
+		f.Set(base, Mul(Mul(b, c), per4))
+		f.Set(j, I(0))
+		f.While(func() Expr { return LeU(Add(j, I(4)), per) }, func() {
+			f.Set(xp, Add(Add(x, base), Shl(j, I(2))))
+			f.Set(op, Add(Add(out, base), Shl(j, I(2))))
+			block(true)
+			f.Inc(j, 4)
+		})
+		f.While(func() Expr { return LtU(j, per) }, func() {
+			f.Set(xp, Add(Add(x, base), Shl(j, I(2))))
+			f.Set(op, Add(Add(out, base), Shl(j, I(2))))
+			block(false)
+			f.Inc(j, 1)
+		})
+	})
+}
+
 // f16_to_f32: n IEEE binary16 values at src -> float32 at dst, exactly
 // (subnormals, infinities and NaN payloads included): the 15 magnitude bits
 // shifted into float32 position are a float32 2^-112 times too small, or a
@@ -892,6 +1042,10 @@ func (g *gen) warmup() {
 		f.Call(fn["groupnorm"], at(0), at(64), at(0), z, I(1), I(4), I(255), I(2), Dc(1e-5), I(1), z)
 		f.Call(fn["groupnorm"], at(0), at(64), at(0), at(0), I(1), I(4), I(255), I(2), Dc(1e-5), z, at(0))
 		f.Call(fn["softmax"], at(64), I(16), I(63), I(64), Fc(1))
+		f.Call(fn["pack_at"], at(0), I(64), I(16), I(64), at(64))
+		f.Call(fn["pack_at"], at(0), I(64), I(7), I(63), at(64))
+		f.Call(fn["softmax_cols"], at(0), at(64), I(16), I(63), Fc(0.5))
+		f.Call(fn["rms_norm"], at(0), at(64), at(0), I(2), I(16), I(63), Fc(4), Fc(1e-12))
 		f.Call(fn["f16_to_f32"], at(0), at(64), I(1023))
 	})
 }

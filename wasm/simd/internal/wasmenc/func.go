@@ -456,6 +456,7 @@ func F4Mul(a, b Expr) Expr                        { return vbin("f32x4.mul", 0xe
 func F4Div(a, b Expr) Expr                        { return vbin("f32x4.div", 0xe7, a, b) }
 func F4PMin(a, b Expr) Expr                       { return vbin("f32x4.pmin", 0xea, a, b) }
 func F4PMax(a, b Expr) Expr                       { return vbin("f32x4.pmax", 0xeb, a, b) }
+func F4Sqrt(a Expr) Expr                          { return vun("f32x4.sqrt", 0xe3, a) }
 func F4Max(a, b Expr) Expr                        { return vbin("f32x4.max", 0xe9, a, b) }
 func F4Gt(a, b Expr) Expr                         { return vbin("f32x4.gt", 0x44, a, b) }
 func F4Nearest(a Expr) Expr                       { return vun("f32x4.nearest", 0x6a, a) }
