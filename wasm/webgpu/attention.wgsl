@@ -22,6 +22,7 @@ fn head_base(z: u32, t: u32) -> u32 {
 
 const scores_BT: bool = true;
 fn scores_dims() -> vec3<u32> { return vec3<u32>(P.N, P.N, P.D); }
+fn scores_krange(z: u32) -> vec2<u32> { return vec2<u32>(0u, P.D); }
 fn scores_load_a(z: u32, m: u32, k: u32) -> f32 { return Q[head_base(z, m) + k]; }
 alias scores_Row = u32;
 alias scores_Col = u32;
@@ -32,6 +33,7 @@ fn scores_store(z: u32, m: u32, n: u32, v: f32) { S[(z * P.N + m) * P.N + n] = v
 
 const pv_BT: bool = false;
 fn pv_dims() -> vec3<u32> { return vec3<u32>(P.N, P.D, P.N); }
+fn pv_krange(z: u32) -> vec2<u32> { return vec2<u32>(0u, P.N); }
 fn pv_load_a(z: u32, m: u32, k: u32) -> f32 { return S[(z * P.N + m) * P.N + k]; }
 alias pv_Row = u32;
 alias pv_Col = u32;

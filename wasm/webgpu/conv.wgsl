@@ -3,12 +3,18 @@
 // kernel tap) pair; the B operand is gathered from the input on the fly.
 // The epilogue adds the bias and, when the planner fused them, a per
 // (batch, channel) term (add_channel of the time embedding) and a residual.
+//
+// Split-K: when a layer has few output tiles, the serial walk over K is what
+// takes the time (one K step costs a load round trip and two barriers). With
+// split > 1, workgroup z sums only its slice of K and stores the partial
+// product to Out (a scratch buffer [split, O, N]); conv_reduce then sums the
+// slices and applies the epilogue.
 
 struct Params {
 	B: u32, I: u32, H: u32, W: u32,
 	O: u32, OH: u32, OW: u32, KH: u32,
 	KW: u32, stride: u32, pad_t: u32, pad_l: u32,
-	K: u32, N: u32, flags: u32, _p0: u32,
+	K: u32, N: u32, flags: u32, split: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -20,6 +26,40 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> Out: array<f32>;
 
 fn weight(i: u32) -> f32 { return wvalue(Wt[wword(i)], i); }
+
+// krange is workgroup z's slice of K: 16-aligned, the last one shorter.
+fn krange(z: u32) -> vec2<u32> {
+	if (P.split <= 1u) {
+		return vec2<u32>(0u, P.K);
+	}
+	let per = (P.K + P.split * 16u - 1u) / (P.split * 16u) * 16u;
+	return vec2<u32>(min(z * per, P.K), min((z + 1u) * per, P.K));
+}
+
+// store is the GEMM's store: the epilogue, or a partial sum when split.
+fn store(z: u32, m: u32, n: u32, v: f32) {
+	if (P.split > 1u) {
+		Out[(z * P.O + m) * P.N + n] = v;
+		return;
+	}
+	epilogue(m, n, v);
+}
+
+// conv_reduce sums the split partial products (bound as X) and applies the
+// epilogue: one thread per output element.
+@compute @workgroup_size(256)
+fn conv_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+	let i = gid.x + gid.y * nw.x * 256u;
+	let total = P.O * P.N;
+	if (i >= total) {
+		return;
+	}
+	var v = 0.0;
+	for (var z = 0u; z < P.split; z++) {
+		v += X[z * total + i];
+	}
+	epilogue(i / P.N, i % P.N, v);
+}
 
 fn epilogue(o: u32, n: u32, v: f32) {
 	let plane = P.OH * P.OW;
@@ -76,7 +116,8 @@ fn conv2d_load_b(z: u32, r: Tap, c: Pixel) -> f32 {
 	}
 	return X[c.base + r.off + u32(iy) * P.W + u32(ix)];
 }
-fn conv2d_store(z: u32, m: u32, n: u32, v: f32) { epilogue(m, n, v); }
+fn conv2d_store(z: u32, m: u32, n: u32, v: f32) { store(z, m, n, v); }
+fn conv2d_krange(z: u32) -> vec2<u32> { return krange(z); }
 
 // convt: weight [I,O,KH,KW]; output pixel (oy,ox) gathers input pixel
 // ((oy+pad-ky)/stride, (ox+pad-kx)/stride) where that division is exact.
@@ -108,4 +149,5 @@ fn convt_load_b(z: u32, r: Tap, c: Pixel) -> f32 {
 	}
 	return X[c.base + r.off + iy * P.W + ix];
 }
-fn convt_store(z: u32, m: u32, n: u32, v: f32) { epilogue(m, n, v); }
+fn convt_store(z: u32, m: u32, n: u32, v: f32) { store(z, m, n, v); }
+fn convt_krange(z: u32) -> vec2<u32> { return krange(z); }

@@ -8,6 +8,8 @@
 //   fn GEMM_col(z: u32, n: u32) -> GEMM_Col            what B's column n needs
 //   fn GEMM_load_b(z: u32, r: GEMM_Row, c: GEMM_Col) -> f32
 //   fn GEMM_store(z: u32, m: u32, n: u32, v: f32)
+//   fn GEMM_krange(z: u32) -> vec2<u32>                 the k range [x, y) this z sums
+//                                                        (split-K: each z a slice of K)
 //   const GEMM_BT: bool  (B is contiguous along k: load its tile k-fastest)
 // Loads and stores are only called in bounds; z is workgroup_id.z (a batch
 // of independent products, e.g. batch×heads in attention). The row/column
@@ -27,10 +29,10 @@ fn GEMM_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
 	let dims = GEMM_dims();
 	let M = dims.x;
 	let N = dims.y;
-	let K = dims.z;
 	let m0 = wid.y * 64u;
 	let n0 = wid.x * 64u;
 	let z = wid.z;
+	let kr = GEMM_krange(z);
 	// Compute roles: rows 4·tm.., columns 4·tn.. of the tile.
 	let tm = li / 16u;
 	let tn = li % 16u;
@@ -51,10 +53,10 @@ fn GEMM_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
 	var acc1 = vec4<f32>();
 	var acc2 = vec4<f32>();
 	var acc3 = vec4<f32>();
-	for (var k0 = 0u; k0 < K; k0 += 16u) {
+	for (var k0 = kr.x; k0 < kr.y; k0 += 16u) {
 		var a = vec4<f32>();
 		var b = vec4<f32>();
-		if (k0 + ak < K) {
+		if (k0 + ak < kr.y) {
 			for (var r = 0u; r < 4u; r++) {
 				let m = m0 + aq * 4u + r;
 				if (m < M) {
@@ -62,7 +64,7 @@ fn GEMM_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
 				}
 			}
 		}
-		if (k0 + bk < K) {
+		if (k0 + bk < kr.y) {
 			let row = GEMM_row(z, k0 + bk);
 			for (var r = 0u; r < 4u; r++) {
 				if (n0 + bq * 4u + r < N) {

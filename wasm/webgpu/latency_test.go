@@ -148,5 +148,5 @@ type profileVariant struct {
 
 // profileVariants are the compile options TestLatency compares.
 func profileVariants() []profileVariant {
-	return []profileVariant{{"default", Options{}}}
+	return []profileVariant{{"default", Options{}}, {"no split-K", Options{SplitK: 1}}}
 }

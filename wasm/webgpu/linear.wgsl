@@ -1,9 +1,11 @@
 // Linear: out[r,o] = x[r,:]·w[o,:] + bias[o], a GEMM with M = rows,
 // N = output features, K = input features; w is read transposed, so its
-// tile is loaded along k.
+// tile is loaded along k. Split-K as in conv.wgsl: with split > 1, Out is
+// a scratch [split, rows, O] of partial sums and linear_reduce finishes.
 
 struct Params {
 	rows: u32, I: u32, O: u32, flags: u32,
+	split: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -23,10 +25,38 @@ fn linear_load_b(z: u32, k: u32, col: u32) -> f32 {
 	let i = col + k;
 	return wvalue(Wt[wword(i)], i);
 }
+fn linear_krange(z: u32) -> vec2<u32> {
+	if (P.split <= 1u) {
+		return vec2<u32>(0u, P.I);
+	}
+	let per = (P.I + P.split * 16u - 1u) / (P.split * 16u) * 16u;
+	return vec2<u32>(min(z * per, P.I), min((z + 1u) * per, P.I));
+}
 fn linear_store(z: u32, m: u32, n: u32, v: f32) {
+	if (P.split > 1u) {
+		Out[(z * P.rows + m) * P.O + n] = v;
+		return;
+	}
+	finish(m, n, v);
+}
+fn finish(m: u32, n: u32, v: f32) {
 	var r = v;
 	if (flag(F_BIAS)) {
 		r += wvalue(Bias[wword(n)], n);
 	}
 	Out[m * P.O + n] = r;
+}
+
+@compute @workgroup_size(256)
+fn linear_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+	let i = gid.x + gid.y * nw.x * 256u;
+	let total = P.rows * P.O;
+	if (i >= total) {
+		return;
+	}
+	var v = 0.0;
+	for (var z = 0u; z < P.split; z++) {
+		v += X[z * total + i];
+	}
+	finish(i / P.O, i % P.O, v);
 }

@@ -403,7 +403,7 @@ func TestFusions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := d.Compile(context.Background(), g, Options{})
+		p, err := d.Compile(context.Background(), g, Options{SplitK: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -411,7 +411,8 @@ func TestFusions(t *testing.T) {
 			t.Errorf("%s: fused program has %d steps, want 5 (2 norms, 2 convs with epilogues, 1 shortcut)", c.name, p.Steps())
 		}
 		p.Release()
-		for _, o := range []Options{{}, {Weights: WeightsF16}} {
+		// SplitK 4: the fused epilogue runs in the split-K reduce step.
+		for _, o := range []Options{{}, {Weights: WeightsF16}, {SplitK: 4}} {
 			e := compare(t, d, c, o)
 			t.Logf("%s, weights %v: NMSE %.3g", c.name, o.Weights, e)
 			if !(e <= nmseOp) {

@@ -22,6 +22,10 @@ type Options struct {
 	// Unfused disables kernel fusion, so each graph node runs its own kernel
 	// (used by tests to check every kernel on its own).
 	Unfused bool
+	// SplitK sets how many slices of K a conv or linear is split into: 0
+	// picks by the layer's shape (splitFor), 1 never splits, n > 1 always
+	// uses n (tests).
+	SplitK int
 }
 
 // Program is a graph compiled for one device: every buffer, pipeline and
@@ -175,6 +179,54 @@ func (c *compiler) gemmGrid(what string, m, n, z int) ([3]uint32, error) {
 	return g, nil
 }
 
+// splitFor picks the number of K slices for a GEMM with the given tile
+// grid and K: enough workgroups to occupy a large GPU (about 256), but at
+// least 4 K steps (64) per slice so the partial sums stay cheap. Layers
+// that already have many tiles are not split.
+func (c *compiler) splitFor(grid [3]uint32, K int) int {
+	if c.o.SplitK > 0 {
+		return min(c.o.SplitK, max(1, (K+15)/16))
+	}
+	tiles := int(grid[0] * grid[1] * grid[2])
+	if tiles >= 64 {
+		return 1
+	}
+	return max(1, min(256/tiles, K/64, 32))
+}
+
+// splitK adds a split-K GEMM as two steps: the GEMM entry with z = slice,
+// storing partial sums into a scratch buffer bound in place of its output
+// (binding out), then reduce, one thread per output element, reading the
+// scratch in place of its input (binding in) and applying the epilogue.
+func (c *compiler) splitK(fam, entry, reduce, what string, params []uint32, binds []ref, in, out int, v graph.Value, grid [3]uint32, split, numel, order int) error {
+	if grid[2] != 1 {
+		return fmt.Errorf("webgpu: %s: split-K needs a flat grid, have %v", what, grid)
+	}
+	if uint64(split) > c.lim.MaxComputeWorkgroupsPerDimension {
+		return &LimitError{What: what, Limit: "maxComputeWorkgroupsPerDimension", Need: uint64(split), Have: c.lim.MaxComputeWorkgroupsPerDimension}
+	}
+	tmp := len(c.temps)
+	c.temps = append(c.temps, 4*uint64(split)*uint64(numel))
+	none := ref{k: rNone}
+	// The GEMM step reads only the operands; the reduce step only the rest.
+	g1 := make([]ref, len(binds))
+	g2 := make([]ref, len(binds))
+	for k := range binds {
+		g1[k], g2[k] = none, binds[k]
+	}
+	g1[0], g1[1] = binds[0], binds[1]
+	g1[out] = ref{k: rTemp, i: tmp}
+	g2[in], g2[1] = ref{k: rTemp, i: tmp}, none
+	grid[2] = uint32(split)
+	rgrid, err := c.grid(what, (numel+255)/256)
+	if err != nil {
+		return err
+	}
+	c.add(pstep{what: what + " (split-K)", key: kernelKey{fam: fam, entry: entry}, params: params, binds: g1, out: v, temps: []int{tmp}, grid: grid}, order)
+	c.add(pstep{what: what + " (reduce)", key: kernelKey{fam: fam, entry: reduce}, params: params, binds: g2, out: v, temps: []int{tmp}, grid: rgrid}, order)
+	return nil
+}
+
 func words(vals ...any) []uint32 {
 	out := make([]uint32, 0, len(vals))
 	for _, v := range vals {
@@ -285,13 +337,16 @@ func (c *compiler) node(i int) error {
 		if r.k != rNone {
 			more |= flagR
 		}
-		c.add(pstep{
-			what:   what,
-			key:    kernelKey{fam: "conv", entry: entry},
-			params: words(B, I, H, W, O, OH, OW, ws[2], ws[3], stride, pt, pl, K, N, c.flags(n.Bias, more), 0),
-			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, r, c.val(out)},
-			out:    out, grid: grid,
-		}, last)
+		split := c.splitFor(grid, K)
+		params := words(B, I, H, W, O, OH, OW, ws[2], ws[3], stride, pt, pl, K, N, c.flags(n.Bias, more), split)
+		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, r, c.val(out)}
+		if split == 1 {
+			c.add(pstep{what: what, key: kernelKey{fam: "conv", entry: entry}, params: params, binds: binds, out: out, grid: grid}, last)
+			break
+		}
+		if err := c.splitK("conv", entry, "conv_reduce", what, params, binds, 0, 5, out, grid, split, O*N, last); err != nil {
+			return err
+		}
 
 	case graph.OpLinear:
 		ws := g.Params[n.Weight].Shape
@@ -302,10 +357,16 @@ func (c *compiler) node(i int) error {
 		if err != nil {
 			return err
 		}
-		c.add(pstep{what: what, key: kernelKey{fam: "linear", entry: "linear_main"},
-			params: words(rows, I, O, c.flags(n.Bias, 0)),
-			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(n.Out)},
-			out:    n.Out, grid: grid}, i)
+		split := c.splitFor(grid, I)
+		params := words(rows, I, O, c.flags(n.Bias, 0), split, 0, 0, 0)
+		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(n.Out)}
+		if split == 1 {
+			c.add(pstep{what: what, key: kernelKey{fam: "linear", entry: "linear_main"}, params: params, binds: binds, out: n.Out, grid: grid}, i)
+			break
+		}
+		if err := c.splitK("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, n.Out, grid, split, rows*O, i); err != nil {
+			return err
+		}
 
 	case graph.OpGroupNorm:
 		xs := shape(0)
@@ -526,7 +587,7 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 	}
 	for _, b := range c.temps {
 		if b > bindMax {
-			return nil, &LimitError{What: "attention scores", Limit: "maxStorageBufferBindingSize", Need: b, Have: bindMax, BatchSplittable: batch > 1}
+			return nil, &LimitError{What: "a scratch buffer (attention scores or split-K partial sums)", Limit: "maxStorageBufferBindingSize", Need: b, Have: bindMax, BatchSplittable: batch > 1}
 		}
 	}
 	for _, s := range c.steps {
