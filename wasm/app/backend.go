@@ -17,6 +17,7 @@ import (
 	"github.com/diffuse-web/diffuse/wasm/app/engine"
 	"github.com/diffuse-web/diffuse/wasm/simd"
 	"github.com/diffuse-web/diffuse/wasm/webgpu"
+	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
 )
 
 // choice is what the page is told about the backend picked for a model.
@@ -97,6 +98,12 @@ func (b *backend) Sample(ctx context.Context, name string, m *sampler.Model, noi
 		return sampler.Run(ctx, name, &cm, noise, o)
 	}
 	res, err := dn.Sample(ctx, name, m, noise, o)
+	var ce *gpu.CompileError
+	if errors.As(err, &ce) {
+		// The update kernels did not compile here (before any step ran):
+		// sample call by call instead.
+		return sampler.Run(ctx, name, &cm, noise, o)
+	}
 	var ie *webgpu.InterruptedError
 	if err == nil || !errors.As(err, &ie) {
 		return res, err
