@@ -51,7 +51,7 @@ func graphFlops(g *graph.Graph) float64 {
 // held the core on a shared machine. SIMD_PROFILE=1 prints the time per step
 // kind.
 func BenchmarkDenoise(b *testing.B) {
-	for _, name := range []string{"mnist_cond", "cifar_like", "scoresde", "lucid_small"} {
+	for _, name := range []string{"mnist_cond", "cifar_like", "scoresde", "lucid_small", "mnist", "emoji"} {
 		m, err := benchModel(name)
 		if err != nil {
 			b.Logf("%s: %v", name, err)
@@ -119,12 +119,14 @@ func BenchmarkDenoise(b *testing.B) {
 	}
 }
 
-// benchModel loads a diffusers fixture, the shipped ScoreNet or the
-// lucidrains fixture.
+// benchModel loads a diffusers fixture, shipped weights (scoresde, mnist,
+// emoji) or the lucidrains fixture.
 func benchModel(name string) (*model.Model, error) {
 	switch name {
 	case "scoresde":
 		return model.Load(filepath.Join("..", "..", "weights", "scoresde-mnist.safetensors"))
+	case "mnist", "emoji": // the shipped weights
+		return model.Load(filepath.Join("..", "..", "weights", name+".safetensors"))
 	case "lucid_small":
 		data, err := os.ReadFile(filepath.Join(fixturesDir(), "lucidrains", "lucid_small", "model-1.pt"))
 		if err != nil {

@@ -37,7 +37,7 @@ export async function run({ wasm, MR = 4, seconds = 0.5, clock, log }) {
     return best;
   };
 
-  const gemm = (m, n, kd) => {
+  const gemmShape = (m, n, kd) => {
     top = 64;
     const ap = alloc(ceil(m, MR) * kd), bp = alloc(ceil(n, NR) * kd), c = alloc(m * n);
     fillRandom(ap, ceil(m, MR) * kd);
@@ -73,8 +73,9 @@ export async function run({ wasm, MR = 4, seconds = 0.5, clock, log }) {
   log('GEMM  M x N x K                  ms      GFLOP/s');
   const results = {};
   for (const [m, n, kd] of [[64, 1024, 576], [64, 1024, 288], [128, 256, 1152], [64, 256, 576], [64, 64, 576],
-    [64, 16, 576], [256, 256, 256], [512, 512, 512], [256, 256, 64], [256, 64, 256], [196, 16, 196]]) {
-    const r = gemm(m, n, kd);
+    [64, 16, 576], [256, 256, 256], [512, 512, 512], [256, 256, 64], [256, 64, 256], [196, 16, 196],
+    [128, 256, 2304], [160, 64, 2880]]) {
+    const r = gemmShape(m, n, kd);
     results[`${m}x${n}x${kd}`] = r.gflops;
     log(`      ${pad(m, 4)} x ${pad(n, 4)} x ${pad(kd, 4)}   ${pad(r.ms.toFixed(3), 10)}  ${pad(r.gflops.toFixed(1), 8)}`);
   }
@@ -90,3 +91,4 @@ export async function run({ wasm, MR = 4, seconds = 0.5, clock, log }) {
   log(`\nwasm call from JS (abi()): ${((performance.now() - w0) / n * 1e6).toFixed(1)} ns (wall)`);
   return results;
 }
+
