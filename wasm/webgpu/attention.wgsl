@@ -42,6 +42,38 @@ fn pv_col(z: u32, n: u32) -> u32 { return n; }
 fn pv_load_b(z: u32, row: u32, n: u32) -> f32 { return V[row + n]; }
 fn pv_store(z: u32, m: u32, n: u32, v: f32) { Out[head_base(z, m) + n] = v; }
 
+// The fused attention block (attnblock.go) keeps everything channel-major:
+// Q, Kt and V are all bound to one [B, 3·C, N] buffer (q's channels, then
+// k's, then v's, as the block's 1×1 convolution writes them), and the
+// weighted sum is written as [B, C, N] for the output convolution.
+fn cm(z: u32, part: u32, c: u32, t: u32) -> u32 {
+	return ((z / P.heads) * 3u * P.C + part * P.C + (z % P.heads) * P.D + c) * P.N + t;
+}
+
+const scorescm_BT: bool = false;
+fn scorescm_dims() -> vec3<u32> { return vec3<u32>(P.N, P.N, P.D); }
+fn scorescm_krange(z: u32) -> vec2<u32> { return vec2<u32>(0u, P.D); }
+fn scorescm_load_a(z: u32, m: u32, k: u32) -> f32 { return Q[cm(z, 0u, k, m)]; }
+alias scorescm_Row = u32;
+alias scorescm_Col = u32;
+fn scorescm_row(z: u32, k: u32) -> u32 { return cm(z, 1u, k, 0u); }
+fn scorescm_col(z: u32, n: u32) -> u32 { return n; }
+fn scorescm_load_b(z: u32, row: u32, n: u32) -> f32 { return Kt[row + n]; }
+fn scorescm_store(z: u32, m: u32, n: u32, v: f32) { S[(z * P.N + m) * P.N + n] = v * P.scale; }
+
+const pvcm_BT: bool = true;
+fn pvcm_dims() -> vec3<u32> { return vec3<u32>(P.N, P.D, P.N); }
+fn pvcm_krange(z: u32) -> vec2<u32> { return vec2<u32>(0u, P.N); }
+fn pvcm_load_a(z: u32, m: u32, k: u32) -> f32 { return S[(z * P.N + m) * P.N + k]; }
+alias pvcm_Row = u32;
+alias pvcm_Col = u32;
+fn pvcm_row(z: u32, k: u32) -> u32 { return k; }
+fn pvcm_col(z: u32, n: u32) -> u32 { return cm(z, 2u, n, 0u); }
+fn pvcm_load_b(z: u32, k: u32, col: u32) -> f32 { return V[col + k]; }
+fn pvcm_store(z: u32, m: u32, n: u32, v: f32) {
+	Out[((z / P.heads) * P.C + (z % P.heads) * P.D + n) * P.N + m] = v;
+}
+
 // softmax: one 64-thread workgroup per row of S (rows = B·heads·N),
 // max-subtracted. Rows are at most a few thousand long, so 64 threads keep
 // the reductions short.

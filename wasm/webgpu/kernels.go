@@ -32,7 +32,7 @@ const (
 var families = map[string]family{
 	"conv":        {"conv.wgsl", true, []string{"conv2d", "convt"}, []gpu.BindingType{u, ro, ro, ro, ro, ro, rw}},
 	"linear":      {"linear.wgsl", true, []string{"linear"}, []gpu.BindingType{u, ro, ro, ro, rw}},
-	"attention":   {"attention.wgsl", false, []string{"scores", "pv"}, []gpu.BindingType{u, ro, ro, ro, rw, rw}},
+	"attention":   {"attention.wgsl", false, []string{"scores", "pv", "scorescm", "pvcm"}, []gpu.BindingType{u, ro, ro, ro, rw, rw}},
 	"norm":        {"norm.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, ro, rw}},
 	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},
 	"layout":      {"layout.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},

@@ -198,7 +198,8 @@ func (c *compiler) splitFor(grid [3]uint32, K int) int {
 // storing partial sums into a scratch buffer bound in place of its output
 // (binding out), then reduce, one thread per output element, reading the
 // scratch in place of its input (binding in) and applying the epilogue.
-func (c *compiler) splitK(fam, entry, reduce, what string, params []uint32, binds []ref, in, out int, v graph.Value, grid [3]uint32, split, numel, order int) error {
+// temps are other scratch buffers the GEMM's bindings use.
+func (c *compiler) splitK(fam, entry, reduce, what string, params []uint32, binds []ref, in, out int, v graph.Value, grid [3]uint32, split, numel, order int, temps ...int) error {
 	if grid[2] != 1 {
 		return fmt.Errorf("webgpu: %s: split-K needs a flat grid, have %v", what, grid)
 	}
@@ -222,8 +223,9 @@ func (c *compiler) splitK(fam, entry, reduce, what string, params []uint32, bind
 	if err != nil {
 		return err
 	}
-	c.add(pstep{what: what + " (split-K)", key: kernelKey{fam: fam, entry: entry}, params: params, binds: g1, out: v, temps: []int{tmp}, grid: grid}, order)
-	c.add(pstep{what: what + " (reduce)", key: kernelKey{fam: fam, entry: reduce}, params: params, binds: g2, out: v, temps: []int{tmp}, grid: rgrid}, order)
+	ts := append([]int{tmp}, temps...)
+	c.add(pstep{what: what + " (split-K)", key: kernelKey{fam: fam, entry: entry}, params: params, binds: g1, out: v, temps: ts, grid: grid}, order)
+	c.add(pstep{what: what + " (reduce)", key: kernelKey{fam: fam, entry: reduce}, params: params, binds: g2, out: v, temps: ts, grid: rgrid}, order)
 	return nil
 }
 
@@ -420,6 +422,11 @@ func (c *compiler) node(i int) error {
 		xs := shape(0)
 		return c.elementwise("layout", "upsample2x", n, c.val(n.In[0]), none, numel, words(numel, xs[2], xs[3], 0))
 	case graph.OpToTokens:
+		if !c.o.Unfused {
+			if ok, err := c.attnBlock(i); ok || err != nil {
+				return err
+			}
+		}
 		xs := shape(0)
 		return c.elementwise("layout", "to_tokens", n, c.val(n.In[0]), none, numel, words(numel, xs[1], xs[2]*xs[3], 0))
 	case graph.OpFromTokens:

@@ -4,6 +4,7 @@ package webgpu
 
 import (
 	"math"
+	"strings"
 
 	"github.com/x448/float16"
 
@@ -80,7 +81,35 @@ type weightStore struct {
 	dev    *Device
 	format weightFormat
 	params map[string]*tensor.Tensor
+	joined map[string]*tensor.Tensor // concatenations made by concat
 	bufs   map[string]*gpu.Buffer
+}
+
+// tensor is a parameter or a concatenation of parameters.
+func (w *weightStore) tensor(name string) *tensor.Tensor {
+	if t, ok := w.params[name]; ok {
+		return t
+	}
+	return w.joined[name]
+}
+
+// concat names the parameters' data laid end to end (for a fused kernel
+// that reads several weights as one, e.g. q, k and v as one [3C, C]
+// matrix), creating it on first use. Every name must exist.
+func (w *weightStore) concat(names ...string) string {
+	key := "concat(" + strings.Join(names, ",") + ")"
+	if w.tensor(key) != nil {
+		return key
+	}
+	var data []float32
+	for _, n := range names {
+		data = append(data, w.params[n].Data...)
+	}
+	if w.joined == nil {
+		w.joined = map[string]*tensor.Tensor{}
+	}
+	w.joined[key] = tensor.From(data, len(data))
+	return key
 }
 
 func newWeightStore(d *Device, params map[string]*tensor.Tensor, m WeightMode) *weightStore {
@@ -89,7 +118,7 @@ func newWeightStore(d *Device, params map[string]*tensor.Tensor, m WeightMode) *
 
 // bytes is the GPU size of a parameter in this store's format.
 func (w *weightStore) bytes(name string) uint64 {
-	n := uint64(len(w.params[name].Data))
+	n := uint64(len(w.tensor(name).Data))
 	if w.format == formatF16 {
 		return 4 * ((n + 1) / 2)
 	}
@@ -100,7 +129,7 @@ func (w *weightStore) buffer(name string) *gpu.Buffer {
 	if b, ok := w.bufs[name]; ok {
 		return b
 	}
-	data := w.params[name].Data
+	data := w.tensor(name).Data
 	var raw []byte
 	if w.format == formatF16 {
 		raw = gpu.Uint32Bytes(packF16(data))

@@ -1,0 +1,64 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// TestAttnBlock checks the fused attention block (attnblock.go) against the
+// CPU on awkward shapes: several heads, channels not a multiple of 4, one
+// token row shorter than a tile, batch 1 and 7, with and without biases,
+// f32 and f16 weights, split-K on and off; and that the fusion happened
+// (five dispatches, or more with split-K, instead of eleven).
+func TestAttnBlock(t *testing.T) {
+	d := testDevice(t)
+	type shape struct{ B, C, H, W, heads int }
+	for _, s := range []shape{{1, 6, 5, 3, 2}, {7, 8, 3, 3, 1}, {2, 12, 9, 8, 3}} {
+		for _, bias := range []bool{true, false} {
+			s, bias := s, bias
+			r := rand.New(rand.NewSource(int64(s.C*100 + s.B)))
+			params := map[string]*tensor.Tensor{}
+			for _, n := range []string{"q", "k", "v", "o"} {
+				params["a."+n+".weight"] = randT(r, 1/math.Sqrt(float64(s.C)), s.C, s.C)
+				if bias {
+					params["a."+n+".bias"] = randT(r, 0.5, s.C)
+				}
+			}
+			c := &opCase{name: fmt.Sprintf("attnblock/%v/bias=%v", s, bias), params: params,
+				build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+					x := in("x", s.B, s.C, s.H, s.W)
+					h := b.ToTokens(x)
+					q, k, v := b.Linear("a.q", h), b.Linear("a.k", h), b.Linear("a.v", h)
+					o := b.Linear("a.o", b.Attention("a", q, k, v, s.heads))
+					return b.Add(b.FromTokens(o, s.H, s.W), x)
+				}}
+			g, err := c.graphOf(r, params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := d.Compile(context.Background(), g, Options{SplitK: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Steps() != 5 {
+				t.Errorf("%s: %d steps, want 5", c.name, p.Steps())
+			}
+			p.Release()
+			for _, o := range []Options{{SplitK: 1}, {SplitK: 2, Weights: WeightsF16}, {}} {
+				e := compare(t, d, c, o)
+				t.Logf("%s %+v: NMSE %.3g", c.name, o, e)
+				if !(e <= nmseOp) {
+					t.Errorf("%s %+v: NMSE %.3g over %g", c.name, o, e, nmseOp)
+				}
+			}
+		}
+	}
+}
