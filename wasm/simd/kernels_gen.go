@@ -9,10 +9,10 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 378450654
+const abiVersion = 905612087
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 16269
+const kernelsSize = 17523
 
 // The kernels' signatures, for documentation and the native binding:
 //
@@ -24,6 +24,9 @@ const kernelsSize = 16269
 //	pack_at(at i32, ldat i32, m i32, k i32, ap i32)
 //	im2col(xp i32, koff i32, pixoff i32, k i32, npix i32, bp i32)
 //	col2im(cols i32, tab i32, bias i32, out i32)
+//	transpose(src i32, dst i32, nb i32, rows i32, cols i32)
+//	upsample2x(x i32, out i32, planes i32, h i32, w i32)
+//	copy_rows(src i32, lds i32, dst i32, ldd i32, rows i32, n i32)
 //	pad(x i32, xp i32, planes i32, h i32, w i32, hp i32, wp i32, top i32, left i32)
 //	add(a i32, b i32, out i32, n i32)
 //	affine(x i32, out i32, n i32, s f32, o f32)
@@ -45,6 +48,9 @@ var kernelNames = [...]string{
 	"pack_at",
 	"im2col",
 	"col2im",
+	"transpose",
+	"upsample2x",
+	"copy_rows",
 	"pad",
 	"add",
 	"affine",

@@ -70,6 +70,30 @@ func (kr *Kernels) col2im(cols []float32, tab []int32, bias []float32, out []flo
 	wasm_col2im(unsafe.SliceData(cols), unsafe.SliceData(tab), unsafe.SliceData(bias), unsafe.SliceData(out))
 }
 
+//go:wasmimport simd transpose
+//go:noescape
+func wasm_transpose(src *float32, dst *float32, nb int32, rows int32, cols int32)
+
+func (kr *Kernels) transpose(src []float32, dst []float32, nb int, rows int, cols int) {
+	wasm_transpose(unsafe.SliceData(src), unsafe.SliceData(dst), int32(nb), int32(rows), int32(cols))
+}
+
+//go:wasmimport simd upsample2x
+//go:noescape
+func wasm_upsample2x(x *float32, out *float32, planes int32, h int32, w int32)
+
+func (kr *Kernels) upsample2x(x []float32, out []float32, planes int, h int, w int) {
+	wasm_upsample2x(unsafe.SliceData(x), unsafe.SliceData(out), int32(planes), int32(h), int32(w))
+}
+
+//go:wasmimport simd copy_rows
+//go:noescape
+func wasm_copy_rows(src *float32, lds int32, dst *float32, ldd int32, rows int32, n int32)
+
+func (kr *Kernels) copyRows(src []float32, lds int, dst []float32, ldd int, rows int, n int) {
+	wasm_copy_rows(unsafe.SliceData(src), int32(lds), unsafe.SliceData(dst), int32(ldd), int32(rows), int32(n))
+}
+
 //go:wasmimport simd pad
 //go:noescape
 func wasm_pad(x *float32, xp *float32, planes int32, h int32, w int32, hp int32, wp int32, top int32, left int32)

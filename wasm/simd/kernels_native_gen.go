@@ -17,18 +17,21 @@ const (
 	fnPackAt      = 5
 	fnIm2col      = 6
 	fnCol2im      = 7
-	fnPad         = 8
-	fnAdd         = 9
-	fnAffine      = 10
-	fnSilu        = 11
-	fnAddChannel  = 12
-	fnScaleShift  = 13
-	fnGroupnorm   = 14
-	fnSoftmax     = 15
-	fnSoftmaxCols = 16
-	fnRmsNorm     = 17
-	fnF16ToF32    = 18
-	fnWarmup      = 19
+	fnTranspose   = 8
+	fnUpsample2x  = 9
+	fnCopyRows    = 10
+	fnPad         = 11
+	fnAdd         = 12
+	fnAffine      = 13
+	fnSilu        = 14
+	fnAddChannel  = 15
+	fnScaleShift  = 16
+	fnGroupnorm   = 17
+	fnSoftmax     = 18
+	fnSoftmaxCols = 19
+	fnRmsNorm     = 20
+	fnF16ToF32    = 21
+	fnWarmup      = 22
 )
 
 func (kr *Kernels) abi() int32 {
@@ -61,6 +64,18 @@ func (kr *Kernels) im2col(xp []float32, koff []int32, pixoff []int32, k int, npi
 
 func (kr *Kernels) col2im(cols []float32, tab []int32, bias []float32, out []float32) {
 	kr.call(fnCol2im, kr.addrF32(cols), kr.addrI32(tab), kr.addrF32(bias), kr.addrF32(out))
+}
+
+func (kr *Kernels) transpose(src []float32, dst []float32, nb int, rows int, cols int) {
+	kr.call(fnTranspose, kr.addrF32(src), kr.addrF32(dst), uint64(uint32(nb)), uint64(uint32(rows)), uint64(uint32(cols)))
+}
+
+func (kr *Kernels) upsample2x(x []float32, out []float32, planes int, h int, w int) {
+	kr.call(fnUpsample2x, kr.addrF32(x), kr.addrF32(out), uint64(uint32(planes)), uint64(uint32(h)), uint64(uint32(w)))
+}
+
+func (kr *Kernels) copyRows(src []float32, lds int, dst []float32, ldd int, rows int, n int) {
+	kr.call(fnCopyRows, kr.addrF32(src), uint64(uint32(lds)), kr.addrF32(dst), uint64(uint32(ldd)), uint64(uint32(rows)), uint64(uint32(n)))
 }
 
 func (kr *Kernels) pad(x []float32, xp []float32, planes int, h int, w int, hp int, wp int, top int, left int) {

@@ -680,3 +680,53 @@ func TestMemAttentionMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+func TestLayoutKernelsMatchReference(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(13))
+	for _, xs := range [][]int{{1, 1, 1, 1}, {7, 5, 3, 7}, {2, 6, 4, 4}, {1, 13, 9, 1}, {3, 8, 5, 6}, {1, 64, 14, 14}} {
+		b, c, h, w := xs[0], xs[1], xs[2], xs[3]
+		n := tensor.Numel(xs)
+		for _, mis := range misalignments {
+			name := func(op string) string { return fmt.Sprintf("%s %v mis%d", op, xs, mis) }
+			x := randn(r, n)
+			xk, _ := mk(k, n, mis, x)
+
+			out, g := mk(k, n, (mis+1)%4, nil)
+			k.Transpose(out, xk, b, c, h*w)
+			g.check(t, name("to_tokens"))
+			closeTo(t, name("to_tokens"), out, runNode(t, graph.Node{Op: graph.OpToTokens}, [][]int{xs, {b, h * w, c}}, x), 0)
+
+			out, g = mk(k, n, (mis+2)%4, nil)
+			k.Transpose(out, xk, b, h*w, c) // x read as tokens [B, HW, C]
+			closeTo(t, name("from_tokens"), out, runNode(t, graph.Node{Op: graph.OpFromTokens, Ints: []int{h, w}}, [][]int{{b, h * w, c}, xs}, x), 0)
+			g.check(t, name("from_tokens"))
+
+			out, g = mk(k, 4*n, (mis+3)%4, nil)
+			k.Upsample2x(out, xk, b*c, h, w)
+			g.check(t, name("upsample"))
+			closeTo(t, name("upsample"), out, runNode(t, graph.Node{Op: graph.OpUpsampleNearest2x}, [][]int{xs, {b, c, 2 * h, 2 * w}}, x), 0)
+
+			// Concat with a second input of 3 channels, then a channel slice.
+			ys := []int{b, 3, h, w}
+			y := randn(r, tensor.Numel(ys))
+			yk, _ := mk(k, len(y), (mis+1)%4, y)
+			os := []int{b, c + 3, h, w}
+			out, g = mk(k, tensor.Numel(os), mis, nil)
+			na, nb := c*h*w, 3*h*w
+			k.CopyRows(out, na+nb, xk, na, b, na)
+			k.CopyRows(out[na:], na+nb, yk, nb, b, nb)
+			g.check(t, name("concat"))
+			cat := runNode(t, graph.Node{Op: graph.OpConcat}, [][]int{xs, ys, os}, x, y)
+			closeTo(t, name("concat"), out, cat, 0)
+
+			start, cnt := c/2, 2
+			ss := []int{b, cnt, h, w}
+			sl, g2 := mk(k, tensor.Numel(ss), (mis+2)%4, nil)
+			per := h * w
+			k.CopyRows(sl, cnt*per, out[start*per:], (c+3)*per, b, cnt*per)
+			g2.check(t, name("slice_channels"))
+			closeTo(t, name("slice_channels"), sl, runNode(t, graph.Node{Op: graph.OpSliceChannels, Ints: []int{start, cnt}}, [][]int{os, ss}, cat), 0)
+		}
+	}
+}

@@ -329,3 +329,30 @@ func (k *Kernels) RMSNorm(out, x, g []float32, nb, c, per int, scale, eps float3
 	need("gain", len(g), c)
 	k.rmsNorm(x, out, g, nb, c, per, scale, eps)
 }
+
+// Transpose sets dst to the nb matrices of src [rows, cols] transposed
+// ([cols, rows] each).
+func (k *Kernels) Transpose(dst, src []float32, nb, rows, cols int) {
+	positive(nb, rows, cols)
+	need("src", len(src), nb*rows*cols)
+	need("dst", len(dst), nb*rows*cols)
+	k.transpose(src, dst, nb, rows, cols)
+}
+
+// Upsample2x sets out [planes, 2h, 2w] to x [planes, h, w] with every value
+// repeated in a 2x2 block.
+func (k *Kernels) Upsample2x(out, x []float32, planes, h, w int) {
+	positive(planes, h, w)
+	need("x", len(x), planes*h*w)
+	need("out", len(out), planes*4*h*w)
+	k.upsample2x(x, out, planes, h, w)
+}
+
+// CopyRows copies rows rows of n floats from src (row stride lds) to dst
+// (row stride ldd); the two must not overlap.
+func (k *Kernels) CopyRows(dst []float32, ldd int, src []float32, lds, rows, n int) {
+	positive(ldd, lds, rows, n)
+	need("src", len(src), matLen(rows, n, lds))
+	need("dst", len(dst), matLen(rows, n, ldd))
+	k.copyRows(src, lds, dst, ldd, rows, n)
+}

@@ -186,6 +186,35 @@ func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
 		a := newMemAttention(k, wt, n.Op == graph.OpLinearAttention, shape(0), n.Ints[0], graph.MemTokens(g, n), n.Weight, float32(n.F))
 		need = a.need()
 		st.run = func() error { a.run(k, p.scratch, out(), in(0)); return nil }
+	case graph.OpToTokens: // [B,C,H,W] -> [B,HW,C]
+		s := shape(0)
+		st.run = func() error { k.Transpose(out(), in(0), s[0], s[1], s[2]*s[3]); return nil }
+	case graph.OpFromTokens: // [B,HW,C] -> [B,C,H,W]
+		s := shape(0)
+		st.run = func() error { k.Transpose(out(), in(0), s[0], s[1], s[2]); return nil }
+	case graph.OpUpsampleNearest2x:
+		s := shape(0)
+		st.run = func() error { k.Upsample2x(out(), in(0), s[0]*s[1], s[2], s[3]); return nil }
+	case graph.OpConcat:
+		sa, sb := shape(0), shape(1)
+		na, nb := tensor.Numel(sa[1:]), tensor.Numel(sb[1:])
+		st.run = func() error {
+			o := out()
+			k.CopyRows(o, na+nb, in(0), na, sa[0], na)
+			k.CopyRows(o[na:], na+nb, in(1), nb, sa[0], nb)
+			return nil
+		}
+	case graph.OpReshape:
+		sz := tensor.Numel(shape(0))
+		st.run = func() error { k.CopyRows(out(), sz, in(0), sz, 1, sz); return nil }
+	case graph.OpSliceChannels: // channels [start, start+cnt) of [B,C,...]
+		s := shape(0)
+		per := tensor.Numel(s[2:])
+		start, cnt := n.Ints[0], n.Ints[1]
+		st.run = func() error {
+			k.CopyRows(out(), cnt*per, in(0)[start*per:], s[1]*per, s[0], cnt*per)
+			return nil
+		}
 	case graph.OpSiLU:
 		st.run = func() error { k.SiLU(out(), in(0)); return nil }
 	case graph.OpAdd:

@@ -411,6 +411,98 @@ func (g *gen) im2col() {
 	})
 }
 
+// transpose: nb matrices src [rows, cols] -> dst [cols, rows], 4x4 blocks
+// through registers (the layout change of to_tokens / from_tokens).
+func (g *gen) transpose() {
+	f := g.m.Func("transpose", true)
+	src, dst, nb, rows, cols := p(f, "src", "f32p"), p(f, "dst", "f32p"), p(f, "nb", "int"), p(f, "rows", "int"), p(f, "cols", "int")
+	b, r0, c0, sp, dp, rows4, cols4, i := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	v, t, c := f.Locals(V128, 4), f.Locals(V128, 4), f.Locals(V128, 4)
+	f.Set(rows4, Shl(rows, I(2)))
+	f.Set(cols4, Shl(cols, I(2)))
+	// in(r, c) and out(c, r) are the byte addresses of src[r,c], dst[c,r].
+	in := func(r, c Expr) Expr { return Add(sp, Add(Mul(r, cols4), Shl(c, I(2)))) }
+	out := func(c, r Expr) Expr { return Add(dp, Add(Mul(c, rows4), Shl(r, I(2)))) }
+	f.Set(sp, src)
+	f.Set(dp, dst)
+	f.For(b, I(0), nb, 1, func() {
+		f.Set(r0, I(0))
+		f.While(func() Expr { return LeU(Add(r0, I(4)), rows) }, func() {
+			f.Set(c0, I(0))
+			f.While(func() Expr { return LeU(Add(c0, I(4)), cols) }, func() {
+				for j := range 4 {
+					f.Set(v[j], V128Load(in(Add(r0, I(int32(j))), c0), 0))
+				}
+				transpose4(f, v, t, c)
+				for j := range 4 {
+					f.V128Store(out(Add(c0, I(int32(j))), r0), 0, c[j])
+				}
+				f.Inc(c0, 4)
+			})
+			f.For(c0, c0, cols, 1, func() {
+				for j := range 4 {
+					f.StoreF32(out(c0, Add(r0, I(int32(j)))), 0, LoadF32(in(Add(r0, I(int32(j))), c0), 0))
+				}
+			})
+			f.Inc(r0, 4)
+		})
+		f.For(r0, r0, rows, 1, func() {
+			f.For(i, I(0), cols, 1, func() {
+				f.StoreF32(out(i, r0), 0, LoadF32(in(r0, i), 0))
+			})
+		})
+		f.Set(sp, Add(sp, Mul(rows, cols4)))
+		f.Set(dp, Add(dp, Mul(rows, cols4)))
+	})
+}
+
+// upsample2x: planes of [h, w] -> [2h, 2w], each value repeated in a 2x2
+// block (nearest-neighbour upsampling).
+func (g *gen) upsample2x() {
+	f := g.m.Func("upsample2x", true)
+	x, out, planes, h, w := p(f, "x", "f32p"), p(f, "out", "f32p"), p(f, "planes", "int"), p(f, "h", "int"), p(f, "w", "int")
+	row, rows, sp, dp, end, vend, ow4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	v, lo, hi := f.Local(V128), f.Local(V128), f.Local(V128)
+	f.Set(ow4, Shl(w, I(3)))
+	f.Set(rows, Mul(planes, h))
+	f.Set(sp, x)
+	f.Set(dp, out)
+	f.For(row, I(0), rows, 1, func() {
+		f.Set(end, Add(sp, Shl(w, I(2))))
+		f.Set(vend, Add(sp, Shl(And(w, I(^3)), I(2))))
+		f.While(func() Expr { return LtU(sp, vend) }, func() {
+			f.Set(v, V128Load(sp, 0))
+			f.Set(lo, Shuffle32(v, v, 0, 0, 1, 1))
+			f.Set(hi, Shuffle32(v, v, 2, 2, 3, 3))
+			f.V128Store(dp, 0, lo)
+			f.V128Store(dp, 16, hi)
+			f.V128Store(Add(dp, ow4), 0, lo)
+			f.V128Store(Add(dp, ow4), 16, hi)
+			f.Inc(sp, 16)
+			f.Inc(dp, 32)
+		})
+		f.While(func() Expr { return LtU(sp, end) }, func() {
+			f.Set(v, Load32Splat(sp, 0))
+			f.StoreF64(dp, 0, D2Lane(v, 0))
+			f.StoreF64(Add(dp, ow4), 0, D2Lane(v, 0))
+			f.Inc(sp, 4)
+			f.Inc(dp, 8)
+		})
+		f.Set(dp, Add(dp, ow4))
+	})
+}
+
+// copy_rows: rows rows of n floats from src (row stride lds floats) to dst
+// (row stride ldd), by memory.copy (concat, slices, reshapes).
+func (g *gen) copyRows() {
+	f := g.m.Func("copy_rows", true)
+	src, lds, dst, ldd, rows, n := p(f, "src", "f32p"), p(f, "lds", "int"), p(f, "dst", "f32p"), p(f, "ldd", "int"), p(f, "rows", "int"), p(f, "n", "int")
+	r := f.Local(I32)
+	f.For(r, I(0), rows, 1, func() {
+		f.MemoryCopy(Add(dst, Shl(Mul(r, ldd), I(2))), Add(src, Shl(Mul(r, lds), I(2))), Shl(n, I(2)))
+	})
+}
+
 // col2im: the scatter-add half of a transposed convolution. cols holds the
 // GEMM product Wᵀ·x: one row of h·w floats per (output channel oc, ky, kx),
 // in that order. Every output plane oc [oh, ow] is set to bias[oc] (0 when
@@ -1046,6 +1138,9 @@ func (g *gen) warmup() {
 		f.Call(fn["pack_at"], at(0), I(64), I(7), I(63), at(64))
 		f.Call(fn["softmax_cols"], at(0), at(64), I(16), I(63), Fc(0.5))
 		f.Call(fn["rms_norm"], at(0), at(64), at(0), I(2), I(16), I(63), Fc(4), Fc(1e-12))
+		f.Call(fn["transpose"], at(0), at(64), I(2), I(17), I(23))
+		f.Call(fn["upsample2x"], at(0), at(64), I(3), I(7), I(9))
+		f.Call(fn["copy_rows"], at(0), I(20), at(64), I(30), I(9), I(17))
 		f.Call(fn["f16_to_f32"], at(0), at(64), I(1023))
 	})
 }
