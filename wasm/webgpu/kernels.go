@@ -31,7 +31,7 @@ const (
 
 var families = map[string]family{
 	"conv":        {"conv.wgsl", true, []string{"conv2d", "convt"}, []gpu.BindingType{u, ro, ro, ro, ro, ro, rw}},
-	"linear":      {"linear.wgsl", true, []string{"linear"}, []gpu.BindingType{u, ro, ro, ro, rw}},
+	"linear":      {"linear.wgsl", true, []string{"linear"}, []gpu.BindingType{u, ro, ro, ro, rw, ro}},
 	"attention":   {"attention.wgsl", false, []string{"scores", "pv", "scorescm", "pvcm"}, []gpu.BindingType{u, ro, ro, ro, rw, rw}},
 	"norm":        {"norm.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, ro, rw}},
 	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},
@@ -54,6 +54,7 @@ const (
 	flagR
 	flagF16
 	flagSiLU
+	flagCols // linear: scattered output columns (merged linears)
 )
 
 // weightFormat is how parameters are stored on the GPU.

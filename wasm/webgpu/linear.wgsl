@@ -2,6 +2,12 @@
 // N = output features, K = input features; w is read transposed, so its
 // tile is loaded along k. Split-K as in conv.wgsl: with split > 1, Out is
 // a scratch [split, rows, O] of partial sums and linear_reduce finishes.
+//
+// Merged linears (linears.go: several linears of one input, e.g. every
+// resnet's time_emb_proj, as one GEMM over their concatenated weights):
+// with F_COLS, output column n goes to Out[Cols[2n] + m·Cols[2n+1]]: each
+// linear's [rows, O] block at its own aligned offset, so its consumers bind
+// it as an ordinary buffer.
 
 struct Params {
 	rows: u32, I: u32, O: u32, flags: u32,
@@ -13,6 +19,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> Wt: array<u32>;
 @group(0) @binding(3) var<storage, read> Bias: array<u32>;
 @group(0) @binding(4) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(5) var<storage, read> Cols: array<u32>;
 
 const linear_BT: bool = true;
 fn linear_dims() -> vec3<u32> { return vec3<u32>(P.rows, P.O, P.I); }
@@ -43,6 +50,10 @@ fn finish(m: u32, n: u32, v: f32) {
 	var r = v;
 	if (flag(F_BIAS)) {
 		r += wvalue(Bias[wword(n)], n);
+	}
+	if (flag(F_COLS)) {
+		Out[Cols[2u * n] + m * Cols[2u * n + 1u]] = r;
+		return;
 	}
 	Out[m * P.O + n] = r;
 }

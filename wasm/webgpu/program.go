@@ -133,6 +133,14 @@ type compiler struct {
 	temps  []uint64 // bytes
 	cons   [][]int  // consumers of each value, by node index (one entry per use)
 	skip   []bool
+	views  map[graph.Value]view // values that live inside a scratch buffer
+}
+
+// view places a value at a byte offset of scratch buffer temp (the outputs
+// of merged linears, linears.go).
+type view struct {
+	temp int
+	off  uint64
 }
 
 func valBytes(shape []int) uint64 { return 4 * uint64(tensor.Numel(shape)) }
@@ -351,6 +359,11 @@ func (c *compiler) node(i int) error {
 		}
 
 	case graph.OpLinear:
+		if !c.o.Unfused {
+			if ok, err := c.linears(i); ok || err != nil {
+				return err
+			}
+		}
 		ws := g.Params[n.Weight].Shape
 		O, I := ws[0], ws[1]
 		rows := numel / O
@@ -580,6 +593,15 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 	}
 	// Fused steps run where their last node was, after all their inputs.
 	sort.SliceStable(c.steps, func(a, b int) bool { return c.steps[a].order < c.steps[b].order })
+	// A step that reads a view keeps the view's scratch alive.
+	for si := range c.steps {
+		s := &c.steps[si]
+		for _, r := range s.binds {
+			if vw, ok := c.views[r.v]; ok && r.k == rValue {
+				s.temps = append(s.temps, vw.temp)
+			}
+		}
+	}
 
 	// Size checks: every binding must fit maxStorageBufferBindingSize.
 	bindMax := min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize)
@@ -648,6 +670,9 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 			}
 		}
 		for _, r := range s.binds {
+			if _, isView := c.views[r.v]; isView && r.k == rValue {
+				continue
+			}
 			if r.k == rValue && !pinned[r.v] && r.v != s.out && lastUse[r.v] == si {
 				alloc.put(slotOf[r.v])
 			}
@@ -737,6 +762,8 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 				b = p.inputs[name]
 			} else if r.v == g.Output {
 				b = p.out
+			} else if vw, ok := c.views[r.v]; ok {
+				return gpu.Binding{Buffer: slots[tempSlot[vw.temp]], Offset: vw.off, Size: max(valBytes(g.Shapes[r.v]), 4)}
 			} else {
 				b = slots[slotOf[r.v]]
 			}
@@ -759,6 +786,10 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 			bs := []gpu.Binding{{Buffer: uniform, Offset: uint64(si) * uniStride, Size: uniStride}}
 			for _, r := range s.binds {
 				bs = append(bs, resolve(s, r))
+			}
+			// Trailing optional bindings a step leaves out get the dummy.
+			for len(bs) < len(families[s.key.fam].layout) {
+				bs = append(bs, gpu.Binding{Buffer: d.dummy})
 			}
 			p.steps[si].bg = gd.CreateBindGroup(s.what, d.layout(s.key.fam), bs)
 		}

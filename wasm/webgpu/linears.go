@@ -1,0 +1,98 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// linears merges every linear that reads the same input as node i (a UNet
+// has one time_emb_proj per resnet, all on the time embedding) into one GEMM
+// over their concatenated weights. On a large GPU each of those tiny
+// products costs a dispatch's latency, not arithmetic. Each linear's output
+// is a view (offset aligned to the device's minimum) into one scratch
+// buffer, so its consumers bind it like any value. It reports whether it
+// compiled node i; a lone linear is left to the ordinary path.
+func (c *compiler) linears(i int) (bool, error) {
+	g := c.g
+	in := g.Nodes[i].In[0]
+	var ls []*graph.Node
+	bias := g.Nodes[i].Bias != ""
+	I := g.Params[g.Nodes[i].Weight].Shape[1]
+	for _, j := range c.cons[in] {
+		n := &g.Nodes[j]
+		if n.Op != graph.OpLinear || c.skip[j] || j < i || n.Out == g.Output {
+			continue
+		}
+		if (n.Bias != "") != bias || g.Params[n.Weight].Shape[1] != I {
+			continue
+		}
+		dup := false
+		for _, l := range ls {
+			dup = dup || l == n
+		}
+		if !dup {
+			ls = append(ls, n)
+		}
+	}
+	if len(ls) < 2 || &g.Nodes[i] != ls[0] {
+		return false, nil
+	}
+	rows := tensor.Numel(g.Shapes[in]) / I
+	align := max(c.lim.MinStorageBufferOffsetAlignment, 4)
+	var ws, bs []string
+	var cols []float32 // per output column: destination base, row stride (u32 bits)
+	var off uint64
+	tmp := len(c.temps)
+	if c.views == nil {
+		c.views = map[graph.Value]view{}
+	}
+	for _, l := range ls {
+		O := g.Params[l.Weight].Shape[0]
+		for k := 0; k < O; k++ {
+			cols = append(cols, math.Float32frombits(uint32(off/4)+uint32(k)), math.Float32frombits(uint32(O)))
+		}
+		c.views[l.Out] = view{temp: tmp, off: off}
+		off += roundUp(4*uint64(rows*O), align)
+		ws = append(ws, l.Weight)
+		if bias {
+			bs = append(bs, l.Bias)
+		}
+	}
+	// Mark the merged nodes compiled: node i is being compiled now, the rest
+	// must not be compiled again.
+	for _, l := range ls[1:] {
+		for j := range g.Nodes {
+			if &g.Nodes[j] == l {
+				c.skip[j] = true
+			}
+		}
+	}
+	c.temps = append(c.temps, off)
+	ci := len(c.consts)
+	c.consts = append(c.consts, cols)
+	O := len(cols) / 2
+	w := c.w.concat(ws...)
+	b := ""
+	if bias {
+		b = c.w.concat(bs...)
+	}
+	what := fmt.Sprintf("linear %s (+%d merged)", g.Nodes[i].Name, len(ls)-1)
+	grid, err := c.gemmGrid(what, rows, O, 1)
+	if err != nil {
+		return true, err
+	}
+	split := c.splitFor(grid, I)
+	params := words(rows, I, O, c.flags(b, flagCols), split, 0, 0, 0)
+	binds := []ref{c.val(in), c.weight(w), c.weight(b), {k: rTemp, i: tmp}, {k: rConst, i: ci}}
+	if split == 1 {
+		c.add(pstep{what: what, key: kernelKey{fam: "linear", entry: "linear_main"}, params: params, binds: binds, out: -1, temps: []int{tmp}, grid: grid}, i)
+		return true, nil
+	}
+	// The GEMM step stores plain partial sums; only the reduce scatters.
+	return true, c.splitK("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, -1, grid, split, rows*O, i, tmp)
+}
