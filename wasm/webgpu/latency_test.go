@@ -111,20 +111,23 @@ func TestLatency(t *testing.T) {
 				var all []one
 				var sum time.Duration
 				for _, s := range p.steps {
-					per := median(3, func() {
-						e := gd.NewEncoder("rep")
-						for r := 0; r < R; r++ {
-							e.Dispatch(s.pipe, s.bg, s.grid[0], s.grid[1], s.grid[2])
-						}
-						e.Submit()
-						must(gd.WorkDone(ctx))
-					})
-					c := (per - rt) / time.Duration(R)
+					run := func(reps int) time.Duration {
+						return median(5, func() {
+							e := gd.NewEncoder("rep")
+							for r := 0; r < reps; r++ {
+								e.Dispatch(s.pipe, s.bg, s.grid[0], s.grid[1], s.grid[2])
+							}
+							e.Submit()
+							must(gd.WorkDone(ctx))
+						})
+					}
+					per, single := run(R+1), run(1)
+					c := (per - single) / time.Duration(R)
 					sum += c
 					fam[strings.Fields(s.what)[0]] += c
 					all = append(all, one{s.what + fmt.Sprintf(" grid %v", s.grid), c})
 				}
-				t.Logf("  sum of steps (repeated ×%d, minus round trip): %s", R, ms(sum))
+				t.Logf("  sum of steps (each: (time of %d in one pass − time of 1)/%d): %s", R+1, R, ms(sum))
 				var fs []string
 				for k, v := range fam {
 					fs = append(fs, fmt.Sprintf("%s %s", k, ms(v)))
