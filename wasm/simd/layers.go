@@ -432,17 +432,12 @@ func (a *memAttention) need() scratchSize {
 
 // gather sets dst [D, M+N] to the memory rows of (which, head h) followed by
 // the head's rows of src ([D, N] contiguous).
-func (a *memAttention) gather(dst, src []float32, which, h int) {
+func (a *memAttention) gather(k *Kernels, dst, src []float32, which, h int) {
 	d, m, n, t := a.d, a.m, a.n, a.t
-	if m == 0 {
-		copy(dst[:d*n], src[:d*n])
-		return
+	if m > 0 {
+		k.CopyRows(dst, t, a.mem[(which*a.heads+h)*d*m:], m, d, m)
 	}
-	mem := a.mem[(which*a.heads+h)*d*m:]
-	for i := 0; i < d; i++ {
-		copy(dst[i*t:i*t+m], mem[i*m:(i+1)*m])
-		copy(dst[i*t+m:(i+1)*t], src[i*n:(i+1)*n])
-	}
+	k.CopyRows(dst[m:], t, src, n, d, n)
 }
 
 func (a *memAttention) run(k *Kernels, s *scratch, out, qkv []float32) {
@@ -455,8 +450,8 @@ func (a *memAttention) run(k *Kernels, s *scratch, out, qkv []float32) {
 			o := out[(b*hid+h*d)*n : (b*hid+h*d+d)*n]
 			kc, vc := s.kc[:d*t], s.vc[:d*t]
 			tm := s.prof.start()
-			a.gather(kc, kk, 0, h)
-			a.gather(vc, v, 1, h)
+			a.gather(k, kc, kk, 0, h)
+			a.gather(k, vc, v, 1, h)
 			tm = s.prof.lap(tm, "  mem attention: gather k, v")
 			if a.linear {
 				k.Softmax(kc, d, t, t, 1)
