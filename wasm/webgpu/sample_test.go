@@ -4,8 +4,11 @@ package webgpu
 
 import (
 	"context"
+	"errors"
+	"math"
 	"testing"
 
+	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 )
@@ -74,4 +77,189 @@ func TestSampleDDIM(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSample checks every GPU-resident sampler against the core/sampler
+// sampler of the same name driving the same GPU network (so only the
+// sampler arithmetic differs: float32 on the GPU, float64 on the CPU), with
+// stochastic, guided, v- and sample-prediction and clipped cases spread
+// over them; and the previews: Progress is called for every evaluation, in
+// order, with X and X0 exactly at the evaluations Preview picks (the
+// default: every DefaultPreviewEvery-th and the last), equal to the CPU
+// sampler's.
+func TestSample(t *testing.T) {
+	d := testDevice(t)
+	f := smallestFixture(t)
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dn.Release()
+	const B = 2
+	cond, _ := f.m.Conditional()
+	pick := func(i, total int) bool { return i == 1 || i == 3 }
+	for _, c := range []struct {
+		name, sched string
+		steps       int
+		eta, w      float64
+		preview     func(int, int) bool
+	}{
+		{"ddim", `{"prediction_type": "sample", "clip_sample": true}`, 3, 0.5, 0, pick},
+		{"ddpm", `{"prediction_type": "epsilon", "clip_sample": true, "variance_type": "fixed_large"}`, 3, 0, 3, nil},
+		{"euler", `{"prediction_type": "v_prediction", "clip_sample": false}`, 3, 0, 2, pick},
+		{"euler_ancestral", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 0, nil},
+		{"heun", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 1.5, pick},
+		{"dpmpp_2m", `{"prediction_type": "epsilon", "clip_sample": false, "lower_order_final": false}`, 4, 0, 2.5, pick},
+		{"dpmpp_3m", `{"prediction_type": "v_prediction", "clip_sample": false, "lower_order_final": false, "solver_type": "heun"}`, 4, 0, 0, nil},
+		{"dpmpp_3m_diffusers", `{"prediction_type": "epsilon", "clip_sample": false, "lower_order_final": false}`, 4, 0, 0, pick},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if !dn.Supports(c.name) {
+				t.Fatalf("Supports(%q) is false", c.name)
+			}
+			s, err := schedule.Parse([]byte(c.sched))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &sampler.Model{Net: dn, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+			o := &sampler.Options{Steps: c.steps, Eta: c.eta, Seed: 11, FirstSample: 3}
+			if cond {
+				o.Class = []int{1, 4}
+				if c.w != 0 {
+					o.Guidance = c.w
+					m.NullClass = 0
+				}
+			}
+			noise := sampler.InitialNoise(o.Seed, o.FirstSample, B, m.Shape)
+			var cpuSteps []sampler.Step
+			o.Progress = func(st sampler.Step) error {
+				st.X, st.X0 = append([]float64(nil), st.X...), append([]float64(nil), st.X0...)
+				cpuSteps = append(cpuSteps, st)
+				return nil
+			}
+			want, err := sampler.Run(context.Background(), c.name, m, noise, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gpuSteps []sampler.Step
+			o.Progress = func(st sampler.Step) error { gpuSteps = append(gpuSteps, st); return nil }
+			o.Preview = c.preview
+			got, err := dn.Sample(context.Background(), c.name, m, noise, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := nmse64(got.X, want.X); !(e <= 1e-9) {
+				t.Errorf("NMSE vs core/sampler %.3g over 1e-9", e)
+			} else {
+				t.Logf("NMSE vs core/sampler %.3g (%d evaluations)", e, got.NFE)
+			}
+			if got.NFE != want.NFE || len(gpuSteps) != len(cpuSteps) {
+				t.Fatalf("%d evaluations, %d progress calls; want %d and %d", got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
+			}
+			preview := c.preview
+			if preview == nil {
+				preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 || i == total-1 }
+			}
+			var worst float64
+			for i, g := range gpuSteps {
+				w := cpuSteps[i]
+				if g.Index != i || g.Total != w.Total || g.NFE != w.NFE || g.Point != w.Point {
+					t.Errorf("progress %d: %+v, want %+v", i, g, w)
+				}
+				if preview(i, w.Total) != (g.X != nil) || (g.X == nil) != (g.X0 == nil) {
+					t.Errorf("progress %d: X given %v, X0 %v, want %v", i, g.X != nil, g.X0 != nil, preview(i, w.Total))
+					continue
+				}
+				if g.X != nil {
+					worst = max(worst, nmse64(g.X, w.X), nmse64(g.X0, w.X0))
+				}
+			}
+			t.Logf("previews: worst NMSE of X, X0 vs the CPU trajectory %.3g", worst)
+			if !(worst <= 1e-9) {
+				t.Errorf("preview NMSE %.3g over 1e-9", worst)
+			}
+		})
+	}
+}
+
+// TestSampleDeviceLost destroys the device in the middle of a DPM-Solver++
+// run (whose checkpoints carry history): Sample must fail with an
+// *InterruptedError (ErrDeviceLost) holding a checkpoint from a preview
+// read back before the loss, and finishing from it on the CPU backend must
+// give the run's undisturbed result. (Its own device: the shared one must
+// survive.)
+func TestSampleDeviceLost(t *testing.T) {
+	testDevice(t) // skip without WebGPU
+	d, err := Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := smallestFixture(t)
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpuNet := cpu.NewDenoiser(f.m)
+	m := &sampler.Model{Net: cpuNet, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	const name = "dpmpp_2m"
+	o := &sampler.Options{Steps: 7, Seed: 5}
+	if cond, _ := f.m.Conditional(); cond {
+		o.Class = []int{2}
+	}
+	noise := sampler.InitialNoise(o.Seed, 0, 1, m.Shape)
+	want, err := sampler.Run(context.Background(), name, m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Preview = func(i, total int) bool { return i%2 == 1 }
+	var seen []int
+	o.Progress = func(st sampler.Step) error {
+		seen = append(seen, st.Index)
+		if st.Index == 3 {
+			d.Destroy()
+		}
+		return nil
+	}
+	_, err = dn.Sample(context.Background(), name, m, noise, o)
+	var ie *InterruptedError
+	if !errors.As(err, &ie) || !errors.Is(err, ErrDeviceLost) {
+		t.Fatalf("Sample with the device destroyed mid-run: %v, want an InterruptedError", err)
+	}
+	t.Logf("%v (progress calls %v)", err, seen)
+	if c := ie.Checkpoint; c.Step != 4 || len(c.History) != 2 || c.NFE != 4 {
+		t.Errorf("checkpoint at step %d with %d predictions and %d evaluations, want the preview of evaluation 3: step 4, 2, 4",
+			c.Step, len(c.History), c.NFE)
+	}
+	var resumed []int
+	o.Progress = func(st sampler.Step) error { resumed = append(resumed, st.Index); return nil }
+	got, err := ie.Finish(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resumed) == 0 || resumed[0] != ie.Checkpoint.Step || got.NFE != want.NFE {
+		t.Errorf("finished with progress %v and %d evaluations, want from %d and %d", resumed, got.NFE, ie.Checkpoint.Step, want.NFE)
+	}
+	e := nmse64(got.X, want.X)
+	t.Logf("GPU to step %d, then CPU: NMSE vs an undisturbed CPU run %.3g", ie.Checkpoint.Step, e)
+	if !(e <= 1e-9) {
+		t.Errorf("NMSE %.3g over 1e-9", e)
+	}
+}
+
+func nmse64(got, want []float64) float64 {
+	g32, w32 := make([]float32, len(got)), make([]float32, len(want))
+	for i := range got {
+		g32[i] = float32(got[i])
+	}
+	for i := range want {
+		w32[i] = float32(want[i])
+	}
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	return nmse(g32, w32)
 }
