@@ -730,3 +730,49 @@ func TestLayoutKernelsMatchReference(t *testing.T) {
 		}
 	}
 }
+
+// im2col on the padded input sized exactly to the tables' span, between
+// guards: every panel (contiguous, wrapping to the next row, gathered) must
+// hold exactly the values its offsets name.
+func TestIm2colMatchesDefinition(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(14))
+	for _, c := range []struct{ ci, hp, wp, kh, kw, stride int }{
+		{3, 30, 30, 3, 3, 1}, {2, 16, 16, 3, 3, 1}, {2, 9, 9, 3, 3, 1}, {1, 11, 7, 3, 3, 2}, {4, 6, 6, 3, 3, 1},
+		{2, 28, 28, 1, 1, 1}, {1, 5, 13, 2, 2, 1}, {3, 10, 10, 3, 3, 1},
+	} {
+		oh, ow := (c.hp-c.kh)/c.stride+1, (c.wp-c.kw)/c.stride+1
+		kd, npix := c.ci*c.kh*c.kw, oh*ow
+		koff := k.AllocI32(kd)
+		for i := 0; i < c.ci; i++ {
+			for ky := 0; ky < c.kh; ky++ {
+				for kx := 0; kx < c.kw; kx++ {
+					koff[(i*c.kh+ky)*c.kw+kx] = int32(4 * ((i*c.hp+ky)*c.wp + kx))
+				}
+			}
+		}
+		pixoff := k.AllocI32(PackedCols(npix))
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < ow; ox++ {
+				pixoff[oy*ow+ox] = int32(4 * (oy*c.stride*c.wp + ox*c.stride))
+			}
+		}
+		tab := NewIm2colTables(koff, pixoff)
+		for _, mis := range misalignments {
+			name := fmt.Sprintf("%+v mis%d", c, mis)
+			x := randn(r, tab.span)
+			xp, _ := mk(k, len(x), mis, x)
+			bp, g := mk(k, PackedBLen(kd, npix), (mis+1)%4, nil)
+			k.Im2col(bp, xp, tab)
+			g.check(t, name)
+			for j := 0; j < npix; j++ {
+				for kk := 0; kk < kd; kk++ {
+					want := x[(koff[kk]+pixoff[j])/4]
+					if got := bp[(j/NR)*NR*kd+kk*NR+j%NR]; got != want {
+						t.Fatalf("%s: pixel %d depth %d: %v, want %v", name, j, kk, got, want)
+					}
+				}
+			}
+		}
+	}
+}

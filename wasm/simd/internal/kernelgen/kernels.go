@@ -370,8 +370,60 @@ func (g *gen) packBT() {
 // j < npix (a multiple of 8; koff and pixoff hold byte offsets). xp is the
 // zero-padded input, so there are no bounds tests. A panel whose 8 pixels
 // are consecutive in memory (stride 1, one output row) is copied with two
-// vector loads per k; other panels are gathered lane by lane.
+// vector loads per k; one that wraps to the next output row (two runs) with
+// four loads and two bitselects; other panels are gathered lane by lane.
 func (g *gen) im2col() {
+	// The panels that are not one run of 8 floats go through a separate
+	// function, so the contiguous loop keeps its registers.
+	h := g.m.Func("im2col_panel", false)
+	{
+		f := h
+		xp, kp, kend, pix, dst := p(f, "xp", "f32p"), p(f, "kp", "i32p"), p(f, "kend", "i32p"), p(f, "pix", "i32p"), p(f, "dst", "f32p")
+		s, q, nbrk, sp, mono, o1 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+		m0, m1 := f.Local(V128), f.Local(V128)
+		o := f.Locals(I32, NR)
+		for l := range NR {
+			f.Set(o[l], LoadI32(pix, uint32(4*l)))
+		}
+		// Two runs (the panel wraps from one output row to the next):
+		// offsets increasing, one break at lane sp. Then lanes < sp come from
+		// 8 floats at o[0], the others from 8 floats at o[sp]-sp, both inside
+		// [o[0], o[7]] (increasing offsets), so inside the range the tables
+		// were checked for.
+		f.Set(nbrk, I(0))
+		f.Set(sp, I(0))
+		f.Set(mono, I(1))
+		for l := 1; l < NR; l++ {
+			brk := Ne(Sub(o[l], o[l-1]), I(4))
+			f.Set(nbrk, Add(nbrk, brk))
+			f.Set(sp, Add(sp, Mul(brk, I(int32(l)))))
+			f.Set(mono, And(mono, GtU(o[l], o[l-1])))
+		}
+		f.IfElse(And(Eq(nbrk, I(1)), mono), func() {
+			f.Set(m0, I4GtU(I4Splat(sp), I4(0, 1, 2, 3)))
+			f.Set(m1, I4GtU(I4Splat(sp), I4(4, 5, 6, 7)))
+			f.Set(o1, Sub(LoadI32(Add(pix, Shl(sp, I(2))), 0), Shl(sp, I(2))))
+			f.While(func() Expr { return LtU(kp, kend) }, func() {
+				f.Set(s, Add(xp, LoadI32(kp, 0)))
+				f.Set(q, Add(s, o[0]))
+				f.Set(s, Add(s, o1))
+				f.V128Store(dst, 0, Bitselect(V128Load(q, 0), V128Load(s, 0), m0))
+				f.V128Store(dst, 16, Bitselect(V128Load(q, 16), V128Load(s, 16), m1))
+				f.Inc(kp, 4)
+				f.Inc(dst, 32)
+			})
+		}, func() {
+			f.While(func() Expr { return LtU(kp, kend) }, func() {
+				f.Set(s, Add(xp, LoadI32(kp, 0)))
+				for l := range NR {
+					f.StoreF32(dst, uint32(4*l), LoadF32(Add(s, o[l]), 0))
+				}
+				f.Inc(kp, 4)
+				f.Inc(dst, 32)
+			})
+		})
+	}
+
 	f := g.m.Func("im2col", true)
 	xp, koff, pixoff := p(f, "xp", "f32p"), p(f, "koff", "i32p"), p(f, "pixoff", "i32p")
 	K, npix, bp := p(f, "k", "int"), p(f, "npix", "int"), p(f, "bp", "f32p")
@@ -399,14 +451,8 @@ func (g *gen) im2col() {
 				f.Inc(dst, 32)
 			})
 		}, func() {
-			f.While(func() Expr { return LtU(kp, kend) }, func() {
-				f.Set(s, Add(xp, LoadI32(kp, 0)))
-				for l := range NR {
-					f.StoreF32(dst, uint32(4*l), LoadF32(Add(s, o[l]), 0))
-				}
-				f.Inc(kp, 4)
-				f.Inc(dst, 32)
-			})
+			f.Call(h, xp, koff, kend, Add(pixoff, Shl(j0, I(2))), dst)
+			f.Set(dst, Add(dst, Shl(K, I(5))))
 		})
 	})
 }
