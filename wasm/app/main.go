@@ -21,6 +21,13 @@
 // with an Error whose `kind` is "user" (a message to show as is: a damaged
 // file, a bad parameter), "cancelled" or "internal".
 //
+// On the WebGPU backend the samplers that have GPU update kernels run whole
+// on the GPU (backend.Sample): images are read back only for the frames
+// that carry them, and frames arrive a step or two after their evaluation
+// was submitted. If the device is lost mid-run, the job finishes on the CPU
+// from the last read-back step, and the frames from then on, and the result,
+// say backend "cpu" (as when a per-call job fails over).
+//
 // Between steps the sampler yields to the worker's event loop (see yield), so
 // cancel messages and other jobs are served while a long job runs.
 package main
@@ -176,8 +183,7 @@ func jsSample(this js.Value, args []js.Value) any {
 			return nil, &engine.RequestError{Field: "request", Msg: err.Error()}
 		}
 		lastImage := time.Time{}
-		total := -1
-		want := func(i int) bool {
+		want := func(i, total int) bool {
 			if every <= 0 || i == 0 || (total > 0 && (i >= total-1 || isKeyframe(i, total, keys))) ||
 				time.Since(lastImage) >= time.Duration(every*float64(time.Millisecond)) {
 				lastImage = time.Now()
@@ -186,7 +192,6 @@ func jsSample(this js.Value, args []js.Value) any {
 			return false
 		}
 		res, err := m.l.Run(ctx, m.backend.net, r, want, func(f *engine.Frame) error {
-			total = f.Total
 			if onFrame.Type() == js.TypeFunction {
 				o := js.Global().Get("Object").New()
 				o.Set("index", f.Index)

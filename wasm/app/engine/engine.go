@@ -417,14 +417,15 @@ type ResidentSampler interface {
 }
 
 // Run samples a batch with the network net. onFrame (may be nil) is called
-// after each network evaluation; wantImages(index) says whether that frame
-// carries images (nil: always). A non-nil error from onFrame stops the run.
+// after each network evaluation; wantImages(index, total) says whether that
+// frame carries images (nil: always; total is the expected number of
+// frames, -1 when unknown). A non-nil error from onFrame stops the run.
 //
 // When net is a ResidentSampler that supports the request's sampler, it
 // runs the whole job; it reads images back only for the frames wantImages
 // picks (asked once per frame, when that evaluation is submitted), and the
 // other frames come without images.
-func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantImages func(int) bool, onFrame func(*Frame) error) (*Result, error) {
+func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantImages func(index, total int) bool, onFrame func(*Frame) error) (*Result, error) {
 	info, o, err := l.Options(r)
 	if err != nil {
 		return nil, err
@@ -443,13 +444,13 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 			now := time.Now()
 			f := &Frame{Index: s.Index, Total: s.Total, NFE: s.NFE, Point: s.Point, StepMs: float64(now.Sub(last).Microseconds()) / 1e3}
 			last = now
-			if resident || wantImages == nil || wantImages(s.Index) {
+			if resident || wantImages == nil || wantImages(s.Index, s.Total) {
 				f.X, f.X0 = f32(s.X), f32(s.X0)
 			}
 			return onFrame(f)
 		}
 		if resident {
-			o.Preview = func(i, total int) bool { return wantImages == nil || wantImages(i) }
+			o.Preview = func(i, total int) bool { return wantImages == nil || wantImages(i, total) }
 		}
 	}
 	var noise []float64

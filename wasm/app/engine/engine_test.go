@@ -48,7 +48,7 @@ func TestRunCallsBackEveryStep(t *testing.T) {
 	net := &shrink{}
 	var frames []*Frame
 	res, err := l.Run(context.Background(), net, Request{Sampler: "ddim", Steps: 5, Seed: 7, Batch: 3},
-		func(i int) bool { return i%2 == 0 },
+		func(i, _ int) bool { return i%2 == 0 },
 		func(f *Frame) error { frames = append(frames, f); return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -342,7 +342,7 @@ func TestRunUsesResidentSampler(t *testing.T) {
 	asked := map[int]int{}
 	var frames []*Frame
 	got, err := l.Run(context.Background(), net, req,
-		func(i int) bool { asked[i]++; return i == 1 || i == 4 },
+		func(i, total int) bool { asked[i]++; return i == 1 || i == total-1 },
 		func(f *Frame) error { frames = append(frames, f); return nil })
 	if err != nil {
 		t.Fatal(err)
