@@ -26,15 +26,29 @@
 // # Kernels
 //
 //   - gemm: C = A·B (+ row or column bias) (+ residual) on packed operands,
-//     a 4x8 register tile (8 f32x4 accumulators, two B vectors and one
-//     broadcast A value per k step: 11 of the 16 xmm registers V8 has on
-//     x86-64). Unrolling the k loop made TurboFan hoist and spill the loads,
-//     and taller tiles (5x8, 6x8) measured no faster, so the defaults are 4x8
-//     without unrolling (internal/kernelgen.Default).
-//   - pack_a, pack_b, pack_bt: operand packing (4x4 shuffle transposes).
+//     a 4x8 register tile (8 f32x4 accumulators, two B vectors and four
+//     broadcast A values per k step). TurboFan schedules all of a step's
+//     loads first, so the live values are 8 + 2 + MR: 14 for 4x8, 17 for
+//     5x8 and 20 for 6x8, against the 15 xmm registers it allocates on
+//     x86-64; 5x8 and 6x8 spill accumulators to the stack inside the k loop
+//     (seen in --print-wasm-code) and ran at 0.63x and 0.72x the GEMM
+//     GFLOP/s of 4x8 (bench/gemm_cmp.mjs). Unrolling the k loop also spilled.
+//     With relaxed FMA, 4x8 runs at 90-96% of the engine's f32x4 FMA ceiling
+//     on this project's 2-core Xeon (bench/peak: 41.8 GFLOP/s), so the
+//     defaults stay 4x8 without unrolling (internal/kernelgen.Default). Depth
+//     blocking (B panels of 512 steps, accumulating through C) measured no
+//     faster and was dropped.
+//   - pack_a, pack_b, pack_bt, pack_at: operand packing (4x4 shuffle
+//     transposes; pack_at packs A from its transpose).
 //   - im2col: a convolution's B operand gathered straight into packed panels
 //     from a zero-padded input (pad), with two vector copies per k where the
-//     panel's 8 output pixels are contiguous.
+//     panel's 8 output pixels are contiguous and four loads and two
+//     bitselects where the panel wraps to the next output row.
+//   - col2im: the scatter-add of a transposed convolution (below).
+//   - softmax (rows), softmax_cols (columns, four at a time), rms_norm
+//     (lucidrains' RMSNorm over channels, four positions at a time).
+//   - transpose, upsample2x, copy_rows: layout ops (to/from tokens, nearest
+//     upsampling, concat / reshape / channel slices by memory.copy).
 //   - groupnorm: statistics in float64 in one shifted pass, then the affine
 //     (with the diffusers scale/shift and SiLU fused) in float32.
 //   - softmax, silu, add, affine, add_channel, scale_shift: vector loops with
@@ -52,9 +66,18 @@
 // graph for that shape is lowered once into a plan: every Conv2D becomes
 // (pad, im2col or a plain pack for 1x1) + GEMM per sample, with the conv
 // bias, a following AddChannel (per-sample bias) or Add (residual) fused
-// into the GEMM epilogue; GroupNorm absorbs a following ScaleShift and SiLU;
-// Linear is pack + GEMM; Attention is two GEMMs around the softmax; every
-// other op runs core/cpu.Exec over the same buffers. Weights are packed once
+// into the GEMM epilogue; every ConvTranspose2D becomes cols = Wᵀ·x (packed
+// GEMM, the weight packed once as Wᵀ) + col2im, which scatters the
+// O·KH·KW rows of cols into the output planes starting from the bias plus
+// a fused AddChannel (only the I·O·KH·KW·H·W products of the definition,
+// no zero-upsampled input); GroupNorm absorbs a following ScaleShift and
+// SiLU; Linear is pack + GEMM; Attention is two GEMMs around the softmax;
+// lucidrains' LinearAttention is a row softmax of the keys, ctx = k'·v'ᵀ,
+// a column softmax of q and out = ctxᵀ·q' (two GEMMs per head), and its
+// Attention with memory key/values is qᵀ·K, row softmax, V·Pᵀ, the memory
+// tokens copied in front of each head's keys and values; RMSNorm, the
+// layout ops and Concat have kernels; the rest (embeddings, div_batch,
+// pixel_unshuffle, ...: tiny) runs core/cpu.Exec over the same buffers. Weights are packed once
 // per Denoiser and shared by its plans; every value gets a buffer in kernel
 // memory, reused after the value's last reader. Denoise copies x in, runs the
 // steps and copies the output out.

@@ -48,8 +48,9 @@ type Options struct {
 }
 
 // Default is what the checked-in kernels are generated with: a 4x8 tile
-// (8 accumulators, 2 B vectors, 1 broadcast: 11 of the 16 xmm registers V8
-// has on x86-64) and no unrolling (unrolling made TurboFan hoist all the
+// (8 accumulators, 2 B vectors and 4 broadcasts live once TurboFan has
+// hoisted a step's loads: 14 of the 15 xmm registers it allocates on x86-64;
+// 5x8 and 6x8 spill) and no unrolling (unrolling made TurboFan hoist all the
 // loads of the unrolled steps and spill them; see the package doc of
 // wasm/simd).
 var Default = Options{MR: 4, Unroll: 1}
