@@ -87,6 +87,9 @@ func (c *compiler) attnBlock(i int) (bool, error) {
 	if g.Shapes[qkv[0].Out][2] != Ca || g.Shapes[g.Nodes[lo].Out][2] != C {
 		return false, nil
 	}
+	if !c.fits(qkv[0].Weight, qkv[1].Weight, qkv[2].Weight) {
+		return false, nil
+	}
 	for _, j := range []int{cons[0], cons[1], cons[2], att, lo, ft, ad} {
 		c.skip[j] = true
 	}
@@ -154,7 +157,7 @@ func (c *compiler) conv1x1(what string, x ref, B, I, H, W, O int, wname, bname s
 	if r.k != rNone {
 		more |= flagR
 	}
-	split := c.splitFor(grid, K)
+	split := c.splitFor(grid, K, O*N)
 	params := words(B, I, H, W, O, H, W, 1, 1, 1, 0, 0, K, N, c.flags(bname, more), split)
 	binds := []ref{x, c.weight(wname), c.weight(bname), {k: rNone}, r, out}
 	if split == 1 {

@@ -112,17 +112,30 @@ func (dn *Denoiser) chunk(h, w, want int) (int, error) {
 	return min(mb, want), nil
 }
 
-// perSampleBytes is the largest buffer a one-sample graph binds: a value,
-// or attention's heads×N×N scores.
+// perSampleBytes is the largest buffer a one-sample graph binds (for a
+// batch of B, B times as much): a value, attention's heads×N×N scores or
+// its fused [3C, N] q/k/v (attnblock.go), or the views of linears merged on
+// one input (linears.go). Split-K scratch is capped to it (splitFor).
 func perSampleBytes(g *graph.Graph) uint64 {
 	var m uint64
 	for _, s := range g.Shapes {
 		m = max(m, valBytes(s))
 	}
+	merged := map[graph.Value]uint64{}
+	nlin := map[graph.Value]int{}
 	for _, n := range g.Nodes {
-		if n.Op == graph.OpAttention {
+		switch n.Op {
+		case graph.OpAttention:
 			s := g.Shapes[n.In[0]]
-			m = max(m, 4*uint64(n.Ints[0])*uint64(s[1])*uint64(s[1]))
+			m = max(m, 4*uint64(n.Ints[0])*uint64(s[1])*uint64(s[1]), 3*valBytes(s))
+		case graph.OpLinear:
+			merged[n.In[0]] += valBytes(g.Shapes[n.Out]) + 256
+			nlin[n.In[0]]++
+		}
+	}
+	for v, b := range merged {
+		if nlin[v] > 1 {
+			m = max(m, b)
 		}
 	}
 	return m

@@ -42,6 +42,13 @@ func (c *compiler) linears(i int) (bool, error) {
 	if len(ls) < 2 || &g.Nodes[i] != ls[0] {
 		return false, nil
 	}
+	var names []string
+	for _, l := range ls {
+		names = append(names, l.Weight)
+	}
+	if !c.fits(names...) {
+		return false, nil
+	}
 	rows := tensor.Numel(g.Shapes[in]) / I
 	align := max(c.lim.MinStorageBufferOffsetAlignment, 4)
 	var ws, bs []string
@@ -86,7 +93,7 @@ func (c *compiler) linears(i int) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	split := c.splitFor(grid, I)
+	split := c.splitFor(grid, I, rows*O)
 	params := words(rows, I, O, c.flags(b, flagCols), split, 0, 0, 0)
 	binds := []ref{c.val(in), c.weight(w), c.weight(b), {k: rTemp, i: tmp}, {k: rConst, i: ci}}
 	if split == 1 {

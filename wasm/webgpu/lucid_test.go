@@ -279,3 +279,31 @@ func lucidFixture(t *testing.T, size int) fixture {
 	}
 	return f
 }
+
+// BenchmarkLucidDenoise times one Denoise call of the lucidrains fixture at
+// its 28×28, batch 1 and 16 (a measurement, not a test).
+func BenchmarkLucidDenoise(b *testing.B) {
+	t := &testing.T{}
+	d := testDevice(t)
+	f := lucidFixture(t, 28)
+	for _, B := range []int{1, 16} {
+		b.Run(fmt.Sprintf("b%d", B), func(b *testing.B) {
+			dn, err := d.NewDenoiser(f.m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dn.Release()
+			x, ts, cls := batchOf(f, B)
+			if _, err := dn.Denoise(x, ts, cls); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(dn.programs[[3]int{B, 28, 28}].Steps()), "dispatches")
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := dn.Denoise(x, ts, cls); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -134,6 +134,8 @@ type compiler struct {
 	cons   [][]int  // consumers of each value, by node index (one entry per use)
 	skip   []bool
 	views  map[graph.Value]view // values that live inside a scratch buffer
+	// scratchCap bounds split-K scratch: perSampleBytes of this graph.
+	scratchCap uint64
 }
 
 // view places a value at a byte offset of scratch buffer temp (the outputs
@@ -191,15 +193,20 @@ func (c *compiler) gemmGrid(what string, m, n, z int) ([3]uint32, error) {
 // grid and K: enough workgroups to occupy a large GPU (about 256), but at
 // least 4 K steps (64) per slice so the partial sums stay cheap. Layers
 // that already have many tiles are not split.
-func (c *compiler) splitFor(grid [3]uint32, K int) int {
+//
+// The scratch (split × the output) is kept within the largest buffer the
+// graph needs anyway (perSampleBytes), so the batch splitting computed from
+// that still holds.
+func (c *compiler) splitFor(grid [3]uint32, K, numel int) int {
+	most := max(1, int(c.scratchCap/(4*uint64(max(numel, 1)))))
 	if c.o.SplitK > 0 {
-		return min(c.o.SplitK, max(1, (K+15)/16))
+		return max(1, min(c.o.SplitK, (K+15)/16, most))
 	}
 	tiles := int(grid[0] * grid[1] * grid[2])
 	if tiles >= 64 {
 		return 1
 	}
-	return max(1, min(256/tiles, K/64, 32))
+	return max(1, min(256/tiles, K/64, 32, most))
 }
 
 // splitK adds a split-K GEMM as two steps: the GEMM entry with z = slice,
@@ -235,6 +242,15 @@ func (c *compiler) splitK(fam, entry, reduce, what string, params []uint32, bind
 	c.add(pstep{what: what + " (split-K)", key: kernelKey{fam: fam, entry: entry}, params: params, binds: g1, out: v, temps: ts, grid: grid}, order)
 	c.add(pstep{what: what + " (reduce)", key: kernelKey{fam: fam, entry: reduce}, params: params, binds: g2, out: v, temps: ts, grid: rgrid}, order)
 	return nil
+}
+
+// fits reports whether the named weights, concatenated, fit one binding.
+func (c *compiler) fits(names ...string) bool {
+	var b uint64
+	for _, n := range names {
+		b += c.w.bytes(n)
+	}
+	return b <= min(c.lim.MaxStorageBufferBindingSize, c.lim.MaxBufferSize)
 }
 
 func words(vals ...any) []uint32 {
@@ -347,7 +363,7 @@ func (c *compiler) node(i int) error {
 		if r.k != rNone {
 			more |= flagR
 		}
-		split := c.splitFor(grid, K)
+		split := c.splitFor(grid, K, O*N)
 		params := words(B, I, H, W, O, OH, OW, ws[2], ws[3], stride, pt, pl, K, N, c.flags(n.Bias, more), split)
 		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, r, c.val(out)}
 		if split == 1 {
@@ -372,7 +388,7 @@ func (c *compiler) node(i int) error {
 		if err != nil {
 			return err
 		}
-		split := c.splitFor(grid, I)
+		split := c.splitFor(grid, I, rows*O)
 		params := words(rows, I, O, c.flags(n.Bias, 0), split, 0, 0, 0)
 		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(n.Out)}
 		if split == 1 {
@@ -577,7 +593,8 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 	if lim.MaxComputeInvocationsPerWorkgroup < 256 {
 		return nil, &LimitError{What: "every kernel", Limit: "maxComputeInvocationsPerWorkgroup", Need: 256, Have: lim.MaxComputeInvocationsPerWorkgroup}
 	}
-	c := &compiler{dev: d, g: g, w: w, o: o, lim: lim, cons: make([][]int, len(g.Shapes)), skip: make([]bool, len(g.Nodes))}
+	c := &compiler{dev: d, g: g, w: w, o: o, lim: lim, cons: make([][]int, len(g.Shapes)), skip: make([]bool, len(g.Nodes)),
+		scratchCap: perSampleBytes(g)}
 	for i, n := range g.Nodes {
 		for _, v := range n.In {
 			c.cons[v] = append(c.cons[v], i)

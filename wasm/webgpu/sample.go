@@ -222,7 +222,7 @@ func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, n
 	}
 	// The sampler's state buffer holds stateRegions values per sample value.
 	lim := dn.dev.limits
-	if c := int(min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize) / uint64(4*stateRegions*per)); c < chunk {
+	if c := int(min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize) / uint64(4*stateRegions*per)); c*copies < chunk {
 		chunk = max(c, 1) * copies
 	}
 	if chunk < copies {

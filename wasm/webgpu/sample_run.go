@@ -105,6 +105,24 @@ func (j *sampleJob) regionsRead() int {
 func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	dev := j.dn.dev
 	gd := dev.gpu
+	// Until a preview comes back, resuming means starting over.
+	a0 := 1.0
+	if j.rs.eulerType() {
+		a0 = j.g.Steps[0].From.Alpha
+	}
+	j.ckpt = &sampler.Checkpoint{Step: 0, X: make([]float64, len(j.noise))}
+	for i, v := range j.noise {
+		j.ckpt.X[i] = a0 * (j.g.InitSigma * v)
+	}
+	defer func() {
+		if err != nil && errors.Is(err, ErrDeviceLost) {
+			var ie *InterruptedError
+			if !errors.As(err, &ie) {
+				err = &InterruptedError{Sampler: j.name, Err: err, Checkpoint: j.ckpt}
+			}
+			res = nil
+		}
+	}()
 	if err := gd.LostErr(); err != nil {
 		return nil, err
 	}
@@ -213,8 +231,6 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	for _, c := range j.chunks {
 		gd.WriteBuffer(c.st, 0, gpu.Float32Bytes(x0[c.b0*j.per:c.b0*j.per+c.n]))
 	}
-	// Until a preview comes back, resuming means starting over.
-	j.ckpt = &sampler.Checkpoint{Step: 0, X: j.xtForm(0, x0)}
 
 	// One error scope around the whole loop: steps are submitted without
 	// waiting for each other, and the queue orders each step's buffer
@@ -224,13 +240,6 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	defer func() {
 		if !popped {
 			gd.PopScopes("sampler").Wait(ctx)
-		}
-		if err != nil && errors.Is(err, ErrDeviceLost) {
-			var ie *InterruptedError
-			if !errors.As(err, &ie) {
-				err = &InterruptedError{Sampler: j.name, Err: err, Checkpoint: j.ckpt}
-			}
-			res = nil
 		}
 	}()
 	fences := [inFlight]*gpu.PendingRead{}

@@ -248,6 +248,24 @@ func TestSampleDeviceLost(t *testing.T) {
 	if !(e <= 1e-9) {
 		t.Errorf("NMSE %.3g over 1e-9", e)
 	}
+
+	// On the lost device a run fails at once, with the start as its
+	// checkpoint; an Euler-type one (x/α state) finishes on the CPU too.
+	o.Progress = nil
+	want, err = sampler.Run(context.Background(), "heun", m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dn.Sample(context.Background(), "heun", m, noise, o)
+	if !errors.As(err, &ie) || ie.Checkpoint.Step != 0 {
+		t.Fatalf("Sample on a lost device: %v, want an InterruptedError at step 0", err)
+	}
+	if got, err = ie.Finish(context.Background(), m, noise, o); err != nil {
+		t.Fatal(err)
+	}
+	if e := nmse64(got.X, want.X); !(e <= 1e-20) {
+		t.Errorf("heun from the start checkpoint: NMSE %.3g vs a CPU run", e)
+	}
 }
 
 func nmse64(got, want []float64) float64 {

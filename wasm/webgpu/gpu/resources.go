@@ -393,11 +393,14 @@ var replayFn = sync.OnceValue(func() (fn js.Value) {
 		}
 	}()
 	return js.Global().Get("Function").New("pass", "list",
-		"for (let i = 0; i < list.length; i++) { const s = list[i]; "+
-			"pass.setPipeline(s[0]); pass.setBindGroup(0, s[1]); pass.dispatchWorkgroups(s[2], s[3], s[4]); }")
+		"let last = null; for (let i = 0; i < list.length; i++) { const s = list[i]; "+
+			"if (s[0] !== last) { pass.setPipeline(s[0]); last = s[0]; } "+
+			"pass.setBindGroup(0, s[1]); pass.dispatchWorkgroups(s[2], s[3], s[4]); }")
 })
 
 // Replay records every dispatch of r, in order, in the encoder's compute pass.
+// The JavaScript replay skips setPipeline when consecutive dispatches share
+// a pipeline (the pass keeps it), saving a call into the WebGPU binding.
 func (e *Encoder) Replay(r *Recording) {
 	if e.pass.IsUndefined() {
 		e.pass = e.v.Call("beginComputePass")
