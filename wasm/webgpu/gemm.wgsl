@@ -53,28 +53,15 @@ fn GEMM_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
 	var acc1 = vec4<f32>();
 	var acc2 = vec4<f32>();
 	var acc3 = vec4<f32>();
+	// Software pipelining: the loads for the next K step are issued before
+	// this step's arithmetic, so their latency overlaps it (with few
+	// workgroups on the GPU nothing else would hide it).
+	var ab = GEMM_fetch(z, kr.x, kr.y, m0, n0, M, N, ak, aq, bk, bq, cols);
 	for (var k0 = kr.x; k0 < kr.y; k0 += 16u) {
-		var a = vec4<f32>();
-		var b = vec4<f32>();
-		if (k0 + ak < kr.y) {
-			for (var r = 0u; r < 4u; r++) {
-				let m = m0 + aq * 4u + r;
-				if (m < M) {
-					a[r] = GEMM_load_a(z, m, k0 + ak);
-				}
-			}
-		}
-		if (k0 + bk < kr.y) {
-			let row = GEMM_row(z, k0 + bk);
-			for (var r = 0u; r < 4u; r++) {
-				if (n0 + bq * 4u + r < N) {
-					b[r] = GEMM_load_b(z, row, cols[r]);
-				}
-			}
-		}
-		GEMM_As[ak * 16u + aq] = a;
-		GEMM_Bs[bk * 16u + bq] = b;
+		GEMM_As[ak * 16u + aq] = ab[0];
+		GEMM_Bs[bk * 16u + bq] = ab[1];
 		workgroupBarrier();
+		ab = GEMM_fetch(z, k0 + 16u, kr.y, m0, n0, M, N, ak, aq, bk, bq, cols);
 		for (var kk = 0u; kk < 16u; kk++) {
 			let av = GEMM_As[kk * 16u + tm];
 			let bv = GEMM_Bs[kk * 16u + tn];
@@ -95,4 +82,29 @@ fn GEMM_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
 			}
 		}
 	}
+}
+
+// GEMM_fetch loads this thread's share of the A and B tiles at K step k0
+// (zeros outside [k0, kend) and outside the matrix).
+fn GEMM_fetch(z: u32, k0: u32, kend: u32, m0: u32, n0: u32, M: u32, N: u32,
+		ak: u32, aq: u32, bk: u32, bq: u32, cols: array<GEMM_Col, 4>) -> array<vec4<f32>, 2> {
+	var a = vec4<f32>();
+	var b = vec4<f32>();
+	if (k0 + ak < kend) {
+		for (var r = 0u; r < 4u; r++) {
+			let m = m0 + aq * 4u + r;
+			if (m < M) {
+				a[r] = GEMM_load_a(z, m, k0 + ak);
+			}
+		}
+	}
+	if (k0 + bk < kend) {
+		let row = GEMM_row(z, k0 + bk);
+		for (var r = 0u; r < 4u; r++) {
+			if (n0 + bq * 4u + r < N) {
+				b[r] = GEMM_load_b(z, row, cols[r]);
+			}
+		}
+	}
+	return array<vec4<f32>, 2>(a, b);
 }
