@@ -140,3 +140,19 @@ func TestShaderF16Experiment(t *testing.T) {
 		}
 	}
 }
+
+// TestF16PatchesApply checks, without a GPU, that every substitution of the
+// experiment still finds its text in the shipped kernels.
+func TestF16PatchesApply(t *testing.T) {
+	for fam, ps := range map[string][]f16Patch{"elementwise": f16Elementwise, "norm": f16Norm, "lucid": f16Lucid} {
+		src, err := families[fam].source()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if !strings.Contains(src, p.old) {
+				t.Errorf("%s: %q not found", fam, p.old)
+			}
+		}
+	}
+}
