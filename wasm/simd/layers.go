@@ -331,12 +331,19 @@ func newLinear(wt *weights, rows int, weight, bias string) *linear {
 func (l *linear) need() scratchSize { return scratchSize{ap: PackedALen(l.rows, l.in)} }
 
 func (l *linear) run(k *Kernels, s *scratch, out, x []float32) {
+	t := s.prof.start()
 	k.PackA(s.ap, x, l.in, l.rows, l.in)
+	t = s.prof.lap(t, "  linear: pack")
 	mode := ColBias
 	if l.bias == nil {
 		mode = NoBias
 	}
 	k.Gemm(out, l.out, s.ap, l.wB, l.rows, l.out, l.in, l.bias, mode, nil)
+	label := "  linear: gemm, rows >= 16"
+	if l.rows < 16 {
+		label = "  linear: gemm, rows < 16"
+	}
+	s.prof.lap(t, label)
 }
 
 // attention is softmax(q kᵀ·scale) v per batch and head on [B,N,C] tokens,
