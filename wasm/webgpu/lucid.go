@@ -33,7 +33,7 @@ func lucidParams(n, a, b, c, d, e int, f, g float64, flags int) []uint32 {
 }
 
 // rmsNorm absorbs what follows it in a resnet block, as GroupNorm does: a
-// scale_shift by the time embedding and a SiLU.
+// scale_shift by the time embedding and a SiLU; and then a residual add.
 func (c *compiler) rmsNorm(i int) error {
 	g := c.g
 	n := &g.Nodes[i]
@@ -50,6 +50,19 @@ func (c *compiler) rmsNorm(i int) error {
 		if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
 			out, last, more = g.Nodes[j].Out, j, more|flagSiLU
 			c.skip[j] = true
+		}
+		// A residual add (x = block(x) + x, x = attn(x) + x) takes the E
+		// binding when no scale_shift did.
+		if j := c.only(out); j >= 0 && e.k == rNone && g.Nodes[j].Op == graph.OpAdd {
+			a := g.Nodes[j].In
+			other := a[0]
+			if other == out {
+				other = a[1]
+			}
+			if other != out {
+				e, out, last, more = c.val(other), g.Nodes[j].Out, j, more|flagR
+				c.skip[j] = true
+			}
 		}
 	}
 	what := "rms_norm " + n.Name

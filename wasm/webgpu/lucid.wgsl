@@ -33,7 +33,8 @@ fn weight(i: u32) -> f32 { return wvalue(W[wword(i)], i); }
 // per (batch, position) takes the L2 norm over the C channels (a = C,
 // b = positions per sample, n = B·b), f = sqrt(C), g = the norm's floor
 // (1e-12, F.normalize's eps). Fused after it, as in a resnet block: a
-// scale_shift by E [B,2C] = [scale | shift] (F_E) and a SiLU (F_SILU).
+// scale_shift by E [B,2C] = [scale | shift] (F_E) and a SiLU (F_SILU), or,
+// without the scale_shift, a residual E of x's shape added last (F_R).
 @compute @workgroup_size(256)
 fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
 	let i = index(wid, nwg, li);
@@ -58,6 +59,9 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 		}
 		if (flag(F_SILU)) {
 			y = y / (1.0 + exp(-y));
+		}
+		if (flag(F_R)) {
+			y += E[base + c * per];
 		}
 		Out[base + c * per] = y;
 	}
