@@ -9,10 +9,10 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 638580548
+const abiVersion = 1508205839
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 18098
+const kernelsSize = 18122
 
 // The kernels' signatures, for documentation and the native binding:
 //

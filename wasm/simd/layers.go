@@ -282,23 +282,37 @@ func newConvT(k *Kernels, wt *weights, xs []int, weight, bias string, stride, pa
 	c.m, c.npix = ws[1]*ws[2]*ws[3], c.h*c.w
 	c.wA = wt.ConvTA(weight)
 	c.bias = wt.Raw(bias)
-	c.tab = NewCol2imTables(k, c.o, ws[2], ws[3], c.h, c.w, stride, pad, c.oh, c.ow)
+	c.tab = NewCol2imTables(k, c.o, ws[2], ws[3], c.h, c.w, stride, pad, c.oh, c.ow, c.b*c.npix)
 	return c
 }
 
 func (c *convT) need() scratchSize {
-	return scratchSize{bp: PackedBLen(c.i, c.npix), cols: c.m * c.npix, bias: c.o}
+	s := scratchSize{bp: PackedBLen(c.i, c.b*c.npix), cols: c.m * c.b * c.npix, bias: c.o}
+	if c.b > 1 {
+		s.xp = c.i * c.b * c.npix
+	}
+	return s
 }
 
-// run computes out = convT(x) (+ e[b] per output channel).
+// run computes out = convT(x) (+ e[b] per output channel). The samples
+// share one GEMM: x is gathered into [I, B·H·W] (sample b's pixels at
+// columns b·H·W...), so small inputs still fill the 8-column panels and the
+// weights stream past once per panel rather than once per sample's panel.
 func (c *convT) run(k *Kernels, s *scratch, out, x, e []float32) {
-	in, op := c.i*c.npix, c.o*c.oh*c.ow
+	in, op, n := c.i*c.npix, c.o*c.oh*c.ow, c.b*c.npix
+	t := s.prof.start()
+	xb := x
+	if c.b > 1 {
+		xb = s.xp[:c.i*n]
+		for b := 0; b < c.b; b++ {
+			k.CopyRows(xb[b*c.npix:], n, x[b*in:], c.npix, c.i, c.npix)
+		}
+	}
+	k.PackB(s.bp, xb, n, c.i, n)
+	t = s.prof.lap(t, "  conv_transpose: gather+pack")
+	k.Gemm(s.cols, n, c.wA, s.bp, c.m, n, c.i, nil, NoBias, nil)
+	t = s.prof.lap(t, "  conv_transpose: gemm")
 	for b := 0; b < c.b; b++ {
-		t := s.prof.start()
-		k.PackB(s.bp, x[b*in:(b+1)*in], c.npix, c.i, c.npix)
-		t = s.prof.lap(t, "  conv_transpose: pack")
-		k.Gemm(s.cols, c.npix, c.wA, s.bp, c.m, c.npix, c.i, nil, NoBias, nil)
-		t = s.prof.lap(t, "  conv_transpose: gemm")
 		bias := c.bias
 		if e != nil {
 			eb := e[b*c.o : (b+1)*c.o]
@@ -309,9 +323,9 @@ func (c *convT) run(k *Kernels, s *scratch, out, x, e []float32) {
 			}
 			bias = s.bias
 		}
-		k.Col2im(out[b*op:(b+1)*op], s.cols, bias, c.tab)
-		s.prof.lap(t, "  conv_transpose: col2im")
+		k.Col2im(out[b*op:(b+1)*op], s.cols[b*c.npix:], bias, c.tab)
 	}
+	s.prof.lap(t, "  conv_transpose: col2im")
 }
 
 // linear is x [rows, in] · Wᵀ + bias with W packed once as the B operand.

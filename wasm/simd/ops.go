@@ -243,20 +243,22 @@ func (k *Kernels) F16ToF32(dst []float32, src []uint16) {
 // columns whose outputs land inside the output plane. Built and checked
 // here, in kernel memory; the kernel trusts them.
 type Col2imTables struct {
-	tab                             []int32
-	o, kh, kw, h, w, oh, ow, stride int
+	tab                                  []int32
+	o, kh, kw, h, w, oh, ow, stride, ldc int
 }
 
 // NewCol2imTables prepares the col2im of a transposed convolution with o
 // output channels, a kh×kw kernel, stride and symmetric padding pad, from an
-// h×w input into an oh×ow output (oh, ow may include output padding).
-func NewCol2imTables(k *Kernels, o, kh, kw, h, w, stride, pad, oh, ow int) *Col2imTables {
-	positive(o, kh, kw, h, w, stride, pad, oh, ow)
-	if stride == 0 {
-		panic("simd: col2im stride 0")
+// h×w input into an oh×ow output (oh, ow may include output padding); the
+// rows of the GEMM product it reads are ldc >= h·w floats apart.
+func NewCol2imTables(k *Kernels, o, kh, kw, h, w, stride, pad, oh, ow, ldc int) *Col2imTables {
+	positive(o, kh, kw, h, w, stride, pad, oh, ow, ldc)
+	if stride == 0 || ldc < h*w {
+		panic("simd: bad col2im stride")
 	}
-	tab := k.AllocI32(8 + 3*(kh+kw))
-	for i, v := range []int{o, kh, kw, h, w, oh, ow, stride} {
+	const head = 9
+	tab := k.AllocI32(head + 3*(kh+kw))
+	for i, v := range []int{o, kh, kw, h, w, oh, ow, stride, ldc} {
 		tab[i] = int32(v)
 	}
 	// ranges sets (i0, i1, o0) for tap t: inputs i in [i0, i1) have
@@ -281,21 +283,21 @@ func NewCol2imTables(k *Kernels, o, kh, kw, h, w, stride, pad, oh, ow int) *Col2
 		tab[at], tab[at+1], tab[at+2] = int32(i0), int32(i1), int32(o0)
 	}
 	for ky := 0; ky < kh; ky++ {
-		ranges(8+3*ky, ky, h, oh)
+		ranges(head+3*ky, ky, h, oh)
 	}
 	for kx := 0; kx < kw; kx++ {
-		ranges(8+3*(kh+kx), kx, w, ow)
+		ranges(head+3*(kh+kx), kx, w, ow)
 	}
-	return &Col2imTables{tab, o, kh, kw, h, w, oh, ow, stride}
+	return &Col2imTables{tab, o, kh, kw, h, w, oh, ow, stride, ldc}
 }
 
 // ColRows is the number of rows of the GEMM product col2im reads (o·kh·kw).
 func (t *Col2imTables) ColRows() int { return t.o * t.kh * t.kw }
 
 // Col2im sets out [o, oh, ow] to bias (per channel; nil: 0) plus the
-// scatter-add of cols [o·kh·kw, h·w] (see Col2imTables).
+// scatter-add of cols [o·kh·kw rows of h·w, ldc apart] (see Col2imTables).
 func (k *Kernels) Col2im(out, cols, bias []float32, t *Col2imTables) {
-	need("cols", len(cols), t.ColRows()*t.h*t.w)
+	need("cols", len(cols), matLen(t.ColRows(), t.h*t.w, t.ldc))
 	need("out", len(out), t.o*t.oh*t.ow)
 	if bias != nil {
 		need("bias", len(bias), t.o)

@@ -554,8 +554,10 @@ func (g *gen) copyRows() {
 // in that order. Every output plane oc [oh, ow] is set to bias[oc] (0 when
 // bias is 0) and then receives, for each tap (ky, kx) and input pixel
 // (iy, ix), cols[(oc, ky, kx), iy·w+ix] at (iy·s - pad + ky, ix·s - pad + kx)
-// (torch.nn.ConvTranspose2d). tab is an int32 table written and checked by
-// the Go side: [o, kh, kw, h, w, oh, ow, s], then (iy0, iy1, oy0) per ky and
+// (torch.nn.ConvTranspose2d); rows of cols are ldc floats apart (h·w, or
+// more when one GEMM made the rows of several samples side by side). tab is
+// an int32 table written and checked by the Go side: [o, kh, kw, h, w, oh,
+// ow, s, ldc], then (iy0, iy1, oy0) per ky and
 // (ix0, ix1, ox0) per kx: the input rows/columns [iy0, iy1) whose outputs
 // fall inside the plane and the output row/column of the first, so there are
 // no bounds tests here. Stride 1 adds whole row segments as vectors.
@@ -571,7 +573,7 @@ func (g *gen) col2im() {
 		f.Set(v, LoadI32(tab, uint32(4*i)))
 	}
 	f.Set(s4, Shl(S, I(2)))
-	f.Set(hw4, Shl(Mul(H, W), I(2)))
+	f.Set(hw4, Shl(LoadI32(tab, 32), I(2))) // ldc: the stride of cols rows
 	f.Set(psz, Mul(OH, OW))
 	f.Set(plane, out)
 	f.Set(src, cols)
@@ -591,9 +593,9 @@ func (g *gen) col2im() {
 			f.Store32Lane(dp, 0, bv, 0)
 			f.Inc(dp, 4)
 		})
-		f.Set(rowt, Add(tab, I(32)))
+		f.Set(rowt, Add(tab, I(36)))
 		f.For(ky, I(0), KH, 1, func() {
-			f.Set(colt, Add(Add(tab, I(32)), Mul(KH, I(12))))
+			f.Set(colt, Add(Add(tab, I(36)), Mul(KH, I(12))))
 			f.For(kx, I(0), KW, 1, func() {
 				f.Set(ix0, LoadI32(colt, 0))
 				f.Set(n, Sub(LoadI32(colt, 4), ix0))
@@ -1159,15 +1161,15 @@ func (g *gen) warmup() {
 		f.Call(fn["im2col"], at(0), at(64), at(64), I(64), I(16), at(128))
 		// col2im: 2 channels, 3x3 taps, 4x4 input, stride 2 into 9x9 and
 		// stride 1 into 6x6 (every tap's rows and columns all in range).
-		for t, st := range [][8]int32{{2, 3, 3, 4, 4, 9, 9, 2}, {2, 3, 3, 4, 4, 6, 6, 1}} {
+		for t, st := range [][9]int32{{2, 3, 3, 4, 4, 9, 9, 2, 16}, {2, 3, 3, 4, 4, 6, 6, 1, 20}} {
 			tab := at(192 + int32(t))
 			for j, v := range st {
 				f.StoreI32(tab, uint32(4*j), I(v))
 			}
 			for j := range 6 { // (0, 4, tap) for ky then kx
-				f.StoreI32(tab, uint32(32+12*j), I(0))
-				f.StoreI32(tab, uint32(36+12*j), I(4))
-				f.StoreI32(tab, uint32(40+12*j), I(int32(j%3)))
+				f.StoreI32(tab, uint32(36+12*j), I(0))
+				f.StoreI32(tab, uint32(40+12*j), I(4))
+				f.StoreI32(tab, uint32(44+12*j), I(int32(j%3)))
 			}
 			f.Call(fn["col2im"], at(0), tab, at(0), at(128))
 		}
