@@ -114,7 +114,8 @@ func (dn *Denoiser) chunk(h, w, want int) (int, error) {
 
 // perSampleBytes is the largest buffer a one-sample graph binds (for a
 // batch of B, B times as much): a value, attention's heads×N×N scores or
-// its fused [3C, N] q/k/v (attnblock.go), or the views of linears merged on
+// its fused [3C, N] q/k/v (attnblock.go), linear attention's context
+// matrices (lucid.go), or the views of linears merged on
 // one input (linears.go). Split-K scratch is capped to it (splitFor).
 func perSampleBytes(g *graph.Graph) uint64 {
 	var m uint64
@@ -131,6 +132,12 @@ func perSampleBytes(g *graph.Graph) uint64 {
 		case graph.OpLinear:
 			merged[n.In[0]] += valBytes(g.Shapes[n.Out]) + 256
 			nlin[n.In[0]]++
+		case graph.OpLinearAttention: // per-head D×D context (lucid.go); qkv is [B, 3·heads·D, H, W]
+			s := g.Shapes[n.In[0]]
+			if heads := n.Ints[0]; heads > 0 {
+				d := uint64(s[1] / (3 * heads))
+				m = max(m, 4*uint64(s[0])*uint64(heads)*d*d)
+			}
 		}
 	}
 	for v, b := range merged {
