@@ -66,8 +66,9 @@
 // graph for that shape is lowered once into a plan: every Conv2D becomes
 // (pad, im2col or a plain pack for 1x1) + GEMM per sample, with the conv
 // bias, a following AddChannel (per-sample bias) or Add (residual) fused
-// into the GEMM epilogue; every ConvTranspose2D becomes cols = Wᵀ·x (packed
-// GEMM, the weight packed once as Wᵀ) + col2im, which scatters the
+// into the GEMM epilogue; every ConvTranspose2D becomes cols = Wᵀ·x (one
+// packed GEMM for the whole batch, x gathered into [I, B·H·W], the weight
+// packed once as Wᵀ) + col2im per sample, which scatters the
 // O·KH·KW rows of cols into the output planes starting from the bias plus
 // a fused AddChannel (only the I·O·KH·KW·H·W products of the definition,
 // no zero-upsampled input); GroupNorm absorbs a following ScaleShift and
