@@ -49,8 +49,9 @@ func (e *LimitError) Error() string {
 // Device is an opened GPU device with this package's shader modules and
 // pipelines cached on it, shared by every Program and Denoiser made on it.
 type Device struct {
-	gpu    *gpu.Device
-	limits gpu.Limits // what plans are checked against: the device's (tests lower them)
+	gpu      *gpu.Device
+	limits   gpu.Limits // what plans are checked against: the device's (tests lower them)
+	software bool       // a CPU implementation of WebGPU (Software)
 	*cache
 }
 
@@ -93,7 +94,9 @@ func Open(ctx context.Context) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webgpu: requesting a device: %w", err)
 	}
-	return newDevice(d), nil
+	dev := newDevice(d)
+	dev.software = a.Software
+	return dev, nil
 }
 
 func newDevice(d *gpu.Device) *Device {
@@ -104,6 +107,11 @@ func newDevice(d *gpu.Device) *Device {
 		dummy:     d.CreateBuffer("unused input", 16, gpu.Storage),
 	}}
 }
+
+// Software reports whether the adapter is a CPU implementation of WebGPU
+// (SwiftShader, say). There workgroups run one after another on a few
+// cores, so split-K only adds work and is not used.
+func (d *Device) Software() bool { return d.software }
 
 // Limits returns the device's limits.
 func (d *Device) Limits() gpu.Limits { return d.limits }

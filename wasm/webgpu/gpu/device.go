@@ -107,6 +107,12 @@ type Adapter struct {
 	v        js.Value
 	Limits   Limits
 	Features map[string]bool
+	// Info is the adapter's vendor, architecture, device and description
+	// (GPUAdapterInfo), joined by spaces; empty where the browser hides it.
+	Info string
+	// Software is true for a CPU implementation of WebGPU (SwiftShader,
+	// llvmpipe/lavapipe, or an adapter that says it is a fallback).
+	Software bool
 }
 
 // RequestAdapter asks navigator.gpu for a high-performance adapter.
@@ -130,7 +136,20 @@ func RequestAdapter(ctx context.Context) (*Adapter, error) {
 	if a.IsNull() || a.IsUndefined() {
 		return nil, ErrNoWebGPU
 	}
-	return &Adapter{v: a, Limits: readLimits(a.Get("limits")), Features: featureSet(a.Get("features"))}, nil
+	ad := &Adapter{v: a, Limits: readLimits(a.Get("limits")), Features: featureSet(a.Get("features"))}
+	if info := a.Get("info"); info.Type() == js.TypeObject {
+		var parts []string
+		for _, k := range []string{"vendor", "architecture", "device", "description"} {
+			if v := info.Get(k); v.Type() == js.TypeString && v.String() != "" {
+				parts = append(parts, v.String())
+			}
+		}
+		ad.Info = strings.Join(parts, " ")
+	}
+	low := strings.ToLower(ad.Info)
+	ad.Software = a.Get("isFallbackAdapter").Truthy() || strings.Contains(low, "swiftshader") ||
+		strings.Contains(low, "llvmpipe") || strings.Contains(low, "lavapipe")
+	return ad, nil
 }
 
 // Device is a GPUDevice and its queue.
