@@ -11,13 +11,15 @@ import "github.com/diffuse-web/diffuse/core/graph"
 //
 // eleven dispatches, most of them tiny on a small image, and on a large GPU a
 // dispatch costs about as much as the work in it. attnBlock recognises the
-// pattern and compiles it to five: q, k and v as one 1×1 convolution (their
+// pattern and compiles it to three: q, k and v as one 1×1 convolution (their
 // weights concatenated) that writes a channel-major [B, 3C, N] buffer, the
-// attention's scores, softmax and weighted sum reading that layout
-// (attention.wgsl's *cm entries) and writing [B, C, N], and the output
-// projection as a 1×1 convolution with the residual in its epilogue. The
-// transposes disappear: a token-major [B, N, C] tensor is the channel-major
-// one read with other strides.
+// attention in one kernel reading that layout and writing [B, C, N] (the
+// layout lucidrains' attention uses too, so lucid.wgsl's mem_attention
+// serves; heads wider than 256 take attention.wgsl's *cm scores, softmax
+// and weighted sum instead), and the output projection as a 1×1
+// convolution with the residual in its epilogue. The transposes disappear:
+// a token-major [B, N, C] tensor is the channel-major one read with other
+// strides.
 
 // attnBlock compiles the block starting at to_tokens node i and reports
 // whether it matched; when it does not, the ops compile one by one.
@@ -110,36 +112,50 @@ func (c *compiler) attnBlock(i int) (bool, error) {
 		return true, err
 	}
 
-	// Attention, channel-major in and out.
+	// Attention, channel-major in and out: for heads up to 256 wide one
+	// dispatch (lucid.wgsl's mem_attention with no memory tokens: a
+	// workgroup per query, online softmax, no stored scores), else scores,
+	// softmax and weighted sum.
 	D := Ca / heads
-	ts := len(c.temps)
-	c.temps = append(c.temps, 4*uint64(B*heads*N*N))
 	to := len(c.temps)
 	c.temps = append(c.temps, 4*uint64(B*Ca*N))
 	q := ref{k: rTemp, i: tq}
-	binds := []ref{q, q, q, {k: rTemp, i: ts}, {k: rTemp, i: to}}
-	params := words(B, N, Ca, heads, D, B*heads*N, an.F, 0)
 	what := "attention " + name
-	g1, err := c.gemmGrid(what, N, N, B*heads)
-	if err != nil {
-		return true, err
+	if D <= maxHeadDim {
+		rows := B * heads * N
+		grid, err := c.grid(what, rows)
+		if err != nil {
+			return true, err
+		}
+		c.add(pstep{what: what, key: kernelKey{fam: "lucid", entry: "mem_attention"},
+			params: lucidParams(rows, N, heads, D, 0, 0, an.F, 0.0, c.flags("", 0)),
+			binds:  []ref{q, none, none, {k: rTemp, i: to}}, out: -1, temps: []int{tq, to}, grid: grid}, order)
+	} else {
+		ts := len(c.temps)
+		c.temps = append(c.temps, 4*uint64(B*heads*N*N))
+		binds := []ref{q, q, q, {k: rTemp, i: ts}, {k: rTemp, i: to}}
+		params := words(B, N, Ca, heads, D, B*heads*N, an.F, 0)
+		g1, err := c.gemmGrid(what, N, N, B*heads)
+		if err != nil {
+			return true, err
+		}
+		g2, err := c.grid(what, B*heads*N)
+		if err != nil {
+			return true, err
+		}
+		g3, err := c.gemmGrid(what, N, D, B*heads)
+		if err != nil {
+			return true, err
+		}
+		temps := []int{tq, ts, to}
+		c.add(pstep{what: what + " (scores)", key: kernelKey{fam: "attention", entry: "scorescm_main"}, params: params, binds: binds, out: -1, temps: temps, grid: g1}, order)
+		c.add(pstep{what: what + " (softmax)", key: kernelKey{fam: "attention", entry: "softmax"}, params: params, binds: binds, out: -1, temps: temps, grid: g2}, order)
+		c.add(pstep{what: what + " (weighted sum)", key: kernelKey{fam: "attention", entry: "pvcm_main"}, params: params, binds: binds, out: -1, temps: temps, grid: g3}, order)
 	}
-	g2, err := c.grid(what, B*heads*N)
-	if err != nil {
-		return true, err
-	}
-	g3, err := c.gemmGrid(what, N, D, B*heads)
-	if err != nil {
-		return true, err
-	}
-	temps := []int{tq, ts, to}
-	c.add(pstep{what: what + " (scores)", key: kernelKey{fam: "attention", entry: "scorescm_main"}, params: params, binds: binds, out: -1, temps: temps, grid: g1}, order)
-	c.add(pstep{what: what + " (softmax)", key: kernelKey{fam: "attention", entry: "softmax"}, params: params, binds: binds, out: -1, temps: temps, grid: g2}, order)
-	c.add(pstep{what: what + " (weighted sum)", key: kernelKey{fam: "attention", entry: "pvcm_main"}, params: params, binds: binds, out: -1, temps: temps, grid: g3}, order)
 
 	// Output projection + residual.
 	l := &g.Nodes[lo]
-	err = c.conv1x1("conv2d "+l.Name+" (+ residual)", ref{k: rTemp, i: to}, B, Ca, H, W, C, l.Weight, l.Bias,
+	err := c.conv1x1("conv2d "+l.Name+" (+ residual)", ref{k: rTemp, i: to}, B, Ca, H, W, C, l.Weight, l.Bias,
 		c.val(res), c.val(g.Nodes[ad].Out), g.Nodes[ad].Out, []int{to}, order)
 	return true, err
 }
