@@ -75,38 +75,8 @@ fn pvcm_store(z: u32, m: u32, n: u32, v: f32) {
 }
 
 // softmax: one 64-thread workgroup per row of S (rows = B·heads·N),
-// max-subtracted. Rows are at most a few thousand long, so 64 threads keep
-// the reductions short.
-var<workgroup> red: array<f32, 64>;
-
-fn reduce_max(li: u32, v: f32) -> f32 {
-	red[li] = v;
-	workgroupBarrier();
-	for (var s = 32u; s > 0u; s >>= 1u) {
-		if (li < s) {
-			red[li] = max(red[li], red[li + s]);
-		}
-		workgroupBarrier();
-	}
-	let r = red[0];
-	workgroupBarrier();
-	return r;
-}
-
-fn reduce_sum(li: u32, v: f32) -> f32 {
-	red[li] = v;
-	workgroupBarrier();
-	for (var s = 32u; s > 0u; s >>= 1u) {
-		if (li < s) {
-			red[li] += red[li + s];
-		}
-		workgroupBarrier();
-	}
-	let r = red[0];
-	workgroupBarrier();
-	return r;
-}
-
+// max-subtracted, with reduce64.wgsl's reductions. Rows are at most a few
+// thousand long, so 64 threads keep the reductions short.
 @compute @workgroup_size(64)
 fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
 		@builtin(local_invocation_index) li: u32) {

@@ -27,15 +27,6 @@ struct Params {
 
 fn weight(i: u32) -> f32 { return wvalue(Wt[wword(i)], i); }
 
-// krange is workgroup z's slice of K: 16-aligned, the last one shorter.
-fn krange(z: u32) -> vec2<u32> {
-	if (P.split <= 1u) {
-		return vec2<u32>(0u, P.K);
-	}
-	let per = (P.K + P.split * 16u - 1u) / (P.split * 16u) * 16u;
-	return vec2<u32>(min(z * per, P.K), min((z + 1u) * per, P.K));
-}
-
 // store is the GEMM's store: the epilogue, or a partial sum when split.
 fn store(z: u32, m: u32, n: u32, v: f32) {
 	if (P.split > 1u) {
@@ -117,7 +108,7 @@ fn conv2d_load_b(z: u32, r: Tap, c: Pixel) -> f32 {
 	return X[c.base + r.off + u32(iy) * P.W + u32(ix)];
 }
 fn conv2d_store(z: u32, m: u32, n: u32, v: f32) { store(z, m, n, v); }
-fn conv2d_krange(z: u32) -> vec2<u32> { return krange(z); }
+fn conv2d_krange(z: u32) -> vec2<u32> { return k_slice(P.K, P.split, z); }
 
 // convt: weight [I,O,KH,KW]; output pixel (oy,ox) gathers input pixel
 // ((oy+pad-ky)/stride, (ox+pad-kx)/stride) where that division is exact.
@@ -150,4 +141,4 @@ fn convt_load_b(z: u32, r: Tap, c: Pixel) -> f32 {
 	return X[c.base + r.off + iy * P.W + ix];
 }
 fn convt_store(z: u32, m: u32, n: u32, v: f32) { store(z, m, n, v); }
-fn convt_krange(z: u32) -> vec2<u32> { return krange(z); }
+fn convt_krange(z: u32) -> vec2<u32> { return k_slice(P.K, P.split, z); }

@@ -21,6 +21,7 @@ type family struct {
 	weights bool     // reads parameters: weights.wgsl is pasted in
 	gemms   []string // gemm.wgsl instances pasted in, by prefix
 	layout  []gpu.BindingType
+	shared  []string // other shared .wgsl files pasted in (reduce64.wgsl)
 }
 
 const (
@@ -30,14 +31,14 @@ const (
 )
 
 var families = map[string]family{
-	"conv":        {"conv.wgsl", true, []string{"conv2d", "convt"}, []gpu.BindingType{u, ro, ro, ro, ro, ro, rw}},
-	"linear":      {"linear.wgsl", true, []string{"linear"}, []gpu.BindingType{u, ro, ro, ro, rw, ro}},
-	"attention":   {"attention.wgsl", false, []string{"scores", "pv", "scorescm", "pvcm"}, []gpu.BindingType{u, ro, ro, ro, rw, rw}},
-	"norm":        {"norm.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, ro, rw}},
-	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},
-	"layout":      {"layout.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},
-	"embed":       {"embed.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}},
-	"sampler":     {"sampler.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}},
+	"conv":        {"conv.wgsl", true, []string{"conv2d", "convt"}, []gpu.BindingType{u, ro, ro, ro, ro, ro, rw}, nil},
+	"linear":      {"linear.wgsl", true, []string{"linear"}, []gpu.BindingType{u, ro, ro, ro, rw, ro}, nil},
+	"attention":   {"attention.wgsl", false, []string{"scores", "pv", "scorescm", "pvcm"}, []gpu.BindingType{u, ro, ro, ro, rw, rw}, []string{"reduce64.wgsl"}},
+	"norm":        {"norm.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, ro, rw}, nil},
+	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, nil},
+	"layout":      {"layout.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, nil},
+	"embed":       {"embed.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}, nil},
+	"sampler":     {"sampler.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, nil},
 }
 
 // Workgroup memory and storage bindings the kernels use at most, checked
@@ -81,6 +82,13 @@ func (fam family) source() (string, error) {
 	var sb strings.Builder
 	if fam.weights {
 		w, err := wgsl.ReadFile("weights.wgsl")
+		if err != nil {
+			return "", err
+		}
+		sb.Write(w)
+	}
+	for _, f := range fam.shared {
+		w, err := wgsl.ReadFile(f)
 		if err != nil {
 			return "", err
 		}

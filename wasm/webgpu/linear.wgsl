@@ -32,13 +32,7 @@ fn linear_load_b(z: u32, k: u32, col: u32) -> f32 {
 	let i = col + k;
 	return wvalue(Wt[wword(i)], i);
 }
-fn linear_krange(z: u32) -> vec2<u32> {
-	if (P.split <= 1u) {
-		return vec2<u32>(0u, P.I);
-	}
-	let per = (P.I + P.split * 16u - 1u) / (P.split * 16u) * 16u;
-	return vec2<u32>(min(z * per, P.I), min((z + 1u) * per, P.I));
-}
+fn linear_krange(z: u32) -> vec2<u32> { return k_slice(P.I, P.split, z); }
 fn linear_store(z: u32, m: u32, n: u32, v: f32) {
 	if (P.split > 1u) {
 		Out[(z * P.rows + m) * P.O + n] = v;

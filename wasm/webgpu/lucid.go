@@ -19,7 +19,7 @@ import (
 const maxHeadDim = 256
 
 func init() {
-	families["lucid"] = family{"lucid.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}}
+	families["lucid"] = family{"lucid.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}, []string{"reduce64.wgsl"}}
 	moreNodes[graph.OpRMSNormChannel] = (*compiler).rmsNorm
 	moreNodes[graph.OpPixelUnshuffle] = (*compiler).pixelUnshuffle
 	moreNodes[graph.OpSliceChannels] = (*compiler).sliceChannels

@@ -100,39 +100,11 @@ fn slice_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 	}
 }
 
-// Reductions over a 64-thread workgroup, for the kernels below that give
-// one workgroup to a row (a key channel or a query).
-var<workgroup> red: array<f32, 64>;
+// Scratch for the kernels below that give one workgroup to a row (a key
+// channel or a query); their reductions are reduce64.wgsl's.
 var<workgroup> ps: array<f32, 64>;
 var<workgroup> qs: array<f32, 256>;
 
-fn reduce_max(li: u32, v: f32) -> f32 {
-	red[li] = v;
-	workgroupBarrier();
-	for (var s = 32u; s > 0u; s >>= 1u) {
-		if (li < s) {
-			red[li] = max(red[li], red[li + s]);
-		}
-		workgroupBarrier();
-	}
-	let r = red[0];
-	workgroupBarrier();
-	return r;
-}
-
-fn reduce_sum(li: u32, v: f32) -> f32 {
-	red[li] = v;
-	workgroupBarrier();
-	for (var s = 32u; s > 0u; s >>= 1u) {
-		if (li < s) {
-			red[li] += red[li + s];
-		}
-		workgroupBarrier();
-	}
-	let r = red[0];
-	workgroupBarrier();
-	return r;
-}
 
 // Linear attention (Shen et al. 2021, "Efficient Attention: Attention with
 // Linear Complexities", as lucidrains' LinearAttention computes it): a = N

@@ -24,3 +24,13 @@ fn wvalue(word: u32, i: u32) -> f32 {
 	}
 	return bitcast<f32>(word);
 }
+
+// k_slice is split-K slice z of [0, K) in `split` slices: 16-aligned (a GEMM
+// K step), the last one shorter or empty; all of K when split ≤ 1.
+fn k_slice(K: u32, split: u32, z: u32) -> vec2<u32> {
+	if (split <= 1u) {
+		return vec2<u32>(0u, K);
+	}
+	let per = (K + split * 16u - 1u) / (split * 16u) * 16u;
+	return vec2<u32>(min(z * per, K), min((z + 1u) * per, K));
+}
