@@ -40,17 +40,8 @@ func (c *compiler) rmsNorm(i int) error {
 	xs := g.Shapes[n.In[0]]
 	C := xs[1]
 	per := tensor.Numel(xs[2:])
-	out, last, more := n.Out, i, 0
-	e := ref{k: rNone}
+	e, out, last, more := c.normEpilogue(i)
 	if !c.o.Unfused {
-		if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpScaleShift && g.Nodes[j].In[0] == out && len(xs) == 4 {
-			e, out, last, more = c.val(g.Nodes[j].In[1]), g.Nodes[j].Out, j, flagE
-			c.skip[j] = true
-		}
-		if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
-			out, last, more = g.Nodes[j].Out, j, more|flagSiLU
-			c.skip[j] = true
-		}
 		// A residual add (x = block(x) + x, x = attn(x) + x) takes the E
 		// binding when no scale_shift did.
 		if j := c.only(out); j >= 0 && e.k == rNone && g.Nodes[j].Op == graph.OpAdd {

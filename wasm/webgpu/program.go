@@ -404,19 +404,7 @@ func (c *compiler) node(i int) error {
 		xs := shape(0)
 		groups := n.Ints[0]
 		per := tensor.Numel(xs[2:])
-		out, last := n.Out, i
-		more := 0
-		e := none
-		if !c.o.Unfused {
-			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpScaleShift && g.Nodes[j].In[0] == out && len(xs) == 4 {
-				e, out, last, more = c.val(g.Nodes[j].In[1]), g.Nodes[j].Out, j, flagE
-				c.skip[j] = true
-			}
-			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
-				out, last, more = g.Nodes[j].Out, j, more|flagSiLU
-				c.skip[j] = true
-			}
-		}
+		e, out, last, more := c.normEpilogue(i)
 		what := "group_norm " + n.Name
 		count := xs[0] * groups
 		grid, err := c.grid(what, count)
@@ -542,6 +530,28 @@ func (c *compiler) node(i int) error {
 		return fmt.Errorf("webgpu: op %q (%s) is not implemented", n.Op, n.Name)
 	}
 	return nil
+}
+
+// normEpilogue absorbs what follows normalisation node i in a resnet: a
+// scale_shift by the time embedding (its embedding becomes binding e,
+// flagE) and then a SiLU (flagSiLU). It returns the value the fused step
+// writes and the index of the last node it covers.
+func (c *compiler) normEpilogue(i int) (e ref, out graph.Value, last, more int) {
+	g := c.g
+	n := &g.Nodes[i]
+	e, out, last = ref{k: rNone}, n.Out, i
+	if c.o.Unfused {
+		return
+	}
+	if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpScaleShift && g.Nodes[j].In[0] == out && len(g.Shapes[n.In[0]]) == 4 {
+		e, out, last, more = c.val(g.Nodes[j].In[1]), g.Nodes[j].Out, j, flagE
+		c.skip[j] = true
+	}
+	if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
+		out, last, more = g.Nodes[j].Out, j, more|flagSiLU
+		c.skip[j] = true
+	}
+	return
 }
 
 // moreNodes compiles ops kept outside this switch (one file per op family,
