@@ -226,30 +226,38 @@ func TestConvMatchesReference(t *testing.T) {
 		x := randn(r, tensor.Numel(c.xs))
 		want, os := refConv(x, c.xs, params["w"].Data, c.ws, bias, c.stride, c.pad)
 		wt := newWeights(k, params)
-		cv := newConv(k, wt, c.xs, "w", biasName, c.stride, c.pad, os)
-		need := cv.need()
-		s := need.alloc(k)
-		for _, mis := range misalignments {
-			name := fmt.Sprintf("x%v w%v s%d p%v mis%d", c.xs, c.ws, c.stride, c.pad, mis)
-			xs, _ := mk(k, len(x), mis, x)
-			out, g := mk(k, len(want), mis, nil)
-			cv.run(k, s, out, xs, nil, nil)
-			g.check(t, name)
-			closeTo(t, name, out, want, 2e-5)
+		kd := c.ws[1] * c.ws[2] * c.ws[3]
+		// Pixel blocks: all at once, the default, one panel, three panels
+		// (the last block narrower when the pixels do not divide evenly).
+		for _, chunk := range []int{0, convChunkBytes, 1, 4 * kd * 3 * NR} {
+			saved := convChunkBytes
+			convChunkBytes = chunk
+			cv := newConv(k, wt, c.xs, "w", biasName, c.stride, c.pad, os)
+			convChunkBytes = saved
+			need := cv.need()
+			s := need.alloc(k)
+			for _, mis := range misalignments {
+				name := fmt.Sprintf("x%v w%v s%d p%v chunk%d mis%d", c.xs, c.ws, c.stride, c.pad, chunk, mis)
+				xs, _ := mk(k, len(x), mis, x)
+				out, g := mk(k, len(want), mis, nil)
+				cv.run(k, s, out, xs, nil, nil)
+				g.check(t, name)
+				closeTo(t, name, out, want, 2e-5)
 
-			// With a per-sample channel bias and a residual fused in.
-			e := randn(r, c.xs[0]*c.ws[0])
-			res := randn(r, len(want))
-			want2 := append([]float32(nil), want...)
-			plane := os[2] * os[3]
-			for i := range want2 {
-				want2[i] += e[i/plane] + res[i]
+				// With a per-sample channel bias and a residual fused in.
+				e := randn(r, c.xs[0]*c.ws[0])
+				res := randn(r, len(want))
+				want2 := append([]float32(nil), want...)
+				plane := os[2] * os[3]
+				for i := range want2 {
+					want2[i] += e[i/plane] + res[i]
+				}
+				es, _ := mk(k, len(e), mis, e)
+				rs, _ := mk(k, len(res), mis, res)
+				cv.run(k, s, out, xs, es, rs)
+				g.check(t, name+" fused")
+				closeTo(t, name+" fused", out, want2, 2e-5)
 			}
-			es, _ := mk(k, len(e), mis, e)
-			rs, _ := mk(k, len(res), mis, res)
-			cv.run(k, s, out, xs, es, rs)
-			g.check(t, name+" fused")
-			closeTo(t, name+" fused", out, want2, 2e-5)
 		}
 	}
 }

@@ -1,0 +1,86 @@
+package simd
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// abSet switches between the variants an A/B comparison times (index 0 is
+// the old code path); nil when there is nothing to compare.
+var abSet func(v int)
+
+// TestABCompare times variant 0 and 1 of abSet interleaved in one process
+// (AB_MODELS=mnist,emoji AB_ROUNDS=n; skipped unless AB_MODELS is set) and
+// prints the median time per call of each.
+func TestABCompare(t *testing.T) {
+	models := os.Getenv("AB_MODELS")
+	if models == "" || abSet == nil {
+		t.Skip("AB_MODELS not set")
+	}
+	rounds, _ := strconv.Atoi(os.Getenv("AB_ROUNDS"))
+	if rounds == 0 {
+		rounds = 7
+	}
+	for _, spec := range strings.Split(models, ",") {
+		name, bs, _ := strings.Cut(spec, "/")
+		batch, _ := strconv.Atoi(bs)
+		if batch == 0 {
+			batch = 1
+		}
+		m, err := benchModel(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := NewDenoiser(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := tensor.New(append([]int{batch}, m.InShape()...)...)
+		for i := range x.Data {
+			x.Data[i] = float32(i%7) - 3
+		}
+		ts := make([]float32, batch)
+		var class []int
+		cond, _ := m.Conditional()
+		for i := range ts {
+			ts[i] = 500
+			if cond {
+				class = append(class, i%10)
+			}
+		}
+		var times [2][]time.Duration
+		for r := 0; r < rounds+1; r++ {
+			for _, v := range [][]int{{0, 1}, {1, 0}}[r%2] {
+				abSet(v)
+				t0 := time.Now()
+				if _, err := d.Denoise(x, ts, class); err != nil {
+					t.Fatal(err)
+				}
+				if r > 0 {
+					times[v] = append(times[v], time.Since(t0))
+				}
+			}
+		}
+		abSet(1)
+		var ratios []time.Duration // new/old of each round, in millionths
+		for i := range times[0] {
+			ratios = append(ratios, time.Duration(1e6*times[1][i].Seconds()/times[0][i].Seconds()))
+		}
+		med := func(s []time.Duration) time.Duration {
+			sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+			return s[len(s)/2]
+		}
+		rm := med(ratios)
+		a, b := med(times[0]), med(times[1])
+		fmt.Fprintf(os.Stderr, "AB %s/b%d: median old %.2f ms, new %.2f ms (min %.2f, %.2f), median of paired new/old %.3f\n", name, batch,
+			a.Seconds()*1e3, b.Seconds()*1e3, times[0][0].Seconds()*1e3, times[1][0].Seconds()*1e3, float64(rm)/1e6)
+		d.Close()
+	}
+}
