@@ -49,8 +49,8 @@ var f16Elementwise = []f16Patch{
 }
 
 var f16Norm = []f16Patch{
-	{"var y = (X[start + i] - mean) * (inv * wvalue(Gamma[wword(ch)], ch));",
-		"var y = f16(X[start + i] - mean) * f16(inv * wvalue(Gamma[wword(ch)], ch));"},
+	{"var y = (value(start + i) - mean) * (inv * wvalue(Gamma[wword(ch)], ch));",
+		"var y = f16(value(start + i) - mean) * f16(inv * wvalue(Gamma[wword(ch)], ch));"},
 	{"y += wvalue(Beta[wword(ch)], ch);", "y += f16(wvalue(Beta[wword(ch)], ch));"},
 	{"y = y * (1.0 + E[e0 + ch]) + E[e0 + C + ch];", "y = y * (1.0h + f16(E[e0 + ch])) + f16(E[e0 + C + ch]);"},
 	{"Out[start + i] = y;", "Out[start + i] = f32(y);"},

@@ -3,10 +3,17 @@
 // normalised, affine-transformed values. The planner fuses what follows in a
 // UNet resnet: a scale_shift by the time embedding (E [B,2C] = [scale |
 // shift]) and a SiLU.
+//
+// With split > 0 the input is a split-K convolution's partial sums
+// [split, C, B·per] (program.go's convIntoNorm): the first pass adds the
+// slices, the conv's bias (conv bit 1, CBias) and its add_channel term
+// (conv bit 2, E [B,C]) and stores the sum in Out; the later passes read it
+// back from Out (each thread revisits only its own elements, so no barrier
+// is needed for that).
 
 struct Params {
 	groups: u32, cg: u32, per: u32, count: u32,
-	eps: f32, flags: u32, _p0: u32, _p1: u32,
+	eps: f32, flags: u32, split: u32, conv: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -15,6 +22,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> Beta: array<u32>;
 @group(0) @binding(4) var<storage, read> E: array<f32>;
 @group(0) @binding(5) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(6) var<storage, read> CBias: array<u32>;
 
 var<workgroup> red: array<f32, 256>;
 
@@ -32,6 +40,38 @@ fn reduce_sum(li: u32, v: f32) -> f32 {
 	return r;
 }
 
+// first reads element i of group bg in the first pass (summing a split
+// conv's slices and storing the result in Out); value reads it afterwards.
+fn first(bg: u32, i: u32, start: u32) -> f32 {
+	if (P.split == 0u) {
+		return X[start + i];
+	}
+	let C = P.groups * P.cg;
+	let b = bg / P.groups;
+	let ch = (bg % P.groups) * P.cg + i / P.per;
+	let N = (P.count / P.groups) * P.per;
+	let at = ch * N + b * P.per + i % P.per;
+	var v = 0.0;
+	for (var z = 0u; z < P.split; z++) {
+		v += X[z * C * N + at];
+	}
+	if ((P.conv & 1u) != 0u) {
+		v += wvalue(CBias[wword(ch)], ch);
+	}
+	if ((P.conv & 2u) != 0u) {
+		v += E[b * C + ch];
+	}
+	Out[start + i] = v;
+	return v;
+}
+
+fn value(k: u32) -> f32 {
+	if (P.split == 0u) {
+		return X[k];
+	}
+	return Out[k];
+}
+
 @compute @workgroup_size(256)
 fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
 		@builtin(local_invocation_index) li: u32) {
@@ -43,12 +83,12 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 	let start = bg * L;
 	var s = 0.0;
 	for (var i = li; i < L; i += 256u) {
-		s += X[start + i];
+		s += first(bg, i, start);
 	}
 	let mean = reduce_sum(li, s) / f32(L);
 	var q = 0.0;
 	for (var i = li; i < L; i += 256u) {
-		let d = X[start + i] - mean;
+		let d = value(start + i) - mean;
 		q += d * d;
 	}
 	let inv = inverseSqrt(reduce_sum(li, q) / f32(L) + P.eps);
@@ -57,7 +97,7 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 	let e0 = (bg / P.groups) * 2u * C;
 	for (var i = li; i < L; i += 256u) {
 		let ch = c0 + i / P.per;
-		var y = (X[start + i] - mean) * (inv * wvalue(Gamma[wword(ch)], ch));
+		var y = (value(start + i) - mean) * (inv * wvalue(Gamma[wword(ch)], ch));
 		if (flag(F_BIAS)) {
 			y += wvalue(Beta[wword(ch)], ch);
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"strings"
 	"sync"
 	"testing"
 
@@ -411,8 +412,22 @@ func TestFusions(t *testing.T) {
 			t.Errorf("%s: fused program has %d steps, want 5 (2 norms, 2 convs with epilogues, 1 shortcut)", c.name, p.Steps())
 		}
 		p.Release()
-		// SplitK 4: the fused epilogue runs in the split-K reduce step.
-		for _, o := range []Options{{}, {Weights: WeightsF16}, {SplitK: 4}} {
+		// SplitK 4: the fused epilogues run in the split-K reduce steps, and
+		// conv1's partial sums go straight into norm2 (convIntoNorm).
+		p, err = d.Compile(context.Background(), g, Options{SplitK: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		splitC1, reduceC1 := false, false
+		for _, s := range p.steps {
+			splitC1 = splitC1 || strings.HasPrefix(s.what, "conv2d c1 (split-K)")
+			reduceC1 = reduceC1 || strings.HasPrefix(s.what, "conv2d c1 (reduce)")
+		}
+		if !splitC1 || reduceC1 {
+			t.Errorf("%s: under split-K conv1 has split step %v, reduce step %v; want its partial sums read by norm2", c.name, splitC1, reduceC1)
+		}
+		p.Release()
+		for _, o := range []Options{{}, {Weights: WeightsF16}, {SplitK: 4}, {SplitK: 4, Weights: WeightsF16}} {
 			e := compare(t, d, c, o)
 			t.Logf("%s, weights %v: NMSE %.3g", c.name, o.Weights, e)
 			if !(e <= nmseOp) {

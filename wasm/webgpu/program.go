@@ -199,10 +199,10 @@ func (c *compiler) gemmGrid(what string, m, n, z int) ([3]uint32, error) {
 // graph needs anyway (perSampleBytes), so the batch splitting computed from
 // that still holds.
 func (c *compiler) splitFor(grid [3]uint32, K, numel int) int {
-	most := max(1, int(c.scratchCap/(4*uint64(max(numel, 1)))))
-	if c.o.SplitK > 0 {
-		return max(1, min(c.o.SplitK, (K+15)/16, most))
+	if c.o.SplitK > 0 { // forced (tests): not capped
+		return max(1, min(c.o.SplitK, (K+15)/16))
 	}
+	most := max(1, int(c.scratchCap/(4*uint64(max(numel, 1)))))
 	tiles := int(grid[0] * grid[1] * grid[2])
 	if tiles >= 64 || (c.dev != nil && c.dev.software) {
 		return 1
@@ -371,6 +371,11 @@ func (c *compiler) node(i int) error {
 			c.add(pstep{what: what, key: kernelKey{fam: "conv", entry: entry}, params: params, binds: binds, out: out, grid: grid}, last)
 			break
 		}
+		if r.k == rNone && !c.o.Unfused {
+			if ok, err := c.convIntoNorm(what, entry, params, binds, out, grid, split, O*N, e, n.Bias, last); ok || err != nil {
+				return err
+			}
+		}
 		if err := c.splitK("conv", entry, "conv_reduce", what, params, binds, 0, 5, out, grid, split, O*N, last); err != nil {
 			return err
 		}
@@ -401,20 +406,7 @@ func (c *compiler) node(i int) error {
 		}
 
 	case graph.OpGroupNorm:
-		xs := shape(0)
-		groups := n.Ints[0]
-		per := tensor.Numel(xs[2:])
-		e, out, last, more := c.normEpilogue(i)
-		what := "group_norm " + n.Name
-		count := xs[0] * groups
-		grid, err := c.grid(what, count)
-		if err != nil {
-			return err
-		}
-		c.add(pstep{what: what, key: kernelKey{fam: "norm", entry: "group_norm"},
-			params: words(groups, xs[1]/groups, per, count, n.F, c.flags(n.Bias, 0)|more, 0, 0),
-			binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, c.val(out)},
-			out:    out, grid: grid}, last)
+		return c.groupNorm(i, c.val(n.In[0]), 0, none, "", nil)
 
 	case graph.OpSiLU, graph.OpGELU, graph.OpAdd, graph.OpAffine, graph.OpAddChannel, graph.OpScaleShift, graph.OpDivBatch,
 		graph.OpReshape, graph.OpVEMarginalStd:
@@ -530,6 +522,64 @@ func (c *compiler) node(i int) error {
 		return fmt.Errorf("webgpu: op %q (%s) is not implemented", n.Op, n.Name)
 	}
 	return nil
+}
+
+// groupNorm compiles GroupNorm node i reading x. With split > 0, x is a
+// split-K conv's partial sums (convIntoNorm): the kernel adds the slices,
+// the conv's bias (cbias) and its add_channel term (convE, bound as e)
+// itself, so the conv needs no reduce step.
+func (c *compiler) groupNorm(i int, x ref, split int, convE ref, cbias string, temps []int) error {
+	g := c.g
+	n := &g.Nodes[i]
+	xs := g.Shapes[n.In[0]]
+	groups := n.Ints[0]
+	per := tensor.Numel(xs[2:])
+	e, out, last, more := c.normEpilogue(i)
+	convFlags := 0
+	if convE.k != rNone {
+		e, convFlags = convE, 2
+	}
+	what := "group_norm " + n.Name
+	count := xs[0] * groups
+	grid, err := c.grid(what, count)
+	if err != nil {
+		return err
+	}
+	if cbias != "" {
+		convFlags |= 1
+	}
+	c.add(pstep{what: what, key: kernelKey{fam: "norm", entry: "group_norm"},
+		params: words(groups, xs[1]/groups, per, count, n.F, c.flags(n.Bias, 0)|more, split, convFlags),
+		binds:  []ref{x, c.weight(n.Weight), c.weight(n.Bias), e, c.val(out), c.weight(cbias)},
+		out:    out, temps: temps, grid: grid}, last)
+	return nil
+}
+
+// convIntoNorm compiles a split-K conv whose only reader is a GroupNorm as
+// the GEMM step and that GroupNorm reading the partial sums, saving the
+// reduce dispatch (resnet conv1 → norm2). It declines when both would need
+// the E binding (an add_channel after the conv and a scale_shift after the
+// norm).
+func (c *compiler) convIntoNorm(what, entry string, params []uint32, binds []ref, v graph.Value, grid [3]uint32, split, numel int, e ref, bias string, order int) (bool, error) {
+	g := c.g
+	j := c.only(v)
+	if j < 0 || g.Nodes[j].Op != graph.OpGroupNorm || g.Nodes[j].In[0] != v || len(g.Shapes[v]) != 4 {
+		return false, nil
+	}
+	if k := c.only(g.Nodes[j].Out); e.k != rNone && k >= 0 && g.Nodes[k].Op == graph.OpScaleShift {
+		return false, nil
+	}
+	if uint64(split) > c.lim.MaxComputeWorkgroupsPerDimension {
+		return false, nil
+	}
+	c.skip[j] = true
+	tmp := len(c.temps)
+	c.temps = append(c.temps, 4*uint64(split)*uint64(numel))
+	none := ref{k: rNone}
+	grid[2] = uint32(split)
+	c.add(pstep{what: what + " (split-K)", key: kernelKey{fam: "conv", entry: entry}, params: params,
+		binds: []ref{binds[0], binds[1], none, none, none, {k: rTemp, i: tmp}}, out: -1, temps: []int{tmp}, grid: grid}, order)
+	return true, c.groupNorm(j, ref{k: rTemp, i: tmp}, split, e, bias, []int{tmp})
 }
 
 // normEpilogue absorbs what follows normalisation node i in a resnet: a
