@@ -664,11 +664,29 @@ func (g *gen) pad() {
 	})
 }
 
-// expv holds the temporaries of the vector exp.
-type expv struct{ t, n, r, r2, a, b Var }
+// expv holds the temporaries of the vector exp and its constants, splatted
+// into locals once where newExp is called (at a function's top level, before
+// its loops): V8 materialises every v128.const inside a loop with a few
+// instructions (no constant pool hoisting), which made the fifteen constants
+// of exp cost more than its arithmetic; locals stay in registers or come
+// back with one load.
+type expv struct {
+	t, n, r, r2, a, b                   Var
+	lo, hi, l2e, magic, ln2h, ln2l, one Var
+	c2, c6, c24, c120, c720, c5040      Var
+}
 
 func newExp(f *Func) *expv {
-	return &expv{f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)}
+	v := func(c float64) Var {
+		l := f.Local(V128)
+		f.Set(l, Splat4(float32(c)))
+		return l
+	}
+	e := &expv{t: f.Local(V128), n: f.Local(V128), r: f.Local(V128), r2: f.Local(V128), a: f.Local(V128), b: f.Local(V128)}
+	e.lo, e.hi, e.l2e, e.magic = v(expMin), v(expMax), v(log2e), v(roundMagic)
+	e.ln2h, e.ln2l, e.one = v(ln2Hi), v(ln2Lo), v(1)
+	e.c2, e.c6, e.c24, e.c120, e.c720, e.c5040 = v(1.0/2), v(1.0/6), v(1.0/24), v(1.0/120), v(1.0/720), v(1.0/5040)
+	return e
 }
 
 // Constants of the vector exp: x = n·ln2 + r with n = round(x·log2 e),
@@ -691,22 +709,22 @@ const (
 // chain than Horner's), and 2^n is built in the exponent field, so the
 // result is within a few float32 ulps of e^x.
 func (e *expv) exp(f *Func, x Expr) Expr {
-	f.Set(e.t, F4PMin(F4PMax(x, Splat4(expMin)), Splat4(expMax)))
-	f.Set(e.n, F4Add(F4Mul(e.t, Splat4(log2e)), Splat4(roundMagic)))
-	f.Set(e.r, F4Sub(e.n, Splat4(roundMagic))) // n as a float
-	f.Set(e.r, F4Sub(F4Sub(e.t, F4Mul(e.r, Splat4(ln2Hi))), F4Mul(e.r, Splat4(ln2Lo))))
+	f.Set(e.t, F4PMin(F4PMax(x, e.lo), e.hi))
+	f.Set(e.n, F4Add(F4Mul(e.t, e.l2e), e.magic))
+	f.Set(e.r, F4Sub(e.n, e.magic)) // n as a float
+	f.Set(e.r, F4Sub(F4Sub(e.t, F4Mul(e.r, e.ln2h)), F4Mul(e.r, e.ln2l)))
 	f.Set(e.r2, F4Mul(e.r, e.r))
-	lin := func(c0, c1 float64) Expr { return F4Add(Splat4(float32(c0)), F4Mul(e.r, Splat4(float32(c1)))) }
+	lin := func(c0, c1 Var) Expr { return F4Add(c0, F4Mul(e.r, c1)) }
 	// p = (1 + r + r²(1/2 + r/6)) + r⁴((1/24 + r/120) + r²(1/720 + r/5040))
-	f.Set(e.a, F4Add(lin(1, 1), F4Mul(e.r2, lin(1.0/2, 1.0/6))))
-	f.Set(e.b, F4Add(lin(1.0/24, 1.0/120), F4Mul(e.r2, lin(1.0/720, 1.0/5040))))
+	f.Set(e.a, F4Add(F4Add(e.one, e.r), F4Mul(e.r2, lin(e.c2, e.c6))))
+	f.Set(e.b, F4Add(lin(e.c24, e.c120), F4Mul(e.r2, lin(e.c720, e.c5040))))
 	f.Set(e.r, F4Add(e.a, F4Mul(F4Mul(e.r2, e.r2), e.b)))
 	return F4Mul(e.r, I4Shl(e.n, I(23)))
 }
 
 // silu returns y·sigmoid(y) = y / (1 + e^-y) for each lane.
 func (e *expv) silu(f *Func, y Var) Expr {
-	return F4Div(y, F4Add(Splat4(1), e.exp(f, F4Neg(y))))
+	return F4Div(y, F4Add(e.one, e.exp(f, F4Neg(y))))
 }
 
 // stream emits a loop over n floats: four at a time with vector loads from
