@@ -1,8 +1,8 @@
-// GroupNorm: one workgroup per (batch, group) computes the mean and then the
-// centred variance (two passes over the group, for accuracy) and writes the
-// normalised, affine-transformed values. The planner fuses what follows in a
-// UNet resnet: a scale_shift by the time embedding (E [B,2C] = [scale |
-// shift]) and a SiLU.
+// GroupNorm: one workgroup per (batch, group) computes the mean and the
+// centred variance in one pass (Welford per thread, Chan's merge across
+// threads) and writes the normalised, affine-transformed values. The
+// planner fuses what follows in a UNet resnet: a scale_shift by the time
+// embedding (E [B,2C] = [scale | shift]) and a SiLU.
 //
 // With split > 0 the input is a split-K convolution's partial sums
 // [split, C, B·per] (program.go's convIntoNorm): the first pass adds the
@@ -24,14 +24,29 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> Out: array<f32>;
 @group(0) @binding(6) var<storage, read> CBias: array<u32>;
 
-var<workgroup> red: array<f32, 256>;
+// Mean and variance in one pass and one reduction: each thread keeps a
+// running (count, mean, M2) over its elements (Welford 1962), and the
+// workgroup tree merges them pairwise with Chan, Golub & LeVeque's update
+// (1979): n = na + nb, δ = mb − ma, mean = ma + δ·nb/n,
+// M2 = M2a + M2b + δ²·na·nb/n. Stable like the two-pass form, with half the
+// barriers and one read of the group fewer.
+var<workgroup> red: array<vec3<f32>, 256>;
 
-fn reduce_sum(li: u32, v: f32) -> f32 {
+fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+	let n = a.x + b.x;
+	if (n == 0.0) {
+		return a;
+	}
+	let d = b.y - a.y;
+	return vec3<f32>(n, a.y + d * (b.x / n), a.z + b.z + d * d * (a.x * b.x / n));
+}
+
+fn reduce_stats(li: u32, v: vec3<f32>) -> vec3<f32> {
 	red[li] = v;
 	workgroupBarrier();
 	for (var s = 128u; s > 0u; s >>= 1u) {
 		if (li < s) {
-			red[li] += red[li + s];
+			red[li] = merge(red[li], red[li + s]);
 		}
 		workgroupBarrier();
 	}
@@ -81,17 +96,17 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 	}
 	let L = P.cg * P.per;
 	let start = bg * L;
-	var s = 0.0;
+	var st = vec3<f32>();
 	for (var i = li; i < L; i += 256u) {
-		s += first(bg, i, start);
+		let x = first(bg, i, start);
+		st.x += 1.0;
+		let d = x - st.y;
+		st.y += d / st.x;
+		st.z += d * (x - st.y);
 	}
-	let mean = reduce_sum(li, s) / f32(L);
-	var q = 0.0;
-	for (var i = li; i < L; i += 256u) {
-		let d = value(start + i) - mean;
-		q += d * d;
-	}
-	let inv = inverseSqrt(reduce_sum(li, q) / f32(L) + P.eps);
+	let r = reduce_stats(li, st);
+	let mean = r.y;
+	let inv = inverseSqrt(r.z / f32(L) + P.eps);
 	let c0 = (bg % P.groups) * P.cg;
 	let C = P.groups * P.cg;
 	let e0 = (bg / P.groups) * 2u * C;

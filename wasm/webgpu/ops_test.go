@@ -188,22 +188,24 @@ func opCases(r *rand.Rand) []*opCase {
 		shape  []int
 		groups int
 		bias   bool
+		offset float64 // added to the input: a mean far from zero tests the variance's stability
 	}{
-		{[]int{2, 12, 5, 5}, 3, true},
-		{[]int{1, 32, 7, 9}, 8, true},
-		{[]int{7, 10, 3, 11}, 5, false},
-		{[]int{3, 6, 33}, 2, true},
-		{[]int{1, 4, 40, 40}, 1, true}, // a group larger than the workgroup many times over
+		{[]int{2, 12, 5, 5}, 3, true, 1.5},
+		{[]int{1, 32, 7, 9}, 8, true, 1.5},
+		{[]int{7, 10, 3, 11}, 5, false, 1.5},
+		{[]int{3, 6, 33}, 2, true, 1.5},
+		{[]int{1, 4, 40, 40}, 1, true, 1.5}, // a group larger than the workgroup many times over
+		{[]int{2, 8, 9, 9}, 2, true, 1000},
 	} {
 		gc := gc
 		params := p("n.weight", randT(r, 1, gc.shape[1]))
 		if gc.bias {
 			params["n.bias"] = randT(r, 1, gc.shape[1])
 		}
-		cs = append(cs, &opCase{name: fmt.Sprintf("group_norm/%v/%d", gc.shape, gc.groups), params: params,
+		cs = append(cs, &opCase{name: fmt.Sprintf("group_norm/%v/%d/%g", gc.shape, gc.groups, gc.offset), params: params,
 			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
 				x := in("x", gc.shape...)
-				return b.GroupNorm("n", b.Affine(x, 3, 1.5), gc.groups, 1e-5)
+				return b.GroupNorm("n", b.Affine(x, 3, gc.offset), gc.groups, 1e-5)
 			}})
 	}
 	for _, lc := range []struct {
