@@ -13,8 +13,10 @@ import (
 )
 
 // abSet switches between the variants an A/B comparison times (index 0 is
-// the old code path); nil when there is nothing to compare.
-var abSet func(v int)
+// the old code path); nil when there is nothing to compare. It is called
+// before each variant's Denoiser builds its plan, so settings read at plan
+// time (convChunkBytes) can be compared too.
+var abSet = func(v int) { convChunkBytes = []int{0, 128 << 10}[v] }
 
 // TestABCompare times variant 0 and 1 of abSet interleaved in one process
 // (AB_MODELS=mnist,emoji AB_ROUNDS=n; skipped unless AB_MODELS is set) and
@@ -38,9 +40,11 @@ func TestABCompare(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := NewDenoiser(m)
-		if err != nil {
-			t.Fatal(err)
+		var ds [2]*Denoiser
+		for v := range ds {
+			if ds[v], err = NewDenoiser(m); err != nil {
+				t.Fatal(err)
+			}
 		}
 		x := tensor.New(append([]int{batch}, m.InShape()...)...)
 		for i := range x.Data {
@@ -60,7 +64,7 @@ func TestABCompare(t *testing.T) {
 			for _, v := range [][]int{{0, 1}, {1, 0}}[r%2] {
 				abSet(v)
 				t0 := time.Now()
-				if _, err := d.Denoise(x, ts, class); err != nil {
+				if _, err := ds[v].Denoise(x, ts, class); err != nil {
 					t.Fatal(err)
 				}
 				if r > 0 {
@@ -81,6 +85,7 @@ func TestABCompare(t *testing.T) {
 		a, b := med(times[0]), med(times[1])
 		fmt.Fprintf(os.Stderr, "AB %s/b%d: median old %.2f ms, new %.2f ms (min %.2f, %.2f), median of paired new/old %.3f\n", name, batch,
 			a.Seconds()*1e3, b.Seconds()*1e3, times[0][0].Seconds()*1e3, times[1][0].Seconds()*1e3, float64(rm)/1e6)
-		d.Close()
+		ds[0].Close()
+		ds[1].Close()
 	}
 }

@@ -446,7 +446,7 @@ func TestAttentionMatchesReference(t *testing.T) {
 func TestSoftmaxRows(t *testing.T) {
 	k := newK(t)
 	r := rand.New(rand.NewSource(7))
-	for _, n := range []int{1, 3, 4, 5, 17, 256} {
+	for _, n := range []int{1, 3, 4, 5, 17, 196, 256} {
 		rows, ld := 3, n+2
 		s0 := randn(r, rows*ld)
 		for i := range s0 {
@@ -455,30 +455,32 @@ func TestSoftmaxRows(t *testing.T) {
 				s0[i] = -170 - float32(i%5) // weights around e^-85 and below: flushed to 0
 			}
 		}
-		sk, g := mk(k, matLen(rows, n, ld), 1, s0)
-		k.Softmax(sk, rows, n, ld, 0.5)
-		g.check(t, "softmax")
-		for i := 0; i < rows; i++ {
-			mx := math.Inf(-1)
-			for j := 0; j < n; j++ {
-				mx = math.Max(mx, float64(s0[i*ld+j]*0.5))
-			}
-			var sum float64
-			for j := 0; j < n; j++ {
-				sum += math.Exp(float64(s0[i*ld+j]*0.5) - mx)
-			}
-			for j := 0; j < n; j++ {
-				arg := float64(s0[i*ld+j]*0.5) - mx
-				want := math.Exp(arg) / sum
-				// float32 rounding of the argument costs |arg|·2^-24 relative.
-				// (weights below e^-80 are flushed to 0: absolute 1e-34.)
-				if d := math.Abs(float64(sk[i*ld+j]) - want); d > (1e-6+6e-8*math.Abs(arg))*want+1e-34 {
-					t.Fatalf("n%d row %d col %d: %v, want %v", n, i, j, sk[i*ld+j], want)
+		for _, mis := range misalignments {
+			sk, g := mk(k, matLen(rows, n, ld), mis, s0)
+			k.Softmax(sk, rows, n, ld, 0.5)
+			g.check(t, "softmax")
+			for i := 0; i < rows; i++ {
+				mx := math.Inf(-1)
+				for j := 0; j < n; j++ {
+					mx = math.Max(mx, float64(s0[i*ld+j]*0.5))
 				}
-			}
-			for j := n; j < ld && i*ld+j < len(sk); j++ {
-				if sk[i*ld+j] != s0[i*ld+j] {
-					t.Fatalf("n%d: softmax wrote into the row gap", n)
+				var sum float64
+				for j := 0; j < n; j++ {
+					sum += math.Exp(float64(s0[i*ld+j]*0.5) - mx)
+				}
+				for j := 0; j < n; j++ {
+					arg := float64(s0[i*ld+j]*0.5) - mx
+					want := math.Exp(arg) / sum
+					// float32 rounding of the argument costs |arg|·2^-24 relative.
+					// (weights below e^-80 are flushed to 0: absolute 1e-34.)
+					if d := math.Abs(float64(sk[i*ld+j]) - want); d > (1e-6+6e-8*math.Abs(arg))*want+1e-34 {
+						t.Fatalf("n%d row %d col %d: %v, want %v", n, i, j, sk[i*ld+j], want)
+					}
+				}
+				for j := n; j < ld && i*ld+j < len(sk); j++ {
+					if sk[i*ld+j] != s0[i*ld+j] {
+						t.Fatalf("n%d: softmax wrote into the row gap", n)
+					}
 				}
 			}
 		}
