@@ -9,7 +9,7 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 315529660
+const abiVersion = 575144828
 
 // kernelsSize is the size of kernels.wasm in bytes.
 const kernelsSize = 17144

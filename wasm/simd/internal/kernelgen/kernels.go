@@ -671,22 +671,33 @@ func (g *gen) pad() {
 // of exp cost more than its arithmetic; locals stay in registers or come
 // back with one load.
 type expv struct {
-	t, n, r, r2, a, b                   Var
-	lo, hi, l2e, magic, ln2h, ln2l, one Var
-	c2, c6, c24, c120, c720, c5040      Var
+	t, n, r, r2, a, b                     Var
+	lo, hi, l2e, magic, nln2h, nln2l, one Var
+	c2, c6, c24, c120, c720, c5040        Var
+	fma                                   bool // multiply-adds as relaxed_madd
 }
 
-func newExp(f *Func) *expv {
+func (g *gen) newExp(f *Func) *expv {
 	v := func(c float64) Var {
 		l := f.Local(V128)
 		f.Set(l, Splat4(float32(c)))
 		return l
 	}
-	e := &expv{t: f.Local(V128), n: f.Local(V128), r: f.Local(V128), r2: f.Local(V128), a: f.Local(V128), b: f.Local(V128)}
+	e := &expv{t: f.Local(V128), n: f.Local(V128), r: f.Local(V128), r2: f.Local(V128), a: f.Local(V128), b: f.Local(V128), fma: g.fma}
 	e.lo, e.hi, e.l2e, e.magic = v(expMin), v(expMax), v(log2e), v(roundMagic)
-	e.ln2h, e.ln2l, e.one = v(ln2Hi), v(ln2Lo), v(1)
+	e.nln2h, e.nln2l, e.one = v(-ln2Hi), v(-ln2Lo), v(1)
 	e.c2, e.c6, e.c24, e.c120, e.c720, e.c5040 = v(1.0/2), v(1.0/6), v(1.0/24), v(1.0/120), v(1.0/720), v(1.0/5040)
 	return e
+}
+
+// mad is a·b + c: one relaxed_madd in the relaxed module (a fused
+// multiply-add where the CPU has one: one rounding instead of two), else a
+// multiply and an add (the same value as before the relaxed module used it).
+func (e *expv) mad(a, b, c Expr) Expr {
+	if e.fma {
+		return F4RelaxedMadd(a, b, c)
+	}
+	return F4Add(F4Mul(a, b), c)
 }
 
 // Constants of the vector exp: x = n·ln2 + r with n = round(x·log2 e),
@@ -710,15 +721,15 @@ const (
 // result is within a few float32 ulps of e^x.
 func (e *expv) exp(f *Func, x Expr) Expr {
 	f.Set(e.t, F4PMin(F4PMax(x, e.lo), e.hi))
-	f.Set(e.n, F4Add(F4Mul(e.t, e.l2e), e.magic))
+	f.Set(e.n, e.mad(e.t, e.l2e, e.magic))
 	f.Set(e.r, F4Sub(e.n, e.magic)) // n as a float
-	f.Set(e.r, F4Sub(F4Sub(e.t, F4Mul(e.r, e.ln2h)), F4Mul(e.r, e.ln2l)))
+	f.Set(e.r, e.mad(e.r, e.nln2l, e.mad(e.r, e.nln2h, e.t)))
 	f.Set(e.r2, F4Mul(e.r, e.r))
-	lin := func(c0, c1 Var) Expr { return F4Add(c0, F4Mul(e.r, c1)) }
+	lin := func(c0, c1 Var) Expr { return e.mad(e.r, c1, c0) }
 	// p = (1 + r + r²(1/2 + r/6)) + r⁴((1/24 + r/120) + r²(1/720 + r/5040))
-	f.Set(e.a, F4Add(F4Add(e.one, e.r), F4Mul(e.r2, lin(e.c2, e.c6))))
-	f.Set(e.b, F4Add(lin(e.c24, e.c120), F4Mul(e.r2, lin(e.c720, e.c5040))))
-	f.Set(e.r, F4Add(e.a, F4Mul(F4Mul(e.r2, e.r2), e.b)))
+	f.Set(e.a, e.mad(e.r2, lin(e.c2, e.c6), F4Add(e.one, e.r)))
+	f.Set(e.b, e.mad(e.r2, lin(e.c720, e.c5040), lin(e.c24, e.c120)))
+	f.Set(e.r, e.mad(F4Mul(e.r2, e.r2), e.b, e.a))
 	return F4Mul(e.r, I4Shl(e.n, I(23)))
 }
 
@@ -785,7 +796,7 @@ func (g *gen) elementwise() {
 	{
 		f := g.m.Func("silu", true)
 		x, out, n := p(f, "x", "f32p"), p(f, "out", "f32p"), p(f, "n", "int")
-		e := newExp(f)
+		e := g.newExp(f)
 		y := f.Local(V128)
 		stream(f, n, []Var{x}, out, func(xs []Expr) Expr {
 			f.Set(y, xs[0])
@@ -848,7 +859,7 @@ func (g *gen) groupnorm() {
 	pivot, dx := f.Local(F64), f.Local(F64)
 	mhi, mlo := f.Local(V128), f.Local(V128)
 	av, ov, y := f.Local(V128), f.Local(V128), f.Local(V128)
-	e := newExp(f)
+	e := g.newExp(f)
 
 	f.Set(cg, DivU(c, groups))
 	f.Set(n, Mul(cg, per))
@@ -944,7 +955,7 @@ func (g *gen) softmax() {
 	r, row, pp, vend, end := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
 	mx, sv, msc, acc, ev, tot := f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)
 	tsum, arg := f.Local(F32), f.Local(V128)
-	e := newExp(f)
+	e := g.newExp(f)
 	f.Set(sv, F4Splat(scale))
 	f.For(r, I(0), rows, 1, func() {
 		f.Set(row, Add(s, Shl(Mul(r, ld), I(2))))
@@ -1011,7 +1022,7 @@ func (g *gen) softmaxCols() {
 	x, out, rows, n, scale := p(f, "x", "f32p"), p(f, "out", "f32p"), p(f, "rows", "int"), p(f, "n", "int"), p(f, "scale", "f32")
 	j, r, xp, op, n4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
 	mx, sum, ev, sv := f.Local(V128), f.Local(V128), f.Local(V128), f.Local(V128)
-	e := newExp(f)
+	e := g.newExp(f)
 	f.Set(n4, Shl(n, I(2)))
 	f.Set(sv, F4Splat(scale))
 	// col emits the three passes over the column block at xp/op: vector
