@@ -19,13 +19,16 @@ import (
 var abSet = func(v int) { convChunkBytes = []int{0, 128 << 10}[v] }
 
 // TestABCompare times variant 0 and 1 of abSet interleaved in one process
-// (AB_MODELS=mnist,emoji AB_ROUNDS=n; skipped unless AB_MODELS is set) and
-// prints the median time per call of each.
+// (AB_MODELS=mnist/1,emoji/16: model/batch; AB_ROUNDS=n; skipped unless
+// AB_MODELS is set; run it as js/wasm, like make bench-simd) and
+// prints the median time per call of each and the median of the paired
+// new/old ratios (old and new alternate, ABBA, so load spikes hit both).
 func TestABCompare(t *testing.T) {
 	models := os.Getenv("AB_MODELS")
 	if models == "" || abSet == nil {
 		t.Skip("AB_MODELS not set")
 	}
+	defer func(c int) { convChunkBytes = c }(convChunkBytes) // what abSet changes
 	rounds, _ := strconv.Atoi(os.Getenv("AB_ROUNDS"))
 	if rounds == 0 {
 		rounds = 7
@@ -72,7 +75,6 @@ func TestABCompare(t *testing.T) {
 				}
 			}
 		}
-		abSet(1)
 		var ratios []time.Duration // new/old of each round, in millionths
 		for i := range times[0] {
 			ratios = append(ratios, time.Duration(1e6*times[1][i].Seconds()/times[0][i].Seconds()))

@@ -53,7 +53,10 @@
 //     (with the diffusers scale/shift and SiLU fused) in float32.
 //   - softmax, silu, add, affine, add_channel, scale_shift: vector loops with
 //     a scalar tail; exp is range reduction plus a degree-7 polynomial (SiLU
-//     within 3e-7 relative of the float64 reference).
+//     within 3e-7 relative of the float64 reference), its constants splatted
+//     into locals once per call and, in kernels_relaxed.wasm, its
+//     multiply-adds fused (relaxed_madd); the row softmax normalises with
+//     one reciprocal per row.
 //   - f16_to_f32: exact IEEE half expansion (NaNs quieted, as x448/float16).
 //
 // kernels_relaxed.wasm is the same module with the GEMM accumulating through
@@ -64,7 +67,9 @@
 //
 // NewDenoiser packs nothing until a batch shape is first used; then the
 // graph for that shape is lowered once into a plan: every Conv2D becomes
-// (pad, im2col or a plain pack for 1x1) + GEMM per sample, with the conv
+// (pad, im2col or a plain pack for 1x1) + GEMM per sample, in blocks of
+// output pixels whose packed B is at most 128 KiB (convChunkBytes), so the
+// im2col block is still in cache when the GEMM reads it, with the conv
 // bias, a following AddChannel (per-sample bias) or Add (residual) fused
 // into the GEMM epilogue; every ConvTranspose2D becomes cols = Wᵀ·x (one
 // packed GEMM for the whole batch, x gathered into [I, B·H·W], the weight
