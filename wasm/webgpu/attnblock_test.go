@@ -57,13 +57,7 @@ func TestAttnBlock(t *testing.T) {
 				t.Errorf("%s: %d steps, want %d", c.name, p.Steps(), want)
 			}
 			p.Release()
-			for _, o := range []Options{{SplitK: 1}, {SplitK: 2, Weights: WeightsF16}, {}} {
-				e := compare(t, d, c, o)
-				t.Logf("%s %+v: NMSE %.3g", c.name, o, e)
-				if !(e <= nmseOp) {
-					t.Errorf("%s %+v: NMSE %.3g over %g", c.name, o, e, nmseOp)
-				}
-			}
+			compareAll(t, d, c, Options{SplitK: 1}, Options{SplitK: 2, Weights: WeightsF16}, Options{})
 		}
 	}
 }

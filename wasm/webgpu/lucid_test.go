@@ -113,31 +113,7 @@ var lucidKinds = []graph.Kind{
 
 // TestLucidOps checks every lucid kernel against the CPU reference, with f32
 // and with f16-packed weights.
-func TestLucidOps(t *testing.T) {
-	d := testDevice(t)
-	seen := map[graph.Kind]bool{}
-	for _, mode := range []WeightMode{WeightsF32, WeightsF16} {
-		for _, c := range lucidCases(rand.New(rand.NewSource(1))) {
-			name := c.name + "/" + map[WeightMode]string{WeightsF32: "f32", WeightsF16: "f16"}[mode]
-			t.Run(name, func(t *testing.T) {
-				e := compare(t, d, c, Options{Weights: mode, Unfused: true})
-				t.Logf("NMSE %.3g", e)
-				if !(e <= nmseOp) {
-					t.Errorf("NMSE %.3g over %g", e, nmseOp)
-				}
-			})
-			g, _ := c.graphOf(rand.New(rand.NewSource(0)), c.params)
-			for _, n := range g.Nodes {
-				seen[n.Op] = true
-			}
-		}
-	}
-	for _, k := range lucidKinds {
-		if !seen[k] {
-			t.Errorf("op %q has no test case", k)
-		}
-	}
-}
+func TestLucidOps(t *testing.T) { checkOpCases(t, lucidCases, lucidKinds) }
 
 // TestLucidFusion checks rms_norm with a fused scale_shift and SiLU (the
 // first half of lucidrains' ResnetBlock), with a SiLU and the residual add

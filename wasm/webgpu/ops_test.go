@@ -338,11 +338,16 @@ func opCases(r *rand.Rand) []*opCase {
 
 // TestOps checks every kernel against the CPU reference, with f32 and with
 // f16-packed weights.
-func TestOps(t *testing.T) {
+func TestOps(t *testing.T) { checkOpCases(t, opCases, allKinds) }
+
+// checkOpCases runs every case of cases, unfused, with f32 and with
+// f16-packed weights against the CPU, and checks that every op kind in kinds
+// has a case.
+func checkOpCases(t *testing.T, cases func(*rand.Rand) []*opCase, kinds []graph.Kind) {
 	d := testDevice(t)
 	seen := map[graph.Kind]bool{}
 	for _, mode := range []WeightMode{WeightsF32, WeightsF16} {
-		for _, c := range opCases(rand.New(rand.NewSource(1))) {
+		for _, c := range cases(rand.New(rand.NewSource(1))) {
 			name := c.name + "/" + map[WeightMode]string{WeightsF32: "f32", WeightsF16: "f16"}[mode]
 			t.Run(name, func(t *testing.T) {
 				e := compare(t, d, c, Options{Weights: mode, Unfused: true})
@@ -357,9 +362,21 @@ func TestOps(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range allKinds {
+	for _, k := range kinds {
 		if !seen[k] {
 			t.Errorf("op %q has no test case", k)
+		}
+	}
+}
+
+// compareAll checks c against the CPU under each of opts.
+func compareAll(t *testing.T, d *Device, c *opCase, opts ...Options) {
+	t.Helper()
+	for _, o := range opts {
+		e := compare(t, d, c, o)
+		t.Logf("%s %+v: NMSE %.3g", c.name, o, e)
+		if !(e <= nmseOp) {
+			t.Errorf("%s %+v: NMSE %.3g over %g", c.name, o, e, nmseOp)
 		}
 	}
 }
@@ -429,13 +446,7 @@ func TestFusions(t *testing.T) {
 			t.Errorf("%s: under split-K conv1 has split step %v, reduce step %v; want its partial sums read by norm2", c.name, splitC1, reduceC1)
 		}
 		p.Release()
-		for _, o := range []Options{{}, {Weights: WeightsF16}, {SplitK: 4}, {SplitK: 4, Weights: WeightsF16}} {
-			e := compare(t, d, c, o)
-			t.Logf("%s, weights %v: NMSE %.3g", c.name, o.Weights, e)
-			if !(e <= nmseOp) {
-				t.Errorf("%s, weights %v: NMSE %.3g over %g", c.name, o.Weights, e, nmseOp)
-			}
-		}
+		compareAll(t, d, c, Options{}, Options{Weights: WeightsF16}, Options{SplitK: 4}, Options{SplitK: 4, Weights: WeightsF16})
 	}
 	c := &opCase{name: "conv+residual", params: params,
 		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
