@@ -176,9 +176,5 @@ func (c *compiler) conv1x1(what string, x ref, B, I, H, W, O int, wname, bname s
 	split := c.splitFor(grid, K, O*N)
 	params := words(B, I, H, W, O, H, W, 1, 1, 1, 0, 0, K, N, c.flags(bname, more), split)
 	binds := []ref{x, c.weight(wname), c.weight(bname), {k: rNone}, r, out}
-	if split == 1 {
-		c.add(pstep{what: what, key: kernelKey{fam: "conv", entry: "conv2d_main"}, params: params, binds: binds, out: v, temps: temps, grid: grid}, order)
-		return nil
-	}
-	return c.splitK("conv", "conv2d_main", "conv_reduce", what, params, binds, 0, 5, v, grid, split, O*N, order, temps...)
+	return c.gemmSteps("conv", "conv2d_main", "conv_reduce", what, params, binds, 0, 5, v, grid, split, O*N, order, temps...)
 }

@@ -39,8 +39,9 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
 // conv_reduce sums the split partial products (bound as X) and applies the
 // epilogue: one thread per output element.
 @compute @workgroup_size(256)
-fn conv_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-	let i = gid.x + gid.y * nw.x * 256u;
+fn conv_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let i = index(wid, nwg, li);
 	let total = P.O * P.N;
 	if (i >= total) {
 		return;

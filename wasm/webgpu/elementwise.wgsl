@@ -12,10 +12,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> Y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Out: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-	return (wid.y * nwg.x + wid.x) * 256u + li;
-}
-
 fn sigmoid_mul(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), as WGSL has none.

@@ -13,10 +13,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> F: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Out: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-	return (wid.y * nwg.x + wid.x) * 256u + li;
-}
-
 // sincos returns (sin x, cos x) accurate to about an f32 ulp for |x| up to
 // a few thousand. Built-in sin/cos are only specified to 2^-11 absolute
 // error on [-π, π], and timestep arguments reach 1000: so reduce by π/2 in

@@ -21,7 +21,7 @@ type family struct {
 	weights bool     // reads parameters: weights.wgsl is pasted in
 	gemms   []string // gemm.wgsl instances pasted in, by prefix
 	layout  []gpu.BindingType
-	shared  []string // other shared .wgsl files pasted in (reduce64.wgsl)
+	shared  []string // other shared .wgsl files pasted in (index.wgsl, reduce64.wgsl)
 }
 
 const (
@@ -31,14 +31,14 @@ const (
 )
 
 var families = map[string]family{
-	"conv":        {"conv.wgsl", true, []string{"conv2d", "convt"}, []gpu.BindingType{u, ro, ro, ro, ro, ro, rw}, nil},
-	"linear":      {"linear.wgsl", true, []string{"linear"}, []gpu.BindingType{u, ro, ro, ro, rw, ro}, nil},
+	"conv":        {"conv.wgsl", true, []string{"conv2d", "convt"}, []gpu.BindingType{u, ro, ro, ro, ro, ro, rw}, []string{"index.wgsl"}},
+	"linear":      {"linear.wgsl", true, []string{"linear"}, []gpu.BindingType{u, ro, ro, ro, rw, ro}, []string{"index.wgsl"}},
 	"attention":   {"attention.wgsl", false, []string{"scores", "pv", "scorescm", "pvcm"}, []gpu.BindingType{u, ro, ro, ro, rw, rw}, []string{"reduce64.wgsl"}},
 	"norm":        {"norm.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, ro, rw, ro}, nil},
-	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, nil},
-	"layout":      {"layout.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, nil},
-	"embed":       {"embed.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}, nil},
-	"sampler":     {"sampler.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, nil},
+	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, []string{"index.wgsl"}},
+	"layout":      {"layout.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, []string{"index.wgsl"}},
+	"embed":       {"embed.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}, []string{"index.wgsl"}},
+	"sampler":     {"sampler.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, []string{"index.wgsl"}},
 }
 
 // Workgroup memory and storage bindings the kernels use at most, checked

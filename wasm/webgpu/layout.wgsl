@@ -10,10 +10,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> Y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Out: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-	return (wid.y * nwg.x + wid.x) * 256u + li;
-}
-
 // concat: a, b = per-sample sizes of X and Y.
 @compute @workgroup_size(256)
 fn concat(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

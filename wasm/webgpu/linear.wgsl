@@ -53,8 +53,9 @@ fn finish(m: u32, n: u32, v: f32) {
 }
 
 @compute @workgroup_size(256)
-fn linear_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-	let i = gid.x + gid.y * nw.x * 256u;
+fn linear_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let i = index(wid, nwg, li);
 	let total = P.rows * P.O;
 	if (i >= total) {
 		return;

@@ -96,10 +96,6 @@ func (c *compiler) linears(i int) (bool, error) {
 	split := c.splitFor(grid, I, rows*O)
 	params := words(rows, I, O, c.flags(b, flagCols), split, 0, 0, 0)
 	binds := []ref{c.val(in), c.weight(w), c.weight(b), {k: rTemp, i: tmp}, {k: rConst, i: ci}}
-	if split == 1 {
-		c.add(pstep{what: what, key: kernelKey{fam: "linear", entry: "linear_main"}, params: params, binds: binds, out: -1, temps: []int{tmp}, grid: grid}, i)
-		return true, nil
-	}
-	// The GEMM step stores plain partial sums; only the reduce scatters.
-	return true, c.splitK("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, -1, grid, split, rows*O, i, tmp)
+	// Split, the GEMM step stores plain partial sums; only the reduce scatters.
+	return true, c.gemmSteps("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, -1, grid, split, rows*O, i, tmp)
 }

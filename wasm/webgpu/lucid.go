@@ -19,7 +19,7 @@ import (
 const maxHeadDim = 256
 
 func init() {
-	families["lucid"] = family{"lucid.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}, []string{"reduce64.wgsl"}}
+	families["lucid"] = family{"lucid.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}, []string{"index.wgsl", "reduce64.wgsl"}}
 	moreNodes[graph.OpRMSNormChannel] = (*compiler).rmsNorm
 	moreNodes[graph.OpPixelUnshuffle] = (*compiler).pixelUnshuffle
 	moreNodes[graph.OpSliceChannels] = (*compiler).sliceChannels

@@ -23,10 +23,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> E: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Out: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-	return (wid.y * nwg.x + wid.x) * 256u + li;
-}
-
 fn weight(i: u32) -> f32 { return wvalue(W[wword(i)], i); }
 
 // rms_norm: lucidrains' RMSNorm, F.normalize(x, dim=1)·g·sqrt(C): one thread

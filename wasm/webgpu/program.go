@@ -210,12 +210,18 @@ func (c *compiler) splitFor(grid [3]uint32, K, numel int) int {
 	return max(1, min(256/tiles, K/64, 32, most))
 }
 
-// splitK adds a split-K GEMM as two steps: the GEMM entry with z = slice,
-// storing partial sums into a scratch buffer bound in place of its output
-// (binding out), then reduce, one thread per output element, reading the
-// scratch in place of its input (binding in) and applying the epilogue.
-// temps are other scratch buffers the GEMM's bindings use.
-func (c *compiler) splitK(fam, entry, reduce, what string, params []uint32, binds []ref, in, out int, v graph.Value, grid [3]uint32, split, numel, order int, temps ...int) error {
+// gemmSteps adds a GEMM-shaped op writing value v (-1: scratch) over K in
+// split slices (splitFor). With one slice it is one step of entry. Split, it
+// is two: entry with z = slice, storing partial sums into a scratch buffer
+// bound in place of its output (binding out), then reduce, one thread per
+// output element, reading the scratch in place of its input (binding in)
+// and applying the epilogue. temps are other scratch buffers the bindings
+// use.
+func (c *compiler) gemmSteps(fam, entry, reduce, what string, params []uint32, binds []ref, in, out int, v graph.Value, grid [3]uint32, split, numel, order int, temps ...int) error {
+	if split <= 1 {
+		c.add(pstep{what: what, key: kernelKey{fam: fam, entry: entry}, params: params, binds: binds, out: v, temps: temps, grid: grid}, order)
+		return nil
+	}
 	if grid[2] != 1 {
 		return fmt.Errorf("webgpu: %s: split-K needs a flat grid, have %v", what, grid)
 	}
@@ -367,16 +373,12 @@ func (c *compiler) node(i int) error {
 		split := c.splitFor(grid, K, O*N)
 		params := words(B, I, H, W, O, OH, OW, ws[2], ws[3], stride, pt, pl, K, N, c.flags(n.Bias, more), split)
 		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, r, c.val(out)}
-		if split == 1 {
-			c.add(pstep{what: what, key: kernelKey{fam: "conv", entry: entry}, params: params, binds: binds, out: out, grid: grid}, last)
-			break
-		}
-		if r.k == rNone && !c.o.Unfused {
+		if split > 1 && r.k == rNone && !c.o.Unfused {
 			if ok, err := c.convIntoNorm(what, entry, params, binds, out, grid, split, O*N, e, n.Bias, last); ok || err != nil {
 				return err
 			}
 		}
-		if err := c.splitK("conv", entry, "conv_reduce", what, params, binds, 0, 5, out, grid, split, O*N, last); err != nil {
+		if err := c.gemmSteps("conv", entry, "conv_reduce", what, params, binds, 0, 5, out, grid, split, O*N, last); err != nil {
 			return err
 		}
 
@@ -397,11 +399,7 @@ func (c *compiler) node(i int) error {
 		split := c.splitFor(grid, I, rows*O)
 		params := words(rows, I, O, c.flags(n.Bias, 0), split, 0, 0, 0)
 		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(n.Out)}
-		if split == 1 {
-			c.add(pstep{what: what, key: kernelKey{fam: "linear", entry: "linear_main"}, params: params, binds: binds, out: n.Out, grid: grid}, i)
-			break
-		}
-		if err := c.splitK("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, n.Out, grid, split, rows*O, i); err != nil {
+		if err := c.gemmSteps("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, n.Out, grid, split, rows*O, i); err != nil {
 			return err
 		}
 

@@ -41,10 +41,6 @@ const S_FINAL: u32 = 16u;      // heun_first: the step ends at σ = 0, x ← tri
 @group(0) @binding(2) var<storage, read> Z: array<f32>;
 @group(0) @binding(3) var<storage, read_write> S: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-	return (wid.y * nwg.x + wid.x) * 256u + li;
-}
-
 // predict returns (x̂0, ε̂) for element i.
 fn predict(i: u32) -> vec2<f32> {
 	var y = Y[i];
