@@ -31,23 +31,32 @@ func BenchmarkDenoise(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				gpu.ReplayInJS = !c.goLoop
 				defer func() { gpu.ReplayInJS = true }()
-				dn, err := d.NewDenoiser(f.m)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer dn.Release()
-				x, ts, cls := batchOf(f, B)
-				if _, err := dn.Denoise(x, ts, cls); err != nil {
-					b.Fatal(err)
-				}
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if _, err := dn.Denoise(x, ts, cls); err != nil {
-						b.Fatal(err)
-					}
-				}
+				benchDenoise(b, d, f, B)
 			})
 		}
+	}
+}
+
+// benchDenoise times Denoise on fixture f at batch B after one warm-up call
+// and reports the program's dispatch count.
+func benchDenoise(b *testing.B, d *Device, f fixture, B int) {
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dn.Release()
+	x, ts, cls := batchOf(f, B)
+	if _, err := dn.Denoise(x, ts, cls); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := dn.Denoise(x, ts, cls); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if p, ok := dn.programs[[3]int{B, x.Shape[2], x.Shape[3]}]; ok {
+		b.ReportMetric(float64(p.Steps()), "dispatches")
 	}
 }
 

@@ -269,25 +269,6 @@ func BenchmarkLucidDenoise(b *testing.B) {
 	d := testDevice(t)
 	f := lucidFixture(t, 28)
 	for _, B := range []int{1, 16} {
-		b.Run(fmt.Sprintf("b%d", B), func(b *testing.B) {
-			dn, err := d.NewDenoiser(f.m)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer dn.Release()
-			x, ts, cls := batchOf(f, B)
-			if _, err := dn.Denoise(x, ts, cls); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := dn.Denoise(x, ts, cls); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if p, ok := dn.programs[[3]int{B, 28, 28}]; ok {
-				b.ReportMetric(float64(p.Steps()), "dispatches")
-			}
-		})
+		b.Run(fmt.Sprintf("b%d", B), func(b *testing.B) { benchDenoise(b, d, f, B) })
 	}
 }
