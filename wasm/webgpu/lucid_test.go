@@ -4,14 +4,12 @@ package webgpu
 
 import (
 	"fmt"
-	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 
-	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/model"
@@ -170,9 +168,8 @@ func TestLucidNetwork(t *testing.T) {
 		size = s // 28: the fixture's own size, also compared with PyTorch's output
 	}
 	f := lucidFixture(t, size)
-	m := f.m
 	kinds := map[graph.Kind]bool{}
-	g, err := m.Graph(1, size, size)
+	g, err := f.m.Graph(1, size, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,47 +181,7 @@ func TestLucidNetwork(t *testing.T) {
 			t.Errorf("the fixture's graph has no %s", k)
 		}
 	}
-	m16, err := model.New(m.Arch, m.Config, m.Scheduler, RoundF16(m.Params))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		format string
-		m      *model.Model
-	}{{"f32", m}, {"f16", m16}} {
-		want, err := cpu.NewDenoiser(c.m).Denoise(f.x, f.t, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dn, err := d.NewDenoiser(c.m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if dn.WeightFormat() != c.format {
-			t.Errorf("%s: weights stored as %s", c.format, dn.WeightFormat())
-		}
-		if p, err := dn.program(t.Context(), 1, size, size); err == nil && c.format == "f32" {
-			t.Logf("%d graph ops in %d dispatches", len(g.Nodes), p.Steps())
-		}
-		got, err := dn.Denoise(f.x, f.t, nil)
-		dn.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, v := range got.Data {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				t.Fatalf("%s: output[%d] = %v", c.format, i, v)
-			}
-		}
-		e := nmse(got.Data, want.Data)
-		t.Logf("%s weights, %v: NMSE vs CPU %.3g", c.format, f.x.Shape, e)
-		if f.y != nil {
-			t.Logf("%s weights: NMSE vs denoising-diffusion-pytorch %.3g", c.format, nmse(got.Data, f.y))
-		}
-		if !(e <= nmseNetwork) {
-			t.Errorf("%s weights: NMSE vs CPU %.3g over %g", c.format, e, nmseNetwork)
-		}
-	}
+	checkNetwork(t, d, f, "denoising-diffusion-pytorch")
 }
 
 // lucidFixture loads $FIXTURES_DIR/lucidrains/lucid_small (a Trainer

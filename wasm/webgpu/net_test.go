@@ -78,44 +78,61 @@ func loadFixtures(t *testing.T) []fixture {
 }
 
 // TestNetworks runs every diffusers fixture through the GPU denoiser and
-// the CPU reference: with the fixture's f32 weights (uploaded as f32, as
-// they are not exact in f16), and with the weights rounded to f16 (uploaded
-// packed) against the CPU on the same rounded weights.
+// the CPU reference (checkNetwork).
 func TestNetworks(t *testing.T) {
 	d := testDevice(t)
 	for _, f := range loadFixtures(t) {
-		t.Run(f.name, func(t *testing.T) {
-			m16, err := model.New(f.m.Arch, f.m.Config, f.m.Scheduler, RoundF16(f.m.Params))
-			if err != nil {
-				t.Fatal(err)
+		t.Run(f.name, func(t *testing.T) { checkNetwork(t, d, f, "diffusers") })
+	}
+}
+
+// checkNetwork runs fixture f through the GPU denoiser and the CPU
+// reference: with the fixture's f32 weights (uploaded as f32, as they are
+// not exact in f16), and with the weights rounded to f16 (uploaded packed)
+// against the CPU on the same rounded weights; the bar is nmseNetwork. ref
+// names the implementation that produced f.y, logged when f.y is set.
+func checkNetwork(t *testing.T, d *Device, f fixture, ref string) {
+	t.Helper()
+	m16, err := model.New(f.m.Arch, f.m.Config, f.m.Scheduler, RoundF16(f.m.Params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		format string
+		m      *model.Model
+	}{{"f32", f.m}, {"f16", m16}} {
+		want, err := cpu.NewDenoiser(c.m).Denoise(f.x, f.t, f.class)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dn, err := d.NewDenoiser(c.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dn.WeightFormat() != c.format {
+			t.Errorf("%s: weights stored as %s", c.format, dn.WeightFormat())
+		}
+		got, err := dn.Denoise(f.x, f.t, f.class)
+		if p, ok := dn.programs[[3]int{f.x.Shape[0], f.x.Shape[2], f.x.Shape[3]}]; ok && c.format == "f32" {
+			t.Logf("%v: %d dispatches", f.x.Shape, p.Steps())
+		}
+		dn.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Fatalf("%s: output[%d] = %v", c.format, i, v)
 			}
-			for _, c := range []struct {
-				name, format string
-				m            *model.Model
-			}{{"f32", "f32", f.m}, {"f16", "f16", m16}} {
-				want, err := cpu.NewDenoiser(c.m).Denoise(f.x, f.t, f.class)
-				if err != nil {
-					t.Fatal(err)
-				}
-				dn, err := d.NewDenoiser(c.m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if dn.WeightFormat() != c.format {
-					t.Errorf("%s: weights stored as %s, want %s", c.name, dn.WeightFormat(), c.format)
-				}
-				got, err := dn.Denoise(f.x, f.t, f.class)
-				dn.Release()
-				if err != nil {
-					t.Fatal(err)
-				}
-				e := nmse(got.Data, want.Data)
-				t.Logf("%s weights: NMSE vs CPU %.3g, vs diffusers %.3g", c.name, e, nmse(got.Data, f.y))
-				if !(e <= nmseNetwork) {
-					t.Errorf("%s weights: NMSE vs CPU %.3g over %g", c.name, e, nmseNetwork)
-				}
-			}
-		})
+		}
+		e := nmse(got.Data, want.Data)
+		t.Logf("%s weights, %v: NMSE vs CPU %.3g", c.format, f.x.Shape, e)
+		if f.y != nil {
+			t.Logf("%s weights: NMSE vs %s %.3g", c.format, ref, nmse(got.Data, f.y))
+		}
+		if !(e <= nmseNetwork) {
+			t.Errorf("%s weights: NMSE vs CPU %.3g over %g", c.format, e, nmseNetwork)
+		}
 	}
 }
 
