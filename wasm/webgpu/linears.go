@@ -5,6 +5,7 @@ package webgpu
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -20,64 +21,49 @@ import (
 func (c *compiler) linears(i int) (bool, error) {
 	g := c.g
 	in := g.Nodes[i].In[0]
-	var ls []*graph.Node
 	bias := g.Nodes[i].Bias != ""
 	I := g.Params[g.Nodes[i].Weight].Shape[1]
+	var js []int // the merged nodes, node i first
 	for _, j := range c.cons[in] {
 		n := &g.Nodes[j]
-		if n.Op != graph.OpLinear || c.skip[j] || j < i || n.Out == g.Output {
+		if n.Op != graph.OpLinear || c.skip[j] || j < i || n.Out == g.Output || slices.Contains(js, j) {
 			continue
 		}
 		if (n.Bias != "") != bias || g.Params[n.Weight].Shape[1] != I {
 			continue
 		}
-		dup := false
-		for _, l := range ls {
-			dup = dup || l == n
-		}
-		if !dup {
-			ls = append(ls, n)
-		}
+		js = append(js, j)
 	}
-	if len(ls) < 2 || &g.Nodes[i] != ls[0] {
+	if len(js) < 2 || js[0] != i {
 		return false, nil
 	}
-	var names []string
-	for _, l := range ls {
-		names = append(names, l.Weight)
+	var ws, bs []string
+	for _, j := range js {
+		ws = append(ws, g.Nodes[j].Weight)
+		bs = append(bs, g.Nodes[j].Bias)
 	}
-	if !c.fits(names...) {
+	if !c.fits(ws...) {
 		return false, nil
 	}
 	rows := tensor.Numel(g.Shapes[in]) / I
 	align := max(c.lim.MinStorageBufferOffsetAlignment, 4)
-	var ws, bs []string
 	var cols []float32 // per output column: destination base, row stride (u32 bits)
 	var off uint64
 	tmp := len(c.temps)
 	if c.views == nil {
 		c.views = map[graph.Value]view{}
 	}
-	for _, l := range ls {
-		O := g.Params[l.Weight].Shape[0]
+	for _, j := range js {
+		O := g.Params[g.Nodes[j].Weight].Shape[0]
 		for k := 0; k < O; k++ {
 			cols = append(cols, math.Float32frombits(uint32(off/4)+uint32(k)), math.Float32frombits(uint32(O)))
 		}
-		c.views[l.Out] = view{temp: tmp, off: off}
+		c.views[g.Nodes[j].Out] = view{temp: tmp, off: off}
 		off += roundUp(4*uint64(rows*O), align)
-		ws = append(ws, l.Weight)
-		if bias {
-			bs = append(bs, l.Bias)
-		}
 	}
-	// Mark the merged nodes compiled: node i is being compiled now, the rest
-	// must not be compiled again.
-	for _, l := range ls[1:] {
-		for j := range g.Nodes {
-			if &g.Nodes[j] == l {
-				c.skip[j] = true
-			}
-		}
+	// Node i is being compiled now; the others must not be compiled again.
+	for _, j := range js[1:] {
+		c.skip[j] = true
 	}
 	c.temps = append(c.temps, off)
 	ci := len(c.consts)
@@ -88,7 +74,7 @@ func (c *compiler) linears(i int) (bool, error) {
 	if bias {
 		b = c.w.concat(bs...)
 	}
-	what := fmt.Sprintf("linear %s (+%d merged)", g.Nodes[i].Name, len(ls)-1)
+	what := fmt.Sprintf("linear %s (+%d merged)", g.Nodes[i].Name, len(js)-1)
 	grid, err := c.gemmGrid(what, rows, O, 1)
 	if err != nil {
 		return true, err
