@@ -4,15 +4,18 @@
 # project's lent GPU machines): the bench wasm and Go's wasm_exec.js, a trimmed
 # web/node_modules (webgpu's linux-x64 dawn.node, onnxruntime-web's wasm and
 # webgpu builds), the slim ONNX files (tools/bench/onnxweights.mjs: weights
-# are rebuilt there from weights/*.safetensors) and, unless NODE=none, this
-# machine's node binary (xz). Run there: sh tools/bench/carry-run.sh.
+# are rebuilt there from weights/*.safetensors), wasm/webgpu's js/wasm test
+# binary and, unless NODE=none, this machine's node binary (xz). Run there:
+# sh tools/bench/carry-run.sh (the benchmark) or
+# sh tools/bench/carry-run.sh test -test.run TestLatency -test.v (the tests).
 set -eu
 cd "$(dirname "$0")/../.."
 C=tools/bench/.carry
 rm -rf "$C"
 mkdir -p "$C/go/lib/wasm" "$C/nm/webgpu/dist/linux-x64" "$C/nm/onnxruntime-web/dist" "$C/onnx"
 GOOS=js GOARCH=wasm go build -trimpath -ldflags=-s -o "$C/bench.wasm" ./tools/bench/wasm
-cp "$(go env GOROOT)/lib/wasm/wasm_exec.js" "$C/go/lib/wasm/"
+GOOS=js GOARCH=wasm go test -c -o "$C/webgpu.test.wasm" ./wasm/webgpu
+cp "$(go env GOROOT)/lib/wasm/wasm_exec.js" "$(go env GOROOT)/lib/wasm/wasm_exec_node.js" "$C/go/lib/wasm/"
 NM=web/node_modules
 cp $NM/webgpu/index.js $NM/webgpu/package.json "$C/nm/webgpu/"
 cp $NM/webgpu/dist/linux-x64/dawn.node "$C/nm/webgpu/dist/linux-x64/"
@@ -25,6 +28,6 @@ ls tools/bench/onnx/*.onnx >/dev/null 2>&1 || { echo "pack-gpu: no ONNX files: r
 ls tools/bench/onnx/*.slim.onnx >/dev/null 2>&1 || node tools/bench/onnxweights.mjs slim || true
 cp tools/bench/onnx/*.slim.onnx tools/bench/onnx/*.slim.json "$C/onnx/" 2>/dev/null || true
 # Big binaries travel compressed.
-xz -T0 -6 "$C/nm/webgpu/dist/linux-x64/dawn.node" "$C/nm/onnxruntime-web/dist/"*.wasm "$C/bench.wasm"
+xz -T0 -6 "$C/nm/webgpu/dist/linux-x64/dawn.node" "$C/nm/onnxruntime-web/dist/"*.wasm "$C/bench.wasm" "$C/webgpu.test.wasm"
 if [ "${NODE:-}" != none ]; then xz -T0 -6 -c "$(command -v node)" > "$C/node.xz"; fi
 du -sh "$C"
