@@ -5,7 +5,7 @@
 # BENCH_* settings pass through; BENCH_OUT defaults to dist/bench-gpu.
 # With "test" first it runs wasm/webgpu's test binary instead (in
 # wasm/webgpu, as `go test` would), the other arguments going to it, e.g.
-#   WEBGPU_PROFILE=1 sh tools/bench/carry-run.sh test -test.run TestLatency -test.v
+#   sh tools/bench/carry-run.sh test -test.run '^$' -test.bench Latency -test.v
 set -eu
 cd "$(dirname "$0")/../.."
 C="${CARRY_DIR:-tools/bench/.carry}"

@@ -7,7 +7,7 @@
 # are rebuilt there from weights/*.safetensors), wasm/webgpu's js/wasm test
 # binary and, unless NODE=none, this machine's node binary (xz). Run there:
 # sh tools/bench/carry-run.sh (the benchmark) or
-# sh tools/bench/carry-run.sh test -test.run TestLatency -test.v (the tests).
+# sh tools/bench/carry-run.sh test -test.run '^$' -test.bench Latency -test.v.
 set -eu
 cd "$(dirname "$0")/../.."
 C=tools/bench/.carry

@@ -31,16 +31,16 @@ func BenchmarkDenoise(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				gpu.ReplayInJS = !c.goLoop
 				defer func() { gpu.ReplayInJS = true }()
-				benchDenoise(b, d, f, B)
+				benchDenoise(b, d, f, B, Options{})
 			})
 		}
 	}
 }
 
-// benchDenoise times Denoise on fixture f at batch B after one warm-up call
-// and reports the program's dispatch count.
-func benchDenoise(b *testing.B, d *Device, f fixture, B int) {
-	dn, err := d.NewDenoiser(f.m)
+// benchDenoise times Denoise on fixture f at batch B, compiled with o,
+// after one warm-up call and reports the program's dispatch count.
+func benchDenoise(b *testing.B, d *Device, f fixture, B int, o Options) {
+	dn, err := d.NewDenoiserWith(f.m, o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -226,6 +226,6 @@ func BenchmarkLucidDenoise(b *testing.B) {
 	d := testDevice(t)
 	f := lucidFixture(t, 28)
 	for _, B := range []int{1, 16} {
-		b.Run(fmt.Sprintf("b%d", B), func(b *testing.B) { benchDenoise(b, d, f, B) })
+		b.Run(fmt.Sprintf("b%d", B), func(b *testing.B) { benchDenoise(b, d, f, B, Options{}) })
 	}
 }
