@@ -1,7 +1,6 @@
 package simd
 
 import (
-	"fmt"
 	"os"
 	"sort"
 	"strconv"
@@ -18,15 +17,16 @@ import (
 // time (convChunkBytes) can be compared too.
 var abSet = func(v int) { convChunkBytes = []int{0, 128 << 10}[v] }
 
-// TestABCompare times variant 0 and 1 of abSet interleaved in one process
-// (AB_MODELS=mnist/1,emoji/16: model/batch; AB_ROUNDS=n; skipped unless
-// AB_MODELS is set; run it as js/wasm, like make bench-simd) and
-// prints the median time per call of each and the median of the paired
-// new/old ratios (old and new alternate, ABBA, so load spikes hit both).
-func TestABCompare(t *testing.T) {
+// BenchmarkABCompare times variant 0 and 1 of abSet interleaved in one
+// process (AB_MODELS=mnist/1,emoji/16: model/batch; AB_ROUNDS=n; skipped
+// unless AB_MODELS is set; run it as js/wasm, like make bench-simd) and
+// reports, per model, the median time per call of each and the median of
+// the paired new/old ratios (old and new alternate, ABBA, so load spikes
+// hit both).
+func BenchmarkABCompare(b *testing.B) {
 	models := os.Getenv("AB_MODELS")
 	if models == "" || abSet == nil {
-		t.Skip("AB_MODELS not set")
+		b.Skip("AB_MODELS not set")
 	}
 	defer func(c int) { convChunkBytes = c }(convChunkBytes) // what abSet changes
 	rounds, _ := strconv.Atoi(os.Getenv("AB_ROUNDS"))
@@ -34,60 +34,65 @@ func TestABCompare(t *testing.T) {
 		rounds = 7
 	}
 	for _, spec := range strings.Split(models, ",") {
-		name, bs, _ := strings.Cut(spec, "/")
-		batch, _ := strconv.Atoi(bs)
-		if batch == 0 {
-			batch = 1
-		}
-		m, err := benchModel(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ds [2]*Denoiser
-		for v := range ds {
-			if ds[v], err = NewDenoiser(m); err != nil {
-				t.Fatal(err)
-			}
-		}
-		x := tensor.New(append([]int{batch}, m.InShape()...)...)
-		for i := range x.Data {
-			x.Data[i] = float32(i%7) - 3
-		}
-		ts := make([]float32, batch)
-		var class []int
-		cond, _ := m.Conditional()
-		for i := range ts {
-			ts[i] = 500
-			if cond {
-				class = append(class, i%10)
-			}
-		}
-		var times [2][]time.Duration
-		for r := 0; r < rounds+1; r++ {
-			for _, v := range [][]int{{0, 1}, {1, 0}}[r%2] {
-				abSet(v)
-				t0 := time.Now()
-				if _, err := ds[v].Denoise(x, ts, class); err != nil {
-					t.Fatal(err)
-				}
-				if r > 0 {
-					times[v] = append(times[v], time.Since(t0))
-				}
-			}
-		}
-		var ratios []time.Duration // new/old of each round, in millionths
-		for i := range times[0] {
-			ratios = append(ratios, time.Duration(1e6*times[1][i].Seconds()/times[0][i].Seconds()))
-		}
-		med := func(s []time.Duration) time.Duration {
-			sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-			return s[len(s)/2]
-		}
-		rm := med(ratios)
-		a, b := med(times[0]), med(times[1])
-		fmt.Fprintf(os.Stderr, "AB %s/b%d: median old %.2f ms, new %.2f ms (min %.2f, %.2f), median of paired new/old %.3f\n", name, batch,
-			a.Seconds()*1e3, b.Seconds()*1e3, times[0][0].Seconds()*1e3, times[1][0].Seconds()*1e3, float64(rm)/1e6)
-		ds[0].Close()
-		ds[1].Close()
+		b.Run(spec, func(b *testing.B) { abCompare(b, spec, rounds) })
 	}
+}
+
+// abCompare is one model/batch of BenchmarkABCompare.
+func abCompare(b *testing.B, spec string, rounds int) {
+	name, bs, _ := strings.Cut(spec, "/")
+	batch, _ := strconv.Atoi(bs)
+	if batch == 0 {
+		batch = 1
+	}
+	m, err := benchModel(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ds [2]*Denoiser
+	for v := range ds {
+		if ds[v], err = NewDenoiser(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	x := tensor.New(append([]int{batch}, m.InShape()...)...)
+	for i := range x.Data {
+		x.Data[i] = float32(i%7) - 3
+	}
+	ts := make([]float32, batch)
+	var class []int
+	cond, _ := m.Conditional()
+	for i := range ts {
+		ts[i] = 500
+		if cond {
+			class = append(class, i%10)
+		}
+	}
+	var times [2][]time.Duration
+	for r := 0; r < rounds+1; r++ {
+		for _, v := range [][]int{{0, 1}, {1, 0}}[r%2] {
+			abSet(v)
+			t0 := time.Now()
+			if _, err := ds[v].Denoise(x, ts, class); err != nil {
+				b.Fatal(err)
+			}
+			if r > 0 {
+				times[v] = append(times[v], time.Since(t0))
+			}
+		}
+	}
+	var ratios []time.Duration // new/old of each round, in millionths
+	for i := range times[0] {
+		ratios = append(ratios, time.Duration(1e6*times[1][i].Seconds()/times[0][i].Seconds()))
+	}
+	med := func(s []time.Duration) time.Duration {
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	rm := med(ratios)
+	b.ReportMetric(med(times[0]).Seconds()*1e3, "old-ms/call")
+	b.ReportMetric(med(times[1]).Seconds()*1e3, "new-ms/call")
+	b.ReportMetric(float64(rm)/1e6, "new/old")
+	ds[0].Close()
+	ds[1].Close()
 }

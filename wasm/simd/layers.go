@@ -237,7 +237,7 @@ func (c *conv) need() scratchSize {
 // of a whole sample's im2col (up to megabytes) written out and read back;
 // 0 packs all pixels at once. Against no blocking, 128 KiB measured 1-5%
 // less time per call on the shipped MNIST and emoji UNets at batch 1 and 16
-// (median of paired ratios, four runs of TestABCompare in Node on the
+// (median of paired ratios, four runs of the A/B comparison (BenchmarkABCompare) in Node on the
 // shared 2-core Xeon; one run of mnist b16 came out 2% slower), and the B
 // scratch shrinks from up to a few MB to 128 KiB; 48 and 320 KiB were
 // slower than 128.

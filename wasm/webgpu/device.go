@@ -78,6 +78,12 @@ func Open(ctx context.Context) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openDevice(ctx, a, "diffuse", nil)
+}
+
+// openDevice requests a device from adapter a with the adapter's maxima for
+// limitsWanted and the given features.
+func openDevice(ctx context.Context, a *gpu.Adapter, label string, features []string) (*Device, error) {
 	have := map[string]uint64{
 		"maxStorageBufferBindingSize":     a.Limits.MaxStorageBufferBindingSize,
 		"maxBufferSize":                   a.Limits.MaxBufferSize,
@@ -90,7 +96,7 @@ func Open(ctx context.Context) (*Device, error) {
 			req[k] = have[k]
 		}
 	}
-	d, err := a.RequestDevice(ctx, "diffuse", req, nil)
+	d, err := a.RequestDevice(ctx, label, req, features)
 	if err != nil {
 		return nil, fmt.Errorf("webgpu: requesting a device: %w", err)
 	}
