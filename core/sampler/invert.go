@@ -3,6 +3,7 @@ package sampler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 )
 
@@ -17,8 +18,12 @@ import (
 // same steps and schedule) started from it returns approximately x, with a
 // first-order error in the step size. data is a batch like a sampler's
 // output; Options.Steps, Sigmas, EndTime, Class and Guidance apply.
+//
+// Options.Resume continues from a checkpoint whose Step counts the
+// inversion steps already taken (X is the batch after them, x_t form at
+// the noisier point of the last one; the data for Step 0).
 func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, data, o, 50)
+	r, err := newRunnerResumable(ctx, m, data, o, 50)
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +33,15 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 	}
 	r.total = len(g.Steps)
 	x := append([]float64(nil), data...)
-	for i := len(g.Steps) - 1; i >= 0; i-- {
+	done := 0
+	if c := r.o.Resume; c != nil {
+		if c.Step < 0 || c.Step > len(g.Steps) || len(c.X) != len(data) {
+			return nil, fmt.Errorf("sampler: inversion checkpoint at step %d of %d with %d values for %d", c.Step, len(g.Steps), len(c.X), len(data))
+		}
+		done, x = c.Step, append([]float64(nil), c.X...)
+		r.nfe, r.index = c.NFE, c.Step
+	}
+	for i := len(g.Steps) - 1 - done; i >= 0; i-- {
 		st := g.Steps[i]
 		s, t := st.To, st.From
 		var x0, eps []float64
@@ -47,8 +60,10 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 		if err != nil {
 			return nil, err
 		}
+		// The DDIM step (η = 0) from s to t: x_t = α_t·x̂0 + σ_t·ε̂.
+		dir, _ := DDIMCoeffs(s, t, 0)
 		for k := range x {
-			x[k] = t.Alpha*x0[k] + t.Sigma*eps[k]
+			x[k] = t.Alpha*x0[k] + dir*eps[k]
 		}
 	}
 	if !(g.InitSigma > 0) || math.IsInf(g.InitSigma, 0) {

@@ -52,9 +52,10 @@ func TestResume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Grid step 3 starts at progress call 3, or Heun's 6.
+			// Grid step 3 starts at progress call 3, or 6 for Heun and
+			// the predictor–corrector (two evaluations per step).
 			at, step := 3, 3
-			if info.Name == "heun" {
+			if info.Name == "heun" || info.Name == "pc" {
 				at = 6
 			}
 			c := &Checkpoint{Step: step, X: steps[at].X, NFE: steps[at].NFE - 1}
@@ -82,5 +83,38 @@ func TestResume(t *testing.T) {
 	}
 	if n < 8 {
 		t.Errorf("%d resumable samplers, want at least 8", n)
+	}
+}
+
+// TestResumeInvertDDIM checks InvertDDIM from a checkpoint made of an
+// undisturbed inversion's progress call (X before inversion step 2).
+func TestResumeInvertDDIM(t *testing.T) {
+	s := discreteSchedule(t, "epsilon", "linear")
+	m := &Model{Net: tanhNet{}, Schedule: s, Shape: []int{2, 3}, NullClass: -1}
+	data := InitialNoise(9, 0, 2, m.Shape)
+	var steps []Step
+	o := &Options{Steps: 5, Progress: func(st Step) error {
+		st.X = append([]float64(nil), st.X...)
+		steps = append(steps, st)
+		return nil
+	}}
+	want, err := InvertDDIM(context.Background(), m, data, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx []int
+	o.Resume = &Checkpoint{Step: 2, X: steps[2].X, NFE: 2}
+	o.Progress = func(st Step) error { idx = append(idx, st.Index); return nil }
+	got, err := InvertDDIM(context.Background(), m, data, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NFE != want.NFE || len(idx) != 3 || idx[0] != 2 {
+		t.Errorf("resumed: %d evaluations, progress %v; want %d, 2..4", got.NFE, idx, want.NFE)
+	}
+	for i := range want.X {
+		if d := math.Abs(got.X[i] - want.X[i]); d > 1e-12 {
+			t.Fatalf("resumed result differs by %g at %d", d, i)
+		}
 	}
 }

@@ -16,7 +16,8 @@ func init() {
 		DefaultSteps: 1000,
 		Params: append([]Param{pSteps(1000),
 			pSigmas}, pCFG...),
-		Func: EulerMaruyama,
+		Func:      EulerMaruyama,
+		Resumable: true,
 	})
 	register(Info{
 		Name:         "pc",
@@ -27,42 +28,58 @@ func init() {
 			{"snr", "Langevin corrector signal-to-noise ratio r", 0.16},
 			{"corrector_steps", "Langevin steps per noise level", 1},
 			pSigmas}, pCFG...),
-		Func: PredictorCorrector,
+		Func:      PredictorCorrector,
+		Resumable: true,
 	})
 }
 
-// emStep moves x (x_t form) from st.From to st.To by one Euler–Maruyama step
-// of the reverse-time SDE dx = [f(t)x - g(t)² ∇log p_t(x)]dt + g(t)dw̄ (Song et
-// al. 2021, eq. 6), with the score ∇log p_t = -ε̂/σ and the step's integrals
-// of the coefficients taken exactly from the end points:
+// EMCoeffs are the coefficients of one Euler–Maruyama step of the
+// reverse-time SDE dx = [f(t)x - g(t)² ∇log p_t(x)]dt + g(t)dw̄ (Song et al.
+// 2021, eq. 6) from st.From to st.To, with the score ∇log p_t = -ε̂/σ and the
+// step's integrals of the coefficients taken exactly from the end points:
 //
 //	VP (f = -β/2, g² = β):  B = ∫β dt = 2 log(α_s/α_t),
 //	                        x ← x + (x/2 + ∇log p)·B + sqrt(B)·z
 //	VE (f = 0, g² = dσ²/dt): V = σ_t² - σ_s²,
 //	                        x ← x + V·∇log p + sqrt(V)·z
 //
-// A step to the clean point returns the denoised mean x̂0 (Tweedie's formula,
-// the "noise removal" step of Song et al. 2021, appendix G).
+// in the form x ← x + cx·x + ce·ε̂ + cz·z. (A step to the clean point is not
+// an SDE step: see emStep.)
+func EMCoeffs(s *schedule.Schedule, st schedule.Step) (cx, ce, cz float64) {
+	sg := st.From.Sigma
+	if s.Kind == schedule.VE {
+		v := sg*sg - st.To.Sigma*st.To.Sigma
+		return 0, -v / sg, math.Sqrt(math.Max(v, 0))
+	}
+	b := 2 * math.Log(st.To.Alpha/st.From.Alpha)
+	return 0.5 * b, -b / sg, math.Sqrt(math.Max(b, 0))
+}
+
+// LangevinCoeff is the predictor–corrector's Langevin step-size numerator
+// c = 2·a·r²·D (see PredictorCorrector): the step at grid step st is
+// ε_L = c/‖∇log p‖², with a = 1 for VE and α_t²/α_s² (at most 1) for VP.
+func LangevinCoeff(s *schedule.Schedule, st schedule.Step, snr float64, n int) float64 {
+	a := 1.0
+	if s.Kind != schedule.VE && !st.To.Clean() {
+		p := st.From
+		a = math.Min((p.Alpha*p.Alpha)/(st.To.Alpha*st.To.Alpha), 1)
+	}
+	return 2 * a * snr * snr * float64(n)
+}
+
+// emStep moves x (x_t form) from st.From to st.To by one Euler–Maruyama step
+// (EMCoeffs). A step to the clean point returns the denoised mean x̂0
+// (Tweedie's formula, the "noise removal" step of Song et al. 2021,
+// appendix G).
 func (r *runner) emStep(st schedule.Step, x, x0, eps, z []float64, step int) {
 	if st.To.Clean() {
 		copy(x, x0)
 		return
 	}
-	sg := st.From.Sigma
-	if r.s.Kind == schedule.VE {
-		v := sg*sg - st.To.Sigma*st.To.Sigma
-		sv := math.Sqrt(math.Max(v, 0))
-		r.noise(step, 0, z)
-		for k := range x {
-			x[k] += v*(-eps[k]/sg) + sv*z[k]
-		}
-		return
-	}
-	b := 2 * math.Log(st.To.Alpha/st.From.Alpha)
-	sb := math.Sqrt(math.Max(b, 0))
+	cx, ce, cz := EMCoeffs(r.s, st)
 	r.noise(step, 0, z)
 	for k := range x {
-		x[k] += (0.5*x[k]-eps[k]/sg)*b + sb*z[k]
+		x[k] += cx*x[k] + ce*eps[k] + cz*z[k]
 	}
 }
 
@@ -80,7 +97,7 @@ func (r *runner) sdeGrid() (schedule.Grid, error) {
 // discrete DDPM schedules read as one) and for the VE-SDE (eq. 9); see emStep.
 // The last step denoises with Tweedie's formula.
 func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, noise, o, 1000)
+	r, err := newRunnerResumable(ctx, m, noise, o, 1000)
 	if err != nil {
 		return nil, err
 	}
@@ -89,9 +106,13 @@ func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (
 		return nil, err
 	}
 	r.total = len(g.Steps)
-	x := scaled(g.InitSigma, noise)
+	i0, x, err := r.start(g, noise, oneEval)
+	if err != nil {
+		return nil, err
+	}
 	z := make([]float64, len(x))
-	for i, st := range g.Steps {
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, eps, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
@@ -102,6 +123,19 @@ func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (
 		r.emStep(st, x, x0, eps, z, i)
 	}
 	return r.result(x), nil
+}
+
+// PCSettings resolves the predictor–corrector's options: the snr r
+// (default 0.16) and the corrector steps per noise level (default 1, none
+// when negative).
+func PCSettings(snr float64, corrector int) (float64, int) {
+	if snr == 0 {
+		snr = 0.16
+	}
+	if corrector == 0 {
+		corrector = 1
+	}
+	return snr, max(corrector, 0)
 }
 
 // PredictorCorrector is the predictor–corrector sampler of Song et al. 2021
@@ -121,7 +155,7 @@ func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (
 // state-dependent step ε(x) is p/ε), negligible for images but not for
 // problems of a few dimensions. Network evaluations: steps·(CorrectorSteps+1).
 func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, noise, o, 1000)
+	r, err := newRunnerResumable(ctx, m, noise, o, 1000)
 	if err != nil {
 		return nil, err
 	}
@@ -129,26 +163,17 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 	if err != nil {
 		return nil, err
 	}
-	snr := r.o.SNR
-	if snr == 0 {
-		snr = 0.16
-	}
-	nc := r.o.CorrectorSteps
-	if nc == 0 {
-		nc = 1
-	}
-	if nc < 0 {
-		nc = 0
-	}
+	snr, nc := PCSettings(r.o.SNR, r.o.CorrectorSteps)
 	r.total = len(g.Steps) * (nc + 1)
-	x := scaled(g.InitSigma, noise)
+	i0, x, err := r.start(g, noise, func(i int) int { return i * (nc + 1) })
+	if err != nil {
+		return nil, err
+	}
 	z := make([]float64, len(x))
-	for i, st := range g.Steps {
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		p := st.From
-		a := 1.0
-		if r.s.Kind != schedule.VE && !st.To.Clean() {
-			a = math.Min((p.Alpha*p.Alpha)/(st.To.Alpha*st.To.Alpha), 1)
-		}
+		c := LangevinCoeff(r.s, st, snr, r.n)
 		for j := 0; j < nc; j++ {
 			x0, eps, err := r.denoise(p, x)
 			if err != nil {
@@ -168,7 +193,7 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 				if gn == 0 {
 					continue
 				}
-				e := 2 * a * snr * snr * float64(r.n) / gn
+				e := c / gn
 				se := math.Sqrt(2 * e)
 				for k := range xs {
 					xs[k] += e*(-es[k]/p.Sigma) + se*zs[k]

@@ -23,8 +23,14 @@ const (
 	kindDDPM
 	kindEuler // euler and euler_ancestral
 	kindHeun
-	kindDPM // dpmpp_2m, dpmpp_3m, dpmpp_3m_diffusers
+	kindDPM    // dpmpp_2m, dpmpp_3m, dpmpp_3m_diffusers
+	kindEM     // em, and pc's predictor
+	kindPC     // pc
+	kindInvert // DDIM inversion (InvertDDIM)
 )
+
+// invertName is the InterruptedError.Sampler of an interrupted InvertDDIM.
+const invertName = "invert_ddim"
 
 type residentSampler struct {
 	kind      updateKind
@@ -43,6 +49,8 @@ var resident = map[string]residentSampler{
 	"dpmpp_2m":           {kind: kindDPM, order: 2},
 	"dpmpp_3m":           {kind: kindDPM, order: 3},
 	"dpmpp_3m_diffusers": {kind: kindDPM, order: 3, halfD2: true},
+	"em":                 {kind: kindEM},
+	"pc":                 {kind: kindPC},
 }
 
 // eulerType samplers keep x_t/α (see core/sampler).
@@ -89,6 +97,9 @@ func (e *InterruptedError) Finish(ctx context.Context, m *sampler.Model, noise [
 		opt = *o
 	}
 	opt.Resume = e.Checkpoint
+	if e.Sampler == invertName {
+		return sampler.InvertDDIM(ctx, m, noise, &opt)
+	}
 	return sampler.Run(ctx, e.Sampler, m, noise, &opt)
 }
 
@@ -130,6 +141,22 @@ func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, n
 		return nil, fmt.Errorf("webgpu: sampler %q does not run on the GPU (Supports)", name)
 	}
 	info, _ := sampler.Get(name)
+	return dn.sample(ctx, name, info.DefaultSteps, rs, m, noise, o)
+}
+
+// InvertDDIM is core/sampler.InvertDDIM (data to unit noise along DDIM's
+// deterministic steps, run backwards; same options, grid and result to
+// float32 rounding) with the batch kept on the GPU, as Sample runs the
+// samplers: each step is ddim_step from the cleaner grid point to the
+// noisier one, and the first step, from σ = 0, evaluates the model at the
+// noisier point with x̂0 = x. Progress, previews and device loss work as
+// for Sample; an *InterruptedError's Finish runs core/sampler.InvertDDIM
+// from the checkpoint (Step counts the inversion steps taken).
+func (dn *Denoiser) InvertDDIM(ctx context.Context, m *sampler.Model, data []float64, o *sampler.Options) (*sampler.Result, error) {
+	return dn.sample(ctx, invertName, 50, residentSampler{kind: kindInvert}, m, data, o)
+}
+
+func (dn *Denoiser) sample(ctx context.Context, name string, defSteps int, rs residentSampler, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
 	if m == nil || m.Schedule == nil {
 		return nil, errors.New("webgpu: Sample needs a schedule")
 	}
@@ -144,7 +171,7 @@ func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, n
 		return nil, errors.New("webgpu: Sample does not resume checkpoints (use the CPU sampler)")
 	}
 	if opt.Steps == 0 {
-		opt.Steps = info.DefaultSteps
+		opt.Steps = defSteps
 	}
 	if opt.Steps < 0 {
 		return nil, fmt.Errorf("sampler: steps must be positive, got %d", opt.Steps)
@@ -163,9 +190,9 @@ func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, n
 	}
 	var g schedule.Grid
 	switch rs.kind {
-	case kindDDIM:
+	case kindDDIM, kindInvert:
 		g, err = s.DDIMGrid(opt.Steps, opt.Sigmas)
-	case kindDDPM:
+	case kindDDPM, kindEM, kindPC: // EM and PC: core/sampler's sdeGrid
 		g, err = s.DDPMGrid(opt.Steps, opt.Sigmas)
 	case kindEuler, kindHeun:
 		g, err = s.EulerGrid(opt.Steps, opt.Sigmas)
@@ -229,12 +256,10 @@ func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, n
 		return nil, &LimitError{What: "a guided sample", Limit: "maxStorageBufferBindingSize", Need: 2, Have: uint64(chunk)}
 	}
 	chunk /= copies
-	total := len(g.Steps)
-	if rs.kind == kindHeun {
-		total = sampler.HeunEvals(g, len(g.Steps))
-	}
 	j := &sampleJob{dn: dn, name: name, rs: rs, m: m, s: s, g: g, o: &opt, pred: pt, guided: guided,
-		cls: cls, per: per, B: B, total: total, noise: noise}
+		cls: cls, per: per, B: B, noise: noise}
+	j.snr, j.nc = sampler.PCSettings(opt.SNR, opt.CorrectorSteps)
+	j.total = j.evalsBefore(len(g.Steps))
 	if opt.Progress != nil || opt.Preview != nil {
 		j.preview = opt.Preview
 		if j.preview == nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/sampler"
@@ -51,8 +52,10 @@ type sampleJob struct {
 	guided  bool
 	cls     []int // one per sample, or nil
 	per, B  int
-	total   int // network evaluations
-	noise   []float64
+	total   int                         // network evaluations
+	noise   []float64                   // the starting noise (the data for kindInvert)
+	snr     float64                     // pc
+	nc      int                         // pc: corrector steps per grid step
 	preview func(index, total int) bool // nil: no readbacks until the end
 	chunks  []*sampleChunk
 
@@ -83,7 +86,7 @@ type sampleChunk struct {
 // [network input (X) | state regions x, x̂0 (and DPM's history)].
 type pendingPreview struct {
 	step   int // grid step it was submitted in
-	ckStep int // grid step the state regions are at
+	ckStep int // grid step the state regions are at (-1: mid-step, no checkpoint)
 	bufs   []*gpu.Buffer
 	reads  []*gpu.PendingRead
 	x, x0  []float64
@@ -93,6 +96,43 @@ type pendingPreview struct {
 type queued struct {
 	st sampler.Step
 	pv *pendingPreview
+}
+
+// stage is one network evaluation within a grid step.
+type stage int
+
+const (
+	stageMain   stage = -1 // the step's (only or first) evaluation
+	stageSecond stage = -2 // Heun's second
+	// 0, 1, ...: pc's Langevin corrector evaluations before stageMain
+)
+
+// stages lists grid step i's evaluations, in order, and their points.
+func (j *sampleJob) stages(i int) ([]stage, []schedule.Point) {
+	st := j.g.Steps[i]
+	switch j.rs.kind {
+	case kindHeun:
+		if !st.To.Clean() {
+			return []stage{stageMain, stageSecond}, []schedule.Point{st.From, st.To}
+		}
+	case kindPC:
+		var ss []stage
+		var ps []schedule.Point
+		for c := 0; c < j.nc; c++ {
+			ss, ps = append(ss, stage(c)), append(ps, st.From)
+		}
+		return append(ss, stageMain), append(ps, st.From)
+	case kindInvert:
+		// Inversion step i runs grid step len-1-i backwards, from the
+		// cleaner point s to t, evaluating at s (at t when s is clean).
+		gs := j.g.Steps[len(j.g.Steps)-1-i]
+		s, t := gs.To, gs.From
+		if s.Clean() {
+			return []stage{stageMain}, []schedule.Point{t}
+		}
+		return []stage{stageMain}, []schedule.Point{s}
+	}
+	return []stage{stageMain}, []schedule.Point{st.From}
 }
 
 func (j *sampleJob) regionsRead() int {
@@ -106,13 +146,16 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	dev := j.dn.dev
 	gd := dev.gpu
 	// Until a preview comes back, resuming means starting over.
-	a0 := 1.0
+	a0 := j.g.InitSigma
 	if j.rs.eulerType() {
-		a0 = j.g.Steps[0].From.Alpha
+		a0 *= j.g.Steps[0].From.Alpha
+	}
+	if j.rs.kind == kindInvert {
+		a0 = 1 // the data itself
 	}
 	j.ckpt = &sampler.Checkpoint{Step: 0, X: make([]float64, len(j.noise))}
 	for i, v := range j.noise {
-		j.ckpt.X[i] = a0 * (j.g.InitSigma * v)
+		j.ckpt.X[i] = a0 * v
 	}
 	defer func() {
 		if err != nil && errors.Is(err, ErrDeviceLost) {
@@ -178,13 +221,14 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	}()
 
 	// Pipelines, buffers and bind groups.
-	entries := map[updateKind][2]string{
+	entries := map[updateKind][]string{
 		kindDDIM: {"ddim_step"}, kindDDPM: {"ddpm_step"}, kindEuler: {"euler_step"},
-		kindHeun: {"heun_first", "heun_second"}, kindDPM: {"dpm_step"},
+		kindHeun: {"heun_first", "heun_second"}, kindDPM: {"dpm_step"}, kindEM: {"em_step"},
+		kindPC: {"em_step", "langevin_norm", "langevin_step"}, kindInvert: {"ddim_step"},
 	}[j.rs.kind]
-	keys := map[kernelKey]bool{{"sampler", "net_input"}: true, {"sampler", entries[0]}: true}
-	if entries[1] != "" {
-		keys[kernelKey{"sampler", entries[1]}] = true
+	keys := map[kernelKey]bool{{"sampler", "net_input"}: true}
+	for _, e := range entries {
+		keys[kernelKey{"sampler", e}] = true
 	}
 	dev.mu.Lock()
 	if err := dev.pipelinesFor(ctx, keys); err != nil {
@@ -226,7 +270,11 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	}
 	x0 := make([]float32, j.per*j.B)
 	for i, v := range j.noise {
-		x0[i] = float32(j.g.InitSigma * v)
+		if j.rs.kind == kindInvert {
+			x0[i] = float32(v)
+		} else {
+			x0[i] = float32(j.g.InitSigma * v)
+		}
 	}
 	for _, c := range j.chunks {
 		gd.WriteBuffer(c.st, 0, gpu.Float32Bytes(x0[c.b0*j.per:c.b0*j.per+c.n]))
@@ -249,7 +297,7 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	}
 	fence := make([]byte, 16)
 	ev := 0
-	for i, st := range j.g.Steps {
+	for i := range j.g.Steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -267,12 +315,9 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 				return nil, err
 			}
 		}
-		if err := j.eval(ctx, i, ev, st.From, false); err != nil {
-			return nil, err
-		}
-		ev++
-		if j.rs.kind == kindHeun && !st.To.Clean() {
-			if err := j.eval(ctx, i, ev, st.To, true); err != nil {
+		ss, ps := j.stages(i)
+		for q, sg := range ss {
+			if err := j.eval(ctx, i, ev, ps[q], sg); err != nil {
 				return nil, err
 			}
 			ev++
@@ -323,6 +368,14 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	for i, v := range x0 {
 		out[i] = float64(v)
 	}
+	if j.rs.kind == kindInvert {
+		if !(j.g.InitSigma > 0) || math.IsInf(j.g.InitSigma, 0) {
+			return nil, errors.New("sampler: bad initial sigma")
+		}
+		for i := range out {
+			out[i] /= j.g.InitSigma
+		}
+	}
 	return &sampler.Result{X: out, NFE: j.total}, nil
 }
 
@@ -350,16 +403,20 @@ func (j *sampleJob) xtForm(i int, x []float32) []float64 {
 }
 
 // eval submits one network evaluation (index ev, at point p of grid step
-// i) and its update for every chunk; second is Heun's second stage.
-func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, second bool) error {
+// i, its stage sg) and its update for every chunk.
+func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, sg stage) error {
 	gd := j.dn.dev.gpu
 	st := j.g.Steps[i]
 	cfg := j.s.Config
+	second := sg == stageSecond
 	var pv *pendingPreview
 	if j.preview != nil && j.preview(ev, j.total) {
 		pv = &pendingPreview{step: i, ckStep: i + 1}
 		if j.rs.kind == kindHeun && !second && !st.To.Clean() {
 			pv.ckStep = i // the state is still at the step's start
+		}
+		if sg >= 0 {
+			pv.ckStep = -1 // a Langevin step has moved x within the step
 		}
 	}
 	tv := j.s.NetTime(p)
@@ -370,8 +427,8 @@ func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, secon
 	// The update's flags and coefficients.
 	flags := 0
 	var k [9]float64
-	entry := ""
-	noise := false
+	entry, norm := "", ""
+	noise, sub := false, 0
 	switch j.rs.kind {
 	case kindDDIM:
 		entry = "ddim_step"
@@ -418,6 +475,26 @@ func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, secon
 		if c.Heun {
 			flags |= 8
 		}
+	case kindEM, kindPC:
+		entry = "em_step"
+		if sg >= 0 {
+			entry, norm = "langevin_step", "langevin_norm"
+			k[0] = sampler.LangevinCoeff(j.s, st, j.snr, j.per)
+			noise, sub = true, 1+int(sg)
+		} else if st.To.Clean() {
+			flags |= 16
+		} else {
+			k[0], k[1], k[2] = sampler.EMCoeffs(j.s, st)
+			noise = true
+		}
+	case kindInvert:
+		entry = "ddim_step"
+		s, t := j.g.Steps[len(j.g.Steps)-1-i].To, j.g.Steps[len(j.g.Steps)-1-i].From
+		if s.Clean() {
+			flags |= 32
+		}
+		k[0] = t.Alpha
+		k[1], _ = sampler.DDIMCoeffs(s, t, 0)
 	}
 	if noise {
 		flags |= 4
@@ -428,7 +505,7 @@ func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, secon
 	}
 	for _, c := range j.chunks {
 		if noise {
-			j.drawNoise(i, c)
+			j.drawNoise(i, sub, c)
 		}
 		tin := make([]float32, c.nb)
 		for q := range tin {
@@ -443,12 +520,15 @@ func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, secon
 			0.0, 0.0, scale, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0)
 		upd := words(n, b01(j.guided), int(j.pred), flags, src*n, regX*n, regX0*n, regH1*n,
 			regH2*n, regD*n, regX2*n, 1, p.Alpha, p.Sigma, scale, j.o.Guidance, cfg.ClipSampleRange,
-			k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], 0, 0)
+			k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], j.per, 0)
 		gd.WriteBuffer(c.uni, uint64(256*(slotPrep+2*slot)), gpu.Uint32Bytes(prep))
 		gd.WriteBuffer(c.uni, uint64(256*(slotUpdate+2*slot)), gpu.Uint32Bytes(upd))
 		e := gd.NewEncoder(j.name)
 		e.Dispatch(j.pipes["net_input"], c.prep[slot], c.grid[0], c.grid[1], c.grid[2])
 		c.p.encode(e)
+		if norm != "" {
+			e.Dispatch(j.pipes[norm], c.update[slot], uint32(c.b), 1, 1)
+		}
 		e.Dispatch(j.pipes[entry], c.update[slot], c.grid[0], c.grid[1], c.grid[2])
 		if pv != nil {
 			sb := j.staging(uint64(4 * c.n * (1 + j.regionsRead())))
@@ -470,16 +550,16 @@ func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, secon
 	return ctx.Err()
 }
 
-// drawNoise writes grid step i's noise for chunk c, keyed as the CPU
-// sampler keys it (sample index, step, draw 0).
-func (j *sampleJob) drawNoise(i int, c *sampleChunk) {
+// drawNoise writes grid step i's draw `sub` for chunk c, keyed as the CPU
+// sampler keys it (sample index, step, draw).
+func (j *sampleJob) drawNoise(i, sub int, c *sampleChunk) {
 	z64 := make([]float64, j.per)
 	z := make([]float32, c.n)
 	for b := 0; b < c.b; b++ {
 		if j.o.Noise != nil {
-			j.o.Noise(j.o.FirstSample+c.b0+b, i, 0, z64)
+			j.o.Noise(j.o.FirstSample+c.b0+b, i, sub, z64)
 		} else {
-			rng.NormalStream64(j.o.Seed, j.o.FirstSample+c.b0+b, i, 0, z64)
+			rng.NormalStream64(j.o.Seed, j.o.FirstSample+c.b0+b, i, sub, z64)
 		}
 		for q, v := range z64 {
 			z[b*j.per+q] = float32(v)
@@ -525,6 +605,9 @@ func (j *sampleJob) collect(ctx context.Context, upto int) error {
 		}
 		pv.x, pv.x0 = f64(raw[0]), f64(raw[1+regX0])
 		pv.done = true
+		if pv.ckStep < 0 {
+			continue
+		}
 		ck := &sampler.Checkpoint{Step: pv.ckStep, X: j.xtForm(pv.ckStep, raw[1+regX]), NFE: j.evalsBefore(pv.ckStep)}
 		if j.rs.kind == kindDPM {
 			ck.History = [][]float64{f64(raw[1+regH1]), f64(raw[1+regH2])}[:min(pv.ckStep, 2)]
@@ -535,8 +618,11 @@ func (j *sampleJob) collect(ctx context.Context, upto int) error {
 }
 
 func (j *sampleJob) evalsBefore(step int) int {
-	if j.rs.kind == kindHeun {
+	switch j.rs.kind {
+	case kindHeun:
 		return sampler.HeunEvals(j.g, step)
+	case kindPC:
+		return step * (j.nc + 1)
 	}
 	return step
 }

@@ -112,6 +112,10 @@ func TestSample(t *testing.T) {
 		{"dpmpp_2m", `{"prediction_type": "epsilon", "clip_sample": false, "lower_order_final": false}`, 4, 0, 2.5, pick},
 		{"dpmpp_3m", `{"prediction_type": "v_prediction", "clip_sample": false, "lower_order_final": false, "solver_type": "heun"}`, 4, 0, 0, nil},
 		{"dpmpp_3m_diffusers", `{"prediction_type": "epsilon", "clip_sample": false, "lower_order_final": false}`, 4, 0, 0, pick},
+		// The SDE samplers: a VP (discrete) and a VE schedule; pc's default
+		// previews fall on a Langevin evaluation (index 4) and the last.
+		{"em", `{"prediction_type": "v_prediction", "clip_sample": true}`, 3, 0, 2, pick},
+		{"pc", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 3, 0, 1.5, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if !dn.Supports(c.name) {
@@ -265,6 +269,196 @@ func TestSampleDeviceLost(t *testing.T) {
 	}
 	if e := nmse64(got.X, want.X); !(e <= 1e-20) {
 		t.Errorf("heun from the start checkpoint: NMSE %.3g vs a CPU run", e)
+	}
+}
+
+// TestInvertDDIM checks Denoiser.InvertDDIM against core/sampler.InvertDDIM
+// driving the same GPU network (ε and v prediction, guided, previews
+// picked and default), and the previews against the CPU's progress.
+func TestInvertDDIM(t *testing.T) {
+	d := testDevice(t)
+	f := smallestFixture(t)
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dn.Release()
+	const B = 2
+	cond, _ := f.m.Conditional()
+	for _, c := range []struct {
+		name, sched string
+		w           float64
+		preview     func(int, int) bool
+	}{
+		{"eps", `{"prediction_type": "epsilon", "clip_sample": true}`, 0, func(i, _ int) bool { return i == 0 || i == 2 }},
+		{"v_guided", `{"prediction_type": "v_prediction", "clip_sample": false}`, 2, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := schedule.Parse([]byte(c.sched))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &sampler.Model{Net: dn, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+			o := &sampler.Options{Steps: 4}
+			if cond {
+				o.Class = []int{2, 5}
+				if c.w != 0 {
+					o.Guidance = c.w
+					m.NullClass = 0
+				}
+			}
+			// Data-like input: bounded, not unit noise.
+			data := sampler.InitialNoise(4, 0, B, m.Shape)
+			for i, v := range data {
+				data[i] = math.Tanh(v)
+			}
+			var cpuSteps, gpuSteps []sampler.Step
+			o.Progress = func(st sampler.Step) error {
+				st.X, st.X0 = append([]float64(nil), st.X...), append([]float64(nil), st.X0...)
+				cpuSteps = append(cpuSteps, st)
+				return nil
+			}
+			want, err := sampler.InvertDDIM(context.Background(), m, data, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Progress = func(st sampler.Step) error { gpuSteps = append(gpuSteps, st); return nil }
+			o.Preview = c.preview
+			got, err := dn.InvertDDIM(context.Background(), m, data, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := nmse64(got.X, want.X)
+			t.Logf("NMSE vs core/sampler.InvertDDIM %.3g", e)
+			if !(e <= 1e-9) {
+				t.Errorf("NMSE %.3g over 1e-9", e)
+			}
+			if got.NFE != want.NFE || len(gpuSteps) != len(cpuSteps) {
+				t.Fatalf("%d evaluations, %d progress calls; want %d and %d", got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
+			}
+			preview := c.preview
+			if preview == nil {
+				preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 || i == total-1 }
+			}
+			var worst float64
+			for i, g := range gpuSteps {
+				w := cpuSteps[i]
+				if g.Index != i || g.Total != w.Total || g.NFE != w.NFE || g.Point != w.Point {
+					t.Errorf("progress %d: %+v, want %+v", i, g, w)
+				}
+				if preview(i, w.Total) != (g.X != nil) || (g.X == nil) != (g.X0 == nil) {
+					t.Errorf("progress %d: X given %v, want %v", i, g.X != nil, preview(i, w.Total))
+					continue
+				}
+				if g.X != nil {
+					worst = max(worst, nmse64(g.X, w.X), nmse64(g.X0, w.X0))
+				}
+			}
+			t.Logf("previews: worst NMSE of X, X0 vs the CPU %.3g", worst)
+			if !(worst <= 1e-9) {
+				t.Errorf("preview NMSE %.3g over 1e-9", worst)
+			}
+		})
+	}
+}
+
+// TestSampleDeviceLostSDE destroys the device in the middle of a
+// predictor–corrector run (previews on predictor and on Langevin
+// evaluations; only the predictor's are checkpoints, at grid step
+// boundaries): Sample must fail with an *InterruptedError whose checkpoint
+// is at a step boundary, and finishing on the CPU (same noise keys) must
+// give the undisturbed CPU run's result. Then em and DDIM inversion on the
+// lost device fail at once and finish on the CPU from their start.
+func TestSampleDeviceLostSDE(t *testing.T) {
+	testDevice(t) // skip without WebGPU
+	d, err := Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := smallestFixture(t)
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpuNet := cpu.NewDenoiser(f.m)
+	m := &sampler.Model{Net: cpuNet, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	o := &sampler.Options{Steps: 5, Seed: 8}
+	if cond, _ := f.m.Conditional(); cond {
+		o.Class = []int{6}
+	}
+	noise := sampler.InitialNoise(o.Seed, 0, 1, m.Shape)
+	want, err := sampler.Run(context.Background(), "pc", m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Previews at 1 (predictor, step 0), 2 (Langevin, step 1), 4, 5, ...;
+	// the loss at the second one: its state is mid-step, so the
+	// checkpoint is still the first's, step 1.
+	o.Preview = func(i, total int) bool { return i%3 != 0 }
+	o.Progress = func(st sampler.Step) error {
+		if st.Index == 2 {
+			d.Destroy()
+		}
+		return nil
+	}
+	_, err = dn.Sample(context.Background(), "pc", m, noise, o)
+	var ie *InterruptedError
+	if !errors.As(err, &ie) || !errors.Is(err, ErrDeviceLost) {
+		t.Fatalf("pc with the device destroyed mid-run: %v, want an InterruptedError", err)
+	}
+	c := ie.Checkpoint
+	t.Logf("%v (checkpoint at step %d, %d evaluations)", err, c.Step, c.NFE)
+	if c.Step != 1 || c.NFE != 2 {
+		t.Errorf("checkpoint at step %d after %d evaluations, want step 1 after 2", c.Step, c.NFE)
+	}
+	var resumed []int
+	o.Progress = func(st sampler.Step) error { resumed = append(resumed, st.Index); return nil }
+	got, err := ie.Finish(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resumed) == 0 || resumed[0] != c.NFE || got.NFE != want.NFE {
+		t.Errorf("finished with progress %v and %d evaluations, want from %d and %d", resumed, got.NFE, c.NFE, want.NFE)
+	}
+	e := nmse64(got.X, want.X)
+	t.Logf("pc: GPU to step %d, then CPU: NMSE vs an undisturbed CPU run %.3g", c.Step, e)
+	if !(e <= 1e-9) {
+		t.Errorf("NMSE %.3g over 1e-9", e)
+	}
+
+	o.Progress = nil
+	want, err = sampler.Run(context.Background(), "em", m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dn.Sample(context.Background(), "em", m, noise, o)
+	if !errors.As(err, &ie) || ie.Checkpoint.Step != 0 {
+		t.Fatalf("em on a lost device: %v, want an InterruptedError at step 0", err)
+	}
+	if got, err = ie.Finish(context.Background(), m, noise, o); err != nil {
+		t.Fatal(err)
+	}
+	if e := nmse64(got.X, want.X); !(e <= 1e-20) {
+		t.Errorf("em from the start checkpoint: NMSE %.3g vs a CPU run", e)
+	}
+	data := noise
+	want, err = sampler.InvertDDIM(context.Background(), m, data, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dn.InvertDDIM(context.Background(), m, data, o)
+	if !errors.As(err, &ie) || ie.Checkpoint.Step != 0 {
+		t.Fatalf("InvertDDIM on a lost device: %v, want an InterruptedError at step 0", err)
+	}
+	if got, err = ie.Finish(context.Background(), m, data, o); err != nil {
+		t.Fatal(err)
+	}
+	if e := nmse64(got.X, want.X); !(e <= 1e-20) {
+		t.Errorf("InvertDDIM from the start checkpoint: NMSE %.3g vs a CPU run", e)
 	}
 }
 

@@ -22,7 +22,7 @@ struct Params {
 	a: f32, s: f32, scale: f32, w: f32,
 	clip: f32, k0: f32, k1: f32, k2: f32,
 	k3: f32, k4: f32, k5: f32, k6: f32,
-	k7: f32, k8: f32, _p0: u32, _p1: u32,
+	k7: f32, k8: f32, per: u32, _p1: u32,
 }
 
 const PRED_EPS: u32 = 0u;
@@ -34,7 +34,8 @@ const S_CLIP: u32 = 1u;        // clamp x̂0 to [-clip, clip]
 const S_CLIPPED_EPS: u32 = 2u; // re-derive ε̂ from the clipped x̂0
 const S_NOISE: u32 = 4u;       // add the noise term
 const S_HEUN: u32 = 8u;        // dpm_step: order-2 heun form (else midpoint)
-const S_FINAL: u32 = 16u;      // heun_first: the step ends at σ = 0, x ← trial point
+const S_FINAL: u32 = 16u;      // heun_first, em_step: the step ends at σ = 0
+const S_KEEPX: u32 = 32u;      // ddim_step (inversion from σ = 0): x̂0 = x itself
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> Y: array<f32>;
@@ -113,7 +114,14 @@ fn ddim_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 		return;
 	}
 	let p = predict(i);
-	S[P.ox + i] = P.k0 * p.x + P.k1 * p.y + P.k2 * noise(i);
+	var x0 = p.x;
+	if ((P.flags & S_KEEPX) != 0u) {
+		// DDIM inversion's first step (core/sampler.InvertDDIM): ε̂ from
+		// the model at the noisier point on the clean input, x̂0 = x.
+		x0 = S[P.src + i];
+		S[P.o0 + i] = x0;
+	}
+	S[P.ox + i] = P.k0 * x0 + P.k1 * p.y + P.k2 * noise(i);
 }
 
 // ddpm_step: ancestral DDPM (Ho, Jain & Abbeel 2020, eq. 6-7),
@@ -230,4 +238,72 @@ fn dpm_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 	S[P.ox + i] = v;
 	S[P.o2 + i] = m1;
 	S[P.o1 + i] = m0;
+}
+
+// em_step: Euler–Maruyama on the reverse-time SDE (Song et al. 2021, eq. 6;
+// core/sampler.EMCoeffs), x ← x + (k0·x + k1·ε̂ + k2·z); a step to σ = 0
+// (S_FINAL) returns the denoised mean x ← x̂0 (Tweedie's formula, their
+// appendix G).
+@compute @workgroup_size(256)
+fn em_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let i = index(wid, nwg, li);
+	if (i >= P.n) {
+		return;
+	}
+	let p = predict(i);
+	if ((P.flags & S_FINAL) != 0u) {
+		S[P.ox + i] = p.x;
+		return;
+	}
+	let x = S[P.ox + i];
+	S[P.ox + i] = x + (P.k0 * x + P.k1 * p.y + P.k2 * noise(i));
+}
+
+var<workgroup> partial: array<f32, 256>;
+
+// langevin_norm: the squared norm of the score ∇log p = -ε̂/σ of each
+// sample (P.per values), one workgroup per sample, into S[od + sample]:
+// the predictor–corrector's Langevin step size ε_L = k0/‖∇log p‖² (Song
+// et al. 2021, Alg. 5 with the per-sample norm of
+// core/sampler.PredictorCorrector).
+@compute @workgroup_size(256)
+fn langevin_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let b = wid.y * nwg.x + wid.x;
+	var acc = 0.0;
+	for (var k = li; k < P.per; k += 256u) {
+		let g = predict(b * P.per + k).y / P.s;
+		acc += g * g;
+	}
+	partial[li] = acc;
+	workgroupBarrier();
+	for (var w = 128u; w > 0u; w >>= 1u) {
+		if (li < w) {
+			partial[li] += partial[li + w];
+		}
+		workgroupBarrier();
+	}
+	if (li == 0u) {
+		S[P.od + b] = partial[0];
+	}
+}
+
+// langevin_step: one Langevin corrector step, x ← x + ε_L·∇log p +
+// sqrt(2ε_L)·z with ε_L = k0/S[od + sample] (langevin_norm); a sample whose
+// score is 0 stays.
+@compute @workgroup_size(256)
+fn langevin_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let i = index(wid, nwg, li);
+	if (i >= P.n) {
+		return;
+	}
+	let p = predict(i);
+	let gn = S[P.od + i / P.per];
+	if (gn == 0.0) {
+		return;
+	}
+	let e = P.k0 / gn;
+	S[P.ox + i] = S[P.ox + i] + (e * (-p.y / P.s) + sqrt(2.0 * e) * noise(i));
 }
