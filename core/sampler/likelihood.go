@@ -181,7 +181,7 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 		return worst
 	}
 	x0 := make([]float64, B*n)
-	accept := func(u float64, y, dy []float64) error {
+	accept := func(u float64, y, dy []float64, _ float64) error {
 		if lo.Progress == nil {
 			return r.ctx.Err()
 		}

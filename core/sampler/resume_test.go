@@ -30,6 +30,10 @@ func TestResume(t *testing.T) {
 	noise := InitialNoise(7, 0, 2, m.Shape)
 	n := 0
 	for _, info := range List() {
+		if info.Name == "rk45" {
+			n++
+			continue // not on a grid: TestResumeRK45
+		}
 		if !info.Resumable {
 			if _, err := info.Func(context.Background(), m, noise, &Options{Steps: 4, Resume: &Checkpoint{}}); err == nil {
 				t.Errorf("%s: accepted a checkpoint", info.Name)
@@ -81,8 +85,8 @@ func TestResume(t *testing.T) {
 			}
 		})
 	}
-	if n < 8 {
-		t.Errorf("%d resumable samplers, want at least 8", n)
+	if n < 11 {
+		t.Errorf("%d resumable samplers, want at least 11", n)
 	}
 }
 
@@ -116,5 +120,53 @@ func TestResumeInvertDDIM(t *testing.T) {
 		if d := math.Abs(got.X[i] - want.X[i]); d > 1e-12 {
 			t.Fatalf("resumed result differs by %g at %d", d, i)
 		}
+	}
+}
+
+// TestResumeRK45 resumes rk45 from its state after accepted step 3 of an
+// undisturbed run (X, X0 from progress; U, H from rk45Accepted): the same
+// result, evaluation count and progress indices; and from a start
+// checkpoint (Step 0, H 0), the same run.
+func TestResumeRK45(t *testing.T) {
+	s := discreteSchedule(t, "epsilon", "linear")
+	m := &Model{Net: tanhNet{}, Schedule: s, Shape: []int{2, 3}, NullClass: -1}
+	noise := InitialNoise(7, 0, 2, m.Shape)
+	var steps []Step
+	var us, hs []float64
+	rk45Accepted = func(u, h float64) { us, hs = append(us, u), append(hs, h) }
+	defer func() { rk45Accepted = nil }()
+	o := &Options{RTol: 1e-6, ATol: 1e-6, Progress: func(st Step) error {
+		st.X = append([]float64(nil), st.X...)
+		st.X0 = append([]float64(nil), st.X0...)
+		steps = append(steps, st)
+		return nil
+	}}
+	want, err := RK45(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) < 6 || len(us) != len(steps) {
+		t.Fatalf("%d accepted steps (%d hooks), want ≥ 6", len(steps), len(us))
+	}
+	rk45Accepted = nil
+	const at = 3
+	var idx []int
+	o.Resume = &Checkpoint{Step: at + 1, X: steps[at].X, History: [][]float64{steps[at].X0}, NFE: steps[at].NFE, U: us[at], H: hs[at]}
+	o.Progress = func(st Step) error { idx = append(idx, st.Index); return nil }
+	got, err := RK45(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NFE != want.NFE || len(idx) != len(steps)-at-1 || idx[0] != at+1 {
+		t.Errorf("resumed: %d evaluations, progress %v; want %d, %d..%d", got.NFE, idx, want.NFE, at+1, len(steps)-1)
+	}
+	for i := range want.X {
+		if d := math.Abs(got.X[i] - want.X[i]); d > 1e-9 {
+			t.Fatalf("resumed result differs by %g at %d", d, i)
+		}
+	}
+	o.Resume = &Checkpoint{X: steps[at].X}
+	if got, err = RK45(context.Background(), m, noise, o); err != nil || got.NFE != want.NFE || got.X[0] != want.X[0] {
+		t.Errorf("from a start checkpoint: %v, %d evaluations (want %d)", err, got.NFE, want.NFE)
 	}
 }

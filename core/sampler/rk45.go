@@ -19,7 +19,8 @@ func init() {
 			{"rtol", "relative tolerance", 1e-5},
 			{"atol", "absolute tolerance", 1e-5},
 		}, pCFG...),
-		Func: RK45,
+		Func:      RK45,
+		Resumable: true,
 	})
 }
 
@@ -41,6 +42,46 @@ var (
 	dpE = [7]float64{71.0 / 57600, 0, -71.0 / 16695, 71.0 / 1920, -17253.0 / 339200, 22.0 / 525, -1.0 / 40}
 )
 
+// DormandPrince returns the Dormand–Prince 5(4) tableau dopri45 uses:
+// nodes c, stage coefficients a (row s: stage s's weights of the earlier
+// slopes; row 6 is the 5th-order solution) and error weights e = b - b̂.
+func DormandPrince() (c [7]float64, a [7][6]float64, e [7]float64) { return dpC, dpA, dpE }
+
+// The step-size controller of dopri45 (Hairer, Nørsett & Wanner I, II.4,
+// eq. 4.13; scipy's RK45): after an attempt with error norm err the step
+// is multiplied by RK45Safety·err^RK45Exponent, within [RK45MinFactor,
+// RK45MaxFactor] (at most 1 right after a rejection; RK45MaxFactor when
+// err is 0). RK45MaxNFE bounds the rk45 sampler's evaluations.
+const (
+	RK45Safety    = 0.9
+	RK45Exponent  = -1.0 / 5
+	RK45MinFactor = 0.2
+	RK45MaxFactor = 10
+	RK45MaxNFE    = 100000
+)
+
+// RK45Tolerances resolves the rk45 sampler's rtol and atol (default 1e-5).
+func RK45Tolerances(rtol, atol float64) (float64, float64, error) {
+	if rtol == 0 {
+		rtol = 1e-5
+	}
+	if atol == 0 {
+		atol = 1e-5
+	}
+	if rtol < 0 || atol < 0 {
+		return 0, 0, fmt.Errorf("sampler: rtol and atol must be positive, got %v and %v", rtol, atol)
+	}
+	return rtol, atol, nil
+}
+
+// RK45Span is where the rk45 sampler integrates dx/du = x - D(x; e^u):
+// from u0 = log(σ/α) at the start time to u1 at the end time, starting
+// from x = scale·noise (scale² is the prior's variance of x_T/α).
+func RK45Span(s *schedule.Schedule) (u0, u1, scale float64) {
+	lmax, lmin := s.MaxLevel(), s.MinLevel()
+	return math.Log(lmax), math.Log(lmin), math.Sqrt(s.PriorVar(lmax))
+}
+
 // odeFunc writes dy/du at (u, y) into dy.
 type odeFunc func(u float64, y, dy []float64) error
 
@@ -50,9 +91,21 @@ type dopriOptions struct {
 	// norm reduces the scaled error vector to one number (the step is
 	// accepted when it is at most 1).
 	norm func(w []float64) float64
-	// accept is called after every accepted step with the new point and the
-	// derivative there.
-	accept func(u float64, y, dy []float64) error
+	// accept is called after every accepted step with the new point, the
+	// derivative there and the step size to try next.
+	accept func(u float64, y, dy []float64, h float64) error
+	// resume, when set, starts at an accepted step of an earlier run (u0
+	// and y0 are its point), skipping the initial step selection.
+	resume *dopriResume
+}
+
+// dopriResume is the rest of dopri45's state at an accepted step: the
+// derivative there (FSAL), the step size to try next and the evaluations
+// made so far.
+type dopriResume struct {
+	dy  []float64
+	h   float64
+	nfe int
 }
 
 // dopri45 integrates dy/du = f from u0 to u1 (either direction) with the
@@ -86,43 +139,22 @@ func dopri45(f odeFunc, u0, u1 float64, y0 []float64, o dopriOptions) ([]float64
 	w := make([]float64, n)
 	yn := make([]float64, n)
 	tmp := make([]float64, n)
-	if err := eval(u0, y, k[0]); err != nil {
-		return nil, nil, nfe, err
-	}
-	if span == 0 {
-		return y, k[0], nfe, nil
-	}
-	// Initial step (Hairer et al. II.4, scipy's select_initial_step).
-	for i := range y {
-		w[i] = y[i] / (o.atol + math.Abs(y[i])*o.rtol)
-	}
-	d0 := o.norm(w)
-	for i := range y {
-		w[i] = k[0][i] / (o.atol + math.Abs(y[i])*o.rtol)
-	}
-	d1 := o.norm(w)
-	h0 := 1e-6
-	if d0 >= 1e-5 && d1 >= 1e-5 {
-		h0 = 0.01 * d0 / d1
-	}
-	h0 = math.Min(h0, span)
-	for i := range y {
-		tmp[i] = y[i] + dir*h0*k[0][i]
-	}
-	if err := eval(u0+dir*h0, tmp, k[1]); err != nil {
-		return nil, nil, nfe, err
-	}
-	for i := range y {
-		w[i] = (k[1][i] - k[0][i]) / (o.atol + math.Abs(y[i])*o.rtol)
-	}
-	d2 := o.norm(w) / h0
-	var h1 float64
-	if d1 <= 1e-15 && d2 <= 1e-15 {
-		h1 = math.Max(1e-6, h0*1e-3)
+	var h float64
+	if c := o.resume; c != nil {
+		copy(k[0], c.dy)
+		h, nfe = c.h, c.nfe
 	} else {
-		h1 = math.Pow(0.01/math.Max(d1, d2), 1.0/5)
+		if err := eval(u0, y, k[0]); err != nil {
+			return nil, nil, nfe, err
+		}
+		if span == 0 {
+			return y, k[0], nfe, nil
+		}
+		var err error
+		if h, err = dopriStart(eval, u0, dir, span, y, k, w, tmp, o); err != nil {
+			return nil, nil, nfe, err
+		}
 	}
-	h := math.Min(math.Min(100*h0, h1), span)
 
 	u := u0
 	rejected := false
@@ -160,9 +192,9 @@ func dopri45(f odeFunc, u0, u1 float64, y0 []float64, o dopriOptions) ([]float64
 		}
 		errNorm := o.norm(w)
 		if errNorm <= 1 {
-			factor := 10.0
+			factor := float64(RK45MaxFactor)
 			if errNorm > 0 {
-				factor = math.Min(10, 0.9*math.Pow(errNorm, -0.2))
+				factor = math.Min(RK45MaxFactor, RK45Safety*math.Pow(errNorm, RK45Exponent))
 			}
 			if rejected {
 				factor = math.Min(1, factor)
@@ -173,16 +205,52 @@ func dopri45(f odeFunc, u0, u1 float64, y0 []float64, o dopriOptions) ([]float64
 			y, yn = yn, y
 			k[0], k[6] = k[6], k[0]
 			if o.accept != nil {
-				if err := o.accept(u, y, k[0]); err != nil {
+				if err := o.accept(u, y, k[0], h); err != nil {
 					return nil, nil, nfe, err
 				}
 			}
 		} else {
-			h = math.Abs(hs) * math.Max(0.2, 0.9*math.Pow(errNorm, -0.2))
+			h = math.Abs(hs) * math.Max(RK45MinFactor, RK45Safety*math.Pow(errNorm, RK45Exponent))
 			rejected = true
 		}
 	}
 	return y, k[0], nfe, nil
+}
+
+// dopriStart is the initial step size for dopri45 at (u0, y) with the
+// derivative k[0] there (Hairer et al. II.4, "Starting step size"; scipy's
+// select_initial_step); its trial evaluation goes into k[1].
+func dopriStart(eval odeFunc, u0, dir, span float64, y []float64, k [7][]float64, w, tmp []float64, o dopriOptions) (float64, error) {
+	for i := range y {
+		w[i] = y[i] / (o.atol + math.Abs(y[i])*o.rtol)
+	}
+	d0 := o.norm(w)
+	for i := range y {
+		w[i] = k[0][i] / (o.atol + math.Abs(y[i])*o.rtol)
+	}
+	d1 := o.norm(w)
+	h0 := 1e-6
+	if d0 >= 1e-5 && d1 >= 1e-5 {
+		h0 = 0.01 * d0 / d1
+	}
+	h0 = math.Min(h0, span)
+	for i := range y {
+		tmp[i] = y[i] + dir*h0*k[0][i]
+	}
+	if err := eval(u0+dir*h0, tmp, k[1]); err != nil {
+		return 0, err
+	}
+	for i := range y {
+		w[i] = (k[1][i] - k[0][i]) / (o.atol + math.Abs(y[i])*o.rtol)
+	}
+	d2 := o.norm(w) / h0
+	var h1 float64
+	if d1 <= 1e-15 && d2 <= 1e-15 {
+		h1 = math.Max(1e-6, h0*1e-3)
+	} else {
+		h1 = math.Pow(0.01/math.Max(d1, d2), 1.0/5)
+	}
+	return math.Min(math.Min(100*h0, h1), span), nil
 }
 
 // rmsMax is the error norm of a batch: the largest per-sample RMS over
@@ -208,6 +276,10 @@ func pointAtLog(s *schedule.Schedule, u float64) schedule.Point {
 	return s.PointAtLevel(l, s.TimeAt(l))
 }
 
+// rk45Accepted, when set (tests), sees each accepted step's point and next
+// step size, what a checkpoint needs beyond Step.
+var rk45Accepted func(u, h float64)
+
 // RK45 solves the probability-flow ODE (Song et al. 2021, eq. 13) with the
 // adaptive Dormand–Prince 5(4) method and rtol/atol error control, as the
 // score_sde code does with scipy's RK45, from the largest noise level down to
@@ -219,23 +291,17 @@ func pointAtLog(s *schedule.Schedule, u float64) schedule.Point {
 // scaled. The error norm is the largest per-sample RMS. Network
 // evaluations: about 6 per accepted step plus 2.
 func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunner(ctx, m, noise, o, 1)
+	r, err := newRunnerResumable(ctx, m, noise, o, 1)
 	if err != nil {
 		return nil, err
 	}
-	rtol, atol := r.o.RTol, r.o.ATol
-	if rtol == 0 {
-		rtol = 1e-5
-	}
-	if atol == 0 {
-		atol = 1e-5
-	}
-	if rtol < 0 || atol < 0 {
-		return nil, fmt.Errorf("sampler: rtol and atol must be positive, got %v and %v", rtol, atol)
+	rtol, atol, err := RK45Tolerances(r.o.RTol, r.o.ATol)
+	if err != nil {
+		return nil, err
 	}
 	s := r.s
-	lmax, lmin := s.MaxLevel(), s.MinLevel()
-	xt := scaled(math.Sqrt(s.PriorVar(lmax)), noise)
+	u0, u1, sc := RK45Span(s)
+	xt := scaled(sc, noise)
 	r.total = -1
 	f := func(u float64, y, dy []float64) error {
 		p := pointAtLog(s, u)
@@ -249,7 +315,10 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		return nil
 	}
 	x0 := make([]float64, len(xt))
-	accept := func(u float64, y, dy []float64) error {
+	accept := func(u float64, y, dy []float64, h float64) error {
+		if rk45Accepted != nil {
+			rk45Accepted(u, h)
+		}
 		if r.o.Progress == nil {
 			r.index++
 			return r.ctx.Err()
@@ -259,8 +328,24 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		}
 		return r.reportTilde(pointAtLog(s, u), y, x0)
 	}
-	y, dy, _, err := dopri45(f, math.Log(lmax), math.Log(lmin), xt,
-		dopriOptions{rtol: rtol, atol: atol, maxNFE: 100000, norm: rmsMax(r.n), accept: accept})
+	do := dopriOptions{rtol: rtol, atol: atol, maxNFE: RK45MaxNFE, norm: rmsMax(r.n), accept: accept}
+	if c := r.o.Resume; c != nil && (c.Step != 0 || c.H != 0) {
+		// An accepted step of an earlier run: X at log level U, its data
+		// prediction (the FSAL derivative's complement) and the next step.
+		if !(c.H > 0) || len(c.X) != len(noise) || len(c.History) < 1 || len(c.History[0]) != len(noise) {
+			return nil, errors.New("sampler: an rk45 checkpoint needs X, its data prediction as History[0] and a step size H > 0")
+		}
+		a := pointAtLog(s, c.U).Alpha
+		dy := make([]float64, len(noise))
+		for i, v := range c.X {
+			xt[i] = v / a
+			dy[i] = xt[i] - c.History[0][i]
+		}
+		u0 = c.U
+		do.resume = &dopriResume{dy: dy, h: c.H, nfe: c.NFE}
+		r.nfe, r.index = c.NFE, c.Step
+	}
+	y, dy, _, err := dopri45(f, u0, u1, xt, do)
 	if err != nil {
 		return nil, err
 	}

@@ -117,6 +117,11 @@ type Checkpoint struct {
 	History [][]float64
 	// NFE is the number of network evaluations already made.
 	NFE int
+	// U and H are the adaptive rk45's position and step: X is at log noise
+	// level U = log(σ/α) after Step accepted steps, History[0] is the data
+	// prediction there, and H the step size (in U) to try next. H = 0 at
+	// Step 0 means the start.
+	U, H float64
 }
 
 // Step is what the progress callback sees.
