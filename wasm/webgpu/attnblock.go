@@ -123,11 +123,11 @@ func (c *compiler) attnBlock(i int) (bool, error) {
 	what := "attention " + name
 	if D <= maxHeadDim {
 		rows := B * heads * N
-		grid, err := c.grid(what, rows)
+		entry, grid, err := c.rowKernel(what, "mem_attention", rows)
 		if err != nil {
 			return true, err
 		}
-		c.add(pstep{what: what, key: kernelKey{fam: "lucid", entry: "mem_attention"},
+		c.add(pstep{what: what, key: kernelKey{fam: "lucid", entry: entry},
 			params: lucidParams(rows, N, heads, D, 0, 0, an.F, 0.0, c.flags("", 0)),
 			binds:  []ref{q, none, none, {k: rTemp, i: to}}, out: -1, temps: []int{tq, to}, grid: grid}, order)
 	} else {
@@ -176,5 +176,8 @@ func (c *compiler) conv1x1(what string, x ref, B, I, H, W, O int, wname, bname s
 	split := c.splitFor(grid, K, O*N)
 	params := words(B, I, H, W, O, H, W, 1, 1, 1, 0, 0, K, N, c.flags(bname, more), split)
 	binds := []ref{x, c.weight(wname), c.weight(bname), {k: rNone}, r, out}
+	if c.serial() {
+		return c.convSerial(what, params, binds, v, grid, order, temps...)
+	}
 	return c.gemmSteps("conv", "conv2d_main", "conv_reduce", what, params, binds, 0, 5, v, grid, split, O*N, order, temps...)
 }

@@ -57,7 +57,7 @@ func TestAttnBlock(t *testing.T) {
 				t.Errorf("%s: %d steps, want %d", c.name, p.Steps(), want)
 			}
 			p.Release()
-			compareAll(t, d, c, Options{SplitK: 1}, Options{SplitK: 2, Weights: WeightsF16}, Options{})
+			compareAll(t, d, c, Options{SplitK: 1, Serial: -1}, Options{SplitK: 2, Weights: WeightsF16, Serial: -1}, Options{Serial: 1})
 		}
 	}
 }

@@ -143,3 +143,94 @@ fn convt_load_b(z: u32, r: Tap, c: Pixel) -> f32 {
 }
 fn convt_store(z: u32, m: u32, n: u32, v: f32) { store(z, m, n, v); }
 fn convt_krange(z: u32) -> vec2<u32> { return k_slice(P.K, P.split, z); }
+
+// The serial convolution (Options.Serial, for software adapters; see
+// gemm_serial.wgsl for why) reads a padded copy of the input, so its inner
+// loop has no bounds checks: conv_pad writes X [B,I,H,W] into Out
+// [B,I,HP,WP] with the padding as zeros, HP = (OH−1)·stride + KH and
+// WP = (OW−1)·stride + KW (every tap of every output pixel lands inside).
+@compute @workgroup_size(256)
+fn conv_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let HP = (P.OH - 1u) * P.stride + P.KH;
+	let WP = (P.OW - 1u) * P.stride + P.KW;
+	let i = index(wid, nwg, li);
+	if (i >= P.B * P.I * HP * WP) {
+		return;
+	}
+	let bc = i / (HP * WP);
+	let y = i32((i / WP) % HP) - i32(P.pad_t);
+	let x = i32(i % WP) - i32(P.pad_l);
+	var v = 0.0;
+	if (y >= 0 && x >= 0 && y < i32(P.H) && x < i32(P.W)) {
+		v = X[(bc * P.H + u32(y)) * P.W + u32(x)];
+	}
+	Out[i] = v;
+}
+
+// conv2d_serial is the convolution on conv_pad's output, its parameters
+// saying H = HP, W = WP and no padding. Each of 64 threads owns 8 output
+// channels × 4 output pixels of a 64×32 tile (as gemm_serial.wgsl) and
+// walks K as (channel, ky, kx) loops, so no division per K step either.
+@compute @workgroup_size(64)
+fn conv2d_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+	let m0 = wid.y * 64u + (li / 8u) * 8u;
+	let n0 = wid.x * 32u + (li % 8u) * 4u;
+	if (m0 >= P.O || n0 >= P.N) {
+		return;
+	}
+	let plane = P.OH * P.OW;
+	var base = vec4<u32>();
+	for (var j = 0u; j < 4u; j++) {
+		let n = min(n0 + j, P.N - 1u);
+		let p = n % plane;
+		base[j] = (n / plane) * P.I * P.H * P.W + (p / P.OW) * P.stride * P.W + (p % P.OW) * P.stride;
+	}
+	let b0 = base.x;
+	let b1 = base.y;
+	let b2 = base.z;
+	let b3 = base.w;
+	let w0 = m0 * P.K;
+	let w1 = min(m0 + 1u, P.O - 1u) * P.K; // rows past O repeat the last
+	let w2 = min(m0 + 2u, P.O - 1u) * P.K;
+	let w3 = min(m0 + 3u, P.O - 1u) * P.K;
+	let w4 = min(m0 + 4u, P.O - 1u) * P.K;
+	let w5 = min(m0 + 5u, P.O - 1u) * P.K;
+	let w6 = min(m0 + 6u, P.O - 1u) * P.K;
+	let w7 = min(m0 + 7u, P.O - 1u) * P.K;
+	var acc0 = vec4<f32>();
+	var acc1 = vec4<f32>();
+	var acc2 = vec4<f32>();
+	var acc3 = vec4<f32>();
+	var acc4 = vec4<f32>();
+	var acc5 = vec4<f32>();
+	var acc6 = vec4<f32>();
+	var acc7 = vec4<f32>();
+	var k = 0u;
+	for (var ci = 0u; ci < P.I; ci++) {
+		for (var ky = 0u; ky < P.KH; ky++) {
+			var off = (ci * P.H + ky) * P.W;
+			for (var kx = 0u; kx < P.KW; kx++) {
+				let bv = vec4<f32>(X[b0 + off], X[b1 + off], X[b2 + off], X[b3 + off]);
+				acc0 = fma(vec4<f32>(weight(w0 + k)), bv, acc0);
+				acc1 = fma(vec4<f32>(weight(w1 + k)), bv, acc1);
+				acc2 = fma(vec4<f32>(weight(w2 + k)), bv, acc2);
+				acc3 = fma(vec4<f32>(weight(w3 + k)), bv, acc3);
+				acc4 = fma(vec4<f32>(weight(w4 + k)), bv, acc4);
+				acc5 = fma(vec4<f32>(weight(w5 + k)), bv, acc5);
+				acc6 = fma(vec4<f32>(weight(w6 + k)), bv, acc6);
+				acc7 = fma(vec4<f32>(weight(w7 + k)), bv, acc7);
+				off++;
+				k++;
+			}
+		}
+	}
+	let acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+	for (var i = 0u; i < 8u; i++) {
+		for (var j = 0u; j < 4u; j++) {
+			if (m0 + i < P.O && n0 + j < P.N) {
+				epilogue(m0 + i, n0 + j, acc[i][j]);
+			}
+		}
+	}
+}

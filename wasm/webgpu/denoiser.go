@@ -129,6 +129,10 @@ func perSampleBytes(g *graph.Graph) uint64 {
 		case graph.OpAttention:
 			s := g.Shapes[n.In[0]]
 			m = max(m, 4*uint64(n.Ints[0])*uint64(s[1])*uint64(s[1]), 3*valBytes(s))
+		case graph.OpConv2D: // the serial convolution's padded input (serial.go)
+			s, o, w := g.Shapes[n.In[0]], g.Shapes[n.Out], g.Params[n.Weight].Shape
+			st := uint64(n.Ints[0])
+			m = max(m, 4*uint64(s[0]*s[1])*((uint64(o[2])-1)*st+uint64(w[2]))*((uint64(o[3])-1)*st+uint64(w[3])))
 		case graph.OpLinear:
 			merged[n.In[0]] += valBytes(g.Shapes[n.Out]) + 256
 			nlin[n.In[0]]++

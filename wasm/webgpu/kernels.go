@@ -100,8 +100,15 @@ func (fam family) source() (string, error) {
 		if err != nil {
 			return "", err
 		}
+		gs, err := wgsl.ReadFile("gemm_serial.wgsl")
+		if err != nil {
+			return "", err
+		}
 		for _, p := range fam.gemms {
 			sb.WriteString(strings.ReplaceAll(string(g), "GEMM", p))
+			if !strings.Contains(string(body), "fn "+p+"_serial(") {
+				sb.WriteString(strings.ReplaceAll(string(gs), "GEMM", p))
+			}
 		}
 	}
 	return sb.String(), nil

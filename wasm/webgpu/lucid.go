@@ -145,7 +145,8 @@ func (c *compiler) linearAttention(i int) error {
 	return nil
 }
 
-// memAttention is one dispatch, a workgroup per query, with no stored scores.
+// memAttention is one dispatch, a workgroup per query (a thread per query
+// on software adapters: rowKernel), with no stored scores.
 func (c *compiler) memAttention(i int) error {
 	n := &c.g.Nodes[i]
 	B, N, heads, D, M, err := c.memShape(n)
@@ -154,11 +155,11 @@ func (c *compiler) memAttention(i int) error {
 	}
 	what := "attention_mem_kv " + n.Name
 	rows := B * heads * N
-	grid, err := c.grid(what, rows)
+	entry, grid, err := c.rowKernel(what, "mem_attention", rows)
 	if err != nil {
 		return err
 	}
-	c.add(pstep{what: what, key: kernelKey{fam: "lucid", entry: "mem_attention"},
+	c.add(pstep{what: what, key: kernelKey{fam: "lucid", entry: entry},
 		params: lucidParams(rows, N, heads, D, M, 0, n.F, 0.0, c.flags("", 0)),
 		binds:  []ref{c.val(n.In[0]), c.weight(n.Weight), {k: rNone}, c.val(n.Out)},
 		out:    n.Out, grid: grid}, i)

@@ -311,3 +311,75 @@ fn mem_attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 		}
 	}
 }
+
+// mem_attention_serial is mem_attention for software adapters
+// (Options.Serial; see serial.go): one thread per query row, no workgroup
+// memory and no barriers. Each thread walks all M+N keys with the online
+// softmax in registers, rescaling its accumulators only when the running
+// maximum grows; neighbouring threads read the same key and value, which a
+// CPU serves from cache. Addresses are computed once per key, not per
+// element (integer division costs dearly there).
+@compute @workgroup_size(64)
+fn mem_attention_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+	let row = (wid.y * nwg.x + wid.x) * 64u + li;
+	if (row >= P.n) {
+		return;
+	}
+	let N = P.a;
+	let heads = P.b;
+	let D = P.c;
+	let M = P.d;
+	let hidden = heads * D;
+	let bh = row / N;
+	let h = bh % heads;
+	let q0 = ((bh / heads) * 3u * hidden + h * D) * N + row % N;
+	let k0 = ((bh / heads) * 3u * hidden + hidden + h * D) * N; // key d of token t: k0 + d·N + t
+	let v0 = k0 + hidden * N;
+	var q: array<f32, 256>;
+	var acc: array<f32, 256>;
+	for (var d = 0u; d < D; d++) {
+		q[d] = X[q0 + d * N] * P.f;
+		acc[d] = 0.0;
+	}
+	var m = -3.0e38;
+	var l = 0.0;
+	for (var j = 0u; j < M + N; j++) {
+		var sc = 0.0;
+		if (j < M) {
+			let kw = (h * M + j) * D;
+			for (var d = 0u; d < D; d++) {
+				sc += q[d] * weight(kw + d);
+			}
+		} else {
+			let kx = k0 + j - M;
+			for (var d = 0u; d < D; d++) {
+				sc += q[d] * X[kx + d * N];
+			}
+		}
+		if (sc > m) {
+			let alpha = exp(m - sc);
+			l *= alpha;
+			for (var d = 0u; d < D; d++) {
+				acc[d] *= alpha;
+			}
+			m = sc;
+		}
+		let p = exp(sc - m);
+		l += p;
+		if (j < M) {
+			let vw = ((heads + h) * M + j) * D;
+			for (var d = 0u; d < D; d++) {
+				acc[d] += p * weight(vw + d);
+			}
+		} else {
+			let vx = v0 + j - M;
+			for (var d = 0u; d < D; d++) {
+				acc[d] += p * X[vx + d * N];
+			}
+		}
+	}
+	let o = ((bh / heads) * hidden + h * D) * N + row % N;
+	for (var d = 0u; d < D; d++) {
+		Out[o + d * N] = acc[d] / l;
+	}
+}

@@ -87,30 +87,29 @@ fn value(k: u32) -> f32 {
 	return Out[k];
 }
 
-@compute @workgroup_size(256)
-fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-		@builtin(local_invocation_index) li: u32) {
-	let bg = wid.y * nwg.x + wid.x; // (batch, group); the group's values are contiguous
-	if (bg >= P.count) {
-		return;
-	}
-	let L = P.cg * P.per;
-	let start = bg * L;
+// group_stats is one thread's running (count, mean, M2) over elements
+// li, li+stride, … of group bg (which starts at start and holds L values).
+fn group_stats(bg: u32, start: u32, L: u32, li: u32, stride: u32) -> vec3<f32> {
 	var st = vec3<f32>();
-	for (var i = li; i < L; i += 256u) {
+	for (var i = li; i < L; i += stride) {
 		let x = first(bg, i, start);
 		st.x += 1.0;
 		let d = x - st.y;
 		st.y += d / st.x;
 		st.z += d * (x - st.y);
 	}
-	let r = reduce_stats(li, st);
+	return st;
+}
+
+// group_apply writes the normalised values of elements li, li+stride, … of
+// group bg, with the fused epilogue.
+fn group_apply(bg: u32, start: u32, L: u32, li: u32, stride: u32, r: vec3<f32>) {
 	let mean = r.y;
 	let inv = inverseSqrt(r.z / f32(L) + P.eps);
 	let c0 = (bg % P.groups) * P.cg;
 	let C = P.groups * P.cg;
 	let e0 = (bg / P.groups) * 2u * C;
-	for (var i = li; i < L; i += 256u) {
+	for (var i = li; i < L; i += stride) {
 		let ch = c0 + i / P.per;
 		var y = (value(start + i) - mean) * (inv * wvalue(Gamma[wword(ch)], ch));
 		if (flag(F_BIAS)) {
@@ -124,4 +123,32 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 		}
 		Out[start + i] = y;
 	}
+}
+
+@compute @workgroup_size(256)
+fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let bg = wid.y * nwg.x + wid.x; // (batch, group); the group's values are contiguous
+	if (bg >= P.count) {
+		return;
+	}
+	let L = P.cg * P.per;
+	let start = bg * L;
+	let r = reduce_stats(li, group_stats(bg, start, L, li, 256u));
+	group_apply(bg, start, L, li, 256u, r);
+}
+
+// group_norm_serial is group_norm for software adapters (Device.Software):
+// one thread per (batch, group), no barriers (see lucid.wgsl's
+// mem_attention_serial for why barriers cost so much there).
+@compute @workgroup_size(64)
+fn group_norm_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let bg = (wid.y * nwg.x + wid.x) * 64u + li;
+	if (bg >= P.count) {
+		return;
+	}
+	let L = P.cg * P.per;
+	let start = bg * L;
+	group_apply(bg, start, L, 0u, 1u, group_stats(bg, start, L, 0u, 1u));
 }

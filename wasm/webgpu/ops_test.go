@@ -340,9 +340,9 @@ func opCases(r *rand.Rand) []*opCase {
 // f16-packed weights.
 func TestOps(t *testing.T) { checkOpCases(t, opCases, allKinds) }
 
-// checkOpCases runs every case of cases, unfused, with f32 and with
-// f16-packed weights against the CPU, and checks that every op kind in kinds
-// has a case.
+// checkOpCases runs every case of cases, unfused, with the GPU and the
+// serial kernels and with f32 and f16-packed weights, against the CPU, and checks
+// that every op kind in kinds has a case.
 func checkOpCases(t *testing.T, cases func(*rand.Rand) []*opCase, kinds []graph.Kind) {
 	d := testDevice(t)
 	seen := map[graph.Kind]bool{}
@@ -350,10 +350,13 @@ func checkOpCases(t *testing.T, cases func(*rand.Rand) []*opCase, kinds []graph.
 		for _, c := range cases(rand.New(rand.NewSource(1))) {
 			name := c.name + "/" + map[WeightMode]string{WeightsF32: "f32", WeightsF16: "f16"}[mode]
 			t.Run(name, func(t *testing.T) {
-				e := compare(t, d, c, Options{Weights: mode, Unfused: true})
-				t.Logf("NMSE %.3g", e)
-				if !(e <= nmseOp) {
-					t.Errorf("NMSE %.3g over %g", e, nmseOp)
+				// The GPU and the serial kernels (Options.Serial).
+				for _, serial := range []int{-1, 1} {
+					e := compare(t, d, c, Options{Weights: mode, Unfused: true, Serial: serial})
+					t.Logf("serial %d: NMSE %.3g", serial, e)
+					if !(e <= nmseOp) {
+						t.Errorf("serial %d: NMSE %.3g over %g", serial, e, nmseOp)
+					}
 				}
 			})
 			g, _ := c.graphOf(rand.New(rand.NewSource(0)), c.params)
@@ -423,7 +426,7 @@ func TestFusions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := d.Compile(context.Background(), g, Options{SplitK: 1})
+		p, err := d.Compile(context.Background(), g, Options{SplitK: 1, Serial: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +436,7 @@ func TestFusions(t *testing.T) {
 		p.Release()
 		// SplitK 4: the fused epilogues run in the split-K reduce steps, and
 		// conv1's partial sums go straight into norm2 (convIntoNorm).
-		p, err = d.Compile(context.Background(), g, Options{SplitK: 4})
+		p, err = d.Compile(context.Background(), g, Options{SplitK: 4, Serial: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -446,7 +449,8 @@ func TestFusions(t *testing.T) {
 			t.Errorf("%s: under split-K conv1 has split step %v, reduce step %v; want its partial sums read by norm2", c.name, splitC1, reduceC1)
 		}
 		p.Release()
-		compareAll(t, d, c, Options{}, Options{Weights: WeightsF16}, Options{SplitK: 4}, Options{SplitK: 4, Weights: WeightsF16})
+		compareAll(t, d, c, Options{Serial: -1}, Options{Weights: WeightsF16, Serial: -1}, Options{SplitK: 4, Serial: -1},
+			Options{SplitK: 4, Weights: WeightsF16, Serial: -1}, Options{Serial: 1}, Options{Serial: 1, Weights: WeightsF16})
 	}
 	c := &opCase{name: "conv+residual", params: params,
 		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/diffuse-web/diffuse/core/graph"
@@ -26,6 +27,12 @@ type Options struct {
 	// picks by the layer's shape (splitFor), 1 never splits, n > 1 always
 	// uses n (tests).
 	SplitK int
+	// Serial picks the barrier-free variants of the row kernels
+	// (group_norm_serial, mem_attention_serial: one thread per row), which a
+	// software adapter runs many times faster than the workgroup-per-row
+	// ones: 0 picks by the adapter (Device.Software), 1 always, -1 never
+	// (tests run both).
+	Serial int
 }
 
 // Program is a graph compiled for one device: every buffer, pipeline and
@@ -179,8 +186,14 @@ func (c *compiler) grid(what string, count int) ([3]uint32, error) {
 	return [3]uint32{uint32(maxd), uint32(y), 1}, nil
 }
 
+// gemmGrid is the workgroup grid of an m×n GEMM (z of them): 64×64 tiles,
+// or GEMM_serial's 64×32 ones with serial kernels.
 func (c *compiler) gemmGrid(what string, m, n, z int) ([3]uint32, error) {
-	g := [3]uint32{uint32((n + 63) / 64), uint32((m + 63) / 64), uint32(z)}
+	tn := 64
+	if c.serial() {
+		tn = 32
+	}
+	g := [3]uint32{uint32((n + tn - 1) / tn), uint32((m + 63) / 64), uint32(z)}
 	for _, d := range g {
 		if uint64(d) > c.lim.MaxComputeWorkgroupsPerDimension {
 			return g, &LimitError{What: what, Limit: "maxComputeWorkgroupsPerDimension", Need: uint64(d), Have: c.lim.MaxComputeWorkgroupsPerDimension, BatchSplittable: true}
@@ -204,7 +217,7 @@ func (c *compiler) splitFor(grid [3]uint32, K, numel int) int {
 	}
 	most := max(1, int(c.scratchCap/(4*uint64(max(numel, 1)))))
 	tiles := int(grid[0] * grid[1] * grid[2])
-	if tiles >= 64 || (c.dev != nil && c.dev.software) {
+	if tiles >= 64 || c.software() {
 		return 1
 	}
 	return max(1, min(256/tiles, K/64, 32, most))
@@ -299,6 +312,12 @@ func (c *compiler) flags(bias string, more int) int {
 
 func (c *compiler) add(s pstep, order int) {
 	s.order = order
+	// GEMM steps name their tiled entry (prefix_main); with serial kernels
+	// they run its barrier-free twin prefix_serial (gemm.wgsl), whose tiles
+	// gemmGrid sized.
+	if p, ok := strings.CutSuffix(s.key.entry, "_main"); ok && c.serial() {
+		s.key.entry = p + "_serial"
+	}
 	c.steps = append(c.steps, s)
 }
 
@@ -373,6 +392,9 @@ func (c *compiler) node(i int) error {
 		split := c.splitFor(grid, K, O*N)
 		params := words(B, I, H, W, O, OH, OW, ws[2], ws[3], stride, pt, pl, K, N, c.flags(n.Bias, more), split)
 		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), e, r, c.val(out)}
+		if n.Op == graph.OpConv2D && c.serial() {
+			return c.convSerial(what, params, binds, out, grid, last)
+		}
 		if split > 1 && r.k == rNone && !c.o.Unfused {
 			if ok, err := c.convIntoNorm(what, entry, params, binds, out, grid, split, O*N, e, n.Bias, last); ok || err != nil {
 				return err
@@ -539,14 +561,14 @@ func (c *compiler) groupNorm(i int, x ref, split int, convE ref, cbias string, t
 	}
 	what := "group_norm " + n.Name
 	count := xs[0] * groups
-	grid, err := c.grid(what, count)
+	entry, grid, err := c.rowKernel(what, "group_norm", count)
 	if err != nil {
 		return err
 	}
 	if cbias != "" {
 		convFlags |= 1
 	}
-	c.add(pstep{what: what, key: kernelKey{fam: "norm", entry: "group_norm"},
+	c.add(pstep{what: what, key: kernelKey{fam: "norm", entry: entry},
 		params: words(groups, xs[1]/groups, per, count, n.F, c.flags(n.Bias, 0)|more, split, convFlags),
 		binds:  []ref{x, c.weight(n.Weight), c.weight(n.Bias), e, c.val(out), c.weight(cbias)},
 		out:    out, temps: temps, grid: grid}, last)

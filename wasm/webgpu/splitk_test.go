@@ -28,7 +28,7 @@ func TestSplitK(t *testing.T) {
 			continue
 		}
 		for _, k := range []int{1, 3, 0} {
-			o := Options{SplitK: k, Unfused: true}
+			o := Options{SplitK: k, Unfused: true, Serial: -1} // split-K is for the GPU kernels
 			p, err := d.Compile(context.Background(), g, o)
 			if err != nil {
 				t.Fatal(err)
