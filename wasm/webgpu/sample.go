@@ -27,6 +27,7 @@ const (
 	kindEM     // em, and pc's predictor
 	kindPC     // pc
 	kindInvert // DDIM inversion (InvertDDIM)
+	kindRK45   // rk45 (sample_rk45.go)
 )
 
 // invertName is the InterruptedError.Sampler of an interrupted InvertDDIM.
@@ -51,6 +52,7 @@ var resident = map[string]residentSampler{
 	"dpmpp_3m_diffusers": {kind: kindDPM, order: 3, halfD2: true},
 	"em":                 {kind: kindEM},
 	"pc":                 {kind: kindPC},
+	"rk45":               {kind: kindRK45},
 }
 
 // eulerType samplers keep x_t/α (see core/sampler).
@@ -83,6 +85,9 @@ type InterruptedError struct {
 }
 
 func (e *InterruptedError) Error() string {
+	if e.Checkpoint.H > 0 {
+		return fmt.Sprintf("%s interrupted after %d accepted steps: %v", e.Sampler, e.Checkpoint.Step, e.Err)
+	}
 	return fmt.Sprintf("%s interrupted before grid step %d: %v", e.Sampler, e.Checkpoint.Step, e.Err)
 }
 
@@ -130,6 +135,14 @@ func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []fl
 // already queued. Without Progress and Preview nothing is read back but the
 // result. At most two steps are in flight, and each wait lets the
 // JavaScript event loop run.
+//
+// rk45 is adaptive: its step control runs on the GPU too (sample_rk45.go,
+// rk45.wgsl), in float32 where core/sampler's runs in float64, so its
+// accepted steps agree with the CPU's to float32 rounding of the error
+// norms (the same steps unless the network amplifies the rounding of its
+// inputs; the result then still agrees within the tolerances). Progress
+// is called at every accepted step, a batch of attempts late, with X and
+// X0 at the accepted steps Preview picks (index, -1) and the last.
 //
 // When the device is lost the error is an *InterruptedError holding the
 // last read-back state (a checkpoint at each preview), from which the
@@ -198,6 +211,11 @@ func (dn *Denoiser) sample(ctx context.Context, name string, defSteps int, rs re
 		g, err = s.EulerGrid(opt.Steps, opt.Sigmas)
 	case kindDPM:
 		g, err = s.DPMGrid(opt.Steps, opt.Sigmas)
+	case kindRK45:
+		// adaptive: no grid
+		if _, _, err = sampler.RK45Tolerances(opt.RTol, opt.ATol); err != nil {
+			return nil, err
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -249,7 +267,11 @@ func (dn *Denoiser) sample(ctx context.Context, name string, defSteps int, rs re
 	}
 	// The sampler's state buffer holds stateRegions values per sample value.
 	lim := dn.dev.limits
-	if c := int(min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize) / uint64(4*stateRegions*per)); c*copies < chunk {
+	regions := stateRegions
+	if rs.kind == kindRK45 {
+		regions = rkRegions + 2*rkSlots
+	}
+	if c := int(min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize) / uint64(4*regions*per)); c*copies < chunk {
 		chunk = max(c, 1) * copies
 	}
 	if chunk < copies {
@@ -260,6 +282,9 @@ func (dn *Denoiser) sample(ctx context.Context, name string, defSteps int, rs re
 		cls: cls, per: per, B: B, noise: noise}
 	j.snr, j.nc = sampler.PCSettings(opt.SNR, opt.CorrectorSteps)
 	j.total = j.evalsBefore(len(g.Steps))
+	if rs.kind == kindRK45 {
+		j.total = -1
+	}
 	if opt.Progress != nil || opt.Preview != nil {
 		j.preview = opt.Preview
 		if j.preview == nil {
@@ -268,6 +293,9 @@ func (dn *Denoiser) sample(ctx context.Context, name string, defSteps int, rs re
 	}
 	for b0 := 0; b0 < B; b0 += chunk {
 		j.chunks = append(j.chunks, &sampleChunk{b0: b0, b: min(chunk, B-b0)})
+	}
+	if rs.kind == kindRK45 {
+		return j.runRK45(ctx)
 	}
 	return j.run(ctx)
 }

@@ -169,50 +169,10 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	if err := gd.LostErr(); err != nil {
 		return nil, err
 	}
-	copies := 1
-	if j.guided {
-		copies = 2
-	}
-	// Programs (one per distinct chunk size), locked for the whole run.
-	locked := map[*Program]bool{}
-	defer func() {
-		for p := range locked {
-			p.mu.Unlock()
-		}
-	}()
-	for _, c := range j.chunks {
-		c.n, c.nb = c.b*j.per, c.b*copies
-		if c.p, err = j.dn.program(ctx, c.nb, j.m.Shape[1], j.m.Shape[2]); err != nil {
-			return nil, err
-		}
-		if got := c.p.outBytes / 4; got != uint64(c.nb*j.per) {
-			return nil, fmt.Errorf("sampler: network output has %d values per batch, the sample %d", got, c.nb*j.per)
-		}
-		if j.cls != nil {
-			c.labels = make([]float32, c.nb)
-			for i := range c.labels {
-				if i < c.b {
-					c.labels[i] = float32(j.cls[c.b0+i])
-				} else {
-					c.labels[i] = float32(j.m.NullClass)
-				}
-			}
-			for _, lc := range c.p.labels {
-				for _, l := range c.labels {
-					if int(l) < 0 || int(l) >= lc.rows {
-						return nil, fmt.Errorf("%s: class label %v outside 0..%d", lc.node, l, lc.rows-1)
-					}
-				}
-			}
-		} else if _, cond := c.p.inputs["class"]; cond {
-			return nil, errors.New("class-conditional model: need class labels")
-		}
-	}
-	for _, c := range j.chunks {
-		if !locked[c.p] {
-			c.p.mu.Lock()
-			locked[c.p] = true
-		}
+	unlock, err := j.programs(ctx)
+	defer unlock()
+	if err != nil {
+		return nil, err
 	}
 	defer func() {
 		for _, b := range j.owned {
@@ -377,6 +337,59 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 		}
 	}
 	return &sampler.Result{X: out, NFE: j.total}, nil
+}
+
+// programs gets the network program of every chunk (one per distinct
+// chunk size) and its labels, and locks the programs for the run (unlock
+// releases them; call it also on error).
+func (j *sampleJob) programs(ctx context.Context) (func(), error) {
+	copies := 1
+	if j.guided {
+		copies = 2
+	}
+	// Programs (one per distinct chunk size), locked for the whole run.
+	locked := map[*Program]bool{}
+	unlock := func() {
+		for p := range locked {
+			p.mu.Unlock()
+		}
+	}
+	for _, c := range j.chunks {
+		c.n, c.nb = c.b*j.per, c.b*copies
+		var err error
+		if c.p, err = j.dn.program(ctx, c.nb, j.m.Shape[1], j.m.Shape[2]); err != nil {
+			return unlock, err
+		}
+		if got := c.p.outBytes / 4; got != uint64(c.nb*j.per) {
+			return unlock, fmt.Errorf("sampler: network output has %d values per batch, the sample %d", got, c.nb*j.per)
+		}
+		if j.cls != nil {
+			c.labels = make([]float32, c.nb)
+			for i := range c.labels {
+				if i < c.b {
+					c.labels[i] = float32(j.cls[c.b0+i])
+				} else {
+					c.labels[i] = float32(j.m.NullClass)
+				}
+			}
+			for _, lc := range c.p.labels {
+				for _, l := range c.labels {
+					if int(l) < 0 || int(l) >= lc.rows {
+						return unlock, fmt.Errorf("%s: class label %v outside 0..%d", lc.node, l, lc.rows-1)
+					}
+				}
+			}
+		} else if _, cond := c.p.inputs["class"]; cond {
+			return unlock, errors.New("class-conditional model: need class labels")
+		}
+	}
+	for _, c := range j.chunks {
+		if !locked[c.p] {
+			c.p.mu.Lock()
+			locked[c.p] = true
+		}
+	}
+	return unlock, nil
 }
 
 func (j *sampleJob) buffer(label string, size uint64, usage gpu.BufferUsage) *gpu.Buffer {

@@ -1,0 +1,210 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/sampler"
+	"github.com/diffuse-web/diffuse/core/schedule"
+)
+
+// TestSampleRK45 checks the GPU-resident rk45 against core/sampler.RK45
+// driving the same GPU network, on a VP-SDE, a VE-SDE and a discrete
+// schedule (v, score and ε predictions, guided): Progress at every
+// accepted step with X and X0 exactly at those Preview picks and the
+// last; the same evaluations and accepted steps; the result and previews
+// within NMSE 1e-9 and the accepted points within 1e-3 in log level.
+//
+// The discrete case is held to looser bounds (NMSE 1e-6, evaluations
+// within two attempts, points within 0.5 in log level; previews only
+// checked for presence): there the network's time input is t ≈ 1000, whose
+// float32 rounding (6e-5) moves this random network's output enough that
+// the error estimate (a difference of nearly equal stage combinations)
+// and with it the step sizes drift apart by a few 1e-5 per step, ending
+// 0.2 apart in log level. The CPU sampler alone does the same: nudging
+// its network's t by one float32 ulp per call gave NMSE 8e-8 against the
+// unnudged run, the same 68 evaluations and end-of-run levels 0.636 and
+// 0.589 (the GPU gave 6e-8, 68, and 0.774 where the CPU had 0.636).
+func TestSampleRK45(t *testing.T) {
+	d := testDevice(t)
+	f := smallestFixture(t)
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dn.Release()
+	const B = 2
+	cond, _ := f.m.Conditional()
+	for _, c := range []struct {
+		name, sched string
+		tol, w      float64
+		preview     func(int, int) bool
+		loose       bool
+	}{
+		{"vp_v", `{"sde": "vp", "prediction_type": "v_prediction"}`, 1e-2, 0, nil, false},
+		{"ve_score", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 3e-2, 0, func(i, _ int) bool { return i == 0 }, false},
+		{"discrete_eps_guided", `{"prediction_type": "epsilon", "clip_sample": false}`, 1e-2, 2, func(i, _ int) bool { return i%2 == 1 }, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if !dn.Supports("rk45") {
+				t.Fatal("Supports(rk45) is false")
+			}
+			s, err := schedule.Parse([]byte(c.sched))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &sampler.Model{Net: dn, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+			o := &sampler.Options{RTol: c.tol, ATol: c.tol}
+			if cond {
+				o.Class = []int{1, 4}
+				if c.w != 0 {
+					o.Guidance = c.w
+					m.NullClass = 0
+				}
+			}
+			noise := sampler.InitialNoise(3, 0, B, m.Shape)
+			var cpuSteps, gpuSteps []sampler.Step
+			o.Progress = func(st sampler.Step) error {
+				st.X, st.X0 = append([]float64(nil), st.X...), append([]float64(nil), st.X0...)
+				cpuSteps = append(cpuSteps, st)
+				return nil
+			}
+			want, err := sampler.RK45(context.Background(), m, noise, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Progress = func(st sampler.Step) error { gpuSteps = append(gpuSteps, st); return nil }
+			o.Preview = c.preview
+			got, err := dn.Sample(context.Background(), "rk45", m, noise, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := nmse64(got.X, want.X)
+			t.Logf("NMSE vs core/sampler.RK45 %.3g; %d and %d evaluations, %d and %d accepted steps", e, got.NFE, want.NFE, len(gpuSteps), len(cpuSteps))
+			bound, nfeSlack, duMax := 1e-9, 0, 1e-3
+			if c.loose {
+				bound, nfeSlack, duMax = 1e-6, 12, 0.5
+			}
+			if !(e <= bound) {
+				t.Errorf("NMSE %.3g over %g", e, bound)
+			}
+			if d := got.NFE - want.NFE; d < -nfeSlack || d > nfeSlack || (!c.loose && len(gpuSteps) != len(cpuSteps)) {
+				t.Fatalf("%d evaluations, %d accepted steps; want %d and %d", got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
+			}
+			if len(gpuSteps) == 0 || gpuSteps[len(gpuSteps)-1].NFE != got.NFE {
+				t.Fatalf("%d progress calls, the last at %d evaluations of %d", len(gpuSteps), gpuSteps[len(gpuSteps)-1].NFE, got.NFE)
+			}
+			preview := c.preview
+			if preview == nil {
+				preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 }
+			}
+			var worst, du float64
+			for i, g := range gpuSteps {
+				if g.Index != i || g.Total != -1 || (i > 0 && g.NFE <= gpuSteps[i-1].NFE) {
+					t.Errorf("progress %d: index %d of %d at %d evaluations", i, g.Index, g.Total, g.NFE)
+				}
+				if i >= len(cpuSteps) {
+					break
+				}
+				w := cpuSteps[i]
+				if g.NFE != w.NFE && !c.loose {
+					t.Errorf("progress %d at %d evaluations, want %d", i, g.NFE, w.NFE)
+				}
+				du = max(du, math.Abs(math.Log(g.Point.Level)-math.Log(w.Point.Level)))
+				last := i == len(gpuSteps)-1
+				if (preview(i, -1) || last) != (g.X != nil) || (g.X == nil) != (g.X0 == nil) {
+					t.Errorf("progress %d: X given %v, want %v", i, g.X != nil, preview(i, -1) || last)
+					continue
+				}
+				if g.X != nil && !c.loose {
+					worst = max(worst, nmse64(g.X, w.X), nmse64(g.X0, w.X0))
+				}
+			}
+			if last := gpuSteps[len(gpuSteps)-1]; nmse64(last.X0, got.X) > 1e-12 {
+				t.Errorf("the last preview's X0 is not the result")
+			}
+			t.Logf("accepted points: largest |Δ log level| %.3g; previews: worst NMSE of X, X0 vs the CPU %.3g", du, worst)
+			if !(du <= duMax) {
+				t.Errorf("accepted points differ by %.3g in log level", du)
+			}
+			if !(worst <= 1e-9) {
+				t.Errorf("preview NMSE %.3g over 1e-9", worst)
+			}
+		})
+	}
+}
+
+// TestSampleRK45DeviceLost destroys the device in the middle of an rk45
+// run: Sample must fail with an *InterruptedError whose checkpoint is an
+// accepted step read back before the loss (the preview of accepted step 1,
+// with U, H and the data prediction), and finishing it on the CPU backend (core/sampler.RK45
+// resumed there) must match an undisturbed CPU run: same evaluations,
+// progress from the checkpoint on, NMSE ≤ 1e-10 (a checkpoint with H 10%
+// off gave 3.5e-9). (Its own device.)
+func TestSampleRK45DeviceLost(t *testing.T) {
+	testDevice(t) // skip without WebGPU
+	d, err := Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := smallestFixture(t)
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := schedule.Parse([]byte(`{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	o := &sampler.Options{RTol: 3e-2, ATol: 3e-2}
+	if cond, _ := f.m.Conditional(); cond {
+		o.Class = []int{2}
+	}
+	noise := sampler.InitialNoise(3, 0, 1, m.Shape)
+	var all []int
+	o.Progress = func(st sampler.Step) error { all = append(all, st.Index); return nil }
+	want, err := sampler.RK45(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One preview, at accepted step 1: the checkpoint is after it, where
+	// the next step size still matters (later ones are cut to the end).
+	o.Preview = func(i, total int) bool { return i == 1 }
+	o.Progress = func(st sampler.Step) error {
+		if st.Index == 2 {
+			d.Destroy()
+		}
+		return nil
+	}
+	_, err = dn.Sample(context.Background(), "rk45", m, noise, o)
+	var ie *InterruptedError
+	if !errors.As(err, &ie) || !errors.Is(err, ErrDeviceLost) {
+		t.Fatalf("rk45 with the device destroyed mid-run: %v, want an InterruptedError", err)
+	}
+	c := ie.Checkpoint
+	t.Logf("%v (checkpoint: %d accepted steps, %d evaluations, u %.6g, h %.4g; the run has %d)", err, c.Step, c.NFE, c.U, c.H, len(all))
+	if c.Step != 2 || c.Step >= len(all)-1 || !(c.H > 0) || len(c.History) != 1 || c.NFE != 2+6*c.Step {
+		t.Fatalf("checkpoint after %d accepted steps, %d evaluations, H %v, %d predictions: want the preview's, 2 steps, 14 evaluations",
+			c.Step, c.NFE, c.H, len(c.History))
+	}
+	var resumed []int
+	o.Progress = func(st sampler.Step) error { resumed = append(resumed, st.Index); return nil }
+	got, err := ie.Finish(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resumed) == 0 || resumed[0] != c.Step || got.NFE != want.NFE || len(resumed) != len(all)-c.Step {
+		t.Errorf("finished with progress %v and %d evaluations, want from %d to %d and %d", resumed, got.NFE, c.Step, len(all)-1, want.NFE)
+	}
+	e := nmse64(got.X, want.X)
+	t.Logf("GPU to accepted step %d, then CPU: NMSE vs an undisturbed CPU run %.3g", c.Step, e)
+	if !(e <= 1e-10) {
+		t.Errorf("NMSE %.3g over 1e-10", e)
+	}
+}
