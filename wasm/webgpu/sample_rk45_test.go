@@ -208,3 +208,52 @@ func TestSampleRK45DeviceLost(t *testing.T) {
 		t.Errorf("NMSE %.3g over 1e-10", e)
 	}
 }
+
+// TestSampleRK45Chunks runs rk45 on a batch of 3 split into chunks of one
+// sample (as a low binding limit would split it): the step control then
+// takes each chunk's per-sample error sums from the shared control buffer
+// and the class labels are copied in before each chunk's network run. The
+// result and the accepted steps must equal the unsplit run's.
+func TestSampleRK45Chunks(t *testing.T) {
+	d := testDevice(t)
+	f := smallestFixture(t)
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dn.Release()
+	s, err := schedule.Parse([]byte(`{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &sampler.Model{Net: dn, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	o := &sampler.Options{RTol: 3e-2, ATol: 3e-2}
+	if cond, _ := f.m.Conditional(); cond {
+		o.Class = []int{1, 4, 7}
+	}
+	noise := sampler.InitialNoise(6, 0, 3, m.Shape)
+	run := func() (*sampler.Result, []sampler.Step) {
+		var steps []sampler.Step
+		o.Progress = func(st sampler.Step) error { steps = append(steps, st); return nil }
+		res, err := dn.Sample(context.Background(), "rk45", m, noise, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, steps
+	}
+	whole, ws := run()
+	dn.mu.Lock()
+	dn.maxBatch[[2]int{8, 8}] = 1
+	dn.mu.Unlock()
+	split, ss := run()
+	e := nmse64(split.X, whole.X)
+	t.Logf("chunks of 1 vs one chunk of 3: NMSE %.3g; %d and %d evaluations, %d and %d accepted steps", e, split.NFE, whole.NFE, len(ss), len(ws))
+	if !(e <= 1e-12) || split.NFE != whole.NFE || len(ss) != len(ws) {
+		t.Errorf("split run differs")
+	}
+	for i := range ss {
+		if i < len(ws) && math.Abs(math.Log(ss[i].Point.Level)-math.Log(ws[i].Point.Level)) > 1e-5 {
+			t.Errorf("accepted step %d at level %g, unsplit %g", i, ss[i].Point.Level, ws[i].Point.Level)
+		}
+	}
+}
