@@ -15,7 +15,7 @@ import (
 // the old code path); nil when there is nothing to compare. It is called
 // before each variant's Denoiser builds its plan, so settings read at plan
 // time (convChunkBytes) can be compared too.
-var abSet = func(v int) { convChunkBytes = []int{0, 128 << 10}[v] }
+var abSet = func(v int) { winogradMode = []int{-1, 0}[v] }
 
 // BenchmarkABCompare times variant 0 and 1 of abSet interleaved in one
 // process (AB_MODELS=mnist/1,emoji/16: model/batch; AB_ROUNDS=n; skipped
@@ -28,7 +28,7 @@ func BenchmarkABCompare(b *testing.B) {
 	if models == "" || abSet == nil {
 		b.Skip("AB_MODELS not set")
 	}
-	defer func(c int) { convChunkBytes = c }(convChunkBytes) // what abSet changes
+	defer func(c, w int) { convChunkBytes, winogradMode = c, w }(convChunkBytes, winogradMode) // what abSet changes
 	rounds, _ := strconv.Atoi(os.Getenv("AB_ROUNDS"))
 	if rounds == 0 {
 		rounds = 7

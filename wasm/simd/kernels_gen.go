@@ -9,10 +9,10 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 575144828
+const abiVersion = 422071620
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 17144
+const kernelsSize = 22933
 
 // The kernels' signatures, for documentation and the native binding:
 //
@@ -24,6 +24,8 @@ const kernelsSize = 17144
 //	pack_at(at i32, ldat i32, m i32, k i32, ap i32)
 //	im2col(xp i32, koff i32, pixoff i32, k i32, npix i32, bp i32)
 //	col2im(cols i32, tab i32, bias i32, out i32)
+//	winograd_in(xp i32, tab i32, ntiles i32, planes i32, pstride i32, wp i32, vp i32, vstride i32)
+//	winograd_out(m i32, ldm i32, o i32, ntiles i32, tab i32, btab i32, bias i32, res i32, out i32, plane i32, ow i32)
 //	transpose(src i32, dst i32, nb i32, rows i32, cols i32)
 //	upsample2x(x i32, out i32, planes i32, h i32, w i32)
 //	copy_rows(src i32, lds i32, dst i32, ldd i32, rows i32, n i32)
@@ -48,6 +50,8 @@ var kernelNames = [...]string{
 	"pack_at",
 	"im2col",
 	"col2im",
+	"winograd_in",
+	"winograd_out",
 	"transpose",
 	"upsample2x",
 	"copy_rows",

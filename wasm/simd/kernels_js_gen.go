@@ -70,6 +70,22 @@ func (kr *Kernels) col2im(cols []float32, tab []int32, bias []float32, out []flo
 	wasm_col2im(unsafe.SliceData(cols), unsafe.SliceData(tab), unsafe.SliceData(bias), unsafe.SliceData(out))
 }
 
+//go:wasmimport simd winograd_in
+//go:noescape
+func wasm_winograd_in(xp *float32, tab *int32, ntiles int32, planes int32, pstride int32, wp int32, vp *float32, vstride int32)
+
+func (kr *Kernels) winogradIn(xp []float32, tab []int32, ntiles int, planes int, pstride int, wp int, vp []float32, vstride int) {
+	wasm_winograd_in(unsafe.SliceData(xp), unsafe.SliceData(tab), int32(ntiles), int32(planes), int32(pstride), int32(wp), unsafe.SliceData(vp), int32(vstride))
+}
+
+//go:wasmimport simd winograd_out
+//go:noescape
+func wasm_winograd_out(m *float32, ldm int32, o int32, ntiles int32, tab *int32, btab *int32, bias *float32, res *float32, out *float32, plane int32, ow int32)
+
+func (kr *Kernels) winogradOut(m []float32, ldm int, o int, ntiles int, tab []int32, btab []int32, bias []float32, res []float32, out []float32, plane int, ow int) {
+	wasm_winograd_out(unsafe.SliceData(m), int32(ldm), int32(o), int32(ntiles), unsafe.SliceData(tab), unsafe.SliceData(btab), unsafe.SliceData(bias), unsafe.SliceData(res), unsafe.SliceData(out), int32(plane), int32(ow))
+}
+
 //go:wasmimport simd transpose
 //go:noescape
 func wasm_transpose(src *float32, dst *float32, nb int32, rows int32, cols int32)

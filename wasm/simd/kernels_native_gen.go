@@ -17,21 +17,23 @@ const (
 	fnPackAt      = 5
 	fnIm2col      = 6
 	fnCol2im      = 7
-	fnTranspose   = 8
-	fnUpsample2x  = 9
-	fnCopyRows    = 10
-	fnPad         = 11
-	fnAdd         = 12
-	fnAffine      = 13
-	fnSilu        = 14
-	fnAddChannel  = 15
-	fnScaleShift  = 16
-	fnGroupnorm   = 17
-	fnSoftmax     = 18
-	fnSoftmaxCols = 19
-	fnRmsNorm     = 20
-	fnF16ToF32    = 21
-	fnWarmup      = 22
+	fnWinogradIn  = 8
+	fnWinogradOut = 9
+	fnTranspose   = 10
+	fnUpsample2x  = 11
+	fnCopyRows    = 12
+	fnPad         = 13
+	fnAdd         = 14
+	fnAffine      = 15
+	fnSilu        = 16
+	fnAddChannel  = 17
+	fnScaleShift  = 18
+	fnGroupnorm   = 19
+	fnSoftmax     = 20
+	fnSoftmaxCols = 21
+	fnRmsNorm     = 22
+	fnF16ToF32    = 23
+	fnWarmup      = 24
 )
 
 func (kr *Kernels) abi() int32 {
@@ -64,6 +66,14 @@ func (kr *Kernels) im2col(xp []float32, koff []int32, pixoff []int32, k int, npi
 
 func (kr *Kernels) col2im(cols []float32, tab []int32, bias []float32, out []float32) {
 	kr.call(fnCol2im, kr.addrF32(cols), kr.addrI32(tab), kr.addrF32(bias), kr.addrF32(out))
+}
+
+func (kr *Kernels) winogradIn(xp []float32, tab []int32, ntiles int, planes int, pstride int, wp int, vp []float32, vstride int) {
+	kr.call(fnWinogradIn, kr.addrF32(xp), kr.addrI32(tab), uint64(uint32(ntiles)), uint64(uint32(planes)), uint64(uint32(pstride)), uint64(uint32(wp)), kr.addrF32(vp), uint64(uint32(vstride)))
+}
+
+func (kr *Kernels) winogradOut(m []float32, ldm int, o int, ntiles int, tab []int32, btab []int32, bias []float32, res []float32, out []float32, plane int, ow int) {
+	kr.call(fnWinogradOut, kr.addrF32(m), uint64(uint32(ldm)), uint64(uint32(o)), uint64(uint32(ntiles)), kr.addrI32(tab), kr.addrI32(btab), kr.addrF32(bias), kr.addrF32(res), kr.addrF32(out), uint64(uint32(plane)), uint64(uint32(ow)))
 }
 
 func (kr *Kernels) transpose(src []float32, dst []float32, nb int, rows int, cols int) {

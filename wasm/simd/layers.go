@@ -19,11 +19,13 @@ type weights struct {
 	linB    map[string][]float32 // linear weights [O, I] as packed B (B = Wᵀ)
 	rowBias map[string][]float32 // biases padded to PackedRows
 	colBias map[string][]float32 // biases padded to PackedCols
+	winoU   map[string][]float32 // 3x3 conv weights as 16 Winograd A operands (winograd.go)
 }
 
 func newWeights(k *Kernels, params map[string]*tensor.Tensor) *weights {
 	return &weights{k: k, params: params, raw: map[string][]float32{}, convA: map[string][]float32{}, convTA: map[string][]float32{},
-		linB: map[string][]float32{}, rowBias: map[string][]float32{}, colBias: map[string][]float32{}}
+		linB: map[string][]float32{}, rowBias: map[string][]float32{}, colBias: map[string][]float32{},
+		winoU: map[string][]float32{}}
 }
 
 func (w *weights) param(name string) *tensor.Tensor {
@@ -184,6 +186,7 @@ type conv struct {
 	cw                    int             // output pixels per B block (chunkCols)
 	blocks                []*Im2colTables // tables per block of cw pixels
 	wA, bias              []float32
+	wino                  *wino // the Winograd F(2x2, 3x3) form, when chosen (winograd.go)
 }
 
 func newConv(k *Kernels, wt *weights, xs []int, weight, bias string, stride int, pad [4]int, os []int) *conv {
@@ -195,8 +198,12 @@ func newConv(k *Kernels, wt *weights, xs []int, weight, bias string, stride int,
 	c.hp, c.wp = c.h+pad[0]+pad[2], c.w+pad[1]+pad[3]
 	c.padded = pad != [4]int{}
 	c.direct = kh == 1 && kw == 1 && stride == 1 && !c.padded
-	c.wA = wt.ConvA(weight)
 	c.bias = wt.RowBias(bias, c.o)
+	if kh == 3 && kw == 3 && stride == 1 && useWinograd(c.b, c.i, c.o, c.oh, c.ow) {
+		c.wino = newWino(k, wt, c, weight)
+		return c
+	}
+	c.wA = wt.ConvA(weight)
 	if !c.direct {
 		koff := k.AllocI32(c.kd)
 		for i := 0; i < c.i; i++ {
@@ -223,6 +230,9 @@ func newConv(k *Kernels, wt *weights, xs []int, weight, bias string, stride int,
 }
 
 func (c *conv) need() scratchSize {
+	if c.wino != nil {
+		return c.wino.need(c)
+	}
 	s := scratchSize{bp: PackedBLen(c.kd, c.cw), bias: PackedRows(c.o)}
 	if c.padded {
 		s.xp = c.i * c.hp * c.wp
@@ -259,6 +269,10 @@ func chunkCols(kd, npix int) int {
 
 // run computes out = conv(x) (+ e[b] per output channel) (+ res).
 func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
+	if c.wino != nil {
+		c.wino.run(k, c, s, out, x, e, res)
+		return
+	}
 	in, op := c.i*c.h*c.w, c.o*c.npix
 	cw := c.cw
 	for b := 0; b < c.b; b++ {

@@ -358,3 +358,88 @@ func (k *Kernels) CopyRows(dst []float32, ldd int, src []float32, lds, rows, n i
 	need("dst", len(dst), matLen(rows, n, ldd))
 	k.copyRows(src, lds, dst, ldd, rows, n)
 }
+
+// WinoTables are the tile tables of one block of Winograd F(2x2, 3x3)
+// tiles (see winograd.go), checked once: in[j] is the byte offset of tile
+// j's top-left input in the padded input of its channel 0 (len a multiple
+// of NR; entries past the last tile may repeat a valid offset), out[j] that
+// of its top-left output in the output of channel 0, with bit 0 set when the
+// tile has no second column and bit 1 when it has no second row, and
+// bias[j] the byte offset of the tile's row of biases (one per sample).
+type WinoTables struct {
+	in, out, bias []int32
+	n             int // tiles (len(out) and len(bias) ≥ n, rounded up to 4)
+	inSpan        int // floats past channel 0's plane start that a tile read can reach, +1
+	outSpan       int // the same for the output of channel 0
+	biasSpan      int // floats of bias rows before the last row's start, +1
+}
+
+// NewWinoTables checks the tables for input rows wp floats apart and output
+// rows ow floats apart.
+func NewWinoTables(in, out, bias []int32, n, wp, ow int) *WinoTables {
+	if len(in)%NR != 0 || len(in) < n || len(out) < ceilTo(n, 4) || len(bias) < ceilTo(n, 4) {
+		panic("simd: bad Winograd table lengths")
+	}
+	t := &WinoTables{in: in, out: out, bias: bias, n: n}
+	for _, o := range in {
+		if o < 0 || o%4 != 0 {
+			panic("simd: bad Winograd input offset")
+		}
+		t.inSpan = max(t.inSpan, int(o)/4+3*wp+4)
+	}
+	for j, o := range out[:ceilTo(n, 4)] {
+		b := bias[j]
+		if o < 0 || b < 0 || b%4 != 0 {
+			panic("simd: bad Winograd output offset")
+		}
+		if j >= n {
+			continue
+		}
+		e := int(o&^3)/4 + 1
+		if o&1 == 0 {
+			e++
+		}
+		if o&2 == 0 {
+			e += ow
+		}
+		t.outSpan = max(t.outSpan, e)
+		t.biasSpan = max(t.biasSpan, int(b)/4+1)
+	}
+	return t
+}
+
+// WinogradIn writes the input transform of t's tiles over planes channels
+// (planes pstride floats apart, rows wp floats apart) from the padded xp as
+// 16 packed B operands [planes, tiles] vstride floats apart in vp.
+func (k *Kernels) WinogradIn(vp, xp []float32, t *WinoTables, planes, pstride, wp, vstride int) {
+	positive(planes, pstride, wp, vstride)
+	nt := len(t.in)
+	if planes == 0 || nt == 0 {
+		return
+	}
+	need("Winograd V stride", vstride, PackedBLen(planes, nt))
+	need("Winograd V", len(vp), 15*vstride+PackedBLen(planes, nt))
+	need("padded input", len(xp), (planes-1)*pstride+t.inSpan)
+	k.winogradIn(xp, t.in, nt, planes, pstride, wp, vp, vstride)
+}
+
+// WinogradOut writes the output transform of the GEMM products m (16
+// matrices [o, ldm], one after the other) for t's tiles into out (planes of
+// plane floats, rows ow floats apart), adding bias[(t.bias[j]/4) + oc] when
+// bias is not nil and res (out's layout) when not nil.
+func (k *Kernels) WinogradOut(out, m []float32, t *WinoTables, o, ldm, plane, ow int, bias, res []float32) {
+	positive(o, ldm, plane, ow)
+	if o == 0 || t.n == 0 {
+		return
+	}
+	need("Winograd M row stride", ldm, ceilTo(t.n, 4))
+	need("Winograd M", len(m), (16*o-1)*ldm+ceilTo(t.n, 4))
+	need("output", len(out), (o-1)*plane+t.outSpan)
+	if res != nil {
+		need("residual", len(res), (o-1)*plane+t.outSpan)
+	}
+	if bias != nil {
+		need("bias", len(bias), t.biasSpan+o-1)
+	}
+	k.winogradOut(m, ldm, o, t.n, t.out, t.bias, bias, res, out, plane, ow)
+}

@@ -30,6 +30,8 @@ type step struct {
 	reads []graph.Value // values read
 	out   graph.Value
 	run   func() error
+	node  int   // the head graph node
+	conv  *conv // the lowered Conv2D, for tests
 }
 
 // fusion: which nodes a head node absorbs, found before any step is built.
@@ -122,7 +124,7 @@ func newPlan(k *Kernels, wt *weights, g *graph.Graph) (*plan, error) {
 func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
 	g, k := p.g, p.k
 	n := &g.Nodes[i]
-	st := step{kind: string(n.Op), pos: i, reads: append([]graph.Value(nil), n.In...), out: fu.out}
+	st := step{kind: string(n.Op), pos: i, node: i, reads: append([]graph.Value(nil), n.In...), out: fu.out}
 	for _, j := range fu.nodes {
 		st.kind += "+" + string(g.Nodes[j].Op)
 		st.pos = j
@@ -151,6 +153,7 @@ func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
 	case graph.OpConv2D:
 		c := newConv(k, wt, shape(0), n.Weight, n.Bias, n.Ints[0], [4]int(n.Ints[1:5]), g.Shapes[n.Out])
 		need = c.need()
+		st.conv = c
 		st.run = func() error { c.run(k, p.scratch, out(), in(0), e(), res()); return nil }
 	case graph.OpConvTranspose2D:
 		c := newConvT(k, wt, shape(0), n.Weight, n.Bias, n.Ints[0], n.Ints[1], g.Shapes[n.Out])

@@ -1225,3 +1225,221 @@ func (g *gen) warmup() {
 		f.Call(fn["f16_to_f32"], at(0), at(64), I(1023))
 	})
 }
+
+// Winograd minimal filtering F(2x2, 3x3) (Lavin & Gray 2016, "Fast
+// Algorithms for Convolutional Neural Networks"): a 3x3 stride-1
+// convolution as 16 GEMMs M_ξ = U_ξ·V_ξ over 4x4 input tiles that overlap
+// by 2, each giving a 2x2 output tile Y = Aᵀ M A. U = G g Gᵀ is made once
+// on the Go side; these kernels are the input transform V = Bᵀ d B and the
+// output transform with the convolution's epilogue, with
+//
+//	Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  Aᵀ = [1 1 1 0; 0 1 -1 -1].
+
+// winograd_in: the input transform of ntiles tiles (a multiple of 8) over
+// planes channels, written as 16 packed B operands: V_ξ (ξ = 4ρ+c) for the
+// panel of tiles j0..j0+7 and channel i at vp + ξ·vstride + (j0·planes +
+// 8·i) floats, one float per tile. Tile j's top-left input of channel i is
+// at xp + tab[j] + 4·i·pstride (bytes; tab holds byte offsets, the rows are
+// wp floats apart, and the input is zero-padded so every 4x4 tile is inside
+// it). Four tiles at a time: each tile row is one vector load per tile, a
+// 4x4 transpose makes vectors across the four tiles, and the transform is
+// adds and subtracts on those.
+func (g *gen) winogradIn() {
+	f := g.m.Func("winograd_in", true)
+	xp, tab, nt := p(f, "xp", "f32p"), p(f, "tab", "i32p"), p(f, "ntiles", "int")
+	planes, pstride, wp := p(f, "planes", "int"), p(f, "pstride", "int"), p(f, "wp", "int")
+	vp, vstride := p(f, "vp", "f32p"), p(f, "vstride", "int")
+	j0, i, dst, q, wp4, ps4, vs4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	o := f.Locals(I32, NR)
+	v, t := f.Locals(V128, 4), f.Locals(V128, 4)
+	c := f.Locals(V128, 4)
+	e1, e2 := f.Locals(V128, 4), f.Locals(V128, 4)
+	f.Set(wp4, Shl(wp, I(2)))
+	wpr := []Var{{}, wp4, f.Local(I32), f.Local(I32)} // byte offsets of rows 1..3
+	f.Set(wpr[2], Shl(wp, I(3)))
+	f.Set(wpr[3], Mul(wp, I(12)))
+	f.Set(ps4, Shl(pstride, I(2)))
+	f.Set(vs4, Shl(vstride, I(2)))
+	f.Set(dst, vp)
+	// row loads row r of the four tiles of half h and leaves (d·B) of it in
+	// c: d·B = [d0-d2, d1+d2, d2-d1, d1-d3] on each tile row.
+	row := func(h, r int) {
+		for l := range 4 {
+			var addr Expr = o[4*h+l]
+			if r > 0 {
+				addr = Add(o[4*h+l], wpr[r])
+			}
+			f.Set(v[l], V128Load(addr, 0))
+		}
+		transpose4(f, v, t, c)
+		f.Set(t[0], F4Sub(c[0], c[2]))
+		f.Set(t[1], F4Add(c[1], c[2]))
+		f.Set(t[2], F4Sub(c[2], c[1]))
+		f.Set(t[3], F4Sub(c[1], c[3]))
+	}
+	// put stores the four vectors of row ρ of V (ξ = 4ρ..4ρ+3) for half h.
+	put := func(h, rho int, val func(col int) Expr) {
+		f.Set(q, Add(dst, Mul(vs4, I(int32(4*rho)))))
+		for col := range 4 {
+			f.V128Store(q, uint32(16*h), val(col))
+			if col < 3 {
+				f.Set(q, Add(q, vs4))
+			}
+		}
+	}
+	f.For(j0, I(0), nt, NR, func() {
+		for l := range NR {
+			f.Set(o[l], Add(xp, LoadI32(Add(tab, Shl(j0, I(2))), uint32(4*l))))
+		}
+		f.For(i, I(0), planes, 1, func() {
+			for h := range 2 {
+				// Bᵀ(dB): rows [r0-r2, r1+r2, r2-r1, r1-r3], in an order
+				// that keeps at most two transformed rows live.
+				row(h, 2)
+				for k := range 4 {
+					f.Set(e2[k], t[k])
+				}
+				row(h, 1)
+				for k := range 4 {
+					f.Set(e1[k], t[k])
+				}
+				put(h, 1, func(k int) Expr { return F4Add(e1[k], e2[k]) })
+				put(h, 2, func(k int) Expr { return F4Sub(e2[k], e1[k]) })
+				row(h, 0)
+				put(h, 0, func(k int) Expr { return F4Sub(t[k], e2[k]) })
+				row(h, 3)
+				put(h, 3, func(k int) Expr { return F4Sub(e1[k], t[k]) })
+			}
+			for l := range NR {
+				f.Set(o[l], Add(o[l], ps4))
+			}
+			f.Inc(dst, 4*NR)
+		})
+	})
+}
+
+// winograd_out: the output transform Y = Aᵀ M A of ntiles tiles for o
+// output channels, with the epilogue. M_ξ[oc][j] is at m + (ξ·o + oc)·ldm
+// + j floats (ldm ≥ ntiles rounded up to 4; at most 11 parameters, the
+// arity of simd_glue.js's trampolines). Tile j's top-left
+// output of channel oc is at out + (tab[j] &^ 3) + 4·oc·plane bytes; bit 0
+// of tab[j] says the tile has no second column (cropped at an odd output
+// width), bit 1 no second row; rows are ow floats apart. Each output gets
+// bias[(btab[j] + 4·oc)/4] (btab: byte offsets of the tile's row of
+// biases, e.g. one row per sample) when bias is not 0 and res at the
+// output's offset when res is not 0. Four tiles at a time; four tiles of
+// one output row, uncropped and with one bias row, are stored as two
+// interleaved vectors per output row, others lane by lane.
+func (g *gen) winogradOut() {
+	f := g.m.Func("winograd_out", true)
+	m, ldm := p(f, "m", "f32p"), p(f, "ldm", "int")
+	O, nt, tab, btab := p(f, "o", "int"), p(f, "ntiles", "int"), p(f, "tab", "i32p"), p(f, "btab", "i32p")
+	bias, res, out := p(f, "bias", "f32p"), p(f, "res", "f32p"), p(f, "out", "f32p")
+	plane, ow := p(f, "plane", "int"), p(f, "ow", "int")
+	oc, j0, mrow, mp, obase, rbase, ow4, ms4, boc, a, ra := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	tt, bb := f.Locals(I32, 4), f.Locals(I32, 4)
+	mv := f.Locals(V128, 1)
+	s0, s1 := f.Locals(V128, 4), f.Locals(V128, 4)
+	y := f.Locals(V128, 4) // y00, y01, y10, y11
+	bv, lo, hi := f.Local(V128), f.Local(V128), f.Local(V128)
+	bs := f.Local(F32)
+	f.Set(ow4, Shl(ow, I(2)))
+	f.Set(ms4, Shl(Mul(O, ldm), I(2)))
+	f.Set(mrow, m)
+	f.Set(obase, out)
+	f.Set(rbase, res)
+	f.Set(boc, bias)
+	f.For(oc, I(0), O, 1, func() {
+		f.For(j0, I(0), nt, 4, func() {
+			f.Set(mp, Add(mrow, Shl(j0, I(2))))
+			// s = Aᵀ·M (rows [m0+m1+m2, m1-m2-m3]) accumulated in ξ order,
+			// then Y = s·A.
+			for r := range 4 {
+				for col := range 4 {
+					f.Set(mv[0], V128Load(mp, 0))
+					f.Set(mp, Add(mp, ms4))
+					switch r {
+					case 0:
+						f.Set(s0[col], mv[0])
+					case 1:
+						f.Set(s0[col], F4Add(s0[col], mv[0]))
+						f.Set(s1[col], mv[0])
+					case 2:
+						f.Set(s0[col], F4Add(s0[col], mv[0]))
+						f.Set(s1[col], F4Sub(s1[col], mv[0]))
+					case 3:
+						f.Set(s1[col], F4Sub(s1[col], mv[0]))
+					}
+				}
+			}
+			f.Set(y[0], F4Add(F4Add(s0[0], s0[1]), s0[2]))
+			f.Set(y[1], F4Sub(F4Sub(s0[1], s0[2]), s0[3]))
+			f.Set(y[2], F4Add(F4Add(s1[0], s1[1]), s1[2]))
+			f.Set(y[3], F4Sub(F4Sub(s1[1], s1[2]), s1[3]))
+			for l := range 4 {
+				f.Set(tt[l], LoadI32(Add(tab, Shl(j0, I(2))), uint32(4*l)))
+				f.Set(bb[l], LoadI32(Add(btab, Shl(j0, I(2))), uint32(4*l)))
+			}
+			vec := And(LeU(Add(j0, I(4)), nt), Eqz(And(Or(Or(tt[0], tt[1]), Or(tt[2], tt[3])), I(3))))
+			for l := 1; l < 4; l++ {
+				vec = And(vec, And(Eq(Sub(tt[l], tt[l-1]), I(8)), Eq(bb[l], bb[0])))
+			}
+			f.IfElse(vec, func() {
+				f.IfElse(Ne(bias, I(0)), func() {
+					f.Set(bv, Load32Splat(Add(boc, bb[0]), 0))
+				}, func() {
+					f.Set(bv, Splat4(0))
+				})
+				for r := range 2 {
+					f.Set(a, Add(obase, tt[0]))
+					f.Set(ra, Add(rbase, tt[0]))
+					if r == 1 {
+						f.Set(a, Add(a, ow4))
+						f.Set(ra, Add(ra, ow4))
+					}
+					f.Set(lo, F4Add(Shuffle32(y[2*r], y[2*r+1], 0, 4, 1, 5), bv))
+					f.Set(hi, F4Add(Shuffle32(y[2*r], y[2*r+1], 2, 6, 3, 7), bv))
+					f.If(Ne(res, I(0)), func() {
+						f.Set(lo, F4Add(lo, V128Load(ra, 0)))
+						f.Set(hi, F4Add(hi, V128Load(ra, 16)))
+					})
+					f.V128Store(a, 0, lo)
+					f.V128Store(a, 16, hi)
+				}
+			}, func() {
+				for l := range 4 {
+					f.If(LtU(Add(j0, I(int32(l))), nt), func() {
+						f.Set(bs, Fc(0))
+						f.If(Ne(bias, I(0)), func() {
+							f.Set(bs, LoadF32(Add(boc, bb[l]), 0))
+						})
+						off := And(tt[l], I(^3))
+						put := func(dy, dx int, val Expr) {
+							f.Set(a, Add(Add(obase, off), I(int32(4*dx))))
+							f.Set(ra, Add(Add(rbase, off), I(int32(4*dx))))
+							if dy == 1 {
+								f.Set(a, Add(a, ow4))
+								f.Set(ra, Add(ra, ow4))
+							}
+							f.IfElse(Ne(res, I(0)), func() {
+								f.StoreF32(a, 0, Add(Add(val, bs), LoadF32(ra, 0)))
+							}, func() {
+								f.StoreF32(a, 0, Add(val, bs))
+							})
+						}
+						put(0, 0, F4Lane(y[0], l))
+						f.If(Eqz(And(tt[l], I(1))), func() { put(0, 1, F4Lane(y[1], l)) })
+						f.If(Eqz(And(tt[l], I(2))), func() {
+							put(1, 0, F4Lane(y[2], l))
+							f.If(Eqz(And(tt[l], I(1))), func() { put(1, 1, F4Lane(y[3], l)) })
+						})
+					})
+				}
+			})
+		})
+		f.Set(mrow, Add(mrow, Shl(ldm, I(2))))
+		f.Set(obase, Add(obase, Shl(plane, I(2))))
+		f.If(Ne(res, I(0)), func() { f.Set(rbase, Add(rbase, Shl(plane, I(2)))) })
+		f.Inc(boc, 4)
+	})
+}

@@ -1,0 +1,218 @@
+package simd
+
+// Winograd minimal filtering F(2x2, 3x3) for 3x3 stride-1 convolutions
+// (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks",
+// §4): the output is cut into 2x2 tiles, each computed from the 4x4 input
+// tile around it (overlapping its neighbours by 2) as
+//
+//	Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+//
+// summed over input channels, which is 16 multiplies per tile and channel
+// pair instead of the 36 of a direct 2x2 output (2.25x fewer). Summing over
+// channels makes the elementwise product 16 independent GEMMs
+// M_ξ [O, tiles] = U_ξ [O, I] · V_ξ [I, tiles], ξ = 4ρ+c the position in the
+// 4x4 transformed tile. Here:
+//
+//   - U = G g Gᵀ per (o, i) is made once per Denoiser (float64, rounded
+//     once) and stored as 16 packed A operands (weights.WinoU);
+//   - per block of tiles, winograd_in writes V = Bᵀ d B of every tile of
+//     the block straight into 16 packed B operands (tiles are taken across
+//     the whole batch, so 7x7 and 4x4 maps still fill the GEMM's 8-column
+//     panels), the input being first zero-padded (any padding the graph
+//     gives, asymmetric included) to 2·ceil(OH/2)+2 rows and
+//     2·ceil(OW/2)+2 columns, so every tile is inside it;
+//   - the 16 GEMMs run on the existing packed kernel;
+//   - winograd_out computes Aᵀ M A, adds the bias, the fused per-sample
+//     channel bias and the residual, and crops the edge tiles of odd
+//     output sizes.
+//
+// The matrices (Lavin & Gray's F(2x2, 3x3)):
+//
+//	Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+//	G  = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]
+//	Aᵀ = [1 1 1 0; 0 1 -1 -1]
+
+// winoG is G of F(2x2, 3x3).
+var winoG = [4][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
+
+// winoTransformWeights returns U = G g Gᵀ of a [O, I, 3, 3] weight as 16
+// row-major [O, I] matrices (ξ = 4ρ+c).
+func winoTransformWeights(w []float32, o, in int) [16][]float32 {
+	var u [16][]float32
+	for x := range u {
+		u[x] = make([]float32, o*in)
+	}
+	for oi := 0; oi < o*in; oi++ {
+		g := w[9*oi : 9*oi+9]
+		var gg [4][3]float64 // G·g
+		for r := range 4 {
+			for b := range 3 {
+				for a := range 3 {
+					gg[r][b] += winoG[r][a] * float64(g[3*a+b])
+				}
+			}
+		}
+		for r := range 4 {
+			for c := range 4 {
+				var s float64
+				for b := range 3 {
+					s += gg[r][b] * winoG[c][b]
+				}
+				u[4*r+c][oi] = float32(s)
+			}
+		}
+	}
+	return u
+}
+
+// WinoU returns conv weight [O,I,3,3] transformed and packed as 16 A
+// operands [O, I], PackedALen(O, I) floats apart.
+func (w *weights) WinoU(name string) []float32 {
+	if r, ok := w.winoU[name]; ok {
+		return r
+	}
+	s := w.param(name).Shape
+	o, in := s[0], s[1]
+	u := winoTransformWeights(w.param(name).Data, o, in)
+	st := PackedALen(o, in)
+	r := w.k.Alloc(16 * st)
+	if len(w.staging) < o*in {
+		w.staging = w.k.Alloc(o * in)
+	}
+	for x := range u {
+		copy(w.staging, u[x])
+		w.k.PackA(r[x*st:], w.staging[:o*in], in, o, in)
+	}
+	w.winoU[name] = r
+	return r
+}
+
+// winogradMode is read when a plan is built: 0 picks Winograd per layer by
+// useWinograd, 1 uses it for every 3x3 stride-1 convolution, -1 never.
+var winogradMode = 0
+
+// useWinograd is the per-layer rule (see the numbers in the comment of
+// winoRule).
+func useWinograd(b, i, o, oh, ow int) bool {
+	switch winogradMode {
+	case 1:
+		return true
+	case -1:
+		return false
+	}
+	return winoRule(b, i, o, oh, ow)
+}
+
+// winoRule picks Winograd for a 3x3 stride-1 convolution of a [b, i, ·, ·]
+// input to [b, o, oh, ow] when both channel counts are at least 16 and its
+// GEMMs do at most 0.75 of the multiplies of the im2col GEMM once both are
+// rounded up to whole 8-column panels: 16·⌈b·⌈oh/2⌉·⌈ow/2⌉⌉₈ against
+// 9·b·⌈oh·ow⌉₈ (Winograd's tiles are taken across the batch, im2col's
+// pixels per sample).
+//
+// Measured per layer (BenchmarkWinogradLayers: Winograd/im2col time,
+// median of 7 paired ABBA rounds, js/wasm in Node 20 with the relaxed-SIMD
+// kernels on the shared 2-core Xeon, 2026-11-26), on every distinct 3x3
+// stride-1 layer of the shipped MNIST and emoji UNets:
+//
+//   - the first layers (i = 1 or 3) lose: 2.1x and 1.6x at batch 1, 3.3x
+//     and 1.3x at 16 (a GEMM of depth 1 or 3 per ξ, and transforms that
+//     cost as much as the multiplies they save); so does emoji's last layer
+//     (o = 3): 1.7x at batch 1, 2.6x at 16. MNIST's last layer (o = 1) came
+//     out at 0.77-0.82x at batch 1 but 1.6x at 16: small channel counts
+//     stay on im2col.
+//   - 4x4 maps at batch 1 (four tiles, half an 8-column panel; predicted
+//     0.89) are a tie: 0.88-1.06x; at batch 16 (64 tiles) 0.28-0.64x.
+//   - every other layer wins: 7x7 at batch 1 0.70-0.72x (predicted 0.51),
+//     8x8-32x32 0.47-0.62x, 14x14 and 28x28 0.53-0.77x at batch 1, and
+//     0.55-0.81x at batch 16 (the 28x28 layers with 32 output channels gain
+//     least: their transforms weigh more next to a 32-row GEMM).
+func winoRule(b, i, o, oh, ow int) bool {
+	if i < 16 || o < 16 {
+		return false
+	}
+	wino := 16 * PackedCols(b*((oh+1)/2)*((ow+1)/2))
+	im2col := 9 * b * PackedCols(oh*ow)
+	return 4*wino <= 3*im2col
+}
+
+// wino is the Winograd form of a conv (its fields b, i, o, oh, ow, top, left).
+type wino struct {
+	th, tw, hp, wp int // tiles per sample down and across; padded input size
+	nt, tb         int // tiles over the batch; tiles per block (a multiple of NR)
+	u              []float32
+	ustride        int
+	blocks         []*WinoTables
+}
+
+func newWino(k *Kernels, wt *weights, c *conv, weight string) *wino {
+	w := &wino{th: (c.oh + 1) / 2, tw: (c.ow + 1) / 2}
+	w.hp, w.wp = 2*w.th+2, 2*w.tw+2
+	w.nt = c.b * w.th * w.tw
+	w.u, w.ustride = wt.WinoU(weight), PackedALen(c.o, c.i)
+	w.tb = chunkCols(16*c.i, w.nt)
+	n := PackedCols(w.nt)
+	in, out, bias := k.AllocI32(n), k.AllocI32(n), k.AllocI32(n)
+	j := 0
+	for b := 0; b < c.b; b++ {
+		for ty := 0; ty < w.th; ty++ {
+			for tx := 0; tx < w.tw; tx++ {
+				in[j] = int32(4 * (b*c.i*w.hp*w.wp + 2*ty*w.wp + 2*tx))
+				o := int32(4 * (b*c.o*c.npix + 2*ty*c.ow + 2*tx))
+				if 2*tx+1 >= c.ow {
+					o |= 1
+				}
+				if 2*ty+1 >= c.oh {
+					o |= 2
+				}
+				out[j], bias[j] = o, int32(4*b*c.o)
+				j++
+			}
+		}
+	}
+	for j0 := 0; j0 < w.nt; j0 += w.tb {
+		m := min(w.tb, w.nt-j0)
+		e := j0 + PackedCols(m)
+		w.blocks = append(w.blocks, NewWinoTables(in[j0:e], out[j0:e], bias[j0:e], m, w.wp, c.ow))
+	}
+	return w
+}
+
+func (w *wino) need(c *conv) scratchSize {
+	return scratchSize{xp: c.b * c.i * w.hp * w.wp, bp: 16 * PackedBLen(c.i, w.tb), cols: 16 * c.o * w.tb,
+		bias: c.b * c.o}
+}
+
+// run computes out = conv(x) (+ e[b] per output channel) (+ res) for the
+// whole batch.
+func (w *wino) run(k *Kernels, c *conv, s *scratch, out, x, e, res []float32) {
+	t := s.prof.start()
+	k.Pad(s.xp, x, c.b*c.i, c.h, c.w, w.hp, w.wp, c.top, c.left)
+	var bias []float32
+	if e != nil || c.bias != nil {
+		bias = s.bias[:c.b*c.o]
+		for b := 0; b < c.b; b++ {
+			bb := bias[b*c.o : (b+1)*c.o]
+			switch {
+			case e != nil && c.bias != nil:
+				k.Add(bb, c.bias[:c.o], e[b*c.o:(b+1)*c.o])
+			case e != nil:
+				k.Affine(bb, e[b*c.o:(b+1)*c.o], 1, 0)
+			default:
+				copy(bb, c.bias[:c.o])
+			}
+		}
+	}
+	t = s.prof.lap(t, "  conv: winograd pad")
+	vstride, mstride := PackedBLen(c.i, w.tb), c.o*w.tb
+	for _, bt := range w.blocks {
+		k.WinogradIn(s.bp, s.xp, bt, c.i, w.hp*w.wp, w.wp, vstride)
+		t = s.prof.lap(t, "  conv: winograd in")
+		for x := 0; x < 16; x++ {
+			k.Gemm(s.cols[x*mstride:], w.tb, w.u[x*w.ustride:], s.bp[x*vstride:], c.o, bt.n, c.i, nil, NoBias, nil)
+		}
+		t = s.prof.lap(t, "  conv: winograd gemm")
+		k.WinogradOut(out, s.cols, bt, c.o, w.tb, c.npix, c.ow, bias, res)
+		t = s.prof.lap(t, "  conv: winograd out")
+	}
+}
