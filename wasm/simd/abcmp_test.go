@@ -28,7 +28,7 @@ func BenchmarkABCompare(b *testing.B) {
 	if models == "" || abSet == nil {
 		b.Skip("AB_MODELS not set")
 	}
-	defer func(c, w int) { convChunkBytes, winogradMode = c, w }(convChunkBytes, winogradMode) // what abSet changes
+	defer func(c, w, wc int) { convChunkBytes, winogradMode, winoChunkBytes = c, w, wc }(convChunkBytes, winogradMode, winoChunkBytes) // what abSet changes
 	rounds, _ := strconv.Atoi(os.Getenv("AB_ROUNDS"))
 	if rounds == 0 {
 		rounds = 7

@@ -9,10 +9,10 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 422071620
+const abiVersion = 1708583035
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 22933
+const kernelsSize = 25269
 
 // The kernels' signatures, for documentation and the native binding:
 //

@@ -254,11 +254,15 @@ func (c *conv) need() scratchSize {
 var convChunkBytes = 128 << 10
 
 // chunkCols returns the columns of one B block for depth kd.
-func chunkCols(kd, npix int) int {
-	if convChunkBytes <= 0 {
+func chunkCols(kd, npix int) int { return blockCols(convChunkBytes, kd, npix) }
+
+// blockCols returns the columns of one B block of depth kd and at most
+// bytes bytes (all npix columns when bytes <= 0), in even blocks.
+func blockCols(bytes, kd, npix int) int {
+	if bytes <= 0 {
 		return PackedCols(npix)
 	}
-	w := max(NR, convChunkBytes/(4*kd)/NR*NR)
+	w := max(NR, bytes/(4*kd)/NR*NR)
 	if w >= npix {
 		return PackedCols(npix)
 	}

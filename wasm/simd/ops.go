@@ -423,8 +423,8 @@ func (k *Kernels) WinogradIn(vp, xp []float32, t *WinoTables, planes, pstride, w
 	k.winogradIn(xp, t.in, nt, planes, pstride, wp, vp, vstride)
 }
 
-// WinogradOut writes the output transform of the GEMM products m (16
-// matrices [o, ldm], one after the other) for t's tiles into out (planes of
+// WinogradOut writes the output transform of the GEMM products m ([o, 16,
+// ldm]: M_ξ[oc][j] at (16·oc+ξ)·ldm + j) for t's tiles into out (planes of
 // plane floats, rows ow floats apart), adding bias[(t.bias[j]/4) + oc] when
 // bias is not nil and res (out's layout) when not nil.
 func (k *Kernels) WinogradOut(out, m []float32, t *WinoTables, o, ldm, plane, ow int, bias, res []float32) {

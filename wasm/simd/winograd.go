@@ -87,6 +87,10 @@ func (w *weights) WinoU(name string) []float32 {
 	return r
 }
 
+// winoChunkBytes bounds the 16 packed B operands (V) of one block of tiles,
+// as convChunkBytes does im2col's (read when a plan is built).
+var winoChunkBytes = 128 << 10
+
 // winogradMode is read when a plan is built: 0 picks Winograd per layer by
 // useWinograd, 1 uses it for every 3x3 stride-1 convolution, -1 never.
 var winogradMode = 0
@@ -104,7 +108,7 @@ func useWinograd(b, i, o, oh, ow int) bool {
 }
 
 // winoRule picks Winograd for a 3x3 stride-1 convolution of a [b, i, ·, ·]
-// input to [b, o, oh, ow] when both channel counts are at least 16 and its
+// input to [b, o, oh, ow] when it has at least 16 input channels and its
 // GEMMs do at most 0.75 of the multiplies of the im2col GEMM once both are
 // rounded up to whole 8-column panels: 16·⌈b·⌈oh/2⌉·⌈ow/2⌉⌉₈ against
 // 9·b·⌈oh·ow⌉₈ (Winograd's tiles are taken across the batch, im2col's
@@ -112,23 +116,21 @@ func useWinograd(b, i, o, oh, ow int) bool {
 //
 // Measured per layer (BenchmarkWinogradLayers: Winograd/im2col time,
 // median of 7 paired ABBA rounds, js/wasm in Node 20 with the relaxed-SIMD
-// kernels on the shared 2-core Xeon, 2026-11-26), on every distinct 3x3
-// stride-1 layer of the shipped MNIST and emoji UNets:
+// kernels on the shared 2-core Xeon, load average 4-5, 2026-11-26), on
+// every distinct 3x3 stride-1 layer of the shipped MNIST and emoji UNets:
 //
-//   - the first layers (i = 1 or 3) lose: 2.1x and 1.6x at batch 1, 3.3x
-//     and 1.3x at 16 (a GEMM of depth 1 or 3 per ξ, and transforms that
-//     cost as much as the multiplies they save); so does emoji's last layer
-//     (o = 3): 1.7x at batch 1, 2.6x at 16. MNIST's last layer (o = 1) came
-//     out at 0.77-0.82x at batch 1 but 1.6x at 16: small channel counts
-//     stay on im2col.
+//   - the first layers (i = 1 or 3) lose: 2.2x and 1.6x at batch 1, 2.8x
+//     and 1.5x at 16 (a GEMM of depth 1 or 3 per ξ, and transforms that
+//     cost more than the multiplies they save); no layer has 4 ≤ i < 32,
+//     so the bound 16 is a guess between the two.
 //   - 4x4 maps at batch 1 (four tiles, half an 8-column panel; predicted
-//     0.89) are a tie: 0.88-1.06x; at batch 16 (64 tiles) 0.28-0.64x.
-//   - every other layer wins: 7x7 at batch 1 0.70-0.72x (predicted 0.51),
-//     8x8-32x32 0.47-0.62x, 14x14 and 28x28 0.53-0.77x at batch 1, and
-//     0.55-0.81x at batch 16 (the 28x28 layers with 32 output channels gain
-//     least: their transforms weigh more next to a 32-row GEMM).
+//     0.89) are a tie: 0.93-1.00x; at batch 16 (64 tiles) 0.47-0.51x.
+//   - every other layer wins: 7x7 0.59x at batch 1 and 0.59-0.62x at 16
+//     (predicted 0.51 and 0.50), 8x8 to 32x32 0.47-0.56x at batch 1 and
+//     0.40-0.60x at 16; the last layers, with 1 and 3 output channels,
+//     0.71x and 0.68x at batch 1, 0.76x and 0.83x at 16.
 func winoRule(b, i, o, oh, ow int) bool {
-	if i < 16 || o < 16 {
+	if i < 16 {
 		return false
 	}
 	wino := 16 * PackedCols(b*((oh+1)/2)*((ow+1)/2))
@@ -150,7 +152,7 @@ func newWino(k *Kernels, wt *weights, c *conv, weight string) *wino {
 	w.hp, w.wp = 2*w.th+2, 2*w.tw+2
 	w.nt = c.b * w.th * w.tw
 	w.u, w.ustride = wt.WinoU(weight), PackedALen(c.o, c.i)
-	w.tb = chunkCols(16*c.i, w.nt)
+	w.tb = blockCols(winoChunkBytes, 16*c.i, w.nt)
 	n := PackedCols(w.nt)
 	in, out, bias := k.AllocI32(n), k.AllocI32(n), k.AllocI32(n)
 	j := 0
@@ -178,8 +180,21 @@ func newWino(k *Kernels, wt *weights, c *conv, weight string) *wino {
 	return w
 }
 
+// vstride is the distance between the 16 packed V_ξ of a block: one
+// cache line more than they need, so that they are not a multiple of 4 KiB
+// apart (winograd_in stores to all 16 in turn; on one L1 set that ran 3x
+// slower, 20 ns per tile and channel against 6-7).
+func (w *wino) vstride(c *conv) int { return PackedBLen(c.i, w.tb) + 16 }
+
+// ldm is the row stride of M [O, 16, ldm]: four floats more than a block's
+// tiles, so that the GEMM's rows of C (16·ldm floats apart) spread over 16
+// L1 sets rather than two (tb is a multiple of 8, so 16·tb floats is a
+// multiple of 512 bytes). Against ldm = tb this measured no difference
+// (paired ratios 0.995-1.006 on MNIST and emoji at batch 1 and 16).
+func (w *wino) ldm() int { return w.tb + 4 }
+
 func (w *wino) need(c *conv) scratchSize {
-	return scratchSize{xp: c.b * c.i * w.hp * w.wp, bp: 16 * PackedBLen(c.i, w.tb), cols: 16 * c.o * w.tb,
+	return scratchSize{xp: c.b * c.i * w.hp * w.wp, bp: 16 * w.vstride(c), cols: 16 * c.o * w.ldm(),
 		bias: c.b * c.o}
 }
 
@@ -204,15 +219,15 @@ func (w *wino) run(k *Kernels, c *conv, s *scratch, out, x, e, res []float32) {
 		}
 	}
 	t = s.prof.lap(t, "  conv: winograd pad")
-	vstride, mstride := PackedBLen(c.i, w.tb), c.o*w.tb
+	vstride, ldm := w.vstride(c), w.ldm()
 	for _, bt := range w.blocks {
 		k.WinogradIn(s.bp, s.xp, bt, c.i, w.hp*w.wp, w.wp, vstride)
 		t = s.prof.lap(t, "  conv: winograd in")
-		for x := 0; x < 16; x++ {
-			k.Gemm(s.cols[x*mstride:], w.tb, w.u[x*w.ustride:], s.bp[x*vstride:], c.o, bt.n, c.i, nil, NoBias, nil)
+		for x := 0; x < 16; x++ { // M_ξ [O, tiles] as rows 16 apart of M [O, 16, ldm]
+			k.Gemm(s.cols[x*ldm:], 16*ldm, w.u[x*w.ustride:], s.bp[x*vstride:], c.o, bt.n, c.i, nil, NoBias, nil)
 		}
 		t = s.prof.lap(t, "  conv: winograd gemm")
-		k.WinogradOut(out, s.cols, bt, c.o, w.tb, c.npix, c.ow, bias, res)
+		k.WinogradOut(out, s.cols, bt, c.o, ldm, c.npix, c.ow, bias, res)
 		t = s.prof.lap(t, "  conv: winograd out")
 	}
 }

@@ -115,7 +115,6 @@ func TestWinogradOutMatchesDefinition(t *testing.T) {
 		th, tw := (c.oh+1)/2, (c.ow+1)/2
 		nt, plane := c.b*th*tw, c.oh*c.ow
 		ldm := ceilTo(nt, 4) + 1
-		mstride := c.o * ldm
 		tab, btab := k.AllocI32(PackedCols(nt)), k.AllocI32(PackedCols(nt))
 		j := 0
 		for b := 0; b < c.b; b++ {
@@ -137,7 +136,7 @@ func TestWinogradOutMatchesDefinition(t *testing.T) {
 		for _, mode := range []string{"plain", "bias", "res", "bias+res"} {
 			for _, mis := range misalignments {
 				name := fmt.Sprintf("b%d o%d %dx%d %s mis%d", c.b, c.o, c.oh, c.ow, mode, mis)
-				mv := randn(r, 16*mstride)
+				mv := randn(r, 16*c.o*ldm)
 				m, _ := mk(k, len(mv), mis, mv)
 				bias, res := randn(r, c.b*c.o), randn(r, c.b*c.o*plane)
 				var bk, rk []float32
@@ -162,7 +161,7 @@ func TestWinogradOutMatchesDefinition(t *testing.T) {
 								var want float64
 								for a := range 4 {
 									for bb := range 4 {
-										want += at[dy][a] * float64(mv[(4*a+bb)*mstride+oc*ldm+j]) * at[dx][bb]
+										want += at[dy][a] * float64(mv[(16*oc+4*a+bb)*ldm+j]) * at[dx][bb]
 									}
 								}
 								idx := (b*c.o+oc)*plane + y*c.ow + x
@@ -321,4 +320,40 @@ func TestWinogradUsedWhereChosen(t *testing.T) {
 		}
 	}
 	_ = graph.OpConv2D
+}
+
+// TestPadMatchesDefinition checks the pad kernel (Winograd pads every
+// input it transforms) on row lengths below, at and past a vector,
+// asymmetric and zero borders, guards around the output, aligned and not.
+func TestPadMatchesDefinition(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(14))
+	cases := [][7]int{ // planes, h, w, hp, wp, top, left
+		{1, 1, 1, 3, 3, 1, 1}, {3, 2, 2, 4, 4, 1, 1}, {2, 5, 9, 8, 12, 2, 1}, {4, 7, 7, 8, 10, 0, 0},
+		{1, 28, 28, 30, 30, 1, 1}, {5, 3, 4, 3, 4, 0, 0}, {2, 6, 5, 9, 8, 0, 3},
+	}
+	for _, c := range cases {
+		planes, h, w, hp, wp, top, left := c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+		for _, mis := range misalignments {
+			name := fmt.Sprintf("%v mis%d", c, mis)
+			x := randn(r, planes*h*w)
+			xs, _ := mk(k, len(x), mis, x)
+			xp, g := mk(k, planes*hp*wp, (mis+1)%4, nil)
+			k.Pad(xp, xs, planes, h, w, hp, wp, top, left)
+			g.check(t, name)
+			for pl := 0; pl < planes; pl++ {
+				for y := 0; y < hp; y++ {
+					for xx := 0; xx < wp; xx++ {
+						want := float32(0)
+						if y >= top && y < top+h && xx >= left && xx < left+w {
+							want = x[(pl*h+y-top)*w+xx-left]
+						}
+						if got := xp[(pl*hp+y)*wp+xx]; math.Float32bits(got) != math.Float32bits(want) {
+							t.Fatalf("%s: plane %d (%d,%d) = %v, want %v", name, pl, y, xx, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
 }
