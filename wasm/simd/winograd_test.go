@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
@@ -132,15 +133,26 @@ func TestWinogradOutMatchesDefinition(t *testing.T) {
 				}
 			}
 		}
-		tt := NewWinoTables(make([]int32, PackedCols(nt)), tab, btab, nt, 1, c.ow)
-		for _, mode := range []string{"plain", "bias", "res", "bias+res"} {
+		// The bias rows: one per sample (as conv uses them), or cycling
+		// through the samples' rows tile by tile (the kernel must not take
+		// one row for four tiles unless they share it).
+		btab2 := k.AllocI32(PackedCols(nt))
+		for j := 0; j < nt; j++ {
+			btab2[j] = int32(4 * c.o * (j % c.b))
+		}
+		for _, mode := range []string{"plain", "bias", "res", "bias+res", "tilebias"} {
+			bt := btab
+			if mode == "tilebias" {
+				bt = btab2
+			}
+			tt := NewWinoTables(make([]int32, PackedCols(nt)), tab, bt, nt, 1, c.ow)
 			for _, mis := range misalignments {
 				name := fmt.Sprintf("b%d o%d %dx%d %s mis%d", c.b, c.o, c.oh, c.ow, mode, mis)
 				mv := randn(r, 16*c.o*ldm)
 				m, _ := mk(k, len(mv), mis, mv)
 				bias, res := randn(r, c.b*c.o), randn(r, c.b*c.o*plane)
 				var bk, rk []float32
-				if mode == "bias" || mode == "bias+res" {
+				if mode == "bias" || mode == "bias+res" || mode == "tilebias" {
 					bk, _ = mk(k, len(bias), mis, bias)
 				}
 				if mode == "res" || mode == "bias+res" {
@@ -166,7 +178,7 @@ func TestWinogradOutMatchesDefinition(t *testing.T) {
 								}
 								idx := (b*c.o+oc)*plane + y*c.ow + x
 								if bk != nil {
-									want += float64(bias[b*c.o+oc])
+									want += float64(bias[int(bt[j])/4+oc])
 								}
 								if rk != nil {
 									want += float64(res[idx])
@@ -248,6 +260,10 @@ func TestWinogradConvMatchesReference(t *testing.T) {
 					cv.run(k, s, out, xs, nil, nil)
 					g.check(t, name)
 					closeTo(t, name, out, want, 2e-5)
+					if chunk == 0 && mis == 0 {
+						t.Logf("x%v o%d p%v, %s: vs core/cpu: max abs error / max abs %.2g", c.xs, c.o, c.pad,
+							map[int]string{-1: "im2col", 1: "Winograd"}[mode], relErr(out, want))
+					}
 					if mode == -1 && chunk == 0 && mis == 0 {
 						viaIm2col = append([]float32(nil), out...)
 					}
@@ -354,6 +370,61 @@ func TestPadMatchesDefinition(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestWinogradShippedModelsMatchCPU runs the shipped MNIST and emoji UNets
+// (the models the rule was measured on) at batch 3 with Winograd where the
+// rule picks it and with im2col only, against core/cpu, and logs both
+// errors: Winograd's extra rounding must stay inside the whole-network
+// tolerance the other tests use.
+func TestWinogradShippedModelsMatchCPU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("core/cpu on the emoji UNet is slow in js/wasm")
+	}
+	defer func(m int) { winogradMode = m }(winogradMode)
+	for _, name := range []string{"mnist", "emoji"} {
+		m, err := benchModel(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cond, _ := m.Conditional()
+		const batch = 3
+		r := rand.New(rand.NewSource(15))
+		x := tensor.From(randn(r, batch*tensor.Numel(m.InShape())), append([]int{batch}, m.InShape()...)...)
+		ts := []float32{999, 500, 20}
+		var class []int
+		if cond {
+			class = []int{1, 4, 7}
+		}
+		want, err := cpu.NewDenoiser(m).Denoise(x, ts, class)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var outs [][]float32
+		for _, mode := range []int{0, -1} {
+			winogradMode = mode
+			d, err := NewDenoiser(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := d.Denoise(x, ts, class)
+			d.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, got.Data)
+			e := relErr(got.Data, want.Data)
+			t.Logf("%s, %s: vs core/cpu: max abs error / max abs %.3g", name, map[int]string{0: "Winograd by the rule", -1: "im2col only"}[mode], e)
+			if !(e <= tolVsCPU) {
+				t.Errorf("%s mode %d: vs core/cpu: relative error %.3g > %g", name, mode, e, tolVsCPU)
+			}
+		}
+		diff := relErr(outs[0], outs[1])
+		t.Logf("%s: Winograd vs im2col: %.3g", name, diff)
+		if diff == 0 {
+			t.Errorf("%s: Winograd and im2col gave identical outputs: is Winograd used?", name)
 		}
 	}
 }
