@@ -1229,6 +1229,9 @@ func (g *gen) warmup() {
 			f.Call(fn["col2im"], at(0), tab, at(0), at(128))
 		}
 		f.Call(fn["pad"], at(0), at(64), I(4), I(16), I(16), I(18), I(18), I(1), I(1))
+		f.MemoryFill(at(64), z, I(1024)) // Winograd tile tables: all zero, in range
+		f.Call(fn["winograd_in"], at(0), at(64), I(8), I(4), I(64), I(8), at(128), I(40))
+		f.Call(fn["winograd_out"], at(128), I(8), I(2), I(7), at(64), at(64), at(0), at(0), at(192), I(16), I(4))
 		f.Call(fn["add"], at(0), at(0), at(64), I(1023))
 		f.Call(fn["affine"], at(0), at(64), I(1023), Fc(1), Fc(0))
 		f.Call(fn["silu"], at(0), at(64), I(1023))
