@@ -29,7 +29,12 @@ import (
 // 0.2 apart in log level. The CPU sampler alone does the same: nudging
 // its network's t by one float32 ulp per call gave NMSE 8e-8 against the
 // unnudged run, the same 68 evaluations and end-of-run levels 0.636 and
-// 0.589 (the GPU gave 6e-8, 68, and 0.774 where the CPU had 0.636).
+// 0.589 (the GPU gave 6e-8, 68, and 0.774 where the CPU had 0.636). Those
+// numbers are from rtol 1e-2 with guidance; to keep this test under two
+// minutes on SwiftShader the discrete case now runs at 5e-2 without it
+// (guidance is the VE case's), where it agreed to 1.7e-10, 44 evaluations
+// and 6.5e-4 in log level; the bounds stay loose, since that agreement
+// rests on the same rounding.
 func TestSampleRK45(t *testing.T) {
 	d := testDevice(t)
 	f := smallestFixture(t)
@@ -47,8 +52,8 @@ func TestSampleRK45(t *testing.T) {
 		loose       bool
 	}{
 		{"vp_v", `{"sde": "vp", "prediction_type": "v_prediction"}`, 1e-2, 0, nil, false},
-		{"ve_score", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 3e-2, 0, func(i, _ int) bool { return i == 0 }, false},
-		{"discrete_eps_guided", `{"prediction_type": "epsilon", "clip_sample": false}`, 1e-2, 2, func(i, _ int) bool { return i%2 == 1 }, true},
+		{"ve_score_guided", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 3e-2, 2, func(i, _ int) bool { return i == 0 }, false},
+		{"discrete_eps", `{"prediction_type": "epsilon", "clip_sample": false}`, 5e-2, 0, func(i, _ int) bool { return i%2 == 1 }, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if !dn.Supports("rk45") {
