@@ -1397,55 +1397,71 @@ func (g *gen) winogradOut() {
 	O, nt, tab, btab := p(f, "o", "int"), p(f, "ntiles", "int"), p(f, "tab", "i32p"), p(f, "btab", "i32p")
 	bias, res, out := p(f, "bias", "f32p"), p(f, "res", "f32p"), p(f, "out", "f32p")
 	plane, ow := p(f, "plane", "int"), p(f, "ow", "int")
-	oc, j0, mrow, mp, obase, rbase, ow4, ms4, boc, a, ra := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
+	oc, j0, mrow, mp, obase, rbase, ow4, ms4, boc, a, ra, pl4 := f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32), f.Local(I32)
 	tt, bb := f.Locals(I32, 4), f.Locals(I32, 4)
-	mv := f.Locals(V128, 1)
+	mv := f.Local(V128)
 	s0, s1 := f.Locals(V128, 4), f.Locals(V128, 4)
 	y := f.Locals(V128, 4) // y00, y01, y10, y11
 	bv, lo, hi := f.Local(V128), f.Local(V128), f.Local(V128)
 	bs := f.Local(F32)
 	f.Set(ow4, Shl(ow, I(2)))
 	f.Set(ms4, Shl(ldm, I(2)))
-	f.Set(mrow, m)
-	f.Set(obase, out)
-	f.Set(rbase, res)
-	f.Set(boc, bias)
-	f.For(oc, I(0), O, 1, func() {
-		f.For(j0, I(0), nt, 4, func() {
-			f.Set(mp, Add(mrow, Shl(j0, I(2))))
-			// s = Aᵀ·M (rows [m0+m1+m2, m1-m2-m3]) accumulated in ξ order,
-			// then Y = s·A.
-			for r := range 4 {
-				for col := range 4 {
-					f.Set(mv[0], V128Load(mp, 0))
-					f.Set(mp, Add(mp, ms4))
-					switch r {
-					case 0:
-						f.Set(s0[col], mv[0])
-					case 1:
-						f.Set(s0[col], F4Add(s0[col], mv[0]))
-						f.Set(s1[col], mv[0])
-					case 2:
-						f.Set(s0[col], F4Add(s0[col], mv[0]))
-						f.Set(s1[col], F4Sub(s1[col], mv[0]))
-					case 3:
-						f.Set(s1[col], F4Sub(s1[col], mv[0]))
-					}
+	f.Set(pl4, Shl(plane, I(2)))
+	// transform sets y to Y = Aᵀ M A of channel oc's four tiles (M at
+	// mrow): s = Aᵀ·M (rows [m0+m1+m2, m1-m2-m3]) accumulated in ξ order,
+	// then Y = s·A.
+	transform := func() {
+		f.Set(mp, mrow)
+		for r := range 4 {
+			for col := range 4 {
+				f.Set(mv, V128Load(mp, 0))
+				f.Set(mp, Add(mp, ms4))
+				switch r {
+				case 0:
+					f.Set(s0[col], mv)
+				case 1:
+					f.Set(s0[col], F4Add(s0[col], mv))
+					f.Set(s1[col], mv)
+				case 2:
+					f.Set(s0[col], F4Add(s0[col], mv))
+					f.Set(s1[col], F4Sub(s1[col], mv))
+				case 3:
+					f.Set(s1[col], F4Sub(s1[col], mv))
 				}
 			}
-			f.Set(y[0], F4Add(F4Add(s0[0], s0[1]), s0[2]))
-			f.Set(y[1], F4Sub(F4Sub(s0[1], s0[2]), s0[3]))
-			f.Set(y[2], F4Add(F4Add(s1[0], s1[1]), s1[2]))
-			f.Set(y[3], F4Sub(F4Sub(s1[1], s1[2]), s1[3]))
-			for l := range 4 {
-				f.Set(tt[l], LoadI32(Add(tab, Shl(j0, I(2))), uint32(4*l)))
-				f.Set(bb[l], LoadI32(Add(btab, Shl(j0, I(2))), uint32(4*l)))
-			}
-			vec := And(LeU(Add(j0, I(4)), nt), Eqz(And(Or(Or(tt[0], tt[1]), Or(tt[2], tt[3])), I(3))))
-			for l := 1; l < 4; l++ {
-				vec = And(vec, And(Eq(Sub(tt[l], tt[l-1]), I(8)), Eq(bb[l], bb[0])))
-			}
-			f.IfElse(vec, func() {
+		}
+		f.Set(y[0], F4Add(F4Add(s0[0], s0[1]), s0[2]))
+		f.Set(y[1], F4Sub(F4Sub(s0[1], s0[2]), s0[3]))
+		f.Set(y[2], F4Add(F4Add(s1[0], s1[1]), s1[2]))
+		f.Set(y[3], F4Sub(F4Sub(s1[1], s1[2]), s1[3]))
+	}
+	// next moves to the next output channel.
+	next := func() {
+		f.Set(mrow, Add(mrow, Shl(ldm, I(6))))
+		f.Set(obase, Add(obase, pl4))
+		f.If(Ne(res, I(0)), func() { f.Set(rbase, Add(rbase, pl4)) })
+		f.Inc(boc, 4)
+	}
+	// Groups of four tiles outside, channels inside: the tables are read
+	// and the group's path chosen once per group (channels outside ran
+	// 6.6-7.1 ns per tile and channel on a 28x28 output with 32 channels,
+	// this order 4.1-5.1, in Node on the 2-core Xeon).
+	f.For(j0, I(0), nt, 4, func() {
+		for l := range 4 {
+			f.Set(tt[l], LoadI32(Add(tab, Shl(j0, I(2))), uint32(4*l)))
+			f.Set(bb[l], LoadI32(Add(btab, Shl(j0, I(2))), uint32(4*l)))
+		}
+		f.Set(mrow, Add(m, Shl(j0, I(2))))
+		f.Set(obase, out)
+		f.Set(rbase, res)
+		f.Set(boc, bias)
+		vec := And(LeU(Add(j0, I(4)), nt), Eqz(And(Or(Or(tt[0], tt[1]), Or(tt[2], tt[3])), I(3))))
+		for l := 1; l < 4; l++ {
+			vec = And(vec, And(Eq(Sub(tt[l], tt[l-1]), I(8)), Eq(bb[l], bb[0])))
+		}
+		f.IfElse(vec, func() {
+			f.For(oc, I(0), O, 1, func() {
+				transform()
 				f.IfElse(Ne(bias, I(0)), func() {
 					f.Set(bv, Load32Splat(Add(boc, bb[0]), 0))
 				}, func() {
@@ -1467,7 +1483,11 @@ func (g *gen) winogradOut() {
 					f.V128Store(a, 0, lo)
 					f.V128Store(a, 16, hi)
 				}
-			}, func() {
+				next()
+			})
+		}, func() {
+			f.For(oc, I(0), O, 1, func() {
+				transform()
 				for l := range 4 {
 					f.If(LtU(Add(j0, I(int32(l))), nt), func() {
 						f.Set(bs, Fc(0))
@@ -1496,11 +1516,8 @@ func (g *gen) winogradOut() {
 						})
 					})
 				}
+				next()
 			})
 		})
-		f.Set(mrow, Add(mrow, Shl(ldm, I(6))))
-		f.Set(obase, Add(obase, Shl(plane, I(2))))
-		f.If(Ne(res, I(0)), func() { f.Set(rbase, Add(rbase, Shl(plane, I(2)))) })
-		f.Inc(boc, 4)
 	})
 }
