@@ -320,7 +320,7 @@ func (s *Schedule) PointAtLevel(level, t float64) Point {
 // NetTime is the value passed as the network's t input at p (see
 // Config.TimeInput).
 func (s *Schedule) NetTime(p Point) float32 {
-	switch s.timeInput() {
+	switch s.TimeInput() {
 	case "t_scaled":
 		return float32(p.T * float64(s.Config.NumTrainTimesteps-1))
 	case "sigma":
@@ -331,7 +331,10 @@ func (s *Schedule) NetTime(p Point) float32 {
 	return float32(p.T)
 }
 
-func (s *Schedule) timeInput() string {
+// TimeInput is what the network takes as its time input (Config.TimeInput,
+// else the kind's default): "t_scaled" (t·(N−1)), "sigma", "log_sigma",
+// "t" or "timestep" (the point's T as is); NetTime applies it.
+func (s *Schedule) TimeInput() string {
 	if s.Config.TimeInput != "" {
 		return s.Config.TimeInput
 	}

@@ -72,16 +72,17 @@ func rkSchedule(s *schedule.Schedule) (kind uint32, c0, c1 float64, levels []flo
 			levels = append(levels, float32(math.Log(math.Sqrt((1-p)/p))))
 		}
 	}
-	// The network's time input, told apart by what NetTime makes of one
-	// point: the level, its log, or the time times a scale.
-	const t, l = 0.375, 3.0
-	switch v := s.NetTime(schedule.Point{T: t, Level: l, Alpha: 0.5, Sigma: 1.5}); v {
-	case float32(l):
+	// The network's time input (schedule.NetTime): the level, its log, or
+	// the time times a scale.
+	switch s.TimeInput() {
+	case "sigma":
 		tmode = 1
-	case float32(math.Log(l)):
+	case "log_sigma":
 		tmode = 2
+	case "t_scaled":
+		tscale = float64(s.Config.NumTrainTimesteps - 1)
 	default:
-		tscale = float64(v) / t
+		tscale = 1
 	}
 	return
 }
