@@ -110,33 +110,11 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 		return nil, err
 	}
 	u0, u1, scale := sampler.RK45Span(j.s)
-	a0 := rkPoint(j.s, u0).Alpha
-	j.ckpt = &sampler.Checkpoint{X: make([]float64, len(j.noise))}
-	for i, v := range j.noise {
-		j.ckpt.X[i] = a0 * (scale * v)
-	}
-	defer func() {
-		if err != nil && errors.Is(err, ErrDeviceLost) {
-			var ie *InterruptedError
-			if !errors.As(err, &ie) {
-				err = &InterruptedError{Sampler: j.name, Err: err, Checkpoint: j.ckpt}
-			}
-			res = nil
-		}
-	}()
-	if err := gd.LostErr(); err != nil {
-		return nil, err
-	}
-	unlock, err := j.programs(ctx)
-	defer unlock()
+	release, err := j.begin(ctx, rkPoint(j.s, u0).Alpha*scale)
+	defer func() { res, err = release(res, err) }()
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, b := range j.owned {
-			b.Destroy()
-		}
-	}()
 
 	kind, c0, c1, levels, tmode, tscale := rkSchedule(j.s)
 	dpC, dpA, dpE := sampler.DormandPrince()

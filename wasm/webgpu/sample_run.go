@@ -142,6 +142,38 @@ func (j *sampleJob) regionsRead() int {
 	return regX0 + 1
 }
 
+// begin sets the first checkpoint (x = a0·noise: until a preview comes
+// back, resuming means starting over), checks the device and takes the
+// programs. The caller defers release, which frees what the run allocated,
+// unlocks the programs and turns a device loss into an *InterruptedError
+// carrying the last checkpoint.
+func (j *sampleJob) begin(ctx context.Context, a0 float64) (release func(*sampler.Result, error) (*sampler.Result, error), err error) {
+	j.ckpt = &sampler.Checkpoint{X: make([]float64, len(j.noise))}
+	for i, v := range j.noise {
+		j.ckpt.X[i] = a0 * v
+	}
+	unlock := func() {}
+	release = func(res *sampler.Result, err error) (*sampler.Result, error) {
+		for _, b := range j.owned {
+			b.Destroy()
+		}
+		unlock()
+		if err != nil && errors.Is(err, ErrDeviceLost) {
+			var ie *InterruptedError
+			if !errors.As(err, &ie) {
+				err = &InterruptedError{Sampler: j.name, Err: err, Checkpoint: j.ckpt}
+			}
+			res = nil
+		}
+		return res, err
+	}
+	if err := j.dn.dev.gpu.LostErr(); err != nil {
+		return release, err
+	}
+	unlock, err = j.programs(ctx)
+	return release, err
+}
+
 func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	dev := j.dn.dev
 	gd := dev.gpu
@@ -153,32 +185,11 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 	if j.rs.kind == kindInvert {
 		a0 = 1 // the data itself
 	}
-	j.ckpt = &sampler.Checkpoint{Step: 0, X: make([]float64, len(j.noise))}
-	for i, v := range j.noise {
-		j.ckpt.X[i] = a0 * v
-	}
-	defer func() {
-		if err != nil && errors.Is(err, ErrDeviceLost) {
-			var ie *InterruptedError
-			if !errors.As(err, &ie) {
-				err = &InterruptedError{Sampler: j.name, Err: err, Checkpoint: j.ckpt}
-			}
-			res = nil
-		}
-	}()
-	if err := gd.LostErr(); err != nil {
-		return nil, err
-	}
-	unlock, err := j.programs(ctx)
-	defer unlock()
+	release, err := j.begin(ctx, a0)
+	defer func() { res, err = release(res, err) }()
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, b := range j.owned {
-			b.Destroy()
-		}
-	}()
 
 	// Pipelines, buffers and bind groups.
 	entries := map[updateKind][]string{
