@@ -77,6 +77,14 @@ func fusionGraph(t *testing.T, batch int) *graph.Graph {
 }
 
 func TestPlanMatchesCPURun(t *testing.T) {
+	defer func(m int) { winogradMode = m }(winogradMode)
+	for _, mode := range []int{0, 1} { // the rule (no Winograd: few channels), Winograd forced
+		winogradMode = mode
+		testPlanMatchesCPURun(t)
+	}
+}
+
+func testPlanMatchesCPURun(t *testing.T) {
 	for _, batch := range []int{1, 3} {
 		g := fusionGraph(t, batch)
 		k := newK(t)
