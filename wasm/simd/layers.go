@@ -271,6 +271,20 @@ func blockCols(bytes, kd, npix int) int {
 	return PackedCols((npix + nc - 1) / nc)
 }
 
+// sampleBias writes sample b's per-channel bias into dst[:o]: bias plus
+// the fused e[b] (a time embedding's add_channel); either may be nil, not
+// both.
+func sampleBias(k *Kernels, dst, bias, e []float32, b, o int) {
+	switch {
+	case e != nil && bias != nil:
+		k.Add(dst[:o], bias[:o], e[b*o:(b+1)*o])
+	case e != nil:
+		k.Affine(dst[:o], e[b*o:(b+1)*o], 1, 0)
+	default:
+		copy(dst[:o], bias[:o])
+	}
+}
+
 // run computes out = conv(x) (+ e[b] per output channel) (+ res).
 func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
 	if c.wino != nil {
@@ -290,12 +304,7 @@ func (c *conv) run(k *Kernels, s *scratch, out, x, e, res []float32) {
 		t = s.prof.lap(t, "  conv: pad+im2col/pack")
 		bias, mode := c.bias, RowBias
 		if e != nil {
-			eb := e[b*c.o : (b+1)*c.o]
-			if c.bias != nil {
-				k.Add(s.bias[:c.o], c.bias[:c.o], eb)
-			} else {
-				k.Affine(s.bias[:c.o], eb, 1, 0)
-			}
+			sampleBias(k, s.bias, c.bias, e, b, c.o)
 			bias = s.bias
 		} else if bias == nil {
 			mode = NoBias
@@ -373,12 +382,7 @@ func (c *convT) run(k *Kernels, s *scratch, out, x, e []float32) {
 	for b := 0; b < c.b; b++ {
 		bias := c.bias
 		if e != nil {
-			eb := e[b*c.o : (b+1)*c.o]
-			if c.bias != nil {
-				k.Add(s.bias[:c.o], c.bias[:c.o], eb)
-			} else {
-				k.Affine(s.bias[:c.o], eb, 1, 0)
-			}
+			sampleBias(k, s.bias, c.bias, e, b, c.o)
 			bias = s.bias
 		}
 		k.Col2im(out[b*op:(b+1)*op], s.cols[b*c.npix:], bias, c.tab)

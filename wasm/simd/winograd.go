@@ -234,15 +234,7 @@ func (w *wino) run(k *Kernels, c *conv, s *scratch, out, x, e, res []float32) {
 	if e != nil || c.bias != nil {
 		bias = s.bias[:c.b*c.o]
 		for b := 0; b < c.b; b++ {
-			bb := bias[b*c.o : (b+1)*c.o]
-			switch {
-			case e != nil && c.bias != nil:
-				k.Add(bb, c.bias[:c.o], e[b*c.o:(b+1)*c.o])
-			case e != nil:
-				k.Affine(bb, e[b*c.o:(b+1)*c.o], 1, 0)
-			default:
-				copy(bb, c.bias[:c.o])
-			}
+			sampleBias(k, bias[b*c.o:], c.bias, e, b, c.o)
 		}
 	}
 	vstride, ldm, in := w.vstride(c), w.ldm(), c.i*c.h*c.w
