@@ -388,22 +388,12 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 			}
 		}
 	}
-	// The result: D at the end point, y - k0, per chunk.
-	rb := j.buffer("rk45 readback", uint64(8*j.per*j.B), gpu.MapRead|gpu.CopyDst)
-	e = gd.NewEncoder("rk45 readback")
-	for _, c := range j.chunks {
-		e.Copy(c.st, 0, rb, uint64(8*c.b0*j.per), uint64(8*c.n))
-	}
-	e.Submit()
-	scopes := gd.PopScopes("rk45 loop")
+	// The result: D at the end point, y - k0, per chunk (y and k0 lead
+	// the state buffer).
 	popped = true
-	read := gd.StartRead(rb, 8*j.per*j.B)
-	if err := scopes.Wait(ctx); err != nil {
-		if errors.Is(err, ErrDeviceLost) {
-			return nil, err
-		}
-		read.Unmap(ctx)
-		return nil, j.chunks[0].p.blame(ctx, err)
+	read, err := j.result(ctx, "rk45", 2)
+	if err != nil {
+		return nil, err
 	}
 	for _, bt := range flight {
 		bt.read.Unmap(ctx)

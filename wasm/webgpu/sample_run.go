@@ -142,6 +142,31 @@ func (j *sampleJob) regionsRead() int {
 	return regX0 + 1
 }
 
+// result copies the run's result (the first words f32 per value of each
+// chunk's state buffer) into one readback buffer, pops the error scope
+// pushed around the run's loop and starts the map; a validation or
+// out-of-memory error is blamed on the kernel that caused it.
+func (j *sampleJob) result(ctx context.Context, what string, words int) (*gpu.PendingRead, error) {
+	gd := j.dn.dev.gpu
+	n := words * j.per * j.B
+	rb := j.buffer(what+" readback", uint64(4*n), gpu.MapRead|gpu.CopyDst)
+	e := gd.NewEncoder(what + " readback")
+	for _, c := range j.chunks {
+		e.Copy(c.st, 0, rb, uint64(4*words*c.b0*j.per), uint64(4*words*c.n))
+	}
+	e.Submit()
+	scopes := gd.PopScopes(what + " loop")
+	read := gd.StartRead(rb, 4*n)
+	if err := scopes.Wait(ctx); err != nil {
+		if errors.Is(err, ErrDeviceLost) {
+			return nil, err
+		}
+		read.Unmap(ctx)
+		return nil, j.chunks[0].p.blame(ctx, err)
+	}
+	return read, nil
+}
+
 // begin sets the first checkpoint (x = a0·noise: until a preview comes
 // back, resuming means starting over), checks the device and takes the
 // programs. The caller defers release, which frees what the run allocated,
@@ -301,22 +326,10 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 			return nil, err
 		}
 	}
-	// The result.
-	rb := j.buffer("sample readback", uint64(4*j.per*j.B), gpu.MapRead|gpu.CopyDst)
-	e := gd.NewEncoder("sample readback")
-	for _, c := range j.chunks {
-		e.Copy(c.st, 0, rb, uint64(4*c.b0*j.per), uint64(4*c.n))
-	}
-	e.Submit()
-	scopes := gd.PopScopes("sampler loop")
 	popped = true
-	read := gd.StartRead(rb, 4*j.per*j.B)
-	if err := scopes.Wait(ctx); err != nil {
-		if errors.Is(err, ErrDeviceLost) {
-			return nil, err
-		}
-		read.Unmap(ctx)
-		return nil, j.chunks[0].p.blame(ctx, err)
+	read, err := j.result(ctx, "sampler", 1)
+	if err != nil {
+		return nil, err
 	}
 	if err := j.collect(ctx, len(j.g.Steps)); err != nil {
 		return nil, err
