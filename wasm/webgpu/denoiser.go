@@ -98,7 +98,7 @@ func (dn *Denoiser) chunk(h, w, want int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		per := perSampleBytes(g)
+		per := perSampleBytes(g, useSerial(dn.dev, dn.o))
 		lim := dn.dev.limits
 		limit := min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize)
 		mb = int(limit / max(per, 1))
@@ -116,9 +116,14 @@ func (dn *Denoiser) chunk(h, w, want int) (int, error) {
 // batch of B, B times as much): a value, attention's heads×N×N scores or
 // its fused [3C, N] q/k/v (attnblock.go), linear attention's context
 // matrices (lucid.go), or the views of linears merged on
-// one input (linears.go). Split-K scratch is capped to it (splitFor).
-func perSampleBytes(g *graph.Graph) uint64 {
+// one input (linears.go), and with the serial kernels (serial) the
+// Winograd convolutions' scratch (winograd.go). Split-K scratch is capped
+// to it (splitFor).
+func perSampleBytes(g *graph.Graph, serial bool) uint64 {
 	var m uint64
+	if serial {
+		m = winoScratch(g)
+	}
 	for _, s := range g.Shapes {
 		m = max(m, valBytes(s))
 	}

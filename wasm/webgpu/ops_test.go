@@ -350,12 +350,15 @@ func checkOpCases(t *testing.T, cases func(*rand.Rand) []*opCase, kinds []graph.
 		for _, c := range cases(rand.New(rand.NewSource(1))) {
 			name := c.name + "/" + map[WeightMode]string{WeightsF32: "f32", WeightsF16: "f16"}[mode]
 			t.Run(name, func(t *testing.T) {
-				// The GPU and the serial kernels (Options.Serial).
-				for _, serial := range []int{-1, 1} {
-					e := compare(t, d, c, Options{Weights: mode, Unfused: true, Serial: serial})
-					t.Logf("serial %d: NMSE %.3g", serial, e)
+				// The GPU and the serial kernels (Options.Serial), the
+				// latter with every 3×3 stride-1 conv2d direct and as
+				// Winograd (winograd.go).
+				for _, o := range []Options{{Serial: -1}, {Serial: 1, winograd: -1}, {Serial: 1, winograd: 1}} {
+					o.Weights, o.Unfused = mode, true
+					e := compare(t, d, c, o)
+					t.Logf("serial %d winograd %d: NMSE %.3g", o.Serial, o.winograd, e)
 					if !(e <= nmseOp) {
-						t.Errorf("serial %d: NMSE %.3g over %g", serial, e, nmseOp)
+						t.Errorf("serial %d winograd %d: NMSE %.3g over %g", o.Serial, o.winograd, e, nmseOp)
 					}
 				}
 			})
@@ -450,7 +453,8 @@ func TestFusions(t *testing.T) {
 		}
 		p.Release()
 		compareAll(t, d, c, Options{Serial: -1}, Options{Weights: WeightsF16, Serial: -1}, Options{SplitK: 4, Serial: -1},
-			Options{SplitK: 4, Weights: WeightsF16, Serial: -1}, Options{Serial: 1}, Options{Serial: 1, Weights: WeightsF16})
+			Options{SplitK: 4, Weights: WeightsF16, Serial: -1}, Options{Serial: 1, winograd: -1}, Options{Serial: 1, Weights: WeightsF16, winograd: -1},
+			Options{Serial: 1, winograd: 1}, Options{Serial: 1, Weights: WeightsF16, winograd: 1})
 	}
 	c := &opCase{name: "conv+residual", params: params,
 		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {

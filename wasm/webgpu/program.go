@@ -33,6 +33,10 @@ type Options struct {
 	// ones: 0 picks by the adapter (Device.Software), 1 always, -1 never
 	// (tests run both).
 	Serial int
+	// winograd: 0 lets useWinograd's rule pick the serial 3×3 stride-1
+	// convolutions that run as Winograd F(2×2, 3×3) (winograd.go), 1 runs
+	// every such one so, -1 none (tests and benchmarks).
+	winograd int
 }
 
 // Program is a graph compiled for one device: every buffer, pipeline and
@@ -675,7 +679,7 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 		return nil, &LimitError{What: "every kernel", Limit: "maxComputeInvocationsPerWorkgroup", Need: 256, Have: lim.MaxComputeInvocationsPerWorkgroup}
 	}
 	c := &compiler{dev: d, g: g, w: w, o: o, lim: lim, cons: make([][]int, len(g.Shapes)), skip: make([]bool, len(g.Nodes)),
-		scratchCap: perSampleBytes(g)}
+		scratchCap: perSampleBytes(g, useSerial(d, o))}
 	for i, n := range g.Nodes {
 		for _, v := range n.In {
 			c.cons[v] = append(c.cons[v], i)

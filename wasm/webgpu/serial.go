@@ -19,11 +19,15 @@ import "github.com/diffuse-web/diffuse/core/graph"
 func (c *compiler) software() bool { return c.dev != nil && c.dev.software }
 
 // serial reports whether to use the serial kernels (Options.Serial).
-func (c *compiler) serial() bool {
-	if c.o.Serial != 0 {
-		return c.o.Serial > 0
+func (c *compiler) serial() bool { return useSerial(c.dev, c.o) }
+
+// useSerial reports whether programs for d compiled with o use the serial
+// kernels.
+func useSerial(d *Device, o Options) bool {
+	if o.Serial != 0 {
+		return o.Serial > 0
 	}
-	return c.software()
+	return d != nil && d.software
 }
 
 // rowKernel picks entry or its serial variant (entry + "_serial", 64 rows
@@ -38,10 +42,14 @@ func (c *compiler) rowKernel(what, entry string, rows int) (string, [3]uint32, e
 }
 
 // convSerial adds a conv2d (conv.wgsl's Params in params, its bindings in
-// binds, grid from gemmGrid) as conv.wgsl's conv_pad into scratch, unless
-// the input needs no padding, and conv2d_serial over that, which has no
+// binds, grid from gemmGrid) as Winograd where useWinograd says so
+// (winograd.go), else as conv.wgsl's conv_pad into scratch, unless the
+// input needs no padding, and conv2d_serial over that, which has no
 // split-K.
 func (c *compiler) convSerial(what string, params []uint32, binds []ref, v graph.Value, grid [3]uint32, order int, temps ...int) error {
+	if c.useWinograd(params) {
+		return c.winograd(what, params, binds, v, order, temps)
+	}
 	p := append([]uint32(nil), params...)
 	b := append([]ref(nil), binds...)
 	B, I, H, W := p[0], p[1], p[2], p[3]

@@ -81,7 +81,8 @@ type weightStore struct {
 	dev    *Device
 	format weightFormat
 	params map[string]*tensor.Tensor
-	joined map[string]*tensor.Tensor // concatenations made by concat
+	joined map[string]*tensor.Tensor // concatenations made by concat, transforms made by derived
+	f32    map[string]bool           // joined tensors kept as f32 whatever the format (derived)
 	bufs   map[string]*gpu.Buffer
 }
 
@@ -112,6 +113,39 @@ func (w *weightStore) concat(names ...string) string {
 	return key
 }
 
+// derived names a tensor computed from parameters at compile time (a
+// kernel-specific layout or transform, e.g. winograd.go's transformed
+// filters), made by fill on first use and stored as f32 whatever the
+// store's format: such values are rarely exact in f16.
+func (w *weightStore) derived(key string, fill func() []float32) string {
+	if w.tensor(key) != nil {
+		return key
+	}
+	if w.joined == nil {
+		w.joined = map[string]*tensor.Tensor{}
+	}
+	if w.f32 == nil {
+		w.f32 = map[string]bool{}
+	}
+	data := fill()
+	w.joined[key] = tensor.From(data, len(data))
+	w.f32[key] = true
+	return key
+}
+
+// stored is the named tensor's values as the kernels see them: rounded
+// to f16 when the store packs it.
+func (w *weightStore) stored(name string) *tensor.Tensor {
+	t := w.tensor(name)
+	if !w.packed(name) {
+		return t
+	}
+	return RoundF16(map[string]*tensor.Tensor{name: t})[name]
+}
+
+// packed reports whether the named tensor is stored as packed f16.
+func (w *weightStore) packed(name string) bool { return w.format == formatF16 && !w.f32[name] }
+
 func newWeightStore(d *Device, params map[string]*tensor.Tensor, m WeightMode) *weightStore {
 	return &weightStore{dev: d, format: chooseFormat(params, m), params: params, bufs: map[string]*gpu.Buffer{}}
 }
@@ -119,7 +153,7 @@ func newWeightStore(d *Device, params map[string]*tensor.Tensor, m WeightMode) *
 // bytes is the GPU size of a parameter in this store's format.
 func (w *weightStore) bytes(name string) uint64 {
 	n := uint64(len(w.tensor(name).Data))
-	if w.format == formatF16 {
+	if w.packed(name) {
 		return 4 * ((n + 1) / 2)
 	}
 	return 4 * n
@@ -131,7 +165,7 @@ func (w *weightStore) buffer(name string) *gpu.Buffer {
 	}
 	data := w.tensor(name).Data
 	var raw []byte
-	if w.format == formatF16 {
+	if w.packed(name) {
 		raw = gpu.Uint32Bytes(packF16(data))
 	} else {
 		raw = gpu.Float32Bytes(data)

@@ -1,0 +1,138 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// BenchmarkSerialAB compares two compile options of the serial kernel set
+// (software adapters) on whole Denoise calls of the shipped models in one
+// process: the settings alternate in ABBA order (so a drift in the
+// machine's load hits both), and it logs each round and the median of the
+// paired ratios B/A. A measurement for choosing kernels, not a test.
+//
+//	WEBGPU_AB_MODELS  comma-separated .safetensors (default weights/mnist.safetensors)
+//	WEBGPU_AB         which pair of settings (serialAB below)
+//	WEBGPU_AB_ROUNDS  ABBA rounds (default 3)
+//	WEBGPU_AB_BATCH   batch (default 1)
+//	WEBGPU_AB_PROFILE 1: also log B's per-kernel profile (Program.Profile)
+func BenchmarkSerialAB(b *testing.B) {
+	d := testDevice(&testing.T{})
+	pair, ok := serialAB[os.Getenv("WEBGPU_AB")]
+	if !ok {
+		b.Skipf("WEBGPU_AB: one of %v", keys(serialAB))
+	}
+	rounds, batch := envInt("WEBGPU_AB_ROUNDS", 3), envInt("WEBGPU_AB_BATCH", 1)
+	paths := strings.Split(os.Getenv("WEBGPU_AB_MODELS"), ",")
+	if paths[0] == "" {
+		paths = []string{filepath.Join("..", "..", "weights", "mnist.safetensors")}
+	}
+	for _, path := range paths {
+		m, err := model.Load(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := fixture{name: filepath.Base(path), m: m, x: tensor.New(append([]int{1}, m.InShape()...)...), t: []float32{500}}
+		for i := range f.x.Data {
+			f.x.Data[i] = float32(i%17)/8 - 1
+		}
+		if c, _ := m.Conditional(); c {
+			f.class = []int{0}
+		}
+		x, ts, cls := batchOf(f, batch)
+		var dns [2]*Denoiser
+		for k, o := range pair {
+			if dns[k], err = d.NewDenoiserWith(m, o); err != nil {
+				b.Fatal(err)
+			}
+			defer dns[k].Release()
+			if _, err := dns[k].Denoise(x, ts, cls); err != nil { // compile and warm up
+				b.Fatal(err)
+			}
+		}
+		call := func(k int) time.Duration {
+			t0 := time.Now()
+			if _, err := dns[k].Denoise(x, ts, cls); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(t0)
+		}
+		var ratios []float64
+		for r := 0; r < rounds; r++ {
+			a1, b1 := call(0), call(1)
+			b2, a2 := call(1), call(0)
+			ratio := float64(b1+b2) / float64(a1+a2)
+			ratios = append(ratios, ratio)
+			b.Logf("%s b%d round %d: A %v %v, B %v %v, B/A %.3f", f.name, batch, r, a1, a2, b1, b2, ratio)
+		}
+		sort.Float64s(ratios)
+		b.Logf("%s b%d %s: median B/A %.3f over %d rounds (%v)", f.name, batch, os.Getenv("WEBGPU_AB"), ratios[len(ratios)/2], rounds, ratios)
+		if os.Getenv("WEBGPU_AB_PROFILE") == "1" {
+			logSerialProfile(b, dns[1].programs[[3]int{batch, x.Shape[2], x.Shape[3]}])
+		}
+	}
+}
+
+// serialAB names the pairs BenchmarkSerialAB compares, A then B.
+var serialAB = map[string][2]Options{
+	"f16-f32": {{Serial: 1}, {Serial: 1, Weights: WeightsF32}},
+	"same":    {{Serial: 1}, {Serial: 1}},
+	"wino":    {{Serial: 1, winograd: -1}, {Serial: 1}},
+}
+
+// logSerialProfile logs p's steps summed by kind and its 15 dearest, with
+// one repetition per step (a SwiftShader call takes seconds).
+func logSerialProfile(b *testing.B, p *Program) {
+	st, err := p.Profile(b.Context(), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kind := map[string]time.Duration{}
+	var sum time.Duration
+	for _, s := range st {
+		sum += s.Time
+		w := strings.Fields(s.Kernel)
+		k := w[0]
+		if i := strings.Index(s.Kernel, "("); i >= 0 {
+			k += " " + s.Kernel[i:]
+		}
+		kind[k] += s.Time
+	}
+	var ks []string
+	for k, v := range kind {
+		ks = append(ks, fmt.Sprintf("%s %v", k, v.Round(time.Millisecond)))
+	}
+	sort.Strings(ks)
+	b.Logf("%d steps, %v one by one; by kind: %s", len(st), sum.Round(time.Millisecond), strings.Join(ks, "; "))
+	sort.Slice(st, func(i, j int) bool { return st[i].Time > st[j].Time })
+	for _, s := range st[:min(15, len(st))] {
+		b.Logf("  %v  %s", s.Time.Round(100*time.Microsecond), s.Kernel)
+	}
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func keys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

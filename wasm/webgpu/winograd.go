@@ -1,0 +1,121 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/tensor"
+)
+
+// Winograd minimal filtering F(2×2, 3×3) for the serial kernel set (Lavin &
+// Gray 2016, "Fast Algorithms for Convolutional Neural Networks",
+// arXiv:1509.09308). On a software adapter the convolution is bound by
+// per-lane loads, and a direct 3×3 convolution spends 36 multiply-adds (and
+// their loads) per 2×2 output tile and channel pair where Winograd spends 16.
+// Per tile, Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A with d the 4×4 input tile (the
+// tiles overlap by 2); summed over input channels, each of the 16 positions
+// ξ of the 4×4 products is one GEMM M_ξ[O, T] = U_ξ[O, I]·V_ξ[I, T] over the
+// T tiles of the batch. So a conv2d runs as three steps (winograd.wgsl):
+// wino_in writes V = Bᵀ d B, gemm_serial.wgsl's template computes the 16
+// products, and wino_out writes Y = Aᵀ M A through the convolution's
+// epilogue (bias, add_channel, residual). U = G g Gᵀ is computed here once
+// per weight and kept as f32 (weightStore.derived).
+
+// useWinograd reports whether the serial conv2d with these conv.wgsl
+// Params runs as Winograd: 3×3, stride 1, and (unless Options.winograd
+// forces it either way) at least winoMinChannels input channels, below
+// which the 16 GEMMs have too short a K to pay for the transforms.
+func (c *compiler) useWinograd(p []uint32) bool {
+	if p[7] != 3 || p[8] != 3 || p[9] != 1 || c.o.winograd < 0 {
+		return false
+	}
+	return c.o.winograd > 0 || p[1] >= winoMinChannels
+}
+
+const winoMinChannels = 8
+
+// winoTiles is the number of 2×2 output tiles of a B×OH×OW output.
+func winoTiles(B, OH, OW int) int { return B * ((OH + 1) / 2) * ((OW + 1) / 2) }
+
+// winograd adds the conv2d as wino_in, the 16 GEMMs (wino_serial) and
+// wino_out, with the conv's params, bindings (input, weight, bias, add_channel
+// term, residual, output) and extra scratch temps.
+func (c *compiler) winograd(what string, p []uint32, binds []ref, v graph.Value, order int, temps []int) error {
+	B, I, O, OH, OW := int(p[0]), int(p[1]), int(p[4]), int(p[5]), int(p[6])
+	T := winoTiles(B, OH, OW)
+	vt, mt := len(c.temps), len(c.temps)+1
+	c.temps = append(c.temps, 4*16*uint64(I)*uint64(T), 4*16*uint64(O)*uint64(T))
+	name := binds[1].name
+	u := c.w.derived("winograd("+name+")", func() []float32 { return winogradFilters(c.w.stored(name)) })
+	none := ref{k: rNone}
+	ts := append([]int{vt, mt}, temps...)
+	g1, err := c.grid(what, (I*T+255)/256)
+	if err != nil {
+		return err
+	}
+	g2, err := c.gemmGrid(what, O, T, 16)
+	if err != nil {
+		return err
+	}
+	g3, err := c.grid(what, (O*T+255)/256)
+	if err != nil {
+		return err
+	}
+	step := func(entry, suffix string, b []ref, grid [3]uint32) {
+		c.add(pstep{what: what + suffix, key: kernelKey{fam: "winograd", entry: entry}, params: p, binds: b, out: v, temps: ts, grid: grid}, order)
+	}
+	step("wino_in", " (winograd in)", []ref{binds[0], none, none, none, none, {k: rTemp, i: vt}}, g1)
+	step("wino_serial", " (winograd GEMMs)", []ref{{k: rTemp, i: vt}, c.weight(u), none, none, none, {k: rTemp, i: mt}}, g2)
+	step("wino_out", " (winograd out)", []ref{{k: rTemp, i: mt}, none, binds[2], binds[3], binds[4], binds[5]}, g3)
+	return nil
+}
+
+// winogradFilters is U = G g Gᵀ for every (output, input) channel pair of
+// a [O, I, 3, 3] weight, laid out as 16 matrices [ξ][O][I] (ξ = 4·row +
+// column of U), the GEMMs' A operands; computed in float64 and rounded once.
+func winogradFilters(w *tensor.Tensor) []float32 {
+	O, I := w.Shape[0], w.Shape[1]
+	G := [4][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
+	u := make([]float32, 16*O*I)
+	for o := 0; o < O; o++ {
+		for i := 0; i < I; i++ {
+			g := w.Data[(o*I+i)*9 : (o*I+i+1)*9]
+			var gg [4][3]float64 // G g
+			for a := range 4 {
+				for col := range 3 {
+					for k := range 3 {
+						gg[a][col] += G[a][k] * float64(g[k*3+col])
+					}
+				}
+			}
+			for a := range 4 {
+				for b := range 4 {
+					var s float64 // (G g Gᵀ)[a][b]
+					for col := range 3 {
+						s += gg[a][col] * G[b][col]
+					}
+					u[((a*4+b)*O+o)*I+i] = float32(s)
+				}
+			}
+		}
+	}
+	return u
+}
+
+// winoScratch is the largest scratch buffer the serial Winograd
+// convolutions of g use (V and M hold 16 values per 2×2 tile and channel),
+// for perSampleBytes.
+func winoScratch(g *graph.Graph) uint64 {
+	var m uint64
+	for _, n := range g.Nodes {
+		if n.Op != graph.OpConv2D {
+			continue
+		}
+		w, o := g.Params[n.Weight].Shape, g.Shapes[n.Out]
+		if w[2] == 3 && w[3] == 3 && n.Ints[0] == 1 {
+			t := uint64(winoTiles(o[0], o[2], o[3]))
+			m = max(m, 4*16*t*uint64(max(w[0], w[1])))
+		}
+	}
+	return m
+}
