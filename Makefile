@@ -53,7 +53,7 @@ dist:
 	cp $(WASMEXEC)/wasm_exec.js index.html $(DIST)/
 	mv $(DIST)/wasm_exec.js $(DIST)/web/
 	cp $(WEB_FILES) $(DIST)/web/
-	cp wasm/simd/simd_glue.js wasm/simd/kernels.wasm wasm/simd/kernels_relaxed.wasm $(DIST)/web/
+	cp wasm/simd/simd_glue.js wasm/simd/simd_thread.js wasm/simd/kernels*.wasm $(DIST)/web/
 	$(if $(SHIPPED),cp $(SHIPPED) $(wildcard weights/*.md) $(DIST)/weights/)
 	$(GO) run ./tools/manifest -site $(DIST) -sw web/sw.js $(DEV_MODELS) $(if $(DEFAULT_MODEL),-default $(DEFAULT_MODEL))
 
@@ -66,8 +66,9 @@ test-browser: dist
 	cd web && node --test --test-concurrency=1 --test-timeout=600000 test/e2e/*.test.mjs
 
 ## test-simd: wasm/simd's tests as js/wasm in Node with the kernels attached through
-## wasm/simd/simd_glue.js as a page does (zero-copy over Go's memory): with kernels.wasm,
-## then with kernels_relaxed.wasm (FMA) when this Node runs relaxed SIMD.
+## wasm/simd/simd_glue.js as a page does (zero-copy over Go's memory, large GEMMs split over
+## helper threads): with kernels.wasm, then with kernels_relaxed.wasm (FMA) when this Node
+## runs relaxed SIMD; and the glue's threaded GEMM against one thread (threads.test.mjs).
 SIMD_EXEC       := $(abspath wasm/simd/testdata/go_js_wasm_exec_simd)
 SIMD_RELAXED    := $(shell node --experimental-wasm-relaxed-simd -e 0 2>/dev/null && echo --experimental-wasm-relaxed-simd)
 SIMD_RELAXED_OK := $(shell node $(SIMD_RELAXED) -e "process.exit(WebAssembly.validate(require('fs').readFileSync('wasm/simd/kernels_relaxed.wasm'))?0:1)" 2>/dev/null && echo yes)
@@ -75,6 +76,8 @@ SIMD_RELAXED_OK := $(shell node $(SIMD_RELAXED) -e "process.exit(WebAssembly.val
 test-simd:
 	GOROOT=$(GOROOT) GOOS=js GOARCH=wasm $(GO) test -short -exec $(SIMD_EXEC) ./wasm/simd
 	$(if $(SIMD_RELAXED_OK),GOROOT=$(GOROOT) KERNELS=$(abspath wasm/simd/kernels_relaxed.wasm) NODE_FLAGS="$(SIMD_RELAXED)" GOOS=js GOARCH=wasm $(GO) test -short -exec $(SIMD_EXEC) ./wasm/simd,@echo "test-simd: this Node has no relaxed SIMD; kernels_relaxed.wasm not run")
+	node --test wasm/simd/testdata/threads.test.mjs
+	$(if $(SIMD_RELAXED_OK),KERNELS=$(abspath wasm/simd/kernels_relaxed.wasm) SHARED=$(abspath wasm/simd/kernels_relaxed_shared.wasm) node $(SIMD_RELAXED) --test wasm/simd/testdata/threads.test.mjs)
 
 ## bench-simd: GFLOP/s of the SIMD GEMM kernel in Node, then whole-network timings of the
 ## SIMD backend as js/wasm in Node (SIMD_PROFILE=1 adds the time per op)

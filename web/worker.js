@@ -54,8 +54,12 @@ const goReady = (async () => {
   const bytes = await resp.arrayBuffer();
   // The SIMD CPU backend's kernel module attaches to Go's imports before Go
   // starts (relaxed SIMD where the browser has it, else plain SIMD128; without
-  // either, stubs, and the CPU backend falls back to plain Go).
-  simd = await attachSimd(go, [new URL('kernels_relaxed.wasm', import.meta.url).href, new URL('kernels.wasm', import.meta.url).href]);
+  // either, stubs, and the CPU backend falls back to plain Go). Large GEMMs
+  // also run on helper threads where the page is cross-origin isolated.
+  const here = (f) => new URL(f, import.meta.url).href;
+  simd = await attachSimd(go, [here('kernels_relaxed.wasm'), here('kernels.wasm')],
+    { shared: [here('kernels_relaxed_shared.wasm'), here('kernels_shared.wasm')] });
+  self.diffuseSimdThreads = simd.threads || 1; // wasm/app/backend.go shows it
   const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
   const { instance } = await WebAssembly.instantiate(bytes, go.importObject);
   go.run(instance).then(() => {
@@ -186,6 +190,7 @@ self.onmessage = async (ev) => {
         samplers: JSON.parse(go.samplers()),
         webgpu: !!(self.navigator && navigator.gpu),
         simd: simd.simd ? ['relaxed', 'simd128'][simd.index] : false,
+        simdThreads: simd.threads || 1,
       })));
       break;
     case 'load':

@@ -1,8 +1,10 @@
 // Command serve is a small static file server for the built site (dist/):
 // correct MIME types (application/wasm above all), the same Content Security
 // Policy the pages carry in their meta tag (a header also covers the Web
-// Worker, which meta tags cannot), and revalidation on every request so a
-// rebuilt file is never served stale.
+// Worker, which meta tags cannot), revalidation on every request so a
+// rebuilt file is never served stale, and cross-origin isolation (COOP and
+// COEP), which the SIMD backend's helper threads need for SharedArrayBuffer
+// (the site loads nothing from other origins, so COEP blocks nothing).
 //
 //	go run ./tools/serve [-dir dist] [-addr localhost:8080]
 //
@@ -78,6 +80,8 @@ func Handler(dir string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("Content-Security-Policy", CSP)
+		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+		hd.Set("Cross-Origin-Embedder-Policy", "require-corp")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("Cache-Control", "no-cache")

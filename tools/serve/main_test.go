@@ -66,6 +66,10 @@ func TestServesWithTypesAndPolicy(t *testing.T) {
 		if !strings.Contains(csp, "script-src 'self' 'wasm-unsafe-eval'") || !strings.Contains(csp, "connect-src 'self'") {
 			t.Errorf("%s: CSP %q", c.path, csp)
 		}
+		if resp.Header.Get("Cross-Origin-Opener-Policy") != "same-origin" || resp.Header.Get("Cross-Origin-Embedder-Policy") != "require-corp" {
+			t.Errorf("%s: not cross-origin isolated (COOP %q, COEP %q)", c.path,
+				resp.Header.Get("Cross-Origin-Opener-Policy"), resp.Header.Get("Cross-Origin-Embedder-Policy"))
+		}
 		if resp.Header.Get("Cache-Control") != "no-cache" {
 			t.Errorf("%s: Cache-Control %q", c.path, resp.Header.Get("Cache-Control"))
 		}

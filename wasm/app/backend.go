@@ -204,6 +204,11 @@ func cpuDenoiser(l *engine.Loaded) (net model.Denoiser, detail string) {
 	if err != nil {
 		return cpu.NewDenoiser(l.Model), "plain Go (no WebAssembly SIMD: " + err.Error() + ")"
 	}
+	// The worker sets diffuseSimdThreads to the threads the glue gives large
+	// GEMMs (1 where the page is not cross-origin isolated).
+	if n := js.Global().Get("diffuseSimdThreads"); n.Type() == js.TypeNumber && n.Int() > 1 {
+		return d, fmt.Sprintf("WebAssembly SIMD, %d threads", n.Int())
+	}
 	return d, "WebAssembly SIMD"
 }
 

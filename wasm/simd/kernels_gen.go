@@ -9,15 +9,17 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 2142689622
+const abiVersion = 1292816753
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 25908
+const kernelsSize = 25960
 
 // The kernels' signatures, for documentation and the native binding:
 //
 //	abi() i32
 //	gemm(ap i32, bp i32, c i32, ldc i32, m i32, n i32, k i32, bias i32, res i32, flags i32)
+//	gemm_mr() i32
+//	gemm_nr() i32
 //	pack_a(a i32, lda i32, m i32, k i32, ap i32)
 //	pack_b(b i32, ldb i32, k i32, n i32, bp i32)
 //	pack_bt(bt i32, ldbt i32, n i32, k i32, bp i32)
@@ -44,6 +46,8 @@ const kernelsSize = 25908
 var kernelNames = [...]string{
 	"abi",
 	"gemm",
+	"gemm_mr",
+	"gemm_nr",
 	"pack_a",
 	"pack_b",
 	"pack_bt",

@@ -22,6 +22,22 @@ func (kr *Kernels) gemm(ap []float32, bp []float32, c []float32, ldc int, m int,
 	wasm_gemm(unsafe.SliceData(ap), unsafe.SliceData(bp), unsafe.SliceData(c), int32(ldc), int32(m), int32(n), int32(k), unsafe.SliceData(bias), unsafe.SliceData(res), int32(flags))
 }
 
+//go:wasmimport simd gemm_mr
+//go:noescape
+func wasm_gemm_mr() int32
+
+func (kr *Kernels) gemmMr() int32 {
+	return wasm_gemm_mr()
+}
+
+//go:wasmimport simd gemm_nr
+//go:noescape
+func wasm_gemm_nr() int32
+
+func (kr *Kernels) gemmNr() int32 {
+	return wasm_gemm_nr()
+}
+
 //go:wasmimport simd pack_a
 //go:noescape
 func wasm_pack_a(a *float32, lda int32, m int32, k int32, ap *float32)

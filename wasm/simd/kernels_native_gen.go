@@ -11,29 +11,31 @@ var _ = api.EncodeF32
 const (
 	fnAbi         = 0
 	fnGemm        = 1
-	fnPackA       = 2
-	fnPackB       = 3
-	fnPackBt      = 4
-	fnPackAt      = 5
-	fnIm2col      = 6
-	fnCol2im      = 7
-	fnWinogradIn  = 8
-	fnWinogradOut = 9
-	fnTranspose   = 10
-	fnUpsample2x  = 11
-	fnCopyRows    = 12
-	fnPad         = 13
-	fnAdd         = 14
-	fnAffine      = 15
-	fnSilu        = 16
-	fnAddChannel  = 17
-	fnScaleShift  = 18
-	fnGroupnorm   = 19
-	fnSoftmax     = 20
-	fnSoftmaxCols = 21
-	fnRmsNorm     = 22
-	fnF16ToF32    = 23
-	fnWarmup      = 24
+	fnGemmMr      = 2
+	fnGemmNr      = 3
+	fnPackA       = 4
+	fnPackB       = 5
+	fnPackBt      = 6
+	fnPackAt      = 7
+	fnIm2col      = 8
+	fnCol2im      = 9
+	fnWinogradIn  = 10
+	fnWinogradOut = 11
+	fnTranspose   = 12
+	fnUpsample2x  = 13
+	fnCopyRows    = 14
+	fnPad         = 15
+	fnAdd         = 16
+	fnAffine      = 17
+	fnSilu        = 18
+	fnAddChannel  = 19
+	fnScaleShift  = 20
+	fnGroupnorm   = 21
+	fnSoftmax     = 22
+	fnSoftmaxCols = 23
+	fnRmsNorm     = 24
+	fnF16ToF32    = 25
+	fnWarmup      = 26
 )
 
 func (kr *Kernels) abi() int32 {
@@ -42,6 +44,14 @@ func (kr *Kernels) abi() int32 {
 
 func (kr *Kernels) gemm(ap []float32, bp []float32, c []float32, ldc int, m int, n int, k int, bias []float32, res []float32, flags int) {
 	kr.call(fnGemm, kr.addrF32(ap), kr.addrF32(bp), kr.addrF32(c), uint64(uint32(ldc)), uint64(uint32(m)), uint64(uint32(n)), uint64(uint32(k)), kr.addrF32(bias), kr.addrF32(res), uint64(uint32(flags)))
+}
+
+func (kr *Kernels) gemmMr() int32 {
+	return int32(kr.call(fnGemmMr))
+}
+
+func (kr *Kernels) gemmNr() int32 {
+	return int32(kr.call(fnGemmNr))
 }
 
 func (kr *Kernels) packA(a []float32, lda int, m int, k int, ap []float32) {

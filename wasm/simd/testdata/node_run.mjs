@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
 import os from 'node:os';
 
@@ -30,11 +30,20 @@ go.exit = process.exit;
 
 // KERNELS: one path, or several separated by ':' (tried in order, as a page
 // passes ['kernels_relaxed.wasm', 'kernels.wasm']).
+// Each has its shared-memory twin next to it (kernels_shared.wasm for
+// kernels.wasm), so large GEMMs run on helper threads as on an isolated
+// page; SIMD_THREADS sets how many (default: as a page picks, by cores).
 const kernelPaths = (process.env.KERNELS || path.join(here, '..', 'kernels.wasm')).split(':');
-const attached = await attachSimd(go, kernelPaths.map((p) => readFileSync(p)));
+const attached = await attachSimd(go, kernelPaths.map((p) => readFileSync(p)), {
+  shared: kernelPaths.map((p) => readFileSync(p.replace(/\.wasm$/, '_shared.wasm'))),
+  threads: process.env.SIMD_THREADS ? Number(process.env.SIMD_THREADS) : undefined,
+  threadScript: pathToFileURL(path.join(here, '..', 'simd_thread.js')),
+});
 if (!attached.simd) console.error('simd_glue: kernels unavailable:', attached.error);
 const { instance } = await WebAssembly.instantiate(readFileSync(wasmPath), go.importObject);
 process.on('exit', (code) => {
+  // SIMD_STATS=1: how many GEMMs ran split over helper threads.
+  if (process.env.SIMD_STATS) console.error(`simd_glue: ${attached.stats?.splits ?? 0} GEMMs split over ${attached.threads ?? 1} threads`);
   if (code === 0 && !go.exited) { // deadlock: make Go report it
     go._pendingEvent = { id: 0 };
     go._resume();

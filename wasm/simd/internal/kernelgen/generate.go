@@ -13,14 +13,21 @@ import (
 	"github.com/diffuse-web/diffuse/wasm/simd/internal/wasmenc"
 )
 
-func build(o Options, fma bool, abi int32) *wasmenc.Module {
+func build(o Options, v variant, abi int32) *wasmenc.Module {
 	m := &wasmenc.Module{}
 	// The memory is Go's own (its instance's export "mem"), passed in by the
-	// JS glue as env.memory; natively a wazero module provides one.
-	m.ImportMemory("env", "memory", wasmenc.Limits{Min: 1, Max: -1})
-	g := &gen{m: m, mr: o.MR, unroll: o.Unroll, fma: fma}
+	// JS glue as env.memory; natively a wazero module provides one. The
+	// shared variants import the glue's shared memory instead (helper
+	// threads; see simd_glue.js), which must be declared shared and bounded.
+	limits := wasmenc.Limits{Min: 1, Max: -1}
+	if v.shared {
+		limits = wasmenc.Limits{Min: 1, Max: 65536, Shared: true}
+	}
+	m.ImportMemory("env", "memory", limits)
+	g := &gen{m: m, mr: o.MR, unroll: o.Unroll, fma: v.fma}
 	g.abi(abi)
 	g.gemm()
+	g.gemmTile()
 	g.packA()
 	g.packB()
 	g.packBT()
@@ -41,6 +48,12 @@ func build(o Options, fma bool, abi int32) *wasmenc.Module {
 	g.f16()
 	g.warmup()
 	return m
+}
+
+// variant is one of the four modules written from the same kernels.
+type variant struct {
+	fma    bool // the GEMM accumulates with relaxed_madd
+	shared bool // the imported memory is shared (the glue's helper threads)
 }
 
 // Options select the GEMM micro-kernel shape.
@@ -71,12 +84,12 @@ func Generate(o Options) (map[string][]byte, error) {
 	// a Go binary and a kernels.wasm that were not generated together never
 	// agree on it.
 	h := fnv.New32a()
-	h.Write(build(o, false, 0).Bytes())
+	h.Write(build(o, variant{}, 0).Bytes())
 	abi := int32(h.Sum32() & 0x7fffffff)
 	if abi == 0 {
 		abi = 1
 	}
-	m := build(o, false, abi)
+	m := build(o, variant{}, abi)
 	wasm := m.Bytes()
 	sigs := m.Signatures()
 	for _, s := range sigs {
@@ -86,8 +99,16 @@ func Generate(o Options) (map[string][]byte, error) {
 	}
 	// The relaxed-SIMD variant: the same kernels with the GEMM accumulating
 	// through f32x4.relaxed_madd (an FMA where the CPU has one). Same ABI:
-	// the glue picks it where it compiles.
-	files := map[string][]byte{"kernels.wasm": wasm, "kernels_relaxed.wasm": build(o, true, abi).Bytes()}
+	// the glue picks it where it compiles. Each has a twin over a shared
+	// memory for the glue's GEMM helper threads; a helper runs the twin of
+	// the module the Go instance uses, so every column of a split GEMM is
+	// computed by the same arithmetic.
+	files := map[string][]byte{
+		"kernels.wasm":                wasm,
+		"kernels_relaxed.wasm":        build(o, variant{fma: true}, abi).Bytes(),
+		"kernels_shared.wasm":         build(o, variant{shared: true}, abi).Bytes(),
+		"kernels_relaxed_shared.wasm": build(o, variant{fma: true, shared: true}, abi).Bytes(),
+	}
 	for name, src := range map[string][]byte{
 		"kernels_gen.go":        common(o.MR, abi, sigs, len(wasm)),
 		"kernels_js_gen.go":     jsBindings(sigs),

@@ -44,6 +44,20 @@ func (g *gen) abi(version int32) {
 	f.Return(I(version))
 }
 
+// gemmTile exports the packed-panel sizes (gemm_mr, gemm_nr), so that the
+// JS glue can split a GEMM's columns at panel boundaries without its own
+// copy of the constants.
+func (g *gen) gemmTile() {
+	for _, e := range []struct {
+		name string
+		v    int
+	}{{"gemm_mr", g.mr}, {"gemm_nr", NR}} {
+		f := g.m.Func(e.name, true)
+		f.Result(I32)
+		f.Return(I(int32(e.v)))
+	}
+}
+
 // gemm: C[m,n] (row stride ldc floats) = A·B (+ bias) (+ res), with A packed
 // as ceil(m/MR) panels of [k][MR] floats (rows past m zero) and B as
 // ceil(n/8) panels of [k][8] (columns past n zero). flags bit 0: bias[i] per

@@ -44,17 +44,27 @@ const (
 	secCode     = 10
 )
 
-// Limits of a memory, in 64 KiB pages. Max < 0 means no maximum.
+// Limits of a memory, in 64 KiB pages. Max < 0 means no maximum. Shared
+// marks a shared memory (threads proposal: a SharedArrayBuffer that workers
+// can use at once); it needs a maximum.
 type Limits struct {
-	Min uint32
-	Max int64
+	Min    uint32
+	Max    int64
+	Shared bool
 }
 
 func (l Limits) append(b []byte) []byte {
 	if l.Max < 0 {
+		if l.Shared {
+			panic("wasmenc: a shared memory needs a maximum")
+		}
 		return AppendU32(append(b, 0x00), l.Min)
 	}
-	b = AppendU32(append(b, 0x01), l.Min)
+	flags := byte(0x01)
+	if l.Shared {
+		flags = 0x03
+	}
+	b = AppendU32(append(b, flags), l.Min)
 	return AppendU32(b, uint32(l.Max))
 }
 

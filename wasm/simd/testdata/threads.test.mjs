@@ -1,0 +1,143 @@
+// The glue's threaded GEMM (simd_glue.js GemmPool + simd_thread.js), in
+// Node: `node --test wasm/simd/testdata/threads.test.mjs` (make test-simd
+// runs it). A GEMM split over helper threads must give exactly the bits of
+// the same kernel on one thread, for awkward shapes, every bias mode, a
+// residual, and strided C; and a dead helper must not change the result.
+// KERNELS/SHARED pick the module pair (default: plain SIMD128).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import path from 'node:path';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const simdDir = path.join(here, '..');
+const glueSrc = readFileSync(path.join(simdDir, 'simd_glue.js'), 'utf8');
+const { attachSimd } = await import('data:text/javascript;base64,' + Buffer.from(glueSrc).toString('base64'));
+const kernels = readFileSync(process.env.KERNELS || path.join(simdDir, 'kernels.wasm'));
+const shared = readFileSync(process.env.SHARED || path.join(simdDir, 'kernels_shared.wasm'));
+const threadScript = pathToFileURL(path.join(simdDir, 'simd_thread.js'));
+
+// A bump allocator over the stand-in Go memory (16-byte aligned, as
+// Kernels.Alloc is), optionally misaligned by 4 bytes.
+function arena(mem) {
+  let top = 1024;
+  return (floats, misalign = 0) => {
+    const at = ((top + 15) & ~15) + 4 * misalign;
+    top = at + 4 * floats + 64;
+    if (top > mem.buffer.byteLength) mem.grow(Math.ceil((top - mem.buffer.byteLength) / 65536));
+    return at;
+  };
+}
+
+function fill(mem, at, n, seed) {
+  const f = new Float32Array(mem.buffer, at, n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    f[i] = (s / 2 ** 32) * 2 - 1;
+  }
+}
+
+// runCase computes one GEMM with the kernel trampolines k over memory mem
+// and returns C (its m rows of n, from a C with row stride ldc).
+function runCase(k, mem, { m, n, kd, ldc, mode, withRes, misalign }) {
+  const alloc = arena(mem);
+  const mr = k.gemm_mr(), nr = k.gemm_nr();
+  const rows = Math.ceil(m / mr) * mr, wide = Math.ceil(n / nr) * nr;
+  const a = alloc(m * kd), b = alloc(kd * n), ap = alloc(rows * kd), bp = alloc(wide * kd);
+  fill(mem, a, m * kd, 1); fill(mem, b, kd * n, 2);
+  k.pack_a(a, kd, m, kd, ap);
+  k.pack_b(b, n, kd, n, bp);
+  const bias = mode === 0 ? 0 : alloc(mode === 1 ? rows : wide);
+  if (bias) fill(mem, bias, mode === 1 ? rows : wide, 3);
+  const cLen = (m - 1) * ldc + n;
+  const res = withRes ? alloc(cLen) : 0;
+  if (res) fill(mem, res, cLen, 4);
+  const c = alloc(cLen + 8, misalign);
+  new Float32Array(mem.buffer, c, cLen + 8).fill(12345); // guards past C's rows
+  k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, mode);
+  return Float32Array.from(new Float32Array(mem.buffer, c, cLen + 8));
+}
+
+// attachAndRun attaches kernels with the given thread count, runs cases
+// and returns their outputs and the attach result.
+async function attachAndRun(threads, cases, options = {}) {
+  const go = { importObject: {} };
+  let outputs;
+  const mem = new WebAssembly.Memory({ initial: 512 });
+  go.run = async () => { outputs = cases.map((c) => runCase(go.importObject.simd, mem, c)); };
+  const attached = await attachSimd(go, [kernels], { shared: [shared], threads, threadScript, ...options });
+  assert.ok(attached.simd, `kernels did not attach: ${attached.error}`);
+  await go.run({ exports: { mem } });
+  return { outputs, attached };
+}
+
+const cases = [
+  { m: 64, n: 1024, kd: 576, ldc: 1024, mode: 1, withRes: false, misalign: 0 },
+  { m: 61, n: 777, kd: 123, ldc: 800, mode: 1, withRes: true, misalign: 1 },
+  { m: 33, n: 515, kd: 301, ldc: 515, mode: 2, withRes: false, misalign: 0 },
+  { m: 128, n: 300, kd: 200, ldc: 301, mode: 0, withRes: true, misalign: 0 },
+  { m: 7, n: 4099, kd: 97, ldc: 4100, mode: 2, withRes: true, misalign: 1 },
+  { m: 16, n: 16, kd: 16, ldc: 16, mode: 1, withRes: false, misalign: 0 }, // too small to split
+  // A wide GEMM that uses every helper, then a narrow one that leaves a
+  // helper without columns: that helper must not rerun its old job (it
+  // would write into the new A).
+  { m: 8, n: 4096, kd: 64, ldc: 4096, mode: 1, withRes: false, misalign: 0 },
+  { m: 128, n: 20, kd: 2048, ldc: 20, mode: 1, withRes: false, misalign: 0 },
+];
+const splits = cases.filter((c) => c.m * c.n * c.kd >= 2 ** 21).length;
+
+test('a GEMM split over threads gives the bits of one thread', async () => {
+  const one = await attachAndRun(1, cases);
+  assert.equal(one.attached.threads, 1);
+  for (const threads of [2, 3, 4]) {
+    const many = await attachAndRun(threads, cases);
+    assert.equal(many.attached.threads, threads, 'the pool did not start');
+    assert.equal(many.attached.stats.splits, splits, 'every large case should split, the small one not');
+    cases.forEach((c, i) => {
+      const want = one.outputs[i], got = many.outputs[i];
+      for (let j = 0; j < want.length; j++) {
+        if (Object.is(want[j], got[j])) continue;
+        assert.fail(`${threads} threads, case ${JSON.stringify(c)}: element ${j} is ${got[j]}, one thread gives ${want[j]}`);
+      }
+    });
+  }
+});
+
+test('one thread matches a plain JavaScript GEMM', async () => {
+  // Guards the test above against a kernel that is wrong the same way on
+  // every thread count.
+  const c = { m: 9, n: 37, kd: 21, ldc: 40, mode: 1, withRes: true, misalign: 0 };
+  const go = { importObject: {} };
+  const mem = new WebAssembly.Memory({ initial: 512 });
+  let got;
+  go.run = async () => { got = runCase(go.importObject.simd, mem, c); };
+  await attachSimd(go, [kernels], { threads: 1 });
+  await go.run({ exports: { mem } });
+  // Rebuild the inputs the way runCase filled them.
+  const scratch = new WebAssembly.Memory({ initial: 1 });
+  const vals = (n, seed) => { fill(scratch, 0, n, seed); return Float32Array.from(new Float32Array(scratch.buffer, 0, n)); };
+  const A = vals(c.m * c.kd, 1), B = vals(c.kd * c.n, 2), bias = vals(Math.ceil(c.m / 4) * 4, 3), R = vals((c.m - 1) * c.ldc + c.n, 4);
+  for (let i = 0; i < c.m; i++) {
+    for (let j = 0; j < c.n; j++) {
+      let s = bias[i] + R[i * c.ldc + j];
+      for (let t = 0; t < c.kd; t++) s += A[i * c.kd + t] * B[t * c.n + j];
+      assert.ok(Math.abs(got[i * c.ldc + j] - s) < 1e-4, `C[${i},${j}] = ${got[i * c.ldc + j]}, want ${s}`);
+    }
+  }
+  assert.equal(got[(c.m - 1) * c.ldc + c.n], 12345, 'the kernel wrote past C');
+});
+
+test('a helper that never answers leaves the result unchanged', async () => {
+  // stuck_thread.js starts like simd_thread.js and then ignores every job:
+  // the caller must give up on it after stallMs and compute its columns.
+  const some = cases.slice(0, 2);
+  const one = await attachAndRun(1, some);
+  const stuck = await attachAndRun(2, some, {
+    threadScript: pathToFileURL(path.join(here, 'stuck_thread.js')), stallMs: 200,
+  });
+  assert.equal(stuck.attached.threads, 2);
+  assert.equal(stuck.attached.stats.splits, 1, 'the first split should stall and end the pool');
+  some.forEach((c, i) => assert.deepEqual(stuck.outputs[i], one.outputs[i]));
+});
