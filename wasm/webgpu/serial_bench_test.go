@@ -3,7 +3,9 @@
 package webgpu
 
 import (
+	"context"
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
@@ -84,9 +87,66 @@ func BenchmarkSerialAB(b *testing.B) {
 	}
 }
 
+// BenchmarkSerialLayers is BenchmarkSerialAB on single layers shaped like
+// the shipped UNets' (f16 weights, batch WEBGPU_AB_BATCH): per layer, the
+// median time of A and B over the ABBA rounds and their ratio.
+func BenchmarkSerialLayers(b *testing.B) {
+	d := testDevice(&testing.T{})
+	pair, ok := serialAB[os.Getenv("WEBGPU_AB")]
+	if !ok {
+		b.Skipf("WEBGPU_AB: one of %v", keys(serialAB))
+	}
+	rounds, batch := envInt("WEBGPU_AB_ROUNDS", 3), envInt("WEBGPU_AB_BATCH", 1)
+	type layer struct{ I, O, HW, K, stride int }
+	only := os.Getenv("WEBGPU_AB_LAYERS") // e.g. "1x1" or "3x3/1": only layers whose name starts so
+	for _, l := range []layer{{96, 32, 28, 3, 1}, {64, 64, 14, 3, 1}, {128, 64, 7, 3, 1}, {32, 32, 28, 3, 1}, {1, 32, 28, 3, 1},
+		{32, 1, 28, 3, 1}, {32, 32, 28, 3, 2}, {96, 32, 28, 1, 1}, {64, 192, 14, 1, 1}} {
+		if !strings.HasPrefix(fmt.Sprintf("%dx%d/%d", l.K, l.K, l.stride), only) {
+			continue
+		}
+		r := rand.New(rand.NewSource(1))
+		params := RoundF16(map[string]*tensor.Tensor{"c.weight": randT(r, 0.1, l.O, l.I, l.K, l.K), "c.bias": randT(r, 1, l.O)})
+		pad := [4]int{l.K / 2, l.K / 2, l.K / 2, l.K / 2}
+		c := &opCase{name: "layer", params: params, build: func(g *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			return g.Conv2D("c", in("x", batch, l.I, l.HW, l.HW), l.stride, pad)
+		}}
+		g, err := c.graphOf(r, params)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ps [2]*Program
+		for k, o := range pair {
+			if ps[k], err = d.Compile(context.Background(), g, o); err != nil {
+				b.Fatal(err)
+			}
+			defer ps[k].Release()
+		}
+		call := func(k int) time.Duration {
+			t0 := time.Now()
+			if _, err := ps[k].Run(context.Background(), c.inputs); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(t0)
+		}
+		call(0)
+		call(1)
+		var ta, tb []time.Duration
+		var ratios []float64
+		for range rounds {
+			a1, b1 := call(0), call(1)
+			b2, a2 := call(1), call(0)
+			ta, tb = append(ta, a1, a2), append(tb, b1, b2)
+			ratios = append(ratios, float64(b1+b2)/float64(a1+a2))
+		}
+		sort.Float64s(ratios)
+		b.Logf("%dx%d/%d %d→%d %d² b%d: A %v B %v (medians), median paired B/A %.3f (%.3f–%.3f)", l.K, l.K, l.stride, l.I, l.O, l.HW, batch,
+			median(ta).Round(100*time.Microsecond), median(tb).Round(100*time.Microsecond), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
+	}
+}
+
 // serialAB names the pairs BenchmarkSerialAB compares, A then B.
 var serialAB = map[string][2]Options{
-	"f16-f32": {{Serial: 1}, {Serial: 1, Weights: WeightsF32}},
+	"f16-f32": {{Serial: 1, winograd: -1}, {Serial: 1, Weights: WeightsF32, winograd: -1}},
 	"same":    {{Serial: 1}, {Serial: 1}},
 	"wino":    {{Serial: 1, winograd: -1}, {Serial: 1}},
 }
@@ -119,6 +179,11 @@ func logSerialProfile(b *testing.B, p *Program) {
 	for _, s := range st[:min(15, len(st))] {
 		b.Logf("  %v  %s", s.Time.Round(100*time.Microsecond), s.Kernel)
 	}
+}
+
+func median(x []time.Duration) time.Duration {
+	sort.Slice(x, func(i, j int) bool { return x[i] < x[j] })
+	return x[len(x)/2]
 }
 
 func envInt(name string, def int) int {

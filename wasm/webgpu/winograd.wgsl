@@ -12,18 +12,18 @@ fn wino_tiles() -> vec3<u32> {
 	return vec3<u32>(th, tw, P.B * th * tw);
 }
 
-// wino_x is input row y, columns x..x+3 of plane base, zero outside.
+// wino_x is input row y, columns x..x+3 of plane base, zero outside
+// (branch-free and loop-free: SwiftShader runs loops and divergent branches
+// slowly).
 fn wino_x(base: u32, y: i32, x: i32) -> vec4<f32> {
-	var r = vec4<f32>();
-	if (y < 0 || y >= i32(P.H)) {
-		return r;
-	}
-	for (var j = 0; j < 4; j++) {
-		if (x + j >= 0 && x + j < i32(P.W)) {
-			r[j] = X[base + u32(y) * P.W + u32(x + j)];
-		}
-	}
-	return r;
+	let row = y >= 0 && y < i32(P.H);
+	let at = base + u32(max(y, 0)) * P.W;
+	return vec4<f32>(wino_x1(row, at, x), wino_x1(row, at, x + 1), wino_x1(row, at, x + 2), wino_x1(row, at, x + 3));
+}
+
+fn wino_x1(row: bool, at: u32, x: i32) -> f32 {
+	let ok = row && x >= 0 && x < i32(P.W);
+	return select(0.0, X[select(0u, at + u32(x), ok)], ok);
 }
 
 // wino_bt is v·B for a row v of Bᵀd: Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
@@ -51,15 +51,20 @@ fn wino_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 	let d1 = wino_x(base, y + 1, x);
 	let d2 = wino_x(base, y + 2, x);
 	let d3 = wino_x(base, y + 3, x);
-	let v = array<vec4<f32>, 4>(wino_bt(d0 - d2), wino_bt(d1 + d2), wino_bt(d2 - d1), wino_bt(d1 - d3));
 	let stride = P.I * t.z;
-	var o = ci * t.z + n;
-	for (var a = 0u; a < 4u; a++) {
-		for (var b = 0u; b < 4u; b++) {
-			Out[o] = v[a][b];
-			o += stride;
-		}
-	}
+	let o = ci * t.z + n;
+	wino_put(o, stride, wino_bt(d0 - d2));
+	wino_put(o + 4u * stride, stride, wino_bt(d1 + d2));
+	wino_put(o + 8u * stride, stride, wino_bt(d2 - d1));
+	wino_put(o + 12u * stride, stride, wino_bt(d1 - d3));
+}
+
+// wino_put stores v at Out[o], Out[o + stride], … (four ξ of one row).
+fn wino_put(o: u32, stride: u32, v: vec4<f32>) {
+	Out[o] = v.x;
+	Out[o + stride] = v.y;
+	Out[o + 2u * stride] = v.z;
+	Out[o + 3u * stride] = v.w;
 }
 
 // The 16 GEMMs M_ξ = U_ξ V_ξ (z = ξ) through gemm_serial.wgsl's template.
@@ -92,25 +97,34 @@ fn wino_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 	let o = i / t.z;
 	let n = i % t.z;
 	let stride = P.O * t.z;
-	var m: array<vec4<f32>, 4>;
-	var at = o * t.z + n;
-	for (var a = 0u; a < 4u; a++) {
-		for (var b = 0u; b < 4u; b++) {
-			m[a][b] = X[at];
-			at += stride;
-		}
-	}
-	let y = array<vec2<f32>, 2>(wino_at(m[0] + m[1] + m[2]), wino_at(m[1] - m[2] - m[3]));
+	let at = o * t.z + n;
+	let m0 = wino_get(at, stride);
+	let m1 = wino_get(at + 4u * stride, stride);
+	let m2 = wino_get(at + 8u * stride, stride);
+	let m3 = wino_get(at + 12u * stride, stride);
+	let y0 = wino_at(m0 + m1 + m2);
+	let y1 = wino_at(m1 - m2 - m3);
 	let per = t.x * t.y;
 	let r = n % per;
 	let plane = P.OH * P.OW;
 	let oy = (r / t.y) * 2u;
 	let ox = (r % t.y) * 2u;
-	for (var dy = 0u; dy < 2u; dy++) {
-		for (var dx = 0u; dx < 2u; dx++) {
-			if (oy + dy < P.OH && ox + dx < P.OW) {
-				epilogue(o, (n / per) * plane + (oy + dy) * P.OW + ox + dx, y[dy][dx]);
-			}
-		}
+	let p = (n / per) * plane + oy * P.OW + ox;
+	let right = ox + 1u < P.OW;
+	let below = oy + 1u < P.OH;
+	epilogue(o, p, y0.x);
+	if (right) {
+		epilogue(o, p + 1u, y0.y);
 	}
+	if (below) {
+		epilogue(o, p + P.OW, y1.x);
+	}
+	if (right && below) {
+		epilogue(o, p + P.OW + 1u, y1.y);
+	}
+}
+
+// wino_get loads X[at], X[at + stride], … (four ξ of one row of M).
+fn wino_get(at: u32, stride: u32) -> vec4<f32> {
+	return vec4<f32>(X[at], X[at + stride], X[at + 2u * stride], X[at + 3u * stride]);
 }
