@@ -101,3 +101,29 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 		S[base + j] *= inv;
 	}
 }
+
+// softmax_serial is softmax for the serial kernel set (serial.go): one
+// thread per row, no workgroup memory and no barriers.
+@compute @workgroup_size(64)
+fn softmax_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let row = (wid.y * nwg.x + wid.x) * 64u + li;
+	if (row >= P.rows) {
+		return;
+	}
+	let base = row * P.N;
+	var m = -3.0e38;
+	for (var j = 0u; j < P.N; j++) {
+		m = max(m, S[base + j]);
+	}
+	var s = 0.0;
+	for (var j = 0u; j < P.N; j++) {
+		let e = exp(S[base + j] - m);
+		S[base + j] = e;
+		s += e;
+	}
+	let inv = 1.0 / s;
+	for (var j = 0u; j < P.N; j++) {
+		S[base + j] *= inv;
+	}
+}

@@ -115,13 +115,17 @@ func (c *compiler) attnBlock(i int) (bool, error) {
 	// Attention, channel-major in and out: for heads up to 256 wide one
 	// dispatch (lucid.wgsl's mem_attention with no memory tokens: a
 	// workgroup per query, online softmax, no stored scores), else scores,
-	// softmax and weighted sum.
+	// softmax and weighted sum. The serial kernels always take the latter:
+	// on SwiftShader mem_attention_serial (a thread per query, its q and
+	// accumulator in dynamically indexed arrays, loops within loops) took
+	// 0.55 s of a 1.6 s MNIST call, the three steps 0.15 s (0.59–0.79× the
+	// time per call, BenchmarkSerialAB).
 	D := Ca / heads
 	to := len(c.temps)
 	c.temps = append(c.temps, 4*uint64(B*Ca*N))
 	q := ref{k: rTemp, i: tq}
 	what := "attention " + name
-	if D <= maxHeadDim {
+	if D <= maxHeadDim && !c.serial() {
 		rows := B * heads * N
 		entry, grid, err := c.rowKernel(what, "mem_attention", rows)
 		if err != nil {
@@ -134,23 +138,9 @@ func (c *compiler) attnBlock(i int) (bool, error) {
 		ts := len(c.temps)
 		c.temps = append(c.temps, 4*uint64(B*heads*N*N))
 		binds := []ref{q, q, q, {k: rTemp, i: ts}, {k: rTemp, i: to}}
-		params := words(B, N, Ca, heads, D, B*heads*N, an.F, 0)
-		g1, err := c.gemmGrid(what, N, N, B*heads)
-		if err != nil {
+		if err := c.attention(what, "scorescm", "pvcm", words(B, N, Ca, heads, D, B*heads*N, an.F, 0), binds, -1, []int{tq, ts, to}, order); err != nil {
 			return true, err
 		}
-		g2, err := c.grid(what, B*heads*N)
-		if err != nil {
-			return true, err
-		}
-		g3, err := c.gemmGrid(what, N, D, B*heads)
-		if err != nil {
-			return true, err
-		}
-		temps := []int{tq, ts, to}
-		c.add(pstep{what: what + " (scores)", key: kernelKey{fam: "attention", entry: "scorescm_main"}, params: params, binds: binds, out: -1, temps: temps, grid: g1}, order)
-		c.add(pstep{what: what + " (softmax)", key: kernelKey{fam: "attention", entry: "softmax"}, params: params, binds: binds, out: -1, temps: temps, grid: g2}, order)
-		c.add(pstep{what: what + " (weighted sum)", key: kernelKey{fam: "attention", entry: "pvcm_main"}, params: params, binds: binds, out: -1, temps: temps, grid: g3}, order)
 	}
 
 	// Output projection + residual.

@@ -45,18 +45,22 @@ func TestAttnBlock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := d.Compile(context.Background(), g, Options{SplitK: 1})
-			if err != nil {
-				t.Fatal(err)
+			// The GPU kernels: one attention step unless the heads are too
+			// wide; the serial ones: always scores, softmax, weighted sum.
+			for _, serial := range []int{-1, 1} {
+				p, err := d.Compile(context.Background(), g, Options{SplitK: 1, Serial: serial})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := 3
+				if s.C/s.heads > maxHeadDim || serial > 0 {
+					want = 5
+				}
+				if p.Steps() != want {
+					t.Errorf("%s serial %d: %d steps, want %d", c.name, serial, p.Steps(), want)
+				}
+				p.Release()
 			}
-			want := 3
-			if s.C/s.heads > maxHeadDim {
-				want = 5
-			}
-			if p.Steps() != want {
-				t.Errorf("%s: %d steps, want %d", c.name, p.Steps(), want)
-			}
-			p.Release()
 			compareAll(t, d, c, Options{SplitK: 1, Serial: -1}, Options{SplitK: 2, Weights: WeightsF16, Serial: -1}, Options{Serial: 1})
 		}
 	}

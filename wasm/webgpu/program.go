@@ -228,6 +228,31 @@ func (c *compiler) splitFor(grid [3]uint32, K, numel int) int {
 	return max(1, min(256/tiles, K/64, 32, most))
 }
 
+// attention adds attention.wgsl's three steps, scores (entry prefix
+// scores: S = q·kᵀ·scale per (batch, head)), a row softmax of S in place
+// and the weighted sum (prefix pv), with its Params and bindings, writing
+// value out (-1: scratch); temps are the scratch buffers they touch, the
+// scores among them, which live from the first step to the last.
+func (c *compiler) attention(what, scores, pv string, params []uint32, binds []ref, out graph.Value, temps []int, order int) error {
+	B, N, heads, D := int(params[0]), int(params[1]), int(params[3]), int(params[4])
+	g1, err := c.gemmGrid(what, N, N, B*heads)
+	if err != nil {
+		return err
+	}
+	softmax, g2, err := c.rowKernel(what, "softmax", B*heads*N)
+	if err != nil {
+		return err
+	}
+	g3, err := c.gemmGrid(what, N, D, B*heads)
+	if err != nil {
+		return err
+	}
+	c.add(pstep{what: what + " (scores)", key: kernelKey{fam: "attention", entry: scores + "_main"}, params: params, binds: binds, out: out, temps: temps, grid: g1}, order)
+	c.add(pstep{what: what + " (softmax)", key: kernelKey{fam: "attention", entry: softmax}, params: params, binds: binds, out: out, temps: temps, grid: g2}, order)
+	c.add(pstep{what: what + " (weighted sum)", key: kernelKey{fam: "attention", entry: pv + "_main"}, params: params, binds: binds, out: out, temps: temps, grid: g3}, order)
+	return nil
+}
+
 // gemmSteps adds a GEMM-shaped op writing value v (-1: scratch) over K in
 // split slices (splitFor). With one slice it is one step of entry. Split, it
 // is two: entry with z = slice, storing partial sums into a scratch buffer
@@ -476,25 +501,9 @@ func (c *compiler) node(i int) error {
 		tmp := len(c.temps)
 		c.temps = append(c.temps, 4*uint64(B)*uint64(heads)*uint64(N)*uint64(N))
 		binds := []ref{c.val(n.In[0]), c.val(n.In[1]), c.val(n.In[2]), {k: rTemp, i: tmp}, c.val(n.Out)}
-		params := words(B, N, C, heads, D, B*heads*N, n.F, 0)
-		g1, err := c.gemmGrid(what, N, N, B*heads)
-		if err != nil {
-			return err
-		}
-		g2, err := c.grid(what, B*heads*N)
-		if err != nil {
-			return err
-		}
-		g3, err := c.gemmGrid(what, N, D, B*heads)
-		if err != nil {
-			return err
-		}
-		// Three dispatches; the scratch scores live from the first to the last.
-		// Every one binds the output (one bind group serves all three), so
+		// Every step binds the output (one bind group serves all three), so
 		// each counts as writing it.
-		c.add(pstep{what: what + " (scores)", key: kernelKey{fam: "attention", entry: "scores_main"}, params: params, binds: binds, out: n.Out, temps: []int{tmp}, grid: g1}, i)
-		c.add(pstep{what: what + " (softmax)", key: kernelKey{fam: "attention", entry: "softmax"}, params: params, binds: binds, out: n.Out, temps: []int{tmp}, grid: g2}, i)
-		c.add(pstep{what: what + " (weighted sum)", key: kernelKey{fam: "attention", entry: "pv_main"}, params: params, binds: binds, out: n.Out, temps: []int{tmp}, grid: g3}, i)
+		return c.attention(what, "scores", "pv", words(B, N, C, heads, D, B*heads*N, n.F, 0), binds, n.Out, []int{tmp}, i)
 
 	case graph.OpTimestepEmbed:
 		dim, half := n.Ints[0], n.Ints[0]/2

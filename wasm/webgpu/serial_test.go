@@ -25,7 +25,7 @@ func TestSerialKernels(t *testing.T) {
 	params := map[string]*tensor.Tensor{
 		"n.weight": randT(r, 1, C), "n.bias": randT(r, 1, C),
 		"c.weight": randT(r, 0.2, C, C, 3, 3), "c.bias": randT(r, 1, C),
-		"p.weight": randT(r, 0.2, C, C, 2, 2),
+		"p.weight":            randT(r, 0.2, C, C, 2, 2),
 		"a.group_norm.weight": randT(r, 1, C), "a.group_norm.bias": randT(r, 1, C),
 		"a.to_q.weight": randT(r, 0.3, C, C), "a.to_k.weight": randT(r, 0.3, C, C),
 		"a.to_v.weight": randT(r, 0.3, C, C), "a.to_out.0.weight": randT(r, 0.3, C, C),
@@ -57,7 +57,8 @@ func TestSerialKernels(t *testing.T) {
 		}
 		return es
 	}
-	serialSet := map[string]bool{"norm:group_norm_serial": true, "lucid:mem_attention_serial": true,
+	serialSet := map[string]bool{"norm:group_norm_serial": true, "attention:scorescm_serial": true,
+		"attention:softmax_serial": true, "attention:pvcm_serial": true,
 		"conv:conv2d_serial": true, "conv:conv_pad": true, "linear:linear_serial": true,
 		"winograd:wino_in": true, "winograd:wino_serial": true, "winograd:wino_out": true}
 	gpuSet := map[string]bool{"norm:group_norm": true, "lucid:mem_attention": true,
