@@ -21,7 +21,9 @@ export function defaults(gpu) {
   const soft = !!gpu?.swiftshader;
   return {
     models: ['mnist', 'emoji', 'scoresde-mnist', 'toy2d'],
-    backends: ['simd', 'webgpu', 'ort-wasm', 'ort-webgpu'],
+    // simd and ort-wasm run on one thread; simd-threads and ort-wasm-threads
+    // on as many as the page gives our SIMD backend (skipped when that is 1).
+    backends: ['simd', 'simd-threads', 'webgpu', 'ort-wasm', 'ort-wasm-threads', 'ort-webgpu'],
     batches: [1, 16],
     warmup: 2, // untimed calls per batch size (the first compiles pipelines)
     iters: 10, // timed calls per batch size (CPU backends)
@@ -30,7 +32,7 @@ export function defaults(gpu) {
     slimOnnx: false, // true: always the slim ONNX with weights from our safetensors
     sampleBatch: 16,
     sampleSteps: 25,
-    samples: soft ? ['simd', 'ort-wasm'] : null, // backends that run the full sample (null: all)
+    samples: soft ? ['simd', 'simd-threads', 'ort-wasm', 'ort-wasm-threads'] : null, // backends that run the full sample (null: all)
     gpuMaxBatchSoft: soft ? 1 : 1 << 30, // largest batch WebGPU backends run on SwiftShader
     gpuModels: null, // models the WebGPU backends run on (null: all)
     seed: 1,
@@ -38,6 +40,12 @@ export function defaults(gpu) {
 }
 
 const GPU = new Set(['webgpu', 'ort-webgpu']);
+const ORT_MODULE = { 'ort-wasm': 'wasm', 'ort-wasm-threads': 'wasmThreads', 'ort-webgpu': 'webgpu' };
+
+// goBackend is the Go bench's name for one of ours: both SIMD rows are its
+// "simd", with the glue's helper threads capped (env.simd.setThreads) to
+// one or all.
+const goBackend = (backend) => (backend === 'simd-threads' ? 'simd' : backend);
 
 export async function run(env, cfg) {
   const { bench, log } = env;
@@ -117,10 +125,11 @@ async function loadOnnx(env, cfg, name, st) {
 
 // ORT session wrapper: run(x, shape, t, class) -> Float32Array.
 async function ortSession(env, cfg, kind, name, info, onnx) {
-  const ort = env.ort[kind === 'ort-wasm' ? 'wasm' : 'webgpu'];
+  const ort = env.ort[ORT_MODULE[kind]];
   if (!ort) throw new Error(`onnxruntime-web ${kind} module not loaded`);
   const t0 = performance.now();
-  const opts = { executionProviders: [kind === 'ort-wasm' ? 'wasm' : 'webgpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3 };
+  const wasm = kind !== 'ort-webgpu';
+  const opts = { executionProviders: [wasm ? 'wasm' : 'webgpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3 };
   if (onnx.externalData) opts.externalData = onnx.externalData;
   const session = await ort.InferenceSession.create(onnx.model, opts);
   const ms = performance.now() - t0;
@@ -141,7 +150,7 @@ async function ortSession(env, cfg, kind, name, info, onnx) {
     const data = o.location && o.location !== 'cpu' ? await o.getData() : o.data;
     return data;
   };
-  return { session, run, ms, detail: `onnxruntime-web ${ort.env.versions?.web || ''} ${kind === 'ort-wasm' ? `wasm, ${ort.env.wasm.numThreads} thread` : 'webgpu'}`.trim() };
+  return { session, run, ms, detail: `onnxruntime-web ${ort.env.versions?.web || ''} ${wasm ? `wasm, ${ort.env.wasm.numThreads} thread(s)` : 'webgpu'}`.trim() };
 }
 
 async function benchModel(env, cfg, name) {
@@ -172,6 +181,10 @@ async function benchModel(env, cfg, name) {
       r.backends[backend] = { skipped: 'no WebGPU adapter' };
       continue;
     }
+    if (backend.endsWith('-threads') && !(env.simd?.threads > 1)) {
+      r.backends[backend] = { skipped: 'our SIMD backend has one thread here (no cross-origin isolation, or one core)' };
+      continue;
+    }
     if (GPU.has(backend) && cfg.gpuModels && !cfg.gpuModels.includes(name)) {
       r.backends[backend] = { skipped: 'not run on this model (BENCH_GPU_MODELS)' };
       continue;
@@ -188,7 +201,8 @@ async function benchModel(env, cfg, name) {
         b.initMs = ortS.ms;
         b.detail = ortS.detail;
       } else {
-        const o = JSON.parse(await bench.open(name, backend));
+        if (goBackend(backend) === 'simd') env.simd?.setThreads?.(backend === 'simd' ? 1 : env.simd.threads);
+        const o = JSON.parse(await bench.open(name, goBackend(backend)));
         b.initMs = o.ms;
         b.detail = o.detail;
       }
@@ -208,7 +222,7 @@ async function benchModel(env, cfg, name) {
             if (i >= warm) times.push(performance.now() - t0);
           }
         } else {
-          const o = await bench.run(name, backend, x, t, cls, warm, iters);
+          const o = await bench.run(name, goBackend(backend), x, t, cls, warm, iters);
           times = Array.from(o.times);
           y = o.out;
         }
@@ -222,7 +236,7 @@ async function benchModel(env, cfg, name) {
       }
       // A full sample: DDIM, 25 steps, 16 images, driven by our sampler.
       if (!cfg.samples || cfg.samples.includes(backend)) {
-        let key = backend;
+        let key = goBackend(backend);
         if (ortS) {
           key = `js:${backend}`;
           bench.setJS(backend, (x, shape, t, cls) => ortS.run(x, shape[0], t, cls));
@@ -240,7 +254,7 @@ async function benchModel(env, cfg, name) {
       log(`${name} ${backend}: ERROR ${b.error}`);
     } finally {
       if (ortS) await ortS.session.release?.();
-      else bench.close(name, backend);
+      else bench.close(name, goBackend(backend));
     }
   }
   // Agreement with ORT wasm (the reference): per batch and for the sample.

@@ -84,8 +84,14 @@ export function checkOnnx(models) {
 // ---------- report ----------
 
 const fmtMs = (v) => (v == null ? '–' : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : v >= 100 ? `${v.toFixed(0)} ms` : v >= 10 ? `${v.toFixed(1)} ms` : `${v.toFixed(2)} ms`);
-const NAMES = { simd: 'ours, SIMD (CPU)', webgpu: 'ours, WebGPU', 'ort-wasm': 'ORT wasm, 1 thread', 'ort-webgpu': 'ORT webgpu' };
-const PEER = { simd: 'ort-wasm', webgpu: 'ort-webgpu', 'ort-wasm': 'ort-wasm', 'ort-webgpu': 'ort-webgpu' };
+const NAMES = {
+  simd: 'ours, SIMD (CPU), 1 thread', 'simd-threads': 'ours, SIMD (CPU), helper threads', webgpu: 'ours, WebGPU',
+  'ort-wasm': 'ORT wasm, 1 thread', 'ort-wasm-threads': 'ORT wasm, as many threads', 'ort-webgpu': 'ORT webgpu',
+};
+const PEER = {
+  simd: 'ort-wasm', 'simd-threads': 'ort-wasm-threads', webgpu: 'ort-webgpu',
+  'ort-wasm': 'ort-wasm', 'ort-wasm-threads': 'ort-wasm-threads', 'ort-webgpu': 'ort-webgpu',
+};
 
 function cell(s) {
   if (!s) return '–';
@@ -111,7 +117,8 @@ export function markdown(res) {
   L.push(`- WebGPU adapter: ${g?.available ? `${Object.entries(g.info || {}).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ')}${g.swiftshader ? ' — SwiftShader, a CPU software renderer: WebGPU figures here say nothing about real GPUs' : ''}` : `none (${g?.why || '?'})`}`);
   const c = res.config;
   L.push(`- Per-call timings: median of n timed calls after warm-up (CPU backends ${c.warmup} warm-up + ${c.iters} timed; WebGPU backends ${c.gpuWarmup} + ${c.gpuIters}); wall-clock, performance.now()`);
-  L.push(`- "vs ORT" is ORT's median time / ours for the same kind of backend (SIMD vs ORT wasm, our WebGPU vs ORT webgpu): above 1× we are faster. GFLOP/s counts the convolutions', linears' and attention's multiply-adds ×2 (tools/bench/flops) over the median time.`);
+  if (res.env?.simd?.threads > 1) L.push(`- Threads: the "helper threads" rows split large GEMMs over ${res.env.simd.threads} threads (wasm/simd/simd_glue.js); their peer is ORT wasm with numThreads ${res.env.simd.threads}.`);
+  L.push(`- "vs ORT" is ORT's median time / ours for the same kind of backend (SIMD vs ORT wasm with as many threads, our WebGPU vs ORT webgpu): above 1× we are faster. GFLOP/s counts the convolutions', linears' and attention's multiply-adds ×2 (tools/bench/flops) over the median time.`);
   L.push(`- Full sample: DDIM (η = 0), ${c.sampleSteps} steps, ${c.sampleBatch} images, seed ${c.seed}, no guidance; ORT's is driven by our Go sampler calling session.run.`);
   L.push('');
   for (const r of res.models) {

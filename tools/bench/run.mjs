@@ -84,8 +84,9 @@ function benchServer(wasmPath) {
       if (pre.endsWith('/') && !path.resolve(file).startsWith(path.resolve(dst))) break;
       fs.readFile(file, (err, data) => {
         if (err) { res.writeHead(404); res.end('not found'); return; }
-        // Cross-origin isolation: performance.now() then has 5 µs steps
-        // instead of 100 µs (ORT still runs one thread: numThreads = 1).
+        // Cross-origin isolation: SharedArrayBuffer for our SIMD helper
+        // threads and ORT's threaded wasm (the *-threads rows), and
+        // performance.now() in 5 µs steps instead of 100 µs.
         res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store',
           'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' });
         res.end(data);

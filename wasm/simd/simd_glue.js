@@ -64,9 +64,10 @@ const notReady = () => {
  *            10 s: a worker that died or is never scheduled).
  *
  * Resolves to { simd: true, index, threads, stats } when a module compiled
- * (index: which candidate; threads: how many GEMMs may use; stats.splits
- * counts GEMMs that were split), { simd: false, error } when none did (Go
- * then sees no kernels). Call it before instantiating the Go module.
+ * (index: which candidate; threads: how many GEMMs may use; stats counts
+ * GEMMs split, column ranges a helper computed, and helper jobs given up
+ * on), { simd: false, error } when none did (Go then sees no kernels).
+ * Call it before instantiating the Go module.
  */
 export async function attachSimd(go, kernels, options = {}) {
   let module = null;
@@ -119,7 +120,12 @@ export async function attachSimd(go, kernels, options = {}) {
       pool?.close();
     }
   };
-  return { simd: true, index, threads: pool === null ? 1 : pool.threads, stats: pool === null ? { splits: 0 } : pool.stats };
+  return {
+    simd: true, index, threads: pool === null ? 1 : pool.threads, stats: pool === null ? { splits: 0, helped: 0, stalls: 0 } : pool.stats,
+    // setThreads(n) caps the threads later GEMMs use (1: none of the
+    // helpers; at most `threads`), for a setting or an A/B benchmark.
+    setThreads: (n) => { if (pool !== null) pool.limit = Math.max(1, Math.min(pool.threads, Math.floor(n))); },
+  };
 }
 
 // warmUp runs the kernels' own warmup export on a throwaway instance until
@@ -159,12 +165,19 @@ async function compileKernels(k) {
 }
 
 // The control block at the start of the pool's shared memory, as int32
-// words: the job sequence number, the quit flag, then one slot per helper
+// words: the job sequence number, the quit flag, then one slot per job
 // with gemm's ten arguments (byte addresses in the shared memory), the
-// sequence number the helper finished last, and a failure flag.
-const LAYOUT = { seq: 0, quit: 1, slotBase: 16, slotInts: 16, done: 10, failed: 11, ints: 256 };
+// sequence number of the job's last completion, a failure flag, and its
+// claim word (2·seq while job seq waits, 2·seq+1 once a thread took it).
+const LAYOUT = { seq: 0, quit: 1, slotBase: 16, slotInts: 16, done: 10, failed: 11, claim: 12, ints: 1024 };
 const CTRL_BYTES = 4 * LAYOUT.ints;
-const MAX_THREADS = 1 + (LAYOUT.ints - LAYOUT.slotBase) / LAYOUT.slotInts; // 16
+const MAX_JOBS = (LAYOUT.ints - LAYOUT.slotBase) / LAYOUT.slotInts; // 63
+const MAX_THREADS = 8;
+// A split GEMM has CHUNKS_PER_THREAD column ranges per thread: the caller
+// computes the first in place, and every thread claims the others one at a
+// time. So a helper that the OS runs late (a busy machine) only costs the
+// copies: the caller takes the ranges nobody has claimed yet.
+const CHUNKS_PER_THREAD = 2;
 
 // A GEMM is split only when it has at least SPLIT_MACS multiply-adds (about
 // 50 µs on one thread): below that, copying operands and waking a helper
@@ -174,8 +187,8 @@ const SPLIT_MACS = 1 << 21;
 // (1 GiB); a GEMM whose operands do not fit runs on one thread.
 const MAX_PAGES = 16384;
 // How long helpers spin for the next job before they sleep, and how long
-// the caller waits for a helper before it gives up on the pool and computes
-// the helper's columns itself (a worker that died or never gets scheduled).
+// the caller waits for a job a helper claimed before it stops using helpers
+// and computes the job's columns itself (a worker that died mid-job).
 const SPIN_MS = 1;
 const STALL_MS = 10000; // options.stallMs
 
@@ -201,11 +214,11 @@ async function startPool(options, index) {
     await warmUp(module, memory);
     const script = options.threadScript ?? new URL('simd_thread.js', import.meta.url);
     const ready = [];
-    for (let slot = 0; slot < threads - 1; slot++) {
+    for (let i = 0; i < threads - 1; i++) {
       const w = await newWorker(script);
       workers.push(w);
       ready.push(w.first);
-      w.post({ module, memory, slot, layout: { ...LAYOUT, spinMs: SPIN_MS } });
+      w.post({ module, memory, layout: { ...LAYOUT, maxJobs: MAX_JOBS, spinMs: SPIN_MS } });
     }
     for (const r of await Promise.all(ready)) {
       if (!r.ready) throw new Error(r.error || 'helper thread did not start');
@@ -244,17 +257,20 @@ const align16 = (b) => (b + 15) & ~15;
 // GemmPool splits large GEMMs by columns between the calling thread and its
 // helpers. B is packed in panels of NR columns (each k·NR floats, contiguous),
 // so a column range that starts on a panel boundary is one contiguous piece
-// of B; the caller computes the first range in Go's memory itself, and each
-// helper gets a copy of A, its piece of B (and of the bias and the residual)
-// and a C of its own in the shared memory.
+// of B. The caller computes the first range in Go's memory itself; every
+// other range is a job with a copy of A, its piece of B (and of the bias and
+// the residual) and a C of its own in the shared memory. Threads claim jobs
+// by compare-and-swap; a job the caller claims it computes in Go's memory
+// (its copies go unused), a job a helper claims the caller copies back.
 class GemmPool {
   constructor(memory, workers, stallMs) {
     this.memory = memory;
     this.stallMs = stallMs;
     this.workers = workers;
     this.threads = workers.length + 1;
+    this.limit = this.threads; // setThreads
     this.ctrl = new Int32Array(memory.buffer, 0, LAYOUT.ints);
-    this.stats = { splits: 0 };
+    this.stats = { splits: 0, helped: 0, stalls: 0 };
     this.alive = true;
     // Atomics.wait throws on a browser's main thread; there the caller spins.
     try { Atomics.wait(this.ctrl, LAYOUT.ints - 1, 1, 0); this.canSleep = true; } catch { this.canSleep = false; }
@@ -276,23 +292,43 @@ class GemmPool {
     const mr = k.gemm_mr(), nr = k.gemm_nr();
     return (ap, bp, c, ldc, m, n, kd, bias, res, flags) => {
       const panels = Math.ceil(n / nr);
-      const threads = Math.min(this.threads, panels);
-      if (!this.alive || threads < 2 || m * n * kd < SPLIT_MACS) return k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, flags);
-      const cols = Math.ceil(panels / threads) * nr; // columns per thread, whole panels
-      const jobs = this.stage(mr, nr, cols, goMem, ap, bp, ldc, m, n, kd, bias, res, flags);
+      const chunks = Math.min(this.limit * CHUNKS_PER_THREAD, panels, MAX_JOBS + 1);
+      if (!this.alive || this.limit < 2 || chunks < 2 || m * n * kd < SPLIT_MACS) return k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, flags);
+      const cols = Math.ceil(panels / chunks) * nr; // columns per chunk, whole panels
+      const seq = Atomics.load(this.ctrl, LAYOUT.seq) + 1;
+      const jobs = this.stage(seq, mr, nr, cols, goMem, ap, bp, ldc, m, n, kd, bias, res, flags);
       if (jobs === null) return k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, flags);
       this.stats.splits++;
-      const seq = Atomics.add(this.ctrl, LAYOUT.seq, 1) + 1;
+      Atomics.store(this.ctrl, LAYOUT.seq, seq);
       Atomics.notify(this.ctrl, LAYOUT.seq);
-      k.gemm(ap, bp, c, ldc, m, cols, kd, bias, res, flags);
-      for (const job of jobs) this.finish(job, seq, k, goMem, ap, bp, c, ldc, m, kd, bias, res, flags);
+      // In place, from Go's memory: the first chunk, then any job no helper
+      // has claimed yet.
+      const inPlace = (j0, nh) => k.gemm(ap, bp + 4 * j0 * kd, c + 4 * j0, ldc, m, nh, kd,
+        flags & 2 ? bias + 4 * j0 : bias, res ? res + 4 * j0 : 0, flags);
+      inPlace(0, cols);
+      const helped = [];
+      for (const job of jobs) {
+        if (this.claim(job, seq)) inPlace(job.j0, job.nh);
+        else helped.push(job);
+      }
+      for (const job of helped) {
+        if (this.wait(job, seq)) this.copyBack(job, goMem, c, ldc, m);
+        else inPlace(job.j0, job.nh);
+      }
+      this.stats.helped += helped.length;
     };
   }
 
-  // stage copies each helper's operands into the shared memory and fills
-  // the helpers' slots (n = 0 for a helper without columns this time); it
-  // returns the helpers' jobs, or null when they do not fit.
-  stage(mr, nr, cols, goMem, ap, bp, ldc, m, n, kd, bias, res, flags) {
+  // claim takes job for the caller unless a helper has; true when taken.
+  claim(job, seq) {
+    const w = LAYOUT.slotBase + job.slot * LAYOUT.slotInts + LAYOUT.claim;
+    return Atomics.compareExchange(this.ctrl, w, 2 * seq, 2 * seq + 1) === 2 * seq;
+  }
+
+  // stage copies each job's operands into the shared memory and fills its
+  // slot (claim word last: from then on a helper may take it); it returns
+  // the jobs, or null when they do not fit.
+  stage(seq, mr, nr, cols, goMem, ap, bp, ldc, m, n, kd, bias, res, flags) {
     const rows = Math.ceil(m / mr) * mr;
     const jobs = [];
     let top = CTRL_BYTES;
@@ -319,15 +355,14 @@ class GemmPool {
       const biasArg = flags & 1 ? sRowBias : flags & 2 ? j.colBias : 0;
       this.ctrl.set([sA, j.b, j.c, j.nh, m, j.nh, kd, biasArg, j.res, flags], a);
       this.ctrl[a + LAYOUT.failed] = 0;
+      Atomics.store(this.ctrl, a + LAYOUT.claim, 2 * seq);
     }
-    for (let slot = jobs.length; slot < this.workers.length; slot++) this.ctrl[LAYOUT.slotBase + slot * LAYOUT.slotInts + 5] = 0;
     return jobs;
   }
 
-  // finish waits for one helper's job and copies its columns of C into Go's
-  // memory. A helper that fails or stalls ends the pool: the caller then
-  // computes those columns itself, from Go's memory, so the result stands.
-  finish(job, seq, k, goMem, ap, bp, c, ldc, m, kd, bias, res, flags) {
+  // wait waits for a job a helper claimed; false when it failed or stalled
+  // (then the pool is closed and the caller computes the job itself).
+  wait(job, seq) {
     const a = LAYOUT.slotBase + job.slot * LAYOUT.slotInts;
     const start = performance.now();
     let n = 0;
@@ -337,12 +372,14 @@ class GemmPool {
       if (waited > this.stallMs) this.close();
       else if (this.canSleep && waited > SPIN_MS) Atomics.wait(this.ctrl, a + LAYOUT.done, now, 1);
     }
-    if (!this.alive || this.ctrl[a + LAYOUT.failed] !== 0) {
-      this.close();
-      const colBias = flags & 2 ? bias + 4 * job.j0 : bias;
-      k.gemm(ap, bp + 4 * job.j0 * kd, c + 4 * job.j0, ldc, m, job.nh, kd, colBias, res ? res + 4 * job.j0 : 0, flags);
-      return;
-    }
+    if (this.alive && this.ctrl[a + LAYOUT.failed] === 0) return true;
+    this.stats.stalls++;
+    this.close();
+    return false;
+  }
+
+  // copyBack copies a helper's columns of C into Go's memory.
+  copyBack(job, goMem, c, ldc, m) {
     const G = new Float32Array(goMem.buffer), S = new Float32Array(this.memory.buffer);
     for (let i = 0; i < m; i++) {
       const from = (job.c >> 2) + i * job.nh;

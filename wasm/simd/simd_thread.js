@@ -2,16 +2,16 @@
 // Worker in a browser, a worker_threads Worker in Node; a classic script, so
 // it runs in both).
 //
-// The glue posts it { module, memory, slot, layout }: `module` is the kernel
+// The glue posts it { module, memory, layout }: `module` is the kernel
 // module's shared-memory twin (kernels_shared.wasm or
 // kernels_relaxed_shared.wasm, whichever matches the Go instance's module),
 // `memory` the glue's shared WebAssembly.Memory. The thread instantiates the
 // module over that memory, answers { ready: true } and then serves jobs from
 // the control block at the start of the memory (see GemmPool in
-// simd_glue.js): it waits for the sequence word to change, runs gemm with
-// the ten arguments in its slot, then stores the sequence number into its
-// slot's done word. It never posts messages after `ready`: a job costs two
-// atomic stores and, when the other side sleeps, one notify.
+// simd_glue.js): it waits for the sequence word to change, claims the jobs
+// of that sequence number one at a time by compare-and-swap, runs gemm with
+// each job's ten arguments, and stores the sequence number into the job's
+// done word. It never posts messages after `ready`.
 (function helper() {
   const nodePort = typeof self === 'undefined' ? require('node:worker_threads').parentPort : null;
   const post = (m) => (nodePort ? nodePort.postMessage(m) : self.postMessage(m));
@@ -20,7 +20,7 @@
     else self.onmessage = (e) => { self.onmessage = null; f(e.data); };
   };
 
-  onFirstMessage(({ module, memory, slot, layout }) => {
+  onFirstMessage(({ module, memory, layout }) => {
     let gemm;
     try {
       gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm;
@@ -28,13 +28,13 @@
       post({ error: String(e) });
       return;
     }
-    const { seq: SEQ, quit: QUIT, slotBase, slotInts, done: DONE, failed: FAILED, spinMs, ints } = layout;
+    const { seq: SEQ, quit: QUIT, slotBase, slotInts, done: DONE, failed: FAILED, claim: CLAIM, maxJobs, spinMs, ints } = layout;
     const ctrl = new Int32Array(memory.buffer, 0, ints);
-    const a = slotBase + slot * slotInts;
     // Read the sequence number before saying ready: the first job may come
     // the moment the glue has heard from every helper.
     let seen = Atomics.load(ctrl, SEQ);
     post({ ready: true });
+
     for (;;) {
       // Spin a little before sleeping: during a sampler run the next GEMM
       // usually comes within microseconds, and waking a sleeping thread
@@ -46,15 +46,19 @@
       }
       seen = Atomics.load(ctrl, SEQ);
       if (Atomics.load(ctrl, QUIT) !== 0) return;
-      if (ctrl[a + 5] > 0) { // n: this thread has columns in this job
+      // Claim words hold 2·seq while a job of this sequence number waits:
+      // a claim can never take a job of another GEMM.
+      for (let j = 0; j < maxJobs; j++) {
+        const a = slotBase + j * slotInts;
+        if (Atomics.compareExchange(ctrl, a + CLAIM, 2 * seen, 2 * seen + 1) !== 2 * seen) continue;
         try {
           gemm(ctrl[a], ctrl[a + 1], ctrl[a + 2], ctrl[a + 3], ctrl[a + 4], ctrl[a + 5], ctrl[a + 6], ctrl[a + 7], ctrl[a + 8], ctrl[a + 9]);
         } catch {
           Atomics.store(ctrl, a + FAILED, 1);
         }
+        Atomics.store(ctrl, a + DONE, seen);
+        Atomics.notify(ctrl, a + DONE);
       }
-      Atomics.store(ctrl, a + DONE, seen);
-      Atomics.notify(ctrl, a + DONE);
     }
   });
 })();

@@ -1,6 +1,8 @@
 // The benchmark page: starts the bench wasm (tools/bench/wasm) with the SIMD
-// kernels attached, loads onnxruntime-web from this origin (/ort/, out of
-// web/node_modules; no CDN) with one wasm thread, and exposes
+// kernels attached (and their GEMM helper threads: the page is cross-origin
+// isolated), loads onnxruntime-web from this origin (/ort/, out of
+// web/node_modules; no CDN) with one wasm thread and again with as many
+// threads as our SIMD backend has, and exposes
 // window.runBench(cfg) for run.mjs, which resolves to core.mjs's JSON.
 import { attachSimd } from '/simd/simd_glue.js';
 import * as core from '/core.mjs';
@@ -13,7 +15,8 @@ function log(s) {
 
 async function startGo() {
   const go = new globalThis.Go();
-  const simd = await attachSimd(go, ['/simd/kernels_relaxed.wasm', '/simd/kernels.wasm']);
+  const simd = await attachSimd(go, ['/simd/kernels_relaxed.wasm', '/simd/kernels.wasm'],
+    { shared: ['/simd/kernels_relaxed_shared.wasm', '/simd/kernels_shared.wasm'] });
   const ready = new Promise((r) => { globalThis.diffuseBenchReady = r; });
   const { instance } = await WebAssembly.instantiateStreaming(fetch('/bench.wasm'), go.importObject);
   go.run(instance);
@@ -33,12 +36,16 @@ async function gpuInfo() {
 }
 
 async function loadOrt() {
-  const o = { wasm: null, webgpu: null, errors: [] };
-  for (const [k, file] of [['wasm', 'ort.wasm.min.mjs'], ['webgpu', 'ort.webgpu.min.mjs']]) {
+  const o = { wasm: null, wasmThreads: null, webgpu: null, errors: [] };
+  // ORT's wasm backend reads numThreads once per module instance: the
+  // threaded peer of our SIMD threads is a second instance of the module
+  // (another URL), with as many threads as we use.
+  for (const [k, file, threads] of [['wasm', 'ort.wasm.min.mjs', 1], ['wasmThreads', 'ort.wasm.min.mjs?threads', simdThreads], ['webgpu', 'ort.webgpu.min.mjs', 1]]) {
+    if (threads < 2 && k === 'wasmThreads') continue;
     try {
       const m = await import(`/ort/${file}`);
       m.env.wasm.wasmPaths = '/ort/';
-      m.env.wasm.numThreads = 1;
+      m.env.wasm.numThreads = threads;
       m.env.wasm.proxy = false;
       m.env.logLevel = 'error';
       o[k] = m;
@@ -56,10 +63,11 @@ async function bytes(url) {
 }
 
 const simd = await startGo();
+const simdThreads = simd.threads || 1;
 const gpu = await gpuInfo();
 const ort = await loadOrt();
 globalThis.benchEnv = { simd, gpu, ortErrors: ort.errors, crossOriginIsolated: globalThis.crossOriginIsolated, userAgent: navigator.userAgent, hardwareConcurrency: navigator.hardwareConcurrency };
 globalThis.benchDefaults = () => core.defaults(gpu);
-globalThis.runBench = (cfg) => core.run({ bench: globalThis.diffuseBench, bytes, ort, gpu, log }, { ...core.defaults(gpu), ...cfg });
+globalThis.runBench = (cfg) => core.run({ bench: globalThis.diffuseBench, bytes, ort, gpu, log, simd }, { ...core.defaults(gpu), ...cfg });
 globalThis.benchReady = true;
 log(`ready: simd ${JSON.stringify(simd)}, gpu ${JSON.stringify(gpu.info || gpu.why)}`);

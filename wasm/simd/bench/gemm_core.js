@@ -4,11 +4,30 @@
 // run({ wasm, MR, seconds, clock, log }) instantiates the kernel module over
 // its own WebAssembly.Memory and logs a table. clock() returns milliseconds
 // (wall or CPU time, as the caller chooses).
-export async function run({ wasm, MR = 4, seconds = 0.5, clock, log }) {
-  const NR = 8;
+//
+// With glue: { attachSimd, shared, threads, threadScript } the kernels are
+// called the way a Go program calls them, through simd_glue.js over an
+// unshared memory (as Go's is), so large GEMMs are split over `threads`
+// threads (time them by the wall clock: CPU time adds the threads up).
+export async function run({ wasm, MR = 4, seconds = 0.5, clock, log, glue }) {
   const memory = new WebAssembly.Memory({ initial: 2048 }); // 128 MiB
-  const { instance } = await WebAssembly.instantiate(wasm, { env: { memory } });
-  const k = instance.exports;
+  if (!glue) {
+    const { instance } = await WebAssembly.instantiate(wasm, { env: { memory } });
+    return tables(instance.exports, memory, { MR, seconds, clock, log });
+  }
+  const go = { importObject: {} };
+  let results;
+  go.run = async () => { results = tables(go.importObject.simd, memory, { MR, seconds, clock, log }); };
+  const attached = await glue.attachSimd(go, [wasm], { shared: glue.shared && [glue.shared], threads: glue.threads, threadScript: glue.threadScript });
+  if (!attached.simd) throw new Error(`the glue could not attach the kernels: ${attached.error}`);
+  log(`through simd_glue.js: ${attached.threads} thread(s) for large GEMMs`);
+  await go.run({ exports: { mem: memory } });
+  return results;
+}
+
+// tables runs the benchmark on kernels k over memory.
+function tables(k, memory, { MR, seconds, clock, log }) {
+  const NR = 8;
 
   let top = 64;
   const alloc = (n) => { // n floats, 16-byte aligned; returns the byte address

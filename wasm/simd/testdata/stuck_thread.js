@@ -1,5 +1,13 @@
-// A GEMM helper that starts like simd_thread.js and then never serves a
-// job (a worker the browser stopped scheduling): threads.test.mjs checks
-// that the glue computes its columns itself.
+// A GEMM helper that starts like simd_thread.js, claims the first job it
+// can and never finishes it (a worker the browser stopped mid-job):
+// threads.test.mjs checks that the glue computes those columns itself.
 const { parentPort } = require('node:worker_threads');
-parentPort.once('message', () => parentPort.postMessage({ ready: true }));
+parentPort.once('message', ({ memory, layout }) => {
+  const ctrl = new Int32Array(memory.buffer, 0, layout.ints);
+  parentPort.postMessage({ ready: true });
+  const claim = layout.slotBase + layout.claim; // job 0's claim word
+  for (;;) {
+    const seq = Atomics.load(ctrl, layout.seq);
+    if (seq > 0 && Atomics.compareExchange(ctrl, claim, 2 * seq, 2 * seq + 1) === 2 * seq) break;
+  }
+});

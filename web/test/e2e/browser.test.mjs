@@ -99,9 +99,52 @@ test('without WebGPU: the API picks the CPU, streams every step, matches the nat
     if (i) assert.ok(f.level < res.frames[i - 1].level, 'noise level must fall');
   });
   checkAgainstNative(t, res, REQ);
+  // tools/serve makes the page cross-origin isolated, so the SIMD backend
+  // gets its GEMM helper threads.
+  assert.match(res.backend.detail, /WebAssembly SIMD, \d+ threads/);
   const gpu = await apiSample(page, 'webgpu', { ...REQ, steps: 1 });
   assert.equal(gpu.ok, false);
   assert.equal(gpu.kind, 'user', 'asking for WebGPU where there is none is the user\'s error, with a message');
+  await ctx.close();
+  assertClean(w);
+});
+
+test('SIMD helper threads: on the served page a GEMM split over Web Workers gives the bits of one thread', { skip }, async () => {
+  const ctx = await plainBrowser.newContext();
+  const w = watch(ctx, origin());
+  const page = await ctx.newPage();
+  await page.goto(`${origin()}/web/embed-demo.html#nothing`, { waitUntil: 'domcontentloaded' });
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'tools/serve should make the page cross-origin isolated');
+  const r = await page.evaluate(async () => {
+    const { attachSimd } = await import('/web/simd_glue.js');
+    // C = A·B + bias for one 61×777×123 GEMM (awkward sizes), over a fake
+    // Go memory, as wasm/simd calls it: repeated until a helper took part.
+    const gemm = async (threads) => {
+      const go = { importObject: {} };
+      const mem = new WebAssembly.Memory({ initial: 256 });
+      const m = 61, n = 777, kd = 123, ldc = 780;
+      const ap = 1024, bp = ap + 4 * 64 * kd, c = bp + 4 * 784 * kd, bias = c + 4 * m * ldc;
+      const f = new Float32Array(mem.buffer);
+      for (let i = ap >> 2; i < (bias >> 2) + 64; i++) f[i] = Math.sin(i);
+      let out = null;
+      go.run = async () => {
+        const t0 = performance.now();
+        do go.importObject.simd.gemm(ap, bp, c, ldc, m, n, kd, bias, 0, 1);
+        while (threads > 1 && attached.stats.helped === 0 && performance.now() - t0 < 5000);
+        out = Array.from(new Float32Array(mem.buffer, c, m * ldc));
+      };
+      const attached = await attachSimd(go, ['/web/kernels.wasm'], { shared: ['/web/kernels_shared.wasm'], threads });
+      await go.run({ exports: { mem } });
+      return { out, threads: attached.threads, stats: { ...attached.stats } };
+    };
+    const one = await gemm(1), two = await gemm(2);
+    let diff = -1;
+    for (let i = 0; i < one.out.length; i++) if (!Object.is(one.out[i], two.out[i])) { diff = i; break; }
+    return { threads: two.threads, stats: two.stats, diff };
+  });
+  assert.equal(r.threads, 2, 'the helper thread did not start');
+  assert.ok(r.stats.helped > 0, `no helper computed a column range (${JSON.stringify(r.stats)})`);
+  assert.equal(r.diff, -1, `element ${r.diff} differs from one thread`);
   await ctx.close();
   assertClean(w);
 });
