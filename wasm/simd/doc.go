@@ -69,7 +69,9 @@
 //
 // kernels_relaxed.wasm is the same module with the GEMM accumulating through
 // relaxed SIMD's f32x4.relaxed_madd (an FMA on CPUs that have one); the JS
-// glue picks it where it compiles.
+// glue picks it where it compiles. kernels_shared.wasm and
+// kernels_relaxed_shared.wasm are the same two over a shared memory, for the
+// glue's GEMM helper threads.
 //
 // # Execution
 //
@@ -112,5 +114,8 @@
 // module is instantiated whenever the Go binary links this package: it adds
 // the `simd` imports as trampolines and, in go.run, instantiates the kernel
 // module over the Go instance's memory. Without SIMD support it installs
-// stubs and NewDenoiser returns an error.
+// stubs and NewDenoiser returns an error. Where the page is cross-origin
+// isolated the glue also splits large GEMMs by columns over helper Web
+// Workers (simd_thread.js), with bit-identical results; this package does
+// not know about it (ARCHITECTURE.md, "Helper threads").
 package simd

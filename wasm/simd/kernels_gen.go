@@ -9,15 +9,16 @@ const MR = 4
 const NR = 8
 
 // abiVersion is what the kernels' abi() returns (a hash of the module).
-const abiVersion = 1292816753
+const abiVersion = 825362269
 
 // kernelsSize is the size of kernels.wasm in bytes.
-const kernelsSize = 25960
+const kernelsSize = 26066
 
 // The kernels' signatures, for documentation and the native binding:
 //
 //	abi() i32
 //	gemm(ap i32, bp i32, c i32, ldc i32, m i32, n i32, k i32, bias i32, res i32, flags i32)
+//	gemm_batch(count i32, ap i32, sa i32, bp i32, sb i32, c i32, sc i32, ldc i32, m i32, n i32, k i32)
 //	gemm_mr() i32
 //	gemm_nr() i32
 //	pack_a(a i32, lda i32, m i32, k i32, ap i32)
@@ -46,6 +47,7 @@ const kernelsSize = 25960
 var kernelNames = [...]string{
 	"abi",
 	"gemm",
+	"gemm_batch",
 	"gemm_mr",
 	"gemm_nr",
 	"pack_a",

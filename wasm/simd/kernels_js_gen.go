@@ -22,6 +22,14 @@ func (kr *Kernels) gemm(ap []float32, bp []float32, c []float32, ldc int, m int,
 	wasm_gemm(unsafe.SliceData(ap), unsafe.SliceData(bp), unsafe.SliceData(c), int32(ldc), int32(m), int32(n), int32(k), unsafe.SliceData(bias), unsafe.SliceData(res), int32(flags))
 }
 
+//go:wasmimport simd gemm_batch
+//go:noescape
+func wasm_gemm_batch(count int32, ap *float32, sa int32, bp *float32, sb int32, c *float32, sc int32, ldc int32, m int32, n int32, k int32)
+
+func (kr *Kernels) gemmBatch(count int, ap []float32, sa int, bp []float32, sb int, c []float32, sc int, ldc int, m int, n int, k int) {
+	wasm_gemm_batch(int32(count), unsafe.SliceData(ap), int32(sa), unsafe.SliceData(bp), int32(sb), unsafe.SliceData(c), int32(sc), int32(ldc), int32(m), int32(n), int32(k))
+}
+
 //go:wasmimport simd gemm_mr
 //go:noescape
 func wasm_gemm_mr() int32

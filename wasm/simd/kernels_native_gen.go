@@ -11,31 +11,32 @@ var _ = api.EncodeF32
 const (
 	fnAbi         = 0
 	fnGemm        = 1
-	fnGemmMr      = 2
-	fnGemmNr      = 3
-	fnPackA       = 4
-	fnPackB       = 5
-	fnPackBt      = 6
-	fnPackAt      = 7
-	fnIm2col      = 8
-	fnCol2im      = 9
-	fnWinogradIn  = 10
-	fnWinogradOut = 11
-	fnTranspose   = 12
-	fnUpsample2x  = 13
-	fnCopyRows    = 14
-	fnPad         = 15
-	fnAdd         = 16
-	fnAffine      = 17
-	fnSilu        = 18
-	fnAddChannel  = 19
-	fnScaleShift  = 20
-	fnGroupnorm   = 21
-	fnSoftmax     = 22
-	fnSoftmaxCols = 23
-	fnRmsNorm     = 24
-	fnF16ToF32    = 25
-	fnWarmup      = 26
+	fnGemmBatch   = 2
+	fnGemmMr      = 3
+	fnGemmNr      = 4
+	fnPackA       = 5
+	fnPackB       = 6
+	fnPackBt      = 7
+	fnPackAt      = 8
+	fnIm2col      = 9
+	fnCol2im      = 10
+	fnWinogradIn  = 11
+	fnWinogradOut = 12
+	fnTranspose   = 13
+	fnUpsample2x  = 14
+	fnCopyRows    = 15
+	fnPad         = 16
+	fnAdd         = 17
+	fnAffine      = 18
+	fnSilu        = 19
+	fnAddChannel  = 20
+	fnScaleShift  = 21
+	fnGroupnorm   = 22
+	fnSoftmax     = 23
+	fnSoftmaxCols = 24
+	fnRmsNorm     = 25
+	fnF16ToF32    = 26
+	fnWarmup      = 27
 )
 
 func (kr *Kernels) abi() int32 {
@@ -44,6 +45,10 @@ func (kr *Kernels) abi() int32 {
 
 func (kr *Kernels) gemm(ap []float32, bp []float32, c []float32, ldc int, m int, n int, k int, bias []float32, res []float32, flags int) {
 	kr.call(fnGemm, kr.addrF32(ap), kr.addrF32(bp), kr.addrF32(c), uint64(uint32(ldc)), uint64(uint32(m)), uint64(uint32(n)), uint64(uint32(k)), kr.addrF32(bias), kr.addrF32(res), uint64(uint32(flags)))
+}
+
+func (kr *Kernels) gemmBatch(count int, ap []float32, sa int, bp []float32, sb int, c []float32, sc int, ldc int, m int, n int, k int) {
+	kr.call(fnGemmBatch, uint64(uint32(count)), kr.addrF32(ap), uint64(uint32(sa)), kr.addrF32(bp), uint64(uint32(sb)), kr.addrF32(c), uint64(uint32(sc)), uint64(uint32(ldc)), uint64(uint32(m)), uint64(uint32(n)), uint64(uint32(k)))
 }
 
 func (kr *Kernels) gemmMr() int32 {

@@ -27,6 +27,45 @@ func newK(t testing.TB) *Kernels {
 
 const guardN = 19
 
+// GemmBatch must compute exactly what Gemm computes item by item, touching
+// nothing between items: here the items' C interleave row by row, as
+// Winograd's M [O, 16, ldm] does, with a gap after each item's row.
+func TestGemmBatchMatchesGemm(t *testing.T) {
+	k := newK(t)
+	r := rand.New(rand.NewSource(2))
+	for _, sz := range [][4]int{{1, 1, 1, 1}, {3, 7, 13, 5}, {16, MR + 1, NR - 1, 9}, {5, 33, 17, 64}, {2, 64, 100, 27}} {
+		count, m, n, kd := sz[0], sz[1], sz[2], sz[3]
+		mis := misalignments[(count+m+n)%len(misalignments)]
+		name := fmt.Sprintf("count%d m%d n%d k%d mis%d", count, m, n, kd, mis)
+		sa, sb := PackedALen(m, kd)+3, PackedBLen(kd, n)+5 // strides that are not the items' sizes
+		sc := n + 2                                         // a two-float gap after each item's row
+		ldc := count * sc
+		ap, _ := mk(k, (count-1)*sa+PackedALen(m, kd), mis, randn(r, (count-1)*sa+PackedALen(m, kd)))
+		bp, _ := mk(k, (count-1)*sb+PackedBLen(kd, n), (mis+1)%4, randn(r, (count-1)*sb+PackedBLen(kd, n)))
+		c, cg := mk(k, (count-1)*sc+matLen(m, n, ldc), mis, nil)
+		k.GemmBatch(c, sc, ldc, ap, sa, bp, sb, count, m, n, kd)
+		cg.check(t, name)
+		for i := 0; i < count; i++ {
+			want, _ := mk(k, m*n, 0, nil)
+			k.Gemm(want, n, ap[i*sa:], bp[i*sb:], m, n, kd, nil, NoBias, nil)
+			for row := 0; row < m; row++ {
+				for j := 0; j < sc && i*sc+row*ldc+j < len(c); j++ {
+					got := c[i*sc+row*ldc+j]
+					if j >= n {
+						if math.Float32bits(got) != 0x7fc0dead {
+							t.Fatalf("%s: item %d wrote into the gap after row %d", name, i, row)
+						}
+						continue
+					}
+					if math.Float32bits(got) != math.Float32bits(want[row*n+j]) {
+						t.Fatalf("%s: item %d C[%d,%d] = %v, Gemm gives %v", name, i, row, j, got, want[row*n+j])
+					}
+				}
+			}
+		}
+	}
+}
+
 var sentinel = math.Float32frombits(0x7fc0dead) // a NaN no kernel computes
 
 // buf is a slice inside a larger kernel allocation whose surroundings hold

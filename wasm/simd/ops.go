@@ -106,6 +106,21 @@ func (k *Kernels) Gemm(c []float32, ldc int, ap, bp []float32, m, n, kd int, bia
 	k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, int(mode))
 }
 
+// GemmBatch computes count GEMMs of one shape without bias or residual:
+// item i is C_i = A_i·B_i with C_i at c[i·sc:] (row stride ldc), A_i packed
+// at ap[i·sa:] and B_i at bp[i·sb:] (strides in floats).
+func (k *Kernels) GemmBatch(c []float32, sc, ldc int, ap []float32, sa int, bp []float32, sb int, count, m, n, kd int) {
+	positive(sc, ldc, sa, sb, count, m, n, kd)
+	if count == 0 || m == 0 || n == 0 {
+		return
+	}
+	last := count - 1
+	need("C", len(c), last*sc+matLen(m, n, ldc))
+	need("packed A", len(ap), last*sa+PackedALen(m, kd))
+	need("packed B", len(bp), last*sb+PackedBLen(kd, n))
+	k.gemmBatch(count, ap, sa, bp, sb, c, sc, ldc, m, n, kd)
+}
+
 // Im2colTables are the offset tables of a convolution's im2col, checked
 // once: koff[kk] is the byte offset of depth index kk = (channel, ky, kx) in
 // the padded input, pixoff[j] that of output pixel j (len a multiple of NR;

@@ -113,7 +113,10 @@ export async function attachSimd(go, kernels, options = {}) {
     const memory = instance.exports.mem;
     const kernelInstance = await WebAssembly.instantiate(module, { env: { memory } });
     for (const [name, slot] of slots) slot.f = kernelInstance.exports[name];
-    if (pool !== null) slots.get('gemm').f = pool.gemm(kernelInstance.exports, memory);
+    if (pool !== null) {
+      slots.get('gemm').f = pool.gemm(kernelInstance.exports, memory);
+      slots.get('gemm_batch').f = pool.gemmBatch(kernelInstance.exports, memory);
+    }
     try {
       return await run(instance);
     } finally {
@@ -165,11 +168,12 @@ async function compileKernels(k) {
 }
 
 // The control block at the start of the pool's shared memory, as int32
-// words: the job sequence number, the quit flag, then one slot per job
-// with gemm's ten arguments (byte addresses in the shared memory), the
-// sequence number of the job's last completion, a failure flag, and its
-// claim word (2·seq while job seq waits, 2·seq+1 once a thread took it).
-const LAYOUT = { seq: 0, quit: 1, slotBase: 16, slotInts: 16, done: 10, failed: 11, claim: 12, ints: 1024 };
+// words: the job sequence number, the quit flag, then one slot per job:
+// which kernel (0 gemm, 1 gemm_batch), its arguments (byte addresses in the
+// shared memory), the sequence number of the job's last completion, a
+// failure flag, and its claim word (2·seq while job seq waits, 2·seq+1
+// once a thread took it).
+const LAYOUT = { seq: 0, quit: 1, slotBase: 16, slotInts: 16, kind: 0, args: 1, done: 12, failed: 13, claim: 14, ints: 1024 };
 const CTRL_BYTES = 4 * LAYOUT.ints;
 const MAX_JOBS = (LAYOUT.ints - LAYOUT.slotBase) / LAYOUT.slotInts; // 63
 const MAX_THREADS = 8;
@@ -254,14 +258,15 @@ async function newWorker(script) {
 
 const align16 = (b) => (b + 15) & ~15;
 
-// GemmPool splits large GEMMs by columns between the calling thread and its
-// helpers. B is packed in panels of NR columns (each k·NR floats, contiguous),
-// so a column range that starts on a panel boundary is one contiguous piece
-// of B. The caller computes the first range in Go's memory itself; every
-// other range is a job with a copy of A, its piece of B (and of the bias and
-// the residual) and a C of its own in the shared memory. Threads claim jobs
-// by compare-and-swap; a job the caller claims it computes in Go's memory
-// (its copies go unused), a job a helper claims the caller copies back.
+// GemmPool splits large GEMMs between the calling thread and its helpers:
+// a gemm by columns, a gemm_batch by items. B is packed in panels of NR
+// columns (each k·NR floats, contiguous), so a column range that starts on a
+// panel boundary is one contiguous piece of B. The caller computes the first
+// range in Go's memory itself; every other range is a job with copies of its
+// operands (A, its piece of B, bias and residual) and a C of its own in the
+// shared memory. Threads claim jobs by compare-and-swap; a job the caller
+// claims it computes in Go's memory (its copies go unused), a job a helper
+// claims the caller copies back.
 class GemmPool {
   constructor(memory, workers, stallMs) {
     this.memory = memory;
@@ -285,79 +290,148 @@ class GemmPool {
     for (const w of this.workers) w.terminate();
   }
 
+  // chunks is how many pieces to cut units (panels or items) into, or 0
+  // when the work should stay on this thread.
+  chunks(units, macs) {
+    if (!this.alive || this.limit < 2 || macs < SPLIT_MACS) return 0;
+    const n = Math.min(this.limit * CHUNKS_PER_THREAD, units, MAX_JOBS + 1);
+    return n < 2 ? 0 : n;
+  }
+
   // gemm returns the trampoline target for the kernel `gemm` of the Go
   // instance's kernel exports k over Go's memory goMem (same arguments as
   // the kernel: byte addresses into Go's memory).
   gemm(k, goMem) {
     const mr = k.gemm_mr(), nr = k.gemm_nr();
     return (ap, bp, c, ldc, m, n, kd, bias, res, flags) => {
-      const panels = Math.ceil(n / nr);
-      const chunks = Math.min(this.limit * CHUNKS_PER_THREAD, panels, MAX_JOBS + 1);
-      if (!this.alive || this.limit < 2 || chunks < 2 || m * n * kd < SPLIT_MACS) return k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, flags);
-      const cols = Math.ceil(panels / chunks) * nr; // columns per chunk, whole panels
-      const seq = Atomics.load(this.ctrl, LAYOUT.seq) + 1;
-      const jobs = this.stage(seq, mr, nr, cols, goMem, ap, bp, ldc, m, n, kd, bias, res, flags);
-      if (jobs === null) return k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, flags);
-      this.stats.splits++;
-      Atomics.store(this.ctrl, LAYOUT.seq, seq);
-      Atomics.notify(this.ctrl, LAYOUT.seq);
-      // In place, from Go's memory: the first chunk, then any job no helper
-      // has claimed yet.
+      const chunks = this.chunks(Math.ceil(n / nr), m * n * kd);
+      // Columns [j0, j0+nh) in place, from Go's memory.
       const inPlace = (j0, nh) => k.gemm(ap, bp + 4 * j0 * kd, c + 4 * j0, ldc, m, nh, kd,
         flags & 2 ? bias + 4 * j0 : bias, res ? res + 4 * j0 : 0, flags);
-      inPlace(0, cols);
-      const helped = [];
-      for (const job of jobs) {
-        if (this.claim(job, seq)) inPlace(job.j0, job.nh);
-        else helped.push(job);
-      }
-      for (const job of helped) {
-        if (this.wait(job, seq)) this.copyBack(job, goMem, c, ldc, m);
-        else inPlace(job.j0, job.nh);
-      }
-      this.stats.helped += helped.length;
+      if (chunks === 0) return inPlace(0, n);
+      const cols = Math.ceil(Math.ceil(n / nr) / chunks) * nr; // columns per chunk, whole panels
+      const rows = Math.ceil(m / mr) * mr;
+      const ranges = [];
+      for (let j0 = cols; j0 < n; j0 += cols) ranges.push({ j0, nh: Math.min(cols, n - j0) });
+      const wide = (nh) => Math.ceil(nh / nr) * nr;
+      const st = this.stager(goMem);
+      if (!st.reserve(rows * kd + rows + ranges.reduce((t, r) => t + 16 + // + alignment
+        wide(r.nh) * (kd + 1) + (res ? 2 : 1) * m * r.nh, 0))) return inPlace(0, n);
+      const sA = st.copy(ap, rows * kd);
+      const sRowBias = flags & 1 ? st.copy(bias, rows) : 0;
+      const jobs = ranges.map((r, slot) => {
+        const sB = st.copy(bp + 4 * r.j0 * kd, wide(r.nh) * kd); // panels [j0/NR, ...) of B
+        const sColBias = flags & 2 ? st.copy(bias + 4 * r.j0, wide(r.nh)) : 0;
+        const sRes = res ? st.copyRows(res + 4 * r.j0, ldc, m, r.nh) : 0;
+        const sC = st.take(m * r.nh);
+        this.publish(slot, 0, [sA, sB, sC, r.nh, m, r.nh, kd, flags & 1 ? sRowBias : sColBias, sRes, flags], st.seq);
+        return { slot, ...r, sC };
+      });
+      this.dispatch(st.seq, jobs, () => inPlace(0, cols), (j) => inPlace(j.j0, j.nh),
+        (j) => st.copyBack(j.sC, j.nh, c + 4 * j.j0, ldc, m));
     };
   }
 
-  // claim takes job for the caller unless a helper has; true when taken.
-  claim(job, seq) {
-    const w = LAYOUT.slotBase + job.slot * LAYOUT.slotInts + LAYOUT.claim;
-    return Atomics.compareExchange(this.ctrl, w, 2 * seq, 2 * seq + 1) === 2 * seq;
+  // gemmBatch is gemm's counterpart for the kernel `gemm_batch`: whole
+  // items go to jobs.
+  gemmBatch(k, goMem) {
+    const mr = k.gemm_mr(), nr = k.gemm_nr();
+    return (count, ap, sa, bp, sb, c, sc, ldc, m, n, kd) => {
+      const chunks = this.chunks(count, count * m * n * kd);
+      // Items [i0, i0+cnt) in place, from Go's memory.
+      const inPlace = (i0, cnt) => k.gemm_batch(cnt, ap + 4 * i0 * sa, sa, bp + 4 * i0 * sb, sb, c + 4 * i0 * sc, sc, ldc, m, n, kd);
+      if (chunks === 0) return inPlace(0, count);
+      const per = Math.ceil(count / chunks);
+      const aLen = Math.ceil(m / mr) * mr * kd, bLen = Math.ceil(n / nr) * nr * kd;
+      const ranges = [];
+      for (let i0 = per; i0 < count; i0 += per) ranges.push({ i0, cnt: Math.min(per, count - i0) });
+      const st = this.stager(goMem);
+      if (!st.reserve(ranges.reduce((t, r) => t + r.cnt * (aLen + bLen + m * n + 48), 0))) return inPlace(0, count);
+      const jobs = ranges.map((r, slot) => {
+        const sA = st.copyItems(ap, sa, r.i0, r.cnt, aLen);
+        const sB = st.copyItems(bp, sb, r.i0, r.cnt, bLen);
+        const sC = st.take(r.cnt * m * n); // item stride m·n, row stride n
+        this.publish(slot, 1, [r.cnt, sA, aLen, sB, bLen, sC, m * n, n, m, n, kd], st.seq);
+        return { slot, ...r, sC };
+      });
+      this.dispatch(st.seq, jobs, () => inPlace(0, per), (j) => inPlace(j.i0, j.cnt),
+        (j) => { for (let i = 0; i < j.cnt; i++) st.copyBack(j.sC + 4 * i * m * n, n, c + 4 * (j.i0 + i) * sc, ldc, m); });
+    };
   }
 
-  // stage copies each job's operands into the shared memory and fills its
-  // slot (claim word last: from then on a helper may take it); it returns
-  // the jobs, or null when they do not fit.
-  stage(seq, mr, nr, cols, goMem, ap, bp, ldc, m, n, kd, bias, res, flags) {
-    const rows = Math.ceil(m / mr) * mr;
-    const jobs = [];
-    let top = CTRL_BYTES;
+  // stager returns the copying helpers for one split call: reserve grows
+  // the shared memory for `floats` (false when it cannot), take hands out
+  // 16-byte aligned space, the copies move Go memory into it (returning
+  // where) and copyBack moves an m×nh block of C back into Go's memory.
+  stager(goMem) {
+    const pool = this;
+    let top = CTRL_BYTES, G = null, S = null;
     const take = (floats) => { const at = top; top = align16(top + 4 * floats); return at; };
-    const sA = take(rows * kd);
-    const sRowBias = flags & 1 ? take(rows) : 0;
-    for (let j0 = cols; j0 < n; j0 += cols) {
-      const nh = Math.min(cols, n - j0), wide = Math.ceil(nh / nr) * nr;
-      jobs.push({ slot: jobs.length, j0, nh, wide, b: take(wide * kd), colBias: flags & 2 ? take(wide) : 0, res: res ? take(m * nh) : 0, c: take(m * nh) });
+    return {
+      seq: Atomics.load(pool.ctrl, LAYOUT.seq) + 1,
+      reserve(floats) {
+        const pages = Math.ceil((CTRL_BYTES + 4 * floats) / 65536) - pool.memory.buffer.byteLength / 65536;
+        if (pages > 0) {
+          try { pool.memory.grow(pages); } catch { return false; }
+        }
+        G = new Float32Array(goMem.buffer);
+        S = new Float32Array(pool.memory.buffer);
+        return true;
+      },
+      take,
+      copy(from, floats) {
+        const to = take(floats);
+        S.set(G.subarray(from >> 2, (from >> 2) + floats), to >> 2);
+        return to;
+      },
+      copyRows(from, ld, rows, n) { // rows of n floats ld apart, packed
+        const to = take(rows * n);
+        for (let i = 0; i < rows; i++) S.set(G.subarray((from >> 2) + i * ld, (from >> 2) + i * ld + n), (to >> 2) + i * n);
+        return to;
+      },
+      copyItems(from, stride, i0, cnt, len) { // items i0.. of len floats, stride apart, packed
+        const to = take(cnt * len);
+        for (let i = 0; i < cnt; i++) {
+          const f = (from >> 2) + (i0 + i) * stride;
+          S.set(G.subarray(f, f + len), (to >> 2) + i * len);
+        }
+        return to;
+      },
+      copyBack(sC, nh, c, ldc, m) {
+        for (let i = 0; i < m; i++) G.set(S.subarray((sC >> 2) + i * nh, (sC >> 2) + (i + 1) * nh), (c >> 2) + i * ldc);
+      },
+    };
+  }
+
+  // publish fills a job's slot, claim word last: from then on a helper may
+  // take it.
+  publish(slot, kind, args, seq) {
+    const a = LAYOUT.slotBase + slot * LAYOUT.slotInts;
+    this.ctrl[a + LAYOUT.kind] = kind;
+    this.ctrl.set(args, a + LAYOUT.args);
+    this.ctrl[a + LAYOUT.failed] = 0;
+    Atomics.store(this.ctrl, a + LAYOUT.claim, 2 * seq);
+  }
+
+  // dispatch wakes the helpers for the published jobs of seq, computes
+  // `first` in place, then computes in place every job no helper has
+  // claimed, waits for the others and copies them back.
+  dispatch(seq, jobs, first, inPlace, copyBack) {
+    this.stats.splits++;
+    Atomics.store(this.ctrl, LAYOUT.seq, seq);
+    Atomics.notify(this.ctrl, LAYOUT.seq);
+    first();
+    const helped = [];
+    for (const job of jobs) {
+      const w = LAYOUT.slotBase + job.slot * LAYOUT.slotInts + LAYOUT.claim;
+      if (Atomics.compareExchange(this.ctrl, w, 2 * seq, 2 * seq + 1) === 2 * seq) inPlace(job);
+      else helped.push(job);
     }
-    const pages = Math.ceil(top / 65536) - this.memory.buffer.byteLength / 65536;
-    if (pages > 0) {
-      try { this.memory.grow(pages); } catch { return null; }
+    for (const job of helped) {
+      if (this.wait(job, seq)) copyBack(job);
+      else inPlace(job);
     }
-    const G = new Float32Array(goMem.buffer), S = new Float32Array(this.memory.buffer);
-    const copy = (to, from, floats) => S.set(G.subarray(from >> 2, (from >> 2) + floats), to >> 2);
-    copy(sA, ap, rows * kd);
-    if (flags & 1) copy(sRowBias, bias, rows);
-    for (const j of jobs) {
-      copy(j.b, bp + 4 * j.j0 * kd, j.wide * kd); // panels [j0/NR, ...) of B
-      if (flags & 2) copy(j.colBias, bias + 4 * j.j0, j.wide);
-      if (res) for (let i = 0; i < m; i++) copy(j.res + 4 * i * j.nh, res + 4 * (i * ldc + j.j0), j.nh);
-      const a = LAYOUT.slotBase + j.slot * LAYOUT.slotInts;
-      const biasArg = flags & 1 ? sRowBias : flags & 2 ? j.colBias : 0;
-      this.ctrl.set([sA, j.b, j.c, j.nh, m, j.nh, kd, biasArg, j.res, flags], a);
-      this.ctrl[a + LAYOUT.failed] = 0;
-      Atomics.store(this.ctrl, a + LAYOUT.claim, 2 * seq);
-    }
-    return jobs;
+    this.stats.helped += helped.length;
   }
 
   // wait waits for a job a helper claimed; false when it failed or stalled
@@ -376,14 +450,5 @@ class GemmPool {
     this.stats.stalls++;
     this.close();
     return false;
-  }
-
-  // copyBack copies a helper's columns of C into Go's memory.
-  copyBack(job, goMem, c, ldc, m) {
-    const G = new Float32Array(goMem.buffer), S = new Float32Array(this.memory.buffer);
-    for (let i = 0; i < m; i++) {
-      const from = (job.c >> 2) + i * job.nh;
-      G.set(S.subarray(from, from + job.nh), (c >> 2) + i * ldc + job.j0);
-    }
   }
 }

@@ -9,9 +9,9 @@
 // module over that memory, answers { ready: true } and then serves jobs from
 // the control block at the start of the memory (see GemmPool in
 // simd_glue.js): it waits for the sequence word to change, claims the jobs
-// of that sequence number one at a time by compare-and-swap, runs gemm with
-// each job's ten arguments, and stores the sequence number into the job's
-// done word. It never posts messages after `ready`.
+// of that sequence number one at a time by compare-and-swap, runs each
+// job's kernel (gemm or gemm_batch) on its arguments, and stores the
+// sequence number into the job's done word. It never posts messages after `ready`.
 (function helper() {
   const nodePort = typeof self === 'undefined' ? require('node:worker_threads').parentPort : null;
   const post = (m) => (nodePort ? nodePort.postMessage(m) : self.postMessage(m));
@@ -21,14 +21,15 @@
   };
 
   onFirstMessage(({ module, memory, layout }) => {
-    let gemm;
+    let kernels;
     try {
-      gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm;
+      const { gemm, gemm_batch: gemmBatch } = new WebAssembly.Instance(module, { env: { memory } }).exports;
+      kernels = [gemm, gemmBatch]; // by a slot's kind word
     } catch (e) {
       post({ error: String(e) });
       return;
     }
-    const { seq: SEQ, quit: QUIT, slotBase, slotInts, done: DONE, failed: FAILED, claim: CLAIM, maxJobs, spinMs, ints } = layout;
+    const { seq: SEQ, quit: QUIT, slotBase, slotInts, kind: KIND, args: ARGS, done: DONE, failed: FAILED, claim: CLAIM, maxJobs, spinMs, ints } = layout;
     const ctrl = new Int32Array(memory.buffer, 0, ints);
     // Read the sequence number before saying ready: the first job may come
     // the moment the glue has heard from every helper.
@@ -52,7 +53,8 @@
         const a = slotBase + j * slotInts;
         if (Atomics.compareExchange(ctrl, a + CLAIM, 2 * seen, 2 * seen + 1) !== 2 * seen) continue;
         try {
-          gemm(ctrl[a], ctrl[a + 1], ctrl[a + 2], ctrl[a + 3], ctrl[a + 4], ctrl[a + 5], ctrl[a + 6], ctrl[a + 7], ctrl[a + 8], ctrl[a + 9]);
+          const x = a + ARGS; // up to 11 arguments; wasm ignores extra ones
+          kernels[ctrl[a + KIND]](ctrl[x], ctrl[x + 1], ctrl[x + 2], ctrl[x + 3], ctrl[x + 4], ctrl[x + 5], ctrl[x + 6], ctrl[x + 7], ctrl[x + 8], ctrl[x + 9], ctrl[x + 10]);
         } catch {
           Atomics.store(ctrl, a + FAILED, 1);
         }

@@ -244,9 +244,8 @@ func (w *wino) run(k *Kernels, c *conv, s *scratch, out, x, e, res []float32) {
 		for _, bt := range gr.blocks {
 			k.WinogradIn(s.bp, s.xp, bt, c.i, w.hp*w.wp, w.wp, vstride)
 			t = s.prof.lap(t, "  conv: winograd in")
-			for x := 0; x < 16; x++ { // M_ξ [O, tiles] as rows 16 apart of M [O, 16, ldm]
-				k.Gemm(s.cols[x*ldm:], 16*ldm, w.u[x*w.ustride:], s.bp[x*vstride:], c.o, bt.n, c.i, nil, NoBias, nil)
-			}
+			// M_ξ [O, tiles] as rows 16 apart of M [O, 16, ldm], ξ = 0..15.
+			k.GemmBatch(s.cols, ldm, 16*ldm, w.u, w.ustride, s.bp, vstride, 16, c.o, bt.n, c.i)
 			t = s.prof.lap(t, "  conv: winograd gemm")
 			k.WinogradOut(out, s.cols, bt, c.o, ldm, c.npix, c.ow, bias, res)
 			t = s.prof.lap(t, "  conv: winograd out")

@@ -60,13 +60,28 @@ function runCase(k, mem, { m, n, kd, ldc, mode, withRes, misalign }) {
   return Float32Array.from(new Float32Array(mem.buffer, c, cLen + 8));
 }
 
+// runBatch computes one gemm_batch whose items' C interleave row by row
+// (as Winograd's do) and returns the whole C region.
+function runBatch(k, mem, { count, m, n, kd }) {
+  const alloc = arena(mem);
+  const mr = k.gemm_mr(), nr = k.gemm_nr();
+  const sa = Math.ceil(m / mr) * mr * kd + 3, sb = Math.ceil(n / nr) * nr * kd + 5, sc = n + 2, ldc = count * sc;
+  const ap = alloc(count * sa), bp = alloc(count * sb);
+  fill(mem, ap, count * sa, 5); fill(mem, bp, count * sb, 6);
+  const cLen = (count - 1) * sc + (m - 1) * ldc + n;
+  const c = alloc(cLen + 8);
+  new Float32Array(mem.buffer, c, cLen + 8).fill(12345);
+  k.gemm_batch(count, ap, sa, bp, sb, c, sc, ldc, m, n, kd);
+  return Float32Array.from(new Float32Array(mem.buffer, c, cLen + 8));
+}
+
 // attachAndRun attaches kernels with the given thread count, runs cases
 // and returns their outputs and the attach result.
 async function attachAndRun(threads, cases, options = {}) {
   const go = { importObject: {} };
   let outputs;
   const mem = new WebAssembly.Memory({ initial: 512 });
-  go.run = async () => { outputs = cases.map((c) => runCase(go.importObject.simd, mem, c)); };
+  go.run = async () => { outputs = cases.map((c) => (c.count ? runBatch : runCase)(go.importObject.simd, mem, c)); };
   const attached = await attachSimd(go, [kernels], { shared: [shared], threads, threadScript, ...options });
   assert.ok(attached.simd, `kernels did not attach: ${attached.error}`);
   await go.run({ exports: { mem } });
@@ -85,8 +100,12 @@ const cases = [
   // would write into the new A).
   { m: 8, n: 4096, kd: 64, ldc: 4096, mode: 1, withRes: false, misalign: 0 },
   { m: 128, n: 20, kd: 2048, ldc: 20, mode: 1, withRes: false, misalign: 0 },
+  // gemm_batch, split by items (Winograd's 16 products, and an odd count).
+  { count: 16, m: 64, n: 196, kd: 64 },
+  { count: 7, m: 33, n: 61, kd: 150 },
+  { count: 16, m: 8, n: 8, kd: 8 }, // too small to split
 ];
-const splits = cases.filter((c) => c.m * c.n * c.kd >= 2 ** 21).length;
+const splits = cases.filter((c) => (c.count || 1) * c.m * c.n * c.kd >= 2 ** 21).length;
 
 test('a GEMM split over threads gives the bits of one thread', async () => {
   const one = await attachAndRun(1, cases);

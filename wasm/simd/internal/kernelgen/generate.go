@@ -27,6 +27,7 @@ func build(o Options, v variant, abi int32) *wasmenc.Module {
 	g := &gen{m: m, mr: o.MR, unroll: o.Unroll, fma: v.fma}
 	g.abi(abi)
 	g.gemm()
+	g.gemmBatch()
 	g.gemmTile()
 	g.packA()
 	g.packB()

@@ -58,6 +58,27 @@ func (g *gen) gemmTile() {
 	}
 }
 
+// gemm_batch: count independent GEMMs of one shape, item i being
+// gemm(ap + i·sa, bp + i·sb, c + i·sc, ldc, m, n, k) with no bias or
+// residual (strides in floats). Winograd's 16 products are one call, and
+// the JS glue can hand whole items to helper threads.
+func (g *gen) gemmBatch() {
+	var gemm *Func
+	for _, f := range g.m.Funcs() {
+		if f.Name == "gemm" {
+			gemm = f
+		}
+	}
+	f := g.m.Func("gemm_batch", true)
+	count, ap, sa, bp, sb := p(f, "count", "int"), p(f, "ap", "f32p"), p(f, "sa", "int"), p(f, "bp", "f32p"), p(f, "sb", "int")
+	c, sc, ldc, M, N, K := p(f, "c", "f32p"), p(f, "sc", "int"), p(f, "ldc", "int"), p(f, "m", "int"), p(f, "n", "int"), p(f, "k", "int")
+	i := f.Local(I32)
+	at := func(base, stride Var) Expr { return Add(base, Shl(Mul(i, stride), I(2))) }
+	f.For(i, I(0), count, 1, func() {
+		f.Call(gemm, at(ap, sa), at(bp, sb), at(c, sc), ldc, M, N, K, I(0), I(0), I(0))
+	})
+}
+
 // gemm: C[m,n] (row stride ldc floats) = A·B (+ bias) (+ res), with A packed
 // as ceil(m/MR) panels of [k][MR] floats (rows past m zero) and B as
 // ceil(n/8) panels of [k][8] (columns past n zero). flags bit 0: bias[i] per
