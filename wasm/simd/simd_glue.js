@@ -168,12 +168,14 @@ async function compileKernels(k) {
 }
 
 // The control block at the start of the pool's shared memory, as int32
-// words: the job sequence number, the quit flag, then one slot per job:
+// words: the job sequence number, the quit flag, the number of jobs of this
+// sequence number and the last sequence number whose jobs are all
+// published (helpers stop looking for more then), then one slot per job:
 // which kernel (0 gemm, 1 gemm_batch), its arguments (byte addresses in the
 // shared memory), the sequence number of the job's last completion, a
 // failure flag, and its claim word (2·seq while job seq waits, 2·seq+1
 // once a thread took it).
-const LAYOUT = { seq: 0, quit: 1, slotBase: 16, slotInts: 16, kind: 0, args: 1, done: 12, failed: 13, claim: 14, ints: 1024 };
+const LAYOUT = { seq: 0, quit: 1, jobs: 2, staged: 3, slotBase: 16, slotInts: 16, kind: 0, args: 1, done: 12, failed: 13, claim: 14, ints: 1024 };
 const CTRL_BYTES = 4 * LAYOUT.ints;
 const MAX_JOBS = (LAYOUT.ints - LAYOUT.slotBase) / LAYOUT.slotInts; // 63
 const MAX_THREADS = 8;
@@ -317,6 +319,7 @@ class GemmPool {
       const st = this.stager(goMem);
       if (!st.reserve(rows * kd + rows + ranges.reduce((t, r) => t + 16 + // + alignment
         wide(r.nh) * (kd + 1) + (res ? 2 : 1) * m * r.nh, 0))) return inPlace(0, n);
+      this.begin(st.seq, ranges.length);
       const sA = st.copy(ap, rows * kd);
       const sRowBias = flags & 1 ? st.copy(bias, rows) : 0;
       const jobs = ranges.map((r, slot) => {
@@ -327,7 +330,7 @@ class GemmPool {
         this.publish(slot, 0, [sA, sB, sC, r.nh, m, r.nh, kd, flags & 1 ? sRowBias : sColBias, sRes, flags], st.seq);
         return { slot, ...r, sC };
       });
-      this.dispatch(st.seq, jobs, () => inPlace(0, cols), (j) => inPlace(j.j0, j.nh),
+      this.finish(st.seq, jobs, () => inPlace(0, cols), (j) => inPlace(j.j0, j.nh),
         (j) => st.copyBack(j.sC, j.nh, c + 4 * j.j0, ldc, m));
     };
   }
@@ -347,6 +350,7 @@ class GemmPool {
       for (let i0 = per; i0 < count; i0 += per) ranges.push({ i0, cnt: Math.min(per, count - i0) });
       const st = this.stager(goMem);
       if (!st.reserve(ranges.reduce((t, r) => t + r.cnt * (aLen + bLen + m * n + 48), 0))) return inPlace(0, count);
+      this.begin(st.seq, ranges.length);
       const jobs = ranges.map((r, slot) => {
         const sA = st.copyItems(ap, sa, r.i0, r.cnt, aLen);
         const sB = st.copyItems(bp, sb, r.i0, r.cnt, bLen);
@@ -354,7 +358,7 @@ class GemmPool {
         this.publish(slot, 1, [r.cnt, sA, aLen, sB, bLen, sC, m * n, n, m, n, kd], st.seq);
         return { slot, ...r, sC };
       });
-      this.dispatch(st.seq, jobs, () => inPlace(0, per), (j) => inPlace(j.i0, j.cnt),
+      this.finish(st.seq, jobs, () => inPlace(0, per), (j) => inPlace(j.i0, j.cnt),
         (j) => { for (let i = 0; i < j.cnt; i++) st.copyBack(j.sC + 4 * i * m * n, n, c + 4 * (j.i0 + i) * sc, ldc, m); });
     };
   }
@@ -413,13 +417,21 @@ class GemmPool {
     Atomics.store(this.ctrl, a + LAYOUT.claim, 2 * seq);
   }
 
-  // dispatch wakes the helpers for the published jobs of seq, computes
-  // `first` in place, then computes in place every job no helper has
-  // claimed, waits for the others and copies them back.
-  dispatch(seq, jobs, first, inPlace, copyBack) {
+  // begin wakes the helpers for the jobs of seq before they are staged:
+  // each job can be taken as soon as it is published, while the caller
+  // copies the next one's operands.
+  begin(seq, jobs) {
     this.stats.splits++;
+    this.ctrl[LAYOUT.jobs] = jobs;
     Atomics.store(this.ctrl, LAYOUT.seq, seq);
     Atomics.notify(this.ctrl, LAYOUT.seq);
+  }
+
+  // finish marks every job of seq published, computes `first` in place,
+  // then computes in place every job no helper has claimed, waits for the
+  // others and copies them back.
+  finish(seq, jobs, first, inPlace, copyBack) {
+    Atomics.store(this.ctrl, LAYOUT.staged, seq);
     first();
     const helped = [];
     for (const job of jobs) {

@@ -29,7 +29,7 @@
       post({ error: String(e) });
       return;
     }
-    const { seq: SEQ, quit: QUIT, slotBase, slotInts, kind: KIND, args: ARGS, done: DONE, failed: FAILED, claim: CLAIM, maxJobs, spinMs, ints } = layout;
+    const { seq: SEQ, quit: QUIT, jobs: JOBS, staged: STAGED, slotBase, slotInts, kind: KIND, args: ARGS, done: DONE, failed: FAILED, claim: CLAIM, maxJobs, spinMs, ints } = layout;
     const ctrl = new Int32Array(memory.buffer, 0, ints);
     // Read the sequence number before saying ready: the first job may come
     // the moment the glue has heard from every helper.
@@ -48,10 +48,21 @@
       seen = Atomics.load(ctrl, SEQ);
       if (Atomics.load(ctrl, QUIT) !== 0) return;
       // Claim words hold 2·seq while a job of this sequence number waits:
-      // a claim can never take a job of another GEMM.
-      for (let j = 0; j < maxJobs; j++) {
+      // a claim can never take a job of another GEMM. Jobs are published
+      // while this thread looks, so it looks again until the glue says all
+      // are out and a pass finds nothing (a job it misses, the caller does).
+      const jobs = Math.min(maxJobs, ctrl[JOBS]);
+      for (let took = true, j = 0; ; j++) {
+        if (j === jobs) {
+          // (A later sequence number, or quitting, also ends the search.)
+          if (!took && (Atomics.load(ctrl, STAGED) >= seen || Atomics.load(ctrl, SEQ) !== seen)) break;
+          took = false;
+          j = -1;
+          continue;
+        }
         const a = slotBase + j * slotInts;
         if (Atomics.compareExchange(ctrl, a + CLAIM, 2 * seen, 2 * seen + 1) !== 2 * seen) continue;
+        took = true;
         try {
           const x = a + ARGS; // up to 11 arguments; wasm ignores extra ones
           kernels[ctrl[a + KIND]](ctrl[x], ctrl[x + 1], ctrl[x + 2], ctrl[x + 3], ctrl[x + 4], ctrl[x + 5], ctrl[x + 6], ctrl[x + 7], ctrl[x + 8], ctrl[x + 9], ctrl[x + 10]);
