@@ -352,13 +352,13 @@ func checkOpCases(t *testing.T, cases func(*rand.Rand) []*opCase, kinds []graph.
 			t.Run(name, func(t *testing.T) {
 				// The GPU and the serial kernels (Options.Serial), the
 				// latter with every 3×3 stride-1 conv2d direct and as
-				// Winograd (winograd.go).
-				for _, o := range []Options{{Serial: -1}, {Serial: 1, winograd: -1}, {Serial: 1, winograd: 1}} {
+				// Winograd F(2×2) and F(4×4) (winograd.go).
+				for _, o := range []Options{{Serial: -1}, {Serial: 1, winograd: -1}, {Serial: 1, winograd: 1, winoTile: 2}, {Serial: 1, winograd: 1, winoTile: 4}} {
 					o.Weights, o.Unfused = mode, true
 					e := compare(t, d, c, o)
-					t.Logf("serial %d winograd %d: NMSE %.3g", o.Serial, o.winograd, e)
+					t.Logf("serial %d winograd %d tile %d: NMSE %.3g", o.Serial, o.winograd, o.winoTile, e)
 					if !(e <= nmseOp) {
-						t.Errorf("serial %d winograd %d: NMSE %.3g over %g", o.Serial, o.winograd, e, nmseOp)
+						t.Errorf("serial %d winograd %d tile %d: NMSE %.3g over %g", o.Serial, o.winograd, o.winoTile, e, nmseOp)
 					}
 				}
 			})
@@ -454,7 +454,8 @@ func TestFusions(t *testing.T) {
 		p.Release()
 		compareAll(t, d, c, Options{Serial: -1}, Options{Weights: WeightsF16, Serial: -1}, Options{SplitK: 4, Serial: -1},
 			Options{SplitK: 4, Weights: WeightsF16, Serial: -1}, Options{Serial: 1, winograd: -1}, Options{Serial: 1, Weights: WeightsF16, winograd: -1},
-			Options{Serial: 1, winograd: 1}, Options{Serial: 1, Weights: WeightsF16, winograd: 1})
+			Options{Serial: 1, winograd: 1, winoTile: 2}, Options{Serial: 1, Weights: WeightsF16, winograd: 1, winoTile: 2},
+			Options{Serial: 1, winograd: 1, winoTile: 4}, Options{Serial: 1, Weights: WeightsF16, winograd: 1, winoTile: 4})
 	}
 	c := &opCase{name: "conv+residual", params: params,
 		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {

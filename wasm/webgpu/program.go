@@ -37,7 +37,8 @@ type Options struct {
 	// convolutions that run as Winograd F(2×2, 3×3) (winograd.go), 1 runs
 	// every such one so, -1 none (tests and benchmarks).
 	winograd int
-	variant  string // experiment (BenchmarkSerialAB)
+	// winoTile forces Winograd's output tile (2 or 4; 0: winoTile's rule).
+	winoTile int
 }
 
 // Program is a graph compiled for one device: every buffer, pipeline and

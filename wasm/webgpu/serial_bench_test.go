@@ -80,7 +80,8 @@ func BenchmarkSerialAB(b *testing.B) {
 			b.Logf("%s b%d round %d: A %v %v, B %v %v, B/A %.3f", f.name, batch, r, a1, a2, b1, b2, ratio)
 		}
 		sort.Float64s(ratios)
-		b.Logf("%s b%d %s: median B/A %.3f over %d rounds (%v)", f.name, batch, os.Getenv("WEBGPU_AB"), ratios[len(ratios)/2], rounds, ratios)
+		b.Logf("%s b%d %s: median B/A %.3f over %d rounds (%v); weights on the GPU: A %.1f MiB, B %.1f MiB", f.name, batch, os.Getenv("WEBGPU_AB"),
+			ratios[len(ratios)/2], rounds, ratios, weightMiB(dns[0].w), weightMiB(dns[1].w))
 		if os.Getenv("WEBGPU_AB_PROFILE") == "1" {
 			logSerialProfile(b, dns[1].programs[[3]int{batch, x.Shape[2], x.Shape[3]}])
 		}
@@ -139,8 +140,10 @@ func BenchmarkSerialLayers(b *testing.B) {
 			ratios = append(ratios, float64(b1+b2)/float64(a1+a2))
 		}
 		sort.Float64s(ratios)
-		b.Logf("%dx%d/%d %d→%d %d² b%d: A %v B %v (medians), median paired B/A %.3f (%.3f–%.3f)", l.K, l.K, l.stride, l.I, l.O, l.HW, batch,
-			median(ta).Round(100*time.Microsecond), median(tb).Round(100*time.Microsecond), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
+		ma, mb := median(ta), median(tb)
+		b.Logf("%dx%d/%d %d→%d %d² b%d: A %v B %v (medians), median paired B/A %.3f (%.3f–%.3f), fastest B/A %.3f", l.K, l.K, l.stride, l.I, l.O, l.HW, batch,
+			ma.Round(100*time.Microsecond), mb.Round(100*time.Microsecond), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1],
+			float64(tb[0])/float64(ta[0]))
 	}
 }
 
@@ -149,6 +152,8 @@ var serialAB = map[string][2]Options{
 	"f16-f32": {{Serial: 1, winograd: -1}, {Serial: 1, Weights: WeightsF32, winograd: -1}},
 	"same":    {{Serial: 1}, {Serial: 1}},
 	"wino":    {{Serial: 1, winograd: -1}, {Serial: 1}},
+	"f2-f4":   {{Serial: 1, winoTile: 2}, {Serial: 1, winoTile: 4}},
+	"f2-rule": {{Serial: 1, winoTile: 2}, {Serial: 1}},
 }
 
 // logSerialProfile logs p's steps summed by kind and its 15 dearest, with
@@ -179,6 +184,15 @@ func logSerialProfile(b *testing.B, p *Program) {
 	for _, s := range st[:min(15, len(st))] {
 		b.Logf("  %v  %s", s.Time.Round(100*time.Microsecond), s.Kernel)
 	}
+}
+
+// weightMiB is the size of w's uploaded buffers.
+func weightMiB(w *weightStore) float64 {
+	var n uint64
+	for name := range w.bufs {
+		n += w.bytes(name)
+	}
+	return float64(n) / (1 << 20)
 }
 
 func median(x []time.Duration) time.Duration {

@@ -60,7 +60,7 @@ func TestSerialKernels(t *testing.T) {
 	serialSet := map[string]bool{"norm:group_norm_serial": true, "attention:scorescm_serial": true,
 		"attention:softmax_serial": true, "attention:pvcm_serial": true,
 		"conv:conv2d_serial": true, "conv:conv_pad": true, "linear:linear_serial": true,
-		"winograd:wino_in": true, "winograd:wino_serial": true, "winograd:wino_out": true}
+		"winograd:wino2_in": true, "winograd:wino_serial": true, "winograd:wino2_out": true}
 	gpuSet := map[string]bool{"norm:group_norm": true, "lucid:mem_attention": true,
 		"conv:conv2d_main": true, "linear:linear_main": true}
 	check := func(o Options, want, other map[string]bool) {
@@ -78,9 +78,12 @@ func TestSerialKernels(t *testing.T) {
 		}
 	}
 	check(Options{Serial: 1}, serialSet, gpuSet)
+	// Its 6×5 maps make 8 tiles of 2×2 at batch 2, so F(2×2); F(4×4) forced:
+	f4 := map[string]bool{"winograd:wino4_in": true, "winograd:wino4_out": true}
+	check(Options{Serial: 1, winoTile: 4}, f4, map[string]bool{"winograd:wino2_in": true, "winograd:wino2_out": true})
 	check(Options{Serial: -1}, gpuSet, serialSet)
 	if d.Software() {
 		check(Options{}, serialSet, gpuSet)
 	}
-	compareAll(t, d, c, Options{Serial: 1}, Options{Serial: -1})
+	compareAll(t, d, c, Options{Serial: 1}, Options{Serial: 1, winoTile: 4}, Options{Serial: -1})
 }

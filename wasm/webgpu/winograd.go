@@ -3,6 +3,8 @@
 package webgpu
 
 import (
+	"fmt"
+
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
@@ -34,26 +36,48 @@ func (c *compiler) useWinograd(p []uint32) bool {
 
 const winoMinChannels = 8
 
-// winoTiles is the number of 2×2 output tiles of a B×OH×OW output.
-func winoTiles(B, OH, OW int) int { return B * ((OH + 1) / 2) * ((OW + 1) / 2) }
+// winoTile is the output tile m of F(m×m, 3×3) for a B×OH×OW output: 4
+// (36 products per 4×4 tile, 2.25 per output) when that makes at least 16
+// tiles, else 2 (16 per 2×2 tile, 4 per output). Per layer on SwiftShader
+// F(4×4) took 0.58–0.69× F(2×2)'s time on 28² and 14² maps but 1.2× on a
+// 7² one at batch 1 (4 tiles: the GEMMs' columns mostly idle, the larger
+// transforms not repaid; BenchmarkSerialLayers). Options.winoTile forces
+// either.
+func (c *compiler) winoTile(B, OH, OW int) int {
+	if c.o.winoTile != 0 {
+		return c.o.winoTile
+	}
+	if winoTiles(4, B, OH, OW) >= 16 {
+		return 4
+	}
+	return 2
+}
 
-// winograd adds the conv2d as wino_in, the 16 GEMMs (wino_serial) and
-// wino_out, with the conv's params, bindings (input, weight, bias, add_channel
-// term, residual, output) and extra scratch temps.
+// winoTiles is the number of m×m output tiles of a B×OH×OW output.
+func winoTiles(m, B, OH, OW int) int { return B * ((OH + m - 1) / m) * ((OW + m - 1) / m) }
+
+// winograd adds the conv2d as wino{m}_in, the (m+2)² GEMMs (wino_serial)
+// and wino{m}_out, with the conv's params, bindings (input, weight, bias,
+// add_channel term, residual, output) and extra scratch temps.
 func (c *compiler) winograd(what string, p []uint32, binds []ref, v graph.Value, order int, temps []int) error {
 	B, I, O, OH, OW := int(p[0]), int(p[1]), int(p[4]), int(p[5]), int(p[6])
-	T := winoTiles(B, OH, OW)
+	m := c.winoTile(B, OH, OW)
+	xi := (m + 2) * (m + 2)
+	T := winoTiles(m, B, OH, OW)
+	p = append([]uint32(nil), p...)
+	p[12], p[13] = uint32(I), uint32(T) // K and N of the GEMMs (winograd.wgsl)
 	vt, mt := len(c.temps), len(c.temps)+1
-	c.temps = append(c.temps, 4*16*uint64(I)*uint64(T), 4*16*uint64(O)*uint64(T))
+	c.temps = append(c.temps, 4*uint64(xi)*uint64(I)*uint64(T), 4*uint64(xi)*uint64(O)*uint64(T))
 	name := binds[1].name
-	u := c.w.derived("winograd("+name+")", func() []float32 { return winogradFilters(c.w.stored(name)) })
+	key := fmt.Sprintf("winograd%d(%s)", m, name)
+	u := c.w.derived(key, func() []float32 { return winogradFilters(c.w.stored(name), winoG[m]) })
 	none := ref{k: rNone}
 	ts := append([]int{vt, mt}, temps...)
 	g1, err := c.grid(what, (I*T+255)/256)
 	if err != nil {
 		return err
 	}
-	g2, err := c.gemmGrid(what, O, T, 16)
+	g2, err := c.gemmGrid(what, O, T, xi)
 	if err != nil {
 		return err
 	}
@@ -64,37 +88,47 @@ func (c *compiler) winograd(what string, p []uint32, binds []ref, v graph.Value,
 	step := func(entry, suffix string, b []ref, grid [3]uint32) {
 		c.add(pstep{what: what + suffix, key: kernelKey{fam: "winograd", entry: entry}, params: p, binds: b, out: v, temps: ts, grid: grid}, order)
 	}
-	step("wino_in", " (winograd in)", []ref{binds[0], none, none, none, none, {k: rTemp, i: vt}}, g1)
+	step(fmt.Sprintf("wino%d_in", m), " (winograd in)", []ref{binds[0], none, none, none, none, {k: rTemp, i: vt}}, g1)
 	step("wino_serial", " (winograd GEMMs)", []ref{{k: rTemp, i: vt}, c.weight(u), none, none, none, {k: rTemp, i: mt}}, g2)
-	step("wino_out", " (winograd out)", []ref{{k: rTemp, i: mt}, none, binds[2], binds[3], binds[4], binds[5]}, g3)
+	step(fmt.Sprintf("wino%d_out", m), " (winograd out)", []ref{{k: rTemp, i: mt}, none, binds[2], binds[3], binds[4], binds[5]}, g3)
 	return nil
 }
 
+// winoG is the filter transform G of F(m×m, 3×3) by m (Lavin & Gray 2016,
+// section 4.1 for m = 2, 4.2 for m = 4; interpolation points 0, ±1 and,
+// for m = 4, ±2).
+var winoG = map[int][][3]float64{
+	2: {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}},
+	4: {{0.25, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+		{1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}},
+}
+
 // winogradFilters is U = G g Gᵀ for every (output, input) channel pair of
-// a [O, I, 3, 3] weight, laid out as 16 matrices [ξ][O][I] (ξ = 4·row +
-// column of U), the GEMMs' A operands; computed in float64 and rounded once.
-func winogradFilters(w *tensor.Tensor) []float32 {
-	O, I := w.Shape[0], w.Shape[1]
-	G := [4][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
-	u := make([]float32, 16*O*I)
+// a [O, I, 3, 3] weight, laid out as a² matrices [ξ][O][I] (a = len(G),
+// ξ = a·row + column of U), the GEMMs' A operands; computed in float64 and
+// rounded once.
+func winogradFilters(w *tensor.Tensor, G [][3]float64) []float32 {
+	O, I, a := w.Shape[0], w.Shape[1], len(G)
+	u := make([]float32, a*a*O*I)
+	gg := make([][3]float64, a) // G g
 	for o := 0; o < O; o++ {
 		for i := 0; i < I; i++ {
 			g := w.Data[(o*I+i)*9 : (o*I+i+1)*9]
-			var gg [4][3]float64 // G g
-			for a := range 4 {
+			for r := range a {
 				for col := range 3 {
+					gg[r][col] = 0
 					for k := range 3 {
-						gg[a][col] += G[a][k] * float64(g[k*3+col])
+						gg[r][col] += G[r][k] * float64(g[k*3+col])
 					}
 				}
 			}
-			for a := range 4 {
-				for b := range 4 {
-					var s float64 // (G g Gᵀ)[a][b]
+			for r := range a {
+				for b := range a {
+					var s float64 // (G g Gᵀ)[r][b]
 					for col := range 3 {
-						s += gg[a][col] * G[b][col]
+						s += gg[r][col] * G[b][col]
 					}
-					u[((a*4+b)*O+o)*I+i] = float32(s)
+					u[((r*a+b)*O+o)*I+i] = float32(s)
 				}
 			}
 		}
@@ -113,8 +147,10 @@ func winoScratch(g *graph.Graph) uint64 {
 		}
 		w, o := g.Params[n.Weight].Shape, g.Shapes[n.Out]
 		if w[2] == 3 && w[3] == 3 && n.Ints[0] == 1 {
-			t := uint64(winoTiles(o[0], o[2], o[3]))
-			m = max(m, 4*16*t*uint64(max(w[0], w[1])))
+			for _, tile := range []int{2, 4} { // either tile size (winoTile)
+				t := uint64(winoTiles(tile, o[0], o[2], o[3]))
+				m = max(m, 4*uint64((tile+2)*(tile+2))*t*uint64(max(w[0], w[1])))
+			}
 		}
 	}
 	return m
