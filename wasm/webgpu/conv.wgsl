@@ -56,14 +56,26 @@ fn conv_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 fn epilogue(o: u32, n: u32, v: f32) {
 	let plane = P.OH * P.OW;
 	let b = n / plane;
-	let idx = (b * P.O + o) * plane + n % plane;
-	var r = v;
+	epilogue_store((b * P.O + o) * plane + n % plane, v + epilogue_add(o, b));
+}
+
+// epilogue_add is what the epilogue adds to output channel o of sample b
+// besides the residual: the bias and the fused add_channel term (kernels
+// that write many outputs of one channel compute it once).
+fn epilogue_add(o: u32, b: u32) -> f32 {
+	var r = 0.0;
 	if (flag(F_BIAS)) {
 		r += wvalue(Bias[wword(o)], o);
 	}
 	if (flag(F_E)) {
 		r += E[b * P.O + o];
 	}
+	return r;
+}
+
+// epilogue_store stores v, plus the fused residual, at output index idx.
+fn epilogue_store(idx: u32, v: f32) {
+	var r = v;
 	if (flag(F_R)) {
 		r += R[idx];
 	}
@@ -236,11 +248,11 @@ fn conv2d_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 		off = select(off, off + chan_step, wy);
 	}
 	let acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
-	for (var i = 0u; i < 8u; i++) {
-		for (var j = 0u; j < 4u; j++) {
-			if (m0 + i < P.O && n0 + j < P.N) {
-				epilogue(m0 + i, n0 + j, acc[i][j]);
-			}
+	for (var j = 0u; j < 4u && n0 + j < P.N; j++) {
+		let b = (n0 + j) / plane;
+		let at = b * P.O * plane + (n0 + j) % plane;
+		for (var i = 0u; i < 8u && m0 + i < P.O; i++) {
+			epilogue_store(at + (m0 + i) * plane, acc[i][j] + epilogue_add(m0 + i, b));
 		}
 	}
 }

@@ -113,28 +113,30 @@ fn wino2_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 	let m3 = wino_get(at + 12u * stride, stride);
 	let y0 = wino_at(m0 + m1 + m2);
 	let y1 = wino_at(m1 - m2 - m3);
-	wino_store_row(w, 2u, 0u, vec4<f32>(y0, 0.0, 0.0));
-	wino_store_row(w, 2u, 1u, vec4<f32>(y1, 0.0, 0.0));
+	let add = epilogue_add(w.c, w.b);
+	wino_store_row(w, 2u, 0u, vec4<f32>(y0, 0.0, 0.0), add);
+	wino_store_row(w, 2u, 1u, vec4<f32>(y1, 0.0, 0.0), add);
 }
 
 // wino_store_row writes output row r of w's m-wide tile (v's first m
-// components) through the epilogue, cropped to OH×OW.
-fn wino_store_row(w: WinoTile, m: u32, r: u32, v: vec4<f32>) {
+// components) through the epilogue, cropped to OH×OW; add is
+// epilogue_add's term for the tile's channel and sample.
+fn wino_store_row(w: WinoTile, m: u32, r: u32, v: vec4<f32>, add: f32) {
 	let oy = w.y + r;
 	if (oy >= P.OH) {
 		return;
 	}
-	let p = w.b * P.OH * P.OW + oy * P.OW + w.x;
+	let at = ((w.b * P.O + w.c) * P.OH + oy) * P.OW + w.x;
 	let cols = min(m, P.OW - w.x);
-	epilogue(w.c, p, v.x);
+	epilogue_store(at, v.x + add);
 	if (cols > 1u) {
-		epilogue(w.c, p + 1u, v.y);
+		epilogue_store(at + 1u, v.y + add);
 	}
 	if (cols > 2u) {
-		epilogue(w.c, p + 2u, v.z);
+		epilogue_store(at + 2u, v.z + add);
 	}
 	if (cols > 3u) {
-		epilogue(w.c, p + 3u, v.w);
+		epilogue_store(at + 3u, v.w + add);
 	}
 }
 
@@ -237,10 +239,11 @@ fn wino4_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 	// yc[c] is output column c (rows 0–3), y[r] output row r.
 	let yc = wino4_at(cl[0], cl[1], cl[2], cl[3], ch[0], ch[1]);
 	let y = transpose(mat4x4<f32>(yc[0], yc[1], yc[2], yc[3]));
-	wino_store_row(w, 4u, 0u, y[0]);
-	wino_store_row(w, 4u, 1u, y[1]);
-	wino_store_row(w, 4u, 2u, y[2]);
-	wino_store_row(w, 4u, 3u, y[3]);
+	let add = epilogue_add(w.c, w.b);
+	wino_store_row(w, 4u, 0u, y[0], add);
+	wino_store_row(w, 4u, 1u, y[1], add);
+	wino_store_row(w, 4u, 2u, y[2], add);
+	wino_store_row(w, 4u, 3u, y[3], add);
 }
 
 // wino_get2 loads X[at], X[at + stride] (ξ in columns 4–5) into xy.
