@@ -107,22 +107,38 @@ fn group_apply(bg: u32, start: u32, L: u32, li: u32, stride: u32, r: vec3<f32>) 
 	let mean = r.y;
 	let inv = inverseSqrt(r.z / f32(L) + P.eps);
 	let c0 = (bg % P.groups) * P.cg;
-	let C = P.groups * P.cg;
-	let e0 = (bg / P.groups) * 2u * C;
 	for (var i = li; i < L; i += stride) {
 		let ch = c0 + i / P.per;
-		var y = (value(start + i) - mean) * (inv * wvalue(Gamma[wword(ch)], ch));
-		if (flag(F_BIAS)) {
-			y += wvalue(Beta[wword(ch)], ch);
-		}
-		if (flag(F_E)) {
-			y = y * (1.0 + E[e0 + ch]) + E[e0 + C + ch];
-		}
-		if (flag(F_SILU)) {
-			y = y / (1.0 + exp(-y));
-		}
-		Out[start + i] = y;
+		let t = group_terms(bg, ch);
+		Out[start + i] = group_finish((value(start + i) - mean) * (inv * t.x), t);
 	}
+}
+
+// group_terms is channel ch's (γ, β, 1 + scale, shift) of sample bg /
+// groups: β 0 without a bias, scale and shift (a fused scale_shift) 0
+// without one.
+fn group_terms(bg: u32, ch: u32) -> vec4<f32> {
+	var t = vec4<f32>(wvalue(Gamma[wword(ch)], ch), 0.0, 1.0, 0.0);
+	if (flag(F_BIAS)) {
+		t.y = wvalue(Beta[wword(ch)], ch);
+	}
+	if (flag(F_E)) {
+		let C = P.groups * P.cg;
+		let e0 = (bg / P.groups) * 2u * C;
+		t.z += E[e0 + ch];
+		t.w = E[e0 + C + ch];
+	}
+	return t;
+}
+
+// group_finish is the normalised value y·γ... plus β, then the fused
+// scale_shift and SiLU, with t from group_terms.
+fn group_finish(y: f32, t: vec4<f32>) -> f32 {
+	var r = (y + t.y) * t.z + t.w;
+	if (flag(F_SILU)) {
+		r = r / (1.0 + exp(-r));
+	}
+	return r;
 }
 
 @compute @workgroup_size(256)
@@ -140,7 +156,12 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 // group_norm_serial is group_norm for software adapters (Device.Software):
 // one thread per (batch, group), no barriers (see lucid.wgsl's
-// mem_attention_serial for why barriers cost so much there).
+// mem_attention_serial for why barriers cost so much there). It walks the
+// group channel by channel, so a channel's γ, β and scale_shift terms are
+// read once and the statistics need no division per element: per channel
+// the sums of x − x₀ and its square (x₀ the channel's first value, which
+// keeps the subtraction from cancelling), merged across channels with
+// Chan et al.'s update.
 @compute @workgroup_size(64)
 fn group_norm_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
 		@builtin(local_invocation_index) li: u32) {
@@ -150,5 +171,27 @@ fn group_norm_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 	}
 	let L = P.cg * P.per;
 	let start = bg * L;
-	group_apply(bg, start, L, 0u, 1u, group_stats(bg, start, L, 0u, 1u));
+	let n = f32(P.per);
+	var st = vec3<f32>();
+	for (var k0 = 0u; k0 < L; k0 += P.per) {
+		let x0 = first(bg, k0, start);
+		var s = 0.0;
+		var q = 0.0;
+		for (var i = k0; i < k0 + P.per; i++) {
+			let d = first(bg, i, start) - x0;
+			s += d;
+			q = fma(d, d, q);
+		}
+		st = merge(st, vec3<f32>(n, x0 + s / n, max(q - s * s / n, 0.0)));
+	}
+	let inv = inverseSqrt(st.z / f32(L) + P.eps);
+	var ch = (bg % P.groups) * P.cg;
+	for (var k0 = 0u; k0 < L; k0 += P.per) {
+		let t = group_terms(bg, ch);
+		let a = inv * t.x;
+		for (var k = start + k0; k < start + k0 + P.per; k++) {
+			Out[k] = group_finish((value(k) - st.y) * a, t);
+		}
+		ch++;
+	}
 }
