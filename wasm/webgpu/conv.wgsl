@@ -180,6 +180,30 @@ fn conv_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 	Out[i] = v;
 }
 
+// convt_pad writes a conv_transpose2d's input X [B,I,H,W] spread for the
+// equivalent stride-1 conv2d (serial.go's convtSerial) into Out
+// [B,I,HP,WP], HP = OH + KH − 1: element (y, x) is input
+// ((y − KH + 1 + pad)/stride, …) where that is a whole in-range pixel, else 0.
+@compute @workgroup_size(256)
+fn convt_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let HP = P.OH + P.KH - 1u;
+	let WP = P.OW + P.KW - 1u;
+	let i = index(wid, nwg, li);
+	if (i >= P.B * P.I * HP * WP) {
+		return;
+	}
+	let bc = i / (HP * WP);
+	let ty = i32((i / WP) % HP) - i32(P.KH - 1u - P.pad_t);
+	let tx = i32(i % WP) - i32(P.KW - 1u - P.pad_l);
+	let s = i32(P.stride);
+	var v = 0.0;
+	if (ty >= 0 && tx >= 0 && ty % s == 0 && tx % s == 0 && ty / s < i32(P.H) && tx / s < i32(P.W)) {
+		v = X[(bc * P.H + u32(ty / s)) * P.W + u32(tx / s)];
+	}
+	Out[i] = v;
+}
+
 // conv2d_serial is the convolution on conv_pad's output, its parameters
 // saying H = HP, W = WP and no padding. Each of 64 threads owns 8 output
 // channels × 4 output pixels of a 64×32 tile (as gemm_serial.wgsl) and

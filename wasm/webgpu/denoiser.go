@@ -138,6 +138,11 @@ func perSampleBytes(g *graph.Graph, serial bool) uint64 {
 			s, o, w := g.Shapes[n.In[0]], g.Shapes[n.Out], g.Params[n.Weight].Shape
 			st := uint64(n.Ints[0])
 			m = max(m, 4*uint64(s[0]*s[1])*((uint64(o[2])-1)*st+uint64(w[2]))*((uint64(o[3])-1)*st+uint64(w[3])))
+		case graph.OpConvTranspose2D: // the serial one's spread input (convtSerial)
+			if serial {
+				s, o, w := g.Shapes[n.In[0]], g.Shapes[n.Out], g.Params[n.Weight].Shape
+				m = max(m, 4*uint64(s[0]*s[1])*uint64(o[2]+w[2]-1)*uint64(o[3]+w[3]-1))
+			}
 		case graph.OpLinear:
 			merged[n.In[0]] += valBytes(g.Shapes[n.Out]) + 256
 			nlin[n.In[0]]++

@@ -426,6 +426,9 @@ func (c *compiler) node(i int) error {
 		if n.Op == graph.OpConv2D && c.serial() {
 			return c.convSerial(what, params, binds, out, grid, last)
 		}
+		if n.Op == graph.OpConvTranspose2D && c.serial() && pt < ws[2] && pt < ws[3] {
+			return c.convtSerial(what, params, binds, out, last)
+		}
 		if split > 1 && r.k == rNone && !c.o.Unfused {
 			if ok, err := c.convIntoNorm(what, entry, params, binds, out, grid, split, O*N, e, n.Bias, last); ok || err != nil {
 				return err

@@ -15,7 +15,8 @@ import (
 // TestSerialKernels checks which kernel set a program uses: with
 // Options.Serial 1 every GEMM, convolution, GroupNorm and attention step
 // runs a serial entry point (a padded convolution its conv_pad, the 3×3
-// stride-1 one Winograd's three steps), with -1 none does, and a software
+// stride-1 one Winograd's three steps, a transposed one convt_pad and a
+// conv2d), with -1 none does, and a software
 // adapter picks the serial set by itself. The outputs of both sets are
 // checked against the CPU by TestOps, TestFusions and TestAttnBlock.
 func TestSerialKernels(t *testing.T) {
@@ -25,7 +26,7 @@ func TestSerialKernels(t *testing.T) {
 	params := map[string]*tensor.Tensor{
 		"n.weight": randT(r, 1, C), "n.bias": randT(r, 1, C),
 		"c.weight": randT(r, 0.2, C, C, 3, 3), "c.bias": randT(r, 1, C),
-		"p.weight":            randT(r, 0.2, C, C, 2, 2),
+		"p.weight": randT(r, 0.2, C, C, 2, 2), "t.weight": randT(r, 0.2, C, C, 3, 3),
 		"a.group_norm.weight": randT(r, 1, C), "a.group_norm.bias": randT(r, 1, C),
 		"a.to_q.weight": randT(r, 0.3, C, C), "a.to_k.weight": randT(r, 0.3, C, C),
 		"a.to_v.weight": randT(r, 0.3, C, C), "a.to_out.0.weight": randT(r, 0.3, C, C),
@@ -35,7 +36,7 @@ func TestSerialKernels(t *testing.T) {
 		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
 			x := in("x", B, C, H, W)
 			h := b.Conv2D("c", b.GroupNorm("n", x, 4, 1e-5), 1, [4]int{1, 1, 1, 1})
-			h = b.Conv2D("p", h, 1, [4]int{0, 0, 1, 1})
+			h = b.ConvTranspose2D("t", b.Conv2D("p", h, 1, [4]int{0, 0, 1, 1}), 1, 1, 0)
 			tok := b.ToTokens(b.GroupNorm("a.group_norm", h, 4, 1e-5))
 			q, k, v := b.Linear("a.to_q", tok), b.Linear("a.to_k", tok), b.Linear("a.to_v", tok)
 			h = b.Add(b.FromTokens(b.Linear("a.to_out.0", b.Attention("a", q, k, v, 2)), H, W), h)
@@ -59,10 +60,10 @@ func TestSerialKernels(t *testing.T) {
 	}
 	serialSet := map[string]bool{"norm:group_norm_serial": true, "attention:scorescm_serial": true,
 		"attention:softmax_serial": true, "attention:pvcm_serial": true,
-		"conv:conv2d_serial": true, "conv:conv_pad": true, "linear:linear_serial": true,
+		"conv:conv2d_serial": true, "conv:conv_pad": true, "conv:convt_pad": true, "linear:linear_serial": true,
 		"winograd:wino2_in": true, "winograd:wino_serial": true, "winograd:wino2_out": true}
 	gpuSet := map[string]bool{"norm:group_norm": true, "lucid:mem_attention": true,
-		"conv:conv2d_main": true, "linear:linear_main": true}
+		"conv:conv2d_main": true, "conv:convt_main": true, "linear:linear_main": true}
 	check := func(o Options, want, other map[string]bool) {
 		seen := map[string]bool{}
 		for _, e := range entries(o) {

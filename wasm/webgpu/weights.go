@@ -115,9 +115,10 @@ func (w *weightStore) concat(names ...string) string {
 
 // derived names a tensor computed from parameters at compile time (a
 // kernel-specific layout or transform, e.g. winograd.go's transformed
-// filters), made by fill on first use and stored as f32 whatever the
-// store's format: such values are rarely exact in f16.
-func (w *weightStore) derived(key string, fill func() []float32) string {
+// filters), made by fill on first use. It is stored as f32 whatever the
+// store's format when f32 is set (transformed values are rarely exact in
+// f16), else in the store's format (a permutation of stored values).
+func (w *weightStore) derived(key string, f32 bool, fill func() *tensor.Tensor) string {
 	if w.tensor(key) != nil {
 		return key
 	}
@@ -127,9 +128,8 @@ func (w *weightStore) derived(key string, fill func() []float32) string {
 	if w.f32 == nil {
 		w.f32 = map[string]bool{}
 	}
-	data := fill()
-	w.joined[key] = tensor.From(data, len(data))
-	w.f32[key] = true
+	w.joined[key] = fill()
+	w.f32[key] = f32
 	return key
 }
 

@@ -70,7 +70,7 @@ func (c *compiler) winograd(what string, p []uint32, binds []ref, v graph.Value,
 	c.temps = append(c.temps, 4*uint64(xi)*uint64(I)*uint64(T), 4*uint64(xi)*uint64(O)*uint64(T))
 	name := binds[1].name
 	key := fmt.Sprintf("winograd%d(%s)", m, name)
-	u := c.w.derived(key, func() []float32 { return winogradFilters(c.w.stored(name), winoG[m]) })
+	u := c.w.derived(key, true, func() *tensor.Tensor { return winogradFilters(c.w.stored(name), winoG[m]) })
 	none := ref{k: rNone}
 	ts := append([]int{vt, mt}, temps...)
 	g1, err := c.grid(what, (I*T+255)/256)
@@ -107,7 +107,7 @@ var winoG = map[int][][3]float64{
 // a [O, I, 3, 3] weight, laid out as a² matrices [ξ][O][I] (a = len(G),
 // ξ = a·row + column of U), the GEMMs' A operands; computed in float64 and
 // rounded once.
-func winogradFilters(w *tensor.Tensor, G [][3]float64) []float32 {
+func winogradFilters(w *tensor.Tensor, G [][3]float64) *tensor.Tensor {
 	O, I, a := w.Shape[0], w.Shape[1], len(G)
 	u := make([]float32, a*a*O*I)
 	gg := make([][3]float64, a) // G g
@@ -133,7 +133,7 @@ func winogradFilters(w *tensor.Tensor, G [][3]float64) []float32 {
 			}
 		}
 	}
-	return u
+	return tensor.From(u, a*a, O, I)
 }
 
 // winoScratch is the largest scratch buffer the serial Winograd
@@ -142,11 +142,12 @@ func winogradFilters(w *tensor.Tensor, G [][3]float64) []float32 {
 func winoScratch(g *graph.Graph) uint64 {
 	var m uint64
 	for _, n := range g.Nodes {
-		if n.Op != graph.OpConv2D {
+		if n.Op != graph.OpConv2D && n.Op != graph.OpConvTranspose2D {
 			continue
 		}
 		w, o := g.Params[n.Weight].Shape, g.Shapes[n.Out]
-		if w[2] == 3 && w[3] == 3 && n.Ints[0] == 1 {
+		// A transposed one runs as a stride-1 conv2d (convtSerial).
+		if w[2] == 3 && w[3] == 3 && (n.Ints[0] == 1 || n.Op == graph.OpConvTranspose2D) {
 			for _, tile := range []int{2, 4} { // either tile size (winoTile)
 				t := uint64(winoTiles(tile, o[0], o[2], o[3]))
 				m = max(m, 4*uint64((tile+2)*(tile+2))*t*uint64(max(w[0], w[1])))
