@@ -15,7 +15,7 @@
 // the hash, so a second visit downloads nothing and a new file never mixes
 // with an old one.
 import './wasm_exec.js';
-import { attachSimd } from './simd_glue.js';
+import { attachSimd, shareGoMemory } from './simd_glue.js';
 
 const WEIGHTS_CACHE = 'diffuse-weights-v1';
 
@@ -54,14 +54,16 @@ const goReady = (async () => {
   const bytes = await resp.arrayBuffer();
   // The SIMD CPU backend's kernel module attaches to Go's imports before Go
   // starts (relaxed SIMD where the browser has it, else plain SIMD128; without
-  // either, stubs, and the CPU backend falls back to plain Go). Large GEMMs
-  // also run on helper threads where the page is cross-origin isolated.
+  // either, stubs, and the CPU backend falls back to plain Go). Where the page
+  // is cross-origin isolated Go's memory is made shared, and GEMMs also run on
+  // helper threads over it.
   const here = (f) => new URL(f, import.meta.url).href;
   simd = await attachSimd(go, [here('kernels_relaxed.wasm'), here('kernels.wasm')],
     { shared: [here('kernels_relaxed_shared.wasm'), here('kernels_shared.wasm')] });
-  self.diffuseSimdThreads = simd.threads || 1; // wasm/app/backend.go shows it
+  // wasm/app/backend.go shows it; known once go.run has seen Go's memory.
+  Object.defineProperty(self, 'diffuseSimdThreads', { get: () => simd.threads || 1 });
   const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
-  const { instance } = await WebAssembly.instantiate(bytes, go.importObject);
+  const { instance } = await WebAssembly.instantiate(shareGoMemory(bytes) ?? bytes, go.importObject);
   go.run(instance).then(() => {
     self.postMessage({ type: 'fatal', message: 'the Go runtime stopped (see the console)' });
   });

@@ -28,15 +28,17 @@
 // an error, so the page can fall back to another backend.
 //
 // Threads. One wasm thread tops out at the CPU's f32x4 rate (about 40
-// GFLOP/s on the 2-core Xeon we measure on), so large GEMMs are split by
-// columns over helper threads (simd_thread.js). Go's memory is not shared
-// (Go's wasm port has no threads), so a helper cannot read it: the glue
-// copies each helper's operands into a shared memory of its own, the
-// helpers run the shared twin of the same kernel module there, and the glue
-// copies their columns of C back. Every column is computed by the same code
-// whatever the split, so results are bit-identical to one thread. Threads
-// need SharedArrayBuffer: a cross-origin isolated page (tools/serve sends
-// the COOP/COEP headers) or Node; elsewhere everything runs on one thread.
+// GFLOP/s on the 2-core Xeon we measure on), so GEMMs are split over helper
+// threads (simd_thread.js) that run the same kernels on the same memory.
+// Go's wasm port has no threads and declares an unshared memory, so
+// shareGoMemory rewrites the Go module's memory declaration to a shared one
+// before it is instantiated. Go runs unchanged: it never learns that other
+// threads exist, and they only touch its memory inside a GEMM call that Go
+// is waiting for, each on its own columns. Every column is computed by the
+// same code whatever the split, so results are bit-identical to one thread.
+// Threads need SharedArrayBuffer: a cross-origin isolated page (tools/serve
+// sends the COOP/COEP headers) or Node; elsewhere, or when the Go module's
+// memory is not shared, everything runs on one thread.
 
 const notReady = () => {
   throw new Error('simd: kernel called before the Go instance ran (attachSimd wraps go.run)');
@@ -53,21 +55,23 @@ const notReady = () => {
  *
  * options (all optional):
  *   shared:  the shared-memory twins of `kernels`, in the same order
- *            (kernels_relaxed_shared.wasm, kernels_shared.wasm); without
+ *            (kernels_relaxed_shared.wasm, kernels_shared.wasm): used when
+ *            the Go module's memory is shared (see shareGoMemory); without
  *            them everything runs on one thread;
  *   threads: threads for large GEMMs, this one included (default: the
  *            CPU's cores, at most 4; 1 turns helpers off);
  *   threadScript: where simd_thread.js is (default: next to this file; pass
  *            it when this file was loaded from a data: URL);
- *   stallMs: how long a GEMM waits for a helper before it stops using
- *            helpers and computes the helper's columns itself (default
- *            10 s: a worker that died or is never scheduled).
+ *   stallMs: how long a GEMM waits for a job a helper took before it
+ *            stops using helpers and computes the job itself (default 10 s:
+ *            a worker that died mid-job).
  *
- * Resolves to { simd: true, index, threads, stats } when a module compiled
- * (index: which candidate; threads: how many GEMMs may use; stats counts
- * GEMMs split, column ranges a helper computed, and helper jobs given up
- * on), { simd: false, error } when none did (Go then sees no kernels).
- * Call it before instantiating the Go module.
+ * Resolves to { simd: true, index, threads, stats, setThreads } when a
+ * module compiled (index: which candidate; threads: how many threads GEMMs
+ * may use, settled when go.run sees whether Go's memory is shared; stats
+ * counts GEMMs split, jobs a helper computed, and helper jobs given up on),
+ * { simd: false, error } when none did (Go then sees no kernels). Call it
+ * before instantiating the Go module.
  */
 export async function attachSimd(go, kernels, options = {}) {
   let module = null;
@@ -94,7 +98,8 @@ export async function attachSimd(go, kernels, options = {}) {
   }
 
   await warmUp(module, new WebAssembly.Memory({ initial: 5 }));
-  const pool = await startPool(options, index);
+  const helpers = await startHelpers(options, index);
+  const result = { simd: true, index, threads: 1, stats: { splits: 0, helped: 0, stalls: 0 }, setThreads: () => {} };
 
   const slots = new Map();
   const imports = {};
@@ -111,11 +116,24 @@ export async function attachSimd(go, kernels, options = {}) {
   const run = go.run.bind(go);
   go.run = async (instance) => {
     const memory = instance.exports.mem;
-    const kernelInstance = await WebAssembly.instantiate(module, { env: { memory } });
+    // Over a shared Go memory the kernels must be the shared twin (a
+    // module's memory import says whether it is shared).
+    const shared = memory.buffer instanceof SharedArrayBuffer;
+    if (shared && helpers === null) throw new Error('simd: Go\'s memory is shared, and attachSimd was given no shared kernel module (options.shared)');
+    const kernelInstance = await WebAssembly.instantiate(shared ? helpers.module : module, { env: { memory } });
     for (const [name, slot] of slots) slot.f = kernelInstance.exports[name];
-    if (pool !== null) {
-      slots.get('gemm').f = pool.gemm(kernelInstance.exports, memory);
-      slots.get('gemm_batch').f = pool.gemmBatch(kernelInstance.exports, memory);
+    let pool = null;
+    if (shared && helpers.workers.length > 0 && await helpers.attach(memory)) {
+      pool = new GemmPool(helpers, options.stallMs ?? STALL_MS);
+      slots.get('gemm').f = pool.gemm(kernelInstance.exports);
+      slots.get('gemm_batch').f = pool.gemmBatch(kernelInstance.exports);
+      result.threads = pool.threads;
+      result.stats = pool.stats;
+      // setThreads(n) caps the threads later GEMMs use (1: none of the
+      // helpers; at most `threads`), for a setting or an A/B benchmark.
+      result.setThreads = (n) => { pool.limit = Math.max(1, Math.min(pool.threads, Math.floor(n))); };
+    } else {
+      helpers?.close();
     }
     try {
       return await run(instance);
@@ -123,11 +141,76 @@ export async function attachSimd(go, kernels, options = {}) {
       pool?.close();
     }
   };
-  return {
-    simd: true, index, threads: pool === null ? 1 : pool.threads, stats: pool === null ? { splits: 0, helped: 0, stalls: 0 } : pool.stats,
-    // setThreads(n) caps the threads later GEMMs use (1: none of the
-    // helpers; at most `threads`), for a setting or an A/B benchmark.
-    setThreads: (n) => { if (pool !== null) pool.limit = Math.max(1, Math.min(pool.threads, Math.floor(n))); },
+  return result;
+}
+
+/**
+ * shareGoMemory returns a copy of a Go wasm module (bytes) whose memory is
+ * declared shared (maximum 4 GiB), so that attachSimd's helper threads can
+ * work on Go's slices; null where threads are impossible (no
+ * SharedArrayBuffer: the page is not cross-origin isolated) or the module
+ * is not the expected shape (then instantiate the original). In a browser
+ * it also lets TextDecoder.decode and crypto.getRandomValues accept views of
+ * shared memory, by copying through an unshared buffer: browsers refuse
+ * them, and Go's wasm_exec.js passes them views of Go's memory (Node
+ * accepts them as they are).
+ */
+export function shareGoMemory(bytes) {
+  if (typeof SharedArrayBuffer === 'undefined' || globalThis.crossOriginIsolated === false) return null;
+  const patched = withSharedMemory(new Uint8Array(bytes));
+  if (patched !== null && !isNode) allowSharedViews();
+  return patched;
+}
+
+// withSharedMemory rewrites the memory section of a wasm module that defines
+// exactly one memory (the WebAssembly binary format, §5.5.8 and §5.3.5):
+// limits flag 0x03 (shared, with a maximum), the same minimum, a maximum of
+// 65536 pages. null when the module is another shape.
+function withSharedMemory(b) {
+  const leb = (v) => { const out = []; do { let x = v & 0x7f; v >>>= 7; if (v) x |= 0x80; out.push(x); } while (v); return out; };
+  const read = (at) => { let v = 0, shift = 0, x; do { x = b[at++]; v |= (x & 0x7f) << shift; shift += 7; } while (x & 0x80); return [v >>> 0, at]; };
+  if (b.length < 8 || b[0] !== 0 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) return null;
+  for (let at = 8; at < b.length;) {
+    const id = b[at];
+    const [size, body] = read(at + 1);
+    if (id === 5) {
+      const [count, lim] = read(body);
+      if (count !== 1 || (b[lim] !== 0x00 && b[lim] !== 0x01)) return null;
+      const [min, after] = read(lim + 1);
+      const end = b[lim] === 0x01 ? read(after)[1] : after;
+      if (end !== body + size || min > 65536) return null;
+      const payload = [...leb(1), 0x03, ...leb(min), ...leb(65536)];
+      const head = [5, ...leb(payload.length), ...payload];
+      const out = new Uint8Array(at + head.length + (b.length - end));
+      out.set(b.subarray(0, at));
+      out.set(head, at);
+      out.set(b.subarray(end), at + head.length);
+      return WebAssembly.validate(out) ? out : null;
+    }
+    at = body + size;
+  }
+  return null;
+}
+
+// allowSharedViews wraps the two Web APIs that refuse views of shared
+// memory and that Go's wasm_exec.js calls with views of Go's memory.
+let sharedViewsAllowed = false;
+function allowSharedViews() {
+  if (sharedViewsAllowed) return;
+  sharedViewsAllowed = true;
+  const isShared = (v) => ArrayBuffer.isView(v) && v.buffer instanceof SharedArrayBuffer;
+  const decode = TextDecoder.prototype.decode;
+  TextDecoder.prototype.decode = function (input, opts) {
+    if (isShared(input)) input = new Uint8Array(input.buffer, input.byteOffset, input.byteLength).slice();
+    return decode.call(this, input, opts);
+  };
+  const random = Crypto.prototype.getRandomValues;
+  Crypto.prototype.getRandomValues = function (view) {
+    if (!isShared(view)) return random.call(this, view);
+    const tmp = new view.constructor(view.length);
+    random.call(this, tmp);
+    view.set(tmp);
+    return view;
   };
 }
 
@@ -167,34 +250,27 @@ async function compileKernels(k) {
   return WebAssembly.compile(k);
 }
 
-// The control block at the start of the pool's shared memory, as int32
-// words: the job sequence number, the quit flag, the number of jobs of this
-// sequence number and the last sequence number whose jobs are all
-// published (helpers stop looking for more then), then one slot per job:
-// which kernel (0 gemm, 1 gemm_batch), its arguments (byte addresses in the
-// shared memory), the sequence number of the job's last completion, a
-// failure flag, and its claim word (2·seq while job seq waits, 2·seq+1
-// once a thread took it).
-const LAYOUT = { seq: 0, quit: 1, jobs: 2, staged: 3, slotBase: 16, slotInts: 16, kind: 0, args: 1, done: 12, failed: 13, claim: 14, ints: 1024 };
-const CTRL_BYTES = 4 * LAYOUT.ints;
+// The control block the caller and its helpers share (a SharedArrayBuffer
+// of its own), as int32 words: the job sequence number, the quit flag, the
+// number of jobs of this sequence number, then one slot per job: which
+// kernel (0 gemm, 1 gemm_batch), its arguments (byte addresses in Go's
+// memory), the sequence number of the job's last completion, a failure
+// flag, and its claim word (2·seq while job seq waits, 2·seq+1 once a
+// thread took it, so a late helper can never take a job of another GEMM).
+const LAYOUT = { seq: 0, quit: 1, jobs: 2, slotBase: 16, slotInts: 16, kind: 0, args: 1, done: 12, failed: 13, claim: 14, ints: 1024 };
 const MAX_JOBS = (LAYOUT.ints - LAYOUT.slotBase) / LAYOUT.slotInts; // 63
 const MAX_THREADS = 8;
-// A split GEMM has CHUNKS_PER_THREAD column ranges per thread: the caller
-// computes the first in place, and every thread claims the others one at a
-// time. So a helper that the OS runs late (a busy machine) only costs the
-// copies: the caller takes the ranges nobody has claimed yet.
+// A split GEMM has CHUNKS_PER_THREAD pieces per thread: the caller computes
+// the first, and every thread claims the others one at a time. So a helper
+// that the OS runs late (a busy machine) costs little: the caller takes the
+// pieces nobody has claimed yet.
 const CHUNKS_PER_THREAD = 2;
-
 // A GEMM is split only when it has at least SPLIT_MACS multiply-adds (about
-// 50 µs on one thread): below that, copying operands and waking a helper
-// cost more than the helper saves.
-const SPLIT_MACS = 1 << 21;
-// The pool's shared memory grows on demand up to this many 64 KiB pages
-// (1 GiB); a GEMM whose operands do not fit runs on one thread.
-const MAX_PAGES = 16384;
+// 7 µs on one thread): below that, waking a helper costs more than it saves.
+const SPLIT_MACS = 1 << 18;
 // How long helpers spin for the next job before they sleep, and how long
 // the caller waits for a job a helper claimed before it stops using helpers
-// and computes the job's columns itself (a worker that died mid-job).
+// and computes the job itself (a worker that died mid-job).
 const SPIN_MS = 1;
 const STALL_MS = 10000; // options.stallMs
 
@@ -205,78 +281,80 @@ async function defaultThreads() {
   return Math.min(4, cores);
 }
 
-// startPool starts the GEMM helper threads options ask for, or returns
-// null when there are none to start (no shared twin, one thread, no
-// SharedArrayBuffer, or a failure to start them: threads only save time).
-async function startPool(options, index) {
+// startHelpers compiles the shared twin of candidate `index` (the kernels
+// for a shared Go memory) and starts the helper threads options ask for
+// (they get Go's memory from GemmPool); null without a twin or
+// SharedArrayBuffer. Helpers that fail to start are left out: threads only
+// save time.
+async function startHelpers(options, index) {
   const twin = options.shared?.[index];
-  if (twin === undefined || globalThis.crossOriginIsolated === false) return null;
+  if (twin === undefined || typeof SharedArrayBuffer === 'undefined' || globalThis.crossOriginIsolated === false) return null;
+  const module = await compileKernels(twin);
+  await warmUp(module, new WebAssembly.Memory({ initial: 5, maximum: 5, shared: true }));
   const threads = Math.min(MAX_THREADS, Math.floor(options.threads ?? await defaultThreads()));
-  if (!(threads > 1)) return null;
   const workers = [];
+  const close = () => { for (const w of workers.splice(0)) w.terminate(); };
+  const sab = new SharedArrayBuffer(4 * LAYOUT.ints); // the control block
+  // Each helper answers its first message once it has the kernels: wait for
+  // all (a browser delivers a worker's messages only while its creator's
+  // event loop turns, which Go's does not in a long GEMM). false, and no
+  // helpers, when one fails or takes more than 10 s.
+  const answers = () => Promise.race([Promise.all(workers.map((w) => w.next())), new Promise((r) => setTimeout(() => r(null), 10000))]);
+  const ok = (msgs) => msgs !== null && msgs.every((m) => m?.ok);
+  const attach = async (memory) => {
+    const answered = answers();
+    for (const w of workers) w.post({ module, memory, ctrl: sab, layout: { ...LAYOUT, spinMs: SPIN_MS } });
+    if (ok(await answered)) return true;
+    close();
+    return false;
+  };
   try {
-    const module = await compileKernels(twin);
-    const memory = new WebAssembly.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
-    await warmUp(module, memory);
     const script = options.threadScript ?? new URL('simd_thread.js', import.meta.url);
-    const ready = [];
-    for (let i = 0; i < threads - 1; i++) {
-      const w = await newWorker(script);
-      workers.push(w);
-      ready.push(w.first);
-      w.post({ module, memory, layout: { ...LAYOUT, maxJobs: MAX_JOBS, spinMs: SPIN_MS } });
-    }
-    for (const r of await Promise.all(ready)) {
-      if (!r.ready) throw new Error(r.error || 'helper thread did not start');
-    }
-    return new GemmPool(memory, workers, options.stallMs ?? STALL_MS);
+    for (let i = 1; i < threads; i++) workers.push(await newWorker(script));
+    if (!ok(await answers())) close(); // { ok: true } once each has started
   } catch {
-    for (const w of workers) w.terminate();
-    return null;
+    close();
   }
+  return { module, workers, ctrl: sab, attach, close };
 }
 
 // newWorker starts simd_thread.js as a browser Worker or a Node
-// worker_threads Worker behind one small interface; first resolves to its
-// first message (or { error } when it fails to start).
+// worker_threads Worker behind one small interface; next() resolves to its
+// next message ({ error } when it fails).
 async function newWorker(script) {
+  const queue = [];
+  let waiting = null;
+  const deliver = (m) => { if (waiting) { const r = waiting; waiting = null; r(m); } else queue.push(m); };
+  const next = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => { waiting = r; }));
   if (isNode) {
     const { Worker } = await import('node:worker_threads');
     const w = new Worker(script instanceof URL || !/^[a-z]+:/i.test(script) ? script : new URL(script));
     w.unref(); // helpers never keep a Node process alive
-    const first = new Promise((resolve) => {
-      w.once('message', resolve);
-      w.once('error', (e) => resolve({ error: String(e) }));
-    });
-    return { post: (m) => w.postMessage(m), terminate: () => w.terminate(), first };
+    w.on('message', deliver);
+    w.on('error', (e) => deliver({ error: String(e) }));
+    return { post: (m) => w.postMessage(m), terminate: () => w.terminate(), next };
   }
   const w = new Worker(script);
-  const first = new Promise((resolve) => {
-    w.onmessage = (e) => { w.onmessage = null; resolve(e.data); };
-    w.onerror = (e) => resolve({ error: e.message || 'worker error' });
-  });
-  return { post: (m) => w.postMessage(m), terminate: () => w.terminate(), first };
+  w.onmessage = (e) => deliver(e.data);
+  w.onerror = (e) => deliver({ error: e.message || 'worker error' });
+  return { post: (m) => w.postMessage(m), terminate: () => w.terminate(), next };
 }
 
-const align16 = (b) => (b + 15) & ~15;
-
-// GemmPool splits large GEMMs between the calling thread and its helpers:
-// a gemm by columns, a gemm_batch by items. B is packed in panels of NR
-// columns (each k·NR floats, contiguous), so a column range that starts on a
-// panel boundary is one contiguous piece of B. The caller computes the first
-// range in Go's memory itself; every other range is a job with copies of its
-// operands (A, its piece of B, bias and residual) and a C of its own in the
-// shared memory. Threads claim jobs by compare-and-swap; a job the caller
-// claims it computes in Go's memory (its copies go unused), a job a helper
-// claims the caller copies back.
+// GemmPool splits GEMMs between the calling thread and its helpers, which
+// run the same kernels over the same (shared) Go memory: a gemm by columns
+// (B is packed in panels of NR columns, each k·NR floats, so a range that
+// starts on a panel boundary is a plain offset), a gemm_batch by items.
+// The caller computes the first piece; every other piece is a job in the
+// control block that any thread claims by compare-and-swap, the caller
+// included, so the caller does whatever no helper has taken yet (a helper
+// still starting, or one the OS runs late).
 class GemmPool {
-  constructor(memory, workers, stallMs) {
-    this.memory = memory;
+  constructor(helpers, stallMs) {
     this.stallMs = stallMs;
-    this.workers = workers;
-    this.threads = workers.length + 1;
+    this.workers = helpers.workers;
+    this.threads = this.workers.length + 1;
     this.limit = this.threads; // setThreads
-    this.ctrl = new Int32Array(memory.buffer, 0, LAYOUT.ints);
+    this.ctrl = new Int32Array(helpers.ctrl);
     this.stats = { splits: 0, helped: 0, stalls: 0 };
     this.alive = true;
     // Atomics.wait throws on a browser's main thread; there the caller spins.
@@ -292,164 +370,77 @@ class GemmPool {
     for (const w of this.workers) w.terminate();
   }
 
-  // chunks is how many pieces to cut units (panels or items) into, or 0
+  // pieces is how many pieces to cut `units` (panels or items) into, or 0
   // when the work should stay on this thread.
-  chunks(units, macs) {
+  pieces(units, macs) {
     if (!this.alive || this.limit < 2 || macs < SPLIT_MACS) return 0;
     const n = Math.min(this.limit * CHUNKS_PER_THREAD, units, MAX_JOBS + 1);
     return n < 2 ? 0 : n;
   }
 
   // gemm returns the trampoline target for the kernel `gemm` of the Go
-  // instance's kernel exports k over Go's memory goMem (same arguments as
-  // the kernel: byte addresses into Go's memory).
-  gemm(k, goMem) {
-    const mr = k.gemm_mr(), nr = k.gemm_nr();
+  // instance's kernel exports k (same arguments as the kernel).
+  gemm(k) {
+    const nr = k.gemm_nr();
     return (ap, bp, c, ldc, m, n, kd, bias, res, flags) => {
-      const chunks = this.chunks(Math.ceil(n / nr), m * n * kd);
-      // Columns [j0, j0+nh) in place, from Go's memory.
-      const inPlace = (j0, nh) => k.gemm(ap, bp + 4 * j0 * kd, c + 4 * j0, ldc, m, nh, kd,
-        flags & 2 ? bias + 4 * j0 : bias, res ? res + 4 * j0 : 0, flags);
-      if (chunks === 0) return inPlace(0, n);
-      const cols = Math.ceil(Math.ceil(n / nr) / chunks) * nr; // columns per chunk, whole panels
-      const rows = Math.ceil(m / mr) * mr;
-      const ranges = [];
-      for (let j0 = cols; j0 < n; j0 += cols) ranges.push({ j0, nh: Math.min(cols, n - j0) });
-      const wide = (nh) => Math.ceil(nh / nr) * nr;
-      const st = this.stager(goMem);
-      if (!st.reserve(rows * kd + rows + ranges.reduce((t, r) => t + 16 + // + alignment
-        wide(r.nh) * (kd + 1) + (res ? 2 : 1) * m * r.nh, 0))) return inPlace(0, n);
-      this.begin(st.seq, ranges.length);
-      const sA = st.copy(ap, rows * kd);
-      const sRowBias = flags & 1 ? st.copy(bias, rows) : 0;
-      const jobs = ranges.map((r, slot) => {
-        const sB = st.copy(bp + 4 * r.j0 * kd, wide(r.nh) * kd); // panels [j0/NR, ...) of B
-        const sColBias = flags & 2 ? st.copy(bias + 4 * r.j0, wide(r.nh)) : 0;
-        const sRes = res ? st.copyRows(res + 4 * r.j0, ldc, m, r.nh) : 0;
-        const sC = st.take(m * r.nh);
-        this.publish(slot, 0, [sA, sB, sC, r.nh, m, r.nh, kd, flags & 1 ? sRowBias : sColBias, sRes, flags], st.seq);
-        return { slot, ...r, sC };
-      });
-      this.finish(st.seq, jobs, () => inPlace(0, cols), (j) => inPlace(j.j0, j.nh),
-        (j) => st.copyBack(j.sC, j.nh, c + 4 * j.j0, ldc, m));
+      const pieces = this.pieces(Math.ceil(n / nr), m * n * kd);
+      if (pieces === 0) return k.gemm(ap, bp, c, ldc, m, n, kd, bias, res, flags);
+      const cols = Math.ceil(Math.ceil(n / nr) / pieces) * nr; // columns per piece, whole panels
+      // Columns [j0, j0+cols): the same call on offset operands.
+      const piece = (j0) => [ap, bp + 4 * j0 * kd, c + 4 * j0, ldc, m, Math.min(cols, n - j0), kd,
+        flags & 2 ? bias + 4 * j0 : bias, res ? res + 4 * j0 : 0, flags];
+      const jobs = [];
+      for (let j0 = cols; j0 < n; j0 += cols) jobs.push(piece(j0));
+      this.run(0, k.gemm, piece(0), jobs);
     };
   }
 
-  // gemmBatch is gemm's counterpart for the kernel `gemm_batch`: whole
-  // items go to jobs.
-  gemmBatch(k, goMem) {
-    const mr = k.gemm_mr(), nr = k.gemm_nr();
+  // gemmBatch is gemm's counterpart for the kernel `gemm_batch`: pieces
+  // are runs of whole items.
+  gemmBatch(k) {
     return (count, ap, sa, bp, sb, c, sc, ldc, m, n, kd) => {
-      const chunks = this.chunks(count, count * m * n * kd);
-      // Items [i0, i0+cnt) in place, from Go's memory.
-      const inPlace = (i0, cnt) => k.gemm_batch(cnt, ap + 4 * i0 * sa, sa, bp + 4 * i0 * sb, sb, c + 4 * i0 * sc, sc, ldc, m, n, kd);
-      if (chunks === 0) return inPlace(0, count);
-      const per = Math.ceil(count / chunks);
-      const aLen = Math.ceil(m / mr) * mr * kd, bLen = Math.ceil(n / nr) * nr * kd;
-      const ranges = [];
-      for (let i0 = per; i0 < count; i0 += per) ranges.push({ i0, cnt: Math.min(per, count - i0) });
-      const st = this.stager(goMem);
-      if (!st.reserve(ranges.reduce((t, r) => t + r.cnt * (aLen + bLen + m * n + 48), 0))) return inPlace(0, count);
-      this.begin(st.seq, ranges.length);
-      const jobs = ranges.map((r, slot) => {
-        const sA = st.copyItems(ap, sa, r.i0, r.cnt, aLen);
-        const sB = st.copyItems(bp, sb, r.i0, r.cnt, bLen);
-        const sC = st.take(r.cnt * m * n); // item stride m·n, row stride n
-        this.publish(slot, 1, [r.cnt, sA, aLen, sB, bLen, sC, m * n, n, m, n, kd], st.seq);
-        return { slot, ...r, sC };
-      });
-      this.finish(st.seq, jobs, () => inPlace(0, per), (j) => inPlace(j.i0, j.cnt),
-        (j) => { for (let i = 0; i < j.cnt; i++) st.copyBack(j.sC + 4 * i * m * n, n, c + 4 * (j.i0 + i) * sc, ldc, m); });
+      const pieces = this.pieces(count, count * m * n * kd);
+      if (pieces === 0) return k.gemm_batch(count, ap, sa, bp, sb, c, sc, ldc, m, n, kd);
+      const per = Math.ceil(count / pieces);
+      const piece = (i0) => [Math.min(per, count - i0), ap + 4 * i0 * sa, sa, bp + 4 * i0 * sb, sb, c + 4 * i0 * sc, sc, ldc, m, n, kd];
+      const jobs = [];
+      for (let i0 = per; i0 < count; i0 += per) jobs.push(piece(i0));
+      this.run(1, k.gemm_batch, piece(0), jobs);
     };
   }
 
-  // stager returns the copying helpers for one split call: reserve grows
-  // the shared memory for `floats` (false when it cannot), take hands out
-  // 16-byte aligned space, the copies move Go memory into it (returning
-  // where) and copyBack moves an m×nh block of C back into Go's memory.
-  stager(goMem) {
-    const pool = this;
-    let top = CTRL_BYTES, G = null, S = null;
-    const take = (floats) => { const at = top; top = align16(top + 4 * floats); return at; };
-    return {
-      seq: Atomics.load(pool.ctrl, LAYOUT.seq) + 1,
-      reserve(floats) {
-        const pages = Math.ceil((CTRL_BYTES + 4 * floats) / 65536) - pool.memory.buffer.byteLength / 65536;
-        if (pages > 0) {
-          try { pool.memory.grow(pages); } catch { return false; }
-        }
-        G = new Float32Array(goMem.buffer);
-        S = new Float32Array(pool.memory.buffer);
-        return true;
-      },
-      take,
-      copy(from, floats) {
-        const to = take(floats);
-        S.set(G.subarray(from >> 2, (from >> 2) + floats), to >> 2);
-        return to;
-      },
-      copyRows(from, ld, rows, n) { // rows of n floats ld apart, packed
-        const to = take(rows * n);
-        for (let i = 0; i < rows; i++) S.set(G.subarray((from >> 2) + i * ld, (from >> 2) + i * ld + n), (to >> 2) + i * n);
-        return to;
-      },
-      copyItems(from, stride, i0, cnt, len) { // items i0.. of len floats, stride apart, packed
-        const to = take(cnt * len);
-        for (let i = 0; i < cnt; i++) {
-          const f = (from >> 2) + (i0 + i) * stride;
-          S.set(G.subarray(f, f + len), (to >> 2) + i * len);
-        }
-        return to;
-      },
-      copyBack(sC, nh, c, ldc, m) {
-        for (let i = 0; i < m; i++) G.set(S.subarray((sC >> 2) + i * nh, (sC >> 2) + (i + 1) * nh), (c >> 2) + i * ldc);
-      },
-    };
-  }
-
-  // publish fills a job's slot, claim word last: from then on a helper may
-  // take it.
-  publish(slot, kind, args, seq) {
-    const a = LAYOUT.slotBase + slot * LAYOUT.slotInts;
-    this.ctrl[a + LAYOUT.kind] = kind;
-    this.ctrl.set(args, a + LAYOUT.args);
-    this.ctrl[a + LAYOUT.failed] = 0;
-    Atomics.store(this.ctrl, a + LAYOUT.claim, 2 * seq);
-  }
-
-  // begin wakes the helpers for the jobs of seq before they are staged:
-  // each job can be taken as soon as it is published, while the caller
-  // copies the next one's operands.
-  begin(seq, jobs) {
+  // run publishes jobs (argument lists for kernel number `kind`), computes
+  // first, then every job no helper has claimed, and waits for the rest.
+  run(kind, kernel, first, jobs) {
+    const seq = Atomics.load(this.ctrl, LAYOUT.seq) + 1;
     this.stats.splits++;
-    this.ctrl[LAYOUT.jobs] = jobs;
-    Atomics.store(this.ctrl, LAYOUT.seq, seq);
+    jobs.forEach((args, slot) => {
+      const a = LAYOUT.slotBase + slot * LAYOUT.slotInts;
+      this.ctrl[a + LAYOUT.kind] = kind;
+      this.ctrl.set(args, a + LAYOUT.args);
+      this.ctrl[a + LAYOUT.failed] = 0;
+      this.ctrl[a + LAYOUT.claim] = 2 * seq;
+    });
+    this.ctrl[LAYOUT.jobs] = jobs.length;
+    Atomics.store(this.ctrl, LAYOUT.seq, seq); // publishes the slots
     Atomics.notify(this.ctrl, LAYOUT.seq);
-  }
-
-  // finish marks every job of seq published, computes `first` in place,
-  // then computes in place every job no helper has claimed, waits for the
-  // others and copies them back.
-  finish(seq, jobs, first, inPlace, copyBack) {
-    Atomics.store(this.ctrl, LAYOUT.staged, seq);
-    first();
+    kernel(...first);
     const helped = [];
-    for (const job of jobs) {
-      const w = LAYOUT.slotBase + job.slot * LAYOUT.slotInts + LAYOUT.claim;
-      if (Atomics.compareExchange(this.ctrl, w, 2 * seq, 2 * seq + 1) === 2 * seq) inPlace(job);
-      else helped.push(job);
-    }
-    for (const job of helped) {
-      if (this.wait(job, seq)) copyBack(job);
-      else inPlace(job);
+    jobs.forEach((args, slot) => {
+      const w = LAYOUT.slotBase + slot * LAYOUT.slotInts + LAYOUT.claim;
+      if (Atomics.compareExchange(this.ctrl, w, 2 * seq, 2 * seq + 1) === 2 * seq) kernel(...args);
+      else helped.push(slot);
+    });
+    for (const slot of helped) {
+      if (!this.wait(slot, seq)) kernel(...jobs[slot]);
     }
     this.stats.helped += helped.length;
   }
 
   // wait waits for a job a helper claimed; false when it failed or stalled
   // (then the pool is closed and the caller computes the job itself).
-  wait(job, seq) {
-    const a = LAYOUT.slotBase + job.slot * LAYOUT.slotInts;
+  wait(slot, seq) {
+    const a = LAYOUT.slotBase + slot * LAYOUT.slotInts;
     const start = performance.now();
     let n = 0;
     for (let now = Atomics.load(this.ctrl, a + LAYOUT.done); this.alive && now !== seq; now = Atomics.load(this.ctrl, a + LAYOUT.done)) {

@@ -2,25 +2,29 @@
 // Worker in a browser, a worker_threads Worker in Node; a classic script, so
 // it runs in both).
 //
-// The glue posts it { module, memory, layout }: `module` is the kernel
+// The glue posts it { module, memory, ctrl, layout }: `module` is the kernel
 // module's shared-memory twin (kernels_shared.wasm or
-// kernels_relaxed_shared.wasm, whichever matches the Go instance's module),
-// `memory` the glue's shared WebAssembly.Memory. The thread instantiates the
-// module over that memory, answers { ready: true } and then serves jobs from
-// the control block at the start of the memory (see GemmPool in
-// simd_glue.js): it waits for the sequence word to change, claims the jobs
-// of that sequence number one at a time by compare-and-swap, runs each
-// job's kernel (gemm or gemm_batch) on its arguments, and stores the
-// sequence number into the job's done word. It never posts messages after `ready`.
+// kernels_relaxed_shared.wasm, the one the Go instance runs), `memory` Go's
+// own memory (shared: see shareGoMemory), `ctrl` the control block (see
+// GemmPool in simd_glue.js). The thread instantiates the module over Go's
+// memory and then serves jobs: it waits for the sequence word to change,
+// claims that sequence number's jobs one at a time by compare-and-swap, runs
+// each job's kernel (gemm or gemm_batch) on its arguments, which point into
+// Go's slices, and stores the sequence number into the job's done word. It
+// posts one message, when it starts: a job costs a few atomic operations.
 (function helper() {
   const nodePort = typeof self === 'undefined' ? require('node:worker_threads').parentPort : null;
-  const post = (m) => (nodePort ? nodePort.postMessage(m) : self.postMessage(m));
+  // The glue waits for these answers before Go starts (see startHelpers).
+  const post = (m) => (nodePort ?? self).postMessage(m);
+  post({ ok: true });
   const onFirstMessage = (f) => {
     if (nodePort) nodePort.once('message', f);
     else self.onmessage = (e) => { self.onmessage = null; f(e.data); };
   };
 
-  onFirstMessage(({ module, memory, layout }) => {
+  onFirstMessage(({ module, memory, ctrl: sab, layout }) => {
+    const ctrl = new Int32Array(sab);
+    const { seq: SEQ, quit: QUIT, jobs: JOBS, slotBase, slotInts, kind: KIND, args: ARGS, done: DONE, failed: FAILED, claim: CLAIM, spinMs } = layout;
     let kernels;
     try {
       const { gemm, gemm_batch: gemmBatch } = new WebAssembly.Instance(module, { env: { memory } }).exports;
@@ -29,13 +33,11 @@
       post({ error: String(e) });
       return;
     }
-    const { seq: SEQ, quit: QUIT, jobs: JOBS, staged: STAGED, slotBase, slotInts, kind: KIND, args: ARGS, done: DONE, failed: FAILED, claim: CLAIM, maxJobs, spinMs, ints } = layout;
-    const ctrl = new Int32Array(memory.buffer, 0, ints);
-    // Read the sequence number before saying ready: the first job may come
+
+    // Read the sequence number before answering: the first job may come
     // the moment the glue has heard from every helper.
     let seen = Atomics.load(ctrl, SEQ);
-    post({ ready: true });
-
+    post({ ok: true });
     for (;;) {
       // Spin a little before sleeping: during a sampler run the next GEMM
       // usually comes within microseconds, and waking a sleeping thread
@@ -47,22 +49,12 @@
       }
       seen = Atomics.load(ctrl, SEQ);
       if (Atomics.load(ctrl, QUIT) !== 0) return;
-      // Claim words hold 2·seq while a job of this sequence number waits:
-      // a claim can never take a job of another GEMM. Jobs are published
-      // while this thread looks, so it looks again until the glue says all
-      // are out and a pass finds nothing (a job it misses, the caller does).
-      const jobs = Math.min(maxJobs, ctrl[JOBS]);
-      for (let took = true, j = 0; ; j++) {
-        if (j === jobs) {
-          // (A later sequence number, or quitting, also ends the search.)
-          if (!took && (Atomics.load(ctrl, STAGED) >= seen || Atomics.load(ctrl, SEQ) !== seen)) break;
-          took = false;
-          j = -1;
-          continue;
-        }
+      // Claim words hold 2·seq while a job of this sequence number waits: a
+      // claim can never take a job of another GEMM.
+      const jobs = ctrl[JOBS];
+      for (let j = 0; j < jobs; j++) {
         const a = slotBase + j * slotInts;
         if (Atomics.compareExchange(ctrl, a + CLAIM, 2 * seen, 2 * seen + 1) !== 2 * seen) continue;
-        took = true;
         try {
           const x = a + ARGS; // up to 11 arguments; wasm ignores extra ones
           kernels[ctrl[a + KIND]](ctrl[x], ctrl[x + 1], ctrl[x + 2], ctrl[x + 3], ctrl[x + 4], ctrl[x + 5], ctrl[x + 6], ctrl[x + 7], ctrl[x + 8], ctrl[x + 9], ctrl[x + 10]);

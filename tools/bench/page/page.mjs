@@ -4,7 +4,7 @@
 // web/node_modules; no CDN) with one wasm thread and again with as many
 // threads as our SIMD backend has, and exposes
 // window.runBench(cfg) for run.mjs, which resolves to core.mjs's JSON.
-import { attachSimd } from '/simd/simd_glue.js';
+import { attachSimd, shareGoMemory } from '/simd/simd_glue.js';
 import * as core from '/core.mjs';
 
 const logEl = document.getElementById('log');
@@ -18,7 +18,8 @@ async function startGo() {
   const simd = await attachSimd(go, ['/simd/kernels_relaxed.wasm', '/simd/kernels.wasm'],
     { shared: ['/simd/kernels_relaxed_shared.wasm', '/simd/kernels_shared.wasm'] });
   const ready = new Promise((r) => { globalThis.diffuseBenchReady = r; });
-  const { instance } = await WebAssembly.instantiateStreaming(fetch('/bench.wasm'), go.importObject);
+  const bytes = await (await fetch('/bench.wasm')).arrayBuffer();
+  const { instance } = await WebAssembly.instantiate(shareGoMemory(bytes) ?? bytes, go.importObject);
   go.run(instance);
   await ready;
   return simd;

@@ -1,10 +1,11 @@
 // A GEMM helper that starts like simd_thread.js, claims the first job it
 // can and never finishes it (a worker the browser stopped mid-job):
-// threads.test.mjs checks that the glue computes those columns itself.
+// threads.test.mjs checks that the glue computes that job itself.
 const { parentPort } = require('node:worker_threads');
-parentPort.once('message', ({ memory, layout }) => {
-  const ctrl = new Int32Array(memory.buffer, 0, layout.ints);
-  parentPort.postMessage({ ready: true });
+parentPort.postMessage({ ok: true });
+parentPort.once('message', ({ ctrl: sab, layout }) => {
+  const ctrl = new Int32Array(sab);
+  parentPort.postMessage({ ok: true });
   const claim = layout.slotBase + layout.claim; // job 0's claim word
   for (;;) {
     const seq = Atomics.load(ctrl, layout.seq);

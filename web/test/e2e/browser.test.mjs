@@ -109,7 +109,7 @@ test('without WebGPU: the API picks the CPU, streams every step, matches the nat
   assertClean(w);
 });
 
-test('SIMD helper threads: on the served page a GEMM split over Web Workers gives the bits of one thread', { skip }, async () => {
+test('SIMD helper threads: on the served page a GEMM split over Web Workers gives the bits of one thread, and Go runs on shared memory', { skip }, async () => {
   const ctx = await plainBrowser.newContext();
   const w = watch(ctx, origin());
   const page = await ctx.newPage();
@@ -121,7 +121,7 @@ test('SIMD helper threads: on the served page a GEMM split over Web Workers give
     // Go memory, as wasm/simd calls it: repeated until a helper took part.
     const gemm = async (threads) => {
       const go = { importObject: {} };
-      const mem = new WebAssembly.Memory({ initial: 256 });
+      const mem = new WebAssembly.Memory({ initial: 256, maximum: 1024, shared: true }); // as shareGoMemory makes Go's
       const m = 61, n = 777, kd = 123, ldc = 780;
       const ap = 1024, bp = ap + 4 * 64 * kd, c = bp + 4 * 784 * kd, bias = c + 4 * m * ldc;
       const f = new Float32Array(mem.buffer);
@@ -134,6 +134,7 @@ test('SIMD helper threads: on the served page a GEMM split over Web Workers give
         out = Array.from(new Float32Array(mem.buffer, c, m * ldc));
       };
       const attached = await attachSimd(go, ['/web/kernels.wasm'], { shared: ['/web/kernels_shared.wasm'], threads });
+      // (threads and stats are read after go.run, which starts the helpers.)
       await go.run({ exports: { mem } });
       return { out, threads: attached.threads, stats: { ...attached.stats } };
     };
