@@ -107,16 +107,29 @@ fn group_apply(bg: u32, start: u32, L: u32, li: u32, stride: u32, r: vec3<f32>) 
 	let mean = r.y;
 	let inv = inverseSqrt(r.z / f32(L) + P.eps);
 	let c0 = (bg % P.groups) * P.cg;
+	let C = P.groups * P.cg;
+	let e0 = (bg / P.groups) * 2u * C;
 	for (var i = li; i < L; i += stride) {
 		let ch = c0 + i / P.per;
-		let t = group_terms(bg, ch);
-		Out[start + i] = group_finish((value(start + i) - mean) * (inv * t.x), t);
+		var y = (value(start + i) - mean) * (inv * wvalue(Gamma[wword(ch)], ch));
+		if (flag(F_BIAS)) {
+			y += wvalue(Beta[wword(ch)], ch);
+		}
+		if (flag(F_E)) {
+			y = y * (1.0 + E[e0 + ch]) + E[e0 + C + ch];
+		}
+		if (flag(F_SILU)) {
+			y = y / (1.0 + exp(-y));
+		}
+		Out[start + i] = y;
 	}
 }
 
 // group_terms is channel ch's (γ, β, 1 + scale, shift) of sample bg /
 // groups: β 0 without a bias, scale and shift (a fused scale_shift) 0
-// without one.
+// without one. With group_finish it is group_apply's epilogue in the
+// per-channel form group_norm_serial wants (group_apply keeps its own
+// lines: f16_experiment_test.go patches them).
 fn group_terms(bg: u32, ch: u32) -> vec4<f32> {
 	var t = vec4<f32>(wvalue(Gamma[wword(ch)], ch), 0.0, 1.0, 0.0);
 	if (flag(F_BIAS)) {
@@ -131,8 +144,8 @@ fn group_terms(bg: u32, ch: u32) -> vec4<f32> {
 	return t;
 }
 
-// group_finish is the normalised value y·γ... plus β, then the fused
-// scale_shift and SiLU, with t from group_terms.
+// group_finish takes y = (x − mean)·γ/σ and adds β, then applies the
+// fused scale_shift and SiLU (t from group_terms).
 fn group_finish(y: f32, t: vec4<f32>) -> f32 {
 	var r = (y + t.y) * t.z + t.w;
 	if (flag(F_SILU)) {

@@ -27,15 +27,14 @@ type Options struct {
 	// picks by the layer's shape (splitFor), 1 never splits, n > 1 always
 	// uses n (tests).
 	SplitK int
-	// Serial picks the barrier-free variants of the row kernels
-	// (group_norm_serial, mem_attention_serial: one thread per row), which a
-	// software adapter runs many times faster than the workgroup-per-row
-	// ones: 0 picks by the adapter (Device.Software), 1 always, -1 never
-	// (tests run both).
+	// Serial picks the kernel set for software adapters (serial.go: no
+	// workgroup memory, no barriers, Winograd convolutions), which a
+	// software adapter runs many times faster than the GPU kernels: 0 picks
+	// by the adapter (Device.Software), 1 always, -1 never (tests run both).
 	Serial int
 	// winograd: 0 lets useWinograd's rule pick the serial 3×3 stride-1
-	// convolutions that run as Winograd F(2×2, 3×3) (winograd.go), 1 runs
-	// every such one so, -1 none (tests and benchmarks).
+	// convolutions that run as Winograd (winograd.go), 1 runs every such
+	// one so, -1 none (tests and benchmarks).
 	winograd int
 	// winoTile forces Winograd's output tile (2 or 4; 0: winoTile's rule).
 	winoTile int

@@ -12,9 +12,8 @@ fn wino_tiles(m: u32) -> vec3<u32> {
 	return vec3<u32>((P.OH + m - 1u) / m, (P.OW + m - 1u) / m, P.N);
 }
 
-// wino_tile is a thread's (input channel or output channel, tile n) and
-// the tile's sample b and top-left output pixel (y, x), for m×m tiles over
-// count channels.
+// wino_tile is thread i's (channel c, tile n), tiles fastest, with the
+// tile's sample b and its top-left output pixel (y, x), for m×m tiles.
 struct WinoTile {
 	c: u32, n: u32, b: u32, y: u32, x: u32,
 }
