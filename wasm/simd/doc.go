@@ -115,7 +115,8 @@
 // the `simd` imports as trampolines and, in go.run, instantiates the kernel
 // module over the Go instance's memory. Without SIMD support it installs
 // stubs and NewDenoiser returns an error. Where the page is cross-origin
-// isolated the glue also splits large GEMMs by columns over helper Web
-// Workers (simd_thread.js), with bit-identical results; this package does
-// not know about it (ARCHITECTURE.md, "Helper threads").
+// isolated the page makes Go's memory shared (shareGoMemory) and the glue
+// splits GEMMs over helper Web Workers (simd_thread.js) that run the same
+// kernels on Go's slices, with bit-identical results; this package does not
+// know about it (ARCHITECTURE.md, "Helper threads").
 package simd

@@ -38,7 +38,7 @@ func TestGemmBatchMatchesGemm(t *testing.T) {
 		mis := misalignments[(count+m+n)%len(misalignments)]
 		name := fmt.Sprintf("count%d m%d n%d k%d mis%d", count, m, n, kd, mis)
 		sa, sb := PackedALen(m, kd)+3, PackedBLen(kd, n)+5 // strides that are not the items' sizes
-		sc := n + 2                                         // a two-float gap after each item's row
+		sc := n + 2                                        // a two-float gap after each item's row
 		ldc := count * sc
 		ap, _ := mk(k, (count-1)*sa+PackedALen(m, kd), mis, randn(r, (count-1)*sa+PackedALen(m, kd)))
 		bp, _ := mk(k, (count-1)*sb+PackedBLen(kd, n), (mis+1)%4, randn(r, (count-1)*sb+PackedBLen(kd, n)))

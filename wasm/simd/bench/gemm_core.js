@@ -6,11 +6,14 @@
 // (wall or CPU time, as the caller chooses).
 //
 // With glue: { attachSimd, shared, threads, threadScript } the kernels are
-// called the way a Go program calls them, through simd_glue.js over an
-// unshared memory (as Go's is), so large GEMMs are split over `threads`
-// threads (time them by the wall clock: CPU time adds the threads up).
+// called the way a Go program calls them, through simd_glue.js over a
+// shared memory (as shareGoMemory makes Go's), so GEMMs are split over
+// `threads` threads (time them by the wall clock: CPU time adds the threads
+// up).
 export async function run({ wasm, MR = 4, seconds = 0.5, clock, log, glue }) {
-  const memory = new WebAssembly.Memory({ initial: 2048 }); // 128 MiB
+  const memory = glue
+    ? new WebAssembly.Memory({ initial: 2048, maximum: 2048, shared: true }) // 128 MiB
+    : new WebAssembly.Memory({ initial: 2048 });
   if (!glue) {
     const { instance } = await WebAssembly.instantiate(wasm, { env: { memory } });
     return tables(instance.exports, memory, { MR, seconds, clock, log });
@@ -20,8 +23,8 @@ export async function run({ wasm, MR = 4, seconds = 0.5, clock, log, glue }) {
   go.run = async () => { results = tables(go.importObject.simd, memory, { MR, seconds, clock, log }); };
   const attached = await glue.attachSimd(go, [wasm], { shared: glue.shared && [glue.shared], threads: glue.threads, threadScript: glue.threadScript });
   if (!attached.simd) throw new Error(`the glue could not attach the kernels: ${attached.error}`);
-  log(`through simd_glue.js: ${attached.threads} thread(s) for large GEMMs`);
   await go.run({ exports: { mem: memory } });
+  log(`(through simd_glue.js: ${attached.threads} thread(s); ${attached.stats.splits} GEMMs split)`);
   return results;
 }
 
