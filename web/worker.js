@@ -15,7 +15,7 @@
 // the hash, so a second visit downloads nothing and a new file never mixes
 // with an old one.
 import './wasm_exec.js';
-import { attachSimd, shareGoMemory } from './simd_glue.js';
+import { attachSimd } from './simd_glue.js';
 
 const WEIGHTS_CACHE = 'diffuse-weights-v1';
 
@@ -63,7 +63,7 @@ const goReady = (async () => {
   // wasm/app/backend.go shows it; known once go.run has seen Go's memory.
   Object.defineProperty(self, 'diffuseSimdThreads', { get: () => simd.threads || 1 });
   const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
-  const { instance } = await WebAssembly.instantiate(shareGoMemory(bytes) ?? bytes, go.importObject);
+  const { instance } = await WebAssembly.instantiate(simd.goModule?.(bytes) ?? bytes, go.importObject);
   go.run(instance).then(() => {
     self.postMessage({ type: 'fatal', message: 'the Go runtime stopped (see the console)' });
   });

@@ -16,9 +16,10 @@
 //
 //   import { attachSimd } from './simd_glue.js';
 //   const go = new Go();
-//   await attachSimd(go, ['kernels_relaxed.wasm', 'kernels.wasm'],
-//                    { shared: ['kernels_relaxed_shared.wasm', 'kernels_shared.wasm'] });
-//   const { instance } = await WebAssembly.instantiateStreaming(fetch('main.wasm'), go.importObject);
+//   const simd = await attachSimd(go, ['kernels_relaxed.wasm', 'kernels.wasm'],
+//     { shared: ['kernels_relaxed_shared.wasm', 'kernels_shared.wasm'] });
+//   const bytes = await (await fetch('main.wasm')).arrayBuffer();
+//   const { instance } = await WebAssembly.instantiate(simd.goModule?.(bytes) ?? bytes, go.importObject);
 //   go.run(instance);
 //
 // A Go binary that links wasm/simd cannot be instantiated without the
@@ -66,12 +67,13 @@ const notReady = () => {
  *            stops using helpers and computes the job itself (default 10 s:
  *            a worker that died mid-job).
  *
- * Resolves to { simd: true, index, threads, stats, setThreads } when a
- * module compiled (index: which candidate; threads: how many threads GEMMs
- * may use, settled when go.run sees whether Go's memory is shared; stats
- * counts GEMMs split, jobs a helper computed, and helper jobs given up on),
- * { simd: false, error } when none did (Go then sees no kernels). Call it
- * before instantiating the Go module.
+ * Resolves to { simd: true, index, threads, stats, setThreads, goModule }
+ * when a module compiled (index: which candidate; threads: how many threads
+ * GEMMs may use, settled when go.run sees whether Go's memory is shared;
+ * stats counts GEMMs split, jobs a helper computed, and helper jobs given
+ * up on; goModule(bytes) gives the Go module to instantiate, its memory
+ * shared where threads are possible), { simd: false, error } when none did
+ * (Go then sees no kernels). Call it before instantiating the Go module.
  */
 export async function attachSimd(go, kernels, options = {}) {
   let module = null;
@@ -99,7 +101,12 @@ export async function attachSimd(go, kernels, options = {}) {
 
   await warmUp(module, new WebAssembly.Memory({ initial: 5 }));
   const helpers = await startHelpers(options, index);
-  const result = { simd: true, index, threads: 1, stats: { splits: 0, helped: 0, stalls: 0 }, setThreads: () => {} };
+  const result = {
+    simd: true, index, threads: 1, stats: { splits: 0, helped: 0, stalls: 0 }, setThreads: () => {},
+    // goModule(bytes) is the Go module to instantiate: with its memory
+    // shared where the kernels' shared twin is ready, else as it is.
+    goModule: (bytes) => (helpers !== null && shareGoMemory(bytes)) || bytes,
+  };
 
   const slots = new Map();
   const imports = {};
@@ -118,7 +125,7 @@ export async function attachSimd(go, kernels, options = {}) {
     const memory = instance.exports.mem;
     // Over a shared Go memory the kernels must be the shared twin (a
     // module's memory import says whether it is shared).
-    const shared = memory.buffer instanceof SharedArrayBuffer;
+    const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
     if (shared && helpers === null) throw new Error('simd: Go\'s memory is shared, and attachSimd was given no shared kernel module (options.shared)');
     const kernelInstance = await WebAssembly.instantiate(shared ? helpers.module : module, { env: { memory } });
     for (const [name, slot] of slots) slot.f = kernelInstance.exports[name];
@@ -289,7 +296,12 @@ async function defaultThreads() {
 async function startHelpers(options, index) {
   const twin = options.shared?.[index];
   if (twin === undefined || typeof SharedArrayBuffer === 'undefined' || globalThis.crossOriginIsolated === false) return null;
-  const module = await compileKernels(twin);
+  let module;
+  try {
+    module = await compileKernels(twin);
+  } catch {
+    return null; // no shared twin here: Go keeps an unshared memory
+  }
   await warmUp(module, new WebAssembly.Memory({ initial: 5, maximum: 5, shared: true }));
   const threads = Math.min(MAX_THREADS, Math.floor(options.threads ?? await defaultThreads()));
   const workers = [];

@@ -4,7 +4,7 @@
 // web/node_modules; no CDN) with one wasm thread and again with as many
 // threads as our SIMD backend has, and exposes
 // window.runBench(cfg) for run.mjs, which resolves to core.mjs's JSON.
-import { attachSimd, shareGoMemory } from '/simd/simd_glue.js';
+import { attachSimd } from '/simd/simd_glue.js';
 import * as core from '/core.mjs';
 
 const logEl = document.getElementById('log');
@@ -19,7 +19,7 @@ async function startGo() {
     { shared: ['/simd/kernels_relaxed_shared.wasm', '/simd/kernels_shared.wasm'] });
   const ready = new Promise((r) => { globalThis.diffuseBenchReady = r; });
   const bytes = await (await fetch('/bench.wasm')).arrayBuffer();
-  const { instance } = await WebAssembly.instantiate(shareGoMemory(bytes) ?? bytes, go.importObject);
+  const { instance } = await WebAssembly.instantiate(simd.goModule?.(bytes) ?? bytes, go.importObject);
   go.run(instance);
   await ready;
   return simd;

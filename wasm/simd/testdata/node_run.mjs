@@ -20,7 +20,7 @@ require(path.join(goroot, 'lib', 'wasm', 'wasm_exec.js'));
 // simd_glue.js is an ES module in a folder Node treats as CommonJS: import
 // its source as a data: URL.
 const glueSrc = readFileSync(path.join(here, '..', 'simd_glue.js'), 'utf8');
-const { attachSimd, shareGoMemory } = await import('data:text/javascript;base64,' + Buffer.from(glueSrc).toString('base64'));
+const { attachSimd } = await import('data:text/javascript;base64,' + Buffer.from(glueSrc).toString('base64'));
 
 const [wasmPath, ...args] = process.argv.slice(2);
 const go = new globalThis.Go();
@@ -43,7 +43,7 @@ if (!attached.simd) console.error('simd_glue: kernels unavailable:', attached.er
 // Go's memory made shared, as the app's worker does, so the helpers work
 // on Go's slices.
 const goModule = readFileSync(wasmPath);
-const { instance } = await WebAssembly.instantiate(shareGoMemory(goModule) ?? goModule, go.importObject);
+const { instance } = await WebAssembly.instantiate(attached.goModule?.(goModule) ?? goModule, go.importObject);
 process.on('exit', (code) => {
   // SIMD_STATS=1: how many GEMMs ran split over helper threads.
   if (process.env.SIMD_STATS) console.error(`simd_glue: ${attached.stats?.splits ?? 0} GEMMs split over ${attached.threads ?? 1} threads`);

@@ -204,3 +204,22 @@ test('shareGoMemory declares a module\'s memory shared, keeping its size', async
   assert.equal(shareGoMemory(Uint8Array.from([...head])), null, 'a module without memory');
   assert.equal(shareGoMemory(readFileSync(path.join(simdDir, 'kernels.wasm'))), null, 'a module that imports its memory');
 });
+
+test('without cross-origin isolation: Go\'s module is left as it is and GEMMs run on one thread', async () => {
+  const [want] = (await attachAndRun(1, [cases[0]])).outputs;
+  globalThis.crossOriginIsolated = false; // what a page served without COOP/COEP sees
+  try {
+    const go = { importObject: {} };
+    const mem = new WebAssembly.Memory({ initial: 512 }); // unshared, as Go's
+    let out;
+    go.run = async () => { out = runCase(go.importObject.simd, mem, cases[0]); };
+    const attached = await attachSimd(go, [kernels], { shared: [shared], threads: 2, threadScript });
+    const goBytes = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 0x05, 0x03, 0x01, 0x00, 0x02]);
+    assert.equal(attached.goModule(goBytes), goBytes, 'the module was rewritten');
+    await go.run({ exports: { mem } });
+    assert.equal(attached.threads, 1);
+    assert.deepEqual(out, want);
+  } finally {
+    delete globalThis.crossOriginIsolated;
+  }
+});
