@@ -63,7 +63,7 @@ const goReady = (async () => {
   // wasm/app/backend.go shows it; known once go.run has seen Go's memory.
   Object.defineProperty(self, 'diffuseSimdThreads', { get: () => simd.threads || 1 });
   const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
-  const { instance } = await WebAssembly.instantiate(simd.goModule?.(bytes) ?? bytes, go.importObject);
+  const { instance } = await simd.instantiate(bytes);
   go.run(instance).then(() => {
     self.postMessage({ type: 'fatal', message: 'the Go runtime stopped (see the console)' });
   });

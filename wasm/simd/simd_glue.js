@@ -19,7 +19,7 @@
 //   const simd = await attachSimd(go, ['kernels_relaxed.wasm', 'kernels.wasm'],
 //     { shared: ['kernels_relaxed_shared.wasm', 'kernels_shared.wasm'] });
 //   const bytes = await (await fetch('main.wasm')).arrayBuffer();
-//   const { instance } = await WebAssembly.instantiate(simd.goModule?.(bytes) ?? bytes, go.importObject);
+//   const { instance } = await simd.instantiate(bytes);
 //   go.run(instance);
 //
 // A Go binary that links wasm/simd cannot be instantiated without the
@@ -67,13 +67,14 @@ const notReady = () => {
  *            stops using helpers and computes the job itself (default 10 s:
  *            a worker that died mid-job).
  *
- * Resolves to { simd: true, index, threads, stats, setThreads, goModule }
+ * Resolves to { simd: true, index, threads, stats, setThreads, instantiate }
  * when a module compiled (index: which candidate; threads: how many threads
  * GEMMs may use, settled when go.run sees whether Go's memory is shared;
  * stats counts GEMMs split, jobs a helper computed, and helper jobs given
- * up on; goModule(bytes) gives the Go module to instantiate, its memory
- * shared where threads are possible), { simd: false, error } when none did
- * (Go then sees no kernels). Call it before instantiating the Go module.
+ * up on), { simd: false, error, instantiate } when none did (Go then sees
+ * no kernels). instantiate(bytes) instantiates the Go module with go's
+ * imports, its memory made shared (shareGoMemory) where threads are
+ * possible and that works, else as it is. Call attachSimd before it.
  */
 export async function attachSimd(go, kernels, options = {}) {
   let module = null;
@@ -96,16 +97,24 @@ export async function attachSimd(go, kernels, options = {}) {
         throw new Error(`simd: ${String(name)} called without kernels (${error})`);
       },
     });
-    return { simd: false, error };
+    return { simd: false, error, instantiate: (bytes) => WebAssembly.instantiate(bytes, go.importObject) };
   }
 
   await warmUp(module, new WebAssembly.Memory({ initial: 5 }));
   const helpers = await startHelpers(options, index);
   const result = {
     simd: true, index, threads: 1, stats: { splits: 0, helped: 0, stalls: 0 }, setThreads: () => {},
-    // goModule(bytes) is the Go module to instantiate: with its memory
-    // shared where the kernels' shared twin is ready, else as it is.
-    goModule: (bytes) => (helpers !== null && shareGoMemory(bytes)) || bytes,
+    instantiate: async (bytes) => {
+      const sharedGo = helpers !== null ? shareGoMemory(bytes) : null;
+      if (sharedGo !== null) {
+        try {
+          return await WebAssembly.instantiate(sharedGo, go.importObject);
+        } catch {
+          // e.g. no room for a 4 GiB shared memory (a 32-bit browser): one thread
+        }
+      }
+      return WebAssembly.instantiate(bytes, go.importObject);
+    },
   };
 
   const slots = new Map();

@@ -19,7 +19,7 @@ async function startGo() {
     { shared: ['/simd/kernels_relaxed_shared.wasm', '/simd/kernels_shared.wasm'] });
   const ready = new Promise((r) => { globalThis.diffuseBenchReady = r; });
   const bytes = await (await fetch('/bench.wasm')).arrayBuffer();
-  const { instance } = await WebAssembly.instantiate(simd.goModule?.(bytes) ?? bytes, go.importObject);
+  const { instance } = await simd.instantiate(bytes);
   go.run(instance);
   await ready;
   return simd;

@@ -43,7 +43,7 @@ if (!attached.simd) console.error('simd_glue: kernels unavailable:', attached.er
 // Go's memory made shared, as the app's worker does, so the helpers work
 // on Go's slices.
 const goModule = readFileSync(wasmPath);
-const { instance } = await WebAssembly.instantiate(attached.goModule?.(goModule) ?? goModule, go.importObject);
+const { instance } = await attached.instantiate(goModule);
 process.on('exit', (code) => {
   // SIMD_STATS=1: how many GEMMs ran split over helper threads.
   if (process.env.SIMD_STATS) console.error(`simd_glue: ${attached.stats?.splits ?? 0} GEMMs split over ${attached.threads ?? 1} threads`);
