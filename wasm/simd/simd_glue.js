@@ -320,7 +320,10 @@ async function startHelpers(options, index) {
   // all (a browser delivers a worker's messages only while its creator's
   // event loop turns, which Go's does not in a long GEMM). false, and no
   // helpers, when one fails or takes more than 10 s.
-  const answers = () => Promise.race([Promise.all(workers.map((w) => w.next())), new Promise((r) => setTimeout(() => r(null), 10000))]);
+  const answers = () => new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), 10000);
+    Promise.all(workers.map((w) => w.next())).then((msgs) => { clearTimeout(timer); resolve(msgs); });
+  });
   const ok = (msgs) => msgs !== null && msgs.every((m) => m?.ok);
   const attach = async (memory) => {
     const answered = answers();
