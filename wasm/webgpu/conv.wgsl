@@ -164,42 +164,34 @@ fn convt_krange(z: u32) -> vec2<u32> { return k_slice(P.K, P.split, z); }
 @compute @workgroup_size(256)
 fn conv_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
 		@builtin(local_invocation_index) li: u32) {
-	let HP = (P.OH - 1u) * P.stride + P.KH;
-	let WP = (P.OW - 1u) * P.stride + P.KW;
-	let i = index(wid, nwg, li);
-	if (i >= P.B * P.I * HP * WP) {
-		return;
-	}
-	let bc = i / (HP * WP);
-	let y = i32((i / WP) % HP) - i32(P.pad_t);
-	let x = i32(i % WP) - i32(P.pad_l);
-	var v = 0.0;
-	if (y >= 0 && x >= 0 && y < i32(P.H) && x < i32(P.W)) {
-		v = X[(bc * P.H + u32(y)) * P.W + u32(x)];
-	}
-	Out[i] = v;
+	pad_copy(index(wid, nwg, li), (P.OH - 1u) * P.stride + P.KH, (P.OW - 1u) * P.stride + P.KW,
+		i32(P.pad_t), i32(P.pad_l), 1);
 }
 
 // convt_pad writes a conv_transpose2d's input X [B,I,H,W] spread for the
 // equivalent stride-1 conv2d (serial.go's convtSerial) into Out
-// [B,I,HP,WP], HP = OH + KH − 1: element (y, x) is input
-// ((y − KH + 1 + pad)/stride, …) where that is a whole in-range pixel, else 0.
+// [B,I,HP,WP], HP = OH + KH − 1: input pixels stride apart, KH − 1 − pad
+// rows of zeros above (and the rest below), likewise across.
 @compute @workgroup_size(256)
 fn convt_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
 		@builtin(local_invocation_index) li: u32) {
-	let HP = P.OH + P.KH - 1u;
-	let WP = P.OW + P.KW - 1u;
-	let i = index(wid, nwg, li);
+	pad_copy(index(wid, nwg, li), P.OH + P.KH - 1u, P.OW + P.KW - 1u,
+		i32(P.KH - 1u - P.pad_t), i32(P.KW - 1u - P.pad_l), i32(P.stride));
+}
+
+// pad_copy writes element i of Out [B,I,HP,WP]: input pixel
+// ((y − top)/s, (x − left)/s) of X [B,I,H,W] where that is a whole
+// in-range pixel, else 0.
+fn pad_copy(i: u32, HP: u32, WP: u32, top: i32, left: i32, s: i32) {
 	if (i >= P.B * P.I * HP * WP) {
 		return;
 	}
 	let bc = i / (HP * WP);
-	let ty = i32((i / WP) % HP) - i32(P.KH - 1u - P.pad_t);
-	let tx = i32(i % WP) - i32(P.KW - 1u - P.pad_l);
-	let s = i32(P.stride);
+	let y = i32((i / WP) % HP) - top;
+	let x = i32(i % WP) - left;
 	var v = 0.0;
-	if (ty >= 0 && tx >= 0 && ty % s == 0 && tx % s == 0 && ty / s < i32(P.H) && tx / s < i32(P.W)) {
-		v = X[(bc * P.H + u32(ty / s)) * P.W + u32(tx / s)];
+	if (y >= 0 && x >= 0 && y % s == 0 && x % s == 0 && y / s < i32(P.H) && x / s < i32(P.W)) {
+		v = X[(bc * P.H + u32(y / s)) * P.W + u32(x / s)];
 	}
 	Out[i] = v;
 }
