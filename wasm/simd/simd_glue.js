@@ -100,8 +100,10 @@ export async function attachSimd(go, kernels, options = {}) {
     return { simd: false, error, instantiate: (bytes) => WebAssembly.instantiate(bytes, go.importObject) };
   }
 
-  await warmUp(module, new WebAssembly.Memory({ initial: 5 }));
+  // Warm up the module Go will run (see warmUp): the shared twin where
+  // there is one, which startHelpers warms.
   const helpers = await startHelpers(options, index);
+  if (helpers === null) await warmUp(module, new WebAssembly.Memory({ initial: 5 }));
   const result = {
     simd: true, index, threads: 1, stats: { splits: 0, helped: 0, stalls: 0 }, setThreads: () => {},
     instantiate: async (bytes) => {
