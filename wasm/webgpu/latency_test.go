@@ -16,6 +16,32 @@ import (
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
+// benchModels loads the models the environment variable env lists
+// (comma-separated .safetensors paths; default weights/mnist.safetensors)
+// as batch-1 fixtures with a fixed input, t = 500 and class 0.
+func benchModels(b *testing.B, env string) []fixture {
+	paths := strings.Split(os.Getenv(env), ",")
+	if paths[0] == "" {
+		paths = []string{filepath.Join("..", "..", "weights", "mnist.safetensors")}
+	}
+	var fs []fixture
+	for _, path := range paths {
+		m, err := model.Load(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := fixture{name: filepath.Base(path), m: m, x: tensor.New(append([]int{1}, m.InShape()...)...), t: []float32{500}}
+		for i := range f.x.Data {
+			f.x.Data[i] = float32(i%17)/8 - 1
+		}
+		if c, _ := m.Conditional(); c {
+			f.class = []int{0}
+		}
+		fs = append(fs, f)
+	}
+	return fs
+}
+
 // BenchmarkLatency breaks a Denoise call on the shipped models
 // (WEBGPU_PROFILE_MODELS, comma-separated .safetensors paths; default
 // weights/mnist.safetensors) into its parts, with and without split-K:
@@ -40,22 +66,8 @@ func BenchmarkLatency(b *testing.B) {
 			}
 		}
 	})
-	paths := strings.Split(os.Getenv("WEBGPU_PROFILE_MODELS"), ",")
-	if paths[0] == "" {
-		paths = []string{filepath.Join("..", "..", "weights", "mnist.safetensors")}
-	}
-	for _, path := range paths {
-		m, err := model.Load(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		f := fixture{name: filepath.Base(path), m: m, x: tensor.New(append([]int{1}, m.InShape()...)...), t: []float32{500}}
-		for i := range f.x.Data {
-			f.x.Data[i] = float32(i%17)/8 - 1
-		}
-		if c, _ := m.Conditional(); c {
-			f.class = []int{0}
-		}
+	for _, f := range benchModels(b, "WEBGPU_PROFILE_MODELS") {
+		m := f.m
 		for _, v := range []struct {
 			name string
 			o    Options

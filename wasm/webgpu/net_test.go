@@ -222,6 +222,18 @@ func smallestFixture(t *testing.T) fixture {
 	return best
 }
 
+// smallestDenoiser is a Denoiser of the smallest fixture on d, and the
+// fixture; the caller releases it.
+func smallestDenoiser(t *testing.T, d *Device) (*Denoiser, fixture) {
+	t.Helper()
+	f := smallestFixture(t)
+	dn, err := d.NewDenoiser(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dn, f
+}
+
 // crop returns f with its input cropped to s×s (the networks are
 // convolutional, so they run at any multiple of their down factor): tests
 // that check plumbing rather than numerics run far faster on SwiftShader.
@@ -244,11 +256,7 @@ func (f fixture) crop(s int) fixture {
 // step on the CPU backend. (A small program on its own device: pipelines are
 // per device, and compiling a whole UNet's again is slow on SwiftShader.)
 func TestDeviceLost(t *testing.T) {
-	testDevice(t) // skip without WebGPU
-	d, err := Open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := ownDevice(t)
 	c := opCases(rand.New(rand.NewSource(1)))[1] // a conv2d
 	g, err := c.graphOf(rand.New(rand.NewSource(1)), c.params)
 	if err != nil {

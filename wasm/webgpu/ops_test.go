@@ -52,6 +52,18 @@ func testDevice(t *testing.T) *Device {
 	return sharedDev
 }
 
+// ownDevice opens a device of the test's own, for tests that destroy it
+// (the shared one must survive); it skips without WebGPU.
+func ownDevice(t *testing.T) *Device {
+	t.Helper()
+	testDevice(t)
+	d, err := Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func nmse(got, want []float32) float64 {
 	var num, den float64
 	for i := range want {

@@ -37,11 +37,7 @@ import (
 // rests on the same rounding.
 func TestSampleRK45(t *testing.T) {
 	d := testDevice(t)
-	f := smallestFixture(t)
-	dn, err := d.NewDenoiser(f.m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dn, f := smallestDenoiser(t, d)
 	defer dn.Release()
 	const B = 2
 	cond, _ := f.m.Conditional()
@@ -152,16 +148,8 @@ func TestSampleRK45(t *testing.T) {
 // progress from the checkpoint on, NMSE ≤ 1e-10 (a checkpoint with H 10%
 // off gave 3.5e-9). (Its own device.)
 func TestSampleRK45DeviceLost(t *testing.T) {
-	testDevice(t) // skip without WebGPU
-	d, err := Open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := smallestFixture(t)
-	dn, err := d.NewDenoiser(f.m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := ownDevice(t)
+	dn, f := smallestDenoiser(t, d)
 	s, err := schedule.Parse([]byte(`{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`))
 	if err != nil {
 		t.Fatal(err)
@@ -221,11 +209,7 @@ func TestSampleRK45DeviceLost(t *testing.T) {
 // result and the accepted steps must equal the unsplit run's.
 func TestSampleRK45Chunks(t *testing.T) {
 	d := testDevice(t)
-	f := smallestFixture(t)
-	dn, err := d.NewDenoiser(f.m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dn, f := smallestDenoiser(t, d)
 	defer dn.Release()
 	s, err := schedule.Parse([]byte(`{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`))
 	if err != nil {

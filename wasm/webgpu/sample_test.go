@@ -20,11 +20,7 @@ import (
 // v-prediction, with and without clipping.
 func TestSampleDDIM(t *testing.T) {
 	d := testDevice(t)
-	f := smallestFixture(t)
-	dn, err := d.NewDenoiser(f.m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dn, f := smallestDenoiser(t, d)
 	defer dn.Release()
 	const B = 2
 	cond, _ := f.m.Conditional()
@@ -89,11 +85,7 @@ func TestSampleDDIM(t *testing.T) {
 // sampler's.
 func TestSample(t *testing.T) {
 	d := testDevice(t)
-	f := smallestFixture(t)
-	dn, err := d.NewDenoiser(f.m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dn, f := smallestDenoiser(t, d)
 	defer dn.Release()
 	const B = 2
 	cond, _ := f.m.Conditional()
@@ -193,16 +185,8 @@ func TestSample(t *testing.T) {
 // give the run's undisturbed result. (Its own device: the shared one must
 // survive.)
 func TestSampleDeviceLost(t *testing.T) {
-	testDevice(t) // skip without WebGPU
-	d, err := Open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := smallestFixture(t)
-	dn, err := d.NewDenoiser(f.m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := ownDevice(t)
+	dn, f := smallestDenoiser(t, d)
 	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
 	if err != nil {
 		t.Fatal(err)
@@ -277,11 +261,7 @@ func TestSampleDeviceLost(t *testing.T) {
 // picked and default), and the previews against the CPU's progress.
 func TestInvertDDIM(t *testing.T) {
 	d := testDevice(t)
-	f := smallestFixture(t)
-	dn, err := d.NewDenoiser(f.m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dn, f := smallestDenoiser(t, d)
 	defer dn.Release()
 	const B = 2
 	cond, _ := f.m.Conditional()
@@ -370,16 +350,8 @@ func TestInvertDDIM(t *testing.T) {
 // give the undisturbed CPU run's result. Then em and DDIM inversion on the
 // lost device fail at once and finish on the CPU from their start.
 func TestSampleDeviceLostSDE(t *testing.T) {
-	testDevice(t) // skip without WebGPU
-	d, err := Open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := smallestFixture(t)
-	dn, err := d.NewDenoiser(f.m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := ownDevice(t)
+	dn, f := smallestDenoiser(t, d)
 	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/diffuse-web/diffuse/core/graph"
-	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -37,25 +35,12 @@ func BenchmarkSerialAB(b *testing.B) {
 		b.Skipf("WEBGPU_AB: one of %v", keys(serialAB))
 	}
 	rounds, batch := envInt("WEBGPU_AB_ROUNDS", 3), envInt("WEBGPU_AB_BATCH", 1)
-	paths := strings.Split(os.Getenv("WEBGPU_AB_MODELS"), ",")
-	if paths[0] == "" {
-		paths = []string{filepath.Join("..", "..", "weights", "mnist.safetensors")}
-	}
-	for _, path := range paths {
-		m, err := model.Load(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		f := fixture{name: filepath.Base(path), m: m, x: tensor.New(append([]int{1}, m.InShape()...)...), t: []float32{500}}
-		for i := range f.x.Data {
-			f.x.Data[i] = float32(i%17)/8 - 1
-		}
-		if c, _ := m.Conditional(); c {
-			f.class = []int{0}
-		}
+	for _, f := range benchModels(b, "WEBGPU_AB_MODELS") {
+		m := f.m
 		x, ts, cls := batchOf(f, batch)
 		var dns [2]*Denoiser
 		for k, o := range pair {
+			var err error
 			if dns[k], err = d.NewDenoiserWith(m, o); err != nil {
 				b.Fatal(err)
 			}
@@ -71,15 +56,11 @@ func BenchmarkSerialAB(b *testing.B) {
 			}
 			return time.Since(t0)
 		}
-		var ratios []float64
+		ta, tb, ratios := abba(rounds, call)
 		for r := 0; r < rounds; r++ {
-			a1, b1 := call(0), call(1)
-			b2, a2 := call(1), call(0)
-			ratio := float64(b1+b2) / float64(a1+a2)
-			ratios = append(ratios, ratio)
-			b.Logf("%s b%d round %d: A %v %v, B %v %v, B/A %.3f", f.name, batch, r, a1, a2, b1, b2, ratio)
+			b.Logf("%s b%d round %d: A %v %v, B %v %v, B/A %.3f", f.name, batch, r, ta[2*r], ta[2*r+1], tb[2*r], tb[2*r+1],
+				float64(tb[2*r]+tb[2*r+1])/float64(ta[2*r]+ta[2*r+1]))
 		}
-		sort.Float64s(ratios)
 		b.Logf("%s b%d %s: median B/A %.3f over %d rounds (%v); weights on the GPU: A %.1f MiB, B %.1f MiB", f.name, batch, os.Getenv("WEBGPU_AB"),
 			ratios[len(ratios)/2], rounds, ratios, weightMiB(dns[0].w), weightMiB(dns[1].w))
 		if os.Getenv("WEBGPU_AB_PROFILE") == "1" {
@@ -131,20 +112,27 @@ func BenchmarkSerialLayers(b *testing.B) {
 		}
 		call(0)
 		call(1)
-		var ta, tb []time.Duration
-		var ratios []float64
-		for range rounds {
-			a1, b1 := call(0), call(1)
-			b2, a2 := call(1), call(0)
-			ta, tb = append(ta, a1, a2), append(tb, b1, b2)
-			ratios = append(ratios, float64(b1+b2)/float64(a1+a2))
-		}
-		sort.Float64s(ratios)
+		ta, tb, ratios := abba(rounds, call)
 		ma, mb := median(ta), median(tb)
 		b.Logf("%dx%d/%d %d→%d %d² b%d: A %v B %v (medians), median paired B/A %.3f (%.3f–%.3f), fastest B/A %.3f", l.K, l.K, l.stride, l.I, l.O, l.HW, batch,
 			ma.Round(100*time.Microsecond), mb.Round(100*time.Microsecond), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1],
 			float64(tb[0])/float64(ta[0]))
 	}
+}
+
+// abba times call(0) (A) and call(1) (B) for rounds rounds in ABBA order,
+// so a drift in the machine's load hits both: ta and tb hold every time in
+// call order (A: a1, a2 per round; B: b1, b2), ratios the paired
+// (b1+b2)/(a1+a2), sorted.
+func abba(rounds int, call func(int) time.Duration) (ta, tb []time.Duration, ratios []float64) {
+	for range rounds {
+		a1, b1 := call(0), call(1)
+		b2, a2 := call(1), call(0)
+		ta, tb = append(ta, a1, a2), append(tb, b1, b2)
+		ratios = append(ratios, float64(b1+b2)/float64(a1+a2))
+	}
+	sort.Float64s(ratios)
+	return ta, tb, ratios
 }
 
 // serialAB names the pairs BenchmarkSerialAB compares, A then B.
