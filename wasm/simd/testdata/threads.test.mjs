@@ -15,7 +15,7 @@ import path from 'node:path';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const simdDir = path.join(here, '..');
 const glueSrc = readFileSync(path.join(simdDir, 'simd_glue.js'), 'utf8');
-const { attachSimd } = await import('data:text/javascript;base64,' + Buffer.from(glueSrc).toString('base64'));
+const { attachSimd, shareGoMemory } = await import('data:text/javascript;base64,' + Buffer.from(glueSrc).toString('base64'));
 const kernels = readFileSync(process.env.KERNELS || path.join(simdDir, 'kernels.wasm'));
 const shared = readFileSync(process.env.SHARED || path.join(simdDir, 'kernels_shared.wasm'));
 const threadScript = pathToFileURL(path.join(simdDir, 'simd_thread.js'));
@@ -186,7 +186,6 @@ test('a helper that stops mid-job leaves the result unchanged', async () => {
 });
 
 test('shareGoMemory declares a module\'s memory shared, keeping its size', async () => {
-  const { shareGoMemory } = await import('data:text/javascript;base64,' + Buffer.from(glueSrc).toString('base64'));
   // A module that defines memory 0 (min 2 pages, or min 2 max 9) and
   // exports it as "mem", as Go's linker writes it.
   const head = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
