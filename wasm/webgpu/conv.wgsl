@@ -205,8 +205,9 @@ fn pad_copy(i: u32, HP: u32, WP: u32, top: i32, left: i32, s: i32) {
 // loops for 3×3, 0.26–0.38× for 1×1; BenchmarkSerialLayers).
 @compute @workgroup_size(64)
 fn conv2d_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-	let m0 = wid.y * 64u + (li / 8u) * 8u;
-	let n0 = wid.x * 32u + (li % 8u) * 4u;
+	let blk = serial_block(wid, li, P.N);
+	let m0 = blk.x;
+	let n0 = blk.y;
 	if (m0 >= P.O || n0 >= P.N) {
 		return;
 	}

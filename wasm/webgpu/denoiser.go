@@ -42,7 +42,7 @@ func (d *Device) NewDenoiserWith(m *model.Model, o Options) (*Denoiser, error) {
 	if err := d.gpu.LostErr(); err != nil {
 		return nil, err
 	}
-	dn := &Denoiser{dev: d, m: m, o: o, w: newWeightStore(d, m.Params, o.Weights),
+	dn := &Denoiser{dev: d, m: m, o: o, w: newWeightStore(d, m.Params, o),
 		programs: map[[3]int]*Program{}, maxBatch: map[[2]int]int{}}
 	if s := m.InShape(); len(s) == 3 && s[1] > 0 {
 		if _, err := dn.program(context.Background(), 1, s[1], s[2]); err != nil {

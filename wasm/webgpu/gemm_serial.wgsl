@@ -13,8 +13,9 @@ fn GEMM_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 	let dims = GEMM_dims();
 	let M = dims.x;
 	let N = dims.y;
-	let m0 = wid.y * 64u + (li / 8u) * 8u;
-	let n0 = wid.x * 32u + (li % 8u) * 4u;
+	let blk = serial_block(wid, li, N);
+	let m0 = blk.x;
+	let n0 = blk.y;
 	if (m0 >= M || n0 >= N) {
 		return;
 	}

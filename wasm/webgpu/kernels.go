@@ -33,7 +33,7 @@ const (
 var families = map[string]family{
 	"conv":        {"conv.wgsl", true, []string{"conv2d", "convt"}, []gpu.BindingType{u, ro, ro, ro, ro, ro, rw}, []string{"index.wgsl"}},
 	"linear":      {"linear.wgsl", true, []string{"linear"}, []gpu.BindingType{u, ro, ro, ro, rw, ro}, []string{"index.wgsl"}},
-	"attention":   {"attention.wgsl", false, []string{"scores", "pv", "scorescm", "pvcm"}, []gpu.BindingType{u, ro, ro, ro, rw, rw}, []string{"reduce64.wgsl"}},
+	"attention":   {"attention.wgsl", false, []string{"scores", "pv", "scorescm", "pvcm"}, []gpu.BindingType{u, ro, ro, ro, rw, rw}, []string{"reduce64.wgsl", "index.wgsl"}},
 	"norm":        {"norm.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, ro, rw, ro}, nil},
 	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, []string{"index.wgsl"}},
 	"layout":      {"layout.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, []string{"index.wgsl"}},

@@ -45,11 +45,45 @@ fn finish(m: u32, n: u32, v: f32) {
 	if (flag(F_BIAS)) {
 		r += wvalue(Bias[wword(n)], n);
 	}
+	if (flag(F_SILU)) { // a fused SiLU, as elementwise.wgsl's
+		r = r / (1.0 + exp(-r));
+	}
 	if (flag(F_COLS)) {
 		Out[Cols[2u * n] + m * Cols[2u * n + 1u]] = r;
 		return;
 	}
 	Out[m * P.O + n] = r;
+}
+
+// linear_rows is the serial-kernel linear for fewer than 8 rows (a
+// batch's time embedding, the 2-D MLP at batch 1), where GEMM_serial's 8×4
+// block would compute 8 copies of one row: each thread owns one row and 4
+// output features and walks K, 5 loads per 4 multiply-adds. No split.
+// Workgroups of 16, so even a 128-feature layer spreads over two cores.
+@compute @workgroup_size(16)
+fn linear_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+		@builtin(local_invocation_index) li: u32) {
+	let quads = (P.O + 3u) / 4u;
+	let t = (wid.y * nwg.x + wid.x) * 16u + li;
+	if (t >= P.rows * quads) {
+		return;
+	}
+	let m = t / quads;
+	let n0 = (t % quads) * 4u;
+	let x0 = m * P.I;
+	let w0 = n0 * P.I;
+	let w1 = min(n0 + 1u, P.O - 1u) * P.I; // features past O repeat the last
+	let w2 = min(n0 + 2u, P.O - 1u) * P.I;
+	let w3 = min(n0 + 3u, P.O - 1u) * P.I;
+	var acc = vec4<f32>();
+	for (var k = 0u; k < P.I; k++) {
+		let wv = vec4<f32>(wvalue(Wt[wword(w0 + k)], w0 + k), wvalue(Wt[wword(w1 + k)], w1 + k),
+			wvalue(Wt[wword(w2 + k)], w2 + k), wvalue(Wt[wword(w3 + k)], w3 + k));
+		acc += X[x0 + k] * wv;
+	}
+	for (var j = 0u; j < 4u && n0 + j < P.O; j++) {
+		finish(m, n0 + j, acc[j]);
+	}
 }
 
 @compute @workgroup_size(256)

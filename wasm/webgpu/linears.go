@@ -75,13 +75,30 @@ func (c *compiler) linears(i int) (bool, error) {
 		b = c.w.concat(bs...)
 	}
 	what := fmt.Sprintf("linear %s (+%d merged)", g.Nodes[i].Name, len(js)-1)
+	binds := []ref{c.val(in), c.weight(w), c.weight(b), {k: rTemp, i: tmp}, {k: rConst, i: ci}}
+	return true, c.linearSteps(what, rows, I, O, c.flags(b, flagCols), binds, -1, i, tmp)
+}
+
+// linearSteps adds the steps of a linear (rows × I by O) with the given
+// flags and linear.wgsl bindings, writing value v (-1: scratch): split-K
+// GEMM steps (gemmSteps; split, the GEMM step stores plain partial sums and
+// only the reduce applies the epilogue), or with serial kernels and fewer
+// than 8 rows linear_rows, which does not compute GEMM_serial's 8 copies of
+// one row.
+func (c *compiler) linearSteps(what string, rows, I, O, flags int, binds []ref, v graph.Value, order int, temps ...int) error {
 	grid, err := c.gemmGrid(what, rows, O, 1)
 	if err != nil {
-		return true, err
+		return err
 	}
 	split := c.splitFor(grid, I, rows*O)
-	params := words(rows, I, O, c.flags(b, flagCols), split, 0, 0, 0)
-	binds := []ref{c.val(in), c.weight(w), c.weight(b), {k: rTemp, i: tmp}, {k: rConst, i: ci}}
-	// Split, the GEMM step stores plain partial sums; only the reduce scatters.
-	return true, c.gemmSteps("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, -1, grid, split, rows*O, i, tmp)
+	params := words(rows, I, O, flags, split, 0, 0, 0)
+	if c.serial() && rows < 8 && split == 1 {
+		g, err := c.grid(what, (rows*((O+3)/4)+15)/16)
+		if err != nil {
+			return err
+		}
+		c.add(pstep{what: what, key: kernelKey{fam: "linear", entry: "linear_rows"}, params: params, binds: binds, out: v, temps: temps, grid: g}, order)
+		return nil
+	}
+	return c.gemmSteps("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, v, grid, split, rows*O, order, temps...)
 }

@@ -188,6 +188,12 @@ func opCases(r *rand.Rand) []*opCase {
 		{2, 3, 5, 5, 4, 4, 2, 1, 0},
 		{1, 5, 4, 3, 3, 3, 2, 1, 1},
 		{7, 2, 3, 3, 5, 3, 1, 0, 0},
+		// ScoreNet's shape (no padding, output padding 1, more channels
+		// than a serial block's 8), a 5×5 kernel, and stride 3 with a 2×2
+		// kernel (output rows no tap reaches).
+		{1, 9, 5, 5, 11, 3, 2, 0, 1},
+		{2, 4, 3, 4, 6, 5, 2, 2, 1},
+		{2, 3, 4, 3, 5, 2, 3, 0, 2},
 	} {
 		cc := cc
 		cs = append(cs, &opCase{name: fmt.Sprintf("conv_transpose2d/%v", cc),
@@ -469,6 +475,7 @@ func TestFusions(t *testing.T) {
 			Options{Serial: 1, winograd: 1, winoTile: 2}, Options{Serial: 1, Weights: WeightsF16, winograd: 1, winoTile: 2},
 			Options{Serial: 1, winograd: 1, winoTile: 4}, Options{Serial: 1, Weights: WeightsF16, winograd: 1, winoTile: 4})
 	}
+	testMLPFusion(t, d, r)
 	c := &opCase{name: "conv+residual", params: params,
 		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
 			x := in("x", B, C, H, W)
@@ -480,6 +487,43 @@ func TestFusions(t *testing.T) {
 	defer func() { gpu.ReplayInJS = true }()
 	if e := compare(t, d, c, Options{}); !(e <= nmseOp) {
 		t.Errorf("replayed from Go: NMSE %.3g over %g", e, nmseOp)
+	}
+}
+
+// testMLPFusion checks the 2-D MLP's pattern: a linear absorbs the SiLU
+// after it, and a reshape that is not the output is an alias, no step. Both
+// linear kernels of the serial set (linear_rows below 8 rows, GEMM_serial
+// from 8) and the split-K reduce apply the SiLU.
+func testMLPFusion(t *testing.T, d *Device, r *rand.Rand) {
+	params := map[string]*tensor.Tensor{
+		"a.weight": randT(r, 0.3, 9, 5), "a.bias": randT(r, 1, 9),
+		"b.weight": randT(r, 0.3, 6, 9), "b.bias": randT(r, 1, 6),
+		"c.weight": randT(r, 0.3, 2, 3),
+	}
+	for _, rows := range []int{1, 7, 8, 33} {
+		c := &opCase{name: fmt.Sprintf("mlp/rows=%d", rows), params: params,
+			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+				h := b.Unary(graph.OpSiLU, b.Linear("a", b.Reshape(in("x", rows, 5, 1, 1), rows, 5)))
+				h = b.Reshape(b.Unary(graph.OpSiLU, b.Linear("b", h)), 2*rows, 3)
+				return b.Reshape(b.Linear("c", h), rows, 4)
+			}}
+		g, err := c.graphOf(r, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range []Options{{Serial: -1, SplitK: 1}, {Serial: 1}} {
+			p, err := d.Compile(context.Background(), g, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Three linears and the output's reshape (a copy into the output buffer).
+			if p.Steps() != 4 {
+				t.Errorf("%s %+v: %d steps, want 4", c.name, o, p.Steps())
+			}
+			p.Release()
+		}
+		compareAll(t, d, c, Options{Serial: -1}, Options{Serial: -1, Weights: WeightsF16}, Options{Serial: -1, SplitK: 2},
+			Options{Serial: 1}, Options{Serial: 1, Weights: WeightsF16})
 	}
 }
 

@@ -77,7 +77,7 @@ type labelCheck struct {
 // Compile builds a Program for g. It fails with a *LimitError when the graph
 // does not fit the device.
 func (d *Device) Compile(ctx context.Context, g *graph.Graph, o Options) (*Program, error) {
-	w := newWeightStore(d, g.Params, o.Weights)
+	w := newWeightStore(d, g.Params, o)
 	p, err := d.compile(ctx, g, w, o)
 	if err != nil {
 		w.destroy()
@@ -146,6 +146,8 @@ type compiler struct {
 	cons   [][]int  // consumers of each value, by node index (one entry per use)
 	skip   []bool
 	views  map[graph.Value]view // values that live inside a scratch buffer
+	// aliases maps a reshape's output to the value whose buffer it shares.
+	aliases map[graph.Value]graph.Value
 	// scratchCap bounds split-K scratch: perSampleBytes of this graph.
 	scratchCap uint64
 }
@@ -159,7 +161,25 @@ type view struct {
 
 func valBytes(shape []int) uint64 { return 4 * uint64(tensor.Numel(shape)) }
 
-func (c *compiler) val(v graph.Value) ref { return ref{k: rValue, v: v} }
+// val refers to value v, or to the value it is a reshape of (aliases).
+func (c *compiler) val(v graph.Value) ref {
+	if a, ok := c.aliases[v]; ok {
+		v = a
+	}
+	return ref{k: rValue, v: v}
+}
+
+// findAliases makes every reshape but the graph's output an alias of its
+// input (of that input's own source, when that is a reshape too): a
+// reshape moves no data, so it needs no buffer and no dispatch.
+func (c *compiler) findAliases() {
+	c.aliases = map[graph.Value]graph.Value{}
+	for _, n := range c.g.Nodes {
+		if n.Op == graph.OpReshape && n.Out != c.g.Output {
+			c.aliases[n.Out] = c.val(n.In[0]).v
+		}
+	}
+}
 
 func (c *compiler) weight(name string) ref {
 	if name == "" {
@@ -446,17 +466,14 @@ func (c *compiler) node(i int) error {
 		ws := g.Params[n.Weight].Shape
 		O, I := ws[0], ws[1]
 		rows := numel / O
+		out, last, more := n.Out, i, 0
+		if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU && !c.o.Unfused {
+			out, last, more = g.Nodes[j].Out, j, flagSiLU
+			c.skip[j] = true
+		}
 		what := "linear " + n.Name
-		grid, err := c.gemmGrid(what, rows, O, 1)
-		if err != nil {
-			return err
-		}
-		split := c.splitFor(grid, I, rows*O)
-		params := words(rows, I, O, c.flags(n.Bias, 0), split, 0, 0, 0)
-		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(n.Out)}
-		if err := c.gemmSteps("linear", "linear_main", "linear_reduce", what, params, binds, 0, 3, n.Out, grid, split, rows*O, i); err != nil {
-			return err
-		}
+		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(out)}
+		return c.linearSteps(what, rows, I, O, c.flags(n.Bias, more), binds, out, last)
 
 	case graph.OpGroupNorm:
 		return c.groupNorm(i, c.val(n.In[0]), 0, none, "", nil)
@@ -698,8 +715,12 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 			c.cons[v] = append(c.cons[v], i)
 		}
 	}
+	c.findAliases()
 	for i := range g.Nodes {
 		if c.skip[i] {
+			continue
+		}
+		if _, ok := c.aliases[g.Nodes[i].Out]; ok {
 			continue
 		}
 		if err := c.node(i); err != nil {

@@ -139,6 +139,7 @@ func abba(rounds int, call func(int) time.Duration) (ta, tb []time.Duration, rat
 var serialAB = map[string][2]Options{
 	"f16-f32": {{Serial: 1, winograd: -1}, {Serial: 1, Weights: WeightsF32, winograd: -1}},
 	"same":    {{Serial: 1}, {Serial: 1}},
+	"weights": {{Serial: 1, Weights: WeightsF16}, {Serial: 1, Weights: WeightsF32}},
 	"wino":    {{Serial: 1, winograd: -1}, {Serial: 1}},
 	"f2-f4":   {{Serial: 1, winoTile: 2}, {Serial: 1, winoTile: 4}},
 	"f2-rule": {{Serial: 1, winoTile: 2}, {Serial: 1}},

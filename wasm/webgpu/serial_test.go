@@ -30,7 +30,7 @@ func TestSerialKernels(t *testing.T) {
 		"a.group_norm.weight": randT(r, 1, C), "a.group_norm.bias": randT(r, 1, C),
 		"a.to_q.weight": randT(r, 0.3, C, C), "a.to_k.weight": randT(r, 0.3, C, C),
 		"a.to_v.weight": randT(r, 0.3, C, C), "a.to_out.0.weight": randT(r, 0.3, C, C),
-		"l.weight": randT(r, 0.3, 4, C*H*W),
+		"l.weight": randT(r, 0.3, 4, C*H*W), "m.weight": randT(r, 0.3, 3, 1),
 	}
 	c := &opCase{name: "serial", params: params,
 		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
@@ -40,7 +40,8 @@ func TestSerialKernels(t *testing.T) {
 			tok := b.ToTokens(b.GroupNorm("a.group_norm", h, 4, 1e-5))
 			q, k, v := b.Linear("a.to_q", tok), b.Linear("a.to_k", tok), b.Linear("a.to_v", tok)
 			h = b.Add(b.FromTokens(b.Linear("a.to_out.0", b.Attention("a", q, k, v, 2)), H, W), h)
-			return b.Linear("l", b.Reshape(h, B, C*H*W))
+			// l has 2 rows (linear_rows), m 8 (GEMM_serial).
+			return b.Linear("m", b.Reshape(b.Linear("l", b.Reshape(h, B, C*H*W)), 4*B, 1))
 		}}
 	g, err := c.graphOf(r, params)
 	if err != nil {
@@ -60,7 +61,7 @@ func TestSerialKernels(t *testing.T) {
 	}
 	serialSet := map[string]bool{"norm:group_norm_serial": true, "attention:scorescm_serial": true,
 		"attention:softmax_serial": true, "attention:pvcm_serial": true,
-		"conv:conv2d_serial": true, "conv:conv_pad": true, "conv:convt_pad": true, "linear:linear_serial": true,
+		"conv:conv2d_serial": true, "conv:conv_pad": true, "conv:convt_pad": true, "linear:linear_serial": true, "linear:linear_rows": true,
 		"winograd:wino2_in": true, "winograd:wino_serial": true, "winograd:wino2_out": true}
 	gpuSet := map[string]bool{"norm:group_norm": true, "lucid:mem_attention": true,
 		"conv:conv2d_main": true, "conv:convt_main": true, "linear:linear_main": true}

@@ -19,6 +19,10 @@ const (
 	// WeightsAuto packs weights as f16 when every one of them converts to
 	// f16 and back unchanged (a model loaded from an f16 file), so results
 	// equal the f32 upload at half the memory and bandwidth; otherwise f32.
+	// With the serial kernels (software adapters) it is always f32: there
+	// unpack2x16float is dear and memory is the CPU's (measured on
+	// SwiftShader: a GEMM shaped like a 64-channel conv took 2.2× as long
+	// reading f16 as f32, a 128×128 matrix-vector product 2–5×).
 	WeightsAuto WeightMode = iota
 	// WeightsF16 always packs as f16, rounding weights that are not exact.
 	WeightsF16
@@ -38,14 +42,14 @@ func exactInF16(params map[string]*tensor.Tensor) bool {
 	return true
 }
 
-func chooseFormat(params map[string]*tensor.Tensor, m WeightMode) weightFormat {
+func chooseFormat(params map[string]*tensor.Tensor, m WeightMode, serial bool) weightFormat {
 	switch m {
 	case WeightsF16:
 		return formatF16
 	case WeightsF32:
 		return formatF32
 	}
-	if exactInF16(params) {
+	if !serial && exactInF16(params) {
 		return formatF16
 	}
 	return formatF32
@@ -146,8 +150,8 @@ func (w *weightStore) stored(name string) *tensor.Tensor {
 // packed reports whether the named tensor is stored as packed f16.
 func (w *weightStore) packed(name string) bool { return w.format == formatF16 && !w.f32[name] }
 
-func newWeightStore(d *Device, params map[string]*tensor.Tensor, m WeightMode) *weightStore {
-	return &weightStore{dev: d, format: chooseFormat(params, m), params: params, bufs: map[string]*gpu.Buffer{}}
+func newWeightStore(d *Device, params map[string]*tensor.Tensor, o Options) *weightStore {
+	return &weightStore{dev: d, format: chooseFormat(params, o.Weights, useSerial(d, o)), params: params, bufs: map[string]*gpu.Buffer{}}
 }
 
 // bytes is the GPU size of a parameter in this store's format.
