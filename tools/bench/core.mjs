@@ -34,6 +34,10 @@ export function defaults(gpu) {
     sampleSteps: 25,
     samples: soft ? ['simd', 'simd-threads', 'ort-wasm', 'ort-wasm-threads'] : null, // backends that run the full sample (null: all)
     gpuMaxBatchSoft: soft ? 1 : 1 << 30, // largest batch WebGPU backends run on SwiftShader
+    // models cheap enough for the WebGPU backends to run every batch and
+    // (unless BENCH_SAMPLES says otherwise: samplesSet) the full sample on
+    // SwiftShader too (null: the limits above hold for all)
+    gpuFullModelsSoft: soft ? ['toy2d'] : null,
     gpuModels: null, // models the WebGPU backends run on (null: all)
     seed: 1,
   };
@@ -192,8 +196,10 @@ async function benchModel(env, cfg, name) {
     const b = { batches: {} };
     r.backends[backend] = b;
     const gpu = GPU.has(backend);
-    const warm = gpu ? cfg.gpuWarmup : cfg.warmup;
-    const iters = gpu ? cfg.gpuIters : cfg.iters;
+    // A model SwiftShader runs in full is timed as on a GPU, with at least 3 + 20 calls.
+    const full = gpu && env.gpu.swiftshader && cfg.gpuFullModelsSoft?.includes(name);
+    const warm = gpu ? (full ? Math.max(cfg.gpuWarmup, 3) : cfg.gpuWarmup) : cfg.warmup;
+    const iters = gpu ? (full ? Math.max(cfg.gpuIters, 20) : cfg.gpuIters) : cfg.iters;
     let ortS = null;
     try {
       if (backend.startsWith('ort')) {
@@ -207,7 +213,7 @@ async function benchModel(env, cfg, name) {
         b.detail = o.detail;
       }
       for (const B of cfg.batches) {
-        if (gpu && env.gpu.swiftshader && B > cfg.gpuMaxBatchSoft) {
+        if (gpu && env.gpu.swiftshader && B > cfg.gpuMaxBatchSoft && !full) {
           b.batches[B] = { skipped: `batch ${B} not run on SwiftShader (BENCH_GPU_MAX_BATCH_SOFT=${cfg.gpuMaxBatchSoft})` };
           continue;
         }
@@ -235,7 +241,7 @@ async function benchModel(env, cfg, name) {
         log(`${name} ${backend} b${B}: median ${s.median.toFixed(2)} ms (min ${s.min.toFixed(2)}, max ${s.max.toFixed(2)}, n=${s.n}), ${s.gflops ? s.gflops.toFixed(2) : '?'} GFLOP/s`);
       }
       // A full sample: DDIM, 25 steps, 16 images, driven by our sampler.
-      if (!cfg.samples || cfg.samples.includes(backend)) {
+      if (!cfg.samples || cfg.samples.includes(backend) || (full && !cfg.samplesSet)) {
         let key = goBackend(backend);
         if (ortS) {
           key = `js:${backend}`;

@@ -29,11 +29,12 @@ export function envConfig() {
   if (e.BENCH_GPU_WARMUP) c.gpuWarmup = int(e.BENCH_GPU_WARMUP);
   if (e.BENCH_GPU_ITERS) c.gpuIters = int(e.BENCH_GPU_ITERS);
   if (e.BENCH_GPU_MAX_BATCH_SOFT) c.gpuMaxBatchSoft = int(e.BENCH_GPU_MAX_BATCH_SOFT);
+  if (e.BENCH_GPU_FULL_MODELS_SOFT) c.gpuFullModelsSoft = e.BENCH_GPU_FULL_MODELS_SOFT === 'none' ? [] : list(e.BENCH_GPU_FULL_MODELS_SOFT);
   if (e.BENCH_GPU_MODELS) c.gpuModels = e.BENCH_GPU_MODELS === 'all' ? null : list(e.BENCH_GPU_MODELS);
   if (e.BENCH_SAMPLE_BATCH) c.sampleBatch = int(e.BENCH_SAMPLE_BATCH);
   if (e.BENCH_SAMPLE_STEPS) c.sampleSteps = int(e.BENCH_SAMPLE_STEPS);
   if (e.BENCH_ONNX_SLIM) c.slimOnnx = e.BENCH_ONNX_SLIM === '1';
-  if (e.BENCH_SAMPLES) c.samples = e.BENCH_SAMPLES === 'all' ? null : list(e.BENCH_SAMPLES);
+  if (e.BENCH_SAMPLES) { c.samples = e.BENCH_SAMPLES === 'all' ? null : list(e.BENCH_SAMPLES); c.samplesSet = true; }
   return c;
 }
 
