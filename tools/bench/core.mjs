@@ -46,6 +46,42 @@ export function defaults(gpu) {
 const GPU = new Set(['webgpu', 'ort-webgpu']);
 const ORT_MODULE = { 'ort-wasm': 'wasm', 'ort-wasm-threads': 'wasmThreads', 'ort-webgpu': 'webgpu' };
 
+// readbackFloor times the least a WebGPU call with a result can cost in
+// this runtime: a 16-byte upload, one dispatch of one workgroup, a copy
+// and mapAsync of the result, on a device of its own (median of 30 after
+// 3 untimed). Any backend's per-call time on this adapter includes it; in
+// headless Chromium on SwiftShader it is most of a toy2d call.
+async function readbackFloor(n = 30) {
+  const a = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  const dev = await a.requestDevice();
+  try {
+    const buf = dev.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const st = dev.createBuffer({ size: 256, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const module = dev.createShaderModule({ code: '@group(0) @binding(0) var<storage, read_write> B: array<f32>;\n@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { B[g.x] = B[g.x] + 1.0; }' });
+    const pipe = dev.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+    const bg = dev.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
+    const times = [];
+    for (let i = 0; i < n + 3; i++) {
+      const t0 = performance.now();
+      dev.queue.writeBuffer(buf, 0, new Float32Array(4));
+      const e = dev.createCommandEncoder();
+      const p = e.beginComputePass();
+      p.setPipeline(pipe);
+      p.setBindGroup(0, bg);
+      p.dispatchWorkgroups(1);
+      p.end();
+      e.copyBufferToBuffer(buf, 0, st, 0, 256);
+      dev.queue.submit([e.finish()]);
+      await st.mapAsync(GPUMapMode.READ);
+      st.unmap();
+      if (i >= 3) times.push(performance.now() - t0);
+    }
+    return stats(times);
+  } finally {
+    dev.destroy();
+  }
+}
+
 // goBackend is the Go bench's name for one of ours: both SIMD rows are its
 // "simd", with the glue's helper threads capped (env.simd.setThreads) to
 // one or all.
@@ -54,6 +90,10 @@ const goBackend = (backend) => (backend === 'simd-threads' ? 'simd' : backend);
 export async function run(env, cfg) {
   const { bench, log } = env;
   const out = { models: [], config: cfg, started: new Date().toISOString() };
+  if (env.gpu?.available) {
+    out.readbackFloor = await readbackFloor().catch((e) => ({ error: String(e?.message || e) }));
+    if (out.readbackFloor.median != null) log(`WebGPU readback floor: median ${out.readbackFloor.median.toFixed(2)} ms (min ${out.readbackFloor.min.toFixed(2)}, max ${out.readbackFloor.max.toFixed(2)}, n=${out.readbackFloor.n})`);
+  }
   for (const name of cfg.models) {
     const t0 = performance.now();
     const r = await benchModel(env, cfg, name).catch((e) => ({ name, error: String(e?.stack || e) }));

@@ -116,6 +116,9 @@ export function markdown(res) {
   L.push(`- Runtime: ${res.runtime}`);
   const g = res.env?.gpu;
   L.push(`- WebGPU adapter: ${g?.available ? `${Object.entries(g.info || {}).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ')}${g.swiftshader ? ' — SwiftShader, a CPU software renderer: WebGPU figures here say nothing about real GPUs' : ''}` : `none (${g?.why || '?'})`}`);
+  const f = res.readbackFloor;
+  if (f?.median != null) L.push(`- WebGPU readback floor: a 16-byte upload, one one-workgroup dispatch, a copy and a mapAsync take ${f.median.toFixed(2)} ms (${f.min.toFixed(2)}–${f.max.toFixed(2)}, n=${f.n}) here, on a device of their own; no WebGPU call with a result can be faster.`);
+  else if (f?.error) L.push(`- WebGPU readback floor: not measured (${f.error})`);
   const c = res.config;
   L.push(`- Per-call timings: median of n timed calls after warm-up (CPU backends ${c.warmup} warm-up + ${c.iters} timed; WebGPU backends ${c.gpuWarmup} + ${c.gpuIters}); wall-clock, performance.now()`);
   if (res.env?.simd?.threads > 1) L.push(`- Threads: the "helper threads" rows split large GEMMs over ${res.env.simd.threads} threads (wasm/simd/simd_glue.js); their peer is ORT wasm with numThreads ${res.env.simd.threads}.`);

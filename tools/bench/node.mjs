@@ -111,7 +111,7 @@ async function main() {
     title: SMOKE ? 'Smoke run, Node (not a measurement)' : 'make bench-gpu (Node, Dawn)', date: new Date().toISOString().slice(0, 10), machine: { ...mach, loadavgEnd: os.loadavg() },
     runtime: `Node ${process.version} with npm webgpu (Dawn) ${JSON.parse(fs.readFileSync(path.join(NM, 'webgpu', 'package.json'), 'utf8')).version}; onnxruntime-web ${ort.wasm?.env.versions?.web || ort.webgpu?.env.versions?.web || '?'}`,
     env: { gpu, simd, ortErrors: ort.errors, crossOriginIsolated: true },
-    config: results.config, models: results.models, notes: final ? [] : ['partial: the run had not finished when this was written'],
+    config: results.config, models: results.models, readbackFloor: results.readbackFloor, notes: final ? [] : ['partial: the run had not finished when this was written'],
     wallSeconds: (Date.now() - t0) / 1000,
   });
   // Written after every model, so a run cut short still leaves its numbers.

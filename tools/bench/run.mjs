@@ -221,6 +221,7 @@ async function main() {
     res.results = await page.evaluate((c) => window.runBench(c), cfg);
     res.config = res.results.config;
     res.models = res.results.models;
+    res.readbackFloor = res.results.readbackFloor;
     delete res.results;
     await page.close();
     const plModels = (process.env.BENCH_PAGELOAD_MODELS || (SMOKE ? 'none' : 'mnist,emoji')).split(',').filter((m) => m && m !== 'none');
