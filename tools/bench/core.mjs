@@ -90,10 +90,15 @@ const goBackend = (backend) => (backend === 'simd-threads' ? 'simd' : backend);
 export async function run(env, cfg) {
   const { bench, log } = env;
   const out = { models: [], config: cfg, started: new Date().toISOString() };
-  if (env.gpu?.available) {
-    out.readbackFloor = await readbackFloor().catch((e) => ({ error: String(e?.message || e) }));
-    if (out.readbackFloor.median != null) log(`WebGPU readback floor: median ${out.readbackFloor.median.toFixed(2)} ms (min ${out.readbackFloor.min.toFixed(2)}, max ${out.readbackFloor.max.toFixed(2)}, n=${out.readbackFloor.n})`);
-  }
+  // The readback floor, at the start and (below) the end of the run: on
+  // SwiftShader in Chromium it switches between about 0.5 and 2.5 ms.
+  const floor = async (when) => {
+    if (!env.gpu?.available) return;
+    const f = await readbackFloor().catch((e) => ({ error: String(e?.message || e) }));
+    (out.readbackFloor ||= {})[when] = f;
+    if (f.median != null) log(`WebGPU readback floor (${when}): median ${f.median.toFixed(2)} ms (min ${f.min.toFixed(2)}, max ${f.max.toFixed(2)}, n=${f.n})`);
+  };
+  await floor('start');
   for (const name of cfg.models) {
     const t0 = performance.now();
     const r = await benchModel(env, cfg, name).catch((e) => ({ name, error: String(e?.stack || e) }));
@@ -102,6 +107,7 @@ export async function run(env, cfg) {
     env.onModel?.(out);
     log(`${name}: done in ${(r.wallMs / 1000).toFixed(1)} s${r.error ? ` (error: ${r.error.split('\n')[0]})` : ''}`);
   }
+  await floor('end');
   out.finished = new Date().toISOString();
   return out;
 }
