@@ -545,3 +545,20 @@ func TestLabelOutOfRange(t *testing.T) {
 		t.Fatal("label 4 of 4 rows accepted")
 	}
 }
+
+// TestRunChunks checks Run's submissions: every step once, in order, the
+// first 8 and then twice as many each time.
+func TestRunChunks(t *testing.T) {
+	for n := 0; n <= 300; n++ {
+		b := runChunks(n)
+		if len(b) < 2 || b[0] != 0 || b[len(b)-1] != n {
+			t.Fatalf("n=%d: boundaries %v", n, b)
+		}
+		for k := 1; k < len(b); k++ {
+			size, most := b[k]-b[k-1], 8<<(k-1)
+			if n > 0 && (size <= 0 || size > most || size < most && k < len(b)-1) {
+				t.Fatalf("n=%d: chunk %d has %d steps (boundaries %v)", n, k, size, b)
+			}
+		}
+	}
+}
