@@ -44,10 +44,11 @@ func benchModels(b *testing.B, env string) []fixture {
 
 // BenchmarkLatency breaks a Denoise call on the shipped models
 // (WEBGPU_PROFILE_MODELS, comma-separated .safetensors paths; default
-// weights/mnist.safetensors) into its parts, with and without split-K:
+// weights/mnist.safetensors) into its parts, with and without split-K, and
+// with Run's steps in one submission instead of runChunks:
 //
 //	roundtrip   an empty submission and the wait for it
-//	…/denoise   one call: upload, one submission, readback
+//	…/denoise   one call: upload, the submissions, readback
 //	…/gpu       calls submitted back to back, one wait at the end: the GPU
 //	            time of a call, what a GPU-resident sampler step costs
 //	…/record    encoding the dispatch list from Go
@@ -71,7 +72,7 @@ func BenchmarkLatency(b *testing.B) {
 		for _, v := range []struct {
 			name string
 			o    Options
-		}{{"default", Options{}}, {"no-split-K", Options{SplitK: 1}}} {
+		}{{"default", Options{}}, {"no-split-K", Options{SplitK: 1}}, {"one-submission", Options{oneSubmission: true}}} {
 			for _, B := range []int{1, 16} {
 				b.Run(fmt.Sprintf("%s/%s/b%d", f.name, v.name, B), func(b *testing.B) {
 					b.Run("denoise", func(b *testing.B) { benchDenoise(b, d, f, B, v.o) })

@@ -38,6 +38,9 @@ type Options struct {
 	winograd int
 	// winoTile forces Winograd's output tile (2 or 4; 0: winoTile's rule).
 	winoTile int
+	// oneSubmission makes Run submit all steps at once instead of in
+	// runChunks (benchmarks: BenchmarkLatency's "one-submission").
+	oneSubmission bool
 }
 
 // Program is a graph compiled for one device: every buffer, pipeline and
@@ -49,15 +52,17 @@ type Program struct {
 	weights *weightStore
 	ownW    bool // weights belong to this program (Compile), not a Denoiser
 
-	steps    []step
-	rec      *gpu.Recording   // steps as one replayable list
-	runRecs  []*gpu.Recording // the same in Run's chunks (runChunks)
-	inputs   map[string]*gpu.Buffer
-	out      *gpu.Buffer
-	outBytes uint64
-	staging  *gpu.Buffer
-	owned    []*gpu.Buffer
-	labels   []labelCheck // embedding inputs to validate on the host
+	steps   []step
+	rec     *gpu.Recording   // steps as one replayable list
+	runRecs []*gpu.Recording // the same in Run's chunks (runChunks)
+	// oneSubmission: Run submits every step at once (Options.oneSubmission).
+	oneSubmission bool
+	inputs        map[string]*gpu.Buffer
+	out           *gpu.Buffer
+	outBytes      uint64
+	staging       *gpu.Buffer
+	owned         []*gpu.Buffer
+	labels        []labelCheck // embedding inputs to validate on the host
 
 	mu sync.Mutex
 }
@@ -764,7 +769,7 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 		}
 	}
 
-	p := &Program{dev: d, g: g, weights: w, inputs: map[string]*gpu.Buffer{}}
+	p := &Program{dev: d, g: g, weights: w, inputs: map[string]*gpu.Buffer{}, oneSubmission: o.oneSubmission}
 	for _, n := range g.Nodes {
 		if n.Op == graph.OpEmbedding {
 			for name, v := range g.Inputs {
@@ -996,6 +1001,9 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 	}
 	if p.runRecs == nil {
 		b := runChunks(len(p.steps))
+		if p.oneSubmission {
+			b = []int{0, len(p.steps)}
+		}
 		for k := 1; k < len(b); k++ {
 			p.runRecs = append(p.runRecs, gpu.Record(p.dispatches(b[k-1], b[k])))
 		}
