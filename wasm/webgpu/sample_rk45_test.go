@@ -4,7 +4,6 @@ package webgpu
 
 import (
 	"context"
-	"errors"
 	"math"
 	"testing"
 
@@ -169,29 +168,14 @@ func TestSampleRK45DeviceLost(t *testing.T) {
 	// One preview, at accepted step 1: the checkpoint is after it, where
 	// the next step size still matters (later ones are cut to the end).
 	o.Preview = func(i, total int) bool { return i == 1 }
-	o.Progress = func(st sampler.Step) error {
-		if st.Index == 2 {
-			d.Destroy()
-		}
-		return nil
-	}
-	_, err = dn.Sample(context.Background(), "rk45", m, noise, o)
-	var ie *InterruptedError
-	if !errors.As(err, &ie) || !errors.Is(err, ErrDeviceLost) {
-		t.Fatalf("rk45 with the device destroyed mid-run: %v, want an InterruptedError", err)
-	}
+	ie := lostAt(t, d, dn, "rk45", m, noise, o, 2)
 	c := ie.Checkpoint
-	t.Logf("%v (checkpoint: %d accepted steps, %d evaluations, u %.6g, h %.4g; the run has %d)", err, c.Step, c.NFE, c.U, c.H, len(all))
+	t.Logf("checkpoint: u %.6g, h %.4g; the run has %d accepted steps", c.U, c.H, len(all))
 	if c.Step != 2 || c.Step >= len(all)-1 || !(c.H > 0) || len(c.History) != 1 || c.NFE != 2+6*c.Step {
 		t.Fatalf("checkpoint after %d accepted steps, %d evaluations, H %v, %d predictions: want the preview's, 2 steps, 14 evaluations",
 			c.Step, c.NFE, c.H, len(c.History))
 	}
-	var resumed []int
-	o.Progress = func(st sampler.Step) error { resumed = append(resumed, st.Index); return nil }
-	got, err := ie.Finish(context.Background(), m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, resumed := finishOnCPU(t, ie, m, noise, o)
 	if len(resumed) == 0 || resumed[0] != c.Step || got.NFE != want.NFE || len(resumed) != len(all)-c.Step {
 		t.Errorf("finished with progress %v and %d evaluations, want from %d to %d and %d", resumed, got.NFE, c.Step, len(all)-1, want.NFE)
 	}

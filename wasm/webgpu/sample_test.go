@@ -204,30 +204,12 @@ func TestSampleDeviceLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Preview = func(i, total int) bool { return i%2 == 1 }
-	var seen []int
-	o.Progress = func(st sampler.Step) error {
-		seen = append(seen, st.Index)
-		if st.Index == 3 {
-			d.Destroy()
-		}
-		return nil
-	}
-	_, err = dn.Sample(context.Background(), name, m, noise, o)
-	var ie *InterruptedError
-	if !errors.As(err, &ie) || !errors.Is(err, ErrDeviceLost) {
-		t.Fatalf("Sample with the device destroyed mid-run: %v, want an InterruptedError", err)
-	}
-	t.Logf("%v (progress calls %v)", err, seen)
+	ie := lostAt(t, d, dn, name, m, noise, o, 3)
 	if c := ie.Checkpoint; c.Step != 4 || len(c.History) != 2 || c.NFE != 4 {
 		t.Errorf("checkpoint at step %d with %d predictions and %d evaluations, want the preview of evaluation 3: step 4, 2, 4",
 			c.Step, len(c.History), c.NFE)
 	}
-	var resumed []int
-	o.Progress = func(st sampler.Step) error { resumed = append(resumed, st.Index); return nil }
-	got, err := ie.Finish(context.Background(), m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, resumed := finishOnCPU(t, ie, m, noise, o)
 	if len(resumed) == 0 || resumed[0] != ie.Checkpoint.Step || got.NFE != want.NFE {
 		t.Errorf("finished with progress %v and %d evaluations, want from %d and %d", resumed, got.NFE, ie.Checkpoint.Step, want.NFE)
 	}
@@ -371,28 +353,12 @@ func TestSampleDeviceLostSDE(t *testing.T) {
 	// the loss at the second one: its state is mid-step, so the
 	// checkpoint is still the first's, step 1.
 	o.Preview = func(i, total int) bool { return i%3 != 0 }
-	o.Progress = func(st sampler.Step) error {
-		if st.Index == 2 {
-			d.Destroy()
-		}
-		return nil
-	}
-	_, err = dn.Sample(context.Background(), "pc", m, noise, o)
-	var ie *InterruptedError
-	if !errors.As(err, &ie) || !errors.Is(err, ErrDeviceLost) {
-		t.Fatalf("pc with the device destroyed mid-run: %v, want an InterruptedError", err)
-	}
+	ie := lostAt(t, d, dn, "pc", m, noise, o, 2)
 	c := ie.Checkpoint
-	t.Logf("%v (checkpoint at step %d, %d evaluations)", err, c.Step, c.NFE)
 	if c.Step != 1 || c.NFE != 2 {
 		t.Errorf("checkpoint at step %d after %d evaluations, want step 1 after 2", c.Step, c.NFE)
 	}
-	var resumed []int
-	o.Progress = func(st sampler.Step) error { resumed = append(resumed, st.Index); return nil }
-	got, err := ie.Finish(context.Background(), m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, resumed := finishOnCPU(t, ie, m, noise, o)
 	if len(resumed) == 0 || resumed[0] != c.NFE || got.NFE != want.NFE {
 		t.Errorf("finished with progress %v and %d evaluations, want from %d and %d", resumed, got.NFE, c.NFE, want.NFE)
 	}
@@ -446,4 +412,40 @@ func nmse64(got, want []float64) float64 {
 		return math.Inf(1)
 	}
 	return nmse(g32, w32)
+}
+
+// lostAt runs sampler name on the GPU and destroys d from the progress
+// call of evaluation `at`: the run must fail with an *InterruptedError that
+// matches ErrDeviceLost, which it returns. It sets o.Progress.
+func lostAt(t *testing.T, d *Device, dn *Denoiser, name string, m *sampler.Model, noise []float64, o *sampler.Options, at int) *InterruptedError {
+	t.Helper()
+	var seen []int
+	o.Progress = func(st sampler.Step) error {
+		seen = append(seen, st.Index)
+		if st.Index == at {
+			d.Destroy()
+		}
+		return nil
+	}
+	_, err := dn.Sample(context.Background(), name, m, noise, o)
+	var ie *InterruptedError
+	if !errors.As(err, &ie) || !errors.Is(err, ErrDeviceLost) {
+		t.Fatalf("%s with the device destroyed mid-run: %v, want an InterruptedError", name, err)
+	}
+	c := ie.Checkpoint
+	t.Logf("%v (progress calls %v; checkpoint at step %d after %d evaluations)", err, seen, c.Step, c.NFE)
+	return ie
+}
+
+// finishOnCPU finishes ie's run with m (a CPU model) and returns the
+// result and the progress indices it reported. It sets o.Progress.
+func finishOnCPU(t *testing.T, ie *InterruptedError, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, []int) {
+	t.Helper()
+	var resumed []int
+	o.Progress = func(st sampler.Step) error { resumed = append(resumed, st.Index); return nil }
+	got, err := ie.Finish(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, resumed
 }
