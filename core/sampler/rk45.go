@@ -60,6 +60,22 @@ const (
 	RK45MaxNFE    = 100000
 )
 
+// The starting step size of dopri45 (Hairer, Nørsett & Wanner I, II.4,
+// "Starting step size"), as dopriStart and the GPU rk45 sampler compute it
+// from the scaled norms d0 = ‖y‖, d1 = ‖f(y)‖ and d2 = ‖f(y + h0·f(y)) −
+// f(y)‖/h0: h0 = RK45StartFrac·d0/d1, or RK45StartMinH when d0 or d1 is
+// below RK45StartTiny; h1 = (RK45StartFrac/max(d1, d2))^(−RK45Exponent),
+// or max(RK45StartMinH, RK45StartShrink·h0) when both are below
+// RK45StartZero; the first step is min(RK45StartGrow·h0, h1).
+const (
+	RK45StartFrac   = 0.01
+	RK45StartMinH   = 1e-6
+	RK45StartTiny   = 1e-5
+	RK45StartZero   = 1e-15
+	RK45StartShrink = 1e-3
+	RK45StartGrow   = 100
+)
+
 // RK45Tolerances resolves the rk45 sampler's rtol and atol (default 1e-5).
 func RK45Tolerances(rtol, atol float64) (float64, float64, error) {
 	if rtol == 0 {
@@ -229,9 +245,9 @@ func dopriStart(eval odeFunc, u0, dir, span float64, y []float64, k [7][]float64
 		w[i] = k[0][i] / (o.atol + math.Abs(y[i])*o.rtol)
 	}
 	d1 := o.norm(w)
-	h0 := 1e-6
-	if d0 >= 1e-5 && d1 >= 1e-5 {
-		h0 = 0.01 * d0 / d1
+	h0 := RK45StartMinH
+	if d0 >= RK45StartTiny && d1 >= RK45StartTiny {
+		h0 = RK45StartFrac * d0 / d1
 	}
 	h0 = math.Min(h0, span)
 	for i := range y {
@@ -245,12 +261,12 @@ func dopriStart(eval odeFunc, u0, dir, span float64, y []float64, k [7][]float64
 	}
 	d2 := o.norm(w) / h0
 	var h1 float64
-	if d1 <= 1e-15 && d2 <= 1e-15 {
-		h1 = math.Max(1e-6, h0*1e-3)
+	if d1 <= RK45StartZero && d2 <= RK45StartZero {
+		h1 = math.Max(RK45StartMinH, h0*RK45StartShrink)
 	} else {
-		h1 = math.Pow(0.01/math.Max(d1, d2), 1.0/5)
+		h1 = math.Pow(RK45StartFrac/math.Max(d1, d2), -RK45Exponent)
 	}
-	return math.Min(math.Min(100*h0, h1), span), nil
+	return math.Min(math.Min(RK45StartGrow*h0, h1), span), nil
 }
 
 // rmsMax is the error norm of a batch: the largest per-sample RMS over

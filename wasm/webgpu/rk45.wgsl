@@ -35,7 +35,8 @@ struct Params {
 	cs: f32, a0: f32, a1: f32, a2: f32,
 	a3: f32, a4: f32, a5: f32, e0: f32,
 	e1: f32, e2: f32, e3: f32, e4: f32,
-	e5: f32, e6: f32, _f1: f32, _f2: f32,
+	e5: f32, e6: f32, s_minh: f32, s_tiny: f32,
+	s_frac: f32, s_zero: f32, s_shrink: f32, s_grow: f32, // core/sampler's RK45Start*
 }
 
 // Control words of C (f32 as bits where noted).
@@ -347,14 +348,15 @@ fn begin() {
 }
 
 // rk_start_h0: the trial step h0 from d0, d1 (Hairer et al. II.4,
-// "Starting step size", as dopri45's dopriStart), or done for an empty span.
+// "Starting step size", with core/sampler's RK45Start* constants, as
+// dopriStart), or done for an empty span.
 @compute @workgroup_size(1)
 fn rk_start_h0() {
 	let d0 = rmsmax(0u);
 	let d1 = rmsmax(P.B);
-	var h0 = 1e-6;
-	if (d0 >= 1e-5 && d1 >= 1e-5) {
-		h0 = 0.01 * d0 / d1;
+	var h0 = P.s_minh;
+	if (d0 >= P.s_tiny && d1 >= P.s_tiny) {
+		h0 = P.s_frac * d0 / d1;
 	}
 	setf(C_H0, min(h0, P.span));
 	setf(C_D1, d1);
@@ -373,12 +375,12 @@ fn rk_start_h() {
 	let d1 = cf(C_D1);
 	let d2 = rmsmax(0u) / h0;
 	var h1: f32;
-	if (d1 <= 1e-15 && d2 <= 1e-15) {
-		h1 = max(1e-6, h0 * 1e-3);
+	if (d1 <= P.s_zero && d2 <= P.s_zero) {
+		h1 = max(P.s_minh, h0 * P.s_shrink);
 	} else {
-		h1 = pow(0.01 / max(d1, d2), 0.2);
+		h1 = pow(P.s_frac / max(d1, d2), -P.expo);
 	}
-	setf(C_H, min(min(100.0 * h0, h1), P.span));
+	setf(C_H, min(min(P.s_grow * h0, h1), P.span));
 	begin();
 }
 

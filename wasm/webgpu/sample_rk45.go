@@ -211,7 +211,8 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 				c0, c1, 0.0, 0.0,
 				float64(sampler.RK45Safety), float64(sampler.RK45MinFactor), float64(sampler.RK45MaxFactor), float64(sampler.RK45Exponent),
 				cs, a[0], a[1], a[2], a[3], a[4], a[5], dpE[0],
-				dpE[1], dpE[2], dpE[3], dpE[4], dpE[5], dpE[6], 0.0, 0.0)
+				dpE[1], dpE[2], dpE[3], dpE[4], dpE[5], dpE[6], sampler.RK45StartMinH, sampler.RK45StartTiny,
+				sampler.RK45StartFrac, sampler.RK45StartZero, sampler.RK45StartShrink, float64(sampler.RK45StartGrow))
 			gd.WriteBuffer(c.uni, uint64(256*s), gpu.Uint32Bytes(w))
 		}
 		x := make([]float32, c.n)
