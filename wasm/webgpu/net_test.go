@@ -88,9 +88,11 @@ func TestNetworks(t *testing.T) {
 
 // checkNetwork runs fixture f through the GPU denoiser and the CPU
 // reference: with the fixture's f32 weights (uploaded as f32, as they are
-// not exact in f16), and with the weights rounded to f16 (uploaded packed)
-// against the CPU on the same rounded weights; the bar is nmseNetwork. ref
-// names the implementation that produced f.y, logged when f.y is set.
+// not exact in f16), and with the weights rounded to f16 (uploaded packed,
+// asked for with WeightsF16, since the serial kernels would store them as
+// f32) against the CPU on the same rounded weights; the bar is nmseNetwork.
+// It also checks the format WeightsAuto picks on this device. ref names the
+// implementation that produced f.y, logged when f.y is set.
 func checkNetwork(t *testing.T, d *Device, f fixture, ref string) {
 	t.Helper()
 	m16, err := model.New(f.m.Arch, f.m.Config, f.m.Scheduler, RoundF16(f.m.Params))
@@ -105,13 +107,24 @@ func checkNetwork(t *testing.T, d *Device, f fixture, ref string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dn, err := d.NewDenoiser(c.m)
+		o := Options{}
+		if c.format == "f16" {
+			o.Weights = WeightsF16
+		}
+		dn, err := d.NewDenoiserWith(c.m, o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Software adapters (serial kernels) store f32 whatever the model.
-		if want := c.format; dn.WeightFormat() != want && !(useSerial(d, Options{}) && dn.WeightFormat() == "f32") {
+		if dn.WeightFormat() != c.format {
 			t.Errorf("%s: weights stored as %s", c.format, dn.WeightFormat())
+		}
+		// WeightsAuto: f16 when exact, except with the serial kernels (software adapters).
+		auto := c.format
+		if useSerial(d, Options{}) {
+			auto = "f32"
+		}
+		if got := newWeightStore(d, c.m.Params, Options{}).format.String(); got != auto {
+			t.Errorf("%s: WeightsAuto stores them as %s on this device, want %s", c.format, got, auto)
 		}
 		if got := chooseFormat(c.m.Params, WeightsAuto, false).String(); got != c.format {
 			t.Errorf("%s: the GPU kernels would store weights as %s", c.format, got)
