@@ -13,7 +13,7 @@ import (
 	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
 )
 
-// BenchmarkDenoise times one Denoise call (upload, one submission, readback)
+// BenchmarkDenoise times one Denoise call (upload, the submissions, readback)
 // on each fixture network at batch 1 and 16. A measurement, not a test.
 func BenchmarkDenoise(b *testing.B) {
 	t := &testing.T{}

@@ -30,7 +30,8 @@ type Denoiser struct {
 
 var _ model.Denoiser = (*Denoiser)(nil)
 
-// NewDenoiser prepares m with default options (f16 weights when exact).
+// NewDenoiser prepares m with default options (WeightsAuto: f16 weights
+// when exact, f32 on software adapters).
 func (d *Device) NewDenoiser(m *model.Model) (*Denoiser, error) {
 	return d.NewDenoiserWith(m, Options{})
 }

@@ -18,10 +18,12 @@ import (
 
 // Options control how a graph is compiled.
 type Options struct {
-	// Weights picks the GPU storage of the parameters (default: f16 when exact).
+	// Weights picks the GPU storage of the parameters (default: f16 when
+	// exact, f32 with the serial kernels; see WeightsAuto).
 	Weights WeightMode
 	// Unfused disables kernel fusion, so each graph node runs its own kernel
-	// (used by tests to check every kernel on its own).
+	// (used by tests to check every kernel on its own); reshapes stay
+	// aliases (findAliases), as they run no kernel.
 	Unfused bool
 	// SplitK sets how many slices of K a conv or linear is split into: 0
 	// picks by the layer's shape (splitFor), 1 never splits, n > 1 always
@@ -1056,12 +1058,13 @@ func (p *Program) dispatches(from, to int) []gpu.Dispatch {
 
 // runChunks splits n steps into the submissions Run makes: 8 steps, then
 // twice as many each time (it returns the boundaries, 0 first, n last).
-// The GPU starts on the first few while the host is still recording the
-// rest; recording a dispatch costs a few µs of host time (3 µs in Dawn
-// for Node on the H100 machine, 0.5–1.2 ms for a UNet) and running one
-// about 9 µs on a GPU at batch 1, so after the first chunk the GPU should
-// not wait for the host, and a call costs about the GPU time plus the
-// first chunk's recording, not the two added. (Not measured on a GPU yet.)
+// In Dawn for Node the GPU starts on the first few while the host is
+// still recording the rest; recording a dispatch costs a few µs of host
+// time there (3 µs on the H100 machine, 0.5–1.2 ms for a UNet) and running
+// one about 9 µs on a GPU at batch 1, so after the first chunk the GPU
+// should not wait for the host, and a call costs about the GPU time plus
+// the first chunk's recording, not the two added. (In a browser the
+// commands reach the GPU process together; not measured on a GPU yet.)
 func runChunks(n int) []int {
 	b := []int{0}
 	for at, size := 0, 8; at < n; size *= 2 {

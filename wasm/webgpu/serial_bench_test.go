@@ -70,7 +70,8 @@ func BenchmarkSerialAB(b *testing.B) {
 }
 
 // BenchmarkSerialLayers is BenchmarkSerialAB on single layers shaped like
-// the shipped UNets' (f16 weights, batch WEBGPU_AB_BATCH): per layer, the
+// the shipped UNets' (weights exact in f16, stored as the pair's options
+// say; batch WEBGPU_AB_BATCH): per layer, the
 // median time of A and B over the ABBA rounds and their ratio.
 func BenchmarkSerialLayers(b *testing.B) {
 	d := testDevice(&testing.T{})
@@ -137,7 +138,7 @@ func abba(rounds int, call func(int) time.Duration) (ta, tb []time.Duration, rat
 
 // serialAB names the pairs BenchmarkSerialAB compares, A then B.
 var serialAB = map[string][2]Options{
-	"f16-f32": {{Serial: 1, winograd: -1}, {Serial: 1, Weights: WeightsF32, winograd: -1}},
+	"f16-f32": {{Serial: 1, Weights: WeightsF16, winograd: -1}, {Serial: 1, Weights: WeightsF32, winograd: -1}},
 	"same":    {{Serial: 1}, {Serial: 1}},
 	"weights": {{Serial: 1, Weights: WeightsF16}, {Serial: 1, Weights: WeightsF32}},
 	"wino":    {{Serial: 1, winograd: -1}, {Serial: 1}},

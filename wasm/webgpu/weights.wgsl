@@ -9,7 +9,7 @@ const F_E: u32 = 2u;     // conv: add a per-(batch, channel) term (fused add_cha
                          // group_norm: apply scale_shift (fused)
 const F_R: u32 = 4u;     // conv: add a residual (fused add)
 const F_F16: u32 = 8u;   // weights are packed f16
-const F_SILU: u32 = 16u; // group_norm: apply SiLU (fused)
+const F_SILU: u32 = 16u; // group_norm, linear: apply SiLU (fused)
 const F_COLS: u32 = 32u; // linear: scattered output columns (merged linears)
 
 fn flag(f: u32) -> bool { return (P.flags & f) != 0u; }
