@@ -93,7 +93,7 @@ export async function run(env, cfg) {
   // The readback floor, at the start and (below) the end of the run: on
   // SwiftShader in Chromium it switches between about 0.5 and 2.5 ms.
   const floor = async (when) => {
-    if (!env.gpu?.available) return;
+    if (!env.gpu?.available || !cfg.backends.some((b) => GPU.has(b))) return;
     const f = await readbackFloor().catch((e) => ({ error: String(e?.message || e) }));
     (out.readbackFloor ||= {})[when] = f;
     if (f.median != null) log(`WebGPU readback floor (${when}): median ${f.median.toFixed(2)} ms (min ${f.min.toFixed(2)}, max ${f.max.toFixed(2)}, n=${f.n})`);

@@ -14,7 +14,9 @@ fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
 // they step along the rows, so
 // the threads left without columns are whole SIMD groups, which return,
 // rather than 3 lanes of every 4 (measured on SwiftShader, which spends
-// the same time on a SIMD group whatever its live lanes).
+// the same time on a SIMD group whatever its live lanes). Returns (row,
+// column). The grid has no tile past N (gemmGrid), so N − wid.x·32 does
+// not wrap.
 fn serial_block(wid: vec3<u32>, li: u32, N: u32) -> vec2<u32> {
 	let across = N - wid.x * 32u < 32u;
 	let r = select(li / 8u, li % 8u, across);

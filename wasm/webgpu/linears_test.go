@@ -61,6 +61,6 @@ func TestMergedLinears(t *testing.T) {
 			t.Errorf("%s: %d merged linear steps, want 1", c.name, merged)
 		}
 		p.Release()
-		compareAll(t, d, c, Options{SplitK: 1}, Options{SplitK: 3, Weights: WeightsF16}, Options{})
+		compareAll(t, d, c, Options{SplitK: 1}, Options{SplitK: 3, Weights: WeightsF16}, Options{}, Options{Serial: 1}, Options{Serial: -1})
 	}
 }

@@ -5,7 +5,6 @@ package webgpu
 import (
 	"context"
 	"errors"
-	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"math/rand"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/fixtures"
+	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -277,7 +278,17 @@ func (f fixture) crop(s int) fixture {
 // per device, and compiling a whole UNet's again is slow on SwiftShader.)
 func TestDeviceLost(t *testing.T) {
 	d := ownDevice(t)
+	// A conv and a chain of affine maps: more steps than Run's first
+	// submission (runChunks), so the loss comes after several.
 	c := opCases(rand.New(rand.NewSource(1)))[1] // a conv2d
+	conv := c.build
+	c.build = func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+		h := conv(b, in)
+		for k := 0; k < 12; k++ {
+			h = b.Affine(h, 1.01, 0.1)
+		}
+		return h
+	}
 	g, err := c.graphOf(rand.New(rand.NewSource(1)), c.params)
 	if err != nil {
 		t.Fatal(err)
@@ -285,6 +296,9 @@ func TestDeviceLost(t *testing.T) {
 	p, err := d.Compile(context.Background(), g, Options{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := len(runChunks(p.Steps())) - 1; n < 2 {
+		t.Fatalf("%d steps in %d submission(s), want several", p.Steps(), n)
 	}
 	if _, err := p.Run(context.Background(), c.inputs); err != nil {
 		t.Fatal(err)

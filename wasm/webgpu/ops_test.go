@@ -525,6 +525,31 @@ func testMLPFusion(t *testing.T, d *Device, r *rand.Rand) {
 		compareAll(t, d, c, Options{Serial: -1}, Options{Serial: -1, Weights: WeightsF16}, Options{Serial: -1, SplitK: 2},
 			Options{Serial: 1}, Options{Serial: 1, Weights: WeightsF16})
 	}
+	// Reshapes of merged linears' views (a chain of two, and one), added:
+	// the aliases bind the views' scratch at their offsets.
+	params["m.weight"], params["m.bias"] = randT(r, 0.3, 9, 5), randT(r, 1, 9)
+	c := &opCase{name: "mlp/views", params: params,
+		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
+			x := in("x", 3, 5)
+			p, q := b.Linear("a", x), b.Linear("m", x)
+			return b.Add(b.Reshape(b.Reshape(p, 27), 3, 9), b.Reshape(q, 3, 9))
+		}}
+	g, err := c.graphOf(r, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{{Serial: -1, SplitK: 1}, {Serial: 1}} {
+		p, err := d.Compile(context.Background(), g, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The merged linears and the add.
+		if p.Steps() != 2 {
+			t.Errorf("%s %+v: %d steps, want 2", c.name, o, p.Steps())
+		}
+		p.Release()
+	}
+	compareAll(t, d, c, Options{Serial: -1}, Options{Serial: -1, SplitK: 2}, Options{Serial: 1}, Options{Serial: 1, Weights: WeightsF16})
 }
 
 // TestLabelOutOfRange checks that a bad class label is refused, as on the CPU.

@@ -486,6 +486,8 @@ func (c *compiler) node(i int) error {
 	case graph.OpGroupNorm:
 		return c.groupNorm(i, c.val(n.In[0]), 0, none, "", nil)
 
+	// (A reshape gets here only as the graph's output, copied into the
+	// output buffer; the others are aliases: findAliases.)
 	case graph.OpSiLU, graph.OpGELU, graph.OpAdd, graph.OpAffine, graph.OpAddChannel, graph.OpScaleShift, graph.OpDivBatch,
 		graph.OpReshape, graph.OpVEMarginalStd:
 		x, y := c.val(n.In[0]), none
@@ -895,6 +897,22 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 	if err := d.pipelinesFor(ctx, want); err != nil {
 		p.Release()
 		return nil, err
+	}
+
+	// Every value a step binds is an input, the output, a view or has a
+	// buffer; anything else is a compiler bug (a value no step writes).
+	for _, st := range c.steps {
+		for _, r := range st.binds {
+			if r.k != rValue || r.v == g.Output {
+				continue
+			}
+			_, isInput := inputName2(g, r.v)
+			_, isView := c.views[r.v]
+			if _, ok := slotOf[r.v]; !ok && !isInput && !isView {
+				p.Release()
+				return nil, fmt.Errorf("webgpu: internal error: %s binds value %d, which no step writes", st.what, r.v)
+			}
+		}
 	}
 
 	// Bind groups.
