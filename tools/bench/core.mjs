@@ -32,6 +32,7 @@ export function defaults(gpu) {
     slimOnnx: false, // true: always the slim ONNX with weights from our safetensors
     sampleBatch: 16,
     sampleSteps: 25,
+    sampleWarmupSteps: 2, // an untimed sample of this many steps before the timed one
     samples: soft ? ['simd', 'simd-threads', 'ort-wasm', 'ort-wasm-threads'] : null, // backends that run the full sample (null: all)
     gpuMaxBatchSoft: soft ? 1 : 1 << 30, // largest batch WebGPU backends run on SwiftShader
     // models cheap enough for the WebGPU backends to run every batch and
@@ -293,6 +294,9 @@ async function benchModel(env, cfg, name) {
           key = `js:${backend}`;
           bench.setJS(backend, (x, shape, t, cls) => ortS.run(x, shape[0], t, cls));
         }
+        // An untimed short sample first, as per-call timings have warm-up
+        // calls: the first sample compiles our WebGPU sampler's kernels.
+        if (cfg.sampleWarmupSteps > 0) await bench.sample(name, key, cfg.sampleBatch, cfg.sampleWarmupSteps, cfg.seed);
         const s = await bench.sample(name, key, cfg.sampleBatch, cfg.sampleSteps, cfg.seed);
         b.sample = { batch: cfg.sampleBatch, steps: cfg.sampleSteps, ms: s.ms, nfe: s.nfe, driver: ortS ? 'our Go DDIM over ORT session.run' : backend === 'webgpu' ? 'GPU-resident SampleDDIM' : 'core/sampler.DDIM' };
         (outs[backend] ||= {}).sample = s.x;

@@ -33,6 +33,7 @@ export function envConfig() {
   if (e.BENCH_GPU_MODELS) c.gpuModels = e.BENCH_GPU_MODELS === 'all' ? null : list(e.BENCH_GPU_MODELS);
   if (e.BENCH_SAMPLE_BATCH) c.sampleBatch = int(e.BENCH_SAMPLE_BATCH);
   if (e.BENCH_SAMPLE_STEPS) c.sampleSteps = int(e.BENCH_SAMPLE_STEPS);
+  if (e.BENCH_SAMPLE_WARMUP) c.sampleWarmupSteps = int(e.BENCH_SAMPLE_WARMUP);
   if (e.BENCH_ONNX_SLIM) c.slimOnnx = e.BENCH_ONNX_SLIM === '1';
   if (e.BENCH_SAMPLES) { c.samples = e.BENCH_SAMPLES === 'all' ? null : list(e.BENCH_SAMPLES); c.samplesSet = true; }
   return c;
@@ -124,7 +125,7 @@ export function markdown(res) {
   L.push(`- Per-call timings: median of n timed calls after warm-up (CPU backends ${c.warmup} warm-up + ${c.iters} timed; WebGPU backends ${c.gpuWarmup} + ${c.gpuIters}${g?.swiftshader && c.gpuFullModelsSoft?.length ? `, and at least 3 + 20 with every batch${c.samplesSet ? '' : ' and the full sample'} for ${c.gpuFullModelsSoft.join(', ')}` : ''}); wall-clock, performance.now()`);
   if (res.env?.simd?.threads > 1) L.push(`- Threads: the "helper threads" rows split large GEMMs over ${res.env.simd.threads} threads (wasm/simd/simd_glue.js); their peer is ORT wasm with numThreads ${res.env.simd.threads}.`);
   L.push(`- "vs ORT" is ORT's median time / ours for the same kind of backend (SIMD vs ORT wasm with as many threads, our WebGPU vs ORT webgpu): above 1× we are faster. GFLOP/s counts the convolutions', linears' and attention's multiply-adds ×2 (tools/bench/flops) over the median time.`);
-  L.push(`- Full sample: DDIM (η = 0), ${c.sampleSteps} steps, ${c.sampleBatch} images, seed ${c.seed}, no guidance; ORT's is driven by our Go sampler calling session.run.`);
+  L.push(`- Full sample: DDIM (η = 0), ${c.sampleSteps} steps, ${c.sampleBatch} images, seed ${c.seed}, no guidance${c.sampleWarmupSteps ? `, after an untimed ${c.sampleWarmupSteps}-step one` : ''}; ORT's is driven by our Go sampler calling session.run.`);
   L.push('');
   for (const r of res.models) {
     const f1 = r.flops?.['1']?.gemm;

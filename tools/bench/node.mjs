@@ -94,7 +94,7 @@ async function bytes(url) {
 
 async function main() {
   const cfg = envConfig();
-  if (SMOKE) Object.assign(cfg, { models: cfg.models || ['toy2d', 'mnist'], gpuModels: ['toy2d'], warmup: 0, iters: 1, gpuWarmup: 0, gpuIters: 1, batches: [1, 2], gpuMaxBatchSoft: 2, sampleBatch: 2, sampleSteps: 2, samples: null });
+  if (SMOKE) Object.assign(cfg, { models: cfg.models || ['toy2d', 'mnist'], gpuModels: ['toy2d'], warmup: 0, iters: 1, gpuWarmup: 0, gpuIters: 1, batches: [1, 2], gpuMaxBatchSoft: 2, sampleBatch: 2, sampleSteps: 2, sampleWarmupSteps: 0, samples: null });
   const mach = machine();
   const wasm = process.env.BENCH_WASM || buildWasm(OUT);
   const missing = checkOnnx(cfg.models || ['mnist', 'emoji', 'scoresde-mnist', 'toy2d']);

@@ -194,7 +194,7 @@ async function pageLoads(browser, models, backends) {
 async function main() {
   fs.mkdirSync(OUT, { recursive: true });
   const cfg = envConfig();
-  if (SMOKE) Object.assign(cfg, { models: cfg.models || ['toy2d', 'mnist'], gpuModels: ['toy2d'], warmup: 0, iters: 1, gpuWarmup: 0, gpuIters: 1, batches: [1, 2], gpuMaxBatchSoft: 2, sampleBatch: 2, sampleSteps: 2, samples: null });
+  if (SMOKE) Object.assign(cfg, { models: cfg.models || ['toy2d', 'mnist'], gpuModels: ['toy2d'], warmup: 0, iters: 1, gpuWarmup: 0, gpuIters: 1, batches: [1, 2], gpuMaxBatchSoft: 2, sampleBatch: 2, sampleSteps: 2, sampleWarmupSteps: 0, samples: null });
   const mach = machine();
   log(`machine: ${mach.cpu}, ${mach.cores} cores; building the bench wasm`);
   const wasm = buildWasm(OUT);

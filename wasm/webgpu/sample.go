@@ -133,8 +133,8 @@ func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []fl
 // last) and are nil at the others; the copy to a staging buffer is part of
 // that evaluation's submission and its map is awaited while later steps are
 // already queued. Without Progress and Preview nothing is read back but the
-// result. At most two steps are in flight, and each wait lets the
-// JavaScript event loop run.
+// result. Two to eight steps are in flight (about 10 ms of work:
+// sample_run.go's pacer), and each wait lets the JavaScript event loop run.
 //
 // rk45 is adaptive: its step control runs on the GPU too (sample_rk45.go,
 // rk45.wgsl), in float32 where core/sampler's runs in float64, so its

@@ -137,42 +137,47 @@ func TestSample(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var gpuSteps []sampler.Step
-			o.Progress = func(st sampler.Step) error { gpuSteps = append(gpuSteps, st); return nil }
-			o.Preview = c.preview
-			got, err := dn.Sample(context.Background(), c.name, m, noise, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e := nmse64(got.X, want.X); !(e <= 1e-9) {
-				t.Errorf("NMSE vs core/sampler %.3g over 1e-9", e)
-			} else {
-				t.Logf("NMSE vs core/sampler %.3g (%d evaluations)", e, got.NFE)
-			}
-			if got.NFE != want.NFE || len(gpuSteps) != len(cpuSteps) {
-				t.Fatalf("%d evaluations, %d progress calls; want %d and %d", got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
-			}
-			preview := c.preview
-			if preview == nil {
-				preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 || i == total-1 }
-			}
-			var worst float64
-			for i, g := range gpuSteps {
-				w := cpuSteps[i]
-				if g.Index != i || g.Total != w.Total || g.NFE != w.NFE || g.Point != w.Point {
-					t.Errorf("progress %d: %+v, want %+v", i, g, w)
+			// Steps in flight: as the pacer picks, and all it allows from the start.
+			defer func() { forceInFlight = 0 }()
+			for _, depth := range []int{0, maxInFlight} {
+				forceInFlight = depth
+				var gpuSteps []sampler.Step
+				o.Progress = func(st sampler.Step) error { gpuSteps = append(gpuSteps, st); return nil }
+				o.Preview = c.preview
+				got, err := dn.Sample(context.Background(), c.name, m, noise, o)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if preview(i, w.Total) != (g.X != nil) || (g.X == nil) != (g.X0 == nil) {
-					t.Errorf("progress %d: X given %v, X0 %v, want %v", i, g.X != nil, g.X0 != nil, preview(i, w.Total))
-					continue
+				if e := nmse64(got.X, want.X); !(e <= 1e-9) {
+					t.Errorf("depth %d: NMSE vs core/sampler %.3g over 1e-9", depth, e)
+				} else {
+					t.Logf("depth %d: NMSE vs core/sampler %.3g (%d evaluations)", depth, e, got.NFE)
 				}
-				if g.X != nil {
-					worst = max(worst, nmse64(g.X, w.X), nmse64(g.X0, w.X0))
+				if got.NFE != want.NFE || len(gpuSteps) != len(cpuSteps) {
+					t.Fatalf("depth %d: %d evaluations, %d progress calls; want %d and %d", depth, got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
 				}
-			}
-			t.Logf("previews: worst NMSE of X, X0 vs the CPU trajectory %.3g", worst)
-			if !(worst <= 1e-9) {
-				t.Errorf("preview NMSE %.3g over 1e-9", worst)
+				preview := c.preview
+				if preview == nil {
+					preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 || i == total-1 }
+				}
+				var worst float64
+				for i, g := range gpuSteps {
+					w := cpuSteps[i]
+					if g.Index != i || g.Total != w.Total || g.NFE != w.NFE || g.Point != w.Point {
+						t.Errorf("progress %d: %+v, want %+v", i, g, w)
+					}
+					if preview(i, w.Total) != (g.X != nil) || (g.X == nil) != (g.X0 == nil) {
+						t.Errorf("progress %d: X given %v, X0 %v, want %v", i, g.X != nil, g.X0 != nil, preview(i, w.Total))
+						continue
+					}
+					if g.X != nil {
+						worst = max(worst, nmse64(g.X, w.X), nmse64(g.X0, w.X0))
+					}
+				}
+				t.Logf("depth %d: previews: worst NMSE of X, X0 vs the CPU trajectory %.3g", depth, worst)
+				if !(worst <= 1e-9) {
+					t.Errorf("preview NMSE %.3g over 1e-9", worst)
+				}
 			}
 		})
 	}
