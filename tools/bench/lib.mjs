@@ -118,9 +118,9 @@ export function markdown(res) {
   const g = res.env?.gpu;
   L.push(`- WebGPU adapter: ${g?.available ? `${Object.entries(g.info || {}).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ')}${g.swiftshader ? ' — SwiftShader, a CPU software renderer: WebGPU figures here say nothing about real GPUs' : ''}` : `none (${g?.why || '?'})`}`);
   const fl = (f) => (f?.median != null ? `${f.median.toFixed(2)} ms (${f.min.toFixed(2)}–${f.max.toFixed(2)}, n=${f.n})` : `not measured (${f?.error || '?'})`);
-  const f = res.readbackFloor;
-  if (f?.median != null) L.push(`- WebGPU readback floor: a 16-byte upload, one one-workgroup dispatch, a copy and a mapAsync, on a device of their own, took ${fl(f)} at the start of the run; no WebGPU call with a result is faster.`); // the first runs measured it once
-  else if (f) L.push(`- WebGPU readback floor: a 16-byte upload, one one-workgroup dispatch, a copy and a mapAsync, on a device of their own, took ${fl(f.start)} at the start of the run${f.end ? ` and ${fl(f.end)} at its end` : ''}; no WebGPU call with a result is faster.`);
+  let f = res.readbackFloor;
+  if (f?.median != null) f = { start: f }; // the first runs measured it once, at the start
+  if (f) L.push(`- WebGPU readback floor: a 16-byte upload, one one-workgroup dispatch, a copy and a mapAsync, on a device of their own, took ${fl(f.start)} at the start of the run${f.end ? ` and ${fl(f.end)} at its end` : ''}; no WebGPU call with a result is faster.`);
   const c = res.config;
   L.push(`- Per-call timings: median of n timed calls after warm-up (CPU backends ${c.warmup} warm-up + ${c.iters} timed; WebGPU backends ${c.gpuWarmup} + ${c.gpuIters}${g?.swiftshader && c.gpuFullModelsSoft?.length ? `, and at least 3 + 20 with every batch${c.samplesSet ? '' : ' and the full sample'} for ${c.gpuFullModelsSoft.join(', ')}` : ''}); wall-clock, performance.now()`);
   if (res.env?.simd?.threads > 1) L.push(`- Threads: the "helper threads" rows split large GEMMs over ${res.env.simd.threads} threads (wasm/simd/simd_glue.js); their peer is ORT wasm with numThreads ${res.env.simd.threads}.`);

@@ -507,21 +507,8 @@ func testMLPFusion(t *testing.T, d *Device, r *rand.Rand) {
 				h = b.Reshape(b.Unary(graph.OpSiLU, b.Linear("b", h)), 2*rows, 3)
 				return b.Reshape(b.Linear("c", h), rows, 4)
 			}}
-		g, err := c.graphOf(r, params)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range []Options{{Serial: -1, SplitK: 1}, {Serial: 1}} {
-			p, err := d.Compile(context.Background(), g, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Three linears and the output's reshape (a copy into the output buffer).
-			if p.Steps() != 4 {
-				t.Errorf("%s %+v: %d steps, want 4", c.name, o, p.Steps())
-			}
-			p.Release()
-		}
+		// Three linears and the output's reshape (a copy into the output buffer).
+		checkSteps(t, d, c, r, 4)
 		compareAll(t, d, c, Options{Serial: -1}, Options{Serial: -1, Weights: WeightsF16}, Options{Serial: -1, SplitK: 2},
 			Options{Serial: 1}, Options{Serial: 1, Weights: WeightsF16})
 	}
@@ -534,7 +521,15 @@ func testMLPFusion(t *testing.T, d *Device, r *rand.Rand) {
 			p, q := b.Linear("a", x), b.Linear("m", x)
 			return b.Add(b.Reshape(b.Reshape(p, 27), 3, 9), b.Reshape(q, 3, 9))
 		}}
-	g, err := c.graphOf(r, params)
+	checkSteps(t, d, c, r, 2) // the merged linears and the add
+	compareAll(t, d, c, Options{Serial: -1}, Options{Serial: -1, SplitK: 2}, Options{Serial: 1}, Options{Serial: 1, Weights: WeightsF16})
+}
+
+// checkSteps compiles c with the GPU kernels (no split-K) and with the
+// serial ones and checks that each program has want steps.
+func checkSteps(t *testing.T, d *Device, c *opCase, r *rand.Rand, want int) {
+	t.Helper()
+	g, err := c.graphOf(r, c.params)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,13 +538,11 @@ func testMLPFusion(t *testing.T, d *Device, r *rand.Rand) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The merged linears and the add.
-		if p.Steps() != 2 {
-			t.Errorf("%s %+v: %d steps, want 2", c.name, o, p.Steps())
+		if p.Steps() != want {
+			t.Errorf("%s %+v: %d steps, want %d", c.name, o, p.Steps(), want)
 		}
 		p.Release()
 	}
-	compareAll(t, d, c, Options{Serial: -1}, Options{Serial: -1, SplitK: 2}, Options{Serial: 1}, Options{Serial: 1, Weights: WeightsF16})
 }
 
 // TestLabelOutOfRange checks that a bad class label is refused, as on the CPU.

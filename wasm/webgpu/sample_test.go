@@ -5,6 +5,7 @@ package webgpu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 
@@ -156,28 +157,7 @@ func TestSample(t *testing.T) {
 				if got.NFE != want.NFE || len(gpuSteps) != len(cpuSteps) {
 					t.Fatalf("depth %d: %d evaluations, %d progress calls; want %d and %d", depth, got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
 				}
-				preview := c.preview
-				if preview == nil {
-					preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 || i == total-1 }
-				}
-				var worst float64
-				for i, g := range gpuSteps {
-					w := cpuSteps[i]
-					if g.Index != i || g.Total != w.Total || g.NFE != w.NFE || g.Point != w.Point {
-						t.Errorf("progress %d: %+v, want %+v", i, g, w)
-					}
-					if preview(i, w.Total) != (g.X != nil) || (g.X == nil) != (g.X0 == nil) {
-						t.Errorf("progress %d: X given %v, X0 %v, want %v", i, g.X != nil, g.X0 != nil, preview(i, w.Total))
-						continue
-					}
-					if g.X != nil {
-						worst = max(worst, nmse64(g.X, w.X), nmse64(g.X0, w.X0))
-					}
-				}
-				t.Logf("depth %d: previews: worst NMSE of X, X0 vs the CPU trajectory %.3g", depth, worst)
-				if !(worst <= 1e-9) {
-					t.Errorf("preview NMSE %.3g over 1e-9", worst)
-				}
+				checkProgress(t, fmt.Sprintf("depth %d", depth), gpuSteps, cpuSteps, c.preview)
 			}
 		})
 	}
@@ -303,28 +283,7 @@ func TestInvertDDIM(t *testing.T) {
 			if got.NFE != want.NFE || len(gpuSteps) != len(cpuSteps) {
 				t.Fatalf("%d evaluations, %d progress calls; want %d and %d", got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
 			}
-			preview := c.preview
-			if preview == nil {
-				preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 || i == total-1 }
-			}
-			var worst float64
-			for i, g := range gpuSteps {
-				w := cpuSteps[i]
-				if g.Index != i || g.Total != w.Total || g.NFE != w.NFE || g.Point != w.Point {
-					t.Errorf("progress %d: %+v, want %+v", i, g, w)
-				}
-				if preview(i, w.Total) != (g.X != nil) || (g.X == nil) != (g.X0 == nil) {
-					t.Errorf("progress %d: X given %v, want %v", i, g.X != nil, preview(i, w.Total))
-					continue
-				}
-				if g.X != nil {
-					worst = max(worst, nmse64(g.X, w.X), nmse64(g.X0, w.X0))
-				}
-			}
-			t.Logf("previews: worst NMSE of X, X0 vs the CPU %.3g", worst)
-			if !(worst <= 1e-9) {
-				t.Errorf("preview NMSE %.3g over 1e-9", worst)
-			}
+			checkProgress(t, "inversion", gpuSteps, cpuSteps, c.preview)
 		})
 	}
 }
@@ -417,6 +376,35 @@ func nmse64(got, want []float64) float64 {
 		return math.Inf(1)
 	}
 	return nmse(g32, w32)
+}
+
+// checkProgress compares a GPU run's progress calls with the CPU run's:
+// the same index, total, evaluations and point at every call, X and X0
+// exactly at the evaluations preview picks (nil: every
+// DefaultPreviewEvery-th and the last), within 1e-9 NMSE of the CPU's.
+func checkProgress(t *testing.T, label string, gpuSteps, cpuSteps []sampler.Step, preview func(i, total int) bool) {
+	t.Helper()
+	if preview == nil {
+		preview = func(i, total int) bool { return i%DefaultPreviewEvery == DefaultPreviewEvery-1 || i == total-1 }
+	}
+	var worst float64
+	for i, g := range gpuSteps {
+		w := cpuSteps[i]
+		if g.Index != i || g.Total != w.Total || g.NFE != w.NFE || g.Point != w.Point {
+			t.Errorf("%s: progress %d: %+v, want %+v", label, i, g, w)
+		}
+		if preview(i, w.Total) != (g.X != nil) || (g.X == nil) != (g.X0 == nil) {
+			t.Errorf("%s: progress %d: X given %v, X0 %v, want %v", label, i, g.X != nil, g.X0 != nil, preview(i, w.Total))
+			continue
+		}
+		if g.X != nil {
+			worst = max(worst, nmse64(g.X, w.X), nmse64(g.X0, w.X0))
+		}
+	}
+	t.Logf("%s: previews: worst NMSE of X, X0 vs the CPU trajectory %.3g", label, worst)
+	if !(worst <= 1e-9) {
+		t.Errorf("%s: preview NMSE %.3g over 1e-9", label, worst)
+	}
 }
 
 // lostAt runs sampler name on the GPU and destroys d from the progress

@@ -29,12 +29,7 @@ import (
 //	WEBGPU_AB_BATCH   batch (default 1)
 //	WEBGPU_AB_PROFILE 1: also log B's per-kernel profile (Program.Profile)
 func BenchmarkSerialAB(b *testing.B) {
-	d := testDevice(&testing.T{})
-	pair, ok := serialAB[os.Getenv("WEBGPU_AB")]
-	if !ok {
-		b.Skipf("WEBGPU_AB: one of %v", keys(serialAB))
-	}
-	rounds, batch := envInt("WEBGPU_AB_ROUNDS", 3), envInt("WEBGPU_AB_BATCH", 1)
+	d, pair, rounds, batch := abSettings(b)
 	for _, f := range benchModels(b, "WEBGPU_AB_MODELS") {
 		m := f.m
 		x, ts, cls := batchOf(f, batch)
@@ -74,12 +69,7 @@ func BenchmarkSerialAB(b *testing.B) {
 // say; batch WEBGPU_AB_BATCH): per layer, the
 // median time of A and B over the ABBA rounds and their ratio.
 func BenchmarkSerialLayers(b *testing.B) {
-	d := testDevice(&testing.T{})
-	pair, ok := serialAB[os.Getenv("WEBGPU_AB")]
-	if !ok {
-		b.Skipf("WEBGPU_AB: one of %v", keys(serialAB))
-	}
-	rounds, batch := envInt("WEBGPU_AB_ROUNDS", 3), envInt("WEBGPU_AB_BATCH", 1)
+	d, pair, rounds, batch := abSettings(b)
 	type layer struct{ I, O, HW, K, stride int }
 	only := os.Getenv("WEBGPU_AB_LAYERS") // e.g. "1x1" or "3x3/1": only layers whose name starts so
 	for _, l := range []layer{{96, 32, 28, 3, 1}, {64, 64, 14, 3, 1}, {128, 64, 7, 3, 1}, {32, 32, 28, 3, 1}, {1, 32, 28, 3, 1},
@@ -134,6 +124,16 @@ func abba(rounds int, call func(int) time.Duration) (ta, tb []time.Duration, rat
 	}
 	sort.Float64s(ratios)
 	return ta, tb, ratios
+}
+
+// abSettings is the device and the WEBGPU_AB* settings both serial
+// benchmarks read (it skips b without a known pair).
+func abSettings(b *testing.B) (d *Device, pair [2]Options, rounds, batch int) {
+	pair, ok := serialAB[os.Getenv("WEBGPU_AB")]
+	if !ok {
+		b.Skipf("WEBGPU_AB: one of %v", keys(serialAB))
+	}
+	return testDevice(&testing.T{}), pair, envInt("WEBGPU_AB_ROUNDS", 3), envInt("WEBGPU_AB_BATCH", 1)
 }
 
 // serialAB names the pairs BenchmarkSerialAB compares, A then B.
