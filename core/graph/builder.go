@@ -19,7 +19,15 @@ type Builder struct {
 func NewBuilder(g *Graph) *Builder { return &Builder{G: g} }
 
 // Err returns the first error met while building.
-func (b *Builder) Err() error { return b.err }
+func (b *Builder) Err() error {
+	if b.err != nil {
+		return b.err
+	}
+	return b.G.err
+}
+
+// failed reports whether building has already failed (later ops are no-ops).
+func (b *Builder) failed() bool { return b.err != nil || b.G.err != nil }
 
 // Fail records an error found by the caller (first one wins).
 func (b *Builder) Fail(err error) {
@@ -58,7 +66,7 @@ func (b *Builder) optBias(name string, n int) string {
 // Conv2D applies prefix.weight [O,I,KH,KW] (and prefix.bias if present) with
 // the given stride and zero padding (top, left, bottom, right).
 func (b *Builder) Conv2D(prefix string, x Value, stride int, pad [4]int) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -83,7 +91,7 @@ func (b *Builder) Conv2D(prefix string, x Value, stride int, pad [4]int) Value {
 // ConvTranspose2D applies prefix.weight [I,O,KH,KW] (torch's layout for
 // ConvTranspose2d) with stride, padding and output padding.
 func (b *Builder) ConvTranspose2D(prefix string, x Value, stride, padding, outPad int) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -105,7 +113,7 @@ func (b *Builder) ConvTranspose2D(prefix string, x Value, stride, padding, outPa
 
 // GroupNorm normalises x over groups of channels with affine prefix.weight/bias.
 func (b *Builder) GroupNorm(prefix string, x Value, groups int, eps float64) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -122,7 +130,7 @@ func (b *Builder) GroupNorm(prefix string, x Value, groups int, eps float64) Val
 
 // Linear applies prefix.weight [O,I] (and prefix.bias) over the last axis.
 func (b *Builder) Linear(prefix string, x Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -141,7 +149,7 @@ func (b *Builder) Linear(prefix string, x Value) Value {
 
 // Unary applies an elementwise activation (OpSiLU or OpGELU).
 func (b *Builder) Unary(op Kind, x Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	return b.G.add(Node{Op: op, In: []Value{x}}, append([]int(nil), b.shape(x)...))
@@ -149,7 +157,7 @@ func (b *Builder) Unary(op Kind, x Value) Value {
 
 // Affine computes x*scale + offset.
 func (b *Builder) Affine(x Value, scale, offset float64) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	return b.G.add(Node{Op: OpAffine, In: []Value{x}, F: scale, G: offset}, append([]int(nil), b.shape(x)...))
@@ -157,7 +165,7 @@ func (b *Builder) Affine(x Value, scale, offset float64) Value {
 
 // Add sums two values of the same shape.
 func (b *Builder) Add(x, y Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	if !tensor.SameShape(b.shape(x), b.shape(y)) {
@@ -168,7 +176,7 @@ func (b *Builder) Add(x, y Value) Value {
 
 // AddChannel adds e [B,C] to every pixel of x [B,C,H,W].
 func (b *Builder) AddChannel(x, e Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	xs, es := b.shape(x), b.shape(e)
@@ -180,7 +188,7 @@ func (b *Builder) AddChannel(x, e Value) Value {
 
 // ScaleShift computes x*(1+scale)+shift with scale, shift = split(e [B,2C]).
 func (b *Builder) ScaleShift(x, e Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	xs, es := b.shape(x), b.shape(e)
@@ -192,7 +200,7 @@ func (b *Builder) ScaleShift(x, e Value) Value {
 
 // Concat joins [B,C1,...] and [B,C2,...] (equal trailing dims) along axis 1.
 func (b *Builder) Concat(x, y Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	xs, ys := b.shape(x), b.shape(y)
@@ -206,7 +214,7 @@ func (b *Builder) Concat(x, y Value) Value {
 
 // Reshape gives x a new shape with the same number of elements.
 func (b *Builder) Reshape(x Value, shape ...int) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	if tensor.Numel(shape) != tensor.Numel(b.shape(x)) {
@@ -217,7 +225,7 @@ func (b *Builder) Reshape(x Value, shape ...int) Value {
 
 // UpsampleNearest2x doubles height and width by repeating pixels.
 func (b *Builder) UpsampleNearest2x(x Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -226,7 +234,7 @@ func (b *Builder) UpsampleNearest2x(x Value) Value {
 
 // ToTokens turns [B,C,H,W] into [B,H*W,C].
 func (b *Builder) ToTokens(x Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -235,7 +243,7 @@ func (b *Builder) ToTokens(x Value) Value {
 
 // FromTokens turns [B,H*W,C] back into [B,C,H,W].
 func (b *Builder) FromTokens(x Value, h, w int) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -247,7 +255,7 @@ func (b *Builder) FromTokens(x Value, h, w int) Value {
 
 // Attention computes softmax(q k^T / sqrt(D)) v with the given number of heads.
 func (b *Builder) Attention(name string, q, k, v Value, heads int) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	qs := b.shape(q)
@@ -265,7 +273,7 @@ func (b *Builder) Attention(name string, q, k, v Value, heads int) Value {
 // TimestepEmbed is the sinusoidal embedding of DDPM (Ho et al. 2020), with
 // diffusers' flip_sin_to_cos and downscale_freq_shift conventions.
 func (b *Builder) TimestepEmbed(t Value, dim int, flipSinToCos bool, freqShift, scale float64) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	flip := 0
@@ -279,7 +287,7 @@ func (b *Builder) TimestepEmbed(t Value, dim int, flipSinToCos bool, freqShift, 
 // FourierEmbed is the Gaussian Fourier feature embedding of Song et al. 2021
 // (score-SDE): weight [D] random frequencies, output [B,2D].
 func (b *Builder) FourierEmbed(weight string, t Value, logInput, cosFirst bool) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	w := b.weight(weight)
@@ -295,7 +303,7 @@ func (b *Builder) FourierEmbed(weight string, t Value, logInput, cosFirst bool) 
 
 // Embedding looks up class labels in prefix.weight [N,dim].
 func (b *Builder) Embedding(prefix string, labels Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	w := b.weight(prefix + ".weight")
@@ -318,7 +326,7 @@ func b01(v bool) int {
 
 // DivBatch divides every element of sample i of x by s[i].
 func (b *Builder) DivBatch(x, s Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	xs, ss := b.shape(x), b.shape(s)
@@ -331,7 +339,7 @@ func (b *Builder) DivBatch(x, s Value) Value {
 // VEMarginalStd maps times t [B] to the marginal std of the VE SDE dx = sigma^t dw
 // (Song et al. 2021, the score-SDE tutorial's marginal_prob_std).
 func (b *Builder) VEMarginalStd(t Value, sigma float64) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	return b.G.add(Node{Op: OpVEMarginalStd, In: []Value{t}, F: sigma}, append([]int(nil), b.shape(t)...))

@@ -10,6 +10,7 @@ package graph
 import (
 	"fmt"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -92,6 +93,10 @@ type Graph struct {
 	Inputs map[string]Value // "x", "t", and "class" when conditional
 	Output Value
 	Params map[string]*tensor.Tensor
+
+	// err is the first value refused by add (a dimension that is not
+	// positive, too many elements, too many nodes); Builder.Err reports it.
+	err error
 }
 
 // New returns an empty graph over the given parameters.
@@ -102,12 +107,34 @@ func New(params map[string]*tensor.Tensor) *Graph {
 // Shape returns the shape of v.
 func (g *Graph) Shape(v Value) []int { return g.Shapes[v] }
 
+// add appends a node, refusing (and recording in g.err) an output with a
+// dimension that is not positive or more than limits.MaxElements elements,
+// and graphs of more than limits.MaxGraphNodes nodes, so a hostile config or
+// weight shape stops here, before any backend allocates the value.
 func (g *Graph) add(n Node, shape []int) Value {
+	if g.err != nil {
+		return 0
+	}
+	if len(g.Nodes) >= limits.MaxGraphNodes {
+		g.err = &limits.Error{Field: "network", Value: fmt.Sprintf("%d ops", len(g.Nodes)+1), Limit: fmt.Sprintf("at most %d ops", limits.MaxGraphNodes)}
+		return 0
+	}
+	what := n.Name
+	if what == "" {
+		what = string(n.Op)
+	}
+	if _, err := limits.Numel(what+" output shape", shape); err != nil {
+		g.err = err
+		return 0
+	}
 	n.Out = Value(len(g.Shapes))
 	g.Shapes = append(g.Shapes, shape)
 	g.Nodes = append(g.Nodes, n)
 	return n.Out
 }
+
+// Err is the first value add refused, if any.
+func (g *Graph) Err() error { return g.err }
 
 // Input declares a named graph input.
 func (g *Graph) Input(name string, shape ...int) Value {

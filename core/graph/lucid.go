@@ -61,7 +61,7 @@ const rmsNormEps = 1e-12
 // F.normalize(x, dim=1) · g · sqrt(C), with g the weight named gain
 // ([1,C,1,1] as lucidrains stores it, or [C]).
 func (b *Builder) RMSNormChannel(gain string, x Value) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -82,7 +82,7 @@ func (b *Builder) RMSNormChannel(gain string, x Value) Value {
 
 // PixelUnshuffle folds each r×r block of pixels into channels.
 func (b *Builder) PixelUnshuffle(x Value, r int) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -95,7 +95,7 @@ func (b *Builder) PixelUnshuffle(x Value, r int) Value {
 
 // SliceChannels keeps channels [start, start+n) of x [B,C,...].
 func (b *Builder) SliceChannels(x Value, start, n int) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(x)
@@ -122,7 +122,7 @@ func (b *Builder) AttentionMemKV(name string, qkv Value, memKV string, heads, di
 }
 
 func (b *Builder) memAttention(op Kind, name string, qkv Value, memKV string, heads, dimHead int) Value {
-	if b.err != nil {
+	if b.failed() {
 		return 0
 	}
 	s := b.shape(qkv)

@@ -41,6 +41,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -100,6 +101,9 @@ func ParseConfig(data []byte) (*Config, error) {
 
 // Validate checks the fields against each other.
 func (c *Config) Validate() error {
+	if err := c.checkSizes(); err != nil {
+		return err
+	}
 	n := len(c.DimMults)
 	switch {
 	case c.Dim <= 0 || c.InitDim <= 0:
@@ -134,6 +138,48 @@ func (c *Config) Validate() error {
 		return &ConfigError{"image_size", fmt.Sprintf("%dx%d is not a multiple of %d, which %d stages need", h, w, c.DownFactor(), n), "--image-size"}
 	}
 	return nil
+}
+
+// checkSizes bounds every count and width before anything is derived from
+// them (DownFactor shifts by the stage count; widths become tensor shapes).
+func (c *Config) checkSizes() error {
+	if err := limits.Int("dim_mults (stages)", int64(len(c.DimMults)), 0, limits.MaxLevels); err != nil {
+		return err
+	}
+	checks := []struct {
+		field string
+		v     int
+	}{{"dim", c.Dim}, {"init_dim", c.InitDim}, {"out_dim", c.OutDim}, {"channels", c.Channels}, {"learned_sinusoidal_dim", c.LearnedSinusoidalDim}}
+	for i := range c.DimMults {
+		checks = append(checks, struct {
+			field string
+			v     int
+		}{"dim_mults", c.DimMults[i]})
+	}
+	for _, hs := range [][]int{c.AttnHeads, c.AttnDimHead} {
+		for _, v := range hs {
+			checks = append(checks, struct {
+				field string
+				v     int
+			}{"attn_heads / attn_dim_head", v})
+		}
+	}
+	for _, ch := range checks {
+		if err := limits.Int(ch.field, int64(ch.v), math.MinInt32, limits.MaxChannels); err != nil {
+			return err
+		}
+	}
+	for _, m := range c.DimMults {
+		if m > 0 && c.Dim > 0 && int64(m)*int64(c.Dim) > limits.MaxChannels {
+			return &limits.Error{Field: "dim × dim_mults", Value: int64(m) * int64(c.Dim), Limit: fmt.Sprintf("at most %d channels", limits.MaxChannels)}
+		}
+	}
+	for _, s := range c.ImageSize {
+		if err := limits.Int("image_size", int64(s), math.MinInt32, limits.MaxSide); err != nil {
+			return err
+		}
+	}
+	return limits.Finite("sinusoidal_pos_emb_theta", c.SinusoidalPosEmbTheta)
 }
 
 // Overrides set hyperparameters the weights cannot tell, or settle readings

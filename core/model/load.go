@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/safetensors"
+	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/scoresde"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/core/toy2d"
@@ -36,7 +39,7 @@ type Model struct {
 // InShape is the [C,H,W] of one sample.
 func (m *Model) InShape() []int {
 	if m.unet != nil {
-		h, w := sampleSize(m.unet.SampleSize)
+		h, w, _ := unet.SampleSize(m.unet.SampleSize)
 		return []int{m.unet.InChannels, h, w}
 	}
 	if m.score != nil {
@@ -59,8 +62,43 @@ func (m *Model) Conditional() (bool, int) {
 	return false, 0
 }
 
-// Graph builds the network for a batch of samples of the given height and width.
+// Graph builds the network for a batch of samples of the given height and
+// width. Every backend gets its graph here, so this is where a request's
+// batch and size meet the memory budget: the graph is built from shapes
+// alone, and refused with a *limits.MemoryError when its weights and live
+// activations exceed limits.Budget(), before a backend allocates anything.
 func (m *Model) Graph(batch, height, width int) (*graph.Graph, error) {
+	g, err := m.build(batch, height, width)
+	if err != nil {
+		return nil, err
+	}
+	mem := g.Memory()
+	if err := limits.Check(fmt.Sprintf("the network for a batch of %d at %d×%d", batch, height, width),
+		limits.Part{Name: "weights", Bytes: mem.Weights}, limits.Part{Name: "activations", Bytes: mem.Activations}); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Memory is what one call of the network on a batch needs (see Graph).
+func (m *Model) Memory(batch, height, width int) (graph.Memory, error) {
+	g, err := m.build(batch, height, width)
+	if err != nil {
+		return graph.Memory{}, err
+	}
+	return g.Memory(), nil
+}
+
+func (m *Model) build(batch, height, width int) (*graph.Graph, error) {
+	if err := limits.Int("batch", int64(batch), 1, limits.MaxBatch); err != nil {
+		return nil, err
+	}
+	if err := limits.Int("height", int64(height), 1, limits.MaxSide); err != nil {
+		return nil, err
+	}
+	if err := limits.Int("width", int64(width), 1, limits.MaxSide); err != nil {
+		return nil, err
+	}
 	switch m.Arch {
 	case ArchDiffusersUNet2D:
 		return unet.Build(m.unet, m.Params, batch, height, width)
@@ -80,25 +118,17 @@ func (m *Model) Graph(batch, height, width int) (*graph.Graph, error) {
 	return nil, fmt.Errorf("unknown network family %q", m.Arch)
 }
 
-// sampleSize reads diffusers' sample_size (an int, a [h, w] pair, or null).
-func sampleSize(v any) (int, int) {
-	switch s := v.(type) {
-	case float64:
-		return int(s), int(s)
-	case []any:
-		if len(s) == 2 {
-			h, _ := s[0].(float64)
-			w, _ := s[1].(float64)
-			return int(h), int(w)
-		}
-	}
-	return 0, 0
-}
-
 // New checks the config against the weights by building the network once,
 // so a model that loads is a model that runs.
 func New(arch string, config, scheduler json.RawMessage, params map[string]*tensor.Tensor) (*Model, error) {
 	m := &Model{Arch: arch, Config: config, Scheduler: scheduler, Params: params, NullClass: -1}
+	// The schedule is checked here too, so a converted file never stores one
+	// that every later sample would refuse (or that would exhaust memory).
+	if s := strings.TrimSpace(string(scheduler)); s != "" && s != "null" {
+		if _, err := schedule.Parse(scheduler); err != nil {
+			return nil, fmt.Errorf("the scheduler settings: %w", err)
+		}
+	}
 	switch arch {
 	case ArchDiffusersUNet2D:
 		c, err := unet.ParseConfig(config)
@@ -107,7 +137,7 @@ func New(arch string, config, scheduler json.RawMessage, params map[string]*tens
 		}
 		m.unet = c
 		m.Params = unet.RenameLegacy(params)
-		h, w := sampleSize(c.SampleSize)
+		h, w, _ := unet.SampleSize(c.SampleSize)
 		if h == 0 {
 			h, w = c.DownFactor(), c.DownFactor()
 		}
@@ -174,6 +204,9 @@ func FromSafetensors(f *safetensors.File) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metadata %s = %q is not an integer", KeyNullClass, s)
 		}
+		if cond, classes := m.Conditional(); n < -1 || (cond && n >= classes) {
+			return nil, &limits.Error{Field: "metadata " + KeyNullClass, Value: n, Limit: fmt.Sprintf("must be -1 (none) or a class label 0…%d", classes-1)}
+		}
 		m.NullClass = n
 	}
 	return m, nil
@@ -197,7 +230,7 @@ func tensors(f *safetensors.File) (map[string]*tensor.Tensor, error) {
 // scheduler settings from scheduler_config.json beside them or in
 // ../scheduler/ when present.
 func FromDiffusersDir(dir string) (*Model, error) {
-	config, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	config, err := limits.ReadFile(filepath.Join(dir, "config.json"), limits.MaxConfigBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -219,9 +252,13 @@ func FromDiffusersDir(dir string) (*Model, error) {
 	}
 	var sched json.RawMessage
 	for _, p := range []string{filepath.Join(dir, "scheduler_config.json"), filepath.Join(dir, "..", "scheduler", "scheduler_config.json")} {
-		if b, err := os.ReadFile(p); err == nil {
+		b, err := limits.ReadFile(p, limits.MaxConfigBytes)
+		if err == nil {
 			sched = b
 			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
 		}
 	}
 	return New(ArchDiffusersUNet2D, config, sched, params)

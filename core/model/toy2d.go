@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/toy2d"
 )
@@ -32,6 +33,9 @@ func FromToy2D(f *safetensors.File) (*Model, error) {
 	}
 	if tc.ModelType != "toy2d_mlp" {
 		return nil, fmt.Errorf("toy2d config: model_type %q, want toy2d_mlp", tc.ModelType)
+	}
+	if err := limits.Int("toy2d num_hidden_layers", int64(tc.NumHidden), 0, limits.MaxLayers-1); err != nil {
+		return nil, err
 	}
 	c := toy2d.Config{Dim: tc.InDim, TembDim: tc.TimeEmbedding.Dim}
 	for i := 1; i <= tc.NumHidden; i++ {

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"math/bits"
@@ -20,6 +21,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -125,10 +127,13 @@ func ReadFile(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !st.Mode().IsRegular() { // a device such as /dev/zero never ends
+		return nil, &limits.FileError{Path: path, Why: fmt.Sprintf("not a regular file (%s)", st.Mode().Type())}
+	}
 	if st.Size() > MaxFileSize || uint64(st.Size()) > math.MaxInt {
 		return nil, errf("", ErrFileTooLarge, "%s is %d bytes, limit %d", path, st.Size(), MaxFileSize)
 	}
-	data, err := os.ReadFile(path)
+	data, err := limits.ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, err
 	}

@@ -22,10 +22,13 @@ package schedule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/diffuse-web/diffuse/core/limits"
 )
 
 // Config holds the schedule settings. JSON field names are those of diffusers'
@@ -206,6 +209,12 @@ func ParseConfig(data []byte) (Config, error) {
 		return c, err
 	}
 	if err := json.Unmarshal(clean, &c); err != nil {
+		// NaN and ±Infinity were quoted above; a quoted token landing in a
+		// plain number field means the file holds a non-finite number there.
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Value == "string" && te.Field != "" {
+			return c, fieldErr(te.Field, "must be a finite number (NaN and Infinity are not accepted here)")
+		}
 		return c, fmt.Errorf("schedule: %v", err)
 	}
 	return c, nil
@@ -324,8 +333,32 @@ func (c *Config) Validate() error {
 	if err := oneOf("prediction_type", c.PredictionType, "epsilon", "sample", "v_prediction", "score"); err != nil {
 		return err
 	}
-	if c.NumTrainTimesteps <= 0 {
-		return fieldErr("num_train_timesteps", "must be positive, got %d", c.NumTrainTimesteps)
+	if c.NumTrainTimesteps <= 0 || c.NumTrainTimesteps > limits.MaxTrainTimesteps {
+		return fieldErr("num_train_timesteps", "must be positive and at most %d, got %d", limits.MaxTrainTimesteps, c.NumTrainTimesteps)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"beta_start", c.BetaStart}, {"beta_end", c.BetaEnd}, {"beta_min", c.BetaMin}, {"beta_max", c.BetaMax},
+		{"sigma", c.Sigma}, {"sampling_eps", c.SamplingEps}, {"clip_sample_range", c.ClipSampleRange},
+		{"sample_max_value", c.SampleMaxValue}, {"dynamic_thresholding_ratio", c.DynamicThresholdingRatio},
+		{"sigmoid_start", c.SigmoidStart}, {"sigmoid_end", c.SigmoidEnd}, {"sigmoid_tau", c.SigmoidTau}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fieldErr(f.name, "must be a finite number, got %v", f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"sigma_min", c.SigmaMin}, {"sigma_max", c.SigmaMax}} {
+		if f.v != nil && (math.IsNaN(*f.v) || math.IsInf(*f.v, 0)) {
+			return fieldErr(f.name, "must be a finite number, got %v", *f.v)
+		}
+	}
+	for _, v := range c.DataRange {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fieldErr("data_range", "must hold finite numbers, got %v", c.DataRange)
+		}
 	}
 	switch c.SDE {
 	case "":

@@ -13,8 +13,10 @@ package scoresde
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -35,6 +37,20 @@ func ParseConfig(data []byte) (*Config, error) {
 	c := &Config{}
 	if err := json.Unmarshal(data, c); err != nil {
 		return nil, fmt.Errorf("scoresde config: %w", err)
+	}
+	for _, ch := range append(c.Channels[:], c.EmbedDim, c.InChannels) {
+		if err := limits.Int("scoresde channels / embed_dim", int64(ch), math.MinInt32, limits.MaxChannels); err != nil {
+			return nil, err
+		}
+	}
+	if err := limits.Int("scoresde height", int64(c.Height), math.MinInt32, limits.MaxSide); err != nil {
+		return nil, err
+	}
+	if err := limits.Int("scoresde width", int64(c.Width), math.MinInt32, limits.MaxSide); err != nil {
+		return nil, err
+	}
+	if err := limits.Float("scoresde sigma", c.Sigma, 1, 1e6); err != nil {
+		return nil, err
 	}
 	if c.Sigma <= 1 {
 		return nil, fmt.Errorf("scoresde config: sigma = %v, must be > 1", c.Sigma)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 
 	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -29,6 +30,15 @@ func ParseConfig(data []byte) (*Config, error) {
 	c := &Config{Dim: 2, TembDim: 32, Layers: []string{"fc1", "fc2", "fc3", "out"}}
 	if err := json.Unmarshal(data, c); err != nil {
 		return nil, fmt.Errorf("toy2d config: %w", err)
+	}
+	if err := limits.Int("toy2d dim", int64(c.Dim), 1, limits.MaxChannels); err != nil {
+		return nil, err
+	}
+	if err := limits.Int("toy2d temb_dim", int64(c.TembDim), 1, limits.MaxChannels); err != nil {
+		return nil, err
+	}
+	if err := limits.Int("toy2d layers", int64(len(c.Layers)), 1, limits.MaxLayers); err != nil {
+		return nil, err
 	}
 	if c.Dim <= 0 || c.TembDim <= 0 || c.TembDim%2 != 0 || len(c.Layers) == 0 {
 		return nil, fmt.Errorf("toy2d config: need positive dim, an even temb_dim and at least one layer")

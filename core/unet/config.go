@@ -8,7 +8,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
+
+	"github.com/diffuse-web/diffuse/core/limits"
 )
 
 // Config is the subset of diffusers' UNet2DModel config that we support.
@@ -107,6 +110,9 @@ func ParseConfig(data []byte) (*Config, error) {
 }
 
 func (c *Config) validate() error {
+	if err := c.checkSizes(); err != nil {
+		return err
+	}
 	bad := func(field string, v any, why string) error { return &ConfigError{field, v, why} }
 	switch {
 	case c.InChannels <= 0:
@@ -164,6 +170,83 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// checkSizes bounds every count and width before anything is derived from
+// them (DownFactor shifts by the level count; widths become tensor shapes).
+func (c *Config) checkSizes() error {
+	type bound struct {
+		field  string
+		v, max int64
+	}
+	bs := []bound{
+		{"in_channels", int64(c.InChannels), limits.MaxChannels},
+		{"out_channels", int64(c.OutChannels), limits.MaxChannels},
+		{"layers_per_block", int64(c.LayersPerBlock), limits.MaxLayers},
+		{"norm_num_groups", int64(c.NormNumGroups), limits.MaxChannels},
+		{"block_out_channels (levels)", int64(len(c.BlockOutChannels)), limits.MaxLevels},
+	}
+	for _, p := range []struct {
+		field string
+		v     *int
+		max   int64
+	}{{"time_embedding_dim", c.TimeEmbeddingDim, limits.MaxChannels}, {"attention_head_dim", c.AttentionHeadDim, limits.MaxChannels},
+		{"attn_norm_num_groups", c.AttnNormNumGroups, limits.MaxChannels}, {"num_class_embeds", c.NumClassEmbeds, limits.MaxClasses}} {
+		if p.v != nil {
+			bs = append(bs, bound{p.field, int64(*p.v), p.max})
+		}
+	}
+	for _, ch := range c.BlockOutChannels {
+		bs = append(bs, bound{"block_out_channels", int64(ch), limits.MaxChannels})
+	}
+	for _, b := range bs {
+		if err := limits.Int(b.field, b.v, 1, b.max); err != nil {
+			return err
+		}
+	}
+	if err := limits.Finite("freq_shift", c.FreqShift); err != nil {
+		return err
+	}
+	if err := limits.Finite("mid_block_scale_factor", c.MidBlockScaleFactor); err != nil {
+		return err
+	}
+	if c.SampleSize != nil {
+		h, w, ok := SampleSize(c.SampleSize)
+		if !ok {
+			return &ConfigError{"sample_size", c.SampleSize, "must be an integer or an [height, width] pair of integers"}
+		}
+		if err := limits.Int("sample_size", int64(max(h, w)), 1, limits.MaxSide); err != nil {
+			return err
+		}
+		if err := limits.Int("sample_size", int64(min(h, w)), 1, limits.MaxSide); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SampleSize reads diffusers' sample_size: an integer or an [h, w] pair
+// (ok false for anything else, including non-integers and null).
+func SampleSize(v any) (h, w int, ok bool) {
+	whole := func(x any) (int, bool) {
+		f, isNum := x.(float64)
+		if !isNum || f != math.Trunc(f) || math.Abs(f) > 1<<31 {
+			return 0, false
+		}
+		return int(f), true
+	}
+	switch s := v.(type) {
+	case float64:
+		n, ok := whole(s)
+		return n, n, ok
+	case []any:
+		if len(s) == 2 {
+			h, ok1 := whole(s[0])
+			w, ok2 := whole(s[1])
+			return h, w, ok1 && ok2
+		}
+	}
+	return 0, 0, false
 }
 
 // Conditional reports whether the model takes class labels.
