@@ -5,8 +5,12 @@
 // rebuilt file is never served stale, and cross-origin isolation (COOP and
 // COEP), which the SIMD backend's helper threads need for SharedArrayBuffer
 // (the site loads nothing from other origins, so COEP blocks nothing).
+// The header policy also says who may frame the pages (frame-ancestors,
+// which a meta tag cannot carry): this origin only, unless -frame-ancestors
+// names more. A folder asked for without its trailing slash is redirected
+// to the cleaned path with one, always a path on this origin.
 //
-//	go run ./tools/serve [-dir dist] [-addr localhost:8080]
+//	go run ./tools/serve [-dir dist] [-addr localhost:8080] [-frame-ancestors "'self' https://blog.example"]
 //
 // With -addr host:0 it picks a free port; the first line it prints is the
 // URL either way (the browser tests read it).
@@ -19,6 +23,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -33,6 +38,91 @@ import (
 const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; " +
 	"img-src 'self' data: blob:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; " +
 	"object-src 'none'; base-uri 'self'; form-action 'self'"
+
+// DefaultFrameAncestors is who may frame the pages when -frame-ancestors
+// is not given: pages of this origin only.
+const DefaultFrameAncestors = "'self'"
+
+// HeaderCSP is the policy the server sends: CSP, which the pages also carry
+// in their meta tag, plus frame-ancestors, which browsers ignore in a meta
+// tag. ancestors must have passed CheckFrameAncestors.
+func HeaderCSP(ancestors string) string {
+	return CSP + "; frame-ancestors " + ancestors
+}
+
+// CheckFrameAncestors checks a frame-ancestors source list given on the
+// command line and returns it with its blanks normalised. It refuses ";",
+// "," and control characters (line breaks included), which would end the
+// directive and add others, start a second policy or break the header line,
+// and accepts only 'self', 'none' (alone), * and scheme or host sources such
+// as https: or https://blog.example:8443.
+func CheckFrameAncestors(v string) (string, error) {
+	if i := strings.IndexFunc(v, func(c rune) bool { return c == ';' || c == ',' || c < ' ' && c != '\t' || c == 0x7f }); i >= 0 {
+		return "", fmt.Errorf("frame-ancestors: %q: no ';', ',', line breaks or control characters (one directive's sources only)", v)
+	}
+	srcs := strings.Fields(v)
+	if len(srcs) == 0 {
+		return "", fmt.Errorf("frame-ancestors: empty source list (use 'none' to forbid all framing)")
+	}
+	for _, s := range srcs {
+		switch {
+		case s == "'self'" || s == "*":
+		case s == "'none'":
+			if len(srcs) > 1 {
+				return "", fmt.Errorf("frame-ancestors: 'none' must stand alone")
+			}
+		case s[0] == '\'':
+			return "", fmt.Errorf("frame-ancestors: %q: only 'self' and 'none' are allowed in quotes", s)
+		default:
+			for _, c := range s {
+				ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+					strings.ContainsRune("-.:/*[]%_~", c)
+				if !ok {
+					return "", fmt.Errorf("frame-ancestors: %q: character %q is not allowed in a source", s, c)
+				}
+			}
+		}
+	}
+	return strings.Join(srcs, " "), nil
+}
+
+// frameAncestorsFlag is the -frame-ancestors flag: flag parsing refuses a
+// value CheckFrameAncestors refuses.
+type frameAncestorsFlag struct{ v string }
+
+func (f *frameAncestorsFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.v
+}
+
+func (f *frameAncestorsFlag) Set(v string) error {
+	s, err := CheckFrameAncestors(v)
+	if err != nil {
+		return err
+	}
+	f.v = s
+	return nil
+}
+
+// options are the command-line settings.
+type options struct {
+	dir, addr      string
+	quiet          bool
+	frameAncestors frameAncestorsFlag
+}
+
+// defineFlags registers the command's flags on fs.
+func defineFlags(fs *flag.FlagSet) *options {
+	o := &options{frameAncestors: frameAncestorsFlag{DefaultFrameAncestors}}
+	fs.StringVar(&o.dir, "dir", "dist", "folder to serve")
+	fs.StringVar(&o.addr, "addr", "localhost:8080", "listen address (port 0 picks a free one)")
+	fs.BoolVar(&o.quiet, "quiet", false, "do not log requests")
+	fs.Var(&o.frameAncestors, "frame-ancestors",
+		"the `sources` that may show the pages in a frame (CSP frame-ancestors), e.g. \"'self' https://blog.example\"")
+	return o
+}
 
 var types = map[string]string{
 	".html":        "text/html; charset=utf-8",
@@ -52,34 +142,68 @@ var types = map[string]string{
 }
 
 func main() {
-	dir := flag.String("dir", "dist", "folder to serve")
-	addr := flag.String("addr", "localhost:8080", "listen address (port 0 picks a free one)")
-	quiet := flag.Bool("quiet", false, "do not log requests")
+	o := defineFlags(flag.CommandLine)
 	flag.Parse()
-	if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
-		log.Fatalf("serve: %s is not a folder (run 'make dist' first)", *dir)
+	if st, err := os.Stat(o.dir); err != nil || !st.IsDir() {
+		log.Fatalf("serve: %s is not a folder (run 'make dist' first)", o.dir)
 	}
 	for ext, t := range types {
 		_ = mime.AddExtensionType(ext, t)
 	}
-	ln, err := net.Listen("tcp", *addr)
+	h, err := HandlerFramedBy(o.dir, o.frameAncestors.String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("http://%s/\n", ln.Addr())
-	h := Handler(*dir)
-	if !*quiet {
+	if !o.quiet {
 		h = logged(h)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.Serve(ln))
 }
 
-// Handler serves the files under dir.
+// Handler serves the files under dir; only pages of this origin may frame
+// them.
 func Handler(dir string) http.Handler {
+	return handler(dir, HeaderCSP(DefaultFrameAncestors))
+}
+
+// HandlerFramedBy serves the files under dir and lets the frame-ancestors
+// sources frame them (see CheckFrameAncestors).
+func HandlerFramedBy(dir, frameAncestors string) (http.Handler, error) {
+	fa, err := CheckFrameAncestors(frameAncestors)
+	if err != nil {
+		return nil, err
+	}
+	return handler(dir, HeaderCSP(fa)), nil
+}
+
+// dirRedirect is where a request for the folder at p, a path.Clean'ed path
+// asked for without its trailing slash, is sent: p with a slash added,
+// escaped. It is a path on this origin or "" when p cannot give one: never
+// "//host" or "/\\host", which browsers read as another origin.
+func dirRedirect(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return ""
+	}
+	if p != "/" {
+		p += "/"
+	}
+	loc := (&url.URL{Path: p}).EscapedPath()
+	if !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.HasPrefix(loc, "/\\") {
+		return ""
+	}
+	return loc
+}
+
+func handler(dir, csp string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", CSP)
+		hd.Set("Content-Security-Policy", csp)
 		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 		hd.Set("Cross-Origin-Embedder-Policy", "require-corp")
 		hd.Set("X-Content-Type-Options", "nosniff")
@@ -91,7 +215,9 @@ func Handler(dir string) http.Handler {
 			return
 		}
 		p := path.Clean("/" + r.URL.Path)
-		if strings.Contains(p, "/.") { // no dotfiles
+		// No dotfiles; no backslashes or control characters, which no file of
+		// the site has and which some systems or browsers read as separators.
+		if strings.Contains(p, "/.") || strings.ContainsFunc(p, func(c rune) bool { return c == '\\' || c < ' ' || c == 0x7f }) {
 			http.NotFound(w, r)
 			return
 		}
@@ -99,7 +225,18 @@ func Handler(dir string) http.Handler {
 		st, err := os.Stat(name)
 		if err == nil && st.IsDir() {
 			if !strings.HasSuffix(r.URL.Path, "/") {
-				http.Redirect(w, r, r.URL.Path+"/", http.StatusMovedPermanently)
+				// To the cleaned path, never the raw one: "//evil.example%2F.."
+				// would otherwise go to "//evil.example/../", another site.
+				loc := dirRedirect(p)
+				if loc == "" {
+					http.NotFound(w, r)
+					return
+				}
+				if r.URL.RawQuery != "" {
+					loc += "?" + r.URL.RawQuery
+				}
+				hd.Set("Location", loc)
+				w.WriteHeader(http.StatusMovedPermanently)
 				return
 			}
 			name = filepath.Join(name, "index.html")
