@@ -48,6 +48,11 @@ func (b *Builder) weight(name string) *tensor.Tensor {
 	w, ok := b.G.Params[name]
 	if !ok {
 		b.Fail(&MissingWeightError{name})
+		return nil
+	}
+	if err := checkDims(name, w.Shape); err != nil {
+		b.Fail(err)
+		return nil
 	}
 	return w
 }

@@ -162,10 +162,24 @@ func (g *Graph) param(name string, shape ...int) (*tensor.Tensor, error) {
 	if !ok {
 		return nil, &MissingWeightError{name}
 	}
+	if err := checkDims(name, p.Shape); err != nil {
+		return nil, err
+	}
 	if !tensor.SameShape(p.Shape, shape) {
 		return nil, &ShapeError{name, fmt.Sprintf("weight has shape %v, network needs %v", p.Shape, shape)}
 	}
 	return p, nil
+}
+
+// checkDims refuses a weight with a dimension that is not positive: a
+// zero-element tensor can claim any width in its other dimensions.
+func checkDims(name string, shape []int) error {
+	for _, d := range shape {
+		if d <= 0 {
+			return &ShapeError{name, fmt.Sprintf("weight has shape %v: every dimension must be positive", shape)}
+		}
+	}
+	return nil
 }
 
 // hasParam reports whether an optional parameter is present.
