@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -89,6 +90,28 @@ func (m *Model) Memory(batch, height, width int) (graph.Memory, error) {
 	return g.Memory(), nil
 }
 
+// CheckRun refuses a sampling run before it starts when the network for
+// calls of `calls` samples (the batch, doubled with guidance, or
+// (1+probes)·batch for likelihood), its activations, a sampler's state for
+// `batch` samples and any extra parts (a CLI's collected output) would not
+// fit the memory budget together.
+func (m *Model) CheckRun(batch, calls, height, width int, extra ...limits.Part) error {
+	if err := limits.Int("batch", int64(batch), 1, limits.MaxBatch); err != nil {
+		return err
+	}
+	mem, err := m.Memory(calls, height, width)
+	if err != nil {
+		return err
+	}
+	c := 1
+	if s := m.InShape(); len(s) == 3 {
+		c = s[0]
+	}
+	parts := append([]limits.Part{{Name: "weights", Bytes: mem.Weights}, {Name: "activations", Bytes: mem.Activations},
+		{Name: "sampler state", Bytes: limits.SamplerState(batch, c*height*width)}}, extra...)
+	return limits.Check(fmt.Sprintf("sampling a batch of %d at %d×%d", batch, height, width), parts...)
+}
+
 func (m *Model) build(batch, height, width int) (*graph.Graph, error) {
 	if err := limits.Int("batch", int64(batch), 1, limits.MaxBatch); err != nil {
 		return nil, err
@@ -122,6 +145,9 @@ func (m *Model) build(batch, height, width int) (*graph.Graph, error) {
 // so a model that loads is a model that runs.
 func New(arch string, config, scheduler json.RawMessage, params map[string]*tensor.Tensor) (*Model, error) {
 	m := &Model{Arch: arch, Config: config, Scheduler: scheduler, Params: params, NullClass: -1}
+	if err := finiteWeights(params); err != nil {
+		return nil, err
+	}
 	// The schedule is checked here too, so a converted file never stores one
 	// that every later sample would refuse (or that would exhaust memory).
 	if s := strings.TrimSpace(string(scheduler)); s != "" && s != "null" {
@@ -300,4 +326,22 @@ func (m *Model) Save(path string, dtype safetensors.DType) error {
 		entries[i] = safetensors.Entry{Name: n, Shape: m.Params[n].Shape, Data: m.Params[n].Data, DType: dtype}
 	}
 	return safetensors.WriteFile(path, entries, meta)
+}
+
+// finiteWeights refuses NaN and infinite weights, which would turn every
+// output into NaN without any other sign (names sorted, so the error is stable).
+func finiteWeights(params map[string]*tensor.Tensor) error {
+	names := make([]string, 0, len(params))
+	for n := range params {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for i, v := range params[n].Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return &limits.Error{Field: "weight " + n, Value: fmt.Sprintf("%v at index %d", v, i), Limit: "weights must be finite numbers"}
+			}
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/schedule"
 )
@@ -50,6 +51,29 @@ type LikelihoodResult struct {
 	// NFE is the number of network calls; each is on a batch of
 	// (1+Probes)·B samples.
 	NFE int
+}
+
+// check bounds the options after defaults are filled in, and the probe and
+// batch vectors for b samples of n values against the memory budget.
+func (lo *LikelihoodOptions) check(b, n int) error {
+	if err := limits.Int("probes", int64(lo.Probes), 1, limits.MaxProbes); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"rtol", lo.RTol}, {"atol", lo.ATol}, {"delta", lo.Delta}} {
+		if err := limits.Float(f.name, f.v, 1e-12, 1); err != nil {
+			return err
+		}
+	}
+	if err := limits.Finite("offset", lo.Offset); err != nil {
+		return err
+	}
+	// z (K vectors), the (1+K)-sample network batch in and out, RK45's stages.
+	vectors := limits.Mul(int64(3*lo.Probes+limits.SamplerVectors), limits.Mul(int64(b), int64(n)))
+	return limits.Check(fmt.Sprintf("likelihood with %d probes for %d images", lo.Probes, b),
+		limits.Part{Name: "probe and ODE vectors", Bytes: limits.Mul(vectors, 8)})
 }
 
 // Likelihood estimates log p(x) for a batch of data by the instantaneous
@@ -100,8 +124,8 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 	if lo.Probes == 0 {
 		lo.Probes = 1
 	}
-	if lo.RTol < 0 || lo.ATol < 0 || lo.Delta < 0 || lo.Probes < 0 {
-		return nil, fmt.Errorf("sampler: likelihood options must be positive")
+	if err := lo.check(r.b, r.n); err != nil {
+		return nil, err
 	}
 	s := r.s
 	B, n, K := r.b, r.n, lo.Probes

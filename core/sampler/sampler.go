@@ -26,6 +26,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/schedule"
@@ -100,6 +101,35 @@ type Options struct {
 	// the beginning: the result is that run's. Only the samplers whose Info
 	// says Resumable accept it.
 	Resume *Checkpoint
+}
+
+// Check refuses options no sampler can honour: counts beyond
+// limits.MaxSteps, and floats that are not finite or outside the range their
+// method is defined on (each message names the option). Samplers call it
+// before anything runs; zero values (the defaults) always pass.
+func (o *Options) Check() error {
+	if err := limits.Int("steps", int64(o.Steps), 0, limits.MaxSteps); err != nil {
+		return err
+	}
+	if err := limits.Int("corrector_steps", int64(o.CorrectorSteps), 0, 100); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name   string
+		v      float64
+		lo, hi float64
+	}{
+		{"eta", o.Eta, 0, 1}, // DDIM's σ is defined for 0 ≤ η ≤ 1 (Song et al. 2021, eq. 16)
+		{"rtol", o.RTol, 0, 1}, {"atol", o.ATol, 0, 1},
+		{"end_time", o.EndTime, 0, 0.5},
+		{"snr", o.SNR, 0, 10},
+		{"guidance", o.Guidance, 0, 100},
+	} {
+		if err := limits.Float(f.name, f.v, f.lo, f.hi); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Checkpoint is a sampler's state at the start of grid step Step, for
@@ -262,6 +292,9 @@ func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, 
 	r := &runner{ctx: ctx, m: m, s: m.Schedule}
 	if o != nil {
 		r.o = *o
+	}
+	if err := r.o.Check(); err != nil {
+		return nil, err
 	}
 	if r.o.Steps == 0 {
 		r.o.Steps = defSteps

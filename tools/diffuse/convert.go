@@ -6,8 +6,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/safetensors"
+	"github.com/diffuse-web/diffuse/core/schedule"
 )
 
 func init() {
@@ -45,7 +47,7 @@ func runConvert(args []string) error {
 		m, err = model.FromDiffusersDir(pos[0])
 	case "scoresde":
 		var data []byte
-		if data, err = os.ReadFile(pos[0]); err == nil {
+		if data, err = limits.ReadFile(pos[0], limits.MaxWeightsBytes); err == nil {
 			m, err = model.FromScoreSDE(data, *sigma, *size)
 		}
 	case "toy2d":
@@ -62,9 +64,12 @@ func runConvert(args []string) error {
 		return err
 	}
 	if *sched != "" {
-		b, err := os.ReadFile(*sched)
+		b, err := limits.ReadFile(*sched, limits.MaxConfigBytes)
 		if err != nil {
 			return err
+		}
+		if _, err := schedule.Parse(b); err != nil {
+			return fmt.Errorf("--scheduler %s: %w", *sched, err)
 		}
 		m.Scheduler = b
 	}

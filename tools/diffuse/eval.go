@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -68,7 +70,16 @@ func evalFiles(m *model.Model, xPath, tPath, cPath string) (*tensor.Tensor, erro
 	if len(x.Shape) != 4 {
 		return nil, fmt.Errorf("--x: want shape [B,C,H,W], got %v", x.Shape)
 	}
+	if err := m.CheckRun(x.Shape[0], x.Shape[0], x.Shape[2], x.Shape[3]); err != nil {
+		return nil, fmt.Errorf("--x: %w", err)
+	}
 	t := ta.Float32()
+	if err := finite("--x", x.Data); err != nil {
+		return nil, err
+	}
+	if err := finite("--t", t); err != nil {
+		return nil, err
+	}
 	if len(t) == 1 && x.Shape[0] > 1 { // one timestep for the whole batch, as diffusers allows
 		for len(t) < x.Shape[0] {
 			t = append(t, t[0])
@@ -78,6 +89,21 @@ func evalFiles(m *model.Model, xPath, tPath, cPath string) (*tensor.Tensor, erro
 	if err != nil {
 		return nil, err
 	}
+	for i, v := range y.Data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("the network output holds %v at index %d: the weights or inputs are out of float32 range", v, i)
+		}
+	}
 	fmt.Fprintf(os.Stderr, "eval: %v -> %v\n", x.Shape, y.Shape)
 	return y, nil
+}
+
+// finite refuses NaN and infinities in an input file.
+func finite(flag string, v []float32) error {
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return &limits.Error{Field: flag, Value: fmt.Sprintf("%v at index %d", x, i), Limit: "must hold finite numbers"}
+		}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/sampler"
@@ -42,15 +43,34 @@ func runLikelihood(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	switch {
-	case *weights == "" || *xPath == "":
+	if *weights == "" || *xPath == "" {
 		return errors.New("--weights and --x are required")
-	case *batch < 1:
-		return fmt.Errorf("--batch %d: want at least 1", *batch)
-	case *probes < 1:
-		return fmt.Errorf("--probes %d: want at least 1", *probes)
-	case !(*rtol > 0) || !(*atol > 0) || !(*delta > 0):
-		return errors.New("--rtol, --atol and --delta must be positive")
+	}
+	for _, c := range []struct {
+		name string
+		v    int
+		max  int64
+	}{{"--batch", *batch, limits.MaxBatch}, {"--probes", *probes, limits.MaxProbes}} {
+		if err := limits.Int(c.name, int64(c.v), 1, c.max); err != nil {
+			return err
+		}
+	}
+	if (1+*probes)**batch > limits.MaxBatch {
+		return &limits.Error{Field: "--batch × (1 + --probes)", Value: (1 + *probes) * *batch, Limit: fmt.Sprintf("at most %d samples per network call", limits.MaxBatch)}
+	}
+	for _, c := range []struct {
+		name string
+		v    float64
+	}{{"--rtol", *rtol}, {"--atol", *atol}, {"--delta", *delta}} {
+		if err := limits.Float(c.name, c.v, 1e-12, 1); err != nil {
+			return err
+		}
+	}
+	if err := limits.Float("--end-time", *endTime, 0, 0.5); err != nil {
+		return err
+	}
+	if err := limits.Finite("--offset", *offset); err != nil {
+		return err
 	}
 	l, err := loadForSampling(*weights, *size)
 	if err != nil {
@@ -75,6 +95,10 @@ func runLikelihood(args []string) error {
 		}
 	}
 	n, per := xa.Shape[0], tensor.Numel(shape)
+	b0 := min(*batch, n)
+	if err := l.m.CheckRun(b0, b0*(1+*probes), shape[1], shape[2]); err != nil {
+		return fmt.Errorf("%w (lower --batch or --probes, or raise --mem-budget)", err)
+	}
 	if *dequant {
 		// 8-bit levels k = round((x-lo)/(hi-lo)·255), then x = lo + (k+u)/256·(hi-lo)
 		lo, hi := l.sm.Schedule.Config.Range()

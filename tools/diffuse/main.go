@@ -7,8 +7,13 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/diffuse-web/diffuse/core/limits"
 )
 
 // command is one subcommand: run parses its own flags from args.
@@ -48,6 +53,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "diffuse: unknown command %q (run 'diffuse --help')\n", os.Args[1])
 		os.Exit(2)
 	}
+	defer func() {
+		// A bug must still end in one line, not a stack trace (DIFFUSE_DEBUG=1 shows it).
+		if r := recover(); r != nil {
+			if os.Getenv("DIFFUSE_DEBUG") != "" {
+				panic(r)
+			}
+			fmt.Fprintf(os.Stderr, "diffuse %s: internal error: %v (please report it; DIFFUSE_DEBUG=1 shows where)\n", c.name, r)
+			os.Exit(3)
+		}
+	}()
 	if err := c.run(os.Args[2:]); err != nil {
 		if err == flag.ErrHelp {
 			return
@@ -61,6 +76,14 @@ func main() {
 // so every command reports errors the same way.
 func newFlags(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Func("mem-budget", "memory the model's weights, activations and sampler state may use, e.g. 2GiB or 512MiB (default 8GiB)", func(s string) error {
+		n, err := parseBytes(s)
+		if err != nil {
+			return err
+		}
+		limits.SetBudget(n)
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: diffuse %s\n\nflags:\n", synopsis)
 		fs.PrintDefaults()
@@ -83,4 +106,25 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// parseBytes reads a byte count with an optional unit: 1.5GiB, 512MiB, 2GB,
+// 100000 (bytes).
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	mult := 1.0
+	for _, u := range []struct {
+		suffix string
+		m      float64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.m
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || !(v > 0) || v*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is not a positive size such as 2GiB or 512MiB", s)
+	}
+	return int64(v * mult), nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/sampler"
@@ -140,12 +141,18 @@ func runSample(args []string) error {
 		return errors.New("--weights is required")
 	case *outPNG == "" && *outNPY == "":
 		return errors.New("give --out-png and/or --out-npy")
-	case *n < 1:
-		return fmt.Errorf("--n %d: want at least 1", *n)
-	case *batch < 1:
-		return fmt.Errorf("--batch %d: want at least 1", *batch)
-	case *steps < 0:
-		return fmt.Errorf("--steps %d: want a positive number", *steps)
+	}
+	if err := limits.Int("--n", int64(*n), 1, limits.MaxSamples); err != nil {
+		return err
+	}
+	if err := limits.Int("--batch", int64(*batch), 1, limits.MaxBatch); err != nil {
+		return err
+	}
+	// Every option is checked before the model is loaded.
+	template := sampler.Options{Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
+		CorrectorSteps: *corrector, Guidance: *guidance}
+	if err := template.Check(); err != nil {
+		return fmt.Errorf("--%s", strings.ReplaceAll(err.Error(), "_", "-"))
 	}
 	l, err := loadForSampling(*weights, *size)
 	if err != nil {
@@ -157,6 +164,14 @@ func runSample(args []string) error {
 	}
 	shape := l.sm.Shape
 	per := tensor.Numel(shape)
+	b0 := min(*batch, *n)
+	calls := b0
+	if *guidance != 0 && *guidance != 1 {
+		calls *= 2 // the conditional and unconditional passes share one call
+	}
+	if err := l.m.CheckRun(b0, calls, shape[1], shape[2], limits.Part{Name: "collected samples", Bytes: limits.Mul(int64(*n), int64(per)*4)}); err != nil {
+		return fmt.Errorf("%w (lower --n or --batch, or raise --mem-budget)", err)
+	}
 	out := make([]float32, *n*per)
 	bar := newProgress(os.Stderr, *quiet)
 	start := time.Now()
@@ -282,12 +297,14 @@ func parseHW(s string) (int, int, error) {
 	if err != nil || h < 1 {
 		return 0, 0, fmt.Errorf("%q is not N or HxW", s)
 	}
-	if !found {
-		return h, h, nil
+	w := h
+	if found {
+		if w, err = strconv.Atoi(strings.TrimSpace(b)); err != nil || w < 1 {
+			return 0, 0, fmt.Errorf("%q is not N or HxW", s)
+		}
 	}
-	w, err := strconv.Atoi(strings.TrimSpace(b))
-	if err != nil || w < 1 {
-		return 0, 0, fmt.Errorf("%q is not N or HxW", s)
+	if h > limits.MaxSide || w > limits.MaxSide {
+		return 0, 0, fmt.Errorf("%q: each side must be at most %d", s, limits.MaxSide)
 	}
 	return h, w, nil
 }
