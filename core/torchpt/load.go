@@ -15,7 +15,10 @@
 package torchpt
 
 import (
+	"errors"
 	"os"
+
+	"github.com/diffuse-web/diffuse/core/limits"
 )
 
 // Value is any value decoded from a checkpoint.
@@ -33,6 +36,20 @@ type Options struct {
 	MaxDepth          int   // nesting depth of containers in the result
 	MaxDims           int   // dimensions of one tensor
 	MaxExpandElements int64 // a tensor may have more elements than its storage (stride 0) only up to this
+	// MaxTotalInflatedBytes bounds the uncompressed sizes of all
+	// deflate-compressed entries together (MaxInflatedBytes bounds each).
+	// Zero in DefaultOptions: the smaller of DefaultMaxTotalInflatedBytes
+	// and limits.Budget() when the file is opened.
+	MaxTotalInflatedBytes int64
+	// MaxTotalBytes bounds the tensor data one checkpoint hands out, counted
+	// over every tensor and every conversion: StateDict refuses a result
+	// whose tensors would take more than this as float32 (each name counts,
+	// so stride-0 tensors, views sharing a storage and one tensor reached by
+	// many pickle paths count by what they expand to), and Float32, Float64,
+	// Int64, ToTensor and a copying Bytes refuse, before allocating, a
+	// conversion that would take the total converted past it. Zero in
+	// DefaultOptions: limits.Budget() when the file is opened.
+	MaxTotalBytes int64
 	// SkipChecksums disables the CRC-32 check of stored entries (storages are
 	// checked lazily, on first access). Deflated entries are always checked.
 	SkipChecksums bool
@@ -50,6 +67,12 @@ var DefaultOptions = Options{
 	MaxDims:           64,
 	MaxExpandElements: 1 << 24,
 }
+
+// DefaultMaxTotalInflatedBytes caps the default MaxTotalInflatedBytes:
+// torch.save writes stored (uncompressed) entries, so deflated data comes
+// only from re-zipped files, and no real checkpoint we know of inflates to
+// more than half a GiB.
+const DefaultMaxTotalInflatedBytes = 2 << 30
 
 func (o *Options) withDefaults() Options {
 	var r Options
@@ -84,6 +107,18 @@ func (o *Options) withDefaults() Options {
 	if r.MaxExpandElements <= 0 {
 		r.MaxExpandElements = d.MaxExpandElements
 	}
+	if r.MaxTotalInflatedBytes <= 0 {
+		r.MaxTotalInflatedBytes = d.MaxTotalInflatedBytes
+		if r.MaxTotalInflatedBytes <= 0 {
+			r.MaxTotalInflatedBytes = min(DefaultMaxTotalInflatedBytes, limits.Budget())
+		}
+	}
+	if r.MaxTotalBytes <= 0 {
+		r.MaxTotalBytes = d.MaxTotalBytes
+		if r.MaxTotalBytes <= 0 {
+			r.MaxTotalBytes = limits.Budget()
+		}
+	}
 	return r
 }
 
@@ -106,10 +141,21 @@ func Load(data []byte) (Value, error) {
 	return c.Root, nil
 }
 
-// LoadFile reads and decodes a torch.save file.
+// LoadFile reads and decodes a torch.save file. The file must be a regular
+// file (a symlink to one is fine) of at most limits.MaxWeightsBytes: a
+// device, FIFO or directory is refused with ErrIO, a bigger file with
+// ErrTooLarge (both wrapping a *limits.FileError).
 func LoadFile(path string) (Value, error) {
-	data, err := os.ReadFile(path)
+	data, err := limits.ReadFile(path, limits.MaxWeightsBytes)
 	if err != nil {
+		var fe *limits.FileError
+		if errors.As(err, &fe) {
+			kind := ErrIO
+			if st, serr := os.Stat(path); serr == nil && st.Mode().IsRegular() {
+				kind = ErrTooLarge
+			}
+			return nil, &Error{Kind: kind, Err: err}
+		}
 		return nil, wrapErr(ErrIO, err, "reading %s", path)
 	}
 	return Load(data)

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"sync"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -108,6 +109,9 @@ func newTensor(s *Storage, offset int64, size, stride []int64, opts *Options) (*
 	if len(size) > opts.MaxDims {
 		return nil, errf(ErrTooLarge, "tensor has %d dims (limit %d)", len(size), opts.MaxDims)
 	}
+	if offset > int64(s.Numel) {
+		return nil, errf(ErrBadTensor, "storage offset %d out of range for a %d-element storage", offset, s.Numel)
+	}
 	numel, maxIdx, err := viewExtent(offset, size, stride)
 	if err != nil {
 		return nil, err
@@ -134,25 +138,50 @@ func newTensor(s *Storage, offset int64, size, stride []int64, opts *Options) (*
 
 // Bytes returns the tensor's elements in row-major order, in the file's
 // byte order (little-endian for every file current PyTorch writes). A
-// contiguous tensor's bytes alias the loaded file.
+// contiguous tensor's bytes alias the loaded file; any other view is copied,
+// and the copy counts towards the checkpoint's MaxTotalBytes.
 func (t *Tensor) Bytes() ([]byte, error) {
-	if t.Storage == nil {
-		return nil, errf(ErrBadStorage, "tensor has no storage")
-	}
-	raw, err := t.Storage.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	isz := t.Storage.itemsize
-	n, err := t.checkView(len(raw), isz)
+	raw, n, err := t.view()
 	if err != nil {
 		return nil, err
 	}
 	if n == 0 {
 		return []byte{}, nil
 	}
+	if !t.Contiguous() {
+		if err := t.charge(n, t.Storage.itemsize, "Bytes"); err != nil {
+			return nil, err
+		}
+	}
+	return t.gather(raw, n), nil
+}
+
+// view returns the storage bytes and the element count of the (re-checked)
+// view. Nothing is allocated but the storage itself, when it is inflated.
+func (t *Tensor) view() ([]byte, int, error) {
+	if t.Storage == nil {
+		return nil, 0, errf(ErrBadStorage, "tensor has no storage")
+	}
+	raw, err := t.Storage.Bytes()
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := t.checkView(len(raw), t.Storage.itemsize)
+	if err != nil {
+		return nil, 0, err
+	}
+	return raw, n, nil
+}
+
+// gather returns the view's n elements in row-major order: a sub-slice of
+// raw when contiguous, else a copy.
+func (t *Tensor) gather(raw []byte, n int) []byte {
+	isz := t.Storage.itemsize
+	if n == 0 {
+		return []byte{}
+	}
 	if t.Contiguous() {
-		return raw[t.Offset*isz : (t.Offset+n)*isz], nil
+		return raw[t.Offset*isz : (t.Offset+n)*isz]
 	}
 	out := make([]byte, n*isz)
 	idx := make([]int, len(t.Shape))
@@ -169,7 +198,34 @@ func (t *Tensor) Bytes() ([]byte, error) {
 			idx[d] = 0
 		}
 	}
-	return out, nil
+	return out
+}
+
+// charge counts n elements of size bytes each, about to be allocated by
+// what, against the checkpoint's MaxTotalBytes. Tensors made by hand (no
+// archive) are not counted.
+func (t *Tensor) charge(n, size int, what string) error {
+	if t.Storage == nil || t.Storage.a == nil {
+		return nil
+	}
+	return t.Storage.a.charge(int64(n), int64(size), what)
+}
+
+// charge adds n·size bytes of converted tensor data to the archive's total,
+// or refuses, counting nothing, when the total would pass MaxTotalBytes.
+func (a *archive) charge(n, size int64, what string) error {
+	bytes := limits.Mul(n, size)
+	for {
+		done := a.converted.Load()
+		total := limits.Add(done, bytes)
+		if total > a.opts.MaxTotalBytes {
+			return errf(ErrTooLarge, "%s of %d elements (%s) would take the tensor data converted from this checkpoint to %s, over the %s limit (MaxTotalBytes)",
+				what, n, limits.Bytes(bytes), limits.Bytes(total), limits.Bytes(a.opts.MaxTotalBytes))
+		}
+		if a.converted.CompareAndSwap(done, total) {
+			return nil
+		}
+	}
 }
 
 // viewExtent checks a view's geometry without overflow and returns its
@@ -178,10 +234,13 @@ func viewExtent(offset int64, size, stride []int64) (numel, maxIdx uint64, err e
 	if len(size) != len(stride) {
 		return 0, 0, errf(ErrBadTensor, "size has %d dims but stride has %d", len(size), len(stride))
 	}
+	const lim = math.MaxInt >> 1
 	if offset < 0 {
 		return 0, 0, errf(ErrBadTensor, "negative storage offset %d", offset)
 	}
-	const lim = math.MaxInt >> 1
+	if offset > lim {
+		return 0, 0, errf(ErrBadTensor, "storage offset %d out of range", offset)
+	}
 	numel, maxIdx = 1, uint64(offset)
 	for i := range size {
 		if size[i] < 0 || stride[i] < 0 || size[i] > lim || stride[i] > lim {
@@ -250,13 +309,25 @@ func (t *Tensor) order() binary.ByteOrder {
 
 // Float32 returns the elements in row-major order as float32. Every real
 // dtype converts (integers and bools by value); complex types are refused.
+// The result counts towards the checkpoint's MaxTotalBytes.
 func (t *Tensor) Float32() ([]float32, error) {
-	b, err := t.Bytes()
+	raw, n, err := t.view()
 	if err != nil {
 		return nil, err
 	}
+	if !isRealDType(t.DType) {
+		return nil, errf(ErrUnsupported, "cannot convert a %s tensor to real numbers", t.DType)
+	}
+	if err := t.charge(n, 4, "Float32"); err != nil {
+		return nil, err
+	}
+	return t.float32s(raw, n)
+}
+
+// float32s converts the view's n elements (already checked and charged).
+func (t *Tensor) float32s(raw []byte, n int) ([]float32, error) {
+	b := t.gather(raw, n)
 	bo := t.order()
-	n := t.Numel()
 	out := make([]float32, n)
 	switch t.DType {
 	case "float32":
@@ -276,7 +347,7 @@ func (t *Tensor) Float32() ([]float32, error) {
 			out[i] = float32(math.Float64frombits(bo.Uint64(b[8*i:])))
 		}
 	default:
-		ints, err := t.intsFrom(b, bo)
+		ints, err := t.intsFrom(b, n, bo)
 		if err != nil {
 			return nil, err
 		}
@@ -287,11 +358,22 @@ func (t *Tensor) Float32() ([]float32, error) {
 	return out, nil
 }
 
-// Float64 returns the elements in row-major order as float64 (any real dtype).
+// Float64 returns the elements in row-major order as float64 (any real
+// dtype). The result counts towards the checkpoint's MaxTotalBytes.
 func (t *Tensor) Float64() ([]float64, error) {
+	raw, n, err := t.view()
+	if err != nil {
+		return nil, err
+	}
+	if !isRealDType(t.DType) {
+		return nil, errf(ErrUnsupported, "cannot convert a %s tensor to real numbers", t.DType)
+	}
+	if err := t.charge(n, 8, "Float64"); err != nil {
+		return nil, err
+	}
 	switch {
 	case isIntDType(t.DType): // keep full integer precision
-		ints, err := t.Int64()
+		ints, err := t.intsFrom(t.gather(raw, n), n, t.order())
 		if err != nil {
 			return nil, err
 		}
@@ -301,18 +383,15 @@ func (t *Tensor) Float64() ([]float64, error) {
 		}
 		return out, nil
 	case t.DType == "float64":
-		b, err := t.Bytes()
-		if err != nil {
-			return nil, err
-		}
+		b := t.gather(raw, n)
 		bo := t.order()
-		out := make([]float64, t.Numel())
+		out := make([]float64, n)
 		for i := range out {
 			out[i] = math.Float64frombits(bo.Uint64(b[8*i:]))
 		}
 		return out, nil
 	}
-	f, err := t.Float32()
+	f, err := t.float32s(raw, n)
 	if err != nil {
 		return nil, err
 	}
@@ -331,20 +410,32 @@ func isIntDType(d string) bool {
 	return false
 }
 
-// Int64 returns the elements of an integer or bool tensor in row-major order.
+func isRealDType(d string) bool {
+	switch d {
+	case "float32", "float16", "bfloat16", "float64":
+		return true
+	}
+	return isIntDType(d)
+}
+
+// Int64 returns the elements of an integer or bool tensor in row-major
+// order. The result counts towards the checkpoint's MaxTotalBytes.
 func (t *Tensor) Int64() ([]int64, error) {
 	if !isIntDType(t.DType) {
 		return nil, errf(ErrUnsupported, "Int64 of a %s tensor", t.DType)
 	}
-	b, err := t.Bytes()
+	raw, n, err := t.view()
 	if err != nil {
 		return nil, err
 	}
-	return t.intsFrom(b, t.order())
+	if err := t.charge(n, 8, "Int64"); err != nil {
+		return nil, err
+	}
+	return t.intsFrom(t.gather(raw, n), n, t.order())
 }
 
-func (t *Tensor) intsFrom(b []byte, bo binary.ByteOrder) ([]int64, error) {
-	out := make([]int64, t.Numel())
+func (t *Tensor) intsFrom(b []byte, n int, bo binary.ByteOrder) ([]int64, error) {
+	out := make([]int64, n)
 	switch t.DType {
 	case "int64":
 		for i := range out {
@@ -378,7 +469,8 @@ func (t *Tensor) intsFrom(b []byte, bo binary.ByteOrder) ([]int64, error) {
 	return out, nil
 }
 
-// ToTensor converts to the core float32 tensor type (a copy).
+// ToTensor converts to the core float32 tensor type (a copy, which counts
+// towards the checkpoint's MaxTotalBytes).
 func (t *Tensor) ToTensor() (*tensor.Tensor, error) {
 	f, err := t.Float32()
 	if err != nil {

@@ -8,6 +8,9 @@ import (
 	"hash/crc32"
 	"io"
 	"strings"
+	"sync/atomic"
+
+	"github.com/diffuse-web/diffuse/core/limits"
 )
 
 // entry is one validated member of the archive.
@@ -31,6 +34,7 @@ type archive struct {
 	order         binary.ByteOrder
 	byteOrderName string
 	storages      map[string]*Storage
+	converted     atomic.Int64 // bytes of tensor data handed out by conversions (Options.MaxTotalBytes)
 }
 
 const (
@@ -60,6 +64,8 @@ func openArchive(data []byte, opts *Options) (*archive, error) {
 	a := &archive{data: data, opts: opts, entries: make(map[string]*entry, len(zr.File)),
 		storages: map[string]*Storage{}}
 	var pickles []*entry
+	var inflated int64 // declared uncompressed bytes of all deflated entries
+	deflated := 0
 	for _, f := range zr.File {
 		e := &entry{f: f, name: f.Name}
 		if f.CompressedSize64 > uint64(size) || f.UncompressedSize64 > 1<<62 {
@@ -80,6 +86,8 @@ func openArchive(data []byte, opts *Options) (*archive, error) {
 			if e.usize > maxDeflateRatio*e.csize+1024 {
 				return nil, errf(ErrBadStorage, "compressed entry %q claims %d bytes from %d: impossible ratio", f.Name, e.usize, e.csize)
 			}
+			inflated = limits.Add(inflated, e.usize)
+			deflated++
 		default:
 			return nil, errf(ErrUnsupported, "entry %q uses zip compression method %d", f.Name, f.Method)
 		}
@@ -95,6 +103,13 @@ func openArchive(data []byte, opts *Options) (*archive, error) {
 		if f.Name == "data.pkl" || (strings.HasSuffix(f.Name, "/data.pkl") && strings.Count(f.Name, "/") == 1) {
 			pickles = append(pickles, e)
 		}
+	}
+	// Every entry is read at most once (data.pkl, byteorder, version, one
+	// Storage per key) and never past its declared size, so bounding the
+	// declared total bounds what inflating can ever allocate.
+	if inflated > opts.MaxTotalInflatedBytes {
+		return nil, errf(ErrTooLarge, "%d compressed entries inflate to %s together (%d bytes), over the %s limit on inflated data (MaxTotalInflatedBytes)",
+			deflated, limits.Bytes(inflated), inflated, limits.Bytes(opts.MaxTotalInflatedBytes))
 	}
 	switch len(pickles) {
 	case 0:
