@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/sampler"
@@ -113,6 +114,18 @@ type Loaded struct {
 	Model    *model.Model
 	Schedule *schedule.Schedule
 	Info     Info
+
+	// checkRun is Model.CheckRun: the memory budget of a run. FromModel
+	// sets it; a Loaded around a stand-in network (tests) has none.
+	checkRun func(batch, calls, height, width int, extra ...limits.Part) error
+}
+
+// fits applies the memory budget, when there is one.
+func (l *Loaded) fits(batch, calls int) error {
+	if l.checkRun == nil {
+		return nil
+	}
+	return l.checkRun(batch, calls, l.Info.Shape[1], l.Info.Shape[2])
 }
 
 // Load checks data against the manifest's size and SHA-256 (either may be
@@ -179,7 +192,7 @@ func FromModel(m *model.Model) (*Loaded, error) {
 		DefaultSchedule: defaulted,
 		Params:          n,
 	}
-	return &Loaded{Model: m, Schedule: s, Info: info}, nil
+	return &Loaded{Model: m, Schedule: s, Info: info, checkRun: m.CheckRun}, nil
 }
 
 func describe(s *schedule.Schedule) string {
@@ -373,6 +386,7 @@ func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
 	} else if l.Info.Conditional && l.Info.NullClass < 0 {
 		return info, nil, &RequestError{"class", "this model needs a class label"}
 	}
+	calls := b
 	if g := o.Guidance; g != 0 && g != 1 {
 		if math.IsNaN(g) || g < 0 || g > 20 {
 			return info, nil, &RequestError{"guidance", fmt.Sprintf("%g is outside 0…20", g)}
@@ -383,6 +397,19 @@ func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
 		if r.Class == nil {
 			return info, nil, &RequestError{"guidance", "guidance needs a class"}
 		}
+		calls *= 2 // the conditional and unconditional passes share one call
+	}
+	// The samplers' own bounds (the same ones the CLI applies).
+	if err := o.Check(); err != nil {
+		var le *limits.Error
+		if errors.As(err, &le) {
+			return info, nil, &RequestError{le.Field, fmt.Sprintf("%v %s", le.Value, le.Limit)}
+		}
+		return info, nil, &RequestError{"options", err.Error()}
+	}
+	// Memory for the whole run, checked before anything is allocated.
+	if err := l.fits(b, calls); err != nil {
+		return info, nil, &RequestError{"batch", err.Error() + "; choose a smaller batch"}
 	}
 	return info, o, nil
 }
@@ -494,8 +521,16 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 		return nil, &RequestError{"points", fmt.Sprintf("%d values are not whole samples of %v", len(xs), l.Info.Shape)}
 	}
 	b := len(xs) / n
-	if b > MaxBatch || !(p.Sigma > 0) || !(p.Alpha > 0) {
+	if b > MaxBatch || !(p.Sigma > 0) || !(p.Alpha > 0) || math.IsInf(p.Sigma, 0) || math.IsInf(p.Alpha, 0) {
 		return nil, &RequestError{"points", "too many points, or a noise level without noise"}
+	}
+	for _, v := range xs {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, &RequestError{"points", "the points must be finite numbers"}
+		}
+	}
+	if err := l.fits(b, b); err != nil {
+		return nil, &RequestError{"points", err.Error()}
 	}
 	var cls []int
 	switch {
