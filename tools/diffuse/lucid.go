@@ -4,10 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/model"
 )
@@ -64,7 +64,10 @@ func (l *lucidFlags) convert(fs *flag.FlagSet, path string) (*model.Model, error
 	default:
 		return nil, fmt.Errorf("--objective %q: use pred_noise, pred_x0 or pred_v", o.Objective)
 	}
-	data, err := os.ReadFile(path)
+	// A regular file of at most limits.MaxWeightsBytes: a symlink to
+	// /dev/zero or a FIFO is refused before anything is read. torchpt's
+	// default totals then bound what the checkpoint may ask for.
+	data, err := limits.ReadFile(path, limits.MaxWeightsBytes)
 	if err != nil {
 		return nil, err
 	}
