@@ -23,15 +23,19 @@ test-native:
 	$(GO) vet ./...
 	$(GO) test ./...
 
-# The core's and the CLI's tests again, compiled to js/wasm and run in Node through Go's
+# The core's, the CLI's and the page engine's tests again, compiled to js/wasm and run in Node through Go's
 # go_js_wasm_exec, so the wasm build computes what the native one does.
 test-wasm:
 	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./core/... ./tools/diffuse ./wasm/app/engine
 
 ## fuzz: run the safetensors reader fuzzer for FUZZTIME (default 60s)
+## fuzz-model: the model-level fuzzer (bytes → load → graph → one CPU call) for FUZZTIME
 FUZZTIME ?= 60s
+.PHONY: fuzz-model
 fuzz:
 	$(GO) test ./core/safetensors -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME)
+fuzz-model:
+	$(GO) test ./core/model -run '^$$' -fuzz FuzzModel -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin dist
