@@ -7,6 +7,8 @@
 //               {type:'field', id, model, point, xs, class}
 //               {type:'cancel', job}      {type:'unload', model}
 // Messages out: {type:'result', id, value}  {type:'error', id, message, kind}
+//               (kind 'internal' also for a Go panic, which Go recovers:
+//               the worker stays up and the next request is served)
 //               {type:'progress', id, phase, loaded, total}
 //               {type:'frame', id, frame}   {type:'fatal', message}
 //
@@ -76,6 +78,12 @@ function userError(message) {
   const e = new Error(message);
   e.kind = 'user';
   return e;
+}
+
+// cancel and unload answer nothing; where Go recovered from a panic in one
+// (wasm/app's export) it returns a rejected promise, which is logged here.
+function logFailure(r) {
+  if (r && typeof r.then === 'function') r.then(null, (e) => console.error('diffuse:', e && e.message || e));
 }
 
 function post(msg, transfer) { self.postMessage(msg, transfer || []); }
@@ -208,10 +216,10 @@ self.onmessage = async (ev) => {
       }));
       break;
     case 'cancel':
-      if (goAPI) goAPI.cancel(String(msg.job));
+      if (goAPI) logFailure(goAPI.cancel(String(msg.job)));
       break;
     case 'unload':
-      if (goAPI) goAPI.unload(msg.model);
+      if (goAPI) logFailure(goAPI.unload(msg.model));
       break;
     default:
       post({ type: 'error', id: msg.id, message: `unknown message type ${msg.type}`, kind: 'internal' });

@@ -19,7 +19,11 @@
 // are null on frames thinned out by imageEveryMs, except on the first and last
 // frames and on `keyframes` evenly spaced ones (for a trajectory strip). Errors reject the promise
 // with an Error whose `kind` is "user" (a message to show as is: a damaged
-// file, a bad parameter), "cancelled" or "internal".
+// file, a bad parameter), "cancelled" or "internal". A Go panic in any of
+// these calls, or in the goroutine behind its promise, is recovered (guard,
+// export): that call fails with kind "internal" and the panic's message,
+// its stack goes to the console, and the worker keeps serving; unrecovered,
+// it would end the Go program and the worker with every loaded model.
 //
 // On the WebGPU backend the samplers that have GPU update kernels run whole
 // on the GPU (backend.Sample): images are read back only for the frames
@@ -60,14 +64,14 @@ var (
 
 func main() {
 	api := js.Global().Get("Object").New()
-	api.Set("samplers", js.FuncOf(func(this js.Value, args []js.Value) any {
+	api.Set("samplers", export(func(args []js.Value) any {
 		b, _ := json.Marshal(engine.Samplers())
 		return string(b)
 	}))
-	api.Set("load", js.FuncOf(jsLoad))
-	api.Set("sample", js.FuncOf(jsSample))
-	api.Set("field", js.FuncOf(jsField))
-	api.Set("cancel", js.FuncOf(func(this js.Value, args []js.Value) any {
+	api.Set("load", export(jsLoad))
+	api.Set("sample", export(jsSample))
+	api.Set("field", export(jsField))
+	api.Set("cancel", export(func(args []js.Value) any {
 		mu.Lock()
 		defer mu.Unlock()
 		if c, ok := jobs[args[0].String()]; ok {
@@ -75,7 +79,7 @@ func main() {
 		}
 		return nil
 	}))
-	api.Set("unload", js.FuncOf(func(this js.Value, args []js.Value) any {
+	api.Set("unload", export(func(args []js.Value) any {
 		mu.Lock()
 		defer mu.Unlock()
 		if m, ok := models[args[0].String()]; ok {
@@ -91,14 +95,29 @@ func main() {
 	select {}
 }
 
-// promise runs f in a goroutine and returns a JS Promise of its result.
+// export makes f a function JavaScript can call. f runs under guard: if it
+// panics (a hostile argument of the wrong type, say), the call returns a
+// rejected Promise of an Error of kind "internal" instead of ending the Go
+// program, and with it the worker.
+func export(f func(args []js.Value) any) js.Func {
+	return js.FuncOf(func(this js.Value, args []js.Value) any {
+		v, err := guard(func() (any, error) { return f(args), nil })
+		if err != nil {
+			return js.Global().Get("Promise").Call("reject", jsError(err))
+		}
+		return v
+	})
+}
+
+// promise runs f in a goroutine and returns a JS Promise of its result; a
+// panic in f rejects it with an Error of kind "internal" (guard).
 func promise(f func() (any, error)) js.Value {
 	var executor js.Func
 	executor = js.FuncOf(func(this js.Value, args []js.Value) any {
 		resolve, reject := args[0], args[1]
 		executor.Release()
 		go func() {
-			v, err := f()
+			v, err := guard(f)
 			if err != nil {
 				reject.Invoke(jsError(err))
 				return
@@ -112,7 +131,10 @@ func promise(f func() (any, error)) js.Value {
 
 func jsError(err error) js.Value {
 	e := js.Global().Get("Error").New(err.Error())
+	var pe *panicError
 	switch {
+	case errors.As(err, &pe):
+		e.Set("kind", "internal")
 	case errors.Is(err, context.Canceled):
 		e.Set("kind", "cancelled")
 	case engine.IsUserError(err), isBackendUserError(err):
@@ -124,7 +146,7 @@ func jsError(err error) js.Value {
 }
 
 // jsLoad(key, bytes Uint8Array, sha256, size, backend)
-func jsLoad(this js.Value, args []js.Value) any {
+func jsLoad(args []js.Value) any {
 	key := args[0].String()
 	data := make([]byte, args[1].Get("length").Int())
 	js.CopyBytesToGo(data, args[1])
@@ -154,7 +176,7 @@ func jsLoad(this js.Value, args []js.Value) any {
 }
 
 // jsSample(job, key, requestJSON, onFrame, imageEveryMs, keyframes)
-func jsSample(this js.Value, args []js.Value) any {
+func jsSample(args []js.Value) any {
 	job, key, reqJSON, onFrame := args[0].String(), args[1].String(), args[2].String(), args[3]
 	every, keys := 0.0, 0
 	if len(args) > 4 && args[4].Type() == js.TypeNumber {
@@ -242,7 +264,7 @@ func isKeyframe(i, total, n int) bool {
 }
 
 // jsField(key, point, xs Float32Array, class)
-func jsField(this js.Value, args []js.Value) any {
+func jsField(args []js.Value) any {
 	key, pt, xsJS := args[0].String(), args[1], args[2]
 	p := schedule.Point{T: pt.Get("t").Float(), Alpha: pt.Get("alpha").Float(), Sigma: pt.Get("sigma").Float(), Level: pt.Get("level").Float()}
 	u8 := js.Global().Get("Uint8Array").New(xsJS.Get("buffer"), xsJS.Get("byteOffset"), xsJS.Get("byteLength"))
