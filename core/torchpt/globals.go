@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/diffuse-web/diffuse/core/limits"
 )
 
 type globalKind int
@@ -75,11 +77,12 @@ func quoteName(s string) string {
 	return s
 }
 
-// call evaluates REDUCE for an allowlisted callable.
-func call(g *global, args Tuple, opts *Options) (any, error) {
+// call evaluates REDUCE for an allowlisted callable, charging what it
+// builds to m.
+func call(g *global, args Tuple, opts *Options, m *meter) (any, error) {
 	switch g.kind {
 	case gOrderedDict:
-		return newObj(g, args, opts)
+		return newObj(g, args, opts, m)
 	case gTorchSize:
 		if len(args) != 1 {
 			return nil, errf(ErrBadPickle, "torch.Size takes 1 argument, got %d", len(args))
@@ -92,6 +95,9 @@ func call(g *global, args Tuple, opts *Options) (any, error) {
 			if _, ok := it.(int64); !ok {
 				return nil, errf(ErrBadPickle, "torch.Size element is a %s", typeName(it))
 			}
+		}
+		if err := m.charge(limits.Add(limits.Mul(int64(len(items)), costSlot), costSlice), "a torch.Size"); err != nil {
+			return nil, err
 		}
 		return append(Tuple{}, items...), nil
 	case gCodecsEncode:
@@ -108,6 +114,9 @@ func call(g *global, args Tuple, opts *Options) (any, error) {
 		case "latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1":
 		default:
 			return nil, errf(ErrUnsupported, "_codecs.encode with encoding %q", quoteName(enc))
+		}
+		if err := m.charge(int64(len(s))+costSlice, "_codecs.encode"); err != nil {
+			return nil, err
 		}
 		out := make([]byte, 0, len(s))
 		for _, r := range s {
@@ -135,6 +144,12 @@ func call(g *global, args Tuple, opts *Options) (any, error) {
 		off, ok := args[1].(int64)
 		if !ok {
 			return nil, errf(ErrBadPickle, "%s: storage offset is a %s", g, typeName(args[1]))
+		}
+		// the size and stride are read (≤ 1<<10 entries each) and kept
+		sz, _ := sequence(args[2])
+		sd, _ := sequence(args[3])
+		if err := m.charge(costTensor+int64(min(len(sz), 1<<10)+min(len(sd), 1<<10))*32, "a tensor"); err != nil {
+			return nil, err
 		}
 		size, err := intSeq(args[2], "size")
 		if err != nil {
@@ -178,6 +193,9 @@ func call(g *global, args Tuple, opts *Options) (any, error) {
 		if err := checkHooks(args[2]); err != nil {
 			return nil, err
 		}
+		if err := m.charge(costTensor, "a parameter"); err != nil {
+			return nil, err
+		}
 		p := *t
 		p.RequiresGrad, p.Parameter = rg, true
 		return &p, nil
@@ -199,7 +217,7 @@ func call(g *global, args Tuple, opts *Options) (any, error) {
 		if !ok {
 			return nil, errf(ErrBadPickle, "%s: arguments are a %s", g, typeName(args[2]))
 		}
-		v, err := call(fn, inner, opts)
+		v, err := call(fn, inner, opts, m)
 		if err != nil {
 			return nil, err
 		}
@@ -208,6 +226,9 @@ func call(g *global, args Tuple, opts *Options) (any, error) {
 			return nil, errf(ErrBadPickle, "%s: %s did not build a tensor", g, fn)
 		}
 		if typ.kind == gParameterType {
+			if err := m.charge(costTensor, "a parameter"); err != nil {
+				return nil, err
+			}
 			p := *t
 			p.Parameter = true
 			t = &p
@@ -218,9 +239,12 @@ func call(g *global, args Tuple, opts *Options) (any, error) {
 }
 
 // newObj evaluates NEWOBJ (cls.__new__(cls, *args)); only dicts are built this way.
-func newObj(g *global, args Tuple, opts *Options) (any, error) {
+func newObj(g *global, args Tuple, opts *Options, m *meter) (any, error) {
 	if g.kind != gOrderedDict {
 		return nil, errf(ErrForbiddenGlobal, "%s may not be instantiated", g)
+	}
+	if err := m.charge(costDict, "an OrderedDict"); err != nil {
+		return nil, err
 	}
 	d := newDict(true)
 	switch len(args) {
@@ -233,7 +257,7 @@ func newObj(g *global, args Tuple, opts *Options) (any, error) {
 	switch src := args[0].(type) {
 	case *OrderedDict:
 		for i := range src.Keys {
-			if err := d.set(src.Keys[i], src.Values[i], opts.MaxContainerLen); err != nil {
+			if err := d.put(src.Keys[i], src.Values[i], opts.MaxContainerLen, m); err != nil {
 				return nil, err
 			}
 		}
@@ -248,7 +272,7 @@ func newObj(g *global, args Tuple, opts *Options) (any, error) {
 			if !ok || len(pair) != 2 {
 				return nil, errf(ErrBadPickle, "OrderedDict item is not a pair")
 			}
-			if err := d.set(pair[0], pair[1], opts.MaxContainerLen); err != nil {
+			if err := d.put(pair[0], pair[1], opts.MaxContainerLen, m); err != nil {
 				return nil, err
 			}
 		}
@@ -257,7 +281,7 @@ func newObj(g *global, args Tuple, opts *Options) (any, error) {
 }
 
 // build applies BUILD: only dict attribute state (e.g. state_dict's _metadata).
-func build(obj, state any) error {
+func build(obj, state any, m *meter) error {
 	d, ok := obj.(*OrderedDict)
 	if !ok {
 		return errf(ErrUnsupported, "BUILD on a %s", typeName(obj))
@@ -273,6 +297,18 @@ func build(obj, state any) error {
 			name, ok := k.(string)
 			if !ok {
 				return errf(ErrBadPickle, "BUILD state key is a %s", typeName(k))
+			}
+			// each key is hashed (BUILD may repeat with a shared state) and
+			// a new one is kept
+			cost := int64(len(name)) + costSlot
+			if _, ok := d.Attrs[name]; !ok {
+				cost += costIndex
+				if d.Attrs == nil {
+					cost += costTable
+				}
+			}
+			if err := m.charge(cost, "an attribute"); err != nil {
+				return err
 			}
 			if d.Attrs == nil {
 				d.Attrs = map[string]any{}
@@ -341,7 +377,8 @@ func checkHooks(v any) error {
 }
 
 // persistentLoad resolves ('storage', <storage type>, key, location, numel).
-func (a *archive) persistentLoad(pid any) (any, error) {
+// What it allocates (a key copied from bytes, a new Storage) is charged to m.
+func (a *archive) persistentLoad(pid any, m *meter) (any, error) {
 	t, ok := pid.(Tuple)
 	if !ok || len(t) != 5 {
 		return nil, errf(ErrBadPickle, "persistent id is a %s, not a 5-tuple", typeName(pid))
@@ -362,8 +399,14 @@ func (a *archive) persistentLoad(pid any) (any, error) {
 	case string:
 		key = k
 	case []byte:
+		if err := m.charge(int64(len(k))+costString, "a storage key"); err != nil {
+			return nil, err
+		}
 		key = string(k)
 	case int64:
+		if err := m.charge(costString+8, "a storage key"); err != nil {
+			return nil, err
+		}
 		key = strconv.FormatInt(k, 10)
 	default:
 		return nil, errf(ErrBadStorage, "storage key is a %s", typeName(t[2]))
@@ -373,8 +416,12 @@ func (a *archive) persistentLoad(pid any) (any, error) {
 		return nil, errf(ErrBadStorage, "storage location is a %s", typeName(t[3]))
 	}
 	numel, ok := t[4].(int64)
-	if !ok || numel < 0 {
-		return nil, errf(ErrBadStorage, "storage %q: bad element count %v", quoteName(key), t[4])
+	if !ok {
+		// not %v: a list or tuple would be printed whole, shared strings and all
+		return nil, errf(ErrBadStorage, "storage %q: element count is a %s", quoteName(key), typeName(t[4]))
+	}
+	if numel < 0 {
+		return nil, errf(ErrBadStorage, "storage %q: bad element count %d", quoteName(key), numel)
 	}
 	if s, ok := a.storages[key]; ok {
 		if s.DType != g.dtype.name || int64(s.Numel) != numel {
@@ -382,6 +429,9 @@ func (a *archive) persistentLoad(pid any) (any, error) {
 				quoteName(key), s.Numel, s.DType, numel, g.dtype.name)
 		}
 		return s, nil
+	}
+	if err := m.charge(costStorage+2*int64(len(key)+len(a.prefix)), "a storage"); err != nil {
+		return nil, err
 	}
 	e := a.entries[a.prefix+"data/"+key]
 	if e == nil {

@@ -50,6 +50,17 @@ type Options struct {
 	// conversion that would take the total converted past it. Zero in
 	// DefaultOptions: limits.Budget() when the file is opened.
 	MaxTotalBytes int64
+	// MaxObjectBytes bounds the memory the unpickler builds its objects
+	// in: every string, bytes object, number, list, tuple, dict, tensor and
+	// storage made while reading data.pkl, each container slot, memo entry
+	// and growth of the pickle stack, the copies made when the result is
+	// finalised, and the bytes of dict keys hashed. Counted approximately
+	// (the heap bytes the Go runtime allocates, rounded up), before each
+	// allocation; references to an object already built (memo gets, DUP)
+	// cost only their slot, so a long string shared by many lists counts
+	// once. Zero in DefaultOptions: the smaller of DefaultMaxObjectBytes
+	// and limits.Budget()/4 when the file is opened.
+	MaxObjectBytes int64
 	// SkipChecksums disables the CRC-32 check of stored entries (storages are
 	// checked lazily, on first access). Deflated entries are always checked.
 	SkipChecksums bool
@@ -119,6 +130,12 @@ func (o *Options) withDefaults() Options {
 			r.MaxTotalBytes = limits.Budget()
 		}
 	}
+	if r.MaxObjectBytes <= 0 {
+		r.MaxObjectBytes = d.MaxObjectBytes
+		if r.MaxObjectBytes <= 0 {
+			r.MaxObjectBytes = min(DefaultMaxObjectBytes, limits.Budget()/4)
+		}
+	}
 	return r
 }
 
@@ -128,6 +145,8 @@ type Checkpoint struct {
 	Archive   string // top folder inside the zip, e.g. "archive" ("" if entries sit at the root)
 	Version   string // contents of <top>/version, trimmed ("" if absent)
 	ByteOrder string // "little" or "big"
+
+	objectBytes int64 // charged to MaxObjectBytes
 }
 
 // Load decodes a torch.save file held in memory. Tensor data is not copied:
@@ -172,14 +191,16 @@ func Open(data []byte, opts *Options) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := newUnpickler(pkl, &o, a.persistentLoad)
+	m := &meter{limit: o.MaxObjectBytes}
+	u := newUnpickler(pkl, &o, m, a.persistentLoad)
 	raw, err := u.run()
 	if err != nil {
 		return nil, err
 	}
-	root, err := finalize(raw, &o)
+	root, err := finalize(raw, &o, m)
 	if err != nil {
 		return nil, err
 	}
-	return &Checkpoint{Root: root, Archive: a.top, Version: a.version, ByteOrder: a.byteOrderName}, nil
+	return &Checkpoint{Root: root, Archive: a.top, Version: a.version, ByteOrder: a.byteOrderName,
+		objectBytes: m.used}, nil
 }

@@ -99,15 +99,36 @@ type unpickler struct {
 	marks   []int
 	memo    map[uint32]any
 	opts    *Options
-	persist func(pid any) (any, error)
+	m       *meter // Options.MaxObjectBytes: what is built, not what is referenced
+	persist func(pid any, m *meter) (any, error)
 }
 
-func newUnpickler(data []byte, opts *Options, persist func(any) (any, error)) *unpickler {
-	return &unpickler{data: data, opts: opts, persist: persist, memo: map[uint32]any{}}
+// emptyTuple is pushed for every EMPTY_TUPLE: tuples are immutable, so one
+// boxed value serves them all.
+var emptyTuple any = Tuple{}
+
+func newUnpickler(data []byte, opts *Options, m *meter, persist func(any, *meter) (any, error)) *unpickler {
+	return &unpickler{data: data, opts: opts, m: m, persist: persist, memo: map[uint32]any{}}
 }
 
 func (u *unpickler) fail(kind ErrKind, format string, args ...any) error {
 	return &Error{Kind: kind, Detail: fmt.Sprintf("pickle offset %d: ", u.pos) + fmt.Sprintf(format, args...)}
+}
+
+// charge counts n bytes about to be built for what against MaxObjectBytes.
+func (u *unpickler) charge(n int64, what string) error {
+	if err := u.m.charge(n, what); err != nil {
+		return u.at(err)
+	}
+	return nil
+}
+
+// at adds the pickle offset to an error from outside the unpickler.
+func (u *unpickler) at(err error) error {
+	if e, ok := err.(*Error); ok && e.Kind == ErrTooLarge {
+		e.Detail = fmt.Sprintf("pickle offset %d: ", u.pos) + e.Detail
+	}
+	return err
 }
 
 func (u *unpickler) read(n uint64) ([]byte, error) {
@@ -143,6 +164,9 @@ func (u *unpickler) readLine() (string, error) {
 	rest := u.data[u.pos:]
 	for i, c := range rest {
 		if c == '\n' {
+			if err := u.charge(int64(i)+costString, "a text argument"); err != nil {
+				return "", err
+			}
 			u.pos += i + 1
 			return string(rest[:i]), nil
 		}
@@ -157,8 +181,23 @@ func (u *unpickler) push(v any) error {
 	if len(u.stack) >= u.opts.MaxStack {
 		return u.fail(ErrTooLarge, "stack exceeds %d entries", u.opts.MaxStack)
 	}
+	if len(u.stack) == cap(u.stack) {
+		s, err := grow(u.stack, 1, u.m, "the pickle stack")
+		if err != nil {
+			return u.at(err)
+		}
+		u.stack = s
+	}
 	u.stack = append(u.stack, v)
 	return nil
+}
+
+// pushNew pushes a value just built, charging cost bytes for it.
+func (u *unpickler) pushNew(v any, cost int64, what string) error {
+	if err := u.charge(cost, what); err != nil {
+		return err
+	}
+	return u.push(v)
 }
 
 func (u *unpickler) fence() int {
@@ -192,6 +231,9 @@ func (u *unpickler) popMark() ([]any, error) {
 	}
 	m := u.marks[len(u.marks)-1]
 	u.marks = u.marks[:len(u.marks)-1]
+	if err := u.charge(int64(len(u.stack)-m)*costSlot, "the items after a MARK"); err != nil {
+		return nil, err
+	}
 	items := append([]any(nil), u.stack[m:]...)
 	clear(u.stack[m:])
 	u.stack = u.stack[:m]
@@ -203,8 +245,13 @@ func (u *unpickler) memoPut(idx uint32) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := u.memo[idx]; !ok && len(u.memo) >= u.opts.MaxMemo {
-		return u.fail(ErrTooLarge, "memo exceeds %d entries", u.opts.MaxMemo)
+	if _, ok := u.memo[idx]; !ok {
+		if len(u.memo) >= u.opts.MaxMemo {
+			return u.fail(ErrTooLarge, "memo exceeds %d entries", u.opts.MaxMemo)
+		}
+		if err := u.charge(costMemo, "a memo entry"); err != nil {
+			return err
+		}
 	}
 	u.memo[idx] = v
 	return nil
@@ -260,7 +307,11 @@ func (u *unpickler) appendTo(target any, items []any) error {
 	if len(l.items)+len(items) > u.opts.MaxContainerLen {
 		return u.fail(ErrTooLarge, "list exceeds %d items", u.opts.MaxContainerLen)
 	}
-	l.items = append(l.items, items...)
+	s, err := grow(l.items, len(items), u.m, "list items")
+	if err != nil {
+		return u.at(err)
+	}
+	l.items = append(s, items...)
 	return nil
 }
 
@@ -273,8 +324,8 @@ func (u *unpickler) setItems(target any, kv []any) error {
 		return u.fail(ErrBadPickle, "SETITEMS with an odd number of items")
 	}
 	for i := 0; i < len(kv); i += 2 {
-		if err := d.set(kv[i], kv[i+1], u.opts.MaxContainerLen); err != nil {
-			return err
+		if err := d.put(kv[i], kv[i+1], u.opts.MaxContainerLen, u.m); err != nil {
+			return u.at(err)
 		}
 	}
 	return nil
@@ -355,19 +406,19 @@ func (u *unpickler) step(op byte) error {
 		if err != nil {
 			return err
 		}
-		return u.push(int64(int32(uint32(v))))
+		return u.pushNew(int64(int32(uint32(v))), costBox, "an int")
 	case opBinInt1:
 		v, err := u.readUint(1)
 		if err != nil {
 			return err
 		}
-		return u.push(int64(v))
+		return u.pushNew(int64(v), costBox, "an int")
 	case opBinInt2:
 		v, err := u.readUint(2)
 		if err != nil {
 			return err
 		}
-		return u.push(int64(v))
+		return u.pushNew(int64(v), costBox, "an int")
 	case opLong1, opLong4:
 		var n uint64
 		var err error
@@ -390,7 +441,7 @@ func (u *unpickler) step(op byte) error {
 		if !ok {
 			return u.fail(ErrUnsupported, "integer of %d bytes does not fit in int64", n)
 		}
-		return u.push(v)
+		return u.pushNew(v, costBox, "an int")
 	case opInt, opLong:
 		s, err := u.readLine()
 		if err != nil {
@@ -407,7 +458,7 @@ func (u *unpickler) step(op byte) error {
 		if err != nil {
 			return u.fail(ErrBadPickle, "bad integer %q", s)
 		}
-		return u.push(v)
+		return u.pushNew(v, costBox, "an int")
 	case opFloat:
 		s, err := u.readLine()
 		if err != nil {
@@ -417,13 +468,13 @@ func (u *unpickler) step(op byte) error {
 		if err != nil {
 			return u.fail(ErrBadPickle, "bad float %q", s)
 		}
-		return u.push(v)
+		return u.pushNew(v, costBox, "a float")
 	case opBinFloat:
 		b, err := u.read(8)
 		if err != nil {
 			return err
 		}
-		return u.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
+		return u.pushNew(math.Float64frombits(binary.BigEndian.Uint64(b)), costBox, "a float")
 	case opBinUnicode, opShortBinUnicode, opBinUnicode8, opBinString, opShortBinString:
 		w := lenWidth(op)
 		n, err := u.readUint(w)
@@ -437,6 +488,9 @@ func (u *unpickler) step(op byte) error {
 		if err != nil {
 			return err
 		}
+		if err := u.charge(int64(n)+costString, "a string"); err != nil {
+			return err
+		}
 		return u.push(string(b))
 	case opBinBytes, opShortBinBytes, opBinBytes8, opByteArray8:
 		w := lenWidth(op)
@@ -448,28 +502,43 @@ func (u *unpickler) step(op byte) error {
 		if err != nil {
 			return err
 		}
+		if err := u.charge(int64(n)+costSlice, "a bytes object"); err != nil {
+			return err
+		}
 		return u.push(append([]byte{}, b...))
 	case opEmptyList:
-		return u.push(&listBox{})
+		return u.pushNew(&listBox{}, costList, "a list")
 	case opEmptyDict:
-		return u.push(newDict(false))
+		return u.pushNew(newDict(false), costDict, "a dict")
 	case opEmptyTuple:
-		return u.push(Tuple{})
+		return u.push(emptyTuple)
 	case opList:
 		items, err := u.popMark()
 		if err != nil {
 			return err
 		}
-		return u.push(&listBox{items: items})
+		if len(items) > u.opts.MaxContainerLen {
+			return u.fail(ErrTooLarge, "list exceeds %d items", u.opts.MaxContainerLen)
+		}
+		return u.pushNew(&listBox{items: items}, costList, "a list")
 	case opTuple:
 		items, err := u.popMark()
 		if err != nil {
 			return err
 		}
-		return u.push(Tuple(items))
+		if len(items) == 0 {
+			return u.push(emptyTuple)
+		}
+		if len(items) > u.opts.MaxContainerLen {
+			return u.fail(ErrTooLarge, "tuple exceeds %d items", u.opts.MaxContainerLen)
+		}
+		return u.pushNew(Tuple(items), costSlice, "a tuple")
 	case opDict:
 		items, err := u.popMark()
 		if err != nil {
+			return err
+		}
+		if err := u.charge(costDict, "a dict"); err != nil {
 			return err
 		}
 		d := newDict(false)
@@ -481,6 +550,9 @@ func (u *unpickler) step(op byte) error {
 		n := int(op-opTuple1) + 1
 		if len(u.stack)-u.fence() < n {
 			return u.fail(ErrBadPickle, "stack underflow")
+		}
+		if err := u.charge(int64(n)*costSlot+costSlice, "a tuple"); err != nil {
+			return err
 		}
 		t := append(Tuple(nil), u.stack[len(u.stack)-n:]...)
 		clear(u.stack[len(u.stack)-n:])
@@ -585,6 +657,9 @@ func (u *unpickler) step(op byte) error {
 		if err != nil {
 			return err
 		}
+		if err := u.charge(int64(len(mod)+len(name))+costGlobal, "a global"); err != nil {
+			return err
+		}
 		g, err := resolveGlobal(mod, name)
 		if err != nil {
 			return err
@@ -603,6 +678,9 @@ func (u *unpickler) step(op byte) error {
 		ns, ok2 := name.(string)
 		if !ok1 || !ok2 {
 			return u.fail(ErrBadPickle, "STACK_GLOBAL needs two strings, got %s and %s", typeName(mod), typeName(name))
+		}
+		if err := u.charge(int64(len(ms)+len(ns))+costGlobal, "a global"); err != nil {
+			return err
 		}
 		g, err := resolveGlobal(ms, ns)
 		if err != nil {
@@ -626,9 +704,9 @@ func (u *unpickler) step(op byte) error {
 		if !ok {
 			return u.fail(ErrForbiddenGlobal, "REDUCE calls a %s", typeName(fn))
 		}
-		v, err := call(g, at, u.opts)
+		v, err := call(g, at, u.opts, u.m)
 		if err != nil {
-			return err
+			return u.at(err)
 		}
 		return u.push(v)
 	case opNewObj, opNewObjEx:
@@ -658,9 +736,9 @@ func (u *unpickler) step(op byte) error {
 		if !ok {
 			return u.fail(ErrBadPickle, "NEWOBJ arguments are a %s, not a tuple", typeName(args))
 		}
-		v, err := newObj(g, at, u.opts)
+		v, err := newObj(g, at, u.opts, u.m)
 		if err != nil {
-			return err
+			return u.at(err)
 		}
 		return u.push(v)
 	case opBuild:
@@ -672,7 +750,7 @@ func (u *unpickler) step(op byte) error {
 		if err != nil {
 			return err
 		}
-		return build(obj, state)
+		return u.at(build(obj, state, u.m))
 	case opBinPersID:
 		pid, err := u.pop()
 		if err != nil {
@@ -681,9 +759,9 @@ func (u *unpickler) step(op byte) error {
 		if u.persist == nil {
 			return u.fail(ErrUnsupported, "persistent id without a storage resolver")
 		}
-		v, err := u.persist(pid)
+		v, err := u.persist(pid, u.m)
 		if err != nil {
-			return err
+			return u.at(err)
 		}
 		return u.push(v)
 	}

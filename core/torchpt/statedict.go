@@ -125,6 +125,11 @@ func (w *sdWalker) walk(v any, path string, depth int) error {
 			case int64:
 				part = strconv.FormatInt(kk, 10)
 			default:
+				// skipped, but counted: a dict of many such keys may be
+				// reached by many paths
+				if w.visits++; w.visits > maxStateDictVisits {
+					return errf(ErrTooLarge, "more than %d objects to visit", maxStateDictVisits)
+				}
 				continue
 			}
 			p, err := w.join(path, part)

@@ -100,6 +100,92 @@ func InflateBomb(l Layout, entries int, size int64) []byte {
 	return archive(p.stop(), files...)
 }
 
+// TupleKeyBomb is a dict (the state dict of l) with one key, set sets
+// times: a tuple of width references to a tuple of width references …
+// depth levels deep, ending in one memoised string of strLen bytes 'k'. The
+// file holds the string once; a reader that hashes a tuple key by joining
+// its elements' encodings builds width^depth·strLen bytes per set.
+func TupleKeyBomb(l Layout, strLen, width, depth, sets int) []byte {
+	p := newPickle()
+	p.beginDict(l)
+	p.str(string(bytes.Repeat([]byte("k"), strLen)))
+	p.put(0)
+	p.op(opPop)
+	for d := 1; d <= depth; d++ {
+		p.op(opMark)
+		for i := 0; i < width; i++ {
+			p.get(uint32(d - 1))
+		}
+		p.op(opTuple)
+		p.put(uint32(d))
+		p.op(opPop)
+	}
+	for i := 0; i < sets; i++ {
+		p.get(uint32(depth))
+		p.op(opNone, opSetItem)
+	}
+	p.endDict(l)
+	return archive(p.stop())
+}
+
+// ContainerBomb is a state dict whose one entry, Prefix+"c", is a list of n
+// empty dicts: two pickle bytes (EMPTY_DICT, APPEND) make each dict, which
+// a reader keeps in a hundred bytes or more.
+func ContainerBomb(l Layout, n int) []byte {
+	p := newPickle()
+	p.beginDict(l)
+	p.str(l.Prefix + "c")
+	p.op(opEmptyList)
+	p.Grow(2 * n)
+	for i := 0; i < n; i++ {
+		p.op(opEmptyDict, opAppend)
+	}
+	p.op(opSetItem)
+	p.endDict(l)
+	return archive(p.stop())
+}
+
+// SharedStringList is a state dict whose one entry, Prefix+"s", is a list
+// of n references to one memoised string of strLen bytes 's': a valid
+// file that a reader should hold in strLen + 16·n bytes or so, not in
+// n·strLen.
+func SharedStringList(l Layout, strLen, n int) []byte {
+	p := newPickle()
+	p.beginDict(l)
+	p.str(l.Prefix + "s")
+	p.op(opEmptyList)
+	p.str(string(bytes.Repeat([]byte("s"), strLen)))
+	p.put(0)
+	p.op(opPop)
+	for i := 0; i < n; {
+		p.op(opMark)
+		for j := 0; j < 1000 && i < n; j, i = j+1, i+1 {
+			p.get(0)
+		}
+		p.op(opAppends)
+	}
+	p.op(opSetItem)
+	p.endDict(l)
+	return archive(p.stop())
+}
+
+// RepeatedKey is a dict (the state dict of l) whose one key, a memoised
+// string of strLen bytes 'r', is set n times: a reader that copies the key
+// to hash it copies strLen bytes n times.
+func RepeatedKey(l Layout, strLen, n int) []byte {
+	p := newPickle()
+	p.beginDict(l)
+	p.str(string(bytes.Repeat([]byte("r"), strLen)))
+	p.put(0)
+	p.op(opNone, opSetItem)
+	for i := 1; i < n; i++ {
+		p.get(0)
+		p.op(opNone, opSetItem)
+	}
+	p.endDict(l)
+	return archive(p.stop())
+}
+
 // zeroStream is a raw deflate stream of mibs MiB of zeros and its CRC-32:
 // one compressed MiB, flushed to a byte boundary, repeated (a flushed chunk
 // only refers back into itself), then an empty final block.
@@ -165,7 +251,9 @@ const (
 	opBinPersID  = 'Q'
 	opReduce     = 'R'
 	opBinUnicode = 'X'
+	opAppend     = 'a'
 	opAppends    = 'e'
+	opNone       = 'N'
 	opGlobal     = 'c'
 	opEmptyDict  = '}'
 	opLongBinGet = 'j'
