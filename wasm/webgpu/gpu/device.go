@@ -52,6 +52,18 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("webgpu: %s error in %s: %s", e.Kind, e.What, strings.TrimSpace(e.Message))
 }
 
+// IsFault reports whether err is a failure of the GPU rather than of the
+// request: a lost device (ErrDeviceLost), a WebGPU error caught by an
+// error scope or reported as uncaptured (*Error), or a WebGPU call or
+// promise that threw or was rejected (*JSError: a failed mapAsync, say).
+// Work that met a fault may have computed garbage; a caller should redo
+// it elsewhere (the CPU) rather than use or retry it.
+func IsFault(err error) bool {
+	var e *Error
+	var je *JSError
+	return errors.Is(err, ErrDeviceLost) || errors.As(err, &e) || errors.As(err, &je)
+}
+
 // Limits are the adapter or device limits this project reads (GPUSupportedLimits).
 type Limits struct {
 	MaxStorageBufferBindingSize       uint64
@@ -161,6 +173,10 @@ type Device struct {
 	lost     chan struct{}
 	lostOnce sync.Once
 	lostErr  *DeviceLostError
+
+	uncMu      sync.Mutex
+	uncaptured []*Error // reported and not yet taken (TakeUncaptured)
+	uncCount   int      // reported in all
 }
 
 // RequestDevice creates a device with the given limits (by their WebGPU
@@ -202,7 +218,61 @@ func (a *Adapter) RequestDevice(ctx context.Context, label string, limits map[st
 		return nil
 	})
 	dv.Get("lost").Call("then", onLost)
+	d.listenUncaptured()
 	return d, nil
+}
+
+// listenUncaptured records the device's "uncapturederror" events: WebGPU
+// errors raised where no error scope was open, which would otherwise only
+// reach the console. The listener stays for the device's life.
+func (d *Device) listenUncaptured() {
+	fn := js.FuncOf(func(_ js.Value, args []js.Value) any {
+		// A panic in a JavaScript callback would end the Go program.
+		defer func() { recover() }()
+		e := &Error{Kind: Internal, What: "uncaptured", Message: "an uncaptured WebGPU error"}
+		if len(args) > 0 && args[0].Type() == js.TypeObject {
+			if v := args[0].Get("error"); v.Type() == js.TypeObject {
+				e = scopeError(v, "uncaptured")
+			}
+		}
+		d.uncMu.Lock()
+		d.uncaptured = append(d.uncaptured, e)
+		d.uncCount++
+		d.uncMu.Unlock()
+		return nil
+	})
+	if d.v.Get("addEventListener").Type() == js.TypeFunction {
+		if _, err := call(d.v, "addEventListener", "uncapturederror", fn); err == nil {
+			return
+		}
+	}
+	d.v.Set("onuncapturederror", fn)
+}
+
+// TakeUncaptured returns the uncaptured errors reported since the last
+// call (nil if none) as one *Error (the first, with a count of the others)
+// and forgets them. Runs call it as they go, so an error no scope caught
+// fails the run in progress, or the next one, instead of going unnoticed.
+func (d *Device) TakeUncaptured() error {
+	d.uncMu.Lock()
+	defer d.uncMu.Unlock()
+	if len(d.uncaptured) == 0 {
+		return nil
+	}
+	e := *d.uncaptured[0]
+	if n := len(d.uncaptured) - 1; n > 0 {
+		e.Message = fmt.Sprintf("%s (and %d more)", strings.TrimSpace(e.Message), n)
+	}
+	d.uncaptured = nil
+	return &e
+}
+
+// UncapturedCount is the number of uncaptured errors the device has
+// reported in all, taken or not.
+func (d *Device) UncapturedCount() int {
+	d.uncMu.Lock()
+	defer d.uncMu.Unlock()
+	return d.uncCount
 }
 
 func (d *Device) markLost(e *DeviceLostError) {
@@ -311,31 +381,43 @@ type PendingScopes struct {
 	err  error
 }
 
-// Wait returns the first error the scopes caught (an *Error), nil, or a
-// DeviceLostError.
+// Wait returns the error the scopes caught (an *Error), nil, or a
+// DeviceLostError. Where several kinds were caught, out-of-memory wins,
+// then internal, then validation: a failed allocation leaves an invalid
+// object behind, and every later use of it is a validation error.
 func (p *PendingScopes) Wait(ctx context.Context) error {
 	if p.err != nil {
 		return p.err
 	}
-	var first error
+	rank := map[ErrorKind]int{OutOfMemory: 3, Internal: 2, Validation: 1}
+	var worst *Error
 	for _, pr := range p.ps {
 		v, err := pr.wait(ctx, p.d.lost, p.d.lostError)
 		if err != nil {
 			return err
 		}
-		if first == nil && !v.IsNull() && !v.IsUndefined() {
-			first = scopeError(v, p.what)
+		if !v.IsNull() && !v.IsUndefined() {
+			if e := scopeError(v, p.what); worst == nil || rank[e.Kind] > rank[worst.Kind] {
+				worst = e
+			}
 		}
 	}
 	if err := p.d.LostErr(); err != nil {
 		return err
 	}
-	return first
+	if worst == nil {
+		return nil
+	}
+	return worst
 }
 
-func scopeError(v js.Value, what string) error {
+func scopeError(v js.Value, what string) *Error {
 	kind := Internal
-	switch v.Get("constructor").Get("name").String() {
+	name := ""
+	if c := v.Get("constructor"); c.Type() == js.TypeFunction || c.Type() == js.TypeObject {
+		name = c.Get("name").String()
+	}
+	switch name {
 	case "GPUValidationError":
 		kind = Validation
 	case "GPUOutOfMemoryError":

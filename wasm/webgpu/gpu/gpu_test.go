@@ -5,7 +5,9 @@ package gpu
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -120,4 +122,98 @@ func TestDestroyedDevice(t *testing.T) {
 		t.Fatalf("got %v, want ErrDeviceLost", err)
 	}
 	t.Log(err)
+}
+
+// waitUncaptured lets the event loop run until d has reported n
+// uncaptured errors in all (the event arrives asynchronously), or fails.
+func waitUncaptured(t *testing.T, d *Device, n int) {
+	t.Helper()
+	for i := 0; i < 200 && d.UncapturedCount() < n; i++ {
+		if err := d.WorkDone(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := d.UncapturedCount(); got < n {
+		t.Fatalf("the device reported %d uncaptured errors, want %d", got, n)
+	}
+}
+
+// TestUncaptured: errors raised outside any error scope are recorded (the
+// device's uncapturederror event) and handed out once by TakeUncaptured, as
+// one *Error that counts the others; a scoped error is not reported again.
+func TestUncaptured(t *testing.T) {
+	d := testDevice(t)
+	if err := d.TakeUncaptured(); err != nil {
+		t.Fatalf("a new device has an uncaptured error: %v", err)
+	}
+	d.CreateBuffer("no usage", 16, 0) // a validation error: no usage
+	waitUncaptured(t, d, 1)
+	err := d.TakeUncaptured()
+	var ge *Error
+	if !errors.As(err, &ge) || ge.Kind != Validation || ge.What != "uncaptured" || !IsFault(err) {
+		t.Fatalf("TakeUncaptured = %v, want an uncaptured validation error", err)
+	}
+	t.Log(err)
+	if err := d.TakeUncaptured(); err != nil {
+		t.Errorf("taken twice: %v", err)
+	}
+	d.CreateBuffer("no usage", 16, 0)
+	d.CreateBuffer("no usage", 16, 0)
+	waitUncaptured(t, d, 3)
+	if err := d.TakeUncaptured(); err == nil || !strings.Contains(err.Error(), "and 1 more") {
+		t.Errorf("two errors: %v, want the first and a count", err)
+	}
+	if err := d.Scoped(context.Background(), "scoped", func() { d.CreateBuffer("no usage", 16, 0) }); err == nil {
+		t.Fatal("the scope caught nothing")
+	}
+	d.WorkDone(context.Background())
+	if err := d.TakeUncaptured(); err != nil || d.UncapturedCount() != 3 {
+		t.Errorf("a scoped error was reported as uncaptured: %v (%d in all)", err, d.UncapturedCount())
+	}
+}
+
+// TestOutOfMemoryFirst: a buffer too large to allocate and a copy into it
+// give an out-of-memory and a validation error in one scope; Wait reports
+// the out-of-memory one (the cause), and mapping the invalid buffer fails
+// with a fault. (On SwiftShader a maxBufferSize buffer does not allocate;
+// an adapter that allocates it skips the test.)
+func TestOutOfMemoryFirst(t *testing.T) {
+	testDevice(t)
+	ctx := context.Background()
+	a, err := RequestAdapter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.RequestDevice(ctx, "test", map[string]uint64{"maxBufferSize": a.Limits.MaxBufferSize}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Destroy()
+	src := d.CreateBuffer("src", 16, CopySrc)
+	var big *Buffer
+	err = d.Scoped(ctx, "too big", func() {
+		big = d.CreateBuffer("big", d.Limits.MaxBufferSize, MapRead|CopyDst)
+		e := d.NewEncoder("copy")
+		e.Copy(src, 0, big, 0, 16)
+		e.Submit()
+	})
+	if err == nil {
+		t.Skipf("this adapter allocated a %d-byte buffer", d.Limits.MaxBufferSize)
+	}
+	var ge *Error
+	if !errors.As(err, &ge) || ge.Kind != OutOfMemory || !IsFault(err) {
+		t.Fatalf("got %v, want an out-of-memory error", err)
+	}
+	t.Log(err)
+	err = d.ReadMapped(ctx, big, make([]byte, 16))
+	if err == nil || !IsFault(err) || errors.Is(err, ErrDeviceLost) {
+		t.Fatalf("mapping the invalid buffer: %v, want a fault other than device loss", err)
+	}
+	t.Log(err)
+	for _, e := range []error{context.Canceled, errors.New("sampler: bad"), &CompileError{Label: "x"}} {
+		if IsFault(e) {
+			t.Errorf("IsFault(%v) is true", e)
+		}
+	}
 }
