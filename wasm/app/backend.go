@@ -59,9 +59,10 @@ func (b *backend) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.T
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	y, err := b.inner.Denoise(x, t, class)
-	if err != nil && b.name == "webgpu" && errors.Is(err, webgpu.ErrDeviceLost) {
+	if err != nil && b.name == "webgpu" && webgpu.IsFault(err) {
 		// The GPU went away (driver reset, tab in the background on some
-		// systems): finish on the CPU, redoing this step.
+		// systems) or reported an error (validation, out of memory,
+		// internal): finish on the CPU, redoing this step.
 		b.release()
 		b.inner, _ = cpuDenoiser(b.l)
 		b.name, b.release = "cpu", func() {}
@@ -84,9 +85,11 @@ func (b *backend) Supports(name string) bool {
 // read back as o.Preview asks (engine.ResidentSampler). The backend's lock
 // is not held meanwhile (the progress callback asks for current()); the
 // GPU program's own lock orders this run against other jobs' calls. If the
-// device is lost mid-run, the backend switches to the CPU, as Denoise
-// does, and the run finishes there from the last step read back, with the
-// same noise: the frames after that say "cpu".
+// device is lost or WebGPU reports an error mid-run (webgpu.IsFault: the
+// run ends in an *webgpu.InterruptedError), the backend switches to the
+// CPU, as Denoise does, and the run finishes there from the last
+// checkpoint read back before the fault, with the same noise: the frames
+// after that say "cpu".
 func (b *backend) Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
 	b.mu.Lock()
 	dn, ok := b.inner.(*webgpu.Denoiser)

@@ -28,9 +28,11 @@
 // On the WebGPU backend the samplers that have GPU update kernels run whole
 // on the GPU (backend.Sample): images are read back only for the frames
 // that carry them, and frames arrive a step or two after their evaluation
-// was submitted. If the device is lost mid-run, the job finishes on the CPU
-// from the last read-back step, and the frames from then on, and the result,
-// say backend "cpu" (as when a per-call job fails over).
+// was submitted. If the device is lost mid-run, or WebGPU reports a
+// validation, out-of-memory or internal error (in an error scope or as an
+// uncaptured error), the job finishes on the CPU from the last step read
+// back before the fault, and the frames from then on, and the result, say
+// backend "cpu" (as when a per-call job fails over).
 //
 // Between steps the sampler yields to the worker's event loop (see yield), so
 // cancel messages and other jobs are served while a long job runs.

@@ -10,9 +10,13 @@
 // exactly representable in f16 (as all weights loaded from f16 files are)
 // stay packed two per u32 on the GPU.
 //
-// Faults: WebGPU validation and out-of-memory errors come back as *Error
-// naming the kernel; a lost or destroyed device gives an error matching
-// ErrDeviceLost, so the caller can switch to the CPU backend and redo the step.
+// Faults: WebGPU validation, out-of-memory and internal errors come back as
+// *Error naming the kernel; a lost or destroyed device gives an error
+// matching ErrDeviceLost; errors no error scope caught (the device's
+// uncapturederror event) fail the run in progress or the next one. IsFault
+// tells all of these from errors in the request, so the caller can switch
+// to the CPU backend and redo the step (Sample: finish from the last
+// checkpoint, InterruptedError).
 package webgpu
 
 import (
@@ -33,6 +37,12 @@ var (
 
 // Error is a WebGPU error caught by an error scope, naming the kernel.
 type Error = gpu.Error
+
+// IsFault reports whether err is a fault of the GPU, not of the request:
+// device loss, a WebGPU validation, out-of-memory or internal error (caught
+// by a scope or uncaptured), or a failed WebGPU call (a rejected mapAsync,
+// say). What met a fault may have computed garbage: redo it on the CPU.
+func IsFault(err error) bool { return gpu.IsFault(err) }
 
 // LimitError says a network does not fit the device's limits.
 type LimitError struct {

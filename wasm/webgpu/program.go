@@ -1002,7 +1002,7 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 		return nil, err
 	}
 	g := p.g
-	for name, b := range p.inputs {
+	for name := range p.inputs {
 		data, ok := inputs[name]
 		if !ok {
 			return nil, fmt.Errorf("webgpu: missing input %q", name)
@@ -1010,7 +1010,6 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 		if want := tensor.Numel(g.Shapes[g.Inputs[name]]); len(data) != want {
 			return nil, fmt.Errorf("webgpu: input %q has %d values, graph needs shape %v", name, len(data), g.Shapes[g.Inputs[name]])
 		}
-		gd.WriteBuffer(b, 0, gpu.Float32Bytes(data))
 	}
 	for _, lc := range p.labels {
 		for _, lf := range inputs[lc.input] {
@@ -1029,6 +1028,9 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 		}
 	}
 	scopes := gd.StartScoped("network", func() {
+		for name, b := range p.inputs {
+			gd.WriteBuffer(b, 0, gpu.Float32Bytes(inputs[name]))
+		}
 		for k, r := range p.runRecs {
 			e := gd.NewEncoder("run")
 			e.Replay(r)
@@ -1052,6 +1054,12 @@ func (p *Program) Run(ctx context.Context, inputs map[string][]float32) (*tensor
 	}
 	out := make([]float32, p.outBytes/4)
 	if err := read.Wait(ctx, gpu.Float32Bytes(out)); err != nil {
+		return nil, err
+	}
+	// An error no scope caught (elsewhere on the device, maybe since the
+	// last run) may have left this run's objects invalid: fail rather than
+	// hand out a result that may be garbage.
+	if err := gd.TakeUncaptured(); err != nil {
 		return nil, err
 	}
 	return tensor.From(out, g.Shapes[g.Output]...), nil

@@ -73,11 +73,14 @@ func (dn *Denoiser) Supports(name string) bool { return SupportsSampler(name) }
 // DefaultPreviewEvery-th evaluation and the last.
 const DefaultPreviewEvery = 5
 
-// InterruptedError is a GPU-resident run cut short by the loss of the
-// device. Checkpoint is the last state read back (step 0, the starting
-// noise, when none was): with it as sampler.Options.Resume, the same
-// sampler on another backend finishes the run with the same noise (Finish
-// does that). errors.Is(err, ErrDeviceLost) holds.
+// InterruptedError is a GPU-resident run cut short by a fault (IsFault):
+// the loss of the device, a WebGPU validation, out-of-memory or internal
+// error, or a failed readback. Checkpoint is the last state read back
+// before the fault (step 0, the starting noise, when none was): with it as
+// sampler.Options.Resume, the same sampler on another backend finishes the
+// run with the same noise (Finish does that). Err is the fault:
+// errors.Is(err, ErrDeviceLost) holds after a loss, errors.As(err, **Error)
+// after a WebGPU error.
 type InterruptedError struct {
 	Sampler    string
 	Err        error
@@ -144,10 +147,14 @@ func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []fl
 // is called at every accepted step, a batch of attempts late, with X and
 // X0 at the accepted steps Preview picks (index, -1) and the last.
 //
-// When the device is lost the error is an *InterruptedError holding the
-// last read-back state (a checkpoint at each preview), from which the
-// CPU backend can finish the run. Other GPU errors are caught for the
-// whole loop and then attributed to a kernel.
+// On a fault (IsFault) the error is an *InterruptedError holding the last
+// state read back before it (a checkpoint at each preview), from which the
+// CPU backend can finish the run. Device loss is noticed at the next wait.
+// WebGPU errors are caught by error scopes around the loop, popped after
+// each step with previews, so a preview becomes the checkpoint only when
+// nothing submitted up to it failed; the error is attributed to a kernel.
+// Errors no scope caught (the device's uncapturederror event) end the run
+// at the next step.
 func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
 	rs, ok := resident[name]
 	if !ok {

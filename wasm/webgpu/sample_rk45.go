@@ -95,11 +95,25 @@ func rkPoint(s *schedule.Schedule, u float64) schedule.Point {
 
 // rkBatch is one submission of attempts [a0, a0+n) in flight.
 type rkBatch struct {
-	a0, n int
-	size  int // bytes read back
-	buf   *gpu.Buffer
-	read  *gpu.PendingRead
-	slots bool // the preview slots were copied too
+	a0, n  int
+	size   int // bytes read back
+	buf    *gpu.Buffer
+	read   *gpu.PendingRead
+	slots  bool               // the preview slots were copied too
+	scopes *gpu.PendingScopes // everything submitted since the previous batch
+}
+
+// testHookRK45, when set by a test, runs as the batch of attempts from a0
+// is recorded, before its submission (tests inject faults).
+var testHookRK45 func(j *sampleJob, e *gpu.Encoder, a0 int)
+
+// rkChecked waits for a batch's error scopes (the kernel is named by blame).
+func (j *sampleJob) rkChecked(ctx context.Context, bt *rkBatch) error {
+	err := bt.scopes.Wait(ctx)
+	if err != nil && !errors.Is(err, ErrDeviceLost) {
+		err = j.chunks[0].p.blame(ctx, err)
+	}
+	return err
 }
 
 func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error) {
@@ -188,6 +202,17 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 		}
 	}
 
+	// Error scopes from the first write on, popped and pushed again with
+	// every batch (rkBatch.scopes): a batch's readback, its step control
+	// and checkpoint, is used only once everything up to it is known clean.
+	gd.PushScopes()
+	popped := false
+	defer func() {
+		if !popped {
+			gd.PopScopes("rk45").Wait(ctx)
+		}
+	}()
+
 	// Uniforms, the start state and the labels.
 	gd.WriteBuffer(lbuf, 0, gpu.Uint32Bytes(lw))
 	head := make([]uint32, rkHead)
@@ -246,14 +271,6 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 		}
 	}
 	one := func(e *gpu.Encoder, entry string) { e.Dispatch(j.pipes[entry], bgs[0][1], 1, 1, 1) }
-
-	gd.PushScopes()
-	popped := false
-	defer func() {
-		if !popped {
-			gd.PopScopes("rk45").Wait(ctx)
-		}
-	}()
 	// The start: the derivative there, the trial step, the first step.
 	e := gd.NewEncoder("rk45 start")
 	eval(e, 0)
@@ -297,8 +314,14 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 				off += sz
 			}
 		}
+		if testHookRK45 != nil {
+			testHookRK45(j, e, a0)
+		}
 		e.Submit()
-		return &rkBatch{a0: a0, n: n, size: size, buf: b, read: gd.StartRead(b, size), slots: slotBytes > 0}
+		bt := &rkBatch{a0: a0, n: n, size: size, buf: b, read: gd.StartRead(b, size), slots: slotBytes > 0,
+			scopes: gd.PopScopes("rk45")}
+		gd.PushScopes()
+		return bt
 	}
 
 	var flight []*rkBatch
@@ -311,7 +334,7 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := gd.LostErr(); err != nil {
+		if err := j.healthy(); err != nil {
 			return nil, err
 		}
 		// Keep up to two batches queued while more attempts are expected.
@@ -332,6 +355,9 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 		}
 		bt := flight[0]
 		flight = flight[1:]
+		if err := j.rkChecked(ctx, bt); err != nil {
+			return nil, err
+		}
 		raw := make([]uint32, bt.size/4)
 		if err := bt.read.Wait(ctx, gpu.Uint32Bytes(raw)); err != nil {
 			return nil, err
@@ -397,10 +423,17 @@ func (j *sampleJob) runRK45(ctx context.Context) (res *sampler.Result, err error
 		return nil, err
 	}
 	for _, bt := range flight {
+		if err := j.rkChecked(ctx, bt); err != nil {
+			read.Unmap(ctx)
+			return nil, err
+		}
 		bt.read.Unmap(ctx)
 	}
 	yk := make([]float32, 2*j.per*j.B)
 	if err := read.Wait(ctx, gpu.Float32Bytes(yk)); err != nil {
+		return nil, err
+	}
+	if err := j.healthy(); err != nil {
 		return nil, err
 	}
 	out := make([]float64, j.per*j.B)

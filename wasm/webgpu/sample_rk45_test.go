@@ -4,12 +4,14 @@ package webgpu
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
+	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
 )
 
 // TestSampleRK45 checks the GPU-resident rk45 against core/sampler.RK45
@@ -183,6 +185,69 @@ func TestSampleRK45DeviceLost(t *testing.T) {
 	t.Logf("GPU to accepted step %d, then CPU: NMSE vs an undisturbed CPU run %.3g", c.Step, e)
 	if !(e <= 1e-10) {
 		t.Errorf("NMSE %.3g over 1e-10", e)
+	}
+}
+
+// TestSampleRK45GPUError makes the second batch of rk45 attempts invalid
+// (a buffer copied onto itself: a validation error, so none of its work
+// runs and its readback is stale): Sample must fail as on device
+// loss with an *InterruptedError carrying the error, whose checkpoint
+// comes from the first batch (its readback is used only once its error
+// scopes are clean), and finishing on the CPU must match an undisturbed
+// CPU run as in TestSampleRK45DeviceLost. (Its own device.)
+func TestSampleRK45GPUError(t *testing.T) {
+	d := ownDevice(t)
+	defer d.Destroy()
+	dn, f := smallestDenoiser(t, d)
+	s, err := schedule.Parse([]byte(`{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	o := &sampler.Options{RTol: 3e-2, ATol: 3e-2}
+	if cond, _ := f.m.Conditional(); cond {
+		o.Class = []int{2}
+	}
+	noise := sampler.InitialNoise(3, 0, 1, m.Shape)
+	var all []int
+	o.Progress = func(st sampler.Step) error { all = append(all, st.Index); return nil }
+	want, err := sampler.RK45(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Preview = func(i, total int) bool { return i == 1 }
+	batches, firstBatch := 0, 0
+	testHookRK45 = func(j *sampleJob, e *gpu.Encoder, a0 int) {
+		if batches++; batches == 2 {
+			firstBatch = a0
+			st := j.chunks[0].st
+			e.Copy(st, 0, st, 0, 16) // a buffer copied onto itself
+
+		}
+	}
+	defer func() { testHookRK45 = nil }()
+	var seen []int
+	o.Progress = func(st sampler.Step) error { seen = append(seen, st.Index); return nil }
+	_, err = dn.Sample(context.Background(), "rk45", m, noise, o)
+	testHookRK45 = nil
+	var ie *InterruptedError
+	var ge *Error
+	if !errors.As(err, &ie) || !errors.As(err, &ge) || ge.Kind != gpu.Validation || errors.Is(err, ErrDeviceLost) {
+		t.Fatalf("rk45 with its second batch invalid: %v, want an InterruptedError carrying a validation error", err)
+	}
+	c := ie.Checkpoint
+	t.Logf("%v (first batch: %d attempts; progress %v; checkpoint after %d accepted steps, u %.6g, h %.4g; the run has %d)",
+		err, firstBatch, seen, c.Step, c.U, c.H, len(all))
+	if c.Step != 2 || !(c.H > 0) || len(c.History) != 1 || c.NFE != 2+6*c.Step || len(seen) > firstBatch {
+		t.Errorf("checkpoint after %d accepted steps, %d evaluations, H %v; %d progress calls: want the first batch's preview (2 steps, 14 evaluations) and no more calls than its %d attempts",
+			c.Step, c.NFE, c.H, len(seen), firstBatch)
+	}
+	got, resumed := finishOnCPU(t, ie, m, noise, o)
+	if len(resumed) == 0 || resumed[0] != c.Step || got.NFE != want.NFE {
+		t.Errorf("finished with progress %v and %d evaluations, want from %d and %d", resumed, got.NFE, c.Step, want.NFE)
+	}
+	if e := nmse64(got.X, want.X); !(e <= 1e-10) {
+		t.Errorf("GPU to accepted step %d, then CPU: NMSE %.3g vs an undisturbed CPU run, over 1e-10", c.Step, e)
 	}
 }
 

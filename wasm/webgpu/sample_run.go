@@ -102,6 +102,18 @@ type sampleJob struct {
 	pending []*pendingPreview // in submission order
 	queue   []*queued         // progress calls not yet made, in order
 	ckpt    *sampler.Checkpoint
+
+	// The loop's error scopes, one set per segment of grid steps ending in
+	// a step with previews: a preview becomes the checkpoint only once
+	// its segment, and so every submission before it, is known clean.
+	segs      []*segment // popped, not yet waited for
+	previewed bool       // the current step submitted a preview
+}
+
+// segment is the popped error scopes of the grid steps up to step.
+type segment struct {
+	step   int
+	scopes *gpu.PendingScopes
 }
 
 // sampleChunk is the part of the batch one network call takes.
@@ -206,8 +218,9 @@ func (j *sampleJob) result(ctx context.Context, what string, words int) (*gpu.Pe
 // begin sets the first checkpoint (x = a0·noise: until a preview comes
 // back, resuming means starting over), checks the device and takes the
 // programs. The caller defers release, which frees what the run allocated,
-// unlocks the programs and turns a device loss into an *InterruptedError
-// carrying the last checkpoint.
+// unlocks the programs and turns a fault (IsFault: device loss, a WebGPU
+// error, a failed map) into an *InterruptedError carrying the last
+// checkpoint.
 func (j *sampleJob) begin(ctx context.Context, a0 float64) (release func(*sampler.Result, error) (*sampler.Result, error), err error) {
 	j.ckpt = &sampler.Checkpoint{X: make([]float64, len(j.noise))}
 	for i, v := range j.noise {
@@ -219,7 +232,7 @@ func (j *sampleJob) begin(ctx context.Context, a0 float64) (release func(*sample
 			b.Destroy()
 		}
 		unlock()
-		if err != nil && errors.Is(err, ErrDeviceLost) {
+		if err != nil && IsFault(err) {
 			var ie *InterruptedError
 			if !errors.As(err, &ie) {
 				err = &InterruptedError{Sampler: j.name, Err: err, Checkpoint: j.ckpt}
@@ -228,11 +241,52 @@ func (j *sampleJob) begin(ctx context.Context, a0 float64) (release func(*sample
 		}
 		return res, err
 	}
-	if err := j.dn.dev.gpu.LostErr(); err != nil {
+	if err := j.healthy(); err != nil {
 		return release, err
 	}
 	unlock, err = j.programs(ctx)
 	return release, err
+}
+
+// healthy returns the device's loss, or an error no scope caught since the
+// last check (gpu.Device.TakeUncaptured): either ends the run as a fault.
+func (j *sampleJob) healthy() error {
+	gd := j.dn.dev.gpu
+	if err := gd.LostErr(); err != nil {
+		return err
+	}
+	return gd.TakeUncaptured()
+}
+
+// endSegment closes the error scopes of the grid steps since the last
+// segment (through step) and opens the next segment's, if the step
+// submitted a preview: that preview can be a checkpoint once they are
+// known clean (checked).
+func (j *sampleJob) endSegment(step int) {
+	if !j.previewed {
+		return
+	}
+	gd := j.dn.dev.gpu
+	j.segs = append(j.segs, &segment{step: step, scopes: gd.PopScopes(j.name)})
+	gd.PushScopes()
+	j.previewed = false
+}
+
+// checked waits for the error scopes of the segments through grid step
+// `step`: an error there (the kernel is named by blame) means the state
+// read back from then on may be garbage.
+func (j *sampleJob) checked(ctx context.Context, step int) error {
+	for len(j.segs) > 0 && j.segs[0].step <= step {
+		sg := j.segs[0]
+		j.segs = j.segs[1:]
+		if err := sg.scopes.Wait(ctx); err != nil {
+			if errors.Is(err, ErrDeviceLost) {
+				return err
+			}
+			return j.chunks[0].p.blame(ctx, err)
+		}
+	}
+	return nil
 }
 
 func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
@@ -308,13 +362,14 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 			x0[i] = float32(j.g.InitSigma * v)
 		}
 	}
-	for _, c := range j.chunks {
-		gd.WriteBuffer(c.st, 0, gpu.Float32Bytes(x0[c.b0*j.per:c.b0*j.per+c.n]))
-	}
 
-	// One error scope around the whole loop: steps are submitted without
-	// waiting for each other, and the queue orders each step's buffer
-	// writes after the previous step's work.
+	// Error scopes around the loop, from the first write on: steps are
+	// submitted without waiting for each other (the queue orders each
+	// step's buffer writes after the previous step's work), and the scopes
+	// are popped and pushed again only after a step with previews
+	// (endSegment), so that its preview is taken as a checkpoint only
+	// when nothing before it failed (checked). Without previews an error
+	// shows at the end, and the run is redone from the start.
 	gd.PushScopes()
 	popped := false
 	defer func() {
@@ -322,6 +377,9 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 			gd.PopScopes("sampler").Wait(ctx)
 		}
 	}()
+	for _, c := range j.chunks {
+		gd.WriteBuffer(c.st, 0, gpu.Float32Bytes(x0[c.b0*j.per:c.b0*j.per+c.n]))
+	}
 	// A fence per step: its state's first words copied to a small buffer
 	// and mapped, in a ring of maxInFlight.
 	fences := [maxInFlight]*gpu.PendingRead{}
@@ -337,7 +395,7 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := gd.LostErr(); err != nil {
+		if err := j.healthy(); err != nil {
 			return nil, err
 		}
 		// Pace: wait for the oldest steps until fewer than depth are in
@@ -363,6 +421,7 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 		e.Copy(j.chunks[0].st, 0, fenceBufs[i%maxInFlight], 0, 16)
 		e.Submit()
 		fences[i%maxInFlight] = gd.StartRead(fenceBufs[i%maxInFlight], 16)
+		j.endSegment(i)
 		if err := j.deliver(); err != nil {
 			return nil, err
 		}
@@ -387,6 +446,9 @@ func (j *sampleJob) run(ctx context.Context) (res *sampler.Result, err error) {
 		}
 	}
 	if err := read.Wait(ctx, gpu.Float32Bytes(x0)); err != nil {
+		return nil, err
+	}
+	if err := j.healthy(); err != nil {
 		return nil, err
 	}
 	out := make([]float64, len(x0))
@@ -479,6 +541,10 @@ func (j *sampleJob) xtForm(i int, x []float32) []float64 {
 	}
 	return out
 }
+
+// testHookEval, when set by a test, runs as evaluation ev's commands for
+// chunk c are recorded, before their submission (tests inject faults).
+var testHookEval func(j *sampleJob, c *sampleChunk, e *gpu.Encoder, ev int)
 
 // eval submits one network evaluation (index ev, at point p of grid step
 // i, its stage sg) and its update for every chunk.
@@ -608,6 +674,9 @@ func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, sg st
 			e.Dispatch(j.pipes[norm], c.update[slot], uint32(c.b), 1, 1)
 		}
 		e.Dispatch(j.pipes[entry], c.update[slot], c.grid[0], c.grid[1], c.grid[2])
+		if testHookEval != nil {
+			testHookEval(j, c, e, ev)
+		}
 		if pv != nil {
 			sb := j.staging(uint64(4 * c.n * (1 + j.regionsRead())))
 			e.Copy(c.p.inputs["x"], 0, sb, 0, uint64(4*c.n))
@@ -621,6 +690,7 @@ func (j *sampleJob) eval(ctx context.Context, i, ev int, p schedule.Point, sg st
 			pv.reads = append(pv.reads, gd.StartRead(b, int(b.Size)))
 		}
 		j.pending = append(j.pending, pv)
+		j.previewed = true
 	}
 	if j.o.Progress != nil {
 		j.queue = append(j.queue, &queued{st: sampler.Step{Index: ev, Total: j.total, NFE: ev + 1, Point: p}, pv: pv})
@@ -658,11 +728,14 @@ func (j *sampleJob) staging(size uint64) *gpu.Buffer {
 }
 
 // collect waits for the previews submitted in grid steps up to `upto`
-// (whose work is done, so the maps settle at once), keeping the newest
-// checkpoint.
+// (whose work is done, so the maps settle at once) and for the error
+// scopes before each (checked), keeping the newest checkpoint.
 func (j *sampleJob) collect(ctx context.Context, upto int) error {
 	for len(j.pending) > 0 && j.pending[0].step <= upto {
 		pv := j.pending[0]
+		if err := j.checked(ctx, pv.step); err != nil {
+			return err
+		}
 		j.pending = j.pending[1:]
 		B, per := j.B, j.per
 		n := B * per

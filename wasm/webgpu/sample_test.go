@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
+	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
 )
 
 // TestSampleDDIM checks the GPU-resident DDIM loop against core/sampler's
@@ -220,6 +223,168 @@ func TestSampleDeviceLost(t *testing.T) {
 	}
 	if e := nmse64(got.X, want.X); !(e <= 1e-20) {
 		t.Errorf("heun from the start checkpoint: NMSE %.3g vs a CPU run", e)
+	}
+}
+
+// TestSampleGPUError injects WebGPU errors into the middle of a
+// DPM-Solver++ run (previews at evaluations 1, 3, 5, ...), into the
+// submission of evaluation 3: a dispatch over the workgroup limit (a
+// validation error: the step's commands do not run) and a
+// maxBufferSize buffer that does not allocate, into which the step copies
+// (out of memory, and the copy invalid). Sample must fail as on device
+// loss, with an *InterruptedError whose checkpoint is the preview of
+// evaluation 1 (the one at 3 was in the failed submission), carrying the
+// *Error; finishing on the CPU must give the undisturbed run's result; and
+// the device must still work: the same run without the fault matches too.
+func TestSampleGPUError(t *testing.T) {
+	d := ownDevice(t)
+	defer d.Destroy()
+	dn, f := smallestDenoiser(t, d)
+	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	const name = "dpmpp_2m"
+	o := &sampler.Options{Steps: 7, Seed: 5}
+	if cond, _ := f.m.Conditional(); cond {
+		o.Class = []int{2}
+	}
+	noise := sampler.InitialNoise(o.Seed, 0, 1, m.Shape)
+	want, err := sampler.Run(context.Background(), name, m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Preview = func(i, total int) bool { return i%2 == 1 }
+	defer func() { testHookEval = nil }()
+	for _, c := range []struct {
+		kind   gpu.ErrorKind
+		inject func(j *sampleJob, c *sampleChunk, e *gpu.Encoder)
+	}{
+		{gpu.Validation, func(j *sampleJob, c *sampleChunk, e *gpu.Encoder) {
+			e.Dispatch(j.pipes["net_input"], c.prep[0], uint32(d.limits.MaxComputeWorkgroupsPerDimension+1), 1, 1)
+		}},
+		{gpu.OutOfMemory, func(j *sampleJob, c *sampleChunk, e *gpu.Encoder) {
+			big := j.buffer("test: too big", d.gpu.Limits.MaxBufferSize, gpu.MapRead|gpu.CopyDst)
+			e.Copy(c.st, 0, big, 0, 16)
+		}},
+	} {
+		t.Run(string(c.kind), func(t *testing.T) {
+			if c.kind == gpu.OutOfMemory {
+				probe := d.gpu.Scoped(context.Background(), "probe", func() {
+					d.gpu.CreateBuffer("probe", d.gpu.Limits.MaxBufferSize, gpu.MapRead|gpu.CopyDst).Destroy()
+				})
+				var ge *Error
+				if !errors.As(probe, &ge) || ge.Kind != gpu.OutOfMemory {
+					t.Skipf("a maxBufferSize buffer gives %v here, not out of memory", probe)
+				}
+			}
+			testHookEval = func(j *sampleJob, ch *sampleChunk, e *gpu.Encoder, ev int) {
+				if ev == 3 {
+					c.inject(j, ch, e)
+				}
+			}
+			var seen []int
+			o.Progress = func(st sampler.Step) error { seen = append(seen, st.Index); return nil }
+			_, err := dn.Sample(context.Background(), name, m, noise, o)
+			testHookEval = nil
+			var ie *InterruptedError
+			var ge *Error
+			if !errors.As(err, &ie) || !errors.As(err, &ge) || ge.Kind != c.kind || errors.Is(err, ErrDeviceLost) || !IsFault(err) {
+				t.Fatalf("%s with a %s error at evaluation 3: %v, want an InterruptedError carrying it", name, c.kind, err)
+			}
+			ck := ie.Checkpoint
+			t.Logf("%v (progress calls %v; checkpoint at step %d after %d evaluations)", err, seen, ck.Step, ck.NFE)
+			if ck.Step != 2 || len(ck.History) != 2 || ck.NFE != 2 {
+				t.Errorf("checkpoint at step %d with %d predictions and %d evaluations, want the preview of evaluation 1: step 2, 2, 2",
+					ck.Step, len(ck.History), ck.NFE)
+			}
+			got, resumed := finishOnCPU(t, ie, m, noise, o)
+			if len(resumed) == 0 || resumed[0] != ck.Step || got.NFE != want.NFE {
+				t.Errorf("finished with progress %v and %d evaluations, want from %d and %d", resumed, got.NFE, ck.Step, want.NFE)
+			}
+			if e := nmse64(got.X, want.X); !(e <= 1e-9) {
+				t.Errorf("GPU to step %d, then CPU: NMSE %.3g vs an undisturbed CPU run, over 1e-9", ck.Step, e)
+			}
+			// The device is still usable.
+			o.Progress = nil
+			again, err := dn.Sample(context.Background(), name, m, noise, o)
+			if err != nil {
+				t.Fatalf("the next run: %v", err)
+			}
+			if e := nmse64(again.X, want.X); !(e <= 1e-9) {
+				t.Errorf("the next run: NMSE %.3g vs the CPU run, over 1e-9", e)
+			}
+		})
+	}
+}
+
+// TestSampleUncapturedError: a WebGPU error raised outside any error scope
+// (here an invalid buffer, created before the run) reaches the device's
+// uncapturederror listener; the next run must not ignore it: Sample fails
+// as on device loss, with the error, and the CPU finishes the run from its
+// start; a per-call Denoise fails with the next such error (a fault the
+// app falls back on) and the one after works.
+func TestSampleUncapturedError(t *testing.T) {
+	d := ownDevice(t)
+	defer d.Destroy()
+	dn, f := smallestDenoiser(t, d)
+	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	o := &sampler.Options{Steps: 3, Seed: 9}
+	cond, _ := f.m.Conditional()
+	if cond {
+		o.Class = []int{1}
+	}
+	noise := sampler.InitialNoise(o.Seed, 0, 1, m.Shape)
+	want, err := sampler.Run(context.Background(), "euler", m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uncaptured := func() {
+		t.Helper()
+		n := d.gpu.UncapturedCount()
+		d.gpu.CreateBuffer("test: no usage", 16, 0)
+		for i := 0; i < 200 && d.gpu.UncapturedCount() == n; i++ {
+			if err := d.gpu.WorkDone(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if d.gpu.UncapturedCount() == n {
+			t.Fatal("the uncaptured error was not reported")
+		}
+	}
+	uncaptured()
+	_, err = dn.Sample(context.Background(), "euler", m, noise, o)
+	var ie *InterruptedError
+	var ge *Error
+	if !errors.As(err, &ie) || !errors.As(err, &ge) || ge.What != "uncaptured" || ie.Checkpoint.Step != 0 {
+		t.Fatalf("Sample after an uncaptured error: %v, want an InterruptedError at step 0 carrying it", err)
+	}
+	t.Log(err)
+	got, err := ie.Finish(context.Background(), m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := nmse64(got.X, want.X); !(e <= 1e-20) {
+		t.Errorf("finished from the start on the CPU: NMSE %.3g vs a CPU run", e)
+	}
+
+	x := tensor.New(1, m.Shape[0], m.Shape[1], m.Shape[2])
+	var class []int
+	if cond {
+		class = []int{1}
+	}
+	uncaptured()
+	if _, err := dn.Denoise(x, []float32{500}, class); !errors.As(err, &ge) || ge.What != "uncaptured" || !IsFault(err) {
+		t.Fatalf("Denoise after an uncaptured error: %v, want the error", err)
+	}
+	if _, err := dn.Denoise(x, []float32{500}, class); err != nil {
+		t.Fatalf("the next Denoise: %v", err)
 	}
 }
 
