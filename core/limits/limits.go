@@ -72,6 +72,15 @@ func Int(field string, v, lo, hi int64) error {
 	return nil
 }
 
+// AtMost checks v ≤ hi only (the caller checks the low end with its own
+// message, e.g. "must be positive" among related fields).
+func AtMost(field string, v, hi int64) error {
+	if v > hi {
+		return &Error{field, v, fmt.Sprintf("must be at most %d", hi)}
+	}
+	return nil
+}
+
 // Float checks that v is finite and lo ≤ v ≤ hi.
 func Float(field string, v, lo, hi float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) {

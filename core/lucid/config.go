@@ -165,7 +165,7 @@ func (c *Config) checkSizes() error {
 		}
 	}
 	for _, ch := range checks {
-		if err := limits.Int(ch.field, int64(ch.v), math.MinInt32, limits.MaxChannels); err != nil {
+		if err := limits.AtMost(ch.field, int64(ch.v), limits.MaxChannels); err != nil {
 			return err
 		}
 	}
@@ -175,7 +175,7 @@ func (c *Config) checkSizes() error {
 		}
 	}
 	for _, s := range c.ImageSize {
-		if err := limits.Int("image_size", int64(s), math.MinInt32, limits.MaxSide); err != nil {
+		if err := limits.AtMost("image_size", int64(s), limits.MaxSide); err != nil {
 			return err
 		}
 	}

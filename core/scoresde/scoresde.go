@@ -13,7 +13,6 @@ package scoresde
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/limits"
@@ -39,14 +38,14 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("scoresde config: %w", err)
 	}
 	for _, ch := range append(c.Channels[:], c.EmbedDim, c.InChannels) {
-		if err := limits.Int("scoresde channels / embed_dim", int64(ch), math.MinInt32, limits.MaxChannels); err != nil {
+		if err := limits.AtMost("scoresde channels / embed_dim", int64(ch), limits.MaxChannels); err != nil {
 			return nil, err
 		}
 	}
-	if err := limits.Int("scoresde height", int64(c.Height), math.MinInt32, limits.MaxSide); err != nil {
+	if err := limits.AtMost("scoresde height", int64(c.Height), limits.MaxSide); err != nil {
 		return nil, err
 	}
-	if err := limits.Int("scoresde width", int64(c.Width), math.MinInt32, limits.MaxSide); err != nil {
+	if err := limits.AtMost("scoresde width", int64(c.Width), limits.MaxSide); err != nil {
 		return nil, err
 	}
 	if err := limits.Float("scoresde sigma", c.Sigma, 1, 1e6); err != nil {
