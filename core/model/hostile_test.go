@@ -8,60 +8,20 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/limits"
 	. "github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/model/hostiletest"
-	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/core/unet"
 )
 
-// loadBytes runs the whole path a dropped file takes: parse, build, check.
-func loadBytes(data []byte) (*Model, error) {
-	f, err := safetensors.Read(data)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := f.Metadata["config"]; ok && f.Metadata[KeyArch] == "" {
-		return FromToy2D(f)
-	}
-	return FromSafetensors(f)
-}
-
-// bounded runs f, failing the test if it panics, takes longer than a few
-// seconds or allocates more than maxAlloc bytes.
-func bounded(t *testing.T, maxAlloc uint64, f func() error) error {
-	t.Helper()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	start := time.Now()
-	var err error
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				t.Fatalf("panic: %v", r)
-			}
-		}()
-		err = f()
-	}()
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("took %v", d)
-	}
-	runtime.ReadMemStats(&after)
-	if a := after.TotalAlloc - before.TotalAlloc; a > maxAlloc {
-		t.Errorf("allocated %d bytes (limit %d)", a, maxAlloc)
-	}
-	return err
-}
-
 func TestHostileModelFiles(t *testing.T) {
 	for _, c := range hostiletest.Cases() {
 		t.Run(c.Name, func(t *testing.T) {
-			err := bounded(t, 32<<20, func() error { _, err := loadBytes(c.Data); return err })
+			err := hostiletest.Bounded(t, 32<<20, func() error { _, err := loadAny(c.Data); return err })
 			if err == nil {
 				t.Fatal("loaded")
 			}
@@ -75,7 +35,7 @@ func TestHostileModelFiles(t *testing.T) {
 // The refusals are typed: the field's limit, a shape, or a schedule field.
 func TestHostileErrorTypes(t *testing.T) {
 	for _, c := range hostiletest.Cases() {
-		_, err := loadBytes(c.Data)
+		_, err := loadAny(c.Data)
 		var (
 			le *limits.Error
 			se *graph.ShapeError
@@ -101,7 +61,7 @@ func TestNullClassInRange(t *testing.T) {
 		for n, p := range m.Params {
 			shapes[n] = p.Shape
 		}
-		_, err := loadBytes(hostiletest.File(meta, shapes))
+		_, err := loadAny(hostiletest.File(meta, shapes))
 		var le *limits.Error
 		if !errors.As(err, &le) {
 			t.Errorf("null class %s: got %v, want a limits.Error", nc, err)
@@ -125,7 +85,7 @@ func TestMemoryBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer limits.SetBudget(limits.SetBudget(256 << 20))
-	err = bounded(t, 16<<20, func() error { _, err := m.Graph(4096, 28, 28); return err })
+	err = hostiletest.Bounded(t, 16<<20, func() error { _, err := m.Graph(4096, 28, 28); return err })
 	var me *limits.MemoryError
 	if !errors.As(err, &me) {
 		t.Fatalf("batch 4096: got %v, want a MemoryError", err)
@@ -179,14 +139,14 @@ func TestNonRegularFilesRefused(t *testing.T) {
 		t.Skip("no /dev/zero")
 	}
 	var fe *limits.FileError
-	if err := bounded(t, 1<<20, func() error { _, err := Load("/dev/zero"); return err }); !errors.As(err, &fe) {
+	if err := hostiletest.Bounded(t, 1<<20, func() error { _, err := Load("/dev/zero"); return err }); !errors.As(err, &fe) {
 		t.Errorf("Load(/dev/zero): %v", err)
 	}
 	dir := t.TempDir()
 	if err := os.Symlink("/dev/zero", filepath.Join(dir, "config.json")); err != nil {
 		t.Skip(err)
 	}
-	if err := bounded(t, 1<<20, func() error { _, err := Load(dir); return err }); !errors.As(err, &fe) {
+	if err := hostiletest.Bounded(t, 1<<20, func() error { _, err := Load(dir); return err }); !errors.As(err, &fe) {
 		t.Errorf("config.json → /dev/zero: %v", err)
 	}
 	os.Remove(filepath.Join(dir, "config.json"))
@@ -194,7 +154,7 @@ func TestNonRegularFilesRefused(t *testing.T) {
 	if err := os.Symlink("/dev/zero", filepath.Join(dir, "diffusion_pytorch_model.safetensors")); err != nil {
 		t.Fatal(err)
 	}
-	if err := bounded(t, 1<<20, func() error { _, err := Load(dir); return err }); !errors.As(err, &fe) {
+	if err := hostiletest.Bounded(t, 1<<20, func() error { _, err := Load(dir); return err }); !errors.As(err, &fe) {
 		t.Errorf("weights → /dev/zero: %v", err)
 	}
 	if err := os.Symlink("/dev/zero", filepath.Join(dir, "scheduler_config.json")); err != nil {

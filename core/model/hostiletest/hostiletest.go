@@ -8,6 +8,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"runtime"
+	"testing"
+	"time"
 
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/safetensors"
@@ -137,4 +140,30 @@ func nanToy(config string, shapes map[string][]int) []byte {
 		panic(err)
 	}
 	return buf.Bytes()
+}
+
+// Bounded runs f, failing the test if it panics, takes longer than a few
+// seconds or allocates more than maxAlloc bytes.
+func Bounded(t *testing.T, maxAlloc uint64, f func() error) error {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	var err error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("panic: %v", r)
+			}
+		}()
+		err = f()
+	}()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	runtime.ReadMemStats(&after)
+	if a := after.TotalAlloc - before.TotalAlloc; a > maxAlloc {
+		t.Errorf("allocated %d bytes (limit %d)", a, maxAlloc)
+	}
+	return err
 }
