@@ -86,21 +86,27 @@ func fuzzSeeds(t testing.TB) [][]byte {
 
 // FuzzModel: bytes → load → validate → build the graph for a batch of 2 →
 // one reference-backend call. Whatever the bytes, it must return (an error
-// is fine), never panic, hang or allocate beyond the budget.
+// is fine), never panic, hang or allocate beyond the budget. config and sched,
+// when not empty, replace a safetensors file's network config and schedule
+// JSON, so the fuzzer also mutates them as text (a byte flip in a file's
+// header mostly breaks the header before the config is ever read).
 func FuzzModel(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
-		f.Add(s)
+		f.Add(s, "", "")
+		if sf, err := safetensors.Read(s); err == nil && sf.Metadata[KeyConfig] != "" {
+			f.Add(s, sf.Metadata[KeyConfig], sf.Metadata[KeyScheduler]+" ")
+		}
 	}
 	old := limits.SetBudget(fuzzBudget)
 	f.Cleanup(func() { limits.SetBudget(old) })
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Fuzz(func(t *testing.T, data []byte, config, sched string) {
 		start := time.Now()
 		defer func() {
 			if d := time.Since(start); d > 3*time.Second {
 				t.Errorf("%d-byte input took %v", len(data), d)
 			}
 		}()
-		m, err := loadAny(data)
+		m, err := loadParts(data, config, sched)
 		if err != nil {
 			return
 		}
@@ -122,4 +128,26 @@ func FuzzModel(f *testing.F) {
 		}
 		_, _ = cpu.NewDenoiser(m).Denoise(tensor.From(make([]float32, n), append([]int{b}, s...)...), []float32{0.5, 500}, class)
 	})
+}
+
+// loadParts is loadAny, with a safetensors file's config and schedule
+// replaced when given.
+func loadParts(data []byte, config, sched string) (*Model, error) {
+	if config == "" && sched == "" {
+		return loadAny(data)
+	}
+	f, err := safetensors.Read(data)
+	if err != nil {
+		return nil, err
+	}
+	if f.Metadata == nil {
+		f.Metadata = map[string]string{}
+	}
+	if config != "" {
+		f.Metadata[KeyConfig] = config
+	}
+	if sched != "" {
+		f.Metadata[KeyScheduler] = sched
+	}
+	return FromSafetensors(f)
 }
