@@ -22,7 +22,9 @@ export { toImageData, drawBatch, drawSample, batchToPNG } from './render.js';
 
 /** An error with a `kind`: 'user' (a message to show as is: damaged
  * download, bad parameter, WebGPU unavailable), 'cancelled', 'fatal' (the
- * worker died; create a new sampler) or 'internal'. */
+ * worker died; create a new sampler) or 'internal' (a bug, such as a Go
+ * panic, which the worker recovers from: only that call failed, and the
+ * sampler and its models stay usable). */
 export class DiffuseError extends Error {
   constructor(message, kind = 'internal') {
     super(message);

@@ -298,6 +298,53 @@ test('damaged weights: a truncated or corrupted file shows a clear error and the
   assertClean(w);
 });
 
+test('hostile input: a Go panic fails only that call (kind internal) and the worker keeps serving', { skip }, async () => {
+  const ctx = await plainBrowser.newContext();
+  const w = watch(ctx, origin());
+  const page = await ctx.newPage();
+  await page.goto(`${origin()}/web/embed-demo.html#nothing`, { waitUntil: 'domcontentloaded' });
+  const res = await page.evaluate(async () => {
+    const { createSampler } = await import('/web/diffuse.js');
+    const s = await createSampler({ backend: 'cpu' });
+    const fatal = [];
+    s.on((e) => fatal.push(e.message));
+    const m = await s.loadModel('dev-tiny');
+    const out = { calls: [] };
+    const attempt = async (what, f) => {
+      try {
+        await f();
+        out.calls.push({ what, ok: true });
+      } catch (e) {
+        out.calls.push({ what, ok: false, kind: e.kind, message: e.message });
+      }
+    };
+    const point = { t: 500, alpha: 0.5, sigma: 0.8, level: 1.6 };
+    const n = m.info.shape.reduce((a, b) => a * b, 1);
+    // Arguments of the wrong type reach Go's syscall/js, which panics on them.
+    await attempt('field, xs a number', () => s.field(m, point, 5));
+    await attempt('field, point not numbers', () => s.field(m, { t: 'x' }, new Float32Array(n)));
+    await attempt('sample after', async () => {
+      const r = await s.sample(m, { sampler: 'ddim', steps: 2, seed: 1, class: 1 });
+      if (r.x.length !== n) throw new Error(`x has ${r.x.length} values, want ${n}`);
+    });
+    await attempt('field after', () => s.field(m, point, new Float32Array(n)));
+    out.fatal = [...fatal];
+    out.dead = s.dead;
+    s.dispose();
+    return out;
+  });
+  assert.deepEqual(res.fatal, [], 'the worker must not die');
+  assert.equal(res.dead, null);
+  for (const c of res.calls.slice(0, 2)) {
+    assert.equal(c.ok, false, `${c.what} succeeded`);
+    assert.equal(c.kind, 'internal', `${c.what}: ${c.message}`);
+    assert.match(c.message, /panic/, c.what);
+  }
+  for (const c of res.calls.slice(2)) assert.ok(c.ok, `${c.what}: ${c.message}`);
+  await ctx.close();
+  assertClean(w);
+});
+
 test('offline: a second visit downloads nothing, and after one visit the app works offline', { skip }, async () => {
   const ctx = await gpuBrowser.newContext({ viewport: DESKTOP });
   const w = watch(ctx, origin());
