@@ -35,7 +35,7 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./core/safetensors -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME)
 fuzz-model:
-	$(GO) test ./core/model -run '^$$' -fuzz FuzzModel -fuzztime $(FUZZTIME)
+	$(GO) test ./core/model -run '^$$' -fuzz FuzzModel -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 clean:
 	rm -rf bin dist
