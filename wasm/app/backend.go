@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"syscall/js"
 	"time"
@@ -63,12 +64,20 @@ func (b *backend) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.T
 		// The GPU went away (driver reset, tab in the background on some
 		// systems) or reported an error (validation, out of memory,
 		// internal): finish on the CPU, redoing this step.
-		b.release()
-		b.inner, _ = cpuDenoiser(b.l)
-		b.name, b.release = "cpu", func() {}
+		b.toCPU(err)
 		return b.inner.Denoise(x, t, class)
 	}
 	return y, err
+}
+
+// toCPU switches the backend from WebGPU to the CPU for good after the
+// fault err (webgpu.IsFault), which goes to the console: the page sees
+// only that frames and results now say "cpu". b.mu is held.
+func (b *backend) toCPU(err error) {
+	fmt.Fprintf(os.Stderr, "diffuse: WebGPU failed, going on on the CPU: %v\n", err)
+	b.release()
+	b.inner, _ = cpuDenoiser(b.l)
+	b.name, b.release = "cpu", func() {}
 }
 
 // Supports reports whether the backend runs the sampler `name` whole on the
@@ -113,9 +122,7 @@ func (b *backend) Sample(ctx context.Context, name string, m *sampler.Model, noi
 	}
 	b.mu.Lock()
 	if b.inner == model.Denoiser(dn) {
-		b.release()
-		b.inner, _ = cpuDenoiser(b.l)
-		b.name, b.release = "cpu", func() {}
+		b.toCPU(err)
 	}
 	b.mu.Unlock()
 	return ie.Finish(ctx, &cm, noise, o)
