@@ -80,6 +80,7 @@ SIMD_RELAXED_OK := $(shell node $(SIMD_RELAXED) -e "process.exit(WebAssembly.val
 test-simd:
 	GOROOT=$(GOROOT) GOOS=js GOARCH=wasm $(GO) test -short -exec $(SIMD_EXEC) ./wasm/simd
 	$(if $(SIMD_RELAXED_OK),GOROOT=$(GOROOT) KERNELS=$(abspath wasm/simd/kernels_relaxed.wasm) NODE_FLAGS="$(SIMD_RELAXED)" GOOS=js GOARCH=wasm $(GO) test -short -exec $(SIMD_EXEC) ./wasm/simd,@echo "test-simd: this Node has no relaxed SIMD; kernels_relaxed.wasm not run")
+	GOROOT=$(GOROOT) GOOS=js GOARCH=wasm $(GO) test -exec $(SIMD_EXEC) ./wasm/app
 	node --test wasm/simd/testdata/threads.test.mjs
 	$(if $(SIMD_RELAXED_OK),KERNELS=$(abspath wasm/simd/kernels_relaxed.wasm) SHARED=$(abspath wasm/simd/kernels_relaxed_shared.wasm) node $(SIMD_RELAXED) --test wasm/simd/testdata/threads.test.mjs)
 
