@@ -10,6 +10,14 @@
 // names more. A folder asked for without its trailing slash is redirected
 // to the cleaned path with one, always a path on this origin.
 //
+// Precompressed files: where FILE.gz lies beside FILE (make dist writes
+// them; tools/manifest) and is not older than it, a request whose
+// Accept-Encoding allows gzip gets its bytes with Content-Encoding: gzip,
+// FILE's Content-Type and the .gz file's Content-Length; a request for a
+// range, or from a client that does not take gzip, gets FILE itself. Both
+// answers say Vary: Accept-Encoding and carry an ETag of their own, so
+// caches keep them apart.
+//
 //	go run ./tools/serve [-dir dist] [-addr localhost:8080] [-frame-ancestors "'self' https://blog.example"]
 //
 // With -addr host:0 it picks a free port; the first line it prints is the
@@ -19,6 +27,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"mime"
 	"net"
@@ -27,6 +36,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -135,7 +145,7 @@ var types = map[string]string{
 	".svg":         "image/svg+xml",
 	".png":         "image/png",
 	".ico":         "image/x-icon",
-	".md":          "text/plain; charset=utf-8", // model cards: shown, not downloaded
+	".md":          "text/markdown; charset=utf-8", // model cards
 	".txt":         "text/plain; charset=utf-8",
 	".safetensors": "application/octet-stream",
 	".npy":         "application/octet-stream",
@@ -246,21 +256,118 @@ func handler(dir, csp string) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		f, err := os.Open(name)
-		if err != nil {
-			http.Error(w, "cannot read file", http.StatusInternalServerError)
-			return
-		}
-		defer f.Close()
 		if t, ok := types[strings.ToLower(filepath.Ext(name))]; ok {
 			hd.Set("Content-Type", t)
 		}
 		if filepath.Base(name) == "sw.js" {
 			hd.Set("Service-Worker-Allowed", "/")
 		}
+		enc := ""
+		if zst, err := os.Stat(name + ".gz"); err == nil && zst.Mode().IsRegular() && !zst.ModTime().Before(st.ModTime()) {
+			hd.Add("Vary", "Accept-Encoding")
+			if r.Header.Get("Range") == "" && acceptsGzip(r.Header.Values("Accept-Encoding")) {
+				if _, ok := hd["Content-Type"]; !ok {
+					// The original's type, sniffed from it, not from the .gz.
+					hd.Set("Content-Type", sniff(name))
+				}
+				name, st, enc = name+".gz", zst, "gzip"
+			}
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			http.Error(w, "cannot read file", http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		hd.Set("ETag", etag(st, enc))
+		if enc != "" {
+			hd.Set("Content-Encoding", enc)
+			// http.ServeContent leaves Content-Length out when a
+			// Content-Encoding is set (and would then send a large file
+			// chunked); the .gz file's size is the length of what goes out.
+			w = &encodedWriter{w, st.Size()}
+		}
 		http.ServeContent(w, r, name, st.ModTime(), f)
 	})
 }
+
+// acceptsGzip reports whether Accept-Encoding values allow gzip: gzip
+// (or x-gzip, or *) listed with a q-value above 0, and not refused by a
+// more specific entry ("*, gzip;q=0" refuses it).
+func acceptsGzip(values []string) bool {
+	named, star := -1.0, -1.0
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			q := 1.0
+			for _, p := range strings.Split(params, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+				if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+					f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+					if err != nil || f < 0 {
+						f = 0
+					}
+					q = f
+				}
+			}
+			switch c := strings.ToLower(strings.TrimSpace(coding)); c {
+			case "gzip", "x-gzip":
+				named = max(named, q)
+			case "*":
+				star = max(star, q)
+			}
+		}
+	}
+	if named >= 0 {
+		return named > 0
+	}
+	return star > 0
+}
+
+// etag names one representation of a file: its size and time, and the
+// content coding when it is a precompressed twin.
+func etag(st os.FileInfo, enc string) string {
+	t := fmt.Sprintf(`"%x-%x`, st.ModTime().UnixNano(), st.Size())
+	if enc != "" {
+		t += "-" + enc
+	}
+	return t + `"`
+}
+
+// sniff is the Content-Type of a file with none in types, as
+// http.ServeContent would find it: by extension, else from its first 512
+// bytes.
+func sniff(name string) string {
+	if t := mime.TypeByExtension(filepath.Ext(name)); t != "" {
+		return t
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return "application/octet-stream"
+	}
+	defer f.Close()
+	var buf [512]byte
+	n, _ := io.ReadFull(f, buf[:])
+	return http.DetectContentType(buf[:n])
+}
+
+// encodedWriter sends a precompressed file's headers: its Content-Length
+// on a full answer, and no byte ranges of it (a range request gets the
+// plain file).
+type encodedWriter struct {
+	http.ResponseWriter
+	size int64
+}
+
+func (e *encodedWriter) WriteHeader(code int) {
+	if code == http.StatusOK {
+		e.Header().Set("Content-Length", strconv.FormatInt(e.size, 10))
+		e.Header().Set("Accept-Ranges", "none")
+	}
+	e.ResponseWriter.WriteHeader(code)
+}
+
+func (e *encodedWriter) Write(b []byte) (int, error) { return e.ResponseWriter.Write(b) }
 
 type statusWriter struct {
 	http.ResponseWriter

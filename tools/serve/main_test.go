@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"flag"
 	"fmt"
 	"io"
@@ -11,8 +13,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestServesWithTypesAndPolicy(t *testing.T) {
@@ -49,7 +53,7 @@ func TestServesWithTypesAndPolicy(t *testing.T) {
 		{"/web/app.js", "text/javascript; charset=utf-8", 200},
 		{"/web/style.css", "text/css; charset=utf-8", 200},
 		{"/weights/manifest.json", "application/json", 200},
-		{"/weights/m.md", "text/plain; charset=utf-8", 200},
+		{"/weights/m.md", "text/markdown; charset=utf-8", 200},
 		{"/weights/m.safetensors?sha256=ab", "application/octet-stream", 200},
 		{"/.secret", "", 404},
 		{"/web/../.secret", "", 404},
@@ -298,5 +302,191 @@ func TestBadFrameAncestorsRefused(t *testing.T) {
 		if _, err := HandlerFramedBy(t.TempDir(), v); err == nil {
 			t.Errorf("HandlerFramedBy(%q) accepted", v)
 		}
+	}
+}
+
+// gzipped is body gzipped.
+func gzipped(t *testing.T, body string) string {
+	t.Helper()
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	w.Write([]byte(body))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// get sends a GET (or HEAD) with the headers given (name, value, ...) and
+// returns the response and its body, undecoded.
+func get(t *testing.T, srv *httptest.Server, method, target string, headers ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	// A Transport of its own, told not to ask for or decode gzip itself.
+	tr := &http.Transport{DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// TestPrecompressed checks the .gz twins make dist writes: sent with
+// Content-Encoding gzip, the original's type and the twin's length when the
+// client takes gzip; the plain file otherwise, for ranges and when the twin
+// is older than the file; Vary and distinct ETags on both.
+func TestPrecompressed(t *testing.T) {
+	// Large enough that its .gz is more than net/http buffers (a body of
+	// unknown length would go out chunked).
+	var w strings.Builder
+	w.WriteString("\x00asm")
+	for i := 0; w.Len() < 200000; i++ {
+		w.WriteString(strconv.Itoa(i * i % 99991))
+	}
+	wasm := w.String()
+	text := strings.Repeat("plain text here\n", 50)
+	page := strings.Repeat("<p>index</p>\n", 200)
+	card := strings.Repeat("# card\n\ntext\n", 100)
+	dir := site(t, map[string]string{
+		"web/diffuse.wasm":    wasm,
+		"web/diffuse.wasm.gz": gzipped(t, wasm),
+		"index.html":          page,
+		"index.html.gz":       gzipped(t, page),
+		"weights/m.md":        card,
+		"weights/m.md.gz":     gzipped(t, card),
+		"web/app.js":          "// no twin",
+		"web/old.js":          "// newer than its twin",
+		"web/old.js.gz":       gzipped(t, "// stale"),
+		"web/x.unknownext":    text,
+		"web/x.unknownext.gz": gzipped(t, text),
+	})
+	// Twins as make dist leaves them, not older than their files; one stale.
+	past, later := time.Now().Add(-time.Hour), time.Now().Add(time.Minute)
+	for _, f := range []string{"web/diffuse.wasm.gz", "index.html.gz", "weights/m.md.gz", "web/x.unknownext.gz"} {
+		if err := os.Chtimes(filepath.Join(dir, filepath.FromSlash(f)), later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(filepath.Join(dir, "web", "old.js.gz"), past, past); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Handler(dir))
+	defer srv.Close()
+
+	for _, c := range []struct {
+		target, typ, body string
+	}{
+		{"/web/diffuse.wasm", "application/wasm", wasm},
+		{"/", "text/html; charset=utf-8", page},
+		{"/index.html?seed=3", "text/html; charset=utf-8", page},
+		{"/weights/m.md", "text/markdown; charset=utf-8", card},
+		{"/web/x.unknownext", "text/plain; charset=utf-8", text},
+	} {
+		for _, ae := range []string{"gzip, deflate, br, zstd", "gzip", "br;q=1.0, gzip;q=0.5", "*", "x-gzip"} {
+			resp, body := get(t, srv, "GET", c.target, "Accept-Encoding", ae)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" {
+				t.Errorf("%s, Accept-Encoding %q: status %d, Content-Encoding %q", c.target, ae, resp.StatusCode, resp.Header.Get("Content-Encoding"))
+				continue
+			}
+			if resp.Header.Get("Content-Type") != c.typ || resp.Header.Get("Vary") != "Accept-Encoding" ||
+				resp.Header.Get("Content-Length") != strconv.Itoa(len(body)) || len(body) >= len(c.body) {
+				t.Errorf("%s: Content-Type %q, Vary %q, Content-Length %q for a %d-byte body of a %d-byte file",
+					c.target, resp.Header.Get("Content-Type"), resp.Header.Get("Vary"), resp.Header.Get("Content-Length"), len(body), len(c.body))
+			}
+			zr, err := gzip.NewReader(strings.NewReader(body))
+			if err != nil {
+				t.Fatalf("%s: %v", c.target, err)
+			}
+			if plain, err := io.ReadAll(zr); err != nil || string(plain) != c.body {
+				t.Errorf("%s: the gzipped body is not the file (%v)", c.target, err)
+			}
+		}
+		for _, ae := range []string{"", "identity", "br, zstd", "gzip;q=0", "*, gzip;q=0", "deflate, x-gzip;q=0.000"} {
+			h := []string{"Accept-Encoding", ae}
+			if ae == "" {
+				h = nil
+			}
+			resp, body := get(t, srv, "GET", c.target, h...)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "" || body != c.body ||
+				resp.Header.Get("Content-Type") != c.typ || resp.Header.Get("Vary") != "Accept-Encoding" {
+				t.Errorf("%s, Accept-Encoding %q: status %d, Content-Encoding %q, Content-Type %q, Vary %q, the file: %v",
+					c.target, ae, resp.StatusCode, resp.Header.Get("Content-Encoding"), resp.Header.Get("Content-Type"), resp.Header.Get("Vary"), body == c.body)
+			}
+		}
+	}
+
+	// Two representations, two ETags; each revalidates to 304.
+	gz, _ := get(t, srv, "GET", "/web/diffuse.wasm", "Accept-Encoding", "gzip")
+	id, _ := get(t, srv, "GET", "/web/diffuse.wasm")
+	if gz.Header.Get("ETag") == "" || gz.Header.Get("ETag") == id.Header.Get("ETag") {
+		t.Errorf("ETags: gzip %q, identity %q", gz.Header.Get("ETag"), id.Header.Get("ETag"))
+	}
+	if r, _ := get(t, srv, "GET", "/web/diffuse.wasm", "Accept-Encoding", "gzip", "If-None-Match", gz.Header.Get("ETag")); r.StatusCode != 304 {
+		t.Errorf("If-None-Match of the gzip ETag: status %d", r.StatusCode)
+	}
+	if r, _ := get(t, srv, "GET", "/web/diffuse.wasm", "If-None-Match", id.Header.Get("ETag")); r.StatusCode != 304 {
+		t.Errorf("If-None-Match of the identity ETag: status %d", r.StatusCode)
+	}
+	if r, _ := get(t, srv, "GET", "/web/diffuse.wasm", "If-None-Match", gz.Header.Get("ETag")); r.StatusCode != 200 {
+		t.Errorf("the gzip ETag revalidated the identity answer: status %d", r.StatusCode)
+	}
+
+	// HEAD: the headers of the GET.
+	if r, body := get(t, srv, "HEAD", "/web/diffuse.wasm", "Accept-Encoding", "gzip"); r.Header.Get("Content-Encoding") != "gzip" ||
+		r.Header.Get("Content-Length") != gz.Header.Get("Content-Length") || body != "" {
+		t.Errorf("HEAD: Content-Encoding %q, Content-Length %q", r.Header.Get("Content-Encoding"), r.Header.Get("Content-Length"))
+	}
+	// A range is a range of the file itself.
+	if r, body := get(t, srv, "GET", "/web/diffuse.wasm", "Accept-Encoding", "gzip", "Range", "bytes=0-3"); r.StatusCode != 206 ||
+		r.Header.Get("Content-Encoding") != "" || body != wasm[:4] {
+		t.Errorf("Range: status %d, Content-Encoding %q, body %q", r.StatusCode, r.Header.Get("Content-Encoding"), body)
+	}
+	// No twin: the file, and no Vary.
+	if r, body := get(t, srv, "GET", "/web/app.js", "Accept-Encoding", "gzip"); r.Header.Get("Content-Encoding") != "" || body != "// no twin" || r.Header.Get("Vary") != "" {
+		t.Errorf("app.js without a twin: Content-Encoding %q, Vary %q, body %q", r.Header.Get("Content-Encoding"), r.Header.Get("Vary"), body)
+	}
+	// A twin older than its file is stale: never sent.
+	if r, body := get(t, srv, "GET", "/web/old.js", "Accept-Encoding", "gzip"); r.Header.Get("Content-Encoding") != "" || body != "// newer than its twin" {
+		t.Errorf("stale twin: Content-Encoding %q, body %q", r.Header.Get("Content-Encoding"), body)
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for v, want := range map[string]bool{
+		"":                             false,
+		"gzip":                         true,
+		"GZIP":                         true,
+		"gzip, deflate, br, zstd":      true,
+		"deflate, gzip;q=1.0, *;q=0.5": true,
+		"gzip;q=0":                     false,
+		"gzip; q=0.0":                  false,
+		"gzip;q=0.001":                 true,
+		"*":                            true,
+		"*;q=0":                        false,
+		"*, gzip;q=0":                  false,
+		"gzip;q=0, *":                  false,
+		"identity":                     false,
+		"br":                           false,
+		"x-gzip":                       true,
+		"gzip;q=bogus":                 false,
+	} {
+		if got := acceptsGzip([]string{v}); got != want {
+			t.Errorf("Accept-Encoding %q: gzip %v, want %v", v, got, want)
+		}
+	}
+	if !acceptsGzip([]string{"br", "gzip"}) {
+		t.Error("gzip in a second Accept-Encoding line not seen")
 	}
 }
