@@ -42,12 +42,17 @@ clean:
 
 ## dist: the static site in dist/: the Go wasm app, Go's wasm_exec.js, web/, index.html,
 ## weights/ with its manifest (random dev models from the fixtures when none is shipped),
-## the versioned service worker. DEFAULT_MODEL names the model the page opens with.
+## the model cards and the images they show, the versioned service worker, and FILE.gz
+## beside each compressible file (tools/serve sends them; DIST_GZIP=0 leaves them out).
+## DEFAULT_MODEL names the model the page opens with. Only these files are the site's:
+## what tests and benchmarks leave in dist/ (bench-smoke/, bench/, screenshots/) is
+## never listed in the service worker; do not copy it to a host.
 DIST          ?= dist
 DEFAULT_MODEL ?= $(if $(wildcard weights/mnist.safetensors),mnist)
 SERVE_ADDR    ?= localhost:8080
 WEB_FILES     := $(filter-out web/sw.js,$(wildcard web/*.js web/*.css web/*.html web/*.svg web/*.webmanifest))
 SHIPPED       := $(wildcard weights/*.safetensors)
+DIST_GZIP     ?= 1
 DEV_MODELS    := $(if $(SHIPPED),,$(if $(wildcard $(FIXTURES_DIR)/diffusers),-dev-models $(FIXTURES_DIR)))
 .PHONY: dist serve test-browser
 dist:
@@ -58,8 +63,8 @@ dist:
 	mv $(DIST)/wasm_exec.js $(DIST)/web/
 	cp $(WEB_FILES) $(DIST)/web/
 	cp wasm/simd/simd_glue.js wasm/simd/simd_thread.js wasm/simd/kernels*.wasm $(DIST)/web/
-	$(if $(SHIPPED),cp $(SHIPPED) $(wildcard weights/*.md) $(DIST)/weights/)
-	$(GO) run ./tools/manifest -site $(DIST) -sw web/sw.js $(DEV_MODELS) $(if $(DEFAULT_MODEL),-default $(DEFAULT_MODEL))
+	$(if $(SHIPPED),cp $(SHIPPED) $(wildcard weights/*.md weights/*.png) $(DIST)/weights/)
+	$(GO) run ./tools/manifest -site $(DIST) -sw web/sw.js $(DEV_MODELS) $(if $(DEFAULT_MODEL),-default $(DEFAULT_MODEL)) $(if $(filter 0,$(DIST_GZIP)),-gzip=false)
 
 ## serve: build dist/ and serve it on SERVE_ADDR (default localhost:8080)
 serve: dist

@@ -1,10 +1,14 @@
 // Command manifest finishes a built site folder (dist/): it describes every
 // model under SITE/weights in SITE/weights/manifest.json (file, size,
-// SHA-256, model card, what the page needs to know before downloading), and
-// writes SITE/sw.js, the service worker, from its template with the list of
-// files to precache and a version derived from their contents.
+// SHA-256, model card and the images the card shows, what the page needs to
+// know before downloading), writes SITE/sw.js, the service worker, from its
+// template with the site's own files (see siteFiles: an allow-list, so what
+// tests and benchmarks leave in dist/ is never downloaded by visitors), their
+// SHA-256 and a version derived from them, and writes FILE.gz beside each
+// compressible file for servers that send precompressed files (-gzip=false
+// leaves them out and removes old ones).
 //
-//	go run ./tools/manifest -site dist [-default NAME] [-sw web/sw.js] [-dev-models FIXTURES_DIR]
+//	go run ./tools/manifest -site dist [-default NAME] [-sw web/sw.js] [-dev-models FIXTURES_DIR] [-gzip=false]
 //
 // -dev-models first writes small random-weight development models (built
 // from the diffusers fixtures) into SITE/weights, for when no trained model
@@ -25,7 +29,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
@@ -45,6 +48,7 @@ type Entry struct {
 	SHA256      string     `json:"sha256"`
 	Size        int64      `json:"size"`
 	Card        string     `json:"card,omitempty"`
+	Images      []string   `json:"images,omitempty"` // files beside the card that it shows
 	Title       string     `json:"title"`
 	Summary     string     `json:"summary,omitempty"`
 	Shape       []int      `json:"shape"`
@@ -68,17 +72,61 @@ func main() {
 	def := flag.String("default", "", "name of the default model (default: the first non-development model by name, else the first)")
 	swTemplate := flag.String("sw", "web/sw.js", "service worker template")
 	devModels := flag.String("dev-models", "", "fixtures folder: also build the random-weight development models from it")
-	swOnly := flag.Bool("sw-only", false, "keep SITE/weights/manifest.json as it is and only rewrite the service worker")
+	swOnly := flag.Bool("sw-only", false, "keep SITE/weights/manifest.json as it is and only rewrite the service worker (and the .gz files)")
+	gz := flag.Bool("gzip", true, "write FILE.gz beside each compressible file of the site (and remove stale ones)")
 	flag.Parse()
+	var err error
 	if *swOnly {
-		if err := rewriteServiceWorker(*site, *swTemplate); err != nil {
-			log.Fatalf("manifest: %v", err)
-		}
-		return
+		err = rewriteServiceWorker(*site, *swTemplate)
+	} else {
+		err = run(*site, *def, *swTemplate, *devModels)
 	}
-	if err := run(*site, *def, *swTemplate, *devModels); err != nil {
+	if err == nil {
+		err = compress(*site, *gz)
+	}
+	if err != nil {
 		log.Fatalf("manifest: %v", err)
 	}
+}
+
+// compress brings the site's .gz files up to date (or removes them all when
+// on is false): those of its own files, sw.js and the listed weights.
+func compress(site string, on bool) error {
+	var files []string
+	if on {
+		m, err := readManifest(site)
+		if err != nil {
+			return err
+		}
+		shell, lazy, err := siteFiles(site, m)
+		if err != nil {
+			return err
+		}
+		files = append(append(shell, lazy...), "sw.js")
+		for _, e := range m.Models {
+			files = append(files, "weights/"+e.File)
+		}
+	}
+	plain, packed, err := compressSite(site, files)
+	if err != nil {
+		return err
+	}
+	if on {
+		fmt.Fprintf(os.Stderr, "manifest: gzip: %.2f MB of files have %.2f MB .gz twins\n", float64(plain)/1e6, float64(packed)/1e6)
+	}
+	return nil
+}
+
+func readManifest(site string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(site, "weights", "manifest.json"))
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 func run(site, def, swTemplate, devModels string) error {
@@ -111,15 +159,11 @@ func run(site, def, swTemplate, devModels string) error {
 
 // rewriteServiceWorker writes SITE/sw.js from the manifest already there.
 func rewriteServiceWorker(site, swTemplate string) error {
-	b, err := os.ReadFile(filepath.Join(site, "weights", "manifest.json"))
+	m, err := readManifest(site)
 	if err != nil {
 		return err
 	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	return writeServiceWorker(site, swTemplate, &m)
+	return writeServiceWorker(site, swTemplate, m)
 }
 
 func describe(wdir, def string) (*Manifest, error) {
@@ -157,6 +201,14 @@ func describe(wdir, def string) (*Manifest, error) {
 			}
 			if e.Title == "" {
 				e.Title = name
+			}
+			var missing []string
+			e.Images, missing, err = cardImages(wdir, e.Card)
+			if err != nil {
+				return nil, err
+			}
+			for _, f := range missing {
+				fmt.Fprintf(os.Stderr, "manifest: WARNING: %s shows %s, which is not in %s (make dist copies weights/*.png)\n", e.Card, f, wdir)
 			}
 		}
 		m.Models = append(m.Models, e)
@@ -229,59 +281,50 @@ func clean(s string) string {
 	return s
 }
 
-// writeServiceWorker fills the template's build line with the shell files,
-// the default weights and a version hashed from all of them.
+// writeServiceWorker fills the template's build line with the site's own
+// files (shell: precached; lazy: cached when first fetched) and their
+// SHA-256, the weights URLs and a version hashed from all of them.
 func writeServiceWorker(site, template string, m *Manifest) error {
 	tpl, err := os.ReadFile(template)
 	if err != nil {
 		return err
 	}
-	var shell []string
+	shell, lazy, err := siteFiles(site, m)
+	if err != nil {
+		return err
+	}
 	h := sha256.New()
-	err = filepath.WalkDir(site, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel := filepath.ToSlash(strings.TrimPrefix(p, site))
-		rel = strings.TrimPrefix(rel, "/")
-		if d.IsDir() {
-			if rel == "screenshots" || strings.HasPrefix(d.Name(), ".") && rel != "" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if rel == "sw.js" || strings.HasPrefix(d.Name(), ".") || strings.HasSuffix(rel, ".safetensors") || strings.HasSuffix(rel, ".map") {
-			return nil
-		}
-		b, err := os.ReadFile(p)
+	files := map[string]string{}
+	for _, rel := range append(append([]string{}, shell...), lazy...) {
+		b, err := os.ReadFile(filepath.Join(site, filepath.FromSlash(rel)))
 		if err != nil {
 			return err
 		}
 		sum := sha256.Sum256(b)
+		files[rel] = hex.EncodeToString(sum[:])
 		fmt.Fprintf(h, "%s %x\n", rel, sum)
-		shell = append(shell, rel)
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	sort.Strings(shell)
 	type weight struct {
 		URL     string `json:"url"`
 		Default bool   `json:"default"`
 	}
-	var weights []weight
+	weights := []weight{}
 	for _, e := range m.Models {
 		w := weight{URL: "weights/" + e.File + "?sha256=" + e.SHA256, Default: e.Name == m.Default}
 		fmt.Fprintf(h, "%s\n", w.URL)
 		weights = append(weights, w)
 	}
 	version := hex.EncodeToString(h.Sum(nil))[:16]
+	if lazy == nil {
+		lazy = []string{}
+	}
 	build, err := json.Marshal(struct {
-		Version string   `json:"version"`
-		Shell   []string `json:"shell"`
-		Weights []weight `json:"weights"`
-	}{version, shell, weights})
+		Version string            `json:"version"`
+		Shell   []string          `json:"shell"`
+		Lazy    []string          `json:"lazy"`
+		SHA256  map[string]string `json:"sha256"`
+		Weights []weight          `json:"weights"`
+	}{version, shell, lazy, files, weights})
 	if err != nil {
 		return err
 	}
@@ -299,6 +342,6 @@ func writeServiceWorker(site, template string, m *Manifest) error {
 	if !replaced {
 		return errors.New(template + ": no line starting with '" + marker + "' to fill in")
 	}
-	fmt.Fprintf(os.Stderr, "manifest: service worker version %s, %d shell files\n", version, len(shell))
+	fmt.Fprintf(os.Stderr, "manifest: service worker version %s, %d shell files, %d on demand\n", version, len(shell), len(lazy))
 	return os.WriteFile(filepath.Join(site, "sw.js"), out.Bytes(), 0o644)
 }
