@@ -294,6 +294,9 @@ func writeServiceWorker(site, template string, m *Manifest) error {
 		return err
 	}
 	h := sha256.New()
+	// The worker's own code is part of the build: a new template is a new
+	// version, with a cache of its own.
+	fmt.Fprintf(h, "sw.js %x\n", sha256.Sum256(tpl))
 	files := map[string]string{}
 	for _, rel := range append(append([]string{}, shell...), lazy...) {
 		b, err := os.ReadFile(filepath.Join(site, filepath.FromSlash(rel)))

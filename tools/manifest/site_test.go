@@ -281,7 +281,12 @@ func TestServiceWorkerBuild(t *testing.T) {
 		t.Errorf("leftovers in the folder changed the service worker:\n%s\n%s", s1, s2)
 	}
 	write(t, site, map[string]string{"web/app.js": "// build B"})
-	if _, v2 := build(); v2["version"] == v["version"] {
+	_, v2 := build()
+	if v2["version"] == v["version"] {
 		t.Error("a changed shell file kept the version")
+	}
+	write(t, filepath.Dir(tpl), map[string]string{"sw.js": "// head 2\nconst BUILD = { version: 'dev' };\nconst X = 1;\n"})
+	if _, v3 := build(); v3["version"] == v2["version"] {
+		t.Error("a changed service worker template kept the version")
 	}
 }
