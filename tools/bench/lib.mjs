@@ -156,7 +156,7 @@ export function markdown(res) {
   if (res.pageLoad?.length) {
     L.push('### Page load to first image (the app, dist/)');
     L.push('');
-    L.push('Navigation start to the first finished image of `index.html?model=M&sampler=ddim&steps=25&seed=1&backend=B` (the app samples on load when the URL has a seed), fresh browser context ("cold": empty HTTP cache, no service worker) then the same page loaded again ("warm": service worker and caches in place). Bytes: everything the server sent (HTTP headers and bodies, counted at a proxy in front of tools/serve) until the image was done; "+SW" is what the service worker went on to precache in the next seconds.');
+    L.push('Navigation start to the first finished image of `index.html?model=M&sampler=ddim&steps=25&seed=1&backend=B` (the app samples on load when the URL has a seed), fresh browser context ("cold": empty HTTP cache, no service worker) then the same page loaded again ("warm": service worker and caches in place). Bytes: everything the server sent (HTTP headers and bodies, counted at a proxy in front of tools/serve) until the image was done; "+SW" is what the service worker went on to precache until it controlled the page (the first visit in all is the sum). Files downloaded more than once on a load are listed below the table.');
     L.push('');
     L.push('| model | backend asked → used | cache | to first image | bytes until then | +SW after |');
     L.push('|---|---|---|---|---|---|');
@@ -165,6 +165,10 @@ export function markdown(res) {
       L.push(`| ${p.model} | ${p.backend} → ${p.used || '?'} | ${p.cache} | ${fmtMs(p.ms)} | ${(p.bytes / 1e6).toFixed(2)} MB | ${(p.bytesAfter / 1e6).toFixed(2)} MB |`);
     }
     L.push('');
+    for (const p of res.pageLoad) {
+      if (p.repeated?.length) L.push(`- ${p.model} ${p.backend} ${p.cache}: downloaded more than once: ${p.repeated.join(', ')}`);
+    }
+    if (res.pageLoad.some((p) => p.repeated?.length)) L.push('');
   }
   if (res.notes?.length) {
     for (const n of res.notes) L.push(`- ${n}`);

@@ -148,7 +148,11 @@ async function pageLoads(browser, models, backends) {
         ctx.on('requestfinished', async (rq) => {
           try {
             const s = await rq.sizes();
-            files.push({ url: new URL(rq.url()).pathname, bytes: s.responseBodySize + s.responseHeadersSize, sw: !!rq.serviceWorker() });
+            const resp = await rq.response();
+            const enc = resp?.headers()['content-encoding'];
+            // (An answer the service worker gave from its cache crossed no network.)
+            const body = resp?.fromServiceWorker() ? 0 : s.responseBodySize;
+            files.push({ url: new URL(rq.url()).pathname, bytes: s.responseBodySize + s.responseHeadersSize, body, sw: !!rq.serviceWorker(), ...(enc ? { encoding: enc } : {}) });
           } catch { /* gone */ }
         });
         try {
@@ -165,12 +169,22 @@ async function pageLoads(browser, models, backends) {
               if (b.error) throw new Error(b.error);
               r.ms = b.done;
               r.bytes = app.counter.bytes;
-              r.files = files.filter((f) => f.bytes > 0).sort((a, b) => b.bytes - a.bytes).slice(0, 12);
               r.used = b.used;
               r.swControlled = b.sw;
-              await page.waitForTimeout(3000);
+              // The service worker's install (its precache) is part of a first
+              // visit: until it controls the page (the page registers it once
+              // its model has loaded), then a moment for stragglers.
+              await page.waitForFunction(() => !!navigator.serviceWorker?.controller, null, { timeout: 60000, polling: 100 }).catch(() => {});
+              await page.waitForTimeout(1000);
               r.bytesAfter = app.counter.bytes - r.bytes;
-              log(`page load ${model} ${backend} ${cache}: ${(r.ms / 1000).toFixed(2)} s to first image (${r.used}), ${(r.bytes / 1e6).toFixed(2)} MB`);
+              // Files whose body came over the network more than once (the
+              // page's and the service worker's requests together).
+              const got = new Map();
+              for (const f of files) if (f.body > 0) got.set(f.url, (got.get(f.url) || 0) + 1);
+              r.repeated = [...got].filter(([, n]) => n > 1).map(([url, n]) => `${url} (${n}×)`);
+              r.files = files.filter((f) => f.bytes > 0).sort((a, b) => b.bytes - a.bytes).slice(0, 12);
+              log(`page load ${model} ${backend} ${cache}: ${(r.ms / 1000).toFixed(2)} s to first image (${r.used}), ${(r.bytes / 1e6).toFixed(2)} MB, ` +
+                `${((r.bytes + r.bytesAfter) / 1e6).toFixed(2)} MB with the service worker's precache${r.repeated.length ? `; downloaded more than once: ${r.repeated.join(', ')}` : ''}`);
             } catch (e) {
               r.error = String(e.message || e).split('\n')[0];
               log(`page load ${model} ${backend} ${cache}: ERROR ${r.error}`);
