@@ -102,7 +102,7 @@ func printSamplers(w io.Writer) {
 }
 
 func runSample(args []string) error {
-	fs := newFlags("sample", "sample --weights W --sampler NAME [--steps N] [--eta E] [--seed S] [--n N] [--batch B] [--class C] [--guidance G] [--out-png grid.png] [--out-npy x.npy]\n       diffuse sample --sampler list")
+	fs := newFlags("sample", "sample --weights W --sampler NAME [--steps N] [--eta E] [--seed S] [--n N] [--batch B] [--class C] [--guidance G] [--out-png grid.png [--scale K]] [--out-npy x.npy]\n       diffuse sample --sampler list")
 	weights := fs.String("weights", "", "converted .safetensors file or diffusers model folder (required)")
 	name := fs.String("sampler", "ddim", "sampler name; 'list' prints the samplers and their options")
 	steps := fs.Int("steps", 0, "number of steps (default: the sampler's)")
@@ -120,6 +120,7 @@ func runSample(args []string) error {
 	corrector := fs.Int("corrector-steps", 0, "pc: Langevin steps per noise level (default 1)")
 	size := fs.String("size", "", "sample size HxW, for models that do not record it")
 	outPNG := fs.String("out-png", "", "write the samples as a PNG grid")
+	scale := fs.Int("scale", 1, fmt.Sprintf("--out-png: enlarge the grid K times, each pixel a K×K block (nearest neighbour), K in 1..%d", maxScale))
 	outNPY := fs.String("out-npy", "", "write the samples as a float32 .npy [N,C,H,W]")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := fs.Parse(args); err != nil {
@@ -148,6 +149,9 @@ func runSample(args []string) error {
 	if err := limits.Int("--batch", int64(*batch), 1, limits.MaxBatch); err != nil {
 		return err
 	}
+	if err := limits.Int("--scale", int64(*scale), 1, maxScale); err != nil {
+		return err
+	}
 	// Every option is checked before the model is loaded.
 	template := sampler.Options{Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
 		CorrectorSteps: *corrector, Guidance: *guidance}
@@ -169,8 +173,17 @@ func runSample(args []string) error {
 	if *guidance != 0 && *guidance != 1 {
 		calls *= 2 // the conditional and unconditional passes share one call
 	}
-	if err := l.m.CheckRun(b0, calls, shape[1], shape[2], limits.Part{Name: "collected samples", Bytes: limits.Mul(int64(*n), int64(per)*4)}); err != nil {
-		return fmt.Errorf("%w (lower --n or --batch, or raise --mem-budget)", err)
+	parts := []limits.Part{{Name: "collected samples", Bytes: limits.Mul(int64(*n), int64(per)*4)}}
+	if *outPNG != "" {
+		// The PNG's shape and size are checked before anything is sampled.
+		if c := shape[0]; c != 1 && c != 3 {
+			return fmt.Errorf("--out-png: samples have %d channels; PNG needs 1 or 3 (use --out-npy)", c)
+		}
+		gw, gh := gridSize(*n, shape[1], shape[2], *scale)
+		parts = append(parts, limits.Part{Name: "PNG grid", Bytes: limits.Mul(limits.Mul(int64(gw), int64(gh)), 4)})
+	}
+	if err := l.m.CheckRun(b0, calls, shape[1], shape[2], parts...); err != nil {
+		return fmt.Errorf("%w (lower --n, --batch or --scale, or raise --mem-budget)", err)
 	}
 	out := make([]float32, *n*per)
 	bar := newProgress(os.Stderr, *quiet)
@@ -208,7 +221,7 @@ func runSample(args []string) error {
 	}
 	if *outPNG != "" {
 		lo, hi := l.sm.Schedule.Config.Range()
-		if err := writeGrid(*outPNG, out, full, lo, hi); err != nil {
+		if err := writeGrid(*outPNG, out, full, lo, hi, *scale); err != nil {
 			return err
 		}
 	}
@@ -248,23 +261,42 @@ func (p *progress) done() {
 	}
 }
 
+// maxScale bounds --scale: 16 makes a 28×28 MNIST digit 448 pixels wide.
+const maxScale = 16
+
+// gridGap is the space between two images of a grid, in sample pixels.
+const gridGap = 2
+
+// gridSize is the width and height of the PNG writeGrid makes from n h×w
+// images at the given scale. With n ≤ limits.MaxSamples, h, w ≤ limits.MaxSide
+// and scale ≤ maxScale each side stays below 2³¹; the caller checks the bytes.
+func gridSize(n, h, w, scale int) (width, height int) {
+	cols := int(math.Ceil(math.Sqrt(float64(n))))
+	rows := (n + cols - 1) / cols
+	return (cols*(w+gridGap) - gridGap) * scale, (rows*(h+gridGap) - gridGap) * scale
+}
+
 // writeGrid tiles N images [N,C,H,W] (C = 1 or 3) with values in [lo, hi]
-// into one PNG, as near square as possible, 2 pixels apart.
-func writeGrid(path string, data []float32, shape []int, lo, hi float64) error {
+// into one PNG, as near square as possible, 2 pixels apart, then enlarges
+// the whole grid `scale` times by nearest neighbour (each sample pixel and
+// the gaps become scale×scale blocks), so values are never interpolated.
+func writeGrid(path string, data []float32, shape []int, lo, hi float64, scale int) error {
 	n, c, h, w := shape[0], shape[1], shape[2], shape[3]
 	if c != 1 && c != 3 {
 		return fmt.Errorf("--out-png: samples have %d channels; PNG needs 1 or 3 (use --out-npy)", c)
 	}
-	const gap = 2
+	if scale < 1 || scale > maxScale {
+		return fmt.Errorf("--scale %d: want 1..%d", scale, maxScale)
+	}
 	cols := int(math.Ceil(math.Sqrt(float64(n))))
-	rows := (n + cols - 1) / cols
-	img := image.NewNRGBA(image.Rect(0, 0, cols*(w+gap)-gap, rows*(h+gap)-gap))
+	gw, gh := gridSize(n, h, w, scale)
+	img := image.NewNRGBA(image.Rect(0, 0, gw, gh))
 	pix := func(v float32) uint8 {
 		x := (float64(v) - lo) / (hi - lo) * 255
 		return uint8(math.Round(math.Max(0, math.Min(255, x))))
 	}
 	for i := 0; i < n; i++ {
-		ox, oy := (i%cols)*(w+gap), (i/cols)*(h+gap)
+		ox, oy := (i%cols)*(w+gridGap)*scale, (i/cols)*(h+gridGap)*scale
 		base := i * c * h * w
 		for y := 0; y < h; y++ {
 			for x := 0; x < w; x++ {
@@ -275,7 +307,11 @@ func writeGrid(path string, data []float32, shape []int, lo, hi float64) error {
 				} else {
 					col = color.NRGBA{pix(data[base+y*w+x]), pix(data[base+h*w+y*w+x]), pix(data[base+2*h*w+y*w+x]), 255}
 				}
-				img.SetNRGBA(ox+x, oy+y, col)
+				for dy := 0; dy < scale; dy++ {
+					for dx := 0; dx < scale; dx++ {
+						img.SetNRGBA(ox+x*scale+dx, oy+y*scale+dy, col)
+					}
+				}
 			}
 		}
 	}

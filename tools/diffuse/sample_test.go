@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"image"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ func TestWriteGrid(t *testing.T) {
 	// two 1×2×3 gray images with values -1, 0, 1 → 0, 128, 255
 	data := []float32{-1, 0, 1, 1, 0, -1, 0.5, 0.5, 0.5, -2, 2, 0}
 	path := filepath.Join(t.TempDir(), "g.png")
-	if err := writeGrid(path, data, []int{2, 1, 2, 3}, -1, 1); err != nil {
+	if err := writeGrid(path, data, []int{2, 1, 2, 3}, -1, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(path)
@@ -91,8 +92,88 @@ func TestWriteGrid(t *testing.T) {
 			t.Errorf("pixel (%d,%d) = %d, want %d", c.x, c.y, g, c.want)
 		}
 	}
-	if err := writeGrid(path, make([]float32, 8), []int{2, 2, 1, 2}, -1, 1); err == nil {
+	if err := writeGrid(path, make([]float32, 8), []int{2, 2, 1, 2}, -1, 1, 1); err == nil {
 		t.Error("2-channel PNG: no error")
+	}
+}
+
+// TestWriteGridScale: --scale K makes every pixel of the unscaled grid
+// (gaps included) a K×K block of the same colour, for gray and RGB images.
+func TestWriteGridScale(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		shape []int
+		data  []float32
+	}{
+		{[]int{3, 1, 2, 3}, []float32{-1, 0, 1, 1, 0, -1, 0.5, 0.5, 0.5, -2, 2, 0, -0.25, 0.25, 0.75, 1, -1, 0}},
+		{[]int{2, 3, 1, 2}, []float32{-1, 1, 0, 0.5, 1, -1, 0.2, -0.2, 0.9, -0.9, 0, 1}},
+	} {
+		decode := func(scale int) image.Image {
+			path := filepath.Join(dir, "g.png")
+			if err := writeGrid(path, c.data, c.shape, -1, 1, scale); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := png.Decode(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return img
+		}
+		one := decode(1)
+		for _, k := range []int{2, 5, maxScale} {
+			big := decode(k)
+			b1, bk := one.Bounds(), big.Bounds()
+			if bk.Dx() != k*b1.Dx() || bk.Dy() != k*b1.Dy() {
+				t.Fatalf("%v scale %d: %v, want %d×%d", c.shape, k, bk, k*b1.Dx(), k*b1.Dy())
+			}
+			if w, h := gridSize(c.shape[0], c.shape[2], c.shape[3], k); w != bk.Dx() || h != bk.Dy() {
+				t.Errorf("gridSize says %d×%d, the PNG is %v", w, h, bk)
+			}
+			for y := 0; y < bk.Dy(); y++ {
+				for x := 0; x < bk.Dx(); x++ {
+					r1, g1, b1, a1 := one.At(x/k, y/k).RGBA()
+					r, g, b, a := big.At(x, y).RGBA()
+					if r != r1 || g != g1 || b != b1 || a != a1 {
+						t.Fatalf("%v scale %d: pixel (%d,%d) differs from (%d,%d) of the unscaled grid", c.shape, k, x, y, x/k, y/k)
+					}
+				}
+			}
+		}
+	}
+	for _, k := range []int{0, -1, maxScale + 1} {
+		if err := writeGrid(filepath.Join(dir, "bad.png"), make([]float32, 6), []int{1, 1, 2, 3}, -1, 1, k); err == nil {
+			t.Errorf("scale %d: no error", k)
+		}
+	}
+}
+
+// TestSampleScaleFlag runs the CLI on the shipped MNIST model (one step,
+// one sample) with --scale 4: a 28×28 sample becomes a 112×112 PNG.
+func TestSampleScaleFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the MNIST UNet")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "g.png")
+	if err := runSample([]string{"--weights", "../../weights/mnist.safetensors", "--steps", "1", "--n", "1", "--class", "3",
+		"--scale", "4", "--out-png", out, "--quiet"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Width != 112 || cfg.Height != 112 {
+		t.Errorf("--scale 4 on one 28×28 sample: %d×%d PNG, want 112×112", cfg.Width, cfg.Height)
 	}
 }
 
@@ -110,6 +191,12 @@ func TestSampleErrors(t *testing.T) {
 		{[]string{"--weights", w, "--n", "0", "--out-npy", "x.npy"}, "--n"},
 		{[]string{"--weights", w, "--out-png", filepath.Join(t.TempDir(), "g.png")}, "channels"},
 		{[]string{"--weights", w, "--steps", "5000", "--out-npy", filepath.Join(t.TempDir(), "x.npy"), "--quiet"}, "num_train_timesteps"},
+		{[]string{"--weights", w, "--scale", "0", "--out-npy", "x.npy"}, "--scale"},
+		{[]string{"--weights", w, "--scale", "17", "--out-npy", "x.npy"}, "--scale"},
+		// 4000 samples of 64×64 at scale 16 make a 67552×66496 grid (18 GB), over
+		// the 8 GiB default budget alone: refused before anything is sampled.
+		{[]string{"--weights", "../../weights/mnist.safetensors", "--class", "1", "--size", "64", "--n", "4000", "--batch", "1",
+			"--scale", "16", "--out-png", filepath.Join(t.TempDir(), "g.png")}, "PNG grid 16.7 GiB), over"},
 	} {
 		err := runSample(c.args)
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
