@@ -32,7 +32,10 @@ func refusedCheaply(t *testing.T, kind ErrKind, limit string, maxAlloc uint64, f
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > maxAlloc {
 		t.Errorf("refused after allocating %s (want < %s)", limits.Bytes(int64(alloc)), limits.Bytes(int64(maxAlloc)))
 	}
-	if took > 5*time.Second {
+	// A guard against runaway work, not a benchmark: generous enough for
+	// js/wasm in Node on a loaded 2-core machine (the repeated-BUILD case
+	// takes ~8 s there, milliseconds natively).
+	if took > 60*time.Second {
 		t.Errorf("refused after %v", took)
 	}
 	t.Logf("refused in %v: %v", took.Round(time.Millisecond), err)
