@@ -74,6 +74,16 @@ type Options struct {
 	// models; nil samples unconditionally (with the null class, if the model
 	// has one).
 	Class []int
+	// ClipDenoised clips every prediction x̂0 to the model's data range
+	// (schedule data_range, default [-1, 1]) and re-derives ε̂ from it,
+	// ε̂ = (x_t - α·x̂0)/σ, in every sampler: "static thresholding" (Saharia
+	// et al. 2022, "Photorealistic Text-to-Image Diffusion Models with Deep
+	// Language Understanding", section 2.3), what DDPM's and DDIM's
+	// clip_sample does, offered to the ODE and SDE solvers too. It changes
+	// the method: off (the default), each solver solves its equation as
+	// written. It helps a model whose x̂0 is far off at high noise (see
+	// weights/mnist.md).
+	ClipDenoised bool
 	// Guidance is the classifier-free guidance scale w: the network output is
 	// uncond + w·(cond - uncond) (Ho & Salimans 2022, eq. 6 in this form), with
 	// both passes batched into one call. 0 or 1 means no guidance.
@@ -456,6 +466,16 @@ func (r *runner) denoise(p schedule.Point, x []float64) (x0, eps []float64, err 
 		}
 	default:
 		return nil, nil, fmt.Errorf("sampler: unsupported prediction_type %q", r.s.Config.PredictionType)
+	}
+	if r.o.ClipDenoised {
+		lo, hi := r.s.Config.Range()
+		if &eps[0] == &out[0] {
+			eps = make([]float64, len(x))
+		}
+		for i := range x0 {
+			x0[i] = math.Max(lo, math.Min(hi, x0[i]))
+			eps[i] = (x[i] - a*x0[i]) / s
+		}
 	}
 	return x0, eps, nil
 }

@@ -296,3 +296,30 @@ func TestDDIMClippedModelOutput(t *testing.T) {
 		}
 	}
 }
+
+// ClipDenoised keeps every sampler's x̂0 in the data range: with a network
+// that predicts x̂0 = 5 everywhere, the samples end at the range's top (1)
+// with it, and beyond the range without it (the plain methods).
+func TestClipDenoisedEverySampler(t *testing.T) {
+	for _, info := range List() {
+		for _, clip := range []bool{false, true} {
+			s := discreteSchedule(t, "sample", "linear")
+			m := &Model{Net: constNet{5}, Schedule: s, Shape: []int{4}, NullClass: -1}
+			o := &Options{Steps: 10, ClipDenoised: clip, Seed: 1}
+			res, err := info.Func(context.Background(), m, InitialNoise(1, 0, 2, m.Shape), o)
+			if err != nil {
+				t.Fatalf("%s: %v", info.Name, err)
+			}
+			hi := 0.0
+			for _, v := range res.X {
+				hi = math.Max(hi, v)
+			}
+			if clip && hi > 1+1e-9 {
+				t.Errorf("%s with ClipDenoised: sample reaches %v, outside [-1, 1]", info.Name, hi)
+			}
+			if !clip && hi < 2 {
+				t.Errorf("%s without ClipDenoised: sample max %v, want the network's x̂0 = 5 to show", info.Name, hi)
+			}
+		}
+	}
+}

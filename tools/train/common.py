@@ -174,8 +174,11 @@ class EMA:
 class DDPM:
     """Discrete DDPM with diffusers' "linear" schedule: betas = linspace(beta_start, beta_end, T)."""
 
-    def __init__(self, T=1000, beta_start=1e-4, beta_end=0.02, device="cpu"):
+    def __init__(self, T=1000, beta_start=1e-4, beta_end=0.02, device="cpu", prediction="epsilon"):
         self.T = T
+        if prediction not in ("epsilon", "v_prediction"):
+            raise ValueError("prediction must be epsilon or v_prediction")
+        self.prediction = prediction
         self.beta_start, self.beta_end = beta_start, beta_end
         self.betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
@@ -188,6 +191,32 @@ class DDPM:
         b = self.sqrt_1mac[t].view(-1, *([1] * (x0.dim() - 1)))
         return a * x0 + b * noise
 
+    def target(self, x0, t, noise):
+        """What the network learns to output: eps, or v = sqrt(abar)·eps - sqrt(1-abar)·x0 (Salimans & Ho 2022,
+        "Progressive Distillation for Fast Sampling of Diffusion Models", section 4)."""
+        if self.prediction == "epsilon":
+            return noise
+        a = self.sqrt_ac[t].view(-1, *([1] * (x0.dim() - 1)))
+        b = self.sqrt_1mac[t].view(-1, *([1] * (x0.dim() - 1)))
+        return a * noise - b * x0
+
+    def loss_weight(self, t, kind="none", gamma=5.0):
+        """Per-sample weight of the MSE on target(). "min_snr": Min-SNR-gamma (Hang et al. 2023, "Efficient
+        Diffusion Training via Min-SNR Weighting Strategy", eq. 8 and its v/eps forms): the loss in x0 terms is
+        weighted by min(SNR, gamma); for eps-prediction that is min(SNR, gamma)/SNR, for v min(SNR, gamma)/(SNR+1)."""
+        if kind == "none":
+            return torch.ones_like(t, dtype=torch.float32)
+        snr = (self.sqrt_ac[t] / self.sqrt_1mac[t]) ** 2
+        w = torch.clamp(snr, max=gamma)
+        return w / snr if self.prediction == "epsilon" else w / (snr + 1)
+
+    def to_eps(self, out, x, t_scalar):
+        """The network output at integer timestep t as an eps prediction."""
+        if self.prediction == "epsilon":
+            return out
+        a_t = float(self.alphas_cumprod[t_scalar])
+        return math.sqrt(a_t) * out + math.sqrt(1 - a_t) * x
+
     def scheduler_config(self, clip_sample=True):
         """diffusers DDIMScheduler config matching how the model was trained."""
         return {
@@ -198,7 +227,7 @@ class DDPM:
             "beta_end": self.beta_end,
             "beta_schedule": "linear",
             "trained_betas": None,
-            "prediction_type": "epsilon",
+            "prediction_type": self.prediction,
             "clip_sample": clip_sample,
             "clip_sample_range": 1.0,
             "set_alpha_to_one": True,
@@ -223,7 +252,7 @@ class DDPM:
             a_t = float(ac[t])
             a_p = float(ac[prev]) if prev >= 0 else 1.0
             tb = torch.full((shape[0],), t, device=device, dtype=torch.long)
-            eps = eps_fn(x, tb).float()
+            eps = self.to_eps(eps_fn(x, tb).float(), x, t)
             x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
             if clip:
                 x0 = x0.clamp(-1, 1)

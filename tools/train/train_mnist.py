@@ -14,6 +14,7 @@ ONNX inputs: sample float32 [B,1,28,28], timestep float32 [B], class_labels int6
 
 Sanity sampling only: python3 train_mnist.py --sample-only --out DIR [--cfg 2.0 --ddim-steps 50]
 """
+import json
 import os
 import sys
 import time
@@ -98,6 +99,11 @@ def main():
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout probability (to null class 10)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--prediction", choices=["epsilon", "v_prediction"], default="epsilon",
+                   help="network target; v_prediction weights x0 errors at high noise (see weights/mnist.md)")
+    p.add_argument("--loss-weighting", choices=["none", "min_snr"], default="none",
+                   help="min_snr: Min-SNR-gamma weighting (Hang et al. 2023)")
+    p.add_argument("--min-snr-gamma", type=float, default=5.0)
     p.add_argument("--sample-only", action="store_true", help="load <out> and only run the DDIM sanity sampler")
     p.add_argument("--n-samples", type=int, default=100, help="DDIM sanity samples after training")
     p.add_argument("--ddim-steps", type=int, default=50)
@@ -108,7 +114,10 @@ def main():
     args.out = args.out or os.path.join(common.DEFAULT_OUT, "mnist")
     dev = common.setup(args)
     log = common.Logger(args.out, "mnist")
-    sched = common.DDPM(1000, 1e-4, 0.02, device=dev)
+    if args.sample_only and os.path.exists(os.path.join(args.out, "scheduler_config.json")):
+        with open(os.path.join(args.out, "scheduler_config.json")) as f:
+            args.prediction = json.load(f).get("prediction_type", args.prediction)
+    sched = common.DDPM(1000, 1e-4, 0.02, device=dev, prediction=args.prediction)
     model = UNet2DModel(CONFIG).to(dev)
     n_params = count_params(model)
 
@@ -149,7 +158,9 @@ def main():
         t = torch.randint(0, sched.T, (args.batch,), device=dev, generator=gen)
         noise = torch.randn(x0.shape, device=dev, generator=gen)
         xt = sched.q_sample(x0, t, noise)
-        loss = F.mse_loss(model(xt, t, lab), noise)
+        w = sched.loss_weight(t, args.loss_weighting, args.min_snr_gamma)
+        per = ((model(xt, t, lab) - sched.target(x0, t, noise)) ** 2).mean(dim=(1, 2, 3))
+        loss = (w * per).mean()
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
         opt.zero_grad(set_to_none=True)
@@ -191,7 +202,8 @@ def main():
                  "train": int(len(ytr)), "held_out": "last %d of each class (1,000)" % common.MNIST_TEST_PER_CLASS,
                  "scaling": "pixels/255*2-1 in [-1,1]", "size": [1, 28, 28]},
         "diffusion": {"type": "DDPM", "num_train_timesteps": 1000, "beta_schedule": "linear",
-                      "beta_start": 1e-4, "beta_end": 0.02, "prediction_type": "epsilon"},
+                      "beta_start": 1e-4, "beta_end": 0.02, "prediction_type": args.prediction,
+                      "loss_weighting": args.loss_weighting, "min_snr_gamma": args.min_snr_gamma},
         "optimizer": {"name": "AdamW", "lr": args.lr, "warmup_steps": args.warmup, "batch": args.batch,
                       "grad_clip": 1.0},
         "ema_decay": args.ema_decay,

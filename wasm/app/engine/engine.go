@@ -287,6 +287,9 @@ type Request struct {
 	SeedTo *uint64 `json:"seedTo"`
 	// Sigmas overrides the sigma spacing ("", uniform, karras, exponential).
 	Sigmas string `json:"sigmas"`
+	// ClipDenoised clips every x̂0 to the data range (sampler.Options.ClipDenoised):
+	// an option that changes the method, off by default.
+	ClipDenoised bool `json:"clipDenoised"`
 	// Params holds the sampler's other numeric parameters by registry name
 	// (rtol, atol, end_time, snr, corrector_steps; steps/eta/guidance are
 	// accepted here too).
@@ -316,7 +319,7 @@ func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
 	for _, p := range info.Params {
 		takes[p.Name] = true
 	}
-	o := &sampler.Options{Steps: r.Steps, Eta: r.Eta, Guidance: r.Guidance, Seed: r.Seed, Sigmas: r.Sigmas}
+	o := &sampler.Options{Steps: r.Steps, Eta: r.Eta, Guidance: r.Guidance, Seed: r.Seed, Sigmas: r.Sigmas, ClipDenoised: r.ClipDenoised}
 	for k, v := range r.Params {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return info, nil, &RequestError{k, "not a finite number"}
@@ -465,7 +468,8 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	start := time.Now()
 	last := start
 	rs, resident := net.(ResidentSampler)
-	resident = resident && rs.Supports(info.Name)
+	// The GPU-resident samplers implement the plain methods only.
+	resident = resident && rs.Supports(info.Name) && !o.ClipDenoised
 	if onFrame != nil {
 		o.Progress = func(s sampler.Step) error {
 			now := time.Now()

@@ -367,4 +367,11 @@ func TestRunUsesResidentSampler(t *testing.T) {
 	if _, err := l.Run(context.Background(), net, req, nil, nil); err != nil || net.runs != 1 || net.calls == 0 {
 		t.Errorf("unsupported sampler: err %v, %d resident runs, %d network calls", err, net.runs, net.calls)
 	}
+	// The resident samplers run the plain methods only: clipping x̂0 goes
+	// through the host-side sampler.
+	req.Sampler, req.ClipDenoised = "ddim", true
+	calls := net.calls
+	if _, err := l.Run(context.Background(), net, req, nil, nil); err != nil || net.runs != 1 || net.calls == calls {
+		t.Errorf("clipDenoised: err %v, %d resident runs, %d network calls", err, net.runs, net.calls-calls)
+	}
 }
