@@ -56,6 +56,23 @@ export async function fetchManifest(url = defaultManifestURL) {
 
 let nextId = 1;
 
+/** The engine request (wasm/app/engine Request) for sample options. */
+function toRequest(opts) {
+  return {
+    sampler: opts.sampler || 'ddim',
+    steps: opts.steps | 0,
+    eta: +opts.eta || 0,
+    guidance: opts.guidance == null ? 0 : +opts.guidance,
+    class: opts.class == null || opts.class === '' ? null : opts.class | 0,
+    seed: Math.max(0, Math.floor(+opts.seed || 0)),
+    seedTo: opts.seedTo == null || opts.seedTo === '' ? null : Math.max(0, Math.floor(+opts.seedTo)),
+    batch: opts.batch || 1,
+    sigmas: opts.sigmas || '',
+    clipDenoised: !!opts.clipDenoised,
+    params: opts.params || {},
+  };
+}
+
 /** A sampling job: await it for the result; cancel() stops it. */
 class Job {
   constructor(sampler, id, promise) {
@@ -191,35 +208,39 @@ export class Sampler {
   /** Starts sampling; returns a Job (a thenable with cancel()). Options:
    * sampler (registry name, default 'ddim'), steps, eta, guidance, class
    * (null/undefined: unconditional), seed (integer < 2^53), batch, sigmas,
-   * params ({rtol, atol, snr, corrector_steps, end_time}), seedTo (a second
+   * params ({rtol, atol, snr, corrector_steps, end_time}), clipDenoised
+   * (clip every x̂0 to the data range: static thresholding, Saharia et al.
+   * 2022; it changes the method, off by default), seedTo (a second
    * seed: the batch becomes a morph from seed to seedTo), onStep(frame),
    * imageEveryMs (send images at most this often; default 0: every step),
    * keyframes (n: images also on n evenly spaced steps, first to last).
    * A frame is {index, total, nfe, t, alpha, sigma, level, stepMs, backend,
-   * x, x0, shape}; x and x0 are Float32Array [B,C,H,W] or null. The result
-   * is {x, shape, nfe, totalMs, backend}. */
+   * step, steps, progress, x, x0, shape}: index counts network evaluations
+   * (total of them; -1 when unknown), step the sampler's steps (from 0, of
+   * steps; Heun makes two evaluations per step; steps is 0 for the adaptive
+   * rk45), progress the estimated fraction done (0…1), level σ/α of x
+   * (the start of that step); x and x0 are Float32Array [B,C,H,W] or null.
+   * The result is {x, shape, nfe, totalMs, backend, steps, end}: end is
+   * the noise point {t, alpha, sigma, level} of x, the final sample (level 0
+   * for clean data). */
   sample(model, opts = {}) {
     const id = nextId++;
-    const batch = opts.batch || 1;
-    const shape = [batch, ...model.info.shape];
-    const request = {
-      sampler: opts.sampler || 'ddim',
-      steps: opts.steps | 0,
-      eta: +opts.eta || 0,
-      guidance: opts.guidance == null ? 0 : +opts.guidance,
-      class: opts.class == null || opts.class === '' ? null : opts.class | 0,
-      seed: Math.max(0, Math.floor(+opts.seed || 0)),
-      seedTo: opts.seedTo == null || opts.seedTo === '' ? null : Math.max(0, Math.floor(+opts.seedTo)),
-      batch,
-      sigmas: opts.sigmas || '',
-      params: opts.params || {},
-    };
+    const request = toRequest(opts);
+    const shape = [request.batch, ...model.info.shape];
     const onStep = opts.onStep;
     const promise = this._call(
       { id, type: 'sample', model: model.name, request, imageEveryMs: opts.imageEveryMs || 0, keyframes: opts.keyframes || 0 },
       { onFrame: onStep ? (f) => { f.shape = shape; onStep(f); } : null },
     );
     return new Job(this, id, promise);
+  }
+
+  /** What a run with these options would be, without running it:
+   * resolves to {steps, evals, end} (evals: network evaluations, -1 when
+   * the sampler is adaptive; end: the noise point of its result), or
+   * rejects with kind 'user' for options the run would refuse. */
+  plan(model, opts = {}) {
+    return this._call({ type: 'plan', model: model.name, request: toRequest(opts) });
   }
 
   /** The network's prediction of clean data x̂0 at a frame's noise level

@@ -5,6 +5,7 @@
 //               {type:'load', id, entry:{name,url,sha256,size}}
 //               {type:'sample', id, model, request, imageEveryMs, keyframes}
 //               {type:'field', id, model, point, xs, class}
+//               {type:'plan', id, model, request}   (the run a request asks for)
 //               {type:'cancel', job}      {type:'unload', model}
 // Messages out: {type:'result', id, value}  {type:'error', id, message, kind}
 //               (kind 'internal' also for a Go panic, which Go recovers:
@@ -214,6 +215,9 @@ self.onmessage = async (ev) => {
         const x0 = await go.field(msg.model, msg.point, msg.xs, msg.class ?? null);
         return { value: x0, transfer: [x0.buffer] };
       }));
+      break;
+    case 'plan':
+      reply(goReady.then(async (go) => JSON.parse(await go.plan(msg.model, JSON.stringify(msg.request)))));
       break;
     case 'cancel':
       if (goAPI) logFailure(goAPI.cancel(String(msg.job)));

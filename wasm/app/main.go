@@ -11,11 +11,16 @@
 //	                                           -> Promise<{x: Float32Array, shape, nfe, totalMs}>
 //	diffuseGo.field(key, point, xs, class)     -> Promise<Float32Array>: predicted x0 at
 //	                                              point {t, alpha, sigma, level} for xs
+//	diffuseGo.plan(key, requestJSON)           -> Promise<JSON string>: {steps, evals, end}
+//	                                              of the run the request asks for (engine.Plan)
 //	diffuseGo.cancel(job)                      cancels a running or queued job
 //	diffuseGo.unload(key)                      forgets a model
 //
 // onFrame receives {index, total, nfe, t, alpha, sigma, level, stepMs,
-// x, x0} after every network evaluation; x and x0 (Float32Array, [B,C,H,W])
+// step, steps, progress, x, x0} after every network evaluation (step and
+// steps: the sampler's grid step and their number, 0 for rk45; progress:
+// the estimated fraction done); the result also carries steps and end, the
+// noise point {t, alpha, sigma, level} of x; x and x0 (Float32Array, [B,C,H,W])
 // are null on frames thinned out by imageEveryMs, except on the first and last
 // frames and on `keyframes` evenly spaced ones (for a trajectory strip). Errors reject the promise
 // with an Error whose `kind` is "user" (a message to show as is: a damaged
@@ -73,6 +78,7 @@ func main() {
 	api.Set("load", export(jsLoad))
 	api.Set("sample", export(jsSample))
 	api.Set("field", export(jsField))
+	api.Set("plan", export(jsPlan))
 	api.Set("cancel", export(func(args []js.Value) any {
 		mu.Lock()
 		defer mu.Unlock()
@@ -226,6 +232,9 @@ func jsSample(args []js.Value) any {
 				o.Set("sigma", f.Point.Sigma)
 				o.Set("level", f.Point.Level)
 				o.Set("stepMs", f.StepMs)
+				o.Set("step", f.Step)
+				o.Set("steps", f.Steps)
+				o.Set("progress", f.Progress)
 				o.Set("backend", m.backend.current())
 				o.Set("x", float32Array(f.X))
 				o.Set("x0", float32Array(f.X0))
@@ -247,7 +256,51 @@ func jsSample(args []js.Value) any {
 		o.Set("nfe", res.NFE)
 		o.Set("totalMs", res.TotalMs)
 		o.Set("backend", m.backend.current())
+		o.Set("steps", res.Steps)
+		o.Set("end", pointJS(res.End))
 		return o, nil
+	})
+}
+
+func pointJS(p schedule.Point) js.Value {
+	o := js.Global().Get("Object").New()
+	o.Set("t", p.T)
+	o.Set("alpha", p.Alpha)
+	o.Set("sigma", p.Sigma)
+	o.Set("level", p.Level)
+	return o
+}
+
+// jsPlan(key, requestJSON): the run a request asks for, without running it.
+func jsPlan(args []js.Value) any {
+	key, reqJSON := args[0].String(), args[1].String()
+	mu.Lock()
+	m := models[key]
+	mu.Unlock()
+	return promise(func() (any, error) {
+		if m == nil {
+			return nil, fmt.Errorf("model %q is not loaded", key)
+		}
+		var r engine.Request
+		if err := json.Unmarshal([]byte(reqJSON), &r); err != nil {
+			return nil, &engine.RequestError{Field: "request", Msg: err.Error()}
+		}
+		p, err := m.l.Plan(r)
+		if err != nil {
+			return nil, err
+		}
+		type point struct {
+			T     float64 `json:"t"`
+			Alpha float64 `json:"alpha"`
+			Sigma float64 `json:"sigma"`
+			Level float64 `json:"level"`
+		}
+		out, _ := json.Marshal(struct {
+			Steps int   `json:"steps"`
+			Evals int   `json:"evals"`
+			End   point `json:"end"`
+		}{p.Steps, p.Evals, point{p.End.T, p.End.Alpha, p.End.Sigma, p.End.Level}})
+		return string(out), nil
 	})
 }
 

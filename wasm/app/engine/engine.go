@@ -427,6 +427,13 @@ type Frame struct {
 	X, X0 []float32
 	// StepMs is the wall time since the previous frame (or the start).
 	StepMs float64
+	// Step is the step of the sampler's grid this evaluation belongs to
+	// (from 0; Heun makes two evaluations per step, the predictor–corrector
+	// CorrectorSteps+1) and Steps the grid's number of steps (0: an adaptive
+	// sampler, whose Index counts its accepted steps). Progress estimates
+	// the fraction of the run done, 0…1 (see Plan.Progress).
+	Step, Steps int
+	Progress    float64
 }
 
 // Result is a finished job.
@@ -435,6 +442,10 @@ type Result struct {
 	Shape   []int
 	NFE     int
 	TotalMs float64
+	// Steps is the grid's number of steps (0 for an adaptive sampler) and
+	// End the noise point of X (Plan.End).
+	Steps int
+	End   schedule.Point
 }
 
 // ResidentSampler is a backend that runs some samplers whole, with the
@@ -470,10 +481,15 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	rs, resident := net.(ResidentSampler)
 	// The GPU-resident samplers implement the plain methods only.
 	resident = resident && rs.Supports(info.Name) && !o.ClipDenoised
+	plan, err := l.plan(info, o)
+	if err != nil {
+		return nil, err
+	}
 	if onFrame != nil {
 		o.Progress = func(s sampler.Step) error {
 			now := time.Now()
-			f := &Frame{Index: s.Index, Total: s.Total, NFE: s.NFE, Point: s.Point, StepMs: float64(now.Sub(last).Microseconds()) / 1e3}
+			f := &Frame{Index: s.Index, Total: s.Total, NFE: s.NFE, Point: s.Point, StepMs: float64(now.Sub(last).Microseconds()) / 1e3,
+				Step: plan.StepOf(s.Index), Steps: plan.Steps, Progress: plan.Progress(s.Index, s.Point)}
 			last = now
 			if resident || wantImages == nil || wantImages(s.Index, s.Total) {
 				f.X, f.X0 = f32(s.X), f32(s.X0)
@@ -512,7 +528,134 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 		Shape:   append([]int{b}, l.Info.Shape...),
 		NFE:     res.NFE,
 		TotalMs: float64(time.Since(start).Microseconds()) / 1e3,
+		Steps:   plan.Steps,
+		End:     plan.End,
 	}, nil
+}
+
+// Plan is what the page can know of a run before it runs: the number of
+// steps of the sampler's grid (Steps; 0 for an adaptive sampler, which
+// chooses its own), the network evaluations it will make (Evals; -1 when
+// unknown: rk45), and End, the noise point of the result. End is the clean
+// point (σ = 0) for every sampler of the registry, except where the model's
+// schedule ends its grid above it (DDIM without set_alpha_to_one, a
+// final_sigmas_type of sigma_min): the last progress frame is at the start
+// of the last step, End is where that step lands.
+type Plan struct {
+	Steps, Evals int
+	End          schedule.Point
+	// From and To are rk45's span in log noise level (its progress is
+	// measured along it); both 0 for the other samplers.
+	From, To float64
+	// evalStep is the grid step of each evaluation, where it is not the
+	// evaluation's index (Heun, predictor–corrector).
+	evalStep []int
+}
+
+// Plan validates r (as Run does) and describes the run it asks for.
+func (l *Loaded) Plan(r Request) (*Plan, error) {
+	info, o, err := l.Options(r)
+	if err != nil {
+		return nil, err
+	}
+	return l.plan(info, o)
+}
+
+// plan builds the grid the sampler `info` builds for o (the same schedule
+// functions, see core/sampler) and reads its size and end point.
+func (l *Loaded) plan(info sampler.Info, o *sampler.Options) (*Plan, error) {
+	s, err := l.Schedule.WithEndTime(o.EndTime)
+	if err != nil {
+		return nil, &RequestError{"end_time", err.Error()}
+	}
+	steps := o.Steps
+	if steps == 0 {
+		steps = info.DefaultSteps
+	}
+	p := &Plan{Evals: -1, End: s.CleanPoint()}
+	var g schedule.Grid
+	switch info.Name {
+	case "ddim":
+		g, err = s.DDIMGrid(steps, o.Sigmas)
+	case "ddpm", "em", "pc":
+		g, err = s.DDPMGrid(steps, o.Sigmas)
+	case "euler", "euler_ancestral", "heun":
+		g, err = s.EulerGrid(steps, o.Sigmas)
+	case "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_diffusers":
+		g, err = s.DPMGrid(steps, o.Sigmas)
+	case "rk45":
+		// It integrates from the largest level to the end time's, then
+		// denoises: its result is clean data.
+		p.From, p.To, _ = sampler.RK45Span(s)
+		return p, nil
+	default: // a sampler this table does not know yet: its frames' count
+		p.Steps = info.DefaultSteps
+		if o.Steps > 0 {
+			p.Steps = o.Steps
+		}
+		return p, nil
+	}
+	if err != nil {
+		return nil, &RequestError{"steps", err.Error()}
+	}
+	if len(g.Steps) == 0 {
+		return p, nil
+	}
+	p.Steps = len(g.Steps)
+	p.End = g.Steps[len(g.Steps)-1].To
+	p.Evals = p.Steps
+	switch info.Name {
+	case "heun": // two evaluations per step, one for a step to σ = 0 (sampler.HeunEvals)
+		for i, st := range g.Steps {
+			p.evalStep = append(p.evalStep, i)
+			if !st.To.Clean() {
+				p.evalStep = append(p.evalStep, i)
+			}
+		}
+		p.Evals = len(p.evalStep)
+	case "pc": // CorrectorSteps Langevin evaluations, then the predictor's
+		_, nc := sampler.PCSettings(o.SNR, o.CorrectorSteps)
+		for i := range g.Steps {
+			for j := 0; j <= nc; j++ {
+				p.evalStep = append(p.evalStep, i)
+			}
+		}
+		p.Evals = len(p.evalStep)
+	}
+	return p, nil
+}
+
+// StepOf is the grid step (from 0) network evaluation i belongs to; for an
+// adaptive sampler, i itself (its frames are its accepted steps).
+func (p *Plan) StepOf(i int) int {
+	if p.evalStep == nil {
+		return i
+	}
+	if i < 0 {
+		return 0
+	}
+	if i >= len(p.evalStep) {
+		return p.Steps - 1
+	}
+	return p.evalStep[i]
+}
+
+// Progress estimates the fraction of the run done once evaluation i, at
+// noise point pt, is made: (i+1)/Evals for a fixed grid; for rk45, how far
+// pt's log noise level is along its span (the steps it will still take are
+// unknown, the distance left is not).
+func (p *Plan) Progress(i int, pt schedule.Point) float64 {
+	f := 0.0
+	switch {
+	case p.Evals > 0:
+		f = float64(i+1) / float64(p.Evals)
+	case p.From != p.To && pt.Level > 0:
+		f = (p.From - math.Log(pt.Level)) / (p.From - p.To)
+	}
+	if !(f >= 0) { // NaN too
+		return 0
+	}
+	return math.Min(f, 1)
 }
 
 // Field is the network's prediction of clean data at noise point p for the
