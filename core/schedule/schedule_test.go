@@ -170,10 +170,16 @@ func TestTimesteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An empty timestep_spacing is trailing for DDIM (DDIMDefaultSpacing).
+	if got := from(g); !eqInts(got, []int{999, 899, 799, 699, 599, 499, 399, 299, 199, 99}) {
+		t.Errorf("DDIM default 10: %v", got)
+	}
+	c := DefaultConfig()
+	c.TimestepSpacing = "leading"
+	g, _ = mustNew(t, c).DDIMGrid(10, "")
 	if got := from(g); !eqInts(got, []int{900, 800, 700, 600, 500, 400, 300, 200, 100, 0}) {
 		t.Errorf("DDIM leading 10: %v", got)
 	}
-	c := DefaultConfig()
 	c.TimestepSpacing = "trailing"
 	g, _ = mustNew(t, c).DDIMGrid(3, "")
 	if got := from(g); !eqInts(got, []int{999, 666, 332}) {
@@ -333,5 +339,70 @@ func TestDiscreteLevels(t *testing.T) {
 	}
 	if !s.PointAt(-1).Clean() {
 		t.Error("timestep -1 is not the clean point")
+	}
+}
+
+// TestDDIMDefaultSpacingStartsAtTheTop: with timestep_spacing empty, DDIM and
+// DDPM start every run, however short, at the last training timestep (Lin et
+// al. 2023, section 3.3); a config that names "leading" keeps diffusers'
+// grid, whose one step sits at t = 0; steps_offset implies leading.
+func TestDDIMDefaultSpacingStartsAtTheTop(t *testing.T) {
+	s := mustNew(t, DefaultConfig())
+	if sp := s.DDIMDefaultSpacing(); sp != "trailing" {
+		t.Errorf("default spacing %q, want trailing", sp)
+	}
+	for _, steps := range []int{1, 2, 3, 5, 7, 10, 50, 1000} {
+		for name, grid := range map[string]func(int, string) (Grid, error){"DDIM": s.DDIMGrid, "DDPM": s.DDPMGrid} {
+			g, err := grid(steps, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The last step goes to the clean point, or (DDIM, as diffusers'
+			// trailing grid when N/steps rounds up: 7 steps end 142 → 0)
+			// to timestep 0.
+			last := g.Steps[len(g.Steps)-1].To
+			if len(g.Steps) != steps || g.Steps[0].From.T != 999 || !(last.Clean() || name == "DDIM" && last.T == 0) {
+				t.Errorf("%s %d steps: %d steps from t=%v, last to %+v; want %d from 999 to clean",
+					name, steps, len(g.Steps), g.Steps[0].From.T, last, steps)
+			}
+		}
+	}
+	g, _ := s.DDIMGrid(1, "")
+	if g.Steps[0].From.T != 999 || !g.Steps[0].To.Clean() {
+		t.Errorf("DDIM 1 step: %+v, want 999 → clean", g.Steps[0])
+	}
+	c := DefaultConfig()
+	c.TimestepSpacing = "leading"
+	g, _ = mustNew(t, c).DDIMGrid(1, "")
+	if g.Steps[0].From.T != 0 {
+		t.Errorf("DDIM leading 1 step starts at t=%v, want diffusers' 0", g.Steps[0].From.T)
+	}
+	c = DefaultConfig()
+	c.StepsOffset = 1
+	if sp := mustNew(t, c).DDIMDefaultSpacing(); sp != "leading" {
+		t.Errorf("steps_offset 1: default spacing %q, want leading", sp)
+	}
+	// Euler and DPM-Solver keep diffusers' default (linspace), which starts
+	// at N-1 from two steps on; Euler's one step, t = 0 under linspace, is
+	// trailing's t = N-1 when the config names no spacing.
+	for _, steps := range []int{1, 2, 3} {
+		for name, grid := range map[string]func(int, string) (Grid, error){"Euler": s.EulerGrid, "DPM": s.DPMGrid} {
+			g, err := grid(steps, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Steps[0].From.T != 999 || !g.Steps[steps-1].To.Clean() {
+				t.Errorf("%s %d steps: from t=%v to %+v", name, steps, g.Steps[0].From.T, g.Steps[steps-1].To)
+			}
+		}
+	}
+	g, _ = s.EulerGrid(1, "")
+	if g.InitSigma != g.Steps[0].From.Level {
+		t.Errorf("Euler 1 step: init sigma %v, want σ_max %v", g.InitSigma, g.Steps[0].From.Level)
+	}
+	c = DefaultConfig()
+	c.TimestepSpacing = "linspace"
+	if g, _ := mustNew(t, c).EulerGrid(1, ""); g.Steps[0].From.T != 0 {
+		t.Errorf("Euler linspace 1 step starts at t=%v, want diffusers' 0", g.Steps[0].From.T)
 	}
 }
