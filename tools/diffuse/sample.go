@@ -113,6 +113,7 @@ func runSample(args []string) error {
 	class := fs.Int("class", -1, "class label for class-conditional models (-1: unconditional)")
 	guidance := fs.Float64("guidance", 1, "classifier-free guidance scale (1: none)")
 	sigmas := fs.String("sigmas", "", "sigma spacing: uniform, karras or exponential (default: the model's config)")
+	spacing := fs.String("timestep-spacing", "", "discrete schedules: timestep spacing leading, trailing or linspace, in place of the model's timestep_spacing (Lin et al. 2023, table 2)")
 	rtol := fs.Float64("rtol", 0, "rk45: relative tolerance (default 1e-5)")
 	atol := fs.Float64("atol", 0, "rk45: absolute tolerance (default 1e-5)")
 	endTime := fs.Float64("end-time", 0, "continuous-time models: end time ε before the final denoising (default: the model's)")
@@ -152,6 +153,11 @@ func runSample(args []string) error {
 	if err := limits.Int("--scale", int64(*scale), 1, maxScale); err != nil {
 		return err
 	}
+	switch *spacing {
+	case "", "leading", "trailing", "linspace":
+	default:
+		return fmt.Errorf("--timestep-spacing %q: want leading, trailing or linspace", *spacing)
+	}
 	// Every option is checked before the model is loaded.
 	template := sampler.Options{Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
 		CorrectorSteps: *corrector, Guidance: *guidance}
@@ -165,6 +171,12 @@ func runSample(args []string) error {
 	labels, err := l.classLabels(*class, *guidance)
 	if err != nil {
 		return err
+	}
+	if *spacing != "" {
+		if l.sm.Schedule.Kind != schedule.Discrete {
+			return errors.New("--timestep-spacing: the model's schedule is continuous-time (an SDE); it has no timesteps to space")
+		}
+		l.sm.Schedule.Config.TimestepSpacing = *spacing
 	}
 	shape := l.sm.Shape
 	per := tensor.Numel(shape)

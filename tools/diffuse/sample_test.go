@@ -193,6 +193,8 @@ func TestSampleErrors(t *testing.T) {
 		{[]string{"--weights", w, "--steps", "5000", "--out-npy", filepath.Join(t.TempDir(), "x.npy"), "--quiet"}, "num_train_timesteps"},
 		{[]string{"--weights", w, "--scale", "0", "--out-npy", "x.npy"}, "--scale"},
 		{[]string{"--weights", w, "--scale", "17", "--out-npy", "x.npy"}, "--scale"},
+		{[]string{"--weights", w, "--timestep-spacing", "even", "--out-npy", "x.npy"}, "--timestep-spacing"},
+		{[]string{"--weights", "../../weights/scoresde-mnist.safetensors", "--timestep-spacing", "trailing", "--out-npy", "x.npy"}, "continuous-time"},
 		// 4000 samples of 64×64 at scale 16 make a 67552×66496 grid (18 GB), over
 		// the 8 GiB default budget alone: refused before anything is sampled.
 		{[]string{"--weights", "../../weights/mnist.safetensors", "--class", "1", "--size", "64", "--n", "4000", "--batch", "1",
@@ -221,5 +223,41 @@ func TestSampleAndLikelihoodCommands(t *testing.T) {
 	stdout, _, code = runMain(t, "sample", "--sampler", "list")
 	if code != 0 || !strings.Contains(stdout, "dpmpp_3m") {
 		t.Errorf("sample --sampler list: exit %d, %q", code, stdout)
+	}
+}
+
+// TestSampleTimestepSpacing: --timestep-spacing replaces the model's
+// timestep_spacing. The toy model's config names none, so DDIM's default is
+// trailing (schedule.DDIMDefaultSpacing) and leading gives other samples.
+func TestSampleTimestepSpacing(t *testing.T) {
+	w := toyWeights(t)
+	dir := t.TempDir()
+	run := func(extra ...string) []float32 {
+		t.Helper()
+		out := filepath.Join(dir, "x.npy")
+		args := append([]string{"--weights", w, "--sampler", "ddim", "--steps", "2", "--n", "4", "--seed", "3", "--out-npy", out, "--quiet"}, extra...)
+		if err := runSample(args); err != nil {
+			t.Fatal(err)
+		}
+		a, err := npy.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Float32()
+	}
+	def, trailing, leading := run(), run("--timestep-spacing", "trailing"), run("--timestep-spacing", "leading")
+	same := func(a, b []float32) bool {
+		for i := range a {
+			if a[i] != b[i] {
+				return false
+			}
+		}
+		return len(a) == len(b)
+	}
+	if !same(def, trailing) {
+		t.Error("the default spacing of a config that names none is not trailing")
+	}
+	if same(def, leading) {
+		t.Error("--timestep-spacing leading changed nothing")
 	}
 }
