@@ -214,7 +214,7 @@ async function benchModel(env, cfg, name) {
     onnx = await loadOnnx(env, cfg, name, st);
     r.onnx = onnx.about;
   } catch (e) {
-    r.onnxMissing = `onnx/${name}.onnx not found (${e.message}): run '/usr/bin/python3 tools/bench/export_onnx.py' (needs PyTorch) to make it`;
+    r.onnxMissing = `neither onnx/${name}.onnx nor onnx/${name}.slim.onnx could be read (${e.message}): run tools/bench/make-onnx.sh (needs PyTorch) to make them`;
     log(`${name}: ${r.onnxMissing}; ORT backends skipped`);
   }
   const per = info.shape[0] * info.shape[1] * info.shape[2];

@@ -5,6 +5,9 @@ network with the same weights.
   /usr/bin/python3 tools/bench/export_onnx.py [--weights weights] [--out tools/bench/onnx] [MODEL ...]
 
 MODEL is a file stem in --weights (default: mnist emoji scoresde-mnist toy2d).
+The bench runs the slim graphs made from these exports, which are shipped in
+tools/bench/onnx: tools/bench/make-onnx.sh runs this script and
+onnxweights.mjs to regenerate them.
 Needs PyTorch (any version with torch.onnx; 1.13 was used) and reads the
 network definitions from tools/train (unet2d.py, train_scoresde.py,
 train_toy2d.py). The weights are read from our fp16 .safetensors and upcast to

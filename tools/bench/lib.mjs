@@ -75,9 +75,10 @@ export function checkOnnx(models) {
   const dir = onnxDir();
   const missing = models.filter((m) => !fs.existsSync(path.join(dir, `${m}.onnx`)) && !fs.existsSync(path.join(dir, `${m}.slim.onnx`)));
   if (missing.length) {
-    console.log(`\n!! ONNX files missing in ${path.relative(ROOT, dir) || dir}: ${missing.map((m) => `${m}.onnx`).join(', ')}.\n` +
-      `!! onnxruntime-web cannot be measured on those models (no ratios vs ORT). Make them with\n` +
-      `!!   /usr/bin/python3 tools/bench/export_onnx.py     (needs PyTorch; writes tools/bench/onnx/)\n` +
+    console.log(`\n!! ONNX files missing in ${path.relative(ROOT, dir) || dir}: ${missing.map((m) => `${m}.slim.onnx`).join(', ')}.\n` +
+      `!! onnxruntime-web cannot be measured on those models (no ratios vs ORT). The shipped models'\n` +
+      `!! slim graphs are in git (tools/bench/onnx); make them for another model with\n` +
+      `!!   tools/bench/make-onnx.sh MODEL     (needs PyTorch: apt-get install python3-torch)\n` +
       `!! Our backends are measured anyway.\n`);
   }
   return missing;

@@ -119,7 +119,7 @@ async function main() {
   const results = await core.run({ bench: globalThis.diffuseBench, bytes, ort, gpu, log, onModel }, full);
   fs.rmSync(`${base}.partial.json`, { force: true });
   const res = report(results, true);
-  if (missing.length) res.notes.push(`ONNX missing for ${missing.join(', ')}: ORT not measured there (run /usr/bin/python3 tools/bench/export_onnx.py).`);
+  if (missing.length) res.notes.push(`ONNX missing for ${missing.join(', ')}: ORT not measured there (run tools/bench/make-onnx.sh).`);
   fs.writeFileSync(`${base}.json`, JSON.stringify(res, null, 1));
   const md = markdown(res);
   fs.writeFileSync(`${base}.md`, md);

@@ -6,7 +6,8 @@
 //    linked directly) and serves it with the benchmark page (tools/bench/page),
 //    core.mjs, the SIMD kernels, onnxruntime-web's files out of
 //    web/node_modules/onnxruntime-web/dist (same origin, no CDN), the shipped
-//    weights and the ONNX exports (tools/bench/onnx, made by export_onnx.py)
+//    weights and the ONNX graphs (tools/bench/onnx: the shipped slim ones,
+//    made by make-onnx.sh, or full exports of export_onnx.py)
 //    from a local static server.
 // 2. In headless Chromium with WebGPU (Debian's chromium; on a machine without
 //    a GPU that is SwiftShader), runs core.mjs: per model and backend, one
@@ -218,7 +219,7 @@ async function main() {
   // Playwright gives the browser a fresh temporary profile (user data dir).
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
   const res = { title: SMOKE ? 'Smoke run (not a measurement)' : 'make bench (headless Chromium)', date: new Date().toISOString().slice(0, 10), machine: mach, browser: `Chromium ${browser.version()}`, runtime: `headless Chromium ${browser.version()}, flags ${FLAGS.join(' ')}`, notes: [] };
-  if (missing.length) res.notes.push(`ONNX missing for ${missing.join(', ')}: ORT not measured there (run /usr/bin/python3 tools/bench/export_onnx.py).`);
+  if (missing.length) res.notes.push(`ONNX missing for ${missing.join(', ')}: ORT not measured there (run tools/bench/make-onnx.sh).`);
   try {
     const page = await browser.newPage();
     page.on('console', (m) => {
@@ -260,21 +261,31 @@ async function main() {
 /** The smoke run fails when the harness broke (a model that did not load,
  * no timing at all, backends that disagree with ORT wasm on the same input:
  * then the harness compares different things), never on times. A backend's
- * own error is reported, not failed on: that is the backend's test's job. */
+ * own error is reported, not failed on: that is the backend's test's job.
+ * The comparison with ORT wasm itself must happen on every model (the ONNX
+ * graphs are shipped in tools/bench/onnx), unless BENCH_BACKENDS leaves
+ * ort-wasm out. */
 function smokeCheck(res) {
   const bad = [];
+  const wantOrt = (res.config?.backends || []).includes('ort-wasm');
   for (const m of res.models) {
     if (m.error) { bad.push(`${m.name}: ${m.error}`); continue; }
     let timed = 0;
+    let compared = 0;
     for (const [k, b] of Object.entries(m.backends)) {
       if (b.skipped) continue;
       if (b.error) console.log(`bench smoke: warning: ${m.name} ${k}: ${b.error}`);
       timed += Object.values(b.batches || {}).filter((s) => s.median > 0).length;
       for (const [B, d] of Object.entries(b.vsOrtWasm || {})) {
+        if (k !== 'ort-wasm') compared++;
         if (!(d.relRms < 1e-2)) bad.push(`${m.name} ${k} (${B}): output differs from ORT wasm (rel. RMS ${d.relRms})`);
       }
     }
     if (!timed) bad.push(`${m.name}: no backend produced a timing`);
+    if (wantOrt && m.onnxMissing) bad.push(`${m.name}: ${m.onnxMissing}`);
+    else if (wantOrt && !compared) {
+      bad.push(`${m.name}: nothing was compared with ORT wasm (${m.backends['ort-wasm']?.error || 'no ORT wasm output'})`);
+    }
   }
   if (bad.length) {
     console.error(`bench smoke: FAIL\n  ${bad.join('\n  ')}`);
