@@ -258,8 +258,13 @@ func (s *Schedule) ddimTimesteps(steps int, sigmas string) (ts []float64, sde Gr
 // by timestep_spacing (when empty, DDIMDefaultSpacing: "trailing" where
 // diffusers would use "leading"), each step going to t - N/steps
 // (integer division, as diffusers does whatever the spacing), the last one to
-// ᾱ = 1 (set_alpha_to_one) or to ᾱ_0. SDE schedules use `steps` times uniform
-// in t (or in the noise level, for Karras/exponential) ending at the clean point.
+// ᾱ = 1 (set_alpha_to_one) or to ᾱ_0. With trailing spacing and N/steps not
+// whole, t - N/steps may miss the next timestep by one, and where N/steps
+// rounds up (6, 7, 9, 15, ... steps of 1000) the last step ends at timestep
+// 0 (σ/α ≈ 0.01) rather than at ᾱ = 1: that is diffusers' grid, kept so an
+// empty spacing and a named "trailing" agree. SDE schedules use `steps`
+// times uniform in t (or in the noise level, for Karras/exponential) ending
+// at the clean point.
 func (s *Schedule) DDIMGrid(steps int, sigmas string) (Grid, error) {
 	ts, sde, err := s.ddimTimesteps(steps, sigmas)
 	if err != nil || ts == nil {

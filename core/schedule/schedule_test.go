@@ -377,6 +377,16 @@ func TestDDIMDefaultSpacingStartsAtTheTop(t *testing.T) {
 	if g.Steps[0].From.T != 0 {
 		t.Errorf("DDIM leading 1 step starts at t=%v, want diffusers' 0", g.Steps[0].From.T)
 	}
+	// An empty spacing is trailing with diffusers' quirks: 7 steps of 1000
+	// step by ⌊1000/7⌋ = 142, so the last goes 142 → 0, not to the clean point.
+	g, _ = s.DDIMGrid(7, "")
+	var ts []int
+	for _, st := range g.Steps {
+		ts = append(ts, int(st.From.T))
+	}
+	if !eqInts(ts, []int{999, 856, 713, 570, 428, 285, 142}) || g.Steps[0].To.T != 857 || g.Steps[6].To.T != 0 || g.Steps[6].To.Clean() {
+		t.Errorf("DDIM default 7 steps: %v, first to %v, last to %+v", ts, g.Steps[0].To.T, g.Steps[6].To)
+	}
 	c = DefaultConfig()
 	c.StepsOffset = 1
 	if sp := mustNew(t, c).DDIMDefaultSpacing(); sp != "leading" {
