@@ -273,7 +273,17 @@ export class DiffusionSampler extends HTMLElement {
       const ext = { extent: this._extent || undefined, range: this._model.info.range };
       if (!this._els.xtFig.hidden) drawBatch(e.xt, r.x, r.shape, ext);
       drawBatch(e.x0, r.x, r.shape, ext);
-      e.status.textContent = `Done in ${(r.totalMs / 1000).toFixed(1)} s (${r.nfe} network calls).`;
+      // The strip ends on the final sample, not on x_t at the start of the last step.
+      if (!e.strip.hidden) {
+        let c = e.strip.lastElementChild;
+        if (!c || c.dataset.index !== String(this._lastIndex)) {
+          c = h('canvas', { role: 'img' });
+          e.strip.append(c);
+        }
+        drawSample(c, r.x, r.shape, 0, ext);
+        c.setAttribute('aria-label', 'the final sample');
+      }
+      e.status.textContent = `Done in ${(r.totalMs / 1000).toFixed(1)} s (${r.steps > 0 ? `${r.steps} steps, ` : ''}${r.nfe} network calls).`;
       this._describe(`${r.backend === 'webgpu' ? 'WebGPU' : 'CPU'}, ${(r.totalMs / Math.max(1, r.nfe)).toFixed(0)} ms/call`);
       e.play.textContent = 'Sample again';
       this._set('done');
@@ -294,8 +304,10 @@ export class DiffusionSampler extends HTMLElement {
 
   _onStep(f) {
     this._levels.push(f.level);
+    this._lastIndex = f.index;
     const e = this._els;
-    e.status.textContent = `Step ${f.index + 1}${f.total > 0 ? ` of ${f.total}` : ''}…`;
+    // Steps, not network calls: Heun makes two calls per step.
+    e.status.textContent = f.steps > 0 ? `Step ${f.step + 1} of ${f.steps}…` : `Step ${f.index + 1} (adaptive)…`;
     if (f.x) {
       if (isPoints(f.shape)) this._extent = Math.max(this._extent || 0, drawBatch(document.createElement('canvas'), f.x, f.shape));
       const ext = { extent: this._extent || undefined, range: this._model.info.range };
@@ -305,7 +317,8 @@ export class DiffusionSampler extends HTMLElement {
         const total = f.total > 0 ? f.total : 20;
         if (f.index >= Math.round((this._stripNext * (total - 1)) / 7) || f.index === total - 1) {
           this._stripNext++;
-          const c = h('canvas', { role: 'img', 'aria-label': `x_t at step ${f.index + 1}` });
+          const c = h('canvas', { role: 'img', 'aria-label': `x_t at network call ${f.index + 1}` });
+          c.dataset.index = String(f.index);
           drawSample(c, f.x, f.shape, 0, { extent: this._extent || undefined, range: this._model.info.range });
           e.strip.append(c);
         }

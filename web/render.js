@@ -181,3 +181,327 @@ export async function batchToPNG(data, shape, { index = -1, scale, range } = {})
   ctx.drawImage(src, 0, 0, out.width, out.height);
   return new Promise((resolve, reject) => out.toBlob((b) => (b ? resolve(b) : reject(new Error('PNG encoding failed'))), 'image/png'));
 }
+
+// ---------- model cards: a small, safe markdown renderer ----------
+//
+// renderMarkdown turns a model card (weights/*.md) into DOM nodes. It knows a
+// small subset of markdown: ATX headings, paragraphs, pipe tables, bullet and
+// numbered lists, fenced and indented code, block quotes, rules, and inline
+// code, **bold**, *italic*, [links](url) and ![images](url). It never parses
+// HTML: every character of the card ends up as text (createTextNode /
+// textContent), so markup in a card shows as written. Links keep only
+// http(s), mailto and relative targets; images load only from the page's
+// own origin (anything else is shown as a link to it, not fetched).
+
+const SAFE_LINK = /^(https?:|mailto:)/i;
+
+function resolveURL(href, base) {
+  try {
+    return new URL(href, base || document.baseURI);
+  } catch {
+    return null;
+  }
+}
+
+/** Inline markdown of one line (or joined lines) into nodes appended to parent. */
+function inline(parent, text, base) {
+  let buf = '';
+  const flush = () => { if (buf) { parent.append(document.createTextNode(buf)); buf = ''; } };
+  const wordChar = (c) => !!c && /[\p{L}\p{N}]/u.test(c);
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '\\' && i + 1 < text.length && /[\\`*_{}[\]()#+\-.!|<>~]/.test(text[i + 1])) {
+      buf += text[i + 1];
+      i += 2;
+      continue;
+    }
+    if (c === '`') {
+      let n = 1;
+      while (text[i + n] === '`') n++;
+      const fence = '`'.repeat(n);
+      const end = text.indexOf(fence, i + n);
+      if (end > 0) {
+        flush();
+        const code = document.createElement('code');
+        code.textContent = text.slice(i + n, end).replace(/^ (.*) $/, '$1');
+        parent.append(code);
+        i = end + n;
+        continue;
+      }
+      buf += fence;
+      i += n;
+      continue;
+    }
+    const link = c === '[' || (c === '!' && text[i + 1] === '[') ? parseLink(text, c === '!' ? i + 1 : i) : null;
+    if (link) {
+      flush();
+      const url = resolveURL(link.href, base);
+      if (c === '!') {
+        if (url && url.origin === location.origin && /^https?:$/.test(url.protocol)) {
+          const img = document.createElement('img');
+          img.src = url.href;
+          img.alt = link.text;
+          if (link.title) img.title = link.title;
+          parent.append(img);
+        } else {
+          // Nothing is fetched from another origin: the picture becomes a link.
+          appendLink(parent, url, `${link.text || 'image'} (image on another site, not loaded)`, base);
+        }
+      } else {
+        appendLink(parent, url, null, base, link.text);
+      }
+      i = link.end;
+      continue;
+    }
+    if (c === '<') {
+      const m = /^<((?:https?:\/\/|mailto:)[^\s<>]+)>/i.exec(text.slice(i));
+      if (m) {
+        flush();
+        appendLink(parent, resolveURL(m[1], base), m[1], base);
+        i += m[0].length;
+        continue;
+      }
+    }
+    if ((c === '*' || c === '_') && text[i + 1] === c) {
+      const end = text.indexOf(c + c, i + 2);
+      if (end > i + 2 && text[i + 2] !== ' ' && text[end - 1] !== ' ' && (c === '*' || (!wordChar(text[i - 1]) && !wordChar(text[end + 2])))) {
+        flush();
+        const b = document.createElement('strong');
+        inline(b, text.slice(i + 2, end), base);
+        parent.append(b);
+        i = end + 2;
+        continue;
+      }
+    }
+    if ((c === '*' || c === '_') && text[i + 1] && text[i + 1] !== ' ' && text[i + 1] !== c && (c === '*' || !wordChar(text[i - 1]))) {
+      let end = i + 1;
+      for (;;) {
+        end = text.indexOf(c, end);
+        if (end < 0) break;
+        if (text[end - 1] !== ' ' && text[end + 1] !== c && (c === '*' || !wordChar(text[end + 1]))) break;
+        end++;
+      }
+      if (end > i + 1) {
+        flush();
+        const em = document.createElement('em');
+        inline(em, text.slice(i + 1, end), base);
+        parent.append(em);
+        i = end + 1;
+        continue;
+      }
+    }
+    buf += c;
+    i++;
+  }
+  flush();
+}
+
+/** A [text](href "title") at text[i] ('['): {text, href, title, end} or null. */
+function parseLink(text, i) {
+  let depth = 0;
+  let j = i;
+  for (; j < text.length; j++) {
+    if (text[j] === '\\') { j++; continue; }
+    if (text[j] === '[') depth++;
+    else if (text[j] === ']' && --depth === 0) break;
+  }
+  if (j >= text.length || text[j + 1] !== '(') return null;
+  const m = /^\(\s*(<[^>]*>|[^\s()]*(?:\([^\s()]*\)[^\s()]*)*)(?:\s+"([^"]*)")?\s*\)/.exec(text.slice(j + 1));
+  if (!m) return null;
+  return { text: text.slice(i + 1, j), href: m[1].replace(/^<|>$/g, ''), title: m[2] || '', end: j + 1 + m[0].length };
+}
+
+function appendLink(parent, url, label, base, inlineText) {
+  const raw = url ? url.href : '';
+  if (!url || !(SAFE_LINK.test(url.protocol))) {
+    // javascript:, data: and the like: the text only.
+    if (inlineText !== undefined) inline(parent, inlineText, base);
+    else parent.append(document.createTextNode(label || ''));
+    return;
+  }
+  const a = document.createElement('a');
+  a.href = raw;
+  if (url.origin !== location.origin) {
+    a.rel = 'noopener noreferrer';
+    a.target = '_blank';
+  }
+  if (inlineText !== undefined) inline(a, inlineText, base);
+  else a.textContent = label;
+  parent.append(a);
+}
+
+/** The cells of a table row: split on | outside code spans (\| is a bar). */
+function tableCells(line) {
+  let s = line.trim();
+  if (s.startsWith('|')) s = s.slice(1);
+  if (s.endsWith('|') && !s.endsWith('\\|')) s = s.slice(0, -1);
+  const cells = [];
+  let cur = '';
+  let code = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '\\' && s[i + 1] === '|') { cur += '|'; i++; continue; }
+    if (c === '`') {
+      let n = 1;
+      while (s[i + n] === '`') n++;
+      code = code === n ? 0 : code || n;
+      cur += '`'.repeat(n);
+      i += n - 1;
+      continue;
+    }
+    if (c === '|' && !code) { cells.push(cur.trim()); cur = ''; continue; }
+    cur += c;
+  }
+  cells.push(cur.trim());
+  return cells;
+}
+
+const TABLE_RULE = /^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$/;
+const LIST_ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
+const FENCE = /^\s{0,3}(`{3,}|~{3,})\s*([\w+-]*)/;
+
+/** Renders markdown text as a DocumentFragment (see above). base: the URL
+ * the card's relative links and images are resolved against. headingShift
+ * moves heading levels down (1: "#" becomes h2). */
+export function renderMarkdown(text, { base, headingShift = 0 } = {}) {
+  const frag = document.createDocumentFragment();
+  const lines = String(text).replace(/\r\n?/g, '\n').split('\n');
+  let i = 0;
+  const isBlank = (l) => /^\s*$/.test(l);
+  const startsBlock = (l, next) => FENCE.test(l) || /^\s{0,3}#{1,6}(\s|$)/.test(l) || /^\s{0,3}>/.test(l) ||
+    LIST_ITEM.test(l) || /^\s{0,3}([-*_])(\s*\1){2,}\s*$/.test(l) || (l.includes('|') && next !== undefined && TABLE_RULE.test(next) && next.includes('-'));
+  while (i < lines.length) {
+    const line = lines[i];
+    if (isBlank(line)) { i++; continue; }
+    let m = FENCE.exec(line);
+    if (m) {
+      const close = new RegExp(`^\\s{0,3}${m[1][0] === '`' ? '`' : '~'}{${m[1].length},}\\s*$`);
+      const body = [];
+      i++;
+      while (i < lines.length && !close.test(lines[i])) body.push(lines[i++]);
+      i++;
+      const pre = document.createElement('pre');
+      const code = document.createElement('code');
+      if (m[2]) code.dataset.lang = m[2];
+      code.textContent = body.join('\n');
+      pre.append(code);
+      frag.append(pre);
+      continue;
+    }
+    if (/^( {4}|\t)/.test(line)) {
+      const body = [];
+      while (i < lines.length && (/^( {4}|\t)/.test(lines[i]) || (isBlank(lines[i]) && /^( {4}|\t)/.test(lines[i + 1] || '')))) {
+        body.push(lines[i++].replace(/^( {4}|\t)/, ''));
+      }
+      const pre = document.createElement('pre');
+      const code = document.createElement('code');
+      code.textContent = body.join('\n');
+      pre.append(code);
+      frag.append(pre);
+      continue;
+    }
+    m = /^\s{0,3}(#{1,6})\s*(.*?)\s*#*\s*$/.exec(line);
+    if (m && /^\s{0,3}#{1,6}(\s|$)/.test(line)) {
+      const h = document.createElement(`h${Math.min(6, m[1].length + headingShift)}`);
+      inline(h, m[2], base);
+      frag.append(h);
+      i++;
+      continue;
+    }
+    if (/^\s{0,3}([-*_])(\s*\1){2,}\s*$/.test(line)) {
+      frag.append(document.createElement('hr'));
+      i++;
+      continue;
+    }
+    if (line.includes('|') && i + 1 < lines.length && TABLE_RULE.test(lines[i + 1]) && lines[i + 1].includes('-')) {
+      const head = tableCells(line);
+      const aligns = tableCells(lines[i + 1]).map((c) => (/^:-+:$/.test(c) ? 'center' : /-:$/.test(c) ? 'right' : ''));
+      i += 2;
+      const wrap = document.createElement('div');
+      wrap.className = 'md-table';
+      const table = document.createElement('table');
+      if (head.some((c) => c !== '')) {
+        const thead = document.createElement('thead');
+        const tr = document.createElement('tr');
+        head.forEach((c, k) => {
+          const th = document.createElement('th');
+          if (aligns[k]) th.style.textAlign = aligns[k];
+          inline(th, c, base);
+          tr.append(th);
+        });
+        thead.append(tr);
+        table.append(thead);
+      }
+      const tbody = document.createElement('tbody');
+      while (i < lines.length && !isBlank(lines[i]) && lines[i].includes('|')) {
+        const tr = document.createElement('tr');
+        const cells = tableCells(lines[i]);
+        for (let k = 0; k < Math.max(head.length, 1); k++) {
+          const td = document.createElement('td');
+          if (aligns[k]) td.style.textAlign = aligns[k];
+          inline(td, cells[k] ?? '', base);
+          tr.append(td);
+        }
+        tbody.append(tr);
+        i++;
+      }
+      table.append(tbody);
+      wrap.append(table);
+      frag.append(wrap);
+      continue;
+    }
+    if (/^\s{0,3}>/.test(line)) {
+      const body = [];
+      while (i < lines.length && /^\s{0,3}>/.test(lines[i])) body.push(lines[i++].replace(/^\s{0,3}>\s?/, ''));
+      const q = document.createElement('blockquote');
+      q.append(renderMarkdown(body.join('\n'), { base, headingShift }));
+      frag.append(q);
+      continue;
+    }
+    m = LIST_ITEM.exec(line);
+    if (m) {
+      const ordered = /\d/.test(m[2]);
+      const list = document.createElement(ordered ? 'ol' : 'ul');
+      if (ordered && parseInt(m[2], 10) !== 1) list.start = parseInt(m[2], 10);
+      const indent = m[1].length;
+      while (i < lines.length) {
+        const it = LIST_ITEM.exec(lines[i]);
+        if (!it || /\d/.test(it[2]) !== ordered || it[1].length > indent + 1) break;
+        const parts = [it[3]];
+        i++;
+        // Continuation lines (indented, or lazy ones that start no block).
+        while (i < lines.length && !isBlank(lines[i]) && !LIST_ITEM.exec(lines[i]) && !startsBlock(lines[i], lines[i + 1])) parts.push(lines[i++].trim());
+        const li = document.createElement('li');
+        inline(li, parts.join(' '), base);
+        // A nested list (deeper indentation) belongs to this item.
+        if (i < lines.length) {
+          const sub = LIST_ITEM.exec(lines[i]);
+          if (sub && sub[1].length > indent + 1) {
+            const nested = [];
+            while (i < lines.length && !isBlank(lines[i]) && (/^\s/.test(lines[i]))) nested.push(lines[i++].slice(indent + 2));
+            li.append(renderMarkdown(nested.join('\n'), { base, headingShift }));
+          }
+        }
+        list.append(li);
+        if (i < lines.length && isBlank(lines[i]) && LIST_ITEM.test(lines[i + 1] || '')) i++; // a loose list
+      }
+      frag.append(list);
+      continue;
+    }
+    // A paragraph: lines up to a blank line or the start of another block.
+    const para = [line];
+    i++;
+    while (i < lines.length && !isBlank(lines[i]) && !startsBlock(lines[i], lines[i + 1])) para.push(lines[i++]);
+    const p = document.createElement('p');
+    para.forEach((l, k) => {
+      if (k) {
+        if (/ {2,}$/.test(para[k - 1]) || /\\$/.test(para[k - 1])) p.append(document.createElement('br'));
+        else p.append(' ');
+      }
+      inline(p, l.replace(/\\$/, '').trim(), base);
+    });
+    frag.append(p);
+  }
+  return frag;
+}
