@@ -109,8 +109,9 @@ test-webgpu:
 
 ## bench: our WebGPU and SIMD backends against onnxruntime-web (wasm, 1 thread; webgpu) on every
 ## shipped model in headless Chromium, plus page load to first image (BENCHMARKS.md; BENCH_*
-## variables set models, backends and iteration counts). ORT needs the ONNX exports:
-## /usr/bin/python3 tools/bench/export_onnx.py (PyTorch). Results: dist/bench/bench-*.json and .md
+## variables set models, backends and iteration counts). ORT runs the slim ONNX graphs shipped in
+## tools/bench/onnx (tools/bench/make-onnx.sh regenerates them with PyTorch). Results:
+## dist/bench/bench-*.json and .md
 ## bench-gpu: the same in Node with Dawn (npm webgpu) for a machine with a GPU and no browser
 ## (tools/bench/setup-gpu.sh installs the Vulkan/GLVND libraries)
 ## test-bench-smoke: one iteration of each part of the harness (checks it runs, never times)

@@ -65,7 +65,9 @@ type Config struct {
 	StepsOffset           int   `json:"steps_offset"`
 	// TimestepSpacing is "leading", "trailing" or "linspace" (Lin et al. 2023,
 	// "Common Diffusion Noise Schedules and Sample Steps are Flawed", table 2);
-	// empty means the default of the sampler's diffusers counterpart.
+	// empty means "trailing" for DDIM and DDPM (unless steps_offset is set:
+	// then "leading") and the diffusers default elsewhere (see
+	// DDIMDefaultSpacing in grids.go for why).
 	TimestepSpacing string  `json:"timestep_spacing"`
 	VarianceType    *string `json:"variance_type"`
 

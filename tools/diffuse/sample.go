@@ -113,6 +113,7 @@ func runSample(args []string) error {
 	class := fs.Int("class", -1, "class label for class-conditional models (-1: unconditional)")
 	guidance := fs.Float64("guidance", 1, "classifier-free guidance scale (1: none)")
 	sigmas := fs.String("sigmas", "", "sigma spacing: uniform, karras or exponential (default: the model's config)")
+	clipX0 := fs.Bool("clip-denoised", false, "clip every prediction x̂0 to the data range, any sampler (static thresholding, Saharia et al. 2022); changes the method")
 	spacing := fs.String("timestep-spacing", "", "discrete schedules: timestep spacing leading, trailing or linspace, in place of the model's timestep_spacing (Lin et al. 2023, table 2)")
 	rtol := fs.Float64("rtol", 0, "rk45: relative tolerance (default 1e-5)")
 	atol := fs.Float64("atol", 0, "rk45: absolute tolerance (default 1e-5)")
@@ -206,7 +207,7 @@ func runSample(args []string) error {
 		o := &sampler.Options{
 			Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
 			CorrectorSteps: *corrector, Sigmas: *sigmas, Class: labels, Guidance: *guidance,
-			Seed: *seed, FirstSample: first,
+			Seed: *seed, FirstSample: first, ClipDenoised: *clipX0,
 		}
 		label := fmt.Sprintf("%s %d-%d/%d", info.Name, first+1, first+b, *n)
 		o.Progress = func(s sampler.Step) error { bar.update(label, s); return nil }

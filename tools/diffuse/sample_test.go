@@ -261,3 +261,40 @@ func TestSampleTimestepSpacing(t *testing.T) {
 		t.Error("--timestep-spacing leading changed nothing")
 	}
 }
+
+// TestSampleClipDenoised: --clip-denoised keeps an ODE sampler's samples in
+// the data range; without it the same MNIST run leaves pixels outside it
+// (weights/mnist.md explains why).
+func TestSampleClipDenoised(t *testing.T) {
+	w := filepath.Join("..", "..", "weights", "mnist.safetensors")
+	if _, err := os.Stat(w); err != nil {
+		t.Skip("weights/mnist.safetensors not present")
+	}
+	outside := func(clip bool) int {
+		x := filepath.Join(t.TempDir(), "x.npy")
+		args := []string{"sample", "--weights", w, "--sampler", "euler", "--steps", "3", "--class", "7", "--n", "1", "--seed", "3", "--quiet", "--out-npy", x}
+		if clip {
+			args = append(args, "--clip-denoised")
+		}
+		if _, stderr, code := runMain(t, args...); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		a, err := npy.ReadFile(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, v := range a.Float64() {
+			if v < -1-1e-6 || v > 1+1e-6 {
+				n++
+			}
+		}
+		return n
+	}
+	if n := outside(true); n != 0 {
+		t.Errorf("--clip-denoised: %d pixels outside [-1, 1]", n)
+	}
+	if n := outside(false); n == 0 {
+		t.Errorf("plain Euler: no pixel outside [-1, 1]; the test no longer shows the option's effect")
+	}
+}
