@@ -212,6 +212,13 @@ test('item 5: out-of-range values get an inline message and are not run, whichev
     assert.equal(await page.locator(`#${id}-error`).count(), 0, 'the message goes once the value is fine');
   }
   assert.equal(await sampleNow(page), 'done');
+  // The interpolation's own fields follow the same rule (they were clamped silently).
+  await page.getByLabel('Frames').fill('40');
+  assert.equal(await page.textContent('#interp-frames-error'), 'Frames: 40 is outside 3…32.');
+  await page.getByRole('button', { name: 'Interpolate' }).click();
+  assert.equal(await page.textContent('#interp-status'), 'Not run: Frames: 40 is outside 3…32.');
+  assert.equal(await page.isVisible('.interp-view'), false, 'the interpolation ran');
+  await page.getByLabel('Frames').fill('3');
   // A link with a value out of range opens with the message, and runs nothing.
   const bad = await openApp(ctx, '?model=dev-tiny&sampler=ddim&steps=0&seed=1&class=1');
   assert.equal(await bad.evaluate(() => document.body.dataset.state), 'invalid');
