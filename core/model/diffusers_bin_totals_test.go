@@ -1,15 +1,11 @@
 package model_test
 
 import (
-	"errors"
-	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
-	"time"
 
-	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
+	"github.com/diffuse-web/diffuse/core/model/hostiletest"
 	"github.com/diffuse-web/diffuse/core/torchpt"
 	"github.com/diffuse-web/diffuse/core/torchpt/torchpttest"
 )
@@ -35,41 +31,10 @@ func TestFromDiffusersDirBinTotals(t *testing.T) {
 			dir := t.TempDir()
 			copyFile(t, filepath.Join(binDir, "config.json"), filepath.Join(dir, "config.json"))
 			bin := filepath.Join(dir, "diffusion_pytorch_model.bin")
-			if c.data == nil {
-				if _, err := os.Stat("/dev/zero"); err != nil {
-					t.Skip(err)
-				}
-				if err := os.Symlink("/dev/zero", bin); err != nil {
-					t.Fatal(err)
-				}
-			} else if err := os.WriteFile(bin, c.data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			start := time.Now()
-			_, err := model.FromDiffusersDir(dir)
-			took := time.Since(start)
-			runtime.ReadMemStats(&after)
-			if c.data == nil {
-				var fe *limits.FileError
-				if !errors.As(err, &fe) {
-					t.Fatalf("got %v, want a *limits.FileError", err)
-				}
-			} else {
-				var te *torchpt.Error
-				if !errors.As(err, &te) || te.Kind != c.kind {
-					t.Fatalf("got %v, want a torchpt %v error", err, c.kind)
-				}
-			}
-			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
-				t.Errorf("refused after allocating %s", limits.Bytes(int64(alloc)))
-			}
-			if took > 5*time.Second {
-				t.Errorf("refused after %v", took)
-			}
-			t.Logf("%d-byte file refused in %v: %v", len(c.data), took.Round(time.Millisecond), err)
+			hostiletest.PlaceFile(t, bin, c.data)
+			err := hostiletest.Bounded(t, 32<<20, func() error { _, err := model.FromDiffusersDir(dir); return err })
+			hostiletest.WantCheckpointRefusal(t, err, c.data, c.kind)
+			t.Logf("%d-byte file refused: %v", len(c.data), err)
 		})
 	}
 }

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"errors"
-	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
-	"time"
 
-	"github.com/diffuse-web/diffuse/core/limits"
+	"github.com/diffuse-web/diffuse/core/model/hostiletest"
 	"github.com/diffuse-web/diffuse/core/torchpt"
 	"github.com/diffuse-web/diffuse/core/torchpt/torchpttest"
 )
@@ -32,41 +28,12 @@ func TestConvertLucidTotals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ckpt := filepath.Join(dir, "model-1.pt")
-			if c.data == nil {
-				if _, err := os.Stat("/dev/zero"); err != nil {
-					t.Skip(err)
-				}
-				if err := os.Symlink("/dev/zero", ckpt); err != nil {
-					t.Fatal(err)
-				}
-			} else if err := os.WriteFile(ckpt, c.data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			start := time.Now()
-			err := runConvert([]string{"--from", "lucidrains", ckpt, "--image-size", "8", "-o", filepath.Join(dir, "m.safetensors")})
-			took := time.Since(start)
-			runtime.ReadMemStats(&after)
-			if c.data == nil {
-				var fe *limits.FileError
-				if !errors.As(err, &fe) {
-					t.Fatalf("got %v, want a *limits.FileError", err)
-				}
-			} else {
-				var te *torchpt.Error
-				if !errors.As(err, &te) || te.Kind != torchpt.ErrTooLarge {
-					t.Fatalf("got %v, want a torchpt ErrTooLarge error", err)
-				}
-			}
-			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
-				t.Errorf("refused after allocating %s", limits.Bytes(int64(alloc)))
-			}
-			if took > 5*time.Second {
-				t.Errorf("refused after %v", took)
-			}
-			t.Logf("%d-byte file refused in %v: %v", len(c.data), took.Round(time.Millisecond), err)
+			hostiletest.PlaceFile(t, ckpt, c.data)
+			err := hostiletest.Bounded(t, 32<<20, func() error {
+				return runConvert([]string{"--from", "lucidrains", ckpt, "--image-size", "8", "-o", filepath.Join(dir, "m.safetensors")})
+			})
+			hostiletest.WantCheckpointRefusal(t, err, c.data, torchpt.ErrTooLarge)
+			t.Logf("%d-byte file refused: %v", len(c.data), err)
 		})
 	}
 }
