@@ -876,7 +876,7 @@ function formOptions(settings) {
   };
 }
 
-async function run() {
+async function run({ scroll = true } = {}) {
   if (!state.model) return;
   const bad = checkForm();
   if (bad.length) { refuse(bad); return; }
@@ -895,7 +895,8 @@ async function run() {
   setStatus('Sampling…');
   // On a phone the live view sits below the controls: bring it into view.
   const view = document.getElementById('view');
-  if (matchMedia('(max-width: 899px)').matches && view.getBoundingClientRect().top > innerHeight * 0.6) {
+  // (Not for the run a page starts by itself: a page does not scroll on load.)
+  if (scroll && matchMedia('(max-width: 899px)').matches && view.getBoundingClientRect().top > innerHeight * 0.6) {
     view.scrollIntoView({ behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth', block: 'start' });
   }
   const job = state.sampler.sample(state.model, opts);
@@ -1142,7 +1143,7 @@ async function autorun() {
     document.body.dataset.state = 'ready';
     return;
   }
-  run();
+  run({ scroll: false });
 }
 
 async function main() {
