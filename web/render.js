@@ -493,13 +493,18 @@ export function renderMarkdown(text, { base, headingShift = 0 } = {}) {
     const para = [line];
     i++;
     while (i < lines.length && !isBlank(lines[i]) && !startsBlock(lines[i], lines[i + 1])) para.push(lines[i++]);
+    // Lines join with spaces (a code span or a link may run over a line
+    // break); two trailing spaces or a backslash make a hard break.
     const p = document.createElement('p');
+    let seg = [];
     para.forEach((l, k) => {
-      if (k) {
-        if (/ {2,}$/.test(para[k - 1]) || /\\$/.test(para[k - 1])) p.append(document.createElement('br'));
-        else p.append(' ');
+      const hard = k < para.length - 1 && (/ {2,}$/.test(l) || /\\$/.test(l));
+      seg.push(l.replace(/\\$/, '').trim());
+      if (hard || k === para.length - 1) {
+        inline(p, seg.join(' '), base);
+        if (hard) p.append(document.createElement('br'));
+        seg = [];
       }
-      inline(p, l.replace(/\\$/, '').trim(), base);
     });
     frag.append(p);
   }

@@ -301,6 +301,7 @@ test('item 8: a model card opens in the page, rendered (tables, code, its pictur
       '| a | b |', '|---|---|', '| `x|y` | <b>bold?</b> |',
       '```', '<iframe src="https://example.org"></iframe>', '```',
       '- one **two** *three*', '- `code` snake_case_name',
+      '', 'a `multi', 'line` span',
     ].join('\n');
     const div = document.createElement('div');
     div.append(renderMarkdown(md, { base: new URL('/weights/mnist.md', location.href).href }));
@@ -314,6 +315,7 @@ test('item 8: a model card opens in the page, rendered (tables, code, its pictur
       text: div.textContent,
       cell: div.querySelector('td code')?.textContent,
       li: [...div.querySelectorAll('li')].map((l) => l.innerHTML),
+      codes: [...div.querySelectorAll('p code')].map((c) => c.textContent),
     };
   });
   assert.equal(r.pwned, 0, 'markup in a card ran');
@@ -325,6 +327,7 @@ test('item 8: a model card opens in the page, rendered (tables, code, its pictur
   assert.match(r.text, /<iframe src=/);
   assert.equal(r.cell, 'x|y');
   assert.deepEqual(r.li, ['one <strong>two</strong> <em>three</em>', '<code>code</code> snake_case_name']);
+  assert.deepEqual(r.codes, ['multi line'], 'a code span over a line break');
   await ctx.close();
   assert.deepEqual(w.foreign, [], 'the renderer fetched from another origin');
 });
