@@ -51,6 +51,9 @@ type Entry struct {
 	Images      []string   `json:"images,omitempty"` // files beside the card that it shows
 	Title       string     `json:"title"`
 	Summary     string     `json:"summary,omitempty"`
+	// Hint is the card's "Sampler hint:" line, shown under the page's
+	// sampler picker (which samplers suit this model, and why).
+	Hint string `json:"hint,omitempty"`
 	Shape       []int      `json:"shape"`
 	Conditional bool       `json:"conditional"`
 	Classes     int        `json:"classes,omitempty"`
@@ -199,6 +202,9 @@ func describe(wdir, def string) (*Manifest, error) {
 			if err != nil {
 				return nil, err
 			}
+			if e.Hint, err = cardHint(card); err != nil {
+				return nil, err
+			}
 			if e.Title == "" {
 				e.Title = name
 			}
@@ -270,6 +276,24 @@ func cardText(path string) (title, summary string, err error) {
 		}
 	}
 	return title, clean(strings.Join(para, " ")), sc.Err()
+}
+
+// hintPrefix starts the line of a card that the page shows as its
+// sampler hint.
+const hintPrefix = "Sampler hint:"
+
+// cardHint is the text of the card's "Sampler hint:" line, if any.
+func cardHint(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), hintPrefix); ok {
+			return clean(strings.TrimSpace(rest)), nil
+		}
+	}
+	return "", nil
 }
 
 // clean drops markdown emphasis and code marks from a one-line summary.

@@ -78,3 +78,15 @@ func TestSiteWithDevModels(t *testing.T) {
 		t.Error("-default naming no model was accepted")
 	}
 }
+
+func TestCardHint(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.md")
+	os.WriteFile(p, []byte("# m\n\nSome text.\n\nSampler hint: use **ddim**, or `clipDenoised`.\n"), 0o644)
+	if h, err := cardHint(p); err != nil || h != "use ddim, or clipDenoised." {
+		t.Errorf("hint %q, %v", h, err)
+	}
+	os.WriteFile(p, []byte("# m\n\nNo hint.\n"), 0o644)
+	if h, _ := cardHint(p); h != "" {
+		t.Errorf("hint %q from a card without one", h)
+	}
+}
