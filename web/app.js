@@ -20,7 +20,7 @@ const el = {
   scoreToggle: $('score-field-toggle'), showField: $('show-field'), interpSection: $('interp-section'),
   seedTo: $('seed-to'), diceTo: $('dice-to'), interpFrames: $('interp-frames'), interpRun: $('interp-run'),
   interpStatus: $('interp-status'), interp: $('interp'), interpStrip: $('interp-strip'),
-  clip: $('clip'), samplerHint: $('sampler-hint'), runProgress: $('run-progress'), xtCaption: $('xt-caption'),
+  clip: $('clip'), spacing: $('spacing'), samplerHint: $('sampler-hint'), runProgress: $('run-progress'), xtCaption: $('xt-caption'),
   cardDialog: $('card-dialog'), cardBody: $('card-body'), cardTitle: $('card-title'), cardClose: $('card-close'),
   cardOpen: $('card-open'),
 };
@@ -125,6 +125,7 @@ function readSettings() {
   if (entry?.conditional) s.class = el.cls.value;
   if (entry?.guidance && el.cls.value !== '') s.guidance = el.guidance.value;
   if (el.clip.checked) s.clipDenoised = '1';
+  if (el.spacing.value && !el.spacing.disabled) s.timestepSpacing = el.spacing.value;
   return s;
 }
 
@@ -276,6 +277,8 @@ function buildParams(values = {}) {
   el.params.replaceChildren();
   el.samplerSummary.textContent = info ? info.summary : '';
   const discrete = (currentEntry()?.schedule || '').startsWith('discrete');
+  // Only discrete schedules have timesteps to space, and only samplers on a fixed grid use them.
+  el.spacing.disabled = !discrete || !info?.params.some((p) => p.name === 'steps');
   const steps = info?.params.find((p) => p.name === 'steps');
   el.steps.disabled = !steps;
   el.steps.title = steps ? '' : 'This sampler chooses its own steps';
@@ -873,6 +876,7 @@ function formOptions(settings) {
     class: settings.class === undefined || settings.class === '' ? null : Number(settings.class),
     guidance: settings.guidance === undefined ? 0 : num(settings.guidance, 1),
     clipDenoised: settings.clipDenoised === '1',
+    timestepSpacing: settings.timestepSpacing || '',
   };
 }
 
@@ -1153,6 +1157,7 @@ async function main() {
   const want = urlSettings();
   if (want.seed !== undefined) el.seed.value = want.seed;
   el.clip.checked = ['1', 'true', 'on'].includes(want.clipDenoised);
+  if (['leading', 'trailing', 'linspace'].includes(want.timestepSpacing)) el.spacing.value = want.timestepSpacing;
   if (want.steps !== undefined) el.steps.value = want.steps;
   state.wantBatch = want.batch;
   if (want.guidance !== undefined) el.guidance.value = want.guidance;

@@ -69,6 +69,7 @@ function toRequest(opts) {
     batch: opts.batch || 1,
     sigmas: opts.sigmas || '',
     clipDenoised: !!opts.clipDenoised,
+    timestepSpacing: opts.timestepSpacing || '',
     params: opts.params || {},
   };
 }
@@ -208,7 +209,8 @@ export class Sampler {
   /** Starts sampling; returns a Job (a thenable with cancel()). Options:
    * sampler (registry name, default 'ddim'), steps, eta, guidance, class
    * (null/undefined: unconditional), seed (integer < 2^53), batch, sigmas,
-   * params ({rtol, atol, snr, corrector_steps, end_time}), clipDenoised
+   * params ({rtol, atol, snr, corrector_steps, end_time}), timestepSpacing
+   * ('' | 'leading' | 'trailing' | 'linspace'), clipDenoised
    * (clip every x̂0 to the data range: static thresholding, Saharia et al.
    * 2022; it changes the method, off by default), seedTo (a second
    * seed: the batch becomes a morph from seed to seedTo), onStep(frame),

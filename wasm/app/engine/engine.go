@@ -290,6 +290,9 @@ type Request struct {
 	// ClipDenoised clips every x̂0 to the data range (sampler.Options.ClipDenoised):
 	// an option that changes the method, off by default.
 	ClipDenoised bool `json:"clipDenoised"`
+	// TimestepSpacing replaces the model's timestep_spacing for this run
+	// ("" keeps it; leading, trailing or linspace; discrete schedules only).
+	TimestepSpacing string `json:"timestepSpacing"`
 	// Params holds the sampler's other numeric parameters by registry name
 	// (rtol, atol, end_time, snr, corrector_steps; steps/eta/guidance are
 	// accepted here too).
@@ -475,13 +478,17 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	if b == 0 {
 		b = 1
 	}
-	m := &sampler.Model{Net: net, Schedule: l.Schedule, Shape: l.Info.Shape, NullClass: l.Model.NullClass}
+	sched, err := l.schedule(r)
+	if err != nil {
+		return nil, err
+	}
+	m := &sampler.Model{Net: net, Schedule: sched, Shape: l.Info.Shape, NullClass: l.Model.NullClass}
 	start := time.Now()
 	last := start
 	rs, resident := net.(ResidentSampler)
 	// The GPU-resident samplers implement the plain methods only.
 	resident = resident && rs.Supports(info.Name) && !o.ClipDenoised
-	plan, err := l.plan(info, o)
+	plan, err := plan(sched, info, o)
 	if err != nil {
 		return nil, err
 	}
@@ -558,13 +565,34 @@ func (l *Loaded) Plan(r Request) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.plan(info, o)
+	s, err := l.schedule(r)
+	if err != nil {
+		return nil, err
+	}
+	return plan(s, info, o)
+}
+
+// schedule is the model's schedule with the request's timestep spacing.
+func (l *Loaded) schedule(r Request) (*schedule.Schedule, error) {
+	switch r.TimestepSpacing {
+	case "":
+		return l.Schedule, nil
+	case "leading", "trailing", "linspace":
+	default:
+		return nil, &RequestError{"timestepSpacing", fmt.Sprintf("unknown spacing %q (leading, trailing or linspace)", r.TimestepSpacing)}
+	}
+	if l.Schedule.Kind != schedule.Discrete {
+		return nil, &RequestError{"timestepSpacing", "this model's schedule is continuous-time: it has no timesteps to space"}
+	}
+	s := *l.Schedule // grids read the spacing from the config when they are built
+	s.Config.TimestepSpacing = r.TimestepSpacing
+	return &s, nil
 }
 
 // plan builds the grid the sampler `info` builds for o (the same schedule
 // functions, see core/sampler) and reads its size and end point.
-func (l *Loaded) plan(info sampler.Info, o *sampler.Options) (*Plan, error) {
-	s, err := l.Schedule.WithEndTime(o.EndTime)
+func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Plan, error) {
+	s, err := sched.WithEndTime(o.EndTime)
 	if err != nil {
 		return nil, &RequestError{"end_time", err.Error()}
 	}

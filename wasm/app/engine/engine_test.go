@@ -375,3 +375,35 @@ func TestRunUsesResidentSampler(t *testing.T) {
 		t.Errorf("clipDenoised: err %v, %d resident runs, %d network calls", err, net.runs, net.calls-calls)
 	}
 }
+
+// TestTimestepSpacingOverride: a request's timestepSpacing replaces the
+// schedule's for that run only; one leading DDIM step starts at t = 0, one
+// trailing step at the top, and a bad value names the field.
+func TestTimestepSpacingOverride(t *testing.T) {
+	l := fakeLoaded(t, false, -1)
+	first := func(spacing string) float64 {
+		var lvl float64
+		_, err := l.Run(context.Background(), &shrink{}, Request{Sampler: "ddim", Steps: 1, Seed: 1, TimestepSpacing: spacing}, nil,
+			func(f *Frame) error {
+				if f.Index == 0 {
+					lvl = f.Point.Level
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lvl
+	}
+	lead, trail := first("leading"), first("trailing")
+	if !(lead < 0.1 && trail > 100) {
+		t.Errorf("one step starts at σ/α %v (leading) and %v (trailing); want ≈0.01 and the top (≈157)", lead, trail)
+	}
+	if l.Schedule.Config.TimestepSpacing != "" {
+		t.Errorf("the model's schedule was changed to %q", l.Schedule.Config.TimestepSpacing)
+	}
+	var re *RequestError
+	if _, err := l.Plan(Request{Sampler: "ddim", TimestepSpacing: "sideways"}); !errors.As(err, &re) || re.Field != "timestepSpacing" {
+		t.Errorf("bad spacing: %v", err)
+	}
+}

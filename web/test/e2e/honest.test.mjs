@@ -446,3 +446,36 @@ test('a manifest hint is shown under the sampler picker', { skip }, async () => 
   await ctx.close();
   assertClean(w);
 });
+
+test('timestep spacing: one DDIM step starts at the top with trailing, at t ≈ 0 with leading; in the link; passed to the sampler', { skip }, async () => {
+  const ctx = await browser.newContext({ viewport: DESKTOP });
+  const w = watch(ctx, origin());
+  const page = await openApp(ctx, '?model=dev-tiny&sampler=ddim&steps=1&seed=4&class=1&timestepSpacing=leading');
+  const sel = page.getByLabel('Timestep spacing');
+  assert.equal(await sel.inputValue(), 'leading', 'the link sets the spacing');
+  assert.equal(await sel.isDisabled(), false);
+  // The API reports the level of each run's one network call.
+  const levels = await page.evaluate(async () => {
+    const { createSampler } = await import('/web/diffuse.js');
+    const s = await createSampler({ backend: 'cpu' });
+    const m = await s.loadModel('dev-tiny');
+    const first = async (timestepSpacing) => {
+      let lvl = null;
+      await s.sample(m, { sampler: 'ddim', steps: 1, seed: 4, class: 1, timestepSpacing, onStep: (f) => { if (lvl === null) lvl = f.level; } });
+      return lvl;
+    };
+    const out = { leading: await first('leading'), trailing: await first('trailing') };
+    s.dispose();
+    return out;
+  });
+  assert.ok(levels.leading < 0.1, `one leading step at σ/α ${levels.leading}, want ≈ 0.01`);
+  assert.ok(levels.trailing > 100, `one trailing step at σ/α ${levels.trailing}, want the top`);
+  await sel.selectOption('trailing');
+  assert.equal(await sampleNow(page), 'done');
+  assert.match(page.url(), /[?&]timestepSpacing=trailing/);
+  // rk45 chooses its own steps: no spacing to choose.
+  await page.getByLabel('Sampler', { exact: true }).selectOption('rk45');
+  assert.equal(await sel.isDisabled(), true);
+  await ctx.close();
+  assertClean(w);
+});
