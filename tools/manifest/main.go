@@ -263,6 +263,7 @@ func cardText(path string) (title, summary string, err error) {
 		case title == "" && strings.HasPrefix(line, "# "):
 			title = strings.TrimSpace(line[2:])
 		case title == "":
+		case strings.HasPrefix(line, hintPrefix): // the hint is shown on its own (cardHint)
 		case line == "":
 			if len(para) > 0 {
 				return title, clean(strings.Join(para, " ")), nil

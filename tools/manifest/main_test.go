@@ -85,6 +85,9 @@ func TestCardHint(t *testing.T) {
 	if h, err := cardHint(p); err != nil || h != "use ddim, or clipDenoised." {
 		t.Errorf("hint %q, %v", h, err)
 	}
+	if _, summary, _ := cardText(p); summary != "Some text." {
+		t.Errorf("summary %q: the hint line belongs to the hint only", summary)
+	}
 	os.WriteFile(p, []byte("# m\n\nNo hint.\n"), 0o644)
 	if h, _ := cardHint(p); h != "" {
 		t.Errorf("hint %q from a card without one", h)
