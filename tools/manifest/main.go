@@ -43,17 +43,17 @@ var devFiles embed.FS
 
 // Entry is one model in manifest.json. Paths are relative to the manifest.
 type Entry struct {
-	Name        string     `json:"name"`
-	File        string     `json:"file"`
-	SHA256      string     `json:"sha256"`
-	Size        int64      `json:"size"`
-	Card        string     `json:"card,omitempty"`
-	Images      []string   `json:"images,omitempty"` // files beside the card that it shows
-	Title       string     `json:"title"`
-	Summary     string     `json:"summary,omitempty"`
+	Name    string   `json:"name"`
+	File    string   `json:"file"`
+	SHA256  string   `json:"sha256"`
+	Size    int64    `json:"size"`
+	Card    string   `json:"card,omitempty"`
+	Images  []string `json:"images,omitempty"` // files beside the card that it shows
+	Title   string   `json:"title"`
+	Summary string   `json:"summary,omitempty"`
 	// Hint is the card's "Sampler hint:" line, shown under the page's
 	// sampler picker (which samplers suit this model, and why).
-	Hint string `json:"hint,omitempty"`
+	Hint        string     `json:"hint,omitempty"`
 	Shape       []int      `json:"shape"`
 	Conditional bool       `json:"conditional"`
 	Classes     int        `json:"classes,omitempty"`
@@ -257,8 +257,15 @@ func cardText(path string) (title, summary string, err error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	var para []string
+	inFence := false
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "```") {
+			inFence = !inFence
+		}
+		if inFence && len(para) == 0 { // a code block's lines are not a summary
+			continue
+		}
 		switch {
 		case title == "" && strings.HasPrefix(line, "# "):
 			title = strings.TrimSpace(line[2:])

@@ -93,3 +93,11 @@ func TestCardHint(t *testing.T) {
 		t.Errorf("hint %q from a card without one", h)
 	}
 }
+
+func TestCardSummarySkipsCode(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.md")
+	os.WriteFile(p, []byte("# m\n\n| a | b |\n|---|---|\n\n## Commands\n\n```sh\nmake it\n```\n\nThe real summary.\n"), 0o644)
+	if _, summary, err := cardText(p); err != nil || summary != "The real summary." {
+		t.Errorf("summary %q, %v", summary, err)
+	}
+}
