@@ -53,9 +53,13 @@ type LikelihoodResult struct {
 	NFE int
 }
 
-// check bounds the options after defaults are filled in, and the probe and
-// batch vectors for b samples of n values against the memory budget.
-func (lo *LikelihoodOptions) check(b, n int) error {
+// Check bounds the options (with their defaults filled in): probes,
+// tolerances, the finite-difference step and offset, and the end time as
+// Options.Check does. The CLI calls it before loading a model.
+func (lo *LikelihoodOptions) Check() error {
+	if err := (&Options{EndTime: lo.EndTime}).Check(); err != nil {
+		return err
+	}
 	if err := limits.Int("probes", int64(lo.Probes), 1, limits.MaxProbes); err != nil {
 		return err
 	}
@@ -67,7 +71,13 @@ func (lo *LikelihoodOptions) check(b, n int) error {
 			return err
 		}
 	}
-	if err := limits.Finite("offset", lo.Offset); err != nil {
+	return limits.Finite("offset", lo.Offset)
+}
+
+// check is Check plus the probe and batch vectors for b samples of n values
+// against the memory budget.
+func (lo *LikelihoodOptions) check(b, n int) error {
+	if err := lo.Check(); err != nil {
 		return err
 	}
 	// z (K vectors), the (1+K)-sample network batch in and out, RK45's stages.

@@ -46,31 +46,16 @@ func runLikelihood(args []string) error {
 	if *weights == "" || *xPath == "" {
 		return errors.New("--weights and --x are required")
 	}
-	for _, c := range []struct {
-		name string
-		v    int
-		max  int64
-	}{{"--batch", *batch, limits.MaxBatch}, {"--probes", *probes, limits.MaxProbes}} {
-		if err := limits.Int(c.name, int64(c.v), 1, c.max); err != nil {
-			return err
-		}
+	if err := limits.Int("--batch", int64(*batch), 1, limits.MaxBatch); err != nil {
+		return err
+	}
+	// Every option is checked before the model is loaded (the sampler's own bounds).
+	template := sampler.LikelihoodOptions{RTol: *rtol, ATol: *atol, EndTime: *endTime, Delta: *delta, Probes: *probes, Offset: *offset}
+	if err := template.Check(); err != nil {
+		return asFlag(err)
 	}
 	if (1+*probes)**batch > limits.MaxBatch {
 		return &limits.Error{Field: "--batch × (1 + --probes)", Value: (1 + *probes) * *batch, Limit: fmt.Sprintf("at most %d samples per network call", limits.MaxBatch)}
-	}
-	for _, c := range []struct {
-		name string
-		v    float64
-	}{{"--rtol", *rtol}, {"--atol", *atol}, {"--delta", *delta}} {
-		if err := limits.Float(c.name, c.v, 1e-12, 1); err != nil {
-			return err
-		}
-	}
-	if err := limits.Float("--end-time", *endTime, 0, 0.5); err != nil {
-		return err
-	}
-	if err := limits.Finite("--offset", *offset); err != nil {
-		return err
 	}
 	l, err := loadForSampling(*weights, *size)
 	if err != nil {

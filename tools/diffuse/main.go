@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -127,4 +128,14 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a positive size such as 2GiB or 512MiB", s)
 	}
 	return int64(v * mult), nil
+}
+
+// asFlag names a sampler option's bound by the flag that sets it
+// (end_time → --end-time), so the error points at what the user typed.
+func asFlag(err error) error {
+	var le *limits.Error
+	if errors.As(err, &le) {
+		return &limits.Error{Field: "--" + strings.ReplaceAll(le.Field, "_", "-"), Value: le.Value, Limit: le.Limit}
+	}
+	return err
 }

@@ -163,7 +163,7 @@ func runSample(args []string) error {
 	template := sampler.Options{Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
 		CorrectorSteps: *corrector, Guidance: *guidance}
 	if err := template.Check(); err != nil {
-		return fmt.Errorf("--%s", strings.ReplaceAll(err.Error(), "_", "-"))
+		return asFlag(err)
 	}
 	l, err := loadForSampling(*weights, *size)
 	if err != nil {

@@ -363,9 +363,6 @@ func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
 	if o.Eta != 0 && !takes["eta"] {
 		return info, nil, &RequestError{"eta", fmt.Sprintf("sampler %s has no η", info.Name)}
 	}
-	if o.Eta < 0 || o.Eta > 1 || math.IsNaN(o.Eta) {
-		return info, nil, &RequestError{"eta", fmt.Sprintf("%g is outside 0…1", o.Eta)}
-	}
 	switch o.Sigmas {
 	case "", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential:
 	default:
