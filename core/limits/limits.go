@@ -102,6 +102,18 @@ func Finite(field string, vs ...float64) error {
 	return nil
 }
 
+// FiniteValues checks that every value of a float32 array (weights, an
+// input file, a network output) is a finite number, naming the first that
+// is not by its index.
+func FiniteValues(field string, vs []float32) error {
+	for i, v := range vs {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return &Error{field, fmt.Sprintf("%v at index %d", v, i), "must be finite numbers"}
+		}
+	}
+	return nil
+}
+
 func rangeText(lo, hi float64) string {
 	switch {
 	case lo == 1 && hi >= 1:

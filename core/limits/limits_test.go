@@ -39,12 +39,13 @@ func TestRangesAndMessages(t *testing.T) {
 		{Float("eta", -1, 0, 1), "eta = -1: must be in 0…1"},
 		{AtMost("dim", 1<<20, MaxChannels), "dim = 1048576: must be at most 65536"},
 		{Finite("sigma", 1, math.Inf(1)), "sigma = +Inf: must be a finite number"},
+		{FiniteValues("--x", []float32{0, 1, float32(math.NaN())}), "--x = NaN at index 2: must be finite numbers"},
 	} {
 		if c.err == nil || c.err.Error() != c.want {
 			t.Errorf("got %v, want %q", c.err, c.want)
 		}
 	}
-	if Int("steps", 5, 0, 10) != nil || Float("eta", 0.5, 0, 1) != nil || Finite("x", 1, 2) != nil {
+	if FiniteValues("x", []float32{0, -1, 3e38}) != nil || Int("steps", 5, 0, 10) != nil || Float("eta", 0.5, 0, 1) != nil || Finite("x", 1, 2) != nil {
 		t.Error("a value in range was refused")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -337,10 +336,8 @@ func finiteWeights(params map[string]*tensor.Tensor) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		for i, v := range params[n].Data {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return &limits.Error{Field: "weight " + n, Value: fmt.Sprintf("%v at index %d", v, i), Limit: "weights must be finite numbers"}
-			}
+		if err := limits.FiniteValues("weight "+n, params[n].Data); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
@@ -74,10 +73,10 @@ func evalFiles(m *model.Model, xPath, tPath, cPath string) (*tensor.Tensor, erro
 		return nil, fmt.Errorf("--x: %w", err)
 	}
 	t := ta.Float32()
-	if err := finite("--x", x.Data); err != nil {
+	if err := limits.FiniteValues("--x", x.Data); err != nil {
 		return nil, err
 	}
-	if err := finite("--t", t); err != nil {
+	if err := limits.FiniteValues("--t", t); err != nil {
 		return nil, err
 	}
 	if len(t) == 1 && x.Shape[0] > 1 { // one timestep for the whole batch, as diffusers allows
@@ -89,21 +88,9 @@ func evalFiles(m *model.Model, xPath, tPath, cPath string) (*tensor.Tensor, erro
 	if err != nil {
 		return nil, err
 	}
-	for i, v := range y.Data {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, fmt.Errorf("the network output holds %v at index %d: the weights or inputs are out of float32 range", v, i)
-		}
+	if err := limits.FiniteValues("the network output", y.Data); err != nil {
+		return nil, fmt.Errorf("%w (the weights or inputs are out of float32 range)", err)
 	}
 	fmt.Fprintf(os.Stderr, "eval: %v -> %v\n", x.Shape, y.Shape)
 	return y, nil
-}
-
-// finite refuses NaN and infinities in an input file.
-func finite(flag string, v []float32) error {
-	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return &limits.Error{Field: flag, Value: fmt.Sprintf("%v at index %d", x, i), Limit: "must hold finite numbers"}
-		}
-	}
-	return nil
 }

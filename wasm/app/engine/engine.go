@@ -696,10 +696,8 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 	if b > MaxBatch || !(p.Sigma > 0) || !(p.Alpha > 0) || math.IsInf(p.Sigma, 0) || math.IsInf(p.Alpha, 0) {
 		return nil, &RequestError{"points", "too many points, or a noise level without noise"}
 	}
-	for _, v := range xs {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, &RequestError{"points", "the points must be finite numbers"}
-		}
+	if err := limits.FiniteValues("points", xs); err != nil {
+		return nil, &RequestError{"points", "the points must be finite numbers"}
 	}
 	if err := l.fits(b, b); err != nil {
 		return nil, &RequestError{"points", err.Error()}
