@@ -469,9 +469,7 @@ func (r *runner) denoise(p schedule.Point, x []float64) (x0, eps []float64, err 
 	}
 	if r.o.ClipDenoised {
 		lo, hi := r.s.Config.Range()
-		if &eps[0] == &out[0] {
-			eps = make([]float64, len(x))
-		}
+		eps = make([]float64, len(x)) // not in place: eps may be the network's output
 		for i := range x0 {
 			x0[i] = math.Max(lo, math.Min(hi, x0[i]))
 			eps[i] = (x[i] - a*x0[i]) / s
