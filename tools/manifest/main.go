@@ -198,21 +198,18 @@ func describe(wdir, def string) (*Manifest, error) {
 		card := filepath.Join(wdir, name+".md")
 		if _, err := os.Stat(card); err == nil {
 			e.Card = name + ".md"
-			e.Title, e.Summary, err = cardText(card)
+			b, err := os.ReadFile(card) // read once: title, summary, hint and images come from it
 			if err != nil {
 				return nil, err
 			}
-			if e.Hint, err = cardHint(card); err != nil {
-				return nil, err
-			}
+			text := string(b)
+			e.Title, e.Summary = cardText(text)
+			e.Hint = cardHint(text)
 			if e.Title == "" {
 				e.Title = name
 			}
 			var missing []string
-			e.Images, missing, err = cardImages(wdir, e.Card)
-			if err != nil {
-				return nil, err
-			}
+			e.Images, missing = cardImages(wdir, text)
 			for _, f := range missing {
 				fmt.Fprintf(os.Stderr, "manifest: WARNING: %s shows %s, which is not in %s (make dist copies weights/*.png)\n", e.Card, f, wdir)
 			}
@@ -248,14 +245,9 @@ func describe(wdir, def string) (*Manifest, error) {
 }
 
 // cardText reads a model card's title (its first "# " heading) and summary
-// (the first paragraph after it, in one line).
-func cardText(path string) (title, summary string, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", "", err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+// (the first paragraph after it, in one line) from its text.
+func cardText(text string) (title, summary string) {
+	sc := bufio.NewScanner(strings.NewReader(text))
 	var para []string
 	inFence := false
 	for sc.Scan() {
@@ -273,17 +265,17 @@ func cardText(path string) (title, summary string, err error) {
 		case strings.HasPrefix(line, hintPrefix): // the hint is shown on its own (cardHint)
 		case line == "":
 			if len(para) > 0 {
-				return title, clean(strings.Join(para, " ")), nil
+				return title, clean(strings.Join(para, " "))
 			}
 		case strings.HasPrefix(line, "#") || strings.HasPrefix(line, "|") || strings.HasPrefix(line, "```") || strings.HasPrefix(line, "- "):
 			if len(para) > 0 {
-				return title, clean(strings.Join(para, " ")), nil
+				return title, clean(strings.Join(para, " "))
 			}
 		default:
 			para = append(para, line)
 		}
 	}
-	return title, clean(strings.Join(para, " ")), sc.Err()
+	return title, clean(strings.Join(para, " "))
 }
 
 // hintPrefix starts the line of a card that the page shows as its
@@ -291,17 +283,13 @@ func cardText(path string) (title, summary string, err error) {
 const hintPrefix = "Sampler hint:"
 
 // cardHint is the text of the card's "Sampler hint:" line, if any.
-func cardHint(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
+func cardHint(text string) string {
+	for _, line := range strings.Split(text, "\n") {
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), hintPrefix); ok {
-			return clean(strings.TrimSpace(rest)), nil
+			return clean(strings.TrimSpace(rest))
 		}
 	}
-	return "", nil
+	return ""
 }
 
 // clean drops markdown emphasis and code marks from a one-line summary.

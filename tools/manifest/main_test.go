@@ -12,11 +12,9 @@ import (
 )
 
 func TestCardText(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "m.md")
-	os.WriteFile(p, []byte("# MNIST digits — class-conditional\n\nA **small** UNet\ntrained on `MNIST`.\n\n## Data\nmore\n"), 0o644)
-	title, summary, err := cardText(p)
-	if err != nil || title != "MNIST digits — class-conditional" || summary != "A small UNet trained on MNIST." {
-		t.Fatalf("got %q, %q, %v", title, summary, err)
+	title, summary := cardText("# MNIST digits — class-conditional\n\nA **small** UNet\ntrained on `MNIST`.\n\n## Data\nmore\n")
+	if title != "MNIST digits — class-conditional" || summary != "A small UNet trained on MNIST." {
+		t.Fatalf("got %q, %q", title, summary)
 	}
 }
 
@@ -80,24 +78,20 @@ func TestSiteWithDevModels(t *testing.T) {
 }
 
 func TestCardHint(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "m.md")
-	os.WriteFile(p, []byte("# m\n\nSome text.\n\nSampler hint: use **ddim**, or `clipDenoised`.\n"), 0o644)
-	if h, err := cardHint(p); err != nil || h != "use ddim, or clipDenoised." {
-		t.Errorf("hint %q, %v", h, err)
+	card := "# m\n\nSome text.\n\nSampler hint: use **ddim**, or `clipDenoised`.\n"
+	if h := cardHint(card); h != "use ddim, or clipDenoised." {
+		t.Errorf("hint %q", h)
 	}
-	if _, summary, _ := cardText(p); summary != "Some text." {
+	if _, summary := cardText(card); summary != "Some text." {
 		t.Errorf("summary %q: the hint line belongs to the hint only", summary)
 	}
-	os.WriteFile(p, []byte("# m\n\nNo hint.\n"), 0o644)
-	if h, _ := cardHint(p); h != "" {
+	if h := cardHint("# m\n\nNo hint.\n"); h != "" {
 		t.Errorf("hint %q from a card without one", h)
 	}
 }
 
 func TestCardSummarySkipsCode(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "m.md")
-	os.WriteFile(p, []byte("# m\n\n| a | b |\n|---|---|\n\n## Commands\n\n```sh\nmake it\n```\n\nThe real summary.\n"), 0o644)
-	if _, summary, err := cardText(p); err != nil || summary != "The real summary." {
-		t.Errorf("summary %q, %v", summary, err)
+	if _, summary := cardText("# m\n\n| a | b |\n|---|---|\n\n## Commands\n\n```sh\nmake it\n```\n\nThe real summary.\n"); summary != "The real summary." {
+		t.Errorf("summary %q", summary)
 	}
 }

@@ -77,17 +77,13 @@ func isFile(p string) bool {
 // <img src="...">.
 var cardImage = regexp.MustCompile(`!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)|<img\s[^>]*\bsrc\s*=\s*["']([^"']+)["']`)
 
-// cardImages lists the images a card in wdir shows that are files beside
-// it (links to other sites and paths outside wdir are not the site's), in
-// the order they first appear, and those of them that are missing.
-func cardImages(wdir, card string) (images, missing []string, err error) {
-	b, err := os.ReadFile(filepath.Join(wdir, card))
-	if err != nil {
-		return nil, nil, err
-	}
+// cardImages lists the images a card in wdir (its text) shows that are
+// files beside it (links to other sites and paths outside wdir are not the
+// site's), in the order they first appear, and those of them that are missing.
+func cardImages(wdir, text string) (images, missing []string) {
 	var out []string
 	seen := map[string]bool{}
-	for _, sm := range cardImage.FindAllStringSubmatch(string(b), -1) {
+	for _, sm := range cardImage.FindAllStringSubmatch(text, -1) {
 		src := sm[1] + sm[2]
 		if i := strings.IndexAny(src, "?#"); i >= 0 {
 			src = src[:i]
@@ -109,7 +105,7 @@ func cardImages(wdir, card string) (images, missing []string, err error) {
 		}
 		out = append(out, clean)
 	}
-	return out, missing, nil
+	return out, missing
 }
 
 // Precompression: beside each compressible file of the site, FILE.gz holds

@@ -91,10 +91,11 @@ func TestCardImages(t *testing.T) {
 		"e.png":         "png",
 		"f.png":         "png",
 	})
-	images, missing, err := cardImages(wdir, "c.md")
+	b, err := os.ReadFile(filepath.Join(wdir, "c.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	images, missing := cardImages(wdir, string(b))
 	if want := []string{"c-samples.png", "d.png", "e.png"}; !reflect.DeepEqual(images, want) {
 		t.Errorf("images %q, want %q", images, want)
 	}
@@ -108,10 +109,11 @@ func TestCardImages(t *testing.T) {
 func TestShippedCardsImages(t *testing.T) {
 	cards, _ := filepath.Glob("../../weights/*.md")
 	for _, c := range cards {
-		images, missing, err := cardImages(filepath.Dir(c), filepath.Base(c))
+		b, err := os.ReadFile(c)
 		if err != nil {
 			t.Fatal(err)
 		}
+		images, missing := cardImages(filepath.Dir(c), string(b))
 		if len(missing) > 0 {
 			t.Errorf("%s shows %q, not in weights/", c, missing)
 		}
