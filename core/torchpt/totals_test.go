@@ -13,10 +13,10 @@ import (
 	"github.com/diffuse-web/diffuse/core/torchpt/torchpttest"
 )
 
-// refusedCheaply runs f, which must fail with a *Error of kind whose
-// message names limit, within a few seconds and allocating less than
-// maxAlloc bytes in all.
-func refusedCheaply(t *testing.T, kind ErrKind, limit string, maxAlloc uint64, f func() error) {
+// bounded runs f and fails the test if it allocates maxAlloc bytes or more
+// in all, or takes longer than maxTime (a guard against runaway work, not a
+// benchmark); it returns how long f took and its error.
+func bounded(t *testing.T, maxAlloc uint64, maxTime time.Duration, f func() error) (time.Duration, error) {
 	t.Helper()
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -25,20 +25,37 @@ func refusedCheaply(t *testing.T, kind ErrKind, limit string, maxAlloc uint64, f
 	err := f()
 	took := time.Since(start)
 	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > maxAlloc {
+		t.Errorf("allocated %s (want < %s)", limits.Bytes(int64(alloc)), limits.Bytes(int64(maxAlloc)))
+	}
+	if took > maxTime {
+		t.Errorf("took %v", took)
+	}
+	return took, err
+}
+
+// refusedCheaply runs f, which must fail with a *Error of kind whose
+// message names limit, allocating less than maxAlloc bytes in all and
+// within 60 s: generous enough for js/wasm in Node on a loaded 2-core
+// machine (the repeated-BUILD case takes ~8 s there, milliseconds natively).
+func refusedCheaply(t *testing.T, kind ErrKind, limit string, maxAlloc uint64, f func() error) {
+	t.Helper()
+	took, err := bounded(t, maxAlloc, 60*time.Second, f)
 	wantKind(t, err, kind)
 	if !strings.Contains(err.Error(), limit) {
 		t.Errorf("error %q does not name %s", err, limit)
 	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > maxAlloc {
-		t.Errorf("refused after allocating %s (want < %s)", limits.Bytes(int64(alloc)), limits.Bytes(int64(maxAlloc)))
-	}
-	// A guard against runaway work, not a benchmark: generous enough for
-	// js/wasm in Node on a loaded 2-core machine (the repeated-BUILD case
-	// takes ~8 s there, milliseconds natively).
-	if took > 60*time.Second {
-		t.Errorf("refused after %v", took)
-	}
 	t.Logf("refused in %v: %v", took.Round(time.Millisecond), err)
+}
+
+// loadStateDict loads data and flattens it as a state dict.
+func loadStateDict(data []byte) error {
+	v, err := Load(data)
+	if err != nil {
+		return err
+	}
+	_, _, err = StateDict(v, "")
+	return err
 }
 
 // 2,000 stride-0 tensors of 16M elements over one 1-element storage (a
@@ -49,14 +66,7 @@ func TestExpandBombTotal(t *testing.T) {
 	for _, shared := range []bool{false, true} {
 		data := torchpttest.ExpandBomb(torchpttest.Layout{}, 2000, 1<<24, shared)
 		t.Logf("shared %v: %d-byte file", shared, len(data))
-		refusedCheaply(t, ErrTooLarge, "MaxTotalBytes", 16<<20, func() error {
-			v, err := Load(data)
-			if err != nil {
-				return err
-			}
-			_, _, err = StateDict(v, "")
-			return err
-		})
+		refusedCheaply(t, ErrTooLarge, "MaxTotalBytes", 16<<20, func() error { return loadStateDict(data) })
 	}
 }
 
@@ -66,28 +76,14 @@ func TestExpandBombTotal(t *testing.T) {
 func TestPathBombTotal(t *testing.T) {
 	data := torchpttest.PathBomb(torchpttest.Layout{}, 20, 1<<24)
 	t.Logf("%d-byte file", len(data))
-	refusedCheaply(t, ErrTooLarge, "MaxTotalBytes", 16<<20, func() error {
-		v, err := Load(data)
-		if err != nil {
-			return err
-		}
-		_, _, err = StateDict(v, "")
-		return err
-	})
+	refusedCheaply(t, ErrTooLarge, "MaxTotalBytes", 16<<20, func() error { return loadStateDict(data) })
 }
 
 // With a 1-element tensor the 2^20 paths stay within MaxTotalBytes, but
 // the names themselves are bounded: StateDict stops at maxStateDictTensors.
 func TestPathBombNames(t *testing.T) {
 	data := torchpttest.PathBomb(torchpttest.Layout{}, 20, 1)
-	refusedCheaply(t, ErrTooLarge, "tensors", 64<<20, func() error {
-		v, err := Load(data)
-		if err != nil {
-			return err
-		}
-		_, _, err = StateDict(v, "")
-		return err
-	})
+	refusedCheaply(t, ErrTooLarge, "tensors", 64<<20, func() error { return loadStateDict(data) })
 	// a shallow graph is fine: 2^4 names for one tensor
 	v, err := Load(torchpttest.PathBomb(torchpttest.Layout{}, 4, 1))
 	if err != nil {
