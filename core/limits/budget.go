@@ -18,12 +18,14 @@ const (
 
 var budget atomic.Int64
 
-func init() {
+func init() { budget.Store(defaultBudget()) }
+
+// defaultBudget is WasmBudget in the browser build, NativeBudget elsewhere.
+func defaultBudget() int64 {
 	if runtime.GOARCH == "wasm" {
-		budget.Store(WasmBudget)
-	} else {
-		budget.Store(NativeBudget)
+		return WasmBudget
 	}
+	return NativeBudget
 }
 
 // Budget is the most bytes a model's weights, one network call's live
@@ -34,10 +36,7 @@ func Budget() int64 { return budget.Load() }
 // the previous one.
 func SetBudget(bytes int64) int64 {
 	if bytes <= 0 {
-		bytes = NativeBudget
-		if runtime.GOARCH == "wasm" {
-			bytes = WasmBudget
-		}
+		bytes = defaultBudget()
 	}
 	return budget.Swap(bytes)
 }
