@@ -146,27 +146,16 @@ func (c *Config) checkSizes() error {
 	if err := limits.Int("dim_mults (stages)", int64(len(c.DimMults)), 0, limits.MaxLevels); err != nil {
 		return err
 	}
-	checks := []struct {
+	for _, w := range []struct {
 		field string
-		v     int
-	}{{"dim", c.Dim}, {"init_dim", c.InitDim}, {"out_dim", c.OutDim}, {"channels", c.Channels}, {"learned_sinusoidal_dim", c.LearnedSinusoidalDim}}
-	for i := range c.DimMults {
-		checks = append(checks, struct {
-			field string
-			v     int
-		}{"dim_mults", c.DimMults[i]})
-	}
-	for _, hs := range [][]int{c.AttnHeads, c.AttnDimHead} {
-		for _, v := range hs {
-			checks = append(checks, struct {
-				field string
-				v     int
-			}{"attn_heads / attn_dim_head", v})
-		}
-	}
-	for _, ch := range checks {
-		if err := limits.AtMost(ch.field, int64(ch.v), limits.MaxChannels); err != nil {
-			return err
+		vs    []int
+	}{{"dim", []int{c.Dim}}, {"init_dim", []int{c.InitDim}}, {"out_dim", []int{c.OutDim}}, {"channels", []int{c.Channels}},
+		{"learned_sinusoidal_dim", []int{c.LearnedSinusoidalDim}}, {"dim_mults", c.DimMults},
+		{"attn_heads", c.AttnHeads}, {"attn_dim_head", c.AttnDimHead}} {
+		for _, v := range w.vs {
+			if err := limits.AtMost(w.field, int64(v), limits.MaxChannels); err != nil {
+				return err
+			}
 		}
 	}
 	for _, m := range c.DimMults {
