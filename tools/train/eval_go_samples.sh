@@ -8,13 +8,16 @@
 #   bash tools/train/eval_go_samples.sh likelihood  # ScoreNet bits/dim on held-out digits
 #   bash tools/train/eval_go_samples.sh likelihood_torch  # independent PyTorch check of those bits/dim (after likelihood)
 #   bash tools/train/eval_go_samples.sh toy2d       # 2000 points, DDPM 1000 steps -> NN distance + scatter PNG
+#   bash tools/train/eval_go_samples.sh table       # every sampler x 10/25/50 steps on MNIST -> $OUT/table.md
 #   bash tools/train/eval_go_samples.sh all
 #
 # Env: OUT (default /tmp/go_eval), N_PER (MNIST samples per digit, 10), SEED (base seed, 0),
 #      LIK_N (held-out digits for the likelihood, 16), PY (python with numpy+torch, /usr/bin/python3),
 #      MNIST_W, EMOJI_W (weights to sample, default the shipped ones), DIGITS (sampling order of the ten digits,
 #      "0 1 2 3 4 5 6 7 8 9"; the grid and eval need all ten),
-#      CLS (classifier folder, tools/train/out/gpu_run/classifier), DATA (tools/train/data).
+#      CLS (classifier folder, tools/train/out/gpu_run/classifier), DATA (tools/train/data),
+#      BACKEND (passed to diffuse --backend when set), GUIDANCE (table: 2), STEPS_LIST (table: "10 25 50"),
+#      SAMPLERS (table: every sampler of `diffuse sample --sampler list`), TABLE_W (table: weights/mnist.safetensors).
 # Writes the grids to $OUT/*.png (copy them to weights/NAME-samples.png by hand) and the numbers to $OUT/*.json|.txt.
 # Cost on 2 contended vCPUs: see weights/*.md.
 set -euo pipefail
@@ -32,12 +35,19 @@ mkdir -p "$OUT"
 go build -o "$BIN" ./tools/diffuse
 t() { /usr/bin/time -f "  [%e s wall, %U s user]" "$@"; }
 
-mnist() {
-  echo "== MNIST: $N_PER per digit, ddim 25 steps, guidance 2, seeds $SEED+D"
+# mnist_digits SAMPLER STEPS GUIDANCE WEIGHTS: N_PER samples of each digit (seed SEED+D, one network batch per
+# digit) into $OUT/mnist_d$D.npy, stacked into $OUT/mnist_go_x.npy / _y.npy with a grid $OUT/mnist-samples.png;
+# the CLI's summary lines ("... N network calls in T s") go to $OUT/calls.txt.
+mnist_digits() {
+  local s="$1" k="$2" g="$3" w="$4"
+  local stepflag=(--steps "$k"); [ "$s" = rk45 ] && stepflag=()
+  : > "$OUT/calls.txt"
   for D in ${DIGITS:-0 1 2 3 4 5 6 7 8 9}; do
-    t "$BIN" sample --weights "${MNIST_W:-weights/mnist.safetensors}" --sampler ddim --steps 25 --guidance 2 \
-      --class "$D" --n "$N_PER" --batch "$N_PER" --seed $((SEED + D)) --quiet --out-npy "$OUT/mnist_d$D.npy"
+    "$BIN" sample --weights "$w" --sampler "$s" "${stepflag[@]}" --guidance "$g" ${BACKEND:+--backend "$BACKEND"} \
+      --class "$D" --n "$N_PER" --batch "$N_PER" --seed $((SEED + D)) --out-npy "$OUT/mnist_d$D.npy" \
+      2> >(tr '\r' '\n' | grep 'network calls in' >> "$OUT/calls.txt")
   done
+  wait
   "$PY" - "$OUT" "$N_PER" <<'EOF'
 import sys, numpy as np
 from PIL import Image
@@ -55,6 +65,11 @@ for d in range(10):
 Image.fromarray(img).save(out + "/mnist-samples.png")
 print("samples", x.shape, "labels", np.bincount(y).tolist())
 EOF
+}
+
+mnist() {
+  echo "== MNIST: $N_PER per digit, ddim 25 steps, guidance 2, seeds $SEED+D"
+  t mnist_digits ddim 25 2 "${MNIST_W:-weights/mnist.safetensors}"
   "$PY" tools/train/eval_mnist.py --samples "$OUT/mnist_go_x.npy" --labels "$OUT/mnist_go_y.npy" \
     --classifier "$CLS" --data "$DATA" --device cpu --json "$OUT/eval_mnist_go.json"
 }
@@ -166,8 +181,45 @@ scatter_png(out + "/toy2d-samples.png", xs.numpy(), ref.numpy())
 EOF2
 }
 
+# table: README's and the card's per-sampler quality table. Every sampler at every step count of STEPS_LIST
+# (rk45 once, at its default tolerances: its steps are adaptive), N_PER per digit (n = 10*N_PER), guidance
+# GUIDANCE, the same seeds in every cell: accuracy of the requested digit and FD from eval_mnist.py, network
+# calls per sample (a guided call evaluates the conditional and unconditional batch together) and wall time.
+# Each row goes to $OUT/table.md as its cell finishes; each cell's grid to $OUT/table-SAMPLER-STEPS.png.
+table() {
+  local w="${TABLE_W:-weights/mnist.safetensors}" g="${GUIDANCE:-2}"
+  local list="${SAMPLERS:-$("$BIN" sample --sampler list | awk '/^[a-z]/{print $1}')}"
+  local md="$OUT/table.md"
+  {
+    echo "<!-- $(basename "$w"): $((10 * N_PER)) samples per cell ($N_PER per digit, seeds $SEED+digit), guidance $g, backend ${BACKEND:-default}, $(nproc) cores, $(date -u +%F) -->"
+    echo "| sampler | steps | network calls / sample | requested digit | FD | wall s |"
+    echo "|---|---:|---:|---:|---:|---:|"
+  } > "$md"
+  for s in $list; do
+    local ks="${STEPS_LIST:-10 25 50}"; [ "$s" = rk45 ] && ks="adaptive"
+    for k in $ks; do
+      echo "== table: $s, steps $k"
+      local t0; t0=$(date +%s.%N)
+      mnist_digits "$s" "${k/adaptive/0}" "$g" "$w" > /dev/null
+      local dt; dt=$(echo "$(date +%s.%N) - $t0" | bc)
+      "$PY" tools/train/eval_mnist.py --samples "$OUT/mnist_go_x.npy" --labels "$OUT/mnist_go_y.npy" \
+        --classifier "$CLS" --data "$DATA" --device cpu --json "$OUT/cell.json" > /dev/null
+      cp "$OUT/mnist-samples.png" "$OUT/table-$s-$k.png"
+      "$PY" - "$OUT" "$s" "$k" "$dt" >> "$md" <<'EOF2'
+import sys, json, re
+out, s, k, dt = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+r = json.load(open(out + "/cell.json"))
+calls = [int(m.group(1)) for m in re.finditer(r"(\d+) network calls in", open(out + "/calls.txt").read())]
+per = sum(calls) / len(calls)  # one batch per digit: a run's calls are each sample's calls
+print("| %s | %s | %.0f | %.1f%% | %.2f | %.0f |" % (s, k, per, 100 * r["accuracy"], r["fd"], dt))
+EOF2
+      tail -1 "$md"
+    done
+  done
+}
+
 case "${1:-all}" in
-  mnist) mnist ;; emoji) emoji ;; toy2d) toy2d ;; scoresde) scoresde ;; likelihood) likelihood ;; likelihood_torch) likelihood_torch ;;
+  mnist) mnist ;; table) table ;; emoji) emoji ;; toy2d) toy2d ;; scoresde) scoresde ;; likelihood) likelihood ;; likelihood_torch) likelihood_torch ;;
   all) mnist; emoji; scoresde; likelihood; likelihood_torch; toy2d ;;
-  *) echo "usage: $0 mnist|emoji|scoresde|likelihood|likelihood_torch|toy2d|all"; exit 2 ;;
+  *) echo "usage: $0 mnist|table|emoji|scoresde|likelihood|likelihood_torch|toy2d|all"; exit 2 ;;
 esac
