@@ -163,10 +163,11 @@ func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 // tables fills betas, ᾱ and the noise levels with the float32 rounding
 // diffusers' schedulers apply (__init__ of DDIMScheduler,
 // EulerDiscreteScheduler, DPMSolverMultistepScheduler, ...), so that grids
-// and steps reproduce theirs to float32 precision: near t = 0, 1-ᾱ is a
-// few 1e-4, and float32 rounding of ᾱ moves it by up to 1.7e-4 relative,
-// which in float64 moved Karras timesteps (_sigma_to_t) by 1e-3 and the
-// last steps of x0-predicting DDIM by ~1e-5.
+// and steps reproduce theirs to float32 precision: near t = 0, 1-ᾱ is
+// 1e-4 or less (4.1e-5 for cosine), and float32 rounding of ᾱ moves it by
+// up to 5e-4 relative. With a float64 table, Karras timesteps
+// (_sigma_to_t) were off by 1e-3 and the last steps of x0-predicting DDIM
+// by up to 1.7e-5 (core/sampler testdata/diffusers cases, issue #19).
 //
 //   - diffusers computes the betas as a float32 tensor (torch.linspace in
 //     float32; scaled_linear squares the float32 root in float32, see New)
