@@ -293,8 +293,9 @@ func (s *Schedule) LevelAt(t float64) float64 {
 }
 
 // TimeAt inverts LevelAt. For discrete schedules it is diffusers'
-// _sigma_to_t: interpolation of log-levels, linear in t, so TimeAt(LevelAt(t))
-// equals t only at integer t.
+// _sigma_to_t: interpolation of log-levels, linear in t, over the float32
+// log-level table (see tables), so TimeAt(LevelAt(t)) is t only to about
+// 1e-5, and only at integer t.
 func (s *Schedule) TimeAt(level float64) float64 {
 	switch s.Kind {
 	case VP:
