@@ -23,6 +23,7 @@ import (
 
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/x448/float16"
 )
 
 // MaxHeaderSize is the largest header accepted, the reference implementation's
@@ -521,9 +522,7 @@ func (t *TensorInfo) Float32() ([]float32, error) {
 	le := binary.LittleEndian
 	switch t.DType {
 	case F16:
-		for i := range out {
-			out[i] = f16ToF32(le.Uint16(d[2*i:]))
-		}
+		tensor.DecodeF16(out, d, le)
 	case BF16:
 		for i := range out {
 			out[i] = math.Float32frombits(uint32(le.Uint16(d[2*i:])) << 16)
@@ -539,7 +538,7 @@ func (t *TensorInfo) Float32() ([]float32, error) {
 	case F8E5M2:
 		// E5M2 is binary16 with the low mantissa byte dropped.
 		for i := range out {
-			out[i] = f16ToF32(uint16(d[i]) << 8)
+			out[i] = float16.Frombits(uint16(d[i]) << 8).Float32()
 		}
 	case F8E4M3:
 		for i := range out {

@@ -184,11 +184,6 @@ func appendString(b []byte, s string) []byte {
 	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})...)
 }
 
-// f16ToF32 widens an IEEE binary16 value.
-func f16ToF32(h uint16) float32 {
-	return float16.Frombits(h).Float32()
-}
-
 // f32ToBF16 rounds to the nearest bfloat16, ties to even. NaNs stay NaN
 // (rounding could otherwise carry a NaN's payload into infinity).
 func f32ToBF16(f float32) uint16 {

@@ -160,8 +160,12 @@ func TestResumeRK45(t *testing.T) {
 	if got.NFE != want.NFE || len(idx) != len(steps)-at-1 || idx[0] != at+1 {
 		t.Errorf("resumed: %d evaluations, progress %v; want %d, %d..%d", got.NFE, idx, want.NFE, at+1, len(steps)-1)
 	}
+	// Not bit-exact: the checkpoint holds X = α·y, and X/α may be an ulp
+	// off y, which can flip the float32 rounding of a network input (6e-8
+	// relative); from step 3 that leaves 2.9e-9 at the end (0 from steps
+	// 1, 2, 4 and 5).
 	for i := range want.X {
-		if d := math.Abs(got.X[i] - want.X[i]); d > 1e-9 {
+		if d := math.Abs(got.X[i] - want.X[i]); d > 1e-8 {
 			t.Fatalf("resumed result differs by %g at %d", d, i)
 		}
 	}

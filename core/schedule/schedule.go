@@ -108,10 +108,11 @@ func New(c Config) (*Schedule, error) {
 			}
 		case "scaled_linear":
 			// Rombach et al. 2022 (latent diffusion): linear in sqrt(beta).
+			// diffusers squares the float32 roots in float32 (see tables).
 			a, b := math.Sqrt(c.BetaStart), math.Sqrt(c.BetaEnd)
 			for i := range betas {
-				r := a + (b-a)*float64(i)/float64(n-1)
-				betas[i] = r * r
+				r := f32(a + (b-a)*float64(i)/float64(n-1))
+				betas[i] = f32(r * r)
 			}
 		case "squaredcos_cap_v2":
 			// Nichol & Dhariwal 2021, "Improved DDPM", eq. 17 with s = 0.008:
@@ -145,17 +146,7 @@ func New(c Config) (*Schedule, error) {
 			}
 		}
 	}
-	s.betas = append([]float64(nil), betas...)
-	s.alphasCumprod = make([]float64, n)
-	s.levels = make([]float64, n)
-	s.logLevels = make([]float64, n)
-	p := 1.0
-	for i, b := range betas {
-		p *= 1 - b
-		s.alphasCumprod[i] = p
-		s.levels[i] = math.Sqrt((1 - p) / p)
-		s.logLevels[i] = math.Log(s.levels[i])
-	}
+	s.tables(betas)
 	for i := 1; i < n; i++ {
 		if !(s.levels[i] > s.levels[i-1]) {
 			return nil, fieldErr("trained_betas", "noise level does not increase at timestep %d", i)
@@ -168,6 +159,62 @@ func New(c Config) (*Schedule, error) {
 }
 
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+
+// tables fills betas, ᾱ and the noise levels with the float32 rounding
+// diffusers' schedulers apply (__init__ of DDIMScheduler,
+// EulerDiscreteScheduler, DPMSolverMultistepScheduler, ...), so that grids
+// and steps reproduce theirs to float32 precision: near t = 0, 1-ᾱ is
+// 1e-4 or less (4.1e-5 for cosine), and float32 rounding of ᾱ moves it by
+// up to 5e-4 relative. With a float64 table, Karras timesteps
+// (_sigma_to_t) were off by 1e-3 and the last steps of x0-predicting DDIM
+// by up to 1.7e-5 (core/sampler testdata/diffusers cases, issue #19).
+//
+//   - diffusers computes the betas as a float32 tensor (torch.linspace in
+//     float32; scaled_linear squares the float32 root in float32, see New)
+//     and alphas = 1 - betas in float32. torch.linspace rounds its float32
+//     steps in a CPU-dependent (vectorised) order, so a beta may differ from
+//     torch's by an ulp; measured against torch 1.13 (AVX2), the resulting
+//     1-ᾱ are identical for t < 200 and within 6e-8 relative above.
+//   - ᾱ = torch.cumprod(alphas): on the CPU, torch accumulates float32
+//     products in float64 and rounds each partial product to float32.
+//   - levels σ = ((1-ᾱ)/ᾱ)^0.5 are float32 tensor arithmetic, and the
+//     log-levels of _sigma_to_t are np.log of that float32 array.
+//
+// trained_betas are not rounded, only ᾱ and the levels: the lucidrains
+// conversion (core/lucid.Schedule) stores betas whose float64 product is
+// the checkpoint's float32 ᾱ buffer, which rounding 1-β to float32 would
+// move by ~1e-5. lucidrains_sigmoid stays float64 throughout, as
+// denoising-diffusion-pytorch computes its schedule (it casts to float32
+// only after deriving 1-ᾱ and the other buffers).
+func (s *Schedule) tables(betas []float64) {
+	c := s.Config
+	lucid := c.TrainedBetas == nil && c.BetaSchedule == "lucidrains_sigmoid"
+	roundBetas := c.TrainedBetas == nil && !lucid
+	r := func(v float64) float64 {
+		if lucid {
+			return v
+		}
+		return f32(v)
+	}
+	n := len(betas)
+	s.betas = append([]float64(nil), betas...)
+	s.alphasCumprod = make([]float64, n)
+	s.levels = make([]float64, n)
+	s.logLevels = make([]float64, n)
+	p := 1.0
+	for i, b := range s.betas {
+		a := 1 - b
+		if roundBetas {
+			s.betas[i] = f32(b)
+			a = f32(1 - s.betas[i])
+		}
+		p *= a
+		ac := r(p)
+		s.alphasCumprod[i] = ac
+		s.levels[i] = r(math.Sqrt(r(r(1-ac) / ac)))
+		s.logLevels[i] = r(math.Log(s.levels[i]))
+	}
+}
 
 // Betas returns the discrete schedule's betas (nil for SDE schedules).
 func (s *Schedule) Betas() []float64 { return append([]float64(nil), s.betas...) }
@@ -246,8 +293,9 @@ func (s *Schedule) LevelAt(t float64) float64 {
 }
 
 // TimeAt inverts LevelAt. For discrete schedules it is diffusers'
-// _sigma_to_t: interpolation of log-levels, linear in t, so TimeAt(LevelAt(t))
-// equals t only at integer t.
+// _sigma_to_t: interpolation of log-levels, linear in t, over the float32
+// log-level table (see tables), so TimeAt(LevelAt(t)) is t only to about
+// 1e-5, and only at integer t.
 func (s *Schedule) TimeAt(level float64) float64 {
 	switch s.Kind {
 	case VP:

@@ -21,20 +21,25 @@ func mustNew(t *testing.T, c Config) *Schedule {
 
 func relClose(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Abs(b) }
 
-// Reference values computed independently (Python, float64) from the
-// published formulas; the linear and scaled_linear ones are the well-known
-// final ᾱ of DDPM (4.036e-5) and Stable Diffusion (0.00466).
+// Reference values: for the diffusers schedules, diffusers' own float32
+// tables (DDIMScheduler.__init__, printed by
+// core/sampler/testdata/diffusers_cases.py); the float64 formulas give the
+// well-known final ᾱ of DDPM (4.036e-5) and Stable Diffusion (0.00466),
+// which float32 rounding of 1-β moves by up to 1.3e-5 (cosine, whose last
+// β is 0.999). ᾱ_999 may differ from torch's by a few float32 ulps: torch's
+// linspace rounds some betas the other way (see schedule.tables). The
+// lucidrains schedule is float64 (Python, from the published formula).
 func TestBetaSchedules(t *testing.T) {
 	cases := []struct {
 		name, sched      string
 		start, end       float64
-		lastAbar         float64
+		lastAbar, tol    float64
 		firstB, lastBeta float64
 	}{
-		{"ddpm linear", "linear", 0.0001, 0.02, 4.0358297653756754e-05, 0.0001, 0.02},
-		{"sd scaled_linear", "scaled_linear", 0.00085, 0.012, 0.004660098513077234, 0.00085, 0.012},
-		{"cosine", "squaredcos_cap_v2", 0, 0, 2.4287669070348567e-09, 4.128422482196914e-05, 0.999},
-		{"lucidrains sigmoid", "lucidrains_sigmoid", 0, 0, 3.0027919974932843e-07, 0.00030027919974917605, 0.999},
+		{"ddpm linear", "linear", 0.0001, 0.02, 4.0358307160204276e-05, 1e-6, 9.999999747378752e-05, 0.019999999552965164},
+		{"sd scaled_linear", "scaled_linear", 0.00085, 0.012, 0.0046600960195064545, 1e-6, 0.0008499999530613422, 0.011999999172985554},
+		{"cosine", "squaredcos_cap_v2", 0, 0, 2.4287349909002387e-09, 1e-9, 4.128422369831242e-05, 0.9990000128746033},
+		{"lucidrains sigmoid", "lucidrains_sigmoid", 0, 0, 3.0027919974932843e-07, 1e-9, 0.00030027919974917605, 0.999},
 	}
 	for _, c := range cases {
 		cfg := DefaultConfig()
@@ -44,7 +49,7 @@ func TestBetaSchedules(t *testing.T) {
 		}
 		s := mustNew(t, cfg)
 		b, a := s.Betas(), s.AlphasCumprod()
-		if !relClose(a[999], c.lastAbar, 1e-9) || !relClose(b[0], c.firstB, 1e-9) || !relClose(b[999], c.lastBeta, 1e-12) {
+		if !relClose(a[999], c.lastAbar, c.tol) || !relClose(b[0], c.firstB, 1e-12) || !relClose(b[999], c.lastBeta, 1e-12) {
 			t.Errorf("%s: ᾱ_999 %v β_0 %v β_999 %v, want %v %v %v", c.name, a[999], b[0], b[999], c.lastAbar, c.firstB, c.lastBeta)
 		}
 	}
@@ -324,7 +329,10 @@ func TestContinuousSchedules(t *testing.T) {
 func TestDiscreteLevels(t *testing.T) {
 	s := mustNew(t, DefaultConfig())
 	for _, i := range []int{0, 1, 500, 998, 999} {
-		if got := s.TimeAt(s.LevelAt(float64(i))); math.Abs(got-float64(i)) > 1e-9 {
+		// Not exact: as in diffusers' _sigma_to_t, the log-level table is
+		// float32 and the level's own log float64 (a float32 ulp of log σ
+		// over the log step between timesteps: up to 2e-5).
+		if got := s.TimeAt(s.LevelAt(float64(i))); math.Abs(got-float64(i)) > 1e-4 {
 			t.Errorf("TimeAt(level %d) = %v", i, got)
 		}
 		p := s.PointAt(float64(i))
@@ -414,5 +422,39 @@ func TestDDIMDefaultSpacingStartsAtTheTop(t *testing.T) {
 	c.TimestepSpacing = "linspace"
 	if g, _ := mustNew(t, c).EulerGrid(1, ""); g.Steps[0].From.T != 0 {
 		t.Errorf("Euler linspace 1 step starts at t=%v, want diffusers' 0", g.Steps[0].From.T)
+	}
+}
+
+// TestEulerKarrasTimestepsMatchDiffusers: EulerDiscreteScheduler
+// (scaled_linear, use_karras_sigmas, 25 steps) maps its Karras sigmas to
+// timesteps by _sigma_to_t over diffusers' float32 log-sigma table. Its
+// timesteps, printed by core/sampler/testdata/diffusers_cases.py (diffusers'
+// own scheduler source), hold the issue #19 values 8.74435 and 2.40118 at
+// calls 22 and 23; a float64 ᾱ table gave 8.74340 and 2.40056.
+func TestEulerKarrasTimestepsMatchDiffusers(t *testing.T) {
+	want := []float64{999.0, 978.40625, 956.3186645507812, 932.5187377929688, 906.738525390625,
+		878.6451416015625, 847.822021484375, 813.7426147460938, 775.74169921875, 732.9865112304688,
+		684.4707641601562, 629.08740234375, 565.8893432617188, 494.70196533203125, 417.0621032714844,
+		336.8276672363281, 259.3745422363281, 189.56402587890625, 130.3094940185547, 82.6976547241211,
+		46.876380920410156, 22.61182975769043, 8.744349479675293, 2.4011826515197754, 0.0}
+	cfg := DefaultConfig()
+	cfg.BetaSchedule = "scaled_linear"
+	cfg.UseKarrasSigmas = true
+	g, err := mustNew(t, cfg).EulerGrid(25, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Steps) != len(want) {
+		t.Fatalf("%d steps, want %d", len(g.Steps), len(want))
+	}
+	for i, w := range want {
+		// 5e-7 relative: our σ_max (the level at t = 999) is 4e-7 above
+		// torch's, whose float32 linspace rounds some betas the other way
+		// (see tables), and Karras levels scale with it; that moves t by
+		// up to 2.7e-7 relative (at t = 337). The float64 ᾱ table was off
+		// by 1.1e-4 relative at t = 8.7.
+		if got := g.Steps[i].From.T; math.Abs(got-w) > 5e-7*math.Max(1, w) {
+			t.Errorf("call %d at timestep %.9g, diffusers %.9g", i, got, w)
+		}
 	}
 }

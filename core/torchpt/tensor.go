@@ -335,9 +335,7 @@ func (t *Tensor) float32s(raw []byte, n int) ([]float32, error) {
 			out[i] = math.Float32frombits(bo.Uint32(b[4*i:]))
 		}
 	case "float16":
-		for i := range out {
-			out[i] = halfToFloat32(bo.Uint16(b[2*i:]))
-		}
+		tensor.DecodeF16(out, b, bo)
 	case "bfloat16":
 		for i := range out {
 			out[i] = math.Float32frombits(uint32(bo.Uint16(b[2*i:])) << 16)
@@ -477,23 +475,4 @@ func (t *Tensor) ToTensor() (*tensor.Tensor, error) {
 		return nil, err
 	}
 	return tensor.From(f, t.Shape...), nil
-}
-
-// halfToFloat32 widens an IEEE 754 binary16 value exactly.
-func halfToFloat32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch exp {
-	case 0x1f: // inf / NaN
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case 0:
-		// zero or subnormal: mant * 2^-24, exact in float32
-		f := float32(mant) * (1.0 / (1 << 24))
-		if sign != 0 {
-			f = -f
-		}
-		return f
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
 }

@@ -3,6 +3,7 @@ package torchpt
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"github.com/diffuse-web/diffuse/core/fixtures"
 	"io"
@@ -271,32 +272,60 @@ func TestDeflated(t *testing.T) {
 	wantKind(t, err, ErrTooLarge)
 }
 
+// TestHalfExhaustive reads a HalfStorage of all 65536 halves, in both
+// byte orders, and checks each against the format's definition (IEEE
+// 754-2008, 3.4): exact values and signed zeros, ±Inf, NaN for NaN.
 func TestHalfExhaustive(t *testing.T) {
-	for h := 0; h < 1<<16; h++ {
-		s, e, m := h>>15, (h>>10)&0x1f, h&0x3ff
-		var want float64
-		switch {
-		case e == 0x1f && m == 0:
-			want = math.Inf(1)
-		case e == 0x1f:
-			want = math.NaN()
-		case e == 0:
-			want = math.Ldexp(float64(m), -24)
-		default:
-			want = math.Ldexp(1+float64(m)/1024, e-15)
+	for _, order := range []string{"little", "big"} {
+		var bo binary.ByteOrder = binary.LittleEndian
+		if order == "big" {
+			bo = binary.BigEndian
 		}
-		if s == 1 {
-			want = -want
+		raw := make([]byte, 2<<16)
+		for h := 0; h < 1<<16; h++ {
+			bo.PutUint16(raw[2*h:], uint16(h))
 		}
-		got := halfToFloat32(uint16(h))
-		if math.IsNaN(want) {
-			if !math.IsNaN(float64(got)) {
-				t.Fatalf("%#04x: got %v, want NaN", h, got)
+		p := newPK().tensor("HalfStorage", "0", 1<<16, 0, []int64{1 << 16}, []int64{1}).stop()
+		var buf bytes.Buffer
+		w := zip.NewWriter(&buf)
+		for _, f := range []zfile{{"h/data.pkl", p}, {"h/byteorder", []byte(order)}, {"h/data/0", raw}} {
+			fw, _ := w.CreateHeader(&zip.FileHeader{Name: f.name, Method: zip.Store})
+			fw.Write(f.data)
+		}
+		w.Close()
+		c, err := Open(buf.Bytes(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Root.(*Tensor).Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for h, g := range got {
+			s, e, m := h>>15, (h>>10)&0x1f, h&0x3ff
+			var want float64
+			switch {
+			case e == 0x1f && m == 0:
+				want = math.Inf(1)
+			case e == 0x1f:
+				want = math.NaN()
+			case e == 0:
+				want = math.Ldexp(float64(m), -24)
+			default:
+				want = math.Ldexp(1+float64(m)/1024, e-15)
 			}
-			continue
-		}
-		if float64(got) != want || math.Signbit(float64(got)) != (s == 1) {
-			t.Fatalf("%#04x: got %v, want %v", h, got, want)
+			if s == 1 {
+				want = -want
+			}
+			if math.IsNaN(want) {
+				if !math.IsNaN(float64(g)) || math.Signbit(float64(g)) != (s == 1) {
+					t.Fatalf("%s endian: %#04x: got %v, want NaN", order, h, g)
+				}
+				continue
+			}
+			if float64(g) != want || math.Signbit(float64(g)) != (s == 1) {
+				t.Fatalf("%s endian: %#04x: got %v, want %v", order, h, g, want)
+			}
 		}
 	}
 }
