@@ -56,7 +56,7 @@ export async function fetchManifest(url = defaultManifestURL) {
 
 let nextId = 1;
 
-/** The engine request (wasm/app/engine Request) for sample options. */
+/** The engine request (core/engine Request) for sample options. */
 function toRequest(opts) {
   return {
     sampler: opts.sampler || 'ddim',

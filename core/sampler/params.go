@@ -23,16 +23,17 @@ const (
 // bounds it, the CLI and the page's engine read it by name (Options.Set),
 // and the page and <diffusion-sampler> build their controls.
 type Param struct {
-	Name  string // Options field name in snake case: steps, eta, rtol, ...
-	Label string // what a form calls it
-	Doc   string // one line
-	Kind  string // KindInt, KindFloat or KindChoice
+	Name  string `json:"name"`  // Options field name in snake case: steps, eta, rtol, ...
+	Label string `json:"label"` // what a form calls it
+	Doc   string `json:"doc"`   // one line
+	Kind  string `json:"kind"`  // KindInt, KindFloat or KindChoice
 	// Default is the value used when the option is zero.
-	Default float64
+	Default float64 `json:"default"`
 	// Min and Max bound a non-zero value (zero means Default and always
 	// passes); Choices are a KindChoice's values ("" is the default).
-	Min, Max float64
-	Choices  []string
+	Min     float64  `json:"min"`
+	Max     float64  `json:"max"`
+	Choices []string `json:"choices,omitempty"`
 }
 
 // The parameters of the registry, each declared once. Ranges are where the

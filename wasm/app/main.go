@@ -55,7 +55,7 @@ import (
 	"syscall/js"
 
 	"github.com/diffuse-web/diffuse/core/schedule"
-	"github.com/diffuse-web/diffuse/wasm/app/engine"
+	"github.com/diffuse-web/diffuse/core/engine"
 )
 
 type loadedModel struct {
