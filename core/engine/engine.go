@@ -166,8 +166,11 @@ func Load(data []byte, wantSHA256 string, wantSize int64) (*Loaded, error) {
 
 // FromModel wraps an already built model, giving it DefaultScheduler when it
 // has no schedule.
-func FromModel(m *model.Model) (*Loaded, error) {
-	shape := m.InShape()
+func FromModel(m *model.Model) (*Loaded, error) { return FromModelShape(m, m.InShape()) }
+
+// FromModelShape is FromModel for samples of shape [C, H, W] (the CLI's
+// --size, for a model that does not record its sample size).
+func FromModelShape(m *model.Model, shape []int) (*Loaded, error) {
 	if len(shape) != 3 || shape[0] <= 0 || shape[1] <= 0 || shape[2] <= 0 {
 		return nil, &FormatError{fmt.Errorf("the model does not say its sample size (got %v)", shape)}
 	}
@@ -382,8 +385,13 @@ func (l *Loaded) caps() Caps {
 	return l.Caps
 }
 
-// samplerModel is the sampler's view of l with the network net and the
-// schedule s.
+// SamplerModel is the sampler's view of l with the network net: its
+// schedule, sample shape and class labels.
+func (l *Loaded) SamplerModel(net model.Denoiser) *sampler.Model {
+	return l.samplerModel(net, l.Schedule)
+}
+
+// samplerModel is SamplerModel with the schedule s.
 func (l *Loaded) samplerModel(net model.Denoiser, s *schedule.Schedule) *sampler.Model {
 	classes := sampler.Unconditional
 	if l.Info.Conditional {
