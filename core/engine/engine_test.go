@@ -197,13 +197,15 @@ func TestSamplersAreTheRegistry(t *testing.T) {
 			if p.Name == "steps" {
 				max = math.Min(max, PageCaps.Steps)
 			}
+			sug, _ := e["suggested"].(float64)
 			if e["name"] != p.Name || e["label"] != p.Label || e["kind"] != p.Kind || e["default"] != p.Default ||
-				e["min"] != p.Min || e["max"] != max {
+				e["min"] != p.Min || e["max"] != max || sug != p.Suggested {
 				t.Errorf("%s: exported %v, registered %+v", i.Name, e, p)
 			}
 			switch p.Kind {
 			case sampler.KindInt, sampler.KindFloat:
-				if !(p.Min <= p.Max) || (p.Default != 0 && (p.Default < p.Min || p.Default > p.Max)) {
+				if !(p.Min <= p.Max) || (p.Default != 0 && (p.Default < p.Min || p.Default > p.Max)) ||
+					(p.Suggested != 0 && (p.Suggested < p.Min || p.Suggested > p.Max)) {
 					t.Errorf("%s.%s: default %g outside %g…%g", i.Name, p.Name, p.Default, p.Min, p.Max)
 				}
 			case sampler.KindChoice:
