@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -93,6 +94,7 @@ func runSample(args []string) error {
 	scale := fs.Int("scale", 1, fmt.Sprintf("--out-png: enlarge the grid K times, each pixel a K×K block (nearest neighbour), K in 1..%d", maxScale))
 	outNPY := fs.String("out-npy", "", "write the samples as a float32 .npy [N,C,H,W]")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	asJSON := fs.Bool("json", false, "with --sampler list: the registry as JSON, as the page and <diffusion-sampler> get it (engine.Samplers)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -100,6 +102,9 @@ func runSample(args []string) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *name == "list" {
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(engine.Samplers())
+		}
 		printSamplers(os.Stdout)
 		return nil
 	}
