@@ -36,7 +36,7 @@ figcaption { font-size: 0.8rem; color: var(--ds-muted); margin-top: 0.2rem; }
 .controls { display: flex; flex-wrap: wrap; gap: 0.4rem 0.8rem; margin-top: 0.6rem; font-size: 0.85rem; }
 .controls label { display: flex; flex-direction: column; gap: 0.1rem; color: var(--ds-muted); }
 .controls select, .controls input { font: inherit; color: var(--ds-fg); background: transparent; border: 1px solid var(--ds-line);
-  border-radius: 6px; min-height: 2rem; padding: 0 0.3rem; max-width: 12rem; }
+  border-radius: 6px; min-height: 2rem; padding: 0 0.3rem; max-width: 100%; }
 .controls input { width: 6rem; }
 .bar { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem; margin-top: 0.6rem; }
 button { font: inherit; min-height: 2.1rem; padding: 0.2rem 0.8rem; border-radius: 6px; border: 1px solid var(--ds-line);

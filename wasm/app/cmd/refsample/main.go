@@ -14,8 +14,8 @@ import (
 	"os"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
-	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/engine"
+	"github.com/diffuse-web/diffuse/core/npy"
 )
 
 func main() {
