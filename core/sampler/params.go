@@ -212,7 +212,7 @@ func (m *Model) Labels(o *Options, b int) (cls []int, guided bool, err error) {
 		switch {
 		case m.Classes == Unconditional:
 			return nil, false, &OptionError{"class", "the model is not class-conditional"}
-		case m.Classes > 0 && (c < 0 || c >= m.Classes) && c != m.NullClass:
+		case m.Classes > 0 && (c < 0 || c >= m.Classes) && (m.NullClass < 0 || c != m.NullClass):
 			return nil, false, &OptionError{"class", fmt.Sprintf("%d is outside 0…%d", c, m.Classes-1)}
 		}
 	}

@@ -150,7 +150,13 @@ func runSample(args []string) error {
 	b0 := min(*batch, *n)
 	req.Batch = b0
 	calls := b0
-	if *guidance != 0 && *guidance != 1 {
+	var labels []int
+	if *class >= 0 {
+		labels = []int{*class}
+	}
+	if _, guided, err := l.SamplerModel(nil).Labels(&sampler.Options{Class: labels, Guidance: *guidance}, b0); err != nil {
+		return asFlag(err)
+	} else if guided {
 		calls *= 2 // the conditional and unconditional passes share one call
 	}
 	parts := []limits.Part{{Name: "collected samples", Bytes: limits.Mul(int64(*n), int64(per)*4)}}
