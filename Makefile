@@ -26,7 +26,7 @@ test-native:
 # The core's, the CLI's and the page engine's tests again, compiled to js/wasm and run in Node through Go's
 # go_js_wasm_exec, so the wasm build computes what the native one does.
 test-wasm:
-	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./core/... ./tools/diffuse ./wasm/app/engine
+	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./core/... ./tools/diffuse
 
 ## fuzz: run the safetensors reader fuzzer for FUZZTIME (default 60s)
 ## fuzz-model: the model-level fuzzer (bytes → load → graph → one CPU call) for FUZZTIME

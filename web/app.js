@@ -5,6 +5,7 @@
 import { createSampler, fetchManifest, DiffuseError } from './diffuse.js';
 import { drawBatch, batchToPNG, drawSample, isPoints, fieldGrid, renderMarkdown } from './render.js';
 import { registerServiceWorker } from './sw-register.js';
+import { fillSamplerSelect, samplerInfo, param, takesSteps, ownParams, paramInput, paramHint, requestFields } from './params.js';
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -25,14 +26,7 @@ const el = {
   cardOpen: $('card-open'),
 };
 
-const PARAM_KEYS = ['eta', 'sigmas', 'rtol', 'atol', 'snr', 'corrector_steps', 'end_time'];
 const STRIP_LEN = 10;
-
-// The page's own defaults where the Go registry's suit a library better than
-// a browser tab: rk45 at the registry's 1e-5 took 794 network calls and
-// 240 s for 4 guided MNIST digits (issue 18); 1e-3 is the score_sde code's
-// likelihood tolerance and plenty for an 8-bit picture.
-const PAGE_DEFAULTS = { rk45: { rtol: 1e-3, atol: 1e-3 } };
 
 // A first visit samples at once when the run is cheap: at most this many
 // network calls (a fixed grid: adaptive rk45 is never started unasked) and
@@ -103,8 +97,11 @@ function currentEntry() {
   return state.manifest?.models.find((m) => m.name === el.model.value);
 }
 
+// The samplers, their display names, parameters, ranges and defaults are
+// the Go registry's (core/sampler, sent by the worker): params.js builds
+// the picker and the inputs from it.
 function currentSamplerInfo() {
-  return state.sampler?.samplers?.find((s) => s.name === el.sampler.value);
+  return samplerInfo(state.sampler?.samplers, el.sampler.value);
 }
 
 /** The settings the form shows, as URL-ready strings. */
@@ -116,8 +113,7 @@ function readSettings() {
   s.seed = el.seed.value;
   s.batch = el.batch.value;
   s.backend = el.backend.value;
-  for (const p of info?.params || []) {
-    if (!PARAM_KEYS.includes(p.name)) continue;
+  for (const p of ownParams(info)) {
     const input = document.getElementById(`param-${p.name}`);
     if (input && input.value !== '') s[p.name] = input.value;
   }
@@ -127,10 +123,6 @@ function readSettings() {
   if (el.clip.checked) s.clipDenoised = '1';
   if (el.spacing.value && !el.spacing.disabled) s.timestepSpacing = el.spacing.value;
   return s;
-}
-
-function takesSteps(info = currentSamplerInfo()) {
-  return !!info?.params.some((p) => p.name === 'steps');
 }
 
 function settingsURL(s) {
@@ -249,19 +241,8 @@ function updateGuidance(entry = currentEntry()) {
 }
 
 function fillSamplers(list, wanted) {
-  el.sampler.replaceChildren();
-  for (const s of list) {
-    const o = document.createElement('option');
-    o.value = s.name;
-    o.textContent = s.name;
-    el.sampler.append(o);
-  }
-  el.sampler.value = list.some((s) => s.name === wanted) ? wanted : 'ddim';
+  fillSamplerSelect(el.sampler, list, wanted);
   el.sampler.disabled = false;
-}
-
-function paramLabel(name) {
-  return { eta: 'η (eta)', sigmas: 'σ spacing', rtol: 'Relative tolerance', atol: 'Absolute tolerance', snr: 'Corrector SNR', corrector_steps: 'Corrector steps', end_time: 'End time ε' }[name] || name;
 }
 
 /** The current values of the sampler's own parameter inputs. */
@@ -271,65 +252,44 @@ function paramValues() {
   return v;
 }
 
-/** Rebuilds the inputs of the sampler's own parameters. */
+/** Rebuilds the inputs of the sampler's own parameters, and sets the
+ * steps field to the sampler's default unless `values` (a link's) or the
+ * visitor gave it another. */
 function buildParams(values = {}) {
   const info = currentSamplerInfo();
   el.params.replaceChildren();
   el.samplerSummary.textContent = info ? info.summary : '';
   const discrete = (currentEntry()?.schedule || '').startsWith('discrete');
   // Only discrete schedules have timesteps to space, and only samplers on a fixed grid use them.
-  el.spacing.disabled = !discrete || !info?.params.some((p) => p.name === 'steps');
-  const steps = info?.params.find((p) => p.name === 'steps');
+  el.spacing.disabled = !discrete || !takesSteps(info);
+  const steps = param(info, 'steps');
   el.steps.disabled = !steps;
   el.steps.title = steps ? '' : 'This sampler chooses its own steps';
   if (steps) {
     el.steps.min = String(steps.min);
     el.steps.max = String(steps.max);
+    // The field follows the sampler's default until the visitor types another.
+    if (values.steps !== undefined) el.steps.value = values.steps;
+    else if (el.steps.value === '' || el.steps.value === el.steps.dataset.default) el.steps.value = String(info.defaultSteps);
+    el.steps.dataset.default = String(info.defaultSteps);
   }
-  const guidance = info?.params.find((p) => p.name === 'guidance');
+  const guidance = param(info, 'guidance');
   if (guidance) {
     el.guidance.min = String(guidance.min);
     el.guidance.max = String(guidance.max);
+    if (el.guidance.value === '') el.guidance.value = String(guidance.default);
   }
   setFieldError(el.steps, '');
-  const pageDefaults = PAGE_DEFAULTS[info?.name] || {};
-  for (const p of info?.params || []) {
-    if (!PARAM_KEYS.includes(p.name)) continue;
-    if (p.name === 'end_time' && discrete) continue; // only continuous-time schedules have one
+  for (const p of ownParams(info, { discrete })) {
     const div = document.createElement('div');
     div.className = 'field';
     const label = document.createElement('label');
     label.htmlFor = `param-${p.name}`;
-    label.textContent = paramLabel(p.name);
-    let input;
-    if (p.kind === 'choice') {
-      input = document.createElement('select');
-      for (const c of p.choices) {
-        const o = document.createElement('option');
-        o.value = c;
-        o.textContent = c || "model's default";
-        input.append(o);
-      }
-    } else {
-      input = document.createElement('input');
-      input.type = 'number';
-      input.step = p.kind === 'int' ? '1' : p.name === 'eta' ? '0.1' : 'any';
-      input.min = String(p.min);
-      input.max = String(p.max);
-      const def = pageDefaults[p.name] ?? p.default;
-      input.value = p.name === 'end_time' && !def ? '' : String(def);
-      if (p.name === 'end_time') input.placeholder = "schedule's";
-    }
-    input.id = `param-${p.name}`;
-    input.name = p.name;
-    input.title = p.doc;
-    if (values[p.name] !== undefined) input.value = values[p.name];
+    label.textContent = p.label;
+    const input = paramInput(p, { id: `param-${p.name}`, value: values[p.name] });
     const hint = document.createElement('p');
     hint.className = 'hint';
-    hint.textContent = p.doc;
-    if (pageDefaults[p.name] !== undefined) {
-      hint.textContent += ` (default here ${pageDefaults[p.name]}; the library's ${p.default} can take hundreds of network calls)`;
-    }
+    hint.textContent = paramHint(p);
     hint.id = `param-${p.name}-hint`;
     input.setAttribute('aria-describedby', hint.id);
     div.append(label, input, hint);
@@ -350,19 +310,18 @@ function fmtNum(v) { return String(v); }
 /** The rules of the fields in use: [{input, label, int, min, max, optional}]. */
 function formRules() {
   const info = currentSamplerInfo();
-  const param = (name) => info?.params.find((p) => p.name === name);
   const rules = [];
-  const steps = param('steps');
-  if (steps && !el.steps.disabled) rules.push({ input: el.steps, label: 'Steps', int: true, min: steps.min, max: steps.max });
+  const steps = param(info, 'steps');
+  if (steps && !el.steps.disabled) rules.push({ input: el.steps, label: steps.label, int: true, min: steps.min, max: steps.max });
   for (const input of el.params.querySelectorAll('input')) {
-    const p = param(input.name);
+    const p = param(info, input.name);
     if (!p || p.kind === 'choice') continue;
-    rules.push({ input, label: paramLabel(p.name), int: p.kind === 'int', min: p.min, max: p.max, optional: p.name === 'end_time' });
+    rules.push({ input, label: p.label, int: p.kind === 'int', min: p.min, max: p.max, optional: !!p.modelDefault });
   }
   rules.push({ input: el.seed, label: 'Seed', int: true, min: 0, max: SEED_MAX });
   if (!el.guidanceField.hidden && !el.guidance.disabled) {
-    const g = param('guidance') || { min: 0, max: 20 };
-    rules.push({ input: el.guidance, label: 'Guidance scale', min: g.min, max: g.max });
+    const g = param(info, 'guidance') || { label: 'Guidance scale', min: 0, max: 0 };
+    rules.push({ input: el.guidance, label: g.label, min: g.min, max: g.max });
   }
   rules.push({ input: el.batch, label: 'Batch size', int: true, min: 1, max: Number(el.batch.max) });
   return rules;
@@ -854,23 +813,12 @@ function num(v, d) {
 /** The sampling options the form describes (without the callbacks). */
 function formOptions(settings) {
   const info = currentSamplerInfo();
-  const params = {};
-  let eta = 0;
-  let sigmas = '';
-  for (const k of PARAM_KEYS) {
-    if (settings[k] === undefined) continue;
-    if (k === 'eta') eta = num(settings.eta, 0);
-    else if (k === 'sigmas') sigmas = settings.sigmas;
-    else params[k] = num(settings[k], 0);
-  }
   // (checkForm has refused anything out of range: nothing is clamped here.)
-  const steps = takesSteps(info) ? num(settings.steps, 20) : 0;
+  const steps = takesSteps(info) ? num(settings.steps, info.defaultSteps) : 0;
   return {
     sampler: settings.sampler,
     steps,
-    eta,
-    sigmas,
-    params,
+    ...requestFields(info, settings),
     seed: num(settings.seed, 0),
     batch: num(settings.batch, 1),
     class: settings.class === undefined || settings.class === '' ? null : Number(settings.class),

@@ -56,7 +56,7 @@ export async function fetchManifest(url = defaultManifestURL) {
 
 let nextId = 1;
 
-/** The engine request (wasm/app/engine Request) for sample options. */
+/** The engine request (core/engine Request) for sample options. */
 function toRequest(opts) {
   return {
     sampler: opts.sampler || 'ddim',
@@ -108,6 +108,9 @@ export class Sampler {
     };
     this._manifest = null;
     this.ready = this._call({ type: 'init', backend: this.requested }).then((v) => {
+      /** The sampler registry as Go declares it (core/engine Samplers):
+       * [{name, display, summary, stochastic, order, defaultSteps, params}];
+       * params.js builds pickers and parameter inputs from it. */
       this.samplers = v.samplers;
       this.webgpuExposed = v.webgpu;
       return this;

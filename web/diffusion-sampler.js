@@ -5,15 +5,18 @@
 //                      class="7" guidance="2" autoplay show="xt x0 plot"></diffusion-sampler>
 //
 // Attributes: model (default: the site's default model), sampler (default
-// ddim), steps, seed, class, guidance, eta, batch, sigmas, backend
-// (auto|webgpu|cpu), autoplay (start when scrolled into view), show (any of
-// xt, x0, plot, strip; default "xt x0"), label (a caption).
+// ddim), steps (default: the sampler's), seed, class, guidance, eta, batch,
+// sigmas, backend (auto|webgpu|cpu), autoplay (start when scrolled into
+// view), show (any of xt, x0, plot, strip; default "xt x0"), label (a
+// caption), controls (a sampler picker, steps and the sampler's own
+// parameters, built from the Go registry as the app's are: params.js).
 // All elements on a page share one worker and one download per model.
 // The element reflects its state in the `state` attribute (loading, ready,
 // sampling, done, error) and fires 'step', 'done' and 'error' events;
 // `result` holds the last result ({x, shape, nfe, totalMs, backend}).
 import { sharedSampler, DiffuseError } from './diffuse.js';
 import { drawBatch, drawSample, isPoints } from './render.js';
+import { fillSamplerSelect, samplerInfo, param, ownParams, paramInput, requestFields } from './params.js';
 
 const CSS = `
 :host { display: block; margin: 1.25rem 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -30,6 +33,11 @@ figcaption { font-size: 0.8rem; color: var(--ds-muted); margin-top: 0.2rem; }
 .plot { display: block; width: 100%; height: 70px; margin-top: 0.5rem; }
 .strip { display: grid; grid-template-columns: repeat(8, minmax(0, 1fr)); gap: 0.25rem; margin-top: 0.5rem; }
 .strip canvas { width: 100%; aspect-ratio: 1; height: auto; image-rendering: pixelated; background: #000; border-radius: 3px; display: block; }
+.controls { display: flex; flex-wrap: wrap; gap: 0.4rem 0.8rem; margin-top: 0.6rem; font-size: 0.85rem; }
+.controls label { display: flex; flex-direction: column; gap: 0.1rem; color: var(--ds-muted); }
+.controls select, .controls input { font: inherit; color: var(--ds-fg); background: transparent; border: 1px solid var(--ds-line);
+  border-radius: 6px; min-height: 2rem; padding: 0 0.3rem; max-width: 100%; }
+.controls input { width: 6rem; }
 .bar { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem; margin-top: 0.6rem; }
 button { font: inherit; min-height: 2.1rem; padding: 0.2rem 0.8rem; border-radius: 6px; border: 1px solid var(--ds-line);
   background: transparent; color: inherit; cursor: pointer; }
@@ -63,11 +71,9 @@ function h(tag, props = {}, ...children) {
   return e;
 }
 
-const NAMES = { ddim: 'DDIM', ddpm: 'DDPM', euler: 'Euler', euler_ancestral: 'Euler ancestral', heun: 'Heun', rk45: 'RK45', dpmpp_2m: 'DPM-Solver++(2M)', dpmpp_3m: 'DPM-Solver++(3M)', em: 'Euler–Maruyama', pc: 'predictor–corrector' };
-
 export class DiffusionSampler extends HTMLElement {
   static get observedAttributes() {
-    return ['model', 'sampler', 'steps', 'seed', 'class', 'guidance', 'eta', 'batch', 'sigmas', 'show', 'label'];
+    return ['model', 'sampler', 'steps', 'seed', 'class', 'guidance', 'eta', 'batch', 'sigmas', 'show', 'label', 'controls'];
   }
 
   constructor() {
@@ -90,7 +96,8 @@ export class DiffusionSampler extends HTMLElement {
 
   attributeChangedCallback(name, old, val) {
     if (!this._built || old === val) return;
-    if (name === 'show' || name === 'label') { this._layout(); return; }
+    if (name === 'show' || name === 'label' || name === 'controls') { this._layout(); return; }
+    if (name === 'sampler' || name === 'steps' || name === 'eta' || name === 'sigmas') this._syncControls();
     if (name === 'model') { this._modelP = null; this._start(); return; }
     this._describe();
     if (this.result || this._job) this.play();
@@ -121,6 +128,7 @@ export class DiffusionSampler extends HTMLElement {
       status: h('span', { class: 'status', role: 'status', id: `${id}-status` }),
       meta: h('div', { class: 'meta' }),
       error: h('p', { class: 'error', role: 'alert' }),
+      controls: h('div', { class: 'controls' }),
     };
     const e = this._els;
     e.xtFig.append(e.xt, h('figcaption', {}, 'x', h('sub', {}, 't'), ' (noisy)'));
@@ -133,7 +141,7 @@ export class DiffusionSampler extends HTMLElement {
     e.progress.hidden = true;
     e.error.hidden = true;
     const card = h('div', { class: 'card' }, e.label, h('div', { class: 'views' }, e.xtFig, e.x0Fig), e.plot, e.strip,
-      e.progress, e.error, h('div', { class: 'bar' }, e.play, e.reseed, e.status), e.meta);
+      e.progress, e.error, e.controls, h('div', { class: 'bar' }, e.play, e.reseed, e.status), e.meta);
     root.append(card);
     this._layout();
   }
@@ -148,15 +156,65 @@ export class DiffusionSampler extends HTMLElement {
     e.strip.hidden = !show.has('strip');
     e.label.textContent = this.getAttribute('label') || '';
     e.label.hidden = !e.label.textContent;
+    e.controls.hidden = !this.hasAttribute('controls');
     this._describe();
   }
+
+  /** The registry's samplers (from Go, through the shared worker). */
+  _samplers() { return this._sampler?.samplers || []; }
+
+  /** Builds the controls (attribute `controls`): a sampler picker, steps,
+   * and the sampler's own parameters, from the Go registry; a change sets
+   * the matching attribute (or, for the other parameters, the element's
+   * params) and restarts a run on screen. */
+  _buildControls() {
+    const e = this._els;
+    const info = samplerInfo(this._samplers(), this._opts().sampler);
+    const old = this._paramValues();
+    const field = (text, input) => h('label', {}, text, input);
+    const picker = h('select', { 'aria-label': 'Sampler' });
+    fillSamplerSelect(picker, this._samplers(), this._opts().sampler);
+    picker.addEventListener('change', () => this.setAttribute('sampler', picker.value));
+    e.controls.replaceChildren(field('Sampler', picker));
+    e.picker = picker;
+    const steps = param(info, 'steps');
+    if (steps) {
+      const input = paramInput(steps, { value: String(this._opts().steps || info.defaultSteps) });
+      input.addEventListener('change', () => { if (input.checkValidity()) this.setAttribute('steps', input.value); });
+      e.controls.append(field(steps.label, input));
+    }
+    for (const p of ownParams(info, { discrete: this._discrete() })) {
+      const attr = p.name === 'eta' || p.name === 'sigmas';
+      const given = attr ? this.getAttribute(p.name) ?? undefined : old[p.name];
+      const input = paramInput(p, { value: given });
+      input.dataset.param = p.name;
+      input.addEventListener('change', () => {
+        if (input.checkValidity === undefined || input.checkValidity()) {
+          if (attr) this.setAttribute(p.name, input.value);
+          else if (this.result || this._job) this.play();
+        }
+      });
+      e.controls.append(field(p.label, input));
+    }
+  }
+
+  _syncControls() { if (this._sampler && this.hasAttribute('controls')) this._buildControls(); }
+
+  /** The values of the sampler's own parameter inputs {name: string}. */
+  _paramValues() {
+    const v = {};
+    for (const i of this._els.controls.querySelectorAll('[data-param]')) v[i.name] = i.value;
+    return v;
+  }
+
+  _discrete() { return (this._model?.info.schedule || '').startsWith('discrete'); }
 
   _opts() {
     const a = (n) => this.getAttribute(n);
     const num = (n, d) => (a(n) === null || a(n) === '' || !isFinite(+a(n)) ? d : +a(n));
     return {
       sampler: a('sampler') || 'ddim',
-      steps: num('steps', 20),
+      steps: num('steps', 0), // 0: the sampler's default
       seed: num('seed', 0),
       // `class` doubles as the CSS class attribute: only a plain integer is a label.
       class: /^\s*\d+\s*$/.test(a('class') || '') ? +a('class') : null,
@@ -169,7 +227,10 @@ export class DiffusionSampler extends HTMLElement {
 
   _describe(extra) {
     const o = this._opts();
-    const parts = [`${NAMES[o.sampler] || o.sampler}${o.eta ? ` η=${o.eta}` : ''}`, `${o.steps} steps`];
+    const info = samplerInfo(this._samplers(), o.sampler);
+    const steps = o.steps || info?.defaultSteps;
+    const parts = [`${info?.display || o.sampler}${o.eta ? ` η=${o.eta}` : ''}`];
+    if (!info || param(info, 'steps')) parts.push(`${steps ?? 'default'} steps`);
     if (o.sigmas) parts.push(`${o.sigmas} σ`);
     parts.push(`seed ${o.seed}`);
     if (o.class !== null) parts.push(`class ${o.class}`);
@@ -205,6 +266,8 @@ export class DiffusionSampler extends HTMLElement {
     })();
     try {
       this._model = await this._modelP;
+      this._buildControls();
+      this._describe();
       this._els.progress.hidden = true;
       this._els.play.disabled = false;
       this._els.status.textContent = 'Ready.';
@@ -239,15 +302,24 @@ export class DiffusionSampler extends HTMLElement {
     }
     if (this._job) this._job.cancel();
     const o = this._opts();
+    // The sampler's own parameters: eta and sigmas from the attributes, the
+    // rest from the controls; none a sampler does not take.
+    const info = samplerInfo(this._samplers(), o.sampler);
+    if (info) {
+      const f = requestFields(info, { eta: this.getAttribute('eta'), sigmas: this.getAttribute('sigmas'), ...this._paramValues() });
+      o.eta = f.eta;
+      o.sigmas = f.sigmas;
+      o.params = f.params;
+    }
     // Fit the attributes to the model, so one page works whatever the
     // site's default model is: no label for an unconditional model, a label
     // where one is required, guidance only where the model has a null class.
-    const info = this._model.info;
-    if (!info.conditional) o.class = null;
-    else if (o.class === null && info.nullClass < 0) o.class = 0;
-    if (o.class !== null && info.conditional && o.class >= info.classes) o.class = o.class % info.classes;
-    if (!info.guidance || o.class === null) o.guidance = 0;
-    const points = isPoints([1, ...info.shape]);
+    const mi = this._model.info;
+    if (!mi.conditional) o.class = null;
+    else if (o.class === null && mi.nullClass < 0) o.class = 0;
+    if (o.class !== null && mi.conditional && o.class >= mi.classes) o.class = o.class % mi.classes;
+    if (!mi.guidance || o.class === null) o.guidance = 0;
+    const points = isPoints([1, ...mi.shape]);
     o.batch = Math.min(points ? 4096 : 16, Math.max(1, o.batch || (points ? 512 : 1)));
     this._extent = 0;
     const e = this._els;

@@ -10,12 +10,13 @@ import (
 func init() {
 	register(Info{
 		Name:         "ddim",
+		Display:      "DDIM",
 		Summary:      "DDIM, Song, Meng & Ermon 2021 (eq. 12); eta 0 deterministic, eta 1 DDPM-like",
 		Stochastic:   true,
 		Order:        1,
 		DefaultSteps: 50,
 		Params: append([]Param{pSteps(50),
-			{"eta", "stochasticity η: 0 deterministic (ODE), 1 ancestral-like", 0}, pSigmas}, pCFG...),
+			pEta, pSigmas}, pCFG...),
 		Func:      DDIM,
 		Resumable: true,
 	})

@@ -10,6 +10,7 @@ import (
 func init() {
 	register(Info{
 		Name:         "ddpm",
+		Display:      "DDPM",
 		Summary:      "DDPM ancestral sampling, Ho, Jain & Abbeel 2020 (Alg. 2, posterior eq. 6-7)",
 		Stochastic:   true,
 		DefaultSteps: 1000,

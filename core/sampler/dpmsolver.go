@@ -12,6 +12,7 @@ func init() {
 	params := append([]Param{pSteps(20), pSigmas}, pCFG...)
 	register(Info{
 		Name:         "dpmpp_2m",
+		Display:      "DPM-Solver++(2M)",
 		Summary:      "DPM-Solver++(2M), multistep 2nd order, Lu et al. 2022 (lower order at the last steps)",
 		Order:        2,
 		DefaultSteps: 20,
@@ -21,6 +22,7 @@ func init() {
 	})
 	register(Info{
 		Name:         "dpmpp_3m",
+		Display:      "DPM-Solver++(3M)",
 		Summary:      "DPM-Solver++(3M), multistep 3rd order, Lu et al. 2022 (exact 2nd-difference term)",
 		Order:        3,
 		DefaultSteps: 20,
@@ -30,6 +32,7 @@ func init() {
 	})
 	register(Info{
 		Name:         "dpmpp_3m_diffusers",
+		Display:      "DPM-Solver++(3M), diffusers",
 		Summary:      "DPM-Solver++(3M) exactly as diffusers/k-diffusion (halved 2nd difference: 2nd-order accurate)",
 		Order:        2,
 		DefaultSteps: 20,

@@ -10,6 +10,7 @@ import (
 func init() {
 	register(Info{
 		Name:         "euler",
+		Display:      "Euler",
 		Summary:      "Euler on the probability-flow ODE, Karras et al. 2022 (Alg. 1 without churn)",
 		Order:        1,
 		DefaultSteps: 50,
@@ -19,6 +20,7 @@ func init() {
 	})
 	register(Info{
 		Name:         "euler_ancestral",
+		Display:      "Euler ancestral",
 		Summary:      "Euler ancestral: Euler step to σ_down plus fresh noise σ_up (k-diffusion, Karras et al. 2022)",
 		Stochastic:   true,
 		DefaultSteps: 50,
@@ -28,6 +30,7 @@ func init() {
 	})
 	register(Info{
 		Name:         "heun",
+		Display:      "Heun",
 		Summary:      "Heun's 2nd-order method on the probability-flow ODE, Karras et al. 2022 (Alg. 1)",
 		Order:        2,
 		DefaultSteps: 25,

@@ -64,10 +64,10 @@ func (lo *LikelihoodOptions) Check() error {
 		return err
 	}
 	for _, f := range []struct {
-		name string
-		v    float64
-	}{{"rtol", lo.RTol}, {"atol", lo.ATol}, {"delta", lo.Delta}} {
-		if err := limits.Float(f.name, f.v, 1e-12, 1); err != nil {
+		p Param
+		v float64
+	}{{pRTol, lo.RTol}, {pATol, lo.ATol}, {Param{Name: "delta", Min: 1e-12, Max: 1}, lo.Delta}} {
+		if err := limits.Float(f.p.Name, f.v, f.p.Min, f.p.Max); err != nil {
 			return err
 		}
 	}

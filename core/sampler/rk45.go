@@ -12,12 +12,12 @@ import (
 func init() {
 	register(Info{
 		Name:         "rk45",
+		Display:      "RK45",
 		Summary:      "adaptive Dormand–Prince RK45 on the probability-flow ODE (rtol/atol), Song et al. 2021",
 		Order:        0,
 		DefaultSteps: 0,
 		Params: append([]Param{
-			{"rtol", "relative tolerance", 1e-5},
-			{"atol", "absolute tolerance", 1e-5},
+			pRTol, pATol,
 		}, pCFG...),
 		Func:      RK45,
 		Resumable: true,

@@ -26,7 +26,6 @@ import (
 	"math"
 	"sort"
 
-	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/schedule"
@@ -43,6 +42,10 @@ type Model struct {
 	// NullClass is the "no class" label of a class-conditional model (the
 	// model.KeyNullClass metadata), or -1.
 	NullClass int
+	// Classes is the number of class labels of a class-conditional model,
+	// Unconditional for a model without labels, 0 when not said (labels
+	// are then not checked against the model); see Labels.
+	Classes int
 }
 
 // NoiseSource fills out (one sample's worth) with standard normal noise for
@@ -113,35 +116,6 @@ type Options struct {
 	Resume *Checkpoint
 }
 
-// Check refuses options no sampler can honour: counts beyond
-// limits.MaxSteps, and floats that are not finite or outside the range their
-// method is defined on (each message names the option). Samplers call it
-// before anything runs; zero values (the defaults) always pass.
-func (o *Options) Check() error {
-	if err := limits.Int("steps", int64(o.Steps), 0, limits.MaxSteps); err != nil {
-		return err
-	}
-	if err := limits.Int("corrector_steps", int64(o.CorrectorSteps), 0, 100); err != nil {
-		return err
-	}
-	for _, f := range []struct {
-		name   string
-		v      float64
-		lo, hi float64
-	}{
-		{"eta", o.Eta, 0, 1}, // DDIM's σ is defined for 0 ≤ η ≤ 1 (Song et al. 2021, eq. 16)
-		{"rtol", o.RTol, 0, 1}, {"atol", o.ATol, 0, 1},
-		{"end_time", o.EndTime, 0, 0.5},
-		{"snr", o.SNR, 0, 10},
-		{"guidance", o.Guidance, 0, 100},
-	} {
-		if err := limits.Float(f.name, f.v, f.lo, f.hi); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Checkpoint is a sampler's state at the start of grid step Step, for
 // Options.Resume: what a backend that lost its device mid-run hands to
 // another to finish the same run.
@@ -193,16 +167,11 @@ type Result struct {
 // sampler's initial sigma.
 type Func func(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error)
 
-// Param describes one option a sampler reads, for user interfaces.
-type Param struct {
-	Name    string  // Options field name in snake case: steps, eta, rtol, ...
-	Doc     string  // one line
-	Default float64 // the default used when the option is zero
-}
-
 // Info is one registry entry.
 type Info struct {
-	Name    string
+	Name string
+	// Display is the name a page shows ("DPM-Solver++(2M)").
+	Display string
 	Summary string // one line, names the paper
 	// Stochastic samplers use Seed/Noise after the initial noise.
 	Stochastic bool
@@ -255,17 +224,6 @@ func InitialNoise(seed uint64, first, n int, shape []int) []float64 {
 	}
 	return out
 }
-
-// Common parameter descriptions.
-var (
-	pSteps = func(d int) Param { return Param{"steps", "number of steps", float64(d)} }
-	// pCFG are the options every sampler takes.
-	pCFG = []Param{
-		{"end_time", "end time ε of continuous-time schedules before the final denoising (default: the schedule's)", 0},
-		{"guidance", "classifier-free guidance scale (1: none)", 1},
-	}
-	pSigmas = Param{"sigmas", "sigma spacing: uniform, karras or exponential (default: the model's config)", 0}
-)
 
 // runner holds what one sampling call shares.
 type runner struct {
@@ -324,33 +282,8 @@ func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, 
 		return nil, fmt.Errorf("sampler: %d input values are not a whole batch of shape %v", len(x), m.Shape)
 	}
 	r.b = len(x) / r.n
-	switch len(r.o.Class) {
-	case 0:
-		if m.NullClass >= 0 {
-			r.cls = make([]int, r.b)
-			for i := range r.cls {
-				r.cls[i] = m.NullClass
-			}
-		}
-	case 1, r.b:
-		r.cls = make([]int, r.b)
-		for i := range r.cls {
-			r.cls[i] = r.o.Class[i%len(r.o.Class)]
-		}
-	default:
-		return nil, fmt.Errorf("sampler: %d class labels for a batch of %d", len(r.o.Class), r.b)
-	}
-	if g := r.o.Guidance; g != 0 && g != 1 {
-		if len(r.o.Class) == 0 {
-			return nil, errors.New("sampler: guidance needs class labels")
-		}
-		if m.NullClass < 0 {
-			return nil, errors.New("sampler: guidance needs the model's null class (metadata " + model.KeyNullClass + ")")
-		}
-		if math.IsNaN(g) || math.IsInf(g, 0) {
-			return nil, fmt.Errorf("sampler: bad guidance scale %v", g)
-		}
-		r.guide = true
+	if r.cls, r.guide, err = m.Labels(&r.o, r.b); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

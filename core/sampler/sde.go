@@ -10,6 +10,7 @@ import (
 func init() {
 	register(Info{
 		Name:         "em",
+		Display:      "Euler–Maruyama",
 		Summary:      "Euler–Maruyama on the reverse-time SDE (VP or VE), Song et al. 2021",
 		Stochastic:   true,
 		Order:        0,
@@ -21,12 +22,12 @@ func init() {
 	})
 	register(Info{
 		Name:         "pc",
+		Display:      "predictor–corrector",
 		Summary:      "predictor–corrector: Euler–Maruyama + Langevin corrector, Song et al. 2021 (Alg. 2-3)",
 		Stochastic:   true,
 		DefaultSteps: 1000,
 		Params: append([]Param{pSteps(1000),
-			{"snr", "Langevin corrector signal-to-noise ratio r", 0.16},
-			{"corrector_steps", "Langevin steps per noise level", 1},
+			pSNR, pCorrectorSteps,
 			pSigmas}, pCFG...),
 		Func:      PredictorCorrector,
 		Resumable: true,

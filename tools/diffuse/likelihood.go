@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/rng"
@@ -61,15 +62,19 @@ func runLikelihood(args []string) error {
 	if err != nil {
 		return err
 	}
-	labels, err := l.classLabels(*class, 1)
-	if err != nil {
-		return err
+	sm := l.SamplerModel(cpu.NewDenoiser(l.Model))
+	var labels []int
+	if *class >= 0 {
+		labels = []int{*class}
+	}
+	if _, _, err := sm.Labels(&sampler.Options{Class: labels}, 1); err != nil {
+		return asFlag(err)
 	}
 	xa, err := npy.ReadFile(*xPath)
 	if err != nil {
 		return fmt.Errorf("--x: %w", err)
 	}
-	shape := l.sm.Shape
+	shape := sm.Shape
 	if len(xa.Shape) != 4 || !tensor.SameShape(xa.Shape[1:], shape) {
 		return fmt.Errorf("--x: shape %v, want [N,%d,%d,%d] for this model", xa.Shape, shape[0], shape[1], shape[2])
 	}
@@ -81,12 +86,12 @@ func runLikelihood(args []string) error {
 	}
 	n, per := xa.Shape[0], tensor.Numel(shape)
 	b0 := min(*batch, n)
-	if err := l.m.CheckRun(b0, b0*(1+*probes), shape[1], shape[2]); err != nil {
+	if err := l.Model.CheckRun(b0, b0*(1+*probes), shape[1], shape[2]); err != nil {
 		return fmt.Errorf("%w (lower --batch or --probes, or raise --mem-budget)", err)
 	}
 	if *dequant {
 		// 8-bit levels k = round((x-lo)/(hi-lo)·255), then x = lo + (k+u)/256·(hi-lo)
-		lo, hi := l.sm.Schedule.Config.Range()
+		lo, hi := sm.Schedule.Config.Range()
 		u := make([]float64, per)
 		for i := 0; i < n; i++ {
 			rng.Uniform64(*seed, i, rng.Dequant, 0, u)
@@ -111,7 +116,7 @@ func runLikelihood(args []string) error {
 				return nil
 			}
 		}
-		res, err := sampler.Likelihood(context.Background(), l.sm, x[first*per:(first+b)*per], lo)
+		res, err := sampler.Likelihood(context.Background(), sm, x[first*per:(first+b)*per], lo)
 		if !*quiet {
 			fmt.Fprintln(os.Stderr)
 		}

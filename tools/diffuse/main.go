@@ -13,8 +13,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
+	"github.com/diffuse-web/diffuse/core/engine"
 	"github.com/diffuse-web/diffuse/core/limits"
+	"github.com/diffuse-web/diffuse/core/sampler"
 )
 
 // command is one subcommand: run parses its own flags from args.
@@ -133,9 +136,36 @@ func parseBytes(s string) (int64, error) {
 // asFlag names a sampler option's bound by the flag that sets it
 // (end_time → --end-time), so the error points at what the user typed.
 func asFlag(err error) error {
-	var le *limits.Error
-	if errors.As(err, &le) {
-		return &limits.Error{Field: "--" + strings.ReplaceAll(le.Field, "_", "-"), Value: le.Value, Limit: le.Limit}
+	var (
+		le *limits.Error
+		oe *sampler.OptionError
+		re *engine.RequestError
+	)
+	switch {
+	case errors.As(err, &le):
+		return &limits.Error{Field: flagName(le.Field), Value: le.Value, Limit: le.Limit}
+	case errors.As(err, &oe):
+		return fmt.Errorf("%s: %s", flagName(oe.Field), oe.Msg)
+	case errors.As(err, &re):
+		return fmt.Errorf("%s: %s", flagName(re.Field), re.Msg)
 	}
 	return err
+}
+
+// flagName is the flag of an option named as core/sampler's Param
+// (snake case) or core/engine's Request field (camel case) names it.
+func flagName(field string) string {
+	var b strings.Builder
+	for _, r := range field {
+		switch {
+		case r == '_':
+			b.WriteByte('-')
+		case unicode.IsUpper(r):
+			b.WriteByte('-')
+			b.WriteRune(unicode.ToLower(r))
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return "--" + b.String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -15,11 +16,11 @@ import (
 	"time"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/engine"
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/sampler"
-	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -27,21 +28,13 @@ func init() {
 	register(&command{name: "sample", summary: "draw samples from a model (--sampler list shows the samplers)", run: runSample})
 }
 
-// loadedModel is a model ready for the samplers.
-type loadedModel struct {
-	m  *model.Model
-	sm *sampler.Model
-}
-
-// loadForSampling opens weights and parses the schedule stored with them.
-func loadForSampling(weights, size string) (*loadedModel, error) {
+// loadForSampling opens weights as the request engine's model (its schedule
+// stored with them, the DDPM default when there is none); size, "HxW",
+// replaces the sample size the model records.
+func loadForSampling(weights, size string) (*engine.Loaded, error) {
 	m, err := model.Load(weights)
 	if err != nil {
 		return nil, err
-	}
-	s, err := schedule.Parse(m.Scheduler)
-	if err != nil {
-		return nil, fmt.Errorf("the model's scheduler settings: %w", err)
 	}
 	shape := m.InShape()
 	if size != "" {
@@ -57,38 +50,14 @@ func loadForSampling(weights, size string) (*loadedModel, error) {
 	if len(shape) != 3 || tensor.Numel(shape) == 0 {
 		return nil, fmt.Errorf("the model does not record its sample size (got %v): give --size HxW", shape)
 	}
-	return &loadedModel{m: m, sm: &sampler.Model{Net: cpu.NewDenoiser(m), Schedule: s, Shape: shape, NullClass: m.NullClass}}, nil
-}
-
-// classLabels checks --class against the model: nil for unconditional
-// sampling (the sampler then passes the null class, if any).
-func (l *loadedModel) classLabels(class int, guidance float64) ([]int, error) {
-	cond, n := l.m.Conditional()
-	if !cond {
-		if class >= 0 {
-			return nil, errors.New("--class: the model is not class-conditional")
-		}
-		if guidance != 1 {
-			return nil, errors.New("--guidance needs a class-conditional model")
-		}
-		return nil, nil
+	l, err := engine.FromModelShape(m, shape)
+	if err != nil {
+		return nil, err
 	}
-	if guidance != 1 && l.m.NullClass < 0 {
-		return nil, fmt.Errorf("--guidance: the model has no null class (metadata %s), so it cannot be guided", model.KeyNullClass)
-	}
-	if class < 0 {
-		if guidance != 1 {
-			return nil, errors.New("--guidance needs --class")
-		}
-		if l.m.NullClass < 0 {
-			return nil, fmt.Errorf("the model is class-conditional: give --class 0..%d", n-1)
-		}
-		return nil, nil
-	}
-	if class >= n && class != l.m.NullClass {
-		return nil, fmt.Errorf("--class %d: the model has classes 0..%d", class, n-1)
-	}
-	return []int{class}, nil
+	// The CLI's bounds are the parameters' own and limits.MaxBatch per
+	// call, not the page's caps.
+	l.Caps = engine.Caps{Batch: limits.MaxBatch}
+	return l, nil
 }
 
 func printSamplers(w io.Writer) {
@@ -97,7 +66,7 @@ func printSamplers(w io.Writer) {
 		for _, p := range i.Params {
 			ps = append(ps, p.Name)
 		}
-		fmt.Fprintf(w, "%-19s %s\n%-19s   options: %s\n", i.Name, i.Summary, "", strings.Join(ps, ", "))
+		fmt.Fprintf(w, "%-19s %s: %s\n%-19s   options: %s\n", i.Name, i.Display, i.Summary, "", strings.Join(ps, ", "))
 	}
 }
 
@@ -125,6 +94,7 @@ func runSample(args []string) error {
 	scale := fs.Int("scale", 1, fmt.Sprintf("--out-png: enlarge the grid K times, each pixel a K×K block (nearest neighbour), K in 1..%d", maxScale))
 	outNPY := fs.String("out-npy", "", "write the samples as a float32 .npy [N,C,H,W]")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	asJSON := fs.Bool("json", false, "with --sampler list: the registry as JSON, as the page and <diffusion-sampler> get it (engine.Samplers)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -132,12 +102,11 @@ func runSample(args []string) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *name == "list" {
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(engine.Samplers())
+		}
 		printSamplers(os.Stdout)
 		return nil
-	}
-	info, ok := sampler.Get(*name)
-	if !ok {
-		return fmt.Errorf("--sampler %q: unknown (run 'diffuse sample --sampler list')", *name)
 	}
 	switch {
 	case *weights == "":
@@ -154,36 +123,40 @@ func runSample(args []string) error {
 	if err := limits.Int("--scale", int64(*scale), 1, maxScale); err != nil {
 		return err
 	}
-	switch *spacing {
-	case "", "leading", "trailing", "linspace":
-	default:
-		return fmt.Errorf("--timestep-spacing %q: want leading, trailing or linspace", *spacing)
+	// The request the engine runs: the flags a sampler takes, by the
+	// registry's parameter names (a parameter flag at its zero default is
+	// left out, so every sampler accepts the defaults).
+	req := engine.Request{Sampler: *name, Steps: *steps, Eta: *eta, Guidance: *guidance, Seed: *seed, Sigmas: *sigmas,
+		ClipDenoised: *clipX0, TimestepSpacing: *spacing, Params: map[string]float64{}}
+	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector)} {
+		if v != 0 {
+			req.Params[k] = v
+		}
+	}
+	if *class >= 0 {
+		req.Class = class
 	}
 	// Every option is checked before the model is loaded.
-	template := sampler.Options{Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
-		CorrectorSteps: *corrector, Guidance: *guidance}
-	if err := template.Check(); err != nil {
+	if err := req.Check(); err != nil {
 		return asFlag(err)
 	}
+	info, _ := sampler.Get(*name)
 	l, err := loadForSampling(*weights, *size)
 	if err != nil {
 		return err
 	}
-	labels, err := l.classLabels(*class, *guidance)
-	if err != nil {
-		return err
-	}
-	if *spacing != "" {
-		if l.sm.Schedule.Kind != schedule.Discrete {
-			return errors.New("--timestep-spacing: the model's schedule is continuous-time (an SDE); it has no timesteps to space")
-		}
-		l.sm.Schedule.Config.TimestepSpacing = *spacing
-	}
-	shape := l.sm.Shape
+	shape := l.Info.Shape
 	per := tensor.Numel(shape)
 	b0 := min(*batch, *n)
+	req.Batch = b0
 	calls := b0
-	if *guidance != 0 && *guidance != 1 {
+	var labels []int
+	if *class >= 0 {
+		labels = []int{*class}
+	}
+	if _, guided, err := l.SamplerModel(nil).Labels(&sampler.Options{Class: labels, Guidance: *guidance}, b0); err != nil {
+		return asFlag(err)
+	} else if guided {
 		calls *= 2 // the conditional and unconditional passes share one call
 	}
 	parts := []limits.Part{{Name: "collected samples", Bytes: limits.Mul(int64(*n), int64(per)*4)}}
@@ -195,31 +168,31 @@ func runSample(args []string) error {
 		gw, gh := gridSize(*n, shape[1], shape[2], *scale)
 		parts = append(parts, limits.Part{Name: "PNG grid", Bytes: limits.Mul(limits.Mul(int64(gw), int64(gh)), 4)})
 	}
-	if err := l.m.CheckRun(b0, calls, shape[1], shape[2], parts...); err != nil {
+	if err := l.Model.CheckRun(b0, calls, shape[1], shape[2], parts...); err != nil {
 		return fmt.Errorf("%w (lower --n, --batch or --scale, or raise --mem-budget)", err)
+	}
+	// The engine's checks against the model (labels, guidance, timestep
+	// spacing, the sampler's grid), before anything runs.
+	if _, err := l.Plan(req); err != nil {
+		return asFlag(err)
 	}
 	out := make([]float32, *n*per)
 	bar := newProgress(os.Stderr, *quiet)
 	start := time.Now()
 	nfe := 0
+	net := cpu.NewDenoiser(l.Model)
+	noImages := func(int, int) bool { return false }
 	for first := 0; first < *n; first += *batch {
 		b := min(*batch, *n-first)
-		o := &sampler.Options{
-			Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
-			CorrectorSteps: *corrector, Sigmas: *sigmas, Class: labels, Guidance: *guidance,
-			Seed: *seed, FirstSample: first, ClipDenoised: *clipX0,
-		}
+		req.Batch, req.FirstSample = b, first
 		label := fmt.Sprintf("%s %d-%d/%d", info.Name, first+1, first+b, *n)
-		o.Progress = func(s sampler.Step) error { bar.update(label, s); return nil }
-		res, err := info.Func(context.Background(), l.sm, sampler.InitialNoise(*seed, first, b, shape), o)
+		res, err := l.Run(context.Background(), net, req, noImages, func(f *engine.Frame) error { bar.update(label, f); return nil })
 		bar.done()
 		if err != nil {
-			return err
+			return asFlag(err)
 		}
 		nfe += res.NFE
-		for i, v := range res.X {
-			out[first*per+i] = float32(v)
-		}
+		copy(out[first*per:], res.X)
 	}
 	for _, v := range out {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -233,7 +206,7 @@ func runSample(args []string) error {
 		}
 	}
 	if *outPNG != "" {
-		lo, hi := l.sm.Schedule.Config.Range()
+		lo, hi := l.Schedule.Config.Range()
 		if err := writeGrid(*outPNG, out, full, lo, hi, *scale); err != nil {
 			return err
 		}
@@ -253,7 +226,7 @@ type progress struct {
 
 func newProgress(w io.Writer, quiet bool) *progress { return &progress{w: w, quiet: quiet} }
 
-func (p *progress) update(label string, s sampler.Step) {
+func (p *progress) update(label string, s *engine.Frame) {
 	if p.quiet {
 		return
 	}

@@ -35,7 +35,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/diffuse-web/diffuse/wasm/app/engine"
+	"github.com/diffuse-web/diffuse/core/engine"
 )
 
 //go:embed devmodels

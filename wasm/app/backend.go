@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/engine"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/tensor"
-	"github.com/diffuse-web/diffuse/wasm/app/engine"
 	"github.com/diffuse-web/diffuse/wasm/simd"
 	"github.com/diffuse-web/diffuse/wasm/webgpu"
 	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"

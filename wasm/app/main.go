@@ -54,8 +54,8 @@ import (
 
 	"syscall/js"
 
+	"github.com/diffuse-web/diffuse/core/engine"
 	"github.com/diffuse-web/diffuse/core/schedule"
-	"github.com/diffuse-web/diffuse/wasm/app/engine"
 )
 
 type loadedModel struct {

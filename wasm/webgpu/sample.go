@@ -6,9 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 
-	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -234,35 +232,9 @@ func (dn *Denoiser) sample(ctx context.Context, name string, defSteps int, rs re
 	}
 
 	// Labels and guidance, as the CPU sampler resolves them.
-	var cls []int
-	switch len(opt.Class) {
-	case 0:
-		if m.NullClass >= 0 {
-			cls = make([]int, B)
-			for i := range cls {
-				cls[i] = m.NullClass
-			}
-		}
-	case 1, B:
-		cls = make([]int, B)
-		for i := range cls {
-			cls[i] = opt.Class[i%len(opt.Class)]
-		}
-	default:
-		return nil, fmt.Errorf("sampler: %d class labels for a batch of %d", len(opt.Class), B)
-	}
-	guided := false
-	if w := opt.Guidance; w != 0 && w != 1 {
-		if len(opt.Class) == 0 {
-			return nil, errors.New("sampler: guidance needs class labels")
-		}
-		if m.NullClass < 0 {
-			return nil, errors.New("sampler: guidance needs the model's null class (metadata " + model.KeyNullClass + ")")
-		}
-		if math.IsNaN(w) || math.IsInf(w, 0) {
-			return nil, fmt.Errorf("sampler: bad guidance scale %v", w)
-		}
-		guided = true
+	cls, guided, err := m.Labels(&opt, B)
+	if err != nil {
+		return nil, err
 	}
 	copies := 1
 	if guided {

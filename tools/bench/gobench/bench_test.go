@@ -1,12 +1,14 @@
 package gobench
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"runtime"
 	"testing"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/engine"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/tools/bench/flops"
@@ -95,5 +97,31 @@ func BenchmarkSIMD(b *testing.B) {
 				run(b, m, d, batch)
 			})
 		}
+	}
+}
+
+// BenchmarkSample is a whole request as the app and the CLI run it (the
+// request engine, core/engine): DDIM, 10 steps, one sample, on the
+// plain-Go backend. The network calls dominate; the rest is the engine's
+// and the sampler's overhead.
+func BenchmarkSample(b *testing.B) {
+	for _, name := range models {
+		b.Run(name, func(b *testing.B) {
+			m := load(b, name)
+			l, err := engine.FromModel(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := engine.Request{Sampler: "ddim", Steps: 10, Seed: 1}
+			if l.Info.Conditional && l.Info.NullClass < 0 {
+				r.Class = new(int)
+			}
+			net := cpu.NewDenoiser(m)
+			for i := 0; i < b.N; i++ {
+				if _, err := l.Run(context.Background(), net, r, nil, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -5,6 +5,9 @@
 //
 //	go test -run '^$' -bench . -benchtime 5x ./tools/bench/gobench
 //
+// BenchmarkSample runs a whole request (DDIM, 10 steps) through the request
+// engine (core/engine), the path of the app, the CLI and the bench page.
+//
 // Native figures are not the browser's: the browser numbers come from
 // `make bench` (tools/bench/run.mjs). wasm/simd has its own kernel
 // benchmarks (make bench-simd: GEMM GFLOP/s in Node, whole networks as

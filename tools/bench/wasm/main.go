@@ -15,8 +15,8 @@
 //	diffuseBench.close(name, backend)
 //
 // x and t are Float32Arrays, class an Int32Array or null. A full sample is
-// sampler.DDIM (η = 0) over the backend's Denoiser, except on "webgpu" where
-// it is the GPU-resident webgpu.Denoiser.SampleDDIM, as the app would run it.
+// DDIM (η = 0) run through the request engine (core/engine) as the app runs
+// it: over the backend's Denoiser, or on "webgpu" the GPU-resident sampler.
 package main
 
 import (
@@ -30,10 +30,9 @@ import (
 
 	"syscall/js"
 
+	"github.com/diffuse-web/diffuse/core/engine"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/safetensors"
-	"github.com/diffuse-web/diffuse/core/sampler"
-	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/tools/bench/flops"
 	"github.com/diffuse-web/diffuse/wasm/simd"
@@ -41,9 +40,9 @@ import (
 )
 
 type loaded struct {
-	m     *model.Model
-	sched *schedule.Schedule
-	nets  map[string]model.Denoiser
+	m    *model.Model
+	eng  *engine.Loaded // the request engine's view: samples run as the app runs them
+	nets map[string]model.Denoiser
 }
 
 var (
@@ -122,10 +121,11 @@ func jsLoad(_ js.Value, a []js.Value) any {
 		if err != nil {
 			return nil, err
 		}
-		s, err := schedule.Parse(m.Scheduler)
+		eng, err := engine.FromModel(m)
 		if err != nil {
 			return nil, err
 		}
+		s := eng.Schedule
 		parseMs := ms(time.Since(start))
 		shape := m.InShape()
 		cond, classes := m.Conditional()
@@ -146,7 +146,7 @@ func jsLoad(_ js.Value, a []js.Value) any {
 			info["params"] = c.Params
 		}
 		mu.Lock()
-		models[name] = &loaded{m: m, sched: s, nets: map[string]model.Denoiser{}}
+		models[name] = &loaded{m: m, eng: eng, nets: map[string]model.Denoiser{}}
 		mu.Unlock()
 		out, err := json.Marshal(info)
 		return string(out), err
@@ -286,29 +286,22 @@ func jsSample(_ js.Value, a []js.Value) any {
 		if err != nil {
 			return nil, err
 		}
-		shape := l.m.InShape()
-		sm := &sampler.Model{Net: n, Schedule: l.sched, Shape: shape, NullClass: l.m.NullClass}
-		noise := sampler.InitialNoise(seed, 0, batch, shape)
-		opt := &sampler.Options{Steps: steps, Seed: seed}
-		start := time.Now()
-		var r *sampler.Result
-		if g, ok := n.(*webgpu.Denoiser); ok {
-			r, err = g.SampleDDIM(context.Background(), sm, noise, opt)
-		} else {
-			r, err = sampler.DDIM(context.Background(), sm, noise, opt)
+		// DDIM (η = 0) through the request engine, as the app runs it: on
+		// "webgpu" the engine hands it to the GPU-resident sampler.
+		r := engine.Request{Sampler: "ddim", Steps: steps, Seed: seed, Batch: batch}
+		if l.eng.Info.Conditional && l.eng.Info.NullClass < 0 {
+			r.Class = new(int) // a model that needs a label gets class 0
 		}
+		start := time.Now()
+		res, err := l.eng.Run(context.Background(), n, r, nil, nil)
 		if err != nil {
 			return nil, err
 		}
 		el := ms(time.Since(start))
-		x := make([]float32, len(r.X))
-		for i, v := range r.X {
-			x[i] = float32(v)
-		}
 		o := js.Global().Get("Object").New()
 		o.Set("ms", el)
-		o.Set("nfe", r.NFE)
-		o.Set("x", float32Array(x))
+		o.Set("nfe", res.NFE)
+		o.Set("x", float32Array(res.X))
 		return o, nil
 	})
 }

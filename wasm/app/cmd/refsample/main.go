@@ -1,5 +1,5 @@
 // Command refsample runs one sampling request natively, through the same
-// engine the browser app's wasm runs (wasm/app/engine) on the CPU reference
+// engine the browser app's wasm runs (core/engine) on the CPU reference
 // backend, and writes the batch as .npy. The browser tests compare the page's
 // images with it when the native `diffuse sample` CLI is not available.
 //
@@ -14,8 +14,8 @@ import (
 	"os"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/engine"
 	"github.com/diffuse-web/diffuse/core/npy"
-	"github.com/diffuse-web/diffuse/wasm/app/engine"
 )
 
 func main() {

@@ -1,11 +1,16 @@
-// Package engine is the part of the browser app's Go side that does not touch
-// JavaScript: it checks and loads a downloaded weights file, describes the
-// model and the samplers to the page, turns a page's sample request into
-// sampler options, and runs the sampler with a per-step callback.
+// Package engine is the one request path from a sampling request to a
+// sampler run: the CLI (`diffuse sample`), the browser app's worker
+// (wasm/app, a thin syscall/js bridge over this package), the reference
+// sampler of the browser tests (wasm/app/cmd/refsample) and the Go benches
+// all go through it. It checks and loads a weights file, describes the
+// model and the samplers (Samplers, the registry as the page sees it),
+// validates a Request against the sampler's parameter declarations
+// (core/sampler Param) and the model (sampler.Model.Labels), and runs it
+// with a per-step callback and a context to cancel it (Run).
 //
-// It builds natively as well as for js/wasm, so its tests (and the reference
-// images the browser tests compare against) run without a browser; the
-// syscall/js bridge in the parent package is a thin layer over it.
+// It is pure Go: it builds natively and for js/wasm, so its tests (and the
+// reference images the browser tests compare against) run without a
+// browser.
 package engine
 
 import (
@@ -33,12 +38,11 @@ import (
 const DefaultScheduler = `{"_class_name":"DDPMScheduler","num_train_timesteps":1000,` +
 	`"beta_schedule":"linear","beta_start":0.0001,"beta_end":0.02,"prediction_type":"epsilon"}`
 
-// Limits on what a page may ask for, so a typo in a shared link cannot make
-// the tab allocate gigabytes or run for hours.
+// Limits on what a page may ask for (PageCaps), so a typo in a shared link
+// cannot make the tab allocate gigabytes or run for hours.
 const (
 	MaxBatch  = 4096    // samples per request (2-D toy models draw clouds of points)
 	MaxValues = 1 << 22 // values per batch (batch × C × H × W)
-	MaxSteps  = 1000
 )
 
 // SizeError says a download is not the size the manifest promised: almost
@@ -114,6 +118,8 @@ type Loaded struct {
 	Model    *model.Model
 	Schedule *schedule.Schedule
 	Info     Info
+	// Caps bound the requests Options accepts (zero: PageCaps).
+	Caps Caps
 
 	// checkRun is Model.CheckRun: the memory budget of a run. FromModel
 	// sets it; a Loaded around a stand-in network (tests) has none.
@@ -160,8 +166,11 @@ func Load(data []byte, wantSHA256 string, wantSize int64) (*Loaded, error) {
 
 // FromModel wraps an already built model, giving it DefaultScheduler when it
 // has no schedule.
-func FromModel(m *model.Model) (*Loaded, error) {
-	shape := m.InShape()
+func FromModel(m *model.Model) (*Loaded, error) { return FromModelShape(m, m.InShape()) }
+
+// FromModelShape is FromModel for samples of shape [C, H, W] (the CLI's
+// --size, for a model that does not record its sample size).
+func FromModelShape(m *model.Model, shape []int) (*Loaded, error) {
 	if len(shape) != 3 || shape[0] <= 0 || shape[1] <= 0 || shape[2] <= 0 {
 		return nil, &FormatError{fmt.Errorf("the model does not say its sample size (got %v)", shape)}
 	}
@@ -213,63 +222,52 @@ func describe(s *schedule.Schedule) string {
 	return fmt.Sprintf("discrete %s, %d steps", c.BetaSchedule, c.NumTrainTimesteps)
 }
 
-// ParamInfo is one sampler parameter as the page shows it.
-type ParamInfo struct {
-	Name    string   `json:"name"`
-	Doc     string   `json:"doc"`
-	Default float64  `json:"default"`
-	Kind    string   `json:"kind"`              // "int", "float" or "choice"
-	Choices []string `json:"choices,omitempty"` // for "choice"
-	Min     float64  `json:"min"`
-	Max     float64  `json:"max"`
-}
-
-// SamplerInfo is one registry entry as the page shows it.
+// SamplerInfo is one registry entry as the page and <diffusion-sampler>
+// show it: core/sampler's Info without its function. Its parameters are
+// sampler.Param, declared once there (label, kind, range, default); the
+// steps range ends at the page's cap (PageCaps.Steps).
 type SamplerInfo struct {
-	Name         string      `json:"name"`
-	Summary      string      `json:"summary"`
-	Stochastic   bool        `json:"stochastic"`
-	Order        int         `json:"order"`
-	DefaultSteps int         `json:"defaultSteps"`
-	Params       []ParamInfo `json:"params"`
+	Name         string          `json:"name"`
+	Display      string          `json:"display"`
+	Summary      string          `json:"summary"`
+	Stochastic   bool            `json:"stochastic"`
+	Order        int             `json:"order"`
+	DefaultSteps int             `json:"defaultSteps"`
+	Params       []sampler.Param `json:"params"`
 }
 
-// paramKinds gives the page's input kind and range of every parameter name the
-// registry uses. A parameter missing here is still listed (as a float).
-var paramKinds = map[string]ParamInfo{
-	"steps":           {Kind: "int", Min: 1, Max: MaxSteps},
-	"eta":             {Kind: "float", Min: 0, Max: 1},
-	"guidance":        {Kind: "float", Min: 0, Max: 20},
-	"sigmas":          {Kind: "choice", Choices: []string{"", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential}},
-	"rtol":            {Kind: "float", Min: 1e-8, Max: 1},
-	"atol":            {Kind: "float", Min: 1e-8, Max: 1},
-	"end_time":        {Kind: "float", Min: 0, Max: 0.5},
-	"snr":             {Kind: "float", Min: 0, Max: 1},
-	"corrector_steps": {Kind: "int", Min: 0, Max: 10},
-}
-
-// Samplers lists the registry for the page.
+// Samplers describes the registry (sampler.List) to the page: the worker
+// sends it at start-up, and the page and the <diffusion-sampler> element
+// build their sampler pickers and parameter inputs from it.
 func Samplers() []SamplerInfo {
 	var out []SamplerInfo
 	for _, i := range sampler.List() {
-		si := SamplerInfo{Name: i.Name, Summary: i.Summary, Stochastic: i.Stochastic, Order: i.Order, DefaultSteps: i.DefaultSteps}
-		for _, p := range i.Params {
-			pi, ok := paramKinds[p.Name]
-			if !ok {
-				pi = ParamInfo{Kind: "float", Min: math.Inf(-1), Max: math.Inf(1)}
+		si := SamplerInfo{Name: i.Name, Display: i.Display, Summary: i.Summary, Stochastic: i.Stochastic, Order: i.Order,
+			DefaultSteps: i.DefaultSteps, Params: append([]sampler.Param(nil), i.Params...)}
+		for k, p := range si.Params {
+			if p.Name == "steps" {
+				si.Params[k].Max = math.Min(p.Max, PageCaps.Steps)
 			}
-			if math.IsInf(pi.Min, 0) || math.IsInf(pi.Max, 0) { // JSON has no infinities
-				pi.Min, pi.Max = -1e9, 1e9
-			}
-			pi.Name, pi.Doc, pi.Default = p.Name, p.Doc, p.Default
-			si.Params = append(si.Params, pi)
 		}
 		out = append(out, si)
 	}
 	return out
 }
 
-// Request is one sampling job as the page sends it.
+// Caps bound a request beyond its parameters' own ranges: what one run may
+// cost. Zero fields mean no cap.
+type Caps struct {
+	Steps  float64 // sampler steps
+	Batch  int     // samples per request
+	Values int     // values per batch (batch × C × H × W)
+}
+
+// PageCaps are the page's: a typo in a shared link must not make the tab
+// allocate gigabytes or run for hours. A Loaded with zero Caps uses them.
+var PageCaps = Caps{Steps: 1000, Batch: MaxBatch, Values: MaxValues}
+
+// Request is one sampling job, as the page sends it (JSON) and as the CLI
+// builds it from its flags.
 type Request struct {
 	Sampler  string  `json:"sampler"`
 	Steps    int     `json:"steps"`    // 0: the sampler's default
@@ -280,6 +278,11 @@ type Request struct {
 	Class *int   `json:"class"`
 	Seed  uint64 `json:"seed"`
 	Batch int    `json:"batch"` // 0 means 1
+	// FirstSample is the index of the batch's first sample in a larger
+	// request split into batches (the CLI's --n over --batch): sample i
+	// draws the noise of sample FirstSample+i, so batching never changes
+	// the samples.
+	FirstSample int `json:"firstSample"`
 	// SeedTo, when set, makes the batch a morph between two seeds: sample i
 	// starts from slerp(noise(Seed), noise(SeedTo), i/(Batch-1)), the
 	// spherical interpolation of the two seeds' starting noises (with a
@@ -307,22 +310,41 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return e.Field + ": " + e.Msg }
 
-// Options validates r against the model and the sampler's parameter list and
-// builds the sampler's options (without Progress).
-func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
+// asRequestError names the field of the sampler package's option errors.
+func asRequestError(err error) error {
+	var (
+		le *limits.Error
+		oe *sampler.OptionError
+	)
+	switch {
+	case errors.As(err, &le):
+		return &RequestError{le.Field, fmt.Sprintf("%v %s", le.Value, le.Limit)}
+	case errors.As(err, &oe):
+		return &RequestError{oe.Field, oe.Msg}
+	}
+	return &RequestError{"options", err.Error()}
+}
+
+// Check validates what of r does not depend on the model: the sampler's
+// name, its parameters against their declarations (sampler.Param, through
+// Options.Check) and the timestep spacing. The CLI calls it before it
+// loads a model; Options calls it too.
+func (r *Request) Check() error {
+	_, _, err := r.options()
+	return err
+}
+
+func (r *Request) options() (sampler.Info, *sampler.Options, error) {
 	info, ok := sampler.Get(r.Sampler)
 	if !ok {
-		names := []string{}
-		for _, i := range sampler.List() {
-			names = append(names, i.Name)
-		}
-		return info, nil, &RequestError{"sampler", fmt.Sprintf("unknown sampler %q (have %s)", r.Sampler, strings.Join(names, ", "))}
+		return info, nil, &RequestError{"sampler", fmt.Sprintf("unknown sampler %q (have %s)", r.Sampler, sampler.Names())}
 	}
 	takes := map[string]bool{}
 	for _, p := range info.Params {
 		takes[p.Name] = true
 	}
-	o := &sampler.Options{Steps: r.Steps, Eta: r.Eta, Guidance: r.Guidance, Seed: r.Seed, Sigmas: r.Sigmas, ClipDenoised: r.ClipDenoised}
+	o := &sampler.Options{Steps: r.Steps, Eta: r.Eta, Guidance: r.Guidance, Seed: r.Seed, FirstSample: r.FirstSample,
+		Sigmas: r.Sigmas, ClipDenoised: r.ClipDenoised}
 	for k, v := range r.Params {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return info, nil, &RequestError{k, "not a finite number"}
@@ -330,32 +352,16 @@ func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
 		if !takes[k] {
 			return info, nil, &RequestError{k, fmt.Sprintf("sampler %s takes no parameter %q", info.Name, k)}
 		}
-		if pk, ok := paramKinds[k]; ok && pk.Kind != "choice" && (v < pk.Min || v > pk.Max) {
-			return info, nil, &RequestError{k, fmt.Sprintf("%g is outside %g…%g", v, pk.Min, pk.Max)}
-		}
-		switch k {
-		case "steps":
-			o.Steps = int(v)
-		case "eta":
-			o.Eta = v
-		case "guidance":
-			o.Guidance = v
-		case "rtol":
-			o.RTol = v
-		case "atol":
-			o.ATol = v
-		case "end_time":
-			o.EndTime = v
-		case "snr":
-			o.SNR = v
-		case "corrector_steps":
-			o.CorrectorSteps = int(v)
-		default:
-			return info, nil, &RequestError{k, "this page does not know how to pass it to the sampler"}
+		if !o.Set(k, v) {
+			return info, nil, &RequestError{k, "this engine does not know how to pass it to the sampler"}
 		}
 	}
-	if o.Steps < 0 || o.Steps > MaxSteps {
-		return info, nil, &RequestError{"steps", fmt.Sprintf("%d is outside 1…%d", o.Steps, MaxSteps)}
+	if r.FirstSample < 0 {
+		return info, nil, &RequestError{"firstSample", fmt.Sprintf("%d is negative", r.FirstSample)}
+	}
+	// The samplers' own bounds (the same ones the CLI applies).
+	if err := o.Check(); err != nil {
+		return info, nil, asRequestError(err)
 	}
 	if o.Steps > 0 && !takes["steps"] {
 		o.Steps = 0 // adaptive samplers choose their own steps
@@ -363,58 +369,79 @@ func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
 	if o.Eta != 0 && !takes["eta"] {
 		return info, nil, &RequestError{"eta", fmt.Sprintf("sampler %s has no η", info.Name)}
 	}
-	switch o.Sigmas {
-	case "", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential:
+	switch r.TimestepSpacing {
+	case "", "leading", "trailing", "linspace":
 	default:
-		return info, nil, &RequestError{"sigmas", fmt.Sprintf("unknown spacing %q (uniform, karras or exponential)", o.Sigmas)}
+		return info, nil, &RequestError{"timestepSpacing", fmt.Sprintf("unknown spacing %q (leading, trailing or linspace)", r.TimestepSpacing)}
 	}
-	b := r.Batch
-	if b == 0 {
-		b = 1
+	return info, o, nil
+}
+
+// caps is l.Caps, or PageCaps when unset.
+func (l *Loaded) caps() Caps {
+	if l.Caps == (Caps{}) {
+		return PageCaps
 	}
-	if b < 1 || b > MaxBatch {
-		return info, nil, &RequestError{"batch", fmt.Sprintf("%d is outside 1…%d", b, MaxBatch)}
+	return l.Caps
+}
+
+// SamplerModel is the sampler's view of l with the network net: its
+// schedule, sample shape and class labels.
+func (l *Loaded) SamplerModel(net model.Denoiser) *sampler.Model {
+	return l.samplerModel(net, l.Schedule)
+}
+
+// samplerModel is SamplerModel with the schedule s.
+func (l *Loaded) samplerModel(net model.Denoiser, s *schedule.Schedule) *sampler.Model {
+	classes := sampler.Unconditional
+	if l.Info.Conditional {
+		classes = l.Info.Classes
 	}
-	if n := tensor.Numel(l.Info.Shape); b*n > MaxValues {
-		return info, nil, &RequestError{"batch", fmt.Sprintf("%d samples of %v are too many (at most %d)", b, l.Info.Shape, MaxValues/n)}
+	return &sampler.Model{Net: net, Schedule: s, Shape: l.Info.Shape, NullClass: l.Info.NullClass, Classes: classes}
+}
+
+// Options validates r against the model and the sampler's parameter list and
+// builds the sampler's options (without Progress).
+func (l *Loaded) Options(r Request) (sampler.Info, *sampler.Options, error) {
+	info, o, err := r.options()
+	if err != nil {
+		return info, nil, err
+	}
+	c := l.caps()
+	if c.Steps > 0 && float64(o.Steps) > c.Steps {
+		return info, nil, &RequestError{"steps", fmt.Sprintf("%d is outside 1…%g", o.Steps, c.Steps)}
+	}
+	b := r.batch()
+	if b < 1 || (c.Batch > 0 && b > c.Batch) {
+		return info, nil, &RequestError{"batch", fmt.Sprintf("%d is outside 1…%d", b, c.Batch)}
+	}
+	if n := tensor.Numel(l.Info.Shape); c.Values > 0 && b*n > c.Values {
+		return info, nil, &RequestError{"batch", fmt.Sprintf("%d samples of %v are too many (at most %d)", b, l.Info.Shape, c.Values/n)}
 	}
 	if r.Class != nil {
-		if !l.Info.Conditional {
-			return info, nil, &RequestError{"class", "this model is unconditional"}
-		}
-		if c := *r.Class; c < 0 || c >= l.Info.Classes {
-			return info, nil, &RequestError{"class", fmt.Sprintf("%d is outside 0…%d", c, l.Info.Classes-1)}
-		}
 		o.Class = []int{*r.Class}
-	} else if l.Info.Conditional && l.Info.NullClass < 0 {
-		return info, nil, &RequestError{"class", "this model needs a class label"}
+	}
+	_, guided, err := l.samplerModel(nil, l.Schedule).Labels(o, b)
+	if err != nil {
+		return info, nil, asRequestError(err)
 	}
 	calls := b
-	if g := o.Guidance; g != 0 && g != 1 {
-		if math.IsNaN(g) || g < 0 || g > 20 {
-			return info, nil, &RequestError{"guidance", fmt.Sprintf("%g is outside 0…20", g)}
-		}
-		if !l.Info.Guidance {
-			return info, nil, &RequestError{"guidance", "this model has no null class, so it cannot be guided"}
-		}
-		if r.Class == nil {
-			return info, nil, &RequestError{"guidance", "guidance needs a class"}
-		}
+	if guided {
 		calls *= 2 // the conditional and unconditional passes share one call
-	}
-	// The samplers' own bounds (the same ones the CLI applies).
-	if err := o.Check(); err != nil {
-		var le *limits.Error
-		if errors.As(err, &le) {
-			return info, nil, &RequestError{le.Field, fmt.Sprintf("%v %s", le.Value, le.Limit)}
-		}
-		return info, nil, &RequestError{"options", err.Error()}
 	}
 	// Memory for the whole run, checked before anything is allocated.
 	if err := l.fits(b, calls); err != nil {
 		return info, nil, &RequestError{"batch", err.Error() + "; choose a smaller batch"}
 	}
 	return info, o, nil
+}
+
+// batch is r.Batch, 0 meaning 1.
+func (r *Request) batch() int {
+	if r.Batch == 0 {
+		return 1
+	}
+	return r.Batch
 }
 
 // Frame is what the page sees after each network evaluation.
@@ -471,15 +498,12 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	if err != nil {
 		return nil, err
 	}
-	b := r.Batch
-	if b == 0 {
-		b = 1
-	}
+	b := r.batch()
 	sched, err := l.schedule(r)
 	if err != nil {
 		return nil, err
 	}
-	m := &sampler.Model{Net: net, Schedule: sched, Shape: l.Info.Shape, NullClass: l.Model.NullClass}
+	m := l.samplerModel(net, sched)
 	start := time.Now()
 	last := start
 	rs, resident := net.(ResidentSampler)
@@ -506,6 +530,9 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	}
 	var noise []float64
 	if r.SeedTo != nil {
+		if r.FirstSample != 0 {
+			return nil, &RequestError{"seedTo", "a morph between two seeds is one batch (firstSample 0)"}
+		}
 		a := sampler.InitialNoise(r.Seed, 0, 1, l.Info.Shape)
 		z := sampler.InitialNoise(*r.SeedTo, 0, 1, l.Info.Shape)
 		for i := 0; i < b; i++ {
@@ -516,7 +543,7 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 			noise = append(noise, sampler.Slerp(a, z, f)...)
 		}
 	} else {
-		noise = sampler.InitialNoise(r.Seed, 0, b, l.Info.Shape)
+		noise = sampler.InitialNoise(r.Seed, r.FirstSample, b, l.Info.Shape)
 	}
 	var res *sampler.Result
 	if resident {
@@ -702,24 +729,13 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 	if err := l.fits(b, b); err != nil {
 		return nil, &RequestError{"points", err.Error()}
 	}
-	var cls []int
-	switch {
-	case class != nil:
-		if !l.Info.Conditional || *class < 0 || *class >= l.Info.Classes {
-			return nil, &RequestError{"class", fmt.Sprintf("no class %d", *class)}
-		}
-		cls = make([]int, b)
-		for i := range cls {
-			cls[i] = *class
-		}
-	case l.Info.Conditional:
-		if l.Info.NullClass < 0 {
-			return nil, &RequestError{"class", "this model needs a class label"}
-		}
-		cls = make([]int, b)
-		for i := range cls {
-			cls[i] = l.Info.NullClass
-		}
+	o := &sampler.Options{}
+	if class != nil {
+		o.Class = []int{*class}
+	}
+	cls, _, err := l.samplerModel(net, l.Schedule).Labels(o, b)
+	if err != nil {
+		return nil, asRequestError(err)
 	}
 	t := make([]float32, b)
 	for i := range t {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
-	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/diffuse-web/diffuse/core/fixtures"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/sampler"
@@ -161,27 +162,67 @@ func TestBadRequestsNameTheField(t *testing.T) {
 	}
 }
 
-func TestSamplersDescribeTheirParams(t *testing.T) {
-	list := Samplers()
-	byName := map[string]SamplerInfo{}
-	for _, s := range list {
-		byName[s.Name] = s
-		for _, p := range s.Params {
-			if _, ok := paramKinds[p.Name]; !ok {
-				t.Errorf("sampler %s parameter %q has no page input kind (add it to paramKinds)", s.Name, p.Name)
+// TestSamplersAreTheRegistry checks that what the page and
+// <diffusion-sampler> build their pickers from (the JSON the worker sends)
+// is sampler.List(): every sampler, its display name, default steps and
+// each parameter's declaration, only the steps range capped at the page's.
+func TestSamplersAreTheRegistry(t *testing.T) {
+	data, err := json.Marshal(Samplers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	reg := sampler.List()
+	if len(got) != len(reg) {
+		t.Fatalf("%d samplers exported, the registry has %d", len(got), len(reg))
+	}
+	for k, i := range reg {
+		g := got[k]
+		if g["name"] != i.Name || g["display"] != i.Display || g["summary"] != i.Summary || g["defaultSteps"] != float64(i.DefaultSteps) {
+			t.Errorf("exported %v, registry %s %q %q %d", g, i.Name, i.Display, i.Summary, i.DefaultSteps)
+		}
+		if i.Display == "" {
+			t.Errorf("%s has no display name", i.Name)
+		}
+		ps, _ := g["params"].([]any)
+		if len(ps) != len(i.Params) {
+			t.Fatalf("%s: %d params exported, %d registered", i.Name, len(ps), len(i.Params))
+		}
+		for n, p := range i.Params {
+			e := ps[n].(map[string]any)
+			max := p.Max
+			if p.Name == "steps" {
+				max = math.Min(max, PageCaps.Steps)
+			}
+			sug, _ := e["suggested"].(float64)
+			if e["name"] != p.Name || e["label"] != p.Label || e["kind"] != p.Kind || e["default"] != p.Default ||
+				e["min"] != p.Min || e["max"] != max || sug != p.Suggested {
+				t.Errorf("%s: exported %v, registered %+v", i.Name, e, p)
+			}
+			switch p.Kind {
+			case sampler.KindInt, sampler.KindFloat:
+				if !(p.Min <= p.Max) || (p.Default != 0 && (p.Default < p.Min || p.Default > p.Max)) ||
+					(p.Suggested != 0 && (p.Suggested < p.Min || p.Suggested > p.Max)) {
+					t.Errorf("%s.%s: default %g outside %g…%g", i.Name, p.Name, p.Default, p.Min, p.Max)
+				}
+			case sampler.KindChoice:
+				if len(p.Choices) == 0 {
+					t.Errorf("%s.%s: a choice without choices", i.Name, p.Name)
+				}
+			default:
+				t.Errorf("%s.%s: kind %q", i.Name, p.Name, p.Kind)
+			}
+			if p.Label == "" || p.Doc == "" {
+				t.Errorf("%s.%s: no label or doc", i.Name, p.Name)
 			}
 		}
 	}
-	d, ok := byName["ddim"]
-	if !ok {
-		t.Fatal("no ddim in the registry")
-	}
-	has := map[string]bool{}
-	for _, p := range d.Params {
-		has[p.Name] = true
-	}
-	if !has["steps"] || !has["eta"] {
-		t.Errorf("ddim params %+v lack steps or eta", d.Params)
+	// The registry's sampler the element lacked (issue 19).
+	if _, ok := sampler.Get("dpmpp_3m_diffusers"); !ok {
+		t.Error("no dpmpp_3m_diffusers in the registry")
 	}
 }
 
