@@ -300,5 +300,10 @@ func calibrate(net model.Denoiser, l *engine.Loaded, warm int) (float64, error) 
 	return ms, nil
 }
 
-// now is performance.now() in milliseconds.
-func now() float64 { return float64(time.Now().UnixNano()) / 1e6 }
+// epoch anchors now: durations from time.Since read Go's monotonic clock,
+// which under js/wasm is performance.now(); the wall clock (time.Now's
+// UnixNano) is Date.now(), in whole milliseconds, too coarse to calibrate.
+var epoch = time.Now()
+
+// now is milliseconds on the monotonic clock (performance.now() in a browser).
+func now() float64 { return float64(time.Since(epoch).Nanoseconds()) / 1e6 }
