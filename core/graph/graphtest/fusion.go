@@ -8,7 +8,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
-// Patterns names the epilogue fusions graph.Fusion proposes, each with a
+// Patterns names the epilogue fusions graph.Fuse proposes, each with a
 // case in fusionCases (a head op and the ops it absorbs, "+"-joined).
 var Patterns = []string{
 	"conv2d+add_channel",
