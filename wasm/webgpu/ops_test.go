@@ -131,9 +131,9 @@ func compare(t *testing.T, d *Device, c *opCase, o Options) float64 {
 	return nmse(got.Data, want.Data)
 }
 
-// opCases is graphtest's table without its fusion cases, as opCases: every
-// op kind, lucidrains' included, on awkward shapes (odd sizes, channel
-// counts that are not multiples of 4, tiles only partly filled, batch 1 and 7).
+// opCases is graphtest's table without its fusion cases: every op kind,
+// lucidrains' included, on awkward shapes (odd sizes, channel counts that
+// are not multiples of 4, tiles only partly filled, batch 1 and 7).
 func opCases(*rand.Rand) []*opCase {
 	var cs []*opCase
 	for _, c := range graphtest.Cases() {
