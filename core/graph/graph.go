@@ -5,6 +5,13 @@
 // A graph is built for one batch size. Values are numbered; node i reads
 // earlier values and writes exactly one new value. Weights are referenced by
 // name and held, as float32, in Graph.Params.
+//
+// The op contract every backend keeps: Kinds (kinds.go) lists every op kind
+// with its inputs and parameters; core/cpu runs each as the reference;
+// Fuse (fuse.go) is the one epilogue fusion pass, over what a backend's
+// kernels can fold (Caps); and graphtest is the table of small graphs, one
+// or more per kind and per fusion pattern, each backend's TestOpTable runs
+// against the reference.
 package graph
 
 import (

@@ -13,13 +13,9 @@ import (
 
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/limits"
-	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/schedule"
-	"github.com/diffuse-web/diffuse/core/scoresde"
 	"github.com/diffuse-web/diffuse/core/tensor"
-	"github.com/diffuse-web/diffuse/core/toy2d"
-	"github.com/diffuse-web/diffuse/core/unet"
 )
 
 // Model is a network's description and weights, independent of any backend.
@@ -30,36 +26,24 @@ type Model struct {
 	NullClass int             // "no class" label for guidance; -1 when unconditional or unknown
 	Params    map[string]*tensor.Tensor
 
-	unet  *unet.Config
-	score *scoresde.Config
-	toy   *toy2d.Config
-	lucid *lucid.Config
+	net Network // the parsed config, of the family Arch names
 }
 
-// InShape is the [C,H,W] of one sample.
+// InShape is the [C,H,W] of one sample (nil for a Model New did not make).
 func (m *Model) InShape() []int {
-	if m.unet != nil {
-		h, w, _ := unet.SampleSize(m.unet.SampleSize)
-		return []int{m.unet.InChannels, h, w}
+	if m.net == nil {
+		return nil
 	}
-	if m.score != nil {
-		return []int{m.score.InChannels, m.score.Height, m.score.Width}
-	}
-	if m.toy != nil {
-		return []int{m.toy.Dim, 1, 1}
-	}
-	if m.lucid != nil {
-		return []int{m.lucid.Channels, m.lucid.ImageSize[0], m.lucid.ImageSize[1]}
-	}
-	return nil
+	return m.net.InShape()
 }
 
 // Conditional reports whether the network takes class labels, and how many.
 func (m *Model) Conditional() (bool, int) {
-	if m.unet != nil && m.unet.NumClassEmbeds != nil {
-		return true, *m.unet.NumClassEmbeds
+	if m.net == nil {
+		return false, 0
 	}
-	return false, 0
+	n := m.net.Classes()
+	return n > 0, n
 }
 
 // Graph builds the network for a batch of samples of the given height and
@@ -121,23 +105,10 @@ func (m *Model) build(batch, height, width int) (*graph.Graph, error) {
 	if err := limits.Int("width", int64(width), 1, limits.MaxSide); err != nil {
 		return nil, err
 	}
-	switch m.Arch {
-	case ArchDiffusersUNet2D:
-		return unet.Build(m.unet, m.Params, batch, height, width)
-	case ArchScoreNet:
-		if height != m.score.Height || width != m.score.Width {
-			return nil, fmt.Errorf("ScoreNet takes %dx%d images, not %dx%d", m.score.Height, m.score.Width, height, width)
-		}
-		return scoresde.Build(m.score, m.Params, batch)
-	case ArchToy2D:
-		if height != 1 || width != 1 {
-			return nil, fmt.Errorf("the toy model takes points shaped [%d,1,1], not %dx%d images", m.toy.Dim, height, width)
-		}
-		return toy2d.Build(m.toy, m.Params, batch)
-	case ArchLucidUnet:
-		return lucid.Build(m.lucid, m.Params, batch, height, width)
+	if m.net == nil {
+		return nil, fmt.Errorf("unknown network family %q", m.Arch)
 	}
-	return nil, fmt.Errorf("unknown network family %q", m.Arch)
+	return m.net.Build(m.Params, batch, height, width)
 }
 
 // New checks the config against the weights by building the network once,
@@ -154,50 +125,18 @@ func New(arch string, config, scheduler json.RawMessage, params map[string]*tens
 			return nil, fmt.Errorf("the scheduler settings: %w", err)
 		}
 	}
-	switch arch {
-	case ArchDiffusersUNet2D:
-		c, err := unet.ParseConfig(config)
-		if err != nil {
-			return nil, err
-		}
-		m.unet = c
-		m.Params = unet.RenameLegacy(params)
-		h, w, _ := unet.SampleSize(c.SampleSize)
-		if h == 0 {
-			h, w = c.DownFactor(), c.DownFactor()
-		}
-		if _, err := m.Graph(1, h, w); err != nil {
-			return nil, err
-		}
-	case ArchScoreNet:
-		c, err := scoresde.ParseConfig(config)
-		if err != nil {
-			return nil, err
-		}
-		m.score = c
-		if _, err := m.Graph(1, c.Height, c.Width); err != nil {
-			return nil, err
-		}
-	case ArchToy2D:
-		c, err := toy2d.ParseConfig(config)
-		if err != nil {
-			return nil, err
-		}
-		m.toy = c
-		if _, err := m.Graph(1, 1, 1); err != nil {
-			return nil, err
-		}
-	case ArchLucidUnet:
-		c, err := lucid.ParseConfig(config)
-		if err != nil {
-			return nil, err
-		}
-		m.lucid = c
-		if _, err := m.Graph(1, c.ImageSize[0], c.ImageSize[1]); err != nil {
-			return nil, err
-		}
-	default:
+	f, ok := families[arch]
+	if !ok {
 		return nil, fmt.Errorf("unknown network family %q", arch)
+	}
+	net, params, err := f.Parse(config, params)
+	if err != nil {
+		return nil, err
+	}
+	m.net, m.Params = net, params
+	h, w := net.ProbeSize()
+	if _, err := m.Graph(1, h, w); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -2,13 +2,55 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/core/torchpt"
 )
+
+func init() {
+	register(&Family{Arch: ArchLucidUnet, From: "lucidrains",
+		Parse: func(config json.RawMessage, params map[string]*tensor.Tensor) (Network, map[string]*tensor.Tensor, error) {
+			c, err := lucid.ParseConfig(config)
+			if err != nil {
+				return nil, nil, err
+			}
+			return lucidNet{c}, params, nil
+		},
+		Convert: func(path string, o ConvertOptions) (*Model, error) {
+			if o.Lucid == nil {
+				return nil, errors.New("lucidrains: no overrides given (the image size is required)")
+			}
+			ov, useEMA, err := o.Lucid()
+			if err != nil {
+				return nil, err
+			}
+			// A regular file of at most limits.MaxWeightsBytes: a symlink to
+			// /dev/zero or a FIFO is refused before anything is read.
+			// torchpt's default totals then bound what the checkpoint may
+			// ask for.
+			data, err := limits.ReadFile(path, limits.MaxWeightsBytes)
+			if err != nil {
+				return nil, err
+			}
+			return FromLucidrains(data, useEMA, ov)
+		}})
+}
+
+// lucidNet is lucidrains' Unet (core/lucid).
+type lucidNet struct{ c *lucid.Config }
+
+func (n lucidNet) InShape() []int        { return []int{n.c.Channels, n.c.ImageSize[0], n.c.ImageSize[1]} }
+func (n lucidNet) Classes() int          { return 0 }
+func (n lucidNet) ProbeSize() (int, int) { return n.c.ImageSize[0], n.c.ImageSize[1] }
+func (n lucidNet) Build(params map[string]*tensor.Tensor, batch, height, width int) (*graph.Graph, error) {
+	return lucid.Build(n.c, params, batch, height, width)
+}
 
 // ArchLucidUnet is the Unet of lucidrains' denoising-diffusion-pytorch 2.x
 // (core/lucid); the network takes the integer timestep.

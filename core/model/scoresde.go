@@ -4,10 +4,44 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/scoresde"
 	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/core/torchpt"
 )
+
+func init() {
+	register(&Family{Arch: ArchScoreNet, From: "scoresde",
+		Parse: func(config json.RawMessage, params map[string]*tensor.Tensor) (Network, map[string]*tensor.Tensor, error) {
+			c, err := scoresde.ParseConfig(config)
+			if err != nil {
+				return nil, nil, err
+			}
+			return scoreNet{c}, params, nil
+		},
+		Convert: func(path string, o ConvertOptions) (*Model, error) {
+			data, err := limits.ReadFile(path, limits.MaxWeightsBytes)
+			if err != nil {
+				return nil, err
+			}
+			return FromScoreSDE(data, o.Sigma, o.Size)
+		}})
+}
+
+// scoreNet is the score-SDE tutorial's ScoreNet (core/scoresde), which
+// takes one image size.
+type scoreNet struct{ c *scoresde.Config }
+
+func (n scoreNet) InShape() []int        { return []int{n.c.InChannels, n.c.Height, n.c.Width} }
+func (n scoreNet) Classes() int          { return 0 }
+func (n scoreNet) ProbeSize() (int, int) { return n.c.Height, n.c.Width }
+func (n scoreNet) Build(params map[string]*tensor.Tensor, batch, height, width int) (*graph.Graph, error) {
+	if height != n.c.Height || width != n.c.Width {
+		return nil, fmt.Errorf("ScoreNet takes %dx%d images, not %dx%d", n.c.Height, n.c.Width, height, width)
+	}
+	return scoresde.Build(n.c, params, batch)
+}
 
 // FromScoreSDE reads a checkpoint saved the way the score-SDE tutorial saves
 // its ScoreNet: torch.save of a (DataParallel) state dict, keys prefixed

@@ -4,10 +4,43 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/safetensors"
+	"github.com/diffuse-web/diffuse/core/tensor"
 	"github.com/diffuse-web/diffuse/core/toy2d"
 )
+
+func init() {
+	register(&Family{Arch: ArchToy2D, From: "toy2d",
+		Parse: func(config json.RawMessage, params map[string]*tensor.Tensor) (Network, map[string]*tensor.Tensor, error) {
+			c, err := toy2d.ParseConfig(config)
+			if err != nil {
+				return nil, nil, err
+			}
+			return toyNet{c}, params, nil
+		},
+		Convert: func(path string, _ ConvertOptions) (*Model, error) {
+			f, err := safetensors.ReadFile(path)
+			if err != nil {
+				return nil, err
+			}
+			return FromToy2D(f)
+		}})
+}
+
+// toyNet is the 2-D toy MLP (core/toy2d): a sample is a point [Dim,1,1].
+type toyNet struct{ c *toy2d.Config }
+
+func (n toyNet) InShape() []int        { return []int{n.c.Dim, 1, 1} }
+func (n toyNet) Classes() int          { return 0 }
+func (n toyNet) ProbeSize() (int, int) { return 1, 1 }
+func (n toyNet) Build(params map[string]*tensor.Tensor, batch, height, width int) (*graph.Graph, error) {
+	if height != 1 || width != 1 {
+		return nil, fmt.Errorf("the toy model takes points shaped [%d,1,1], not %dx%d images", n.c.Dim, height, width)
+	}
+	return toy2d.Build(n.c, params, batch)
+}
 
 // trainedToyConfig is the "config" metadata tools/train/train_toy2d.py writes.
 type trainedToyConfig struct {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/diffuse-web/diffuse/core/limits"
+	"github.com/diffuse-web/diffuse/core/lucid"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/schedule"
@@ -41,25 +42,12 @@ func runConvert(args []string) error {
 	if err != nil {
 		return err
 	}
-	var m *model.Model
-	switch *from {
-	case "diffusers":
-		m, err = model.FromDiffusersDir(pos[0])
-	case "scoresde":
-		var data []byte
-		if data, err = limits.ReadFile(pos[0], limits.MaxWeightsBytes); err == nil {
-			m, err = model.FromScoreSDE(data, *sigma, *size)
-		}
-	case "toy2d":
-		var f *safetensors.File
-		if f, err = safetensors.ReadFile(pos[0]); err == nil {
-			m, err = model.FromToy2D(f)
-		}
-	case "lucidrains":
-		m, err = lf.convert(fs, pos[0])
-	default:
-		return fmt.Errorf("--from %q: supported kinds: diffusers, scoresde, toy2d, lucidrains", *from)
+	fam, err := model.Converter(*from)
+	if err != nil {
+		return err
 	}
+	m, err := fam.Convert(pos[0], model.ConvertOptions{Sigma: *sigma, Size: *size,
+		Lucid: func() (lucid.Overrides, bool, error) { return lf.overrides(fs) }})
 	if err != nil {
 		return err
 	}

@@ -7,9 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/lucid"
-	"github.com/diffuse-web/diffuse/core/model"
 )
 
 // lucidFlags are convert's flags for --from lucidrains: which weights to
@@ -33,19 +31,22 @@ func addLucidFlags(fs *flag.FlagSet) *lucidFlags {
 	}
 }
 
-func (l *lucidFlags) convert(fs *flag.FlagSet, path string) (*model.Model, error) {
+// overrides checks the lucidrains flags and returns the overrides they
+// give and whether to take the EMA weights (model's lucidrains converter
+// calls it).
+func (l *lucidFlags) overrides(fs *flag.FlagSet) (lucid.Overrides, bool, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *l.online && set["ema"] && *l.ema {
-		return nil, errors.New("--ema and --online exclude each other")
+		return lucid.Overrides{}, false, errors.New("--ema and --online exclude each other")
 	}
 	o := lucid.Overrides{Objective: *l.objective, Theta: l.theta}
 	if *l.imageSize == "" {
-		return nil, errors.New("--image-size is required for lucidrains checkpoints (the Trainer checkpoint does not record it)")
+		return lucid.Overrides{}, false, errors.New("--image-size is required for lucidrains checkpoints (the Trainer checkpoint does not record it)")
 	}
 	h, w, err := parseImageSize(*l.imageSize)
 	if err != nil {
-		return nil, err
+		return lucid.Overrides{}, false, err
 	}
 	o.ImageSize = [2]int{h, w}
 	if *l.channels > 0 {
@@ -57,21 +58,14 @@ func (l *lucidFlags) convert(fs *flag.FlagSet, path string) (*model.Model, error
 		v := *l.selfCond == "true"
 		o.SelfCondition = &v
 	default:
-		return nil, fmt.Errorf("--self-condition %q: use true or false", *l.selfCond)
+		return lucid.Overrides{}, false, fmt.Errorf("--self-condition %q: use true or false", *l.selfCond)
 	}
 	switch o.Objective {
 	case "", "pred_noise", "pred_x0", "pred_v":
 	default:
-		return nil, fmt.Errorf("--objective %q: use pred_noise, pred_x0 or pred_v", o.Objective)
+		return lucid.Overrides{}, false, fmt.Errorf("--objective %q: use pred_noise, pred_x0 or pred_v", o.Objective)
 	}
-	// A regular file of at most limits.MaxWeightsBytes: a symlink to
-	// /dev/zero or a FIFO is refused before anything is read. torchpt's
-	// default totals then bound what the checkpoint may ask for.
-	data, err := limits.ReadFile(path, limits.MaxWeightsBytes)
-	if err != nil {
-		return nil, err
-	}
-	return model.FromLucidrains(data, !*l.online, o)
+	return o, !*l.online, nil
 }
 
 // parseImageSize reads "N" (square) or "HxW".

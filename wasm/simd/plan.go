@@ -34,78 +34,22 @@ type step struct {
 	conv  *conv // the lowered Conv2D, for tests
 }
 
-// fusion: which nodes a head node absorbs, found before any step is built.
-type fusion struct {
-	nodes []int       // absorbed node indices after the head, in order
-	out   graph.Value // value the fused step writes
-	e     graph.Value // AddChannel / ScaleShift operand, or -1
-	res   graph.Value // residual operand, or -1
-	silu  bool
+// fuseCaps is what this backend's kernels fold into their epilogues
+// (graph.Fuse): the conv's time-embedding channel add and its residual
+// (conv.run), the transposed conv's channel add (convT.run), and the
+// group norm's scale_shift and SiLU (Kernels.GroupNorm).
+var fuseCaps = graph.Caps{
+	graph.OpConv2D:          graph.EpiAddChannel | graph.EpiResidual | graph.EpiResidualWithE,
+	graph.OpConvTranspose2D: graph.EpiAddChannel,
+	graph.OpGroupNorm:       graph.EpiScaleShift | graph.EpiSiLU,
 }
 
 func newPlan(k *Kernels, wt *weights, g *graph.Graph) (*plan, error) {
 	p := &plan{g: g, k: k, vals: make([][]float32, len(g.Shapes)), inputs: map[string][]float32{}}
 
-	// Who reads each value, by node index.
-	readers := make([][]int, len(g.Shapes))
-	for i, n := range g.Nodes {
-		for _, in := range n.In {
-			readers[in] = append(readers[in], i)
-		}
-	}
-	absorbed := make([]bool, len(g.Nodes))
-	// single returns the only reader of v (which must not be the output, and
-	// not already fused into another step), or -1.
-	single := func(v graph.Value) int {
-		if v == g.Output || len(readers[v]) != 1 || absorbed[readers[v][0]] {
-			return -1
-		}
-		return readers[v][0]
-	}
-
 	var need scratchSize
-	for i := range g.Nodes {
-		n := &g.Nodes[i]
-		if absorbed[i] || n.Op == graph.OpInput {
-			continue
-		}
-		fu := fusion{out: n.Out, e: -1, res: -1}
-		absorb := func(j int) {
-			absorbed[j] = true
-			fu.nodes = append(fu.nodes, j)
-			fu.out = g.Nodes[j].Out
-		}
-		switch n.Op {
-		case graph.OpGroupNorm:
-			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpScaleShift && g.Nodes[j].In[0] == fu.out {
-				fu.e = g.Nodes[j].In[1]
-				absorb(j)
-			}
-			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
-				fu.silu = true
-				absorb(j)
-			}
-		case graph.OpConv2D, graph.OpConvTranspose2D:
-			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpAddChannel && g.Nodes[j].In[0] == fu.out {
-				fu.e = g.Nodes[j].In[1]
-				absorb(j)
-			}
-			if n.Op != graph.OpConv2D {
-				break
-			}
-			if j := single(fu.out); j >= 0 && g.Nodes[j].Op == graph.OpAdd {
-				a, b := g.Nodes[j].In[0], g.Nodes[j].In[1]
-				if a != b {
-					if a == fu.out {
-						fu.res = b
-					} else {
-						fu.res = a
-					}
-					absorb(j)
-				}
-			}
-		}
-		st, sz, err := p.lower(wt, i, fu)
+	for _, fu := range graph.Fuse(g, fuseCaps) {
+		st, sz, err := p.lower(wt, fu)
 		if err != nil {
 			return nil, err
 		}
@@ -120,20 +64,17 @@ func newPlan(k *Kernels, wt *weights, g *graph.Graph) (*plan, error) {
 	return p, nil
 }
 
-// lower builds the step for node i with the fusion fu.
-func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
+// lower builds the step for the fused step fu.
+func (p *plan) lower(wt *weights, fu graph.Fused) (step, scratchSize, error) {
 	g, k := p.g, p.k
+	i := fu.Head
 	n := &g.Nodes[i]
-	st := step{kind: string(n.Op), pos: i, node: i, reads: append([]graph.Value(nil), n.In...), out: fu.out}
-	for _, j := range fu.nodes {
-		st.kind += "+" + string(g.Nodes[j].Op)
-		st.pos = j
+	st := step{kind: fu.Pattern(g), pos: fu.Last, node: i, reads: append([]graph.Value(nil), n.In...), out: fu.Out}
+	if fu.E >= 0 {
+		st.reads = append(st.reads, fu.E)
 	}
-	if fu.e >= 0 {
-		st.reads = append(st.reads, fu.e)
-	}
-	if fu.res >= 0 {
-		st.reads = append(st.reads, fu.res)
+	if fu.Res >= 0 {
+		st.reads = append(st.reads, fu.Res)
 	}
 	in := func(j int) []float32 { return p.vals[n.In[j]] }
 	opt := func(v graph.Value) func() []float32 {
@@ -144,8 +85,8 @@ func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
 			return p.vals[v]
 		}
 	}
-	e, res := opt(fu.e), opt(fu.res)
-	out := func() []float32 { return p.vals[fu.out] }
+	e, res := opt(fu.E), opt(fu.Res)
+	out := func() []float32 { return p.vals[fu.Out] }
 	shape := func(j int) []int { return g.Shapes[n.In[j]] }
 	var need scratchSize
 
@@ -163,7 +104,7 @@ func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
 		s := shape(0)
 		per := tensor.Numel(s[2:])
 		gamma, beta := wt.Raw(n.Weight), wt.Raw(n.Bias)
-		groups, eps, silu := n.Ints[0], n.F, fu.silu
+		groups, eps, silu := n.Ints[0], n.F, fu.SiLU
 		st.run = func() error {
 			k.GroupNorm(out(), in(0), s[0], s[1], per, groups, eps, gamma, beta, silu, e())
 			return nil
@@ -234,7 +175,7 @@ func (p *plan) lower(wt *weights, i int, fu fusion) (step, scratchSize, error) {
 	default:
 		// Everything else (layout ops, embeddings, ...) is cheap: the reference
 		// implementation, over the same buffers.
-		if len(fu.nodes) > 0 {
+		if len(fu.Nodes) > 0 {
 			return st, need, fmt.Errorf("simd: internal error: fused %s", st.kind)
 		}
 		st.run = func() error { return cpu.Exec(g, n, p.vals, p.vals[n.Out]) }

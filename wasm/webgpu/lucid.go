@@ -21,6 +21,8 @@ const maxHeadDim = 256
 func init() {
 	families["lucid"] = family{"lucid.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}, []string{"index.wgsl", "reduce64.wgsl"}}
 	moreNodes[graph.OpRMSNormChannel] = (*compiler).rmsNorm
+	// rms_norm's E binding takes the scale_shift's embedding, or else the residual.
+	fuseCaps[graph.OpRMSNormChannel] = graph.EpiScaleShift | graph.EpiSiLU | graph.EpiResidual
 	moreNodes[graph.OpPixelUnshuffle] = (*compiler).pixelUnshuffle
 	moreNodes[graph.OpSliceChannels] = (*compiler).sliceChannels
 	moreNodes[graph.OpLinearAttention] = (*compiler).linearAttention
@@ -40,22 +42,9 @@ func (c *compiler) rmsNorm(i int) error {
 	xs := g.Shapes[n.In[0]]
 	C := xs[1]
 	per := tensor.Numel(xs[2:])
+	// A residual add (x = block(x) + x, x = attn(x) + x) takes the E
+	// binding when no scale_shift did (normEpilogue).
 	e, out, last, more := c.normEpilogue(i)
-	if !c.o.Unfused {
-		// A residual add (x = block(x) + x, x = attn(x) + x) takes the E
-		// binding when no scale_shift did.
-		if j := c.only(out); j >= 0 && e.k == rNone && g.Nodes[j].Op == graph.OpAdd {
-			a := g.Nodes[j].In
-			other := a[0]
-			if other == out {
-				other = a[1]
-			}
-			if other != out {
-				e, out, last, more = c.val(other), g.Nodes[j].Out, j, more|flagR
-				c.skip[j] = true
-			}
-		}
-	}
 	what := "rms_norm " + n.Name
 	count := xs[0] * per
 	grid, err := c.grid(what, (count+255)/256)

@@ -151,9 +151,13 @@ type compiler struct {
 	steps  []pstep
 	consts [][]float32
 	temps  []uint64 // bytes
-	cons   [][]int  // consumers of each value, by node index (one entry per use)
-	skip   []bool
-	views  map[graph.Value]view // values that live inside a scratch buffer
+	// fu is the epilogue fusion pass (graph.Fusion) over fuseCaps; cons
+	// and skip are its Readers and Absorbed, which linears.go and
+	// attnblock.go read and mark too.
+	fu    *graph.Fusion
+	cons  [][]int // consumers of each value, by node index (one entry per use)
+	skip  []bool
+	views map[graph.Value]view // values that live inside a scratch buffer
 	// aliases maps a reshape's output to the value whose buffer it shares.
 	aliases map[graph.Value]graph.Value
 	// scratchCap bounds split-K scratch: perSampleBytes of this graph.
@@ -196,14 +200,28 @@ func (c *compiler) weight(name string) ref {
 	return ref{k: rWeight, name: name}
 }
 
-// only returns the node that is the single consumer of v, or -1; a node
-// already fused into another step does not count (an Add of two conv
-// outputs is fused into one of them, not both).
-func (c *compiler) only(v graph.Value) int {
-	if v == c.g.Output || len(c.cons[v]) != 1 || c.skip[c.cons[v][0]] {
-		return -1
+// only returns the node that is the single consumer of v, or -1
+// (graph.Fusion.Single).
+func (c *compiler) only(v graph.Value) int { return c.fu.Single(v) }
+
+// fuseCaps is what this backend's kernels fold into their epilogues
+// (graph.Fusion): the convs' time-embedding channel add and residual
+// (conv.wgsl's E and R bindings, both at once), the linear's SiLU, and
+// the group norm's scale_shift and SiLU (norm.wgsl). lucid.go adds
+// rms_norm_channel's.
+var fuseCaps = graph.Caps{
+	graph.OpConv2D:          graph.EpiAddChannel | graph.EpiResidual | graph.EpiResidualWithE,
+	graph.OpConvTranspose2D: graph.EpiAddChannel | graph.EpiResidual | graph.EpiResidualWithE,
+	graph.OpLinear:          graph.EpiSiLU,
+	graph.OpGroupNorm:       graph.EpiScaleShift | graph.EpiSiLU,
+}
+
+// operand refers to value v, or to nothing when v is -1 (a Fused's E or Res).
+func (c *compiler) operand(v graph.Value) ref {
+	if v < 0 {
+		return ref{k: rNone}
 	}
-	return c.cons[v][0]
+	return c.val(v)
 }
 
 // grid lays out count workgroups in up to two dimensions.
@@ -404,26 +422,9 @@ func (c *compiler) node(i int) error {
 
 	case graph.OpConv2D, graph.OpConvTranspose2D:
 		xs, ws := shape(0), g.Params[n.Weight].Shape
-		out, last := n.Out, i
-		e, r := none, none
-		if !c.o.Unfused {
-			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpAddChannel && g.Nodes[j].In[0] == out {
-				e, out, last = c.val(g.Nodes[j].In[1]), g.Nodes[j].Out, j
-				c.skip[j] = true
-			}
-			if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpAdd {
-				a := g.Nodes[j].In
-				if other := a[0]; a[1] == out && other != out {
-					r = c.val(other)
-				} else if other := a[1]; a[0] == out && other != out {
-					r = c.val(other)
-				}
-				if r.k == rValue {
-					out, last = g.Nodes[j].Out, j
-					c.skip[j] = true
-				}
-			}
-		}
+		fu := c.fu.Epilogue(i)
+		out, last := fu.Out, fu.Last
+		e, r := c.operand(fu.E), c.operand(fu.Res)
 		B, I, H, W := xs[0], xs[1], xs[2], xs[3]
 		O, OH, OW := outShape[1], outShape[2], outShape[3]
 		K, N := I*ws[2]*ws[3], B*OH*OW
@@ -474,10 +475,10 @@ func (c *compiler) node(i int) error {
 		ws := g.Params[n.Weight].Shape
 		O, I := ws[0], ws[1]
 		rows := numel / O
-		out, last, more := n.Out, i, 0
-		if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU && !c.o.Unfused {
-			out, last, more = g.Nodes[j].Out, j, flagSiLU
-			c.skip[j] = true
+		fu := c.fu.Epilogue(i)
+		out, last, more := fu.Out, fu.Last, 0
+		if fu.SiLU {
+			more = flagSiLU
 		}
 		what := "linear " + n.Name
 		binds := []ref{c.val(n.In[0]), c.weight(n.Weight), c.weight(n.Bias), c.val(out)}
@@ -646,24 +647,23 @@ func (c *compiler) convIntoNorm(what, entry string, params []uint32, binds []ref
 	return true, c.groupNorm(j, ref{k: rTemp, i: tmp}, split, e, bias, []int{tmp})
 }
 
-// normEpilogue absorbs what follows normalisation node i in a resnet: a
-// scale_shift by the time embedding (its embedding becomes binding e,
-// flagE) and then a SiLU (flagSiLU). It returns the value the fused step
-// writes and the index of the last node it covers.
+// normEpilogue folds what follows normalisation node i in a resnet
+// (graph.Fusion, fuseCaps): a scale_shift by the time embedding (its
+// embedding becomes binding e, flagE), a SiLU (flagSiLU), and for
+// rms_norm_channel a residual add when no scale_shift took e (the
+// residual becomes e, flagR). It returns the value the fused step writes
+// and the index of the last node it covers.
 func (c *compiler) normEpilogue(i int) (e ref, out graph.Value, last, more int) {
-	g := c.g
-	n := &g.Nodes[i]
-	e, out, last = ref{k: rNone}, n.Out, i
-	if c.o.Unfused {
-		return
+	fu := c.fu.Epilogue(i)
+	e, out, last = c.operand(fu.E), fu.Out, fu.Last
+	if fu.E >= 0 {
+		more |= flagE
 	}
-	if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpScaleShift && g.Nodes[j].In[0] == out && len(g.Shapes[n.In[0]]) == 4 {
-		e, out, last, more = c.val(g.Nodes[j].In[1]), g.Nodes[j].Out, j, flagE
-		c.skip[j] = true
+	if fu.SiLU {
+		more |= flagSiLU
 	}
-	if j := c.only(out); j >= 0 && g.Nodes[j].Op == graph.OpSiLU {
-		out, last, more = g.Nodes[j].Out, j, more|flagSiLU
-		c.skip[j] = true
+	if fu.Res >= 0 {
+		e, more = c.val(fu.Res), more|flagR
 	}
 	return
 }
@@ -718,13 +718,13 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 	if lim.MaxComputeInvocationsPerWorkgroup < 256 {
 		return nil, &LimitError{What: "every kernel", Limit: "maxComputeInvocationsPerWorkgroup", Need: 256, Have: lim.MaxComputeInvocationsPerWorkgroup}
 	}
-	c := &compiler{dev: d, g: g, w: w, o: o, lim: lim, cons: make([][]int, len(g.Shapes)), skip: make([]bool, len(g.Nodes)),
-		scratchCap: perSampleBytes(g, useSerial(d, o))}
-	for i, n := range g.Nodes {
-		for _, v := range n.In {
-			c.cons[v] = append(c.cons[v], i)
-		}
+	caps := fuseCaps
+	if o.Unfused {
+		caps = nil
 	}
+	fu := graph.NewFusion(g, caps)
+	c := &compiler{dev: d, g: g, w: w, o: o, lim: lim, fu: fu, cons: fu.Readers, skip: fu.Absorbed,
+		scratchCap: perSampleBytes(g, useSerial(d, o))}
 	c.findAliases()
 	for i := range g.Nodes {
 		if c.skip[i] {

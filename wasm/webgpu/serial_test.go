@@ -18,7 +18,7 @@ import (
 // stride-1 one Winograd's three steps, a transposed one convt_pad and a
 // conv2d), with -1 none does, and a software
 // adapter picks the serial set by itself. The outputs of both sets are
-// checked against the CPU by TestOps, TestFusions and TestAttnBlock.
+// checked against the CPU by TestOpTable, TestFusions and TestAttnBlock.
 func TestSerialKernels(t *testing.T) {
 	d := testDevice(t)
 	r := rand.New(rand.NewSource(3))
