@@ -71,6 +71,13 @@ export function parseGoBench(text) {
 /** Whether `diffuse sample`'s usage (its -h output) lists a --backend flag. */
 export const cliHasBackend = (usage) => /^\s*-{1,2}backend\b/m.test(usage);
 
+/** The CLI's own summary line ("16 samples with ddim: 25 network calls in 4.2s"): the
+ * sampling loop's seconds (no process start or weights load) and its network calls. */
+export function cliSummary(stderr) {
+  const m = /(\d+) samples with \S+: (\d+) network calls in ([0-9.]+)s/.exec(stderr);
+  return m ? { loopS: Number(m[3]), nfe: Number(m[2]) } : {};
+}
+
 /** The safetensors header's metadata (our files keep the model's config there). */
 export function fileMeta(file) {
   const fd = fs.openSync(file, 'r');
@@ -162,7 +169,7 @@ export function nativeMarkdown(res) {
   L.push(`- PyTorch: ${tc?.skipped ? `not measured (${tc.skipped})` : tc?.error ? `error: ${tc.error}` : `${tc?.torch}, ${tc?.threads} threads, median of ${tc?.config?.iters} calls after ${tc?.config?.warmup} warm-up; tools/bench/torch_cpu.py`}`);
   const checks = (tc?.models || []).filter((x) => x.check && !x.check.skipped);
   if (checks.length) L.push(`- Same network: PyTorch's output at batch 2 against \`diffuse eval\`'s, relative RMS difference ${checks.map((x) => `${x.name} ${x.check.relRms != null ? x.check.relRms.toExponential(1) : x.check.error}${x.check.ok ? '' : ' (FAILED)'}`).join(', ')}`);
-  L.push(`- Sample: \`bin/diffuse sample --sampler ddim --steps ${res.config.sampleSteps} --n ${res.config.sampleN} --batch ${res.config.sampleN}\`${res.cli?.hasBackend ? ' --backend B' : ''}, class-conditional models with \`--class 3 --guidance 2\` (one call of twice the batch per step); wall time of the process, weights load included. PyTorch: the same DDIM in tools/train (common.DDPM.ddim_sample, train_scoresde.ddim_ve) after an untimed 2-step one.`);
+  L.push(`- Sample: \`bin/diffuse sample --sampler ddim --steps ${res.config.sampleSteps} --n ${res.config.sampleN} --batch ${res.config.sampleN}\`${res.cli?.hasBackend ? ' --backend B' : ''}, class-conditional models with \`--class 3 --guidance 2\` (one call of twice the batch per step); wall time of the process, weights load included (in brackets the CLI's own figure for its sampling loop, 0.1 s steps, and its network calls). PyTorch: the same DDIM in tools/train (common.DDPM.ddim_sample, train_scoresde.ddim_ve) after an untimed 2-step one.`);
   L.push(`- "Ours" is ${hasNative ? 'the Native benchmark and the CLI with --backend fast' : `the plain-Go reference (CPU benchmark, the CLI${res.cli?.hasBackend ? ' with --backend reference' : ''}): this tree has no BenchmarkNative yet`}. Ratios are the other's time / ours: above 1× ours is faster. "vs browser SIMD" takes the browser's SIMD backend of the same run (helper threads where measured, marked ¹ where one thread); the browser's sample is unguided, so guided rows have none.`);
   L.push('');
   const head = ['model', 'what', ...benches.map((k) => GO_NAMES[k] || k), `PyTorch CPU${tc?.threads ? ` (${tc.threads} thr.)` : ''}`, 'browser SIMD',
@@ -175,7 +182,7 @@ export function nativeMarkdown(res) {
       if (r.sample) {
         const key = k === 'CPU' ? 'reference' : k === 'Native' ? 'fast' : null;
         const s = key && r.cli?.[key];
-        cells.push(s?.error ? `error: ${s.error.slice(0, 60)}` : fmtMs(s?.ms));
+        cells.push(s?.error ? `error: ${s.error.slice(0, 60)}` : `${fmtMs(s?.ms)}${s?.loopS != null ? ` (loop ${s.loopS} s, ${s.nfe} calls)` : ''}`);
       } else {
         const g = r.go[k];
         cells.push(g ? `${fmtMs(g.ms)}${g.gflops != null ? ` (${g.gflops.toFixed(2)} GFLOP/s)` : ''}` : '–');
@@ -221,6 +228,11 @@ export function smokeProblems(res) {
   }
   return bad;
 }
+
+/** What fails a measuring run too: PyTorch computing something else than our network
+ * (then its times compare different things). */
+export const nativeMismatch = (res) => (res.torch?.models || []).filter((m) => m.check?.ok === false)
+  .map((m) => `${m.name}: PyTorch and diffuse eval disagree (${m.check.error || `relative RMS ${m.check.relRms}`})`);
 
 // ---------- running ----------
 
@@ -284,12 +296,12 @@ export async function runNative({ smoke = false, out, browser = null, log = cons
     const s = (res.cli.samples[model] = { guided: extra.includes('--guidance') });
     for (const b of backends) {
       const args = ['sample', '--weights', w, '--sampler', 'ddim', '--steps', String(config.sampleSteps), '--n', String(config.sampleN),
-        '--batch', String(config.sampleN), '--seed', String(config.seed), '--quiet', '--out-npy', npy, ...extra, ...(hasBackend ? ['--backend', b] : [])];
+        '--batch', String(config.sampleN), '--seed', String(config.seed), '--out-npy', npy, ...extra, ...(hasBackend ? ['--backend', b] : [])];
       const ts = performance.now();
       const r = await run(bin, args);
       const ms = performance.now() - ts;
       fs.rmSync(npy, { force: true });
-      s[b] = r.code === 0 ? { ms } : { error: lastLine(r.stderr) || `exit ${r.code}` };
+      s[b] = r.code === 0 ? { ms, ...cliSummary(r.stderr) } : { error: lastLine(r.stderr) || `exit ${r.code}` };
       log(`native: diffuse sample ${model}${hasBackend ? ` --backend ${b}` : ''}: ${r.code === 0 ? fmtMs(ms) : `ERROR ${s[b].error}`}`);
     }
   }
@@ -327,7 +339,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   runNative({ smoke, out, browser, log }).then(({ res, md }) => {
     console.log(`\n${md}`);
     console.log(`wrote ${path.relative(ROOT, out)}/bench-native.json and .md (${res.wallSeconds.toFixed(0)} s)`);
-    const bad = smoke ? smokeProblems(res) : (res.torch?.models || []).filter((m) => m.check?.ok === false).map((m) => `${m.name}: PyTorch and diffuse eval disagree`);
+    const bad = smoke ? smokeProblems(res) : nativeMismatch(res);
     if (bad.length) {
       console.error(`bench native: FAIL\n  ${bad.join('\n  ')}`);
       process.exit(1);
