@@ -32,7 +32,7 @@
 // -benchtime Nx, and PyTorch's timed calls after one warm-up);
 // BENCH_NATIVE_SAMPLE_BACKENDS (CLI backends timed for the sample when
 // the CLI has --backend; default "fast"; "fast,reference" adds the slow
-// reference); BENCH_PYTHON; BENCH_OUT. BENCH_SMOKE=1: toy2d only, one call
+// reference; "none" times no sample); BENCH_PYTHON; BENCH_OUT. BENCH_SMOKE=1: toy2d only, one call
 // each, a 2-step sample of 2 images: checks that every part runs and that
 // PyTorch computes what diffuse eval does, never the times.
 import { spawn, execFileSync } from 'node:child_process';
@@ -287,7 +287,9 @@ export async function runNative({ smoke = false, out, browser = null, log = cons
   execFileSync('go', ['build', '-o', bin, './tools/diffuse'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   const usage = (await run(bin, ['sample', '-h'])).stderr;
   const hasBackend = cliHasBackend(usage);
-  const backends = hasBackend ? (process.env.BENCH_NATIVE_SAMPLE_BACKENDS || 'fast').split(',').map((s) => s.trim()).filter(Boolean) : ['reference'];
+  const want = process.env.BENCH_NATIVE_SAMPLE_BACKENDS || 'fast';
+  const backends = want === 'none' ? [] : hasBackend ? want.split(',').map((s) => s.trim()).filter(Boolean) : ['reference'];
+  if (!backends.length) res.notes.push('diffuse sample not timed (BENCH_NATIVE_SAMPLE_BACKENDS=none).');
   res.cli = { hasBackend, samples: {} };
   const npy = path.join(out, 'native-sample.npy'); // the CLI wants an output; not kept
   for (const model of models) {
