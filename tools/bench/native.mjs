@@ -33,8 +33,9 @@
 // BENCH_NATIVE_SAMPLE_BACKENDS (CLI backends timed for the sample when
 // the CLI has --backend; default "fast"; "fast,reference" adds the slow
 // reference; "none" times no sample); BENCH_PYTHON; BENCH_OUT. BENCH_SMOKE=1: toy2d only, one call
-// each, a 2-step sample of 2 images: checks that every part runs and that
-// PyTorch computes what diffuse eval does, never the times.
+// each, a 2-step sample of 2 images, and PyTorch checked against diffuse
+// eval on every shipped model: checks that every part runs and that PyTorch
+// computes what our networks do, never the times.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -219,10 +220,10 @@ export function smokeProblems(res) {
   const t = res.torch;
   if (t?.error) bad.push(`torch_cpu.py: ${t.error}`);
   else if (!t?.skipped) {
+    for (const m of t?.models || []) if (!m.check?.ok) bad.push(`${m.name}: PyTorch vs diffuse eval: ${JSON.stringify(m.check)}`);
     for (const model of res.config.models) {
       const m = t?.models?.find((x) => x.name === model);
       if (!m) bad.push(`${model}: not in torch_cpu.py's output`);
-      else if (!m.check?.ok) bad.push(`${model}: PyTorch vs diffuse eval: ${JSON.stringify(m.check)}`);
       else if (!(m.perCall?.[res.config.batches[0]]?.median > 0) || !(m.sample?.ms > 0) || !m.sample.finite) bad.push(`${model}: PyTorch not timed (or its sample is not finite)`);
     }
   }
@@ -263,6 +264,7 @@ export async function runNative({ smoke = false, out, browser = null, log = cons
   fs.mkdirSync(out, { recursive: true });
   const models = smoke ? ['toy2d'] : (process.env.BENCH_MODELS ? process.env.BENCH_MODELS.split(',').map((s) => s.trim()).filter(Boolean) : MODELS)
     .filter((m) => fs.existsSync(path.join(ROOT, 'weights', `${m}.safetensors`)));
+  const checkModels = MODELS.filter((m) => fs.existsSync(path.join(ROOT, 'weights', `${m}.safetensors`)));
   const iters = smoke ? 1 : Number(process.env.BENCH_NATIVE_ITERS || 3);
   const config = { models, batches: [1, 16], benchtime: `${iters}x`, iters, sampleSteps: smoke ? 2 : 25, sampleN: smoke ? 2 : 16, seed: 1 };
   const res = {
@@ -313,13 +315,16 @@ export async function runNative({ smoke = false, out, browser = null, log = cons
   const tjson = path.join(out, 'torch-cpu.json');
   fs.rmSync(tjson, { force: true });
   const targs = [path.join(HERE, 'torch_cpu.py'), '--threads', String(procs), '--diffuse', bin, '--out', tjson,
-    '--warmup', smoke ? '0' : '1', '--iters', String(iters), '--steps', String(config.sampleSteps), '--n', String(config.sampleN), '--seed', String(config.seed), ...models];
+    '--warmup', smoke ? '0' : '1', '--iters', String(iters), '--steps', String(config.sampleSteps), '--n', String(config.sampleN), '--seed', String(config.seed),
+    // The smoke run times toy2d only but checks every shipped network against diffuse eval (one call at batch 2 each).
+    ...(smoke ? ['--time', models.join(','), ...checkModels] : models)];
   log(`native: ${py} tools/bench/torch_cpu.py --threads ${procs} …`);
   const tr = await run(py, targs);
   for (const l of tr.stderr.trim().split('\n').filter(Boolean)) log(`native: ${l}`);
   if (fs.existsSync(tjson)) res.torch = JSON.parse(fs.readFileSync(tjson, 'utf8'));
-  else res.torch = { error: tr.code === -1 ? `${py}: ${tr.stderr}` : `torch_cpu.py exited with ${tr.code}: ${lastLine(tr.stderr)}` };
-  if (tr.code !== 0 && !res.torch.error) res.torch.error = `torch_cpu.py exited with ${tr.code}: ${lastLine(tr.stderr)}`;
+  else if (tr.code === -1) res.torch = { skipped: `no Python at ${py} (${tr.stderr}; set BENCH_PYTHON)` };
+  else res.torch = { error: `torch_cpu.py exited with ${tr.code}: ${lastLine(tr.stderr)}` };
+  if (tr.code > 0 && !res.torch.error) res.torch.error = `torch_cpu.py exited with ${tr.code}: ${lastLine(tr.stderr)}`;
 
   res.machine.loadavgEnd = os.loadavg();
   res.wallSeconds = (Date.now() - t0) / 1000;

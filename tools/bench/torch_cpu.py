@@ -1,7 +1,7 @@
 """PyTorch on the CPU, the native section's yardstick (tools/bench/native.mjs, make bench-native):
 the same networks with the same weights as our backends, timed per call and for a whole sample.
 
-  /usr/bin/python3 tools/bench/torch_cpu.py [--threads N] [--diffuse bin/diffuse] [--out torch.json] [MODEL ...]
+  /usr/bin/python3 tools/bench/torch_cpu.py [--threads N] [--diffuse bin/diffuse] [--time M,...] [--out torch.json] [MODEL ...]
 
 MODEL is a stem in --weights (default: mnist emoji scoresde-mnist toy2d). Each network is built by
 export_onnx.build: tools/train's definition (unet2d.UNet2DModel with the config stored in the file,
@@ -11,7 +11,7 @@ GOMAXPROCS) under torch.inference_mode:
 
   check     one call at batch 2 on gobench's inputs, compared with `diffuse eval` on the same
             inputs (--diffuse; skipped without it): proves it is the same network. Fails the script
-            when the relative RMS difference exceeds --tol.
+            when the relative RMS difference exceeds --tol. Models not in --time get only this.
   perCall   per batch size (--batches): --warmup untimed calls, then --iters timed ones (median,
             min, max in ms; time.perf_counter).
   sample    DDIM, eta 0, --steps steps for --n images in one batch, end to end (initial noise to
@@ -53,6 +53,7 @@ def parse_args():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--diffuse", help="the CLI binary for the check (diffuse eval)")
     ap.add_argument("--tol", type=float, default=1e-4, help="check: largest relative RMS difference")
+    ap.add_argument("--time", help="comma-separated models to time (default: all); the others are only checked")
     ap.add_argument("--out")
     return ap.parse_args()
 
@@ -190,6 +191,10 @@ def main():
         if r["check"].get("ok") is False:
             ok = False
             print("torch_cpu: %s: PyTorch and diffuse eval disagree: %s" % (name, r["check"]), file=sys.stderr)
+        if a.time is not None and name not in a.time.split(","):
+            out["models"].append(r)
+            print("torch_cpu: %s: checked only" % name, file=sys.stderr)
+            continue
         with torch.inference_mode():
             for b in out["config"]["batches"]:
                 x, t, c = net.inputs(b)
