@@ -50,13 +50,16 @@ const GO_ORDER = ['CPU', 'SIMD', 'Native'];
 
 // ---------- parsing ----------
 
-/** Parses `go test -bench` output: {procs, results: {Bench: {model: {batch: {n, ms, gflops}}}}}.
- * procs is GOMAXPROCS as the -N name suffix gives it (none: 1). Lines that are not
- * BenchmarkX/<model>/b<batch> results (skips, logs, PASS) are ignored. */
+/** Parses `go test -bench` output: {procs, results: {Bench: {model: {batch: {n, ms, gflops}}}}, skipped}.
+ * procs is GOMAXPROCS as the -N name suffix gives it (none: 1); skipped lists the
+ * sub-benchmarks that called b.Skip ("Bench/model/bB"). Other lines (logs, PASS) are ignored. */
 export function parseGoBench(text) {
   const results = {};
+  const skipped = [];
   let procs = null;
   for (const line of text.split('\n')) {
+    const sk = /^--- SKIP: Benchmark(\S+\/b\d+)/.exec(line.trim());
+    if (sk) skipped.push(sk[1]);
     const m = /^Benchmark([A-Za-z0-9_]+)\/([^/\s]+)\/b(\d+)(?:-(\d+))?\s+(\d+)\s+(.*)$/.exec(line.trim());
     if (!m) continue;
     const [, bench, model, batch, p, n, rest] = m;
@@ -66,7 +69,7 @@ export function parseGoBench(text) {
     procs = p ? Number(p) : 1;
     ((results[bench] ||= {})[model] ||= {})[batch] = { n: Number(n), ms: metrics['ns/op'] / 1e6, gflops: metrics['GFLOP/s'] ?? null };
   }
-  return { procs, results };
+  return { procs, results, skipped };
 }
 
 /** Whether `diffuse sample`'s usage (its -h output) lists a --backend flag. */
@@ -210,7 +213,10 @@ export function smokeProblems(res) {
   for (const model of res.config.models) {
     if (!go.CPU?.[model]) bad.push(`${model}: no BenchmarkCPU result`);
     for (const [k, byModel] of Object.entries(go)) {
-      for (const B of res.config.batches) if (!(byModel[model]?.[B]?.ms > 0)) bad.push(`${model}: Benchmark${k} b${B} missing`);
+      // A benchmark that skipped (b.Skip: that backend cannot run this model) is a note, not a broken harness.
+      for (const B of res.config.batches) {
+        if (!(byModel[model]?.[B]?.ms > 0) && !res.goBench.skipped?.includes(`${k}/${model}/b${B}`)) bad.push(`${model}: Benchmark${k} b${B} missing`);
+      }
     }
     const s = res.cli?.samples?.[model] || {};
     const timed = Object.values(s).filter((v) => v?.ms > 0).length;
@@ -281,7 +287,7 @@ export async function runNative({ smoke = false, out, browser = null, log = cons
     { onLine: (l) => { if (/^Benchmark|SKIP|FAIL|panic/.test(l.trim())) log(`native: ${l.trim()}`); } });
   res.goBench = parseGoBench(g.stdout);
   if (g.code !== 0) res.goBench.error = `go test exited with ${g.code}: ${lastLine(g.stderr) || lastLine(g.stdout)}`;
-  for (const l of g.stdout.split('\n')) if (/--- SKIP/.test(l)) res.notes.push(`gobench: ${l.trim()}`);
+  for (const k of res.goBench.skipped) res.notes.push(`gobench: Benchmark${k} skipped`);
   const procs = res.goBench.procs || os.availableParallelism();
 
   // 2. the CLI's sample

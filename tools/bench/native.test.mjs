@@ -27,6 +27,7 @@ test('parseGoBench reads every BenchmarkX/<model>/b<batch> line, whatever X', ()
   const { procs, results } = parseGoBench(GO_OUT);
   assert.equal(procs, 2);
   assert.deepEqual(Object.keys(results).sort(), ['CPU', 'Native', 'SIMD']);
+  assert.deepEqual(parseGoBench(GO_OUT).skipped, ['SIMD/mnist/b16']);
   assert.deepEqual(results.CPU.mnist['1'], { n: 3, ms: 40, gflops: 1.5 });
   assert.equal(results.CPU.mnist['16'].ms, 400);
   assert.equal(results.SIMD.mnist['16'], undefined); // skipped
@@ -37,7 +38,7 @@ test('parseGoBench reads every BenchmarkX/<model>/b<batch> line, whatever X', ()
 test('parseGoBench: no -N suffix is GOMAXPROCS 1; junk and empty output give nothing', () => {
   assert.equal(parseGoBench('BenchmarkCPU/toy2d/b1 \t 5\t 1234 ns/op\n').procs, 1);
   assert.equal(parseGoBench('BenchmarkCPU/toy2d/b1 \t 5\t 1234 ns/op\n').results.CPU.toy2d['1'].ms, 0.001234);
-  assert.deepEqual(parseGoBench('FAIL\nBenchmarkCPU 3 100 ns/op\nBenchmarkCPU/x/b1-2 --- FAIL\n'), { procs: null, results: {} });
+  assert.deepEqual(parseGoBench('FAIL\nBenchmarkCPU 3 100 ns/op\nBenchmarkCPU/x/b1-2 --- FAIL\n'), { procs: null, results: {}, skipped: [] });
 });
 
 test('cliHasBackend looks for the flag in the usage', () => {
@@ -137,7 +138,11 @@ test('smokeProblems: fine on a whole run, names what is missing', () => {
   const ok = result(GO_OUT.replace('--- SKIP: BenchmarkSIMD/mnist/b16', 'BenchmarkSIMD/mnist/b16-2 3 60000000 ns/op'));
   ok.config.models = ['mnist'];
   assert.deepEqual(smokeProblems(ok), []);
-  const bad = result(GO_OUT);
+  // A skipped sub-benchmark is not missing.
+  const skip = result(GO_OUT);
+  skip.config.models = ['mnist'];
+  assert.deepEqual(smokeProblems(skip), []);
+  const bad = result(GO_OUT.replace('--- SKIP: BenchmarkSIMD/mnist/b16', ''));
   bad.config.models = ['mnist'];
   bad.torch.models[0].check = { ok: false, relRms: 0.3 };
   bad.cli.samples.mnist = { guided: true, fast: { error: 'boom' } };
