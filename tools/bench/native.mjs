@@ -137,9 +137,9 @@ export function rows(res) {
     for (const B of res.config.batches) {
       const r = { model, what: `b${B} per call`, go: {}, torch: torch?.perCall?.[B]?.median, browser: br[B] };
       for (const k of benches) r.go[k] = go[k][model]?.[B];
-      // PyTorch's GFLOP/s from the same operation count as ours (GFLOP/s × time of any Go result).
-      const any = Object.values(r.go).find((x) => x?.gflops > 0);
-      if (any && r.torch > 0) r.torchGflops = (any.gflops * any.ms) / r.torch;
+      // PyTorch's GFLOP/s from our operation count (tools/bench/flops).
+      const gemm = res.flops?.[model]?.[B];
+      if (gemm > 0 && r.torch > 0) r.torchGflops = gemm / (r.torch * 1e6);
       r.ours = r.go[oursBench]?.ms;
       r.reference = r.go.CPU?.ms;
       out.push(r);
@@ -168,7 +168,7 @@ export function nativeMarkdown(res) {
   L.push(`## ${res.title} — ${res.date}`);
   L.push('');
   L.push(`- Machine: ${m.cpu}, ${m.cores} cores${m.cpuFlags ? ` (${m.cpuFlags})` : ''}, ${m.memGiB} GiB, ${m.os}; load average (1, 5, 15 min) at start ${m.loadavg.map((v) => v.toFixed(2)).join(' ')}${m.loadavgEnd ? `, at end ${m.loadavgEnd.map((v) => v.toFixed(2)).join(' ')}` : ''}`);
-  L.push(`- Go: ${res.go}, GOMAXPROCS ${res.goBench?.procs ?? '?'}; tools/bench/gobench with -benchtime ${res.config.benchtime} (ms per call = ns/op, the mean of those calls after one untimed)`);
+  L.push(`- Go: ${res.go}, GOMAXPROCS ${res.goBench?.procs ?? '?'}; tools/bench/gobench with -benchtime ${res.config.benchtime} (ms per call = ns/op, the mean of those calls after one untimed). GFLOP/s counts the convolutions', linears' and attention's multiply-adds ×2 (tools/bench/flops), PyTorch's over its median.`);
   const tc = res.torch;
   L.push(`- PyTorch: ${tc?.skipped ? `not measured (${tc.skipped})` : tc?.error ? `error: ${tc.error}` : `${tc?.torch}, ${tc?.threads} threads, median of ${tc?.config?.iters} calls after ${tc?.config?.warmup} warm-up; tools/bench/torch_cpu.py`}`);
   const checks = (tc?.models || []).filter((x) => x.check && !x.check.skipped);
@@ -289,6 +289,16 @@ export async function runNative({ smoke = false, out, browser = null, log = cons
   if (g.code !== 0) res.goBench.error = `go test exited with ${g.code}: ${lastLine(g.stderr) || lastLine(g.stdout)}`;
   for (const k of res.goBench.skipped) res.notes.push(`gobench: Benchmark${k} skipped`);
   const procs = res.goBench.procs || os.availableParallelism();
+
+  // Our operation count per call (tools/bench/cmd/flops), for PyTorch's GFLOP/s.
+  try {
+    const fl = JSON.parse(execFileSync('go', ['run', './tools/bench/cmd/flops', '-json', '-batch', config.batches.join(','),
+      ...models.map((m) => path.join('weights', `${m}.safetensors`))], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }).toString());
+    res.flops = {};
+    for (const f of fl) (res.flops[f.model] ||= {})[f.batch] = f.flops.gemm;
+  } catch (e) {
+    res.notes.push(`tools/bench/cmd/flops failed (${String(e.message).split('\n')[0]}): no PyTorch GFLOP/s`);
+  }
 
   // 2. the CLI's sample
   const bin = path.join(ROOT, 'bin', 'diffuse');
