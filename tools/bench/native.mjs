@@ -32,7 +32,8 @@
 // -benchtime Nx, and PyTorch's timed calls after one warm-up);
 // BENCH_NATIVE_SAMPLE_BACKENDS (CLI backends timed for the sample when
 // the CLI has --backend; default "fast"; "fast,reference" adds the slow
-// reference; "none" times no sample); BENCH_PYTHON; BENCH_OUT. BENCH_SMOKE=1: toy2d only, one call
+// reference; "none" times no sample); BENCH_PYTHON; BENCH_TORCH_THREADS
+// (default: the Go benchmarks' GOMAXPROCS); BENCH_OUT. BENCH_SMOKE=1: toy2d only, one call
 // each, a 2-step sample of 2 images, and PyTorch checked against diffuse
 // eval on every shipped model: checks that every part runs and that PyTorch
 // computes what our networks do, never the times.
@@ -175,6 +176,11 @@ export function nativeMarkdown(res) {
   if (checks.length) L.push(`- Same network: PyTorch's output at batch 2 against \`diffuse eval\`'s, relative RMS difference ${checks.map((x) => `${x.name} ${x.check.relRms != null ? x.check.relRms.toExponential(1) : x.check.error}${x.check.ok ? '' : ' (FAILED)'}`).join(', ')}`);
   L.push(`- Sample: \`bin/diffuse sample --sampler ddim --steps ${res.config.sampleSteps} --n ${res.config.sampleN} --batch ${res.config.sampleN}\`${res.cli?.hasBackend ? ' --backend B' : ''}, class-conditional models with \`--class 3 --guidance 2\` (one call of twice the batch per step); wall time of the process, weights load included (in brackets the CLI's own figure for its sampling loop, 0.1 s steps, and its network calls). PyTorch: the same DDIM in tools/train (common.DDPM.ddim_sample, train_scoresde.ddim_ve) after an untimed 2-step one.`);
   L.push(`- "Ours" is ${hasNative ? 'the Native benchmark and the CLI with --backend fast' : `the plain-Go reference (CPU benchmark, the CLI${res.cli?.hasBackend ? ' with --backend reference' : ''}): this tree has no BenchmarkNative yet`}. Ratios are the other's time / ours: above 1× ours is faster. "vs browser SIMD" takes the browser's SIMD backend of the same run (helper threads where measured, marked ¹ where one thread); the browser's sample is unguided, so guided rows have none.`);
+  // PyTorch's OpenMP threads wait for each other by spinning: on cores that other processes
+  // also use, its per-call times grow many-fold (1 thread 165 ms, 2 threads 3.1 s on mnist b1
+  // at load 6-8 on 2 cores, 2026-12-07), Go's far less.
+  const busy = Math.max(m.loadavg[0], m.loadavgEnd?.[0] ?? 0);
+  if (busy > m.cores / 2) L.push(`- **Busy machine**: load average up to ${busy.toFixed(1)} on ${m.cores} cores. Timings are indicative only, PyTorch's most of all: its threads spin-wait for each other, so on shared cores it slows down many-fold (BENCH_TORCH_THREADS=1 shows how much).`);
   L.push('');
   const head = ['model', 'what', ...benches.map((k) => GO_NAMES[k] || k), `PyTorch CPU${tc?.threads ? ` (${tc.threads} thr.)` : ''}`, 'browser SIMD',
     `${hasNative ? 'Native' : 'ours'} vs reference`, `${hasNative ? 'Native' : 'ours'} vs PyTorch`, `${hasNative ? 'Native' : 'ours'} vs browser SIMD`];
@@ -288,7 +294,7 @@ export async function runNative({ smoke = false, out, browser = null, log = cons
   res.goBench = parseGoBench(g.stdout);
   if (g.code !== 0) res.goBench.error = `go test exited with ${g.code}: ${lastLine(g.stderr) || lastLine(g.stdout)}`;
   for (const k of res.goBench.skipped) res.notes.push(`gobench: Benchmark${k} skipped`);
-  const procs = res.goBench.procs || os.availableParallelism();
+  const procs = Number(process.env.BENCH_TORCH_THREADS) || res.goBench.procs || os.availableParallelism();
 
   // Our operation count per call (tools/bench/cmd/flops), for PyTorch's GFLOP/s.
   try {

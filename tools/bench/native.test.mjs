@@ -123,6 +123,10 @@ test('nativeMarkdown prints the ratios', () => {
   assert.match(line('DDIM 25×16, guided'), /\| 4\.00× \| 2\.00× \| – \|$/);
   assert.match(md.split('\n').find((l) => l.startsWith('| emoji | DDIM 25×16 |')), /\| – \| 2\.00× \| 4\.00×¹ \|$/);
   assert.match(md, /Native vs PyTorch/);
+  assert.doesNotMatch(md, /Busy machine/);
+  const busy = result(GO_OUT);
+  busy.machine.loadavg = [6, 4, 3];
+  assert.match(nativeMarkdown(busy), /Busy machine.*load average up to 6\.0 on 2 cores/);
 });
 
 test('without BenchmarkNative, ours is the reference and no native-vs-reference ratio is made', () => {
