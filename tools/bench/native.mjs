@@ -129,7 +129,9 @@ export const ratio = (ours, other) => (ours > 0 && other > 0 ? `${(other / ours)
 /** The rows of the table: per model, one per batch size and one for the sample. */
 export function rows(res) {
   const go = res.goBench?.results || {};
-  const benches = Object.keys(go).sort((a, b) => (GO_ORDER.indexOf(a) + 1 || 99) - (GO_ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));
+  // The CLI's fast sample goes in the Native column, which it needs even where the tree has no BenchmarkNative.
+  const cliFast = Object.values(res.cli?.samples || {}).some((s) => s.fast);
+  const benches = [...new Set([...Object.keys(go), ...(cliFast ? ['Native'] : [])])].sort((a, b) => (GO_ORDER.indexOf(a) + 1 || 99) - (GO_ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));
   const oursBench = go.Native ? 'Native' : 'CPU';
   const out = [];
   for (const model of res.config.models) {
@@ -137,7 +139,7 @@ export function rows(res) {
     const br = browserSimd(res.browser, model);
     for (const B of res.config.batches) {
       const r = { model, what: `b${B} per call`, go: {}, torch: torch?.perCall?.[B]?.median, browser: br[B] };
-      for (const k of benches) r.go[k] = go[k][model]?.[B];
+      for (const k of benches) r.go[k] = go[k]?.[model]?.[B];
       // PyTorch's GFLOP/s from our operation count (tools/bench/flops).
       const gemm = res.flops?.[model]?.[B];
       if (gemm > 0 && r.torch > 0) r.torchGflops = gemm / (r.torch * 1e6);
@@ -250,20 +252,20 @@ export const nativeMismatch = (res) => (res.torch?.models || []).filter((m) => m
 // ---------- running ----------
 
 /** Runs a command, logging its lines as they come; resolves {code, stdout, stderr}. */
-function run(cmd, args, { env, onLine } = {}) {
+function run(cmd, args, { env, onLine, onErrLine } = {}) {
   return new Promise((resolve) => {
     const p = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    let part = '';
-    p.stdout.on('data', (d) => {
-      stdout += d;
-      part += d;
-      const lines = part.split('\n');
-      part = lines.pop();
-      for (const l of lines) onLine?.(l);
-    });
-    p.stderr.on('data', (d) => { stderr += d; });
+    const parts = ['', ''];
+    const lines = (i, d, f) => {
+      parts[i] += d;
+      const ls = parts[i].split('\n');
+      parts[i] = ls.pop();
+      for (const l of ls) f?.(l);
+    };
+    p.stdout.on('data', (d) => { stdout += d; lines(0, d, onLine); });
+    p.stderr.on('data', (d) => { stderr += d; lines(1, d, onErrLine); });
     p.on('error', (e) => resolve({ code: -1, stdout, stderr: String(e.message) }));
     p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
@@ -341,8 +343,7 @@ export async function runNative({ smoke = false, out, browser = null, log = cons
     // The smoke run times toy2d only but checks every shipped network against diffuse eval (one call at batch 2 each).
     ...(smoke ? ['--time', models.join(','), ...checkModels] : models)];
   log(`native: ${py} tools/bench/torch_cpu.py --threads ${procs} …`);
-  const tr = await run(py, targs);
-  for (const l of tr.stderr.trim().split('\n').filter(Boolean)) log(`native: ${l}`);
+  const tr = await run(py, targs, { onErrLine: (l) => { if (l.trim()) log(`native: ${l}`); } });
   if (fs.existsSync(tjson)) res.torch = JSON.parse(fs.readFileSync(tjson, 'utf8'));
   else if (tr.code === -1) res.torch = { skipped: `no Python at ${py} (${tr.stderr}; set BENCH_PYTHON)` };
   else res.torch = { error: `torch_cpu.py exited with ${tr.code}: ${lastLine(tr.stderr)}` };

@@ -137,6 +137,10 @@ test('without BenchmarkNative, ours is the reference and no native-vs-reference 
   const b1 = md.split('\n').find((l) => l.startsWith('| mnist | b1 per call |'));
   assert.match(b1, /\| – \| 0\.75× \| 0\.50× \|$/); // PyTorch 30 / 40, browser 20 / 40
   assert.match(md.split('\n').find((l) => l.startsWith('| mnist | DDIM')), /\| – \| 0\.50× \| – \|$/);
+  // A CLI with --backend but no BenchmarkNative: the fast sample still gets its column.
+  const fast = nativeMarkdown(result(go));
+  assert.match(fast, /\| Native \(fast\) \|/);
+  assert.match(fast.split('\n').find((l) => l.startsWith('| mnist | DDIM')), /\| 20\.00 s \| – \| 5\.00 s \|/);
 });
 
 test('smokeProblems: fine on a whole run, names what is missing', () => {
