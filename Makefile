@@ -110,15 +110,25 @@ test-webgpu:
 ## bench: our WebGPU and SIMD backends against onnxruntime-web (wasm, 1 thread; webgpu) on every
 ## shipped model in headless Chromium, plus page load to first image (BENCHMARKS.md; BENCH_*
 ## variables set models, backends and iteration counts). ORT runs the slim ONNX graphs shipped in
-## tools/bench/onnx (tools/bench/make-onnx.sh regenerates them with PyTorch). Results:
+## tools/bench/onnx (tools/bench/make-onnx.sh regenerates them with PyTorch); then the native
+## section (bench-native below; BENCH_NATIVE=0 leaves it out). Results:
 ## dist/bench/bench-*.json and .md
 ## bench-gpu: the same in Node with Dawn (npm webgpu) for a machine with a GPU and no browser
 ## (tools/bench/setup-gpu.sh installs the Vulkan/GLVND libraries)
-## test-bench-smoke: one iteration of each part of the harness (checks it runs, never times)
-.PHONY: bench bench-gpu test-bench-smoke
+## bench-native: the native section alone (also the end of make bench): tools/bench/gobench's
+## backends (reference, SIMD under wazero, Native where present) at batch 1 and 16, the
+## 25-step 16-image `bin/diffuse sample`, and PyTorch on the same networks
+## (tools/bench/torch_cpu.py; skipped without PyTorch); dist/bench/bench-native.json and .md.
+## BENCH_BROWSER=dist/bench/bench-*.json adds the ratios to that run's browser SIMD figures.
+## test-bench-smoke: one iteration of each part of the harness (checks it runs, never times),
+## and the native section's parsing and report tests
+.PHONY: bench bench-gpu bench-native test-bench-smoke
 bench:
 	node tools/bench/run.mjs
 bench-gpu:
 	XDG_RUNTIME_DIR="$${XDG_RUNTIME_DIR:-/tmp}" node tools/bench/node.mjs
+bench-native:
+	node tools/bench/native.mjs $(BENCH_BROWSER)
 test-bench-smoke:
+	node --test tools/bench/native.test.mjs
 	BENCH_SMOKE=1 node tools/bench/run.mjs

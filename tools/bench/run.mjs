@@ -18,6 +18,9 @@
 //    image, cold and warm.
 // 4. Writes $BENCH_OUT/bench-<date>.json and .md (BENCH_OUT defaults to
 //    dist/bench) and prints the markdown.
+// 5. The native section (native.mjs; BENCH_NATIVE=0 leaves it out): our Go
+//    backends natively and PyTorch on the CPU, against this run's browser
+//    SIMD figures; $BENCH_OUT/bench-native.json and .md.
 //
 // Settings (environment): BENCH_MODELS, BENCH_BACKENDS, BENCH_BATCHES,
 // BENCH_WARMUP, BENCH_ITERS, BENCH_GPU_WARMUP, BENCH_GPU_ITERS,
@@ -35,6 +38,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, HERE, WEB, goroot, envConfig, buildWasm, machine, onnxDir, checkOnnx, markdown } from './lib.mjs';
+import { runNative, smokeProblems, nativeMismatch } from './native.mjs';
 
 const require = createRequire(path.join(WEB, 'package.json'));
 let chromium;
@@ -255,7 +259,18 @@ async function main() {
   fs.writeFileSync(`${base}.md`, md);
   if (!SMOKE) console.log(`\n${md}`);
   console.log(`wrote ${path.relative(ROOT, base)}.json and .md (${res.wallSeconds.toFixed(0)} s)`);
-  if (SMOKE) smokeCheck(res);
+  // 5. The native section, with the browser closed (it would compete for the cores).
+  let nat = null;
+  if (process.env.BENCH_NATIVE !== '0') {
+    nat = await runNative({ smoke: SMOKE, out: OUT, browser: res, log });
+    if (!SMOKE) console.log(`\n${nat.md}`);
+    console.log(`wrote ${path.relative(ROOT, OUT)}/bench-native.json and .md (${nat.res.wallSeconds.toFixed(0)} s)`);
+  }
+  if (SMOKE) smokeCheck(res, nat?.res);
+  else if (nat && nativeMismatch(nat.res).length) {
+    console.error(`bench native: FAIL\n  ${nativeMismatch(nat.res).join('\n  ')}`);
+    process.exit(1);
+  }
 }
 
 /** The smoke run fails when the harness broke (a model that did not load,
@@ -264,9 +279,10 @@ async function main() {
  * own error is reported, not failed on: that is the backend's test's job.
  * The comparison with ORT wasm itself must happen on every model (the ONNX
  * graphs are shipped in tools/bench/onnx), unless BENCH_BACKENDS leaves
- * ort-wasm out. */
-function smokeCheck(res) {
-  const bad = [];
+ * ort-wasm out. The native section's problems (native.mjs, smokeProblems)
+ * count too. */
+function smokeCheck(res, nat) {
+  const bad = nat ? smokeProblems(nat).map((p) => `native: ${p}`) : [];
   const wantOrt = (res.config?.backends || []).includes('ort-wasm');
   for (const m of res.models) {
     if (m.error) { bad.push(`${m.name}: ${m.error}`); continue; }

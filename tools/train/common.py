@@ -238,17 +238,23 @@ class DDPM:
         }
 
     @torch.no_grad()
-    def ddim_sample(self, eps_fn, shape, steps=50, device="cpu", generator=None, clip=True, eta=0.0):
+    def ddim_sample(self, eps_fn, shape, steps=50, device="cpu", generator=None, clip=True, eta=0.0,
+                    spacing="leading"):
         """Deterministic (eta=0) DDIM with the DDIMScheduler conventions used in scheduler_config:
         "leading" spacing t_i = i * (T // steps), prev = t - T // steps, alpha_prev(-1) = 1 (set_alpha_to_one),
-        x0 clipped to [-1, 1]. eps_fn(x, t_batch) returns the epsilon prediction."""
-        ratio = self.T // steps
-        ts = (np.arange(0, steps) * ratio)[::-1].copy()
+        x0 clipped to [-1, 1]. spacing "trailing" is diffusers' round(arange(T, 0, -T/steps)) - 1 (Lin et al.
+        2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", table 2), the default of our Go
+        sampler for configs that name none. eps_fn(x, t_batch) returns the epsilon prediction."""
+        if spacing == "leading":
+            ts = [int(t) for t in (np.arange(0, steps) * (self.T // steps))[::-1]]
+        elif spacing == "trailing":
+            ts = [int(t) - 1 for t in np.round(np.arange(self.T, 0, -self.T / steps))]
+        else:
+            raise ValueError("spacing must be leading or trailing, not %r" % spacing)
         ac = self.alphas_cumprod
         x = torch.randn(shape, generator=generator, device="cpu").to(device)
-        for t in ts:
-            t = int(t)
-            prev = t - ratio
+        for i, t in enumerate(ts):
+            prev = ts[i + 1] if i + 1 < len(ts) else -1
             a_t = float(ac[t])
             a_p = float(ac[prev]) if prev >= 0 else 1.0
             tb = torch.full((shape[0],), t, device=device, dtype=torch.long)

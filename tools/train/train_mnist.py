@@ -60,15 +60,16 @@ CONFIG = {
 }
 
 
-def cfg_eps_fn(model, labels, cfg_scale):
-    """Classifier-free guidance: eps = eps_uncond + w * (eps_cond - eps_uncond)."""
+def cfg_eps_fn(model, labels, cfg_scale, null_class=NULL_CLASS):
+    """Classifier-free guidance: eps = eps_uncond + w * (eps_cond - eps_uncond), both passes in one call of
+    twice the batch (as our Go sampler does)."""
 
     def fn(x, t):
         if cfg_scale == 1.0:
             return model(x, t, labels)
         xx = torch.cat([x, x])
         tt = torch.cat([t, t])
-        ll = torch.cat([labels, torch.full_like(labels, NULL_CLASS)])
+        ll = torch.cat([labels, torch.full_like(labels, null_class)])
         e_c, e_u = model(xx, tt, ll).chunk(2)
         return e_u + cfg_scale * (e_c - e_u)
 

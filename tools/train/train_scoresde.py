@@ -134,6 +134,22 @@ def euler_maruyama(model, n, device, steps=500, eps=1e-3, seed=0):
     return mean_x
 
 
+@torch.no_grad()
+def ddim_ve(model, x, steps, eps=1e-3, sigma=SIGMA):
+    """Deterministic DDIM (eta = 0; Song, Meng & Ermon 2021, eq. 12) on the VE SDE, from x at t = 1 (x of std
+    marginal_prob_std(1)): t uniform from 1 to eps (Song et al. 2021, appendix D), then a last step to the
+    clean sample. With x0 = x + std(t)^2 * score, a step to s is x_s = x0 + std(s)/std(t) * (x - x0): our Go
+    sampler's ddim on this model (core/sampler/ddim.go with a VE schedule)."""
+    ts = torch.linspace(1.0, eps, steps)
+    for i, t in enumerate(ts):
+        tb = torch.full((x.shape[0],), float(t))
+        std = float(marginal_prob_std(t, sigma))
+        x0 = x + std ** 2 * model(x, tb)
+        nxt = float(marginal_prob_std(ts[i + 1], sigma)) if i + 1 < steps else 0.0
+        x = x0 + (nxt / std) * (x - x0)
+    return x
+
+
 def main():
     p = common.base_parser("score-SDE tutorial ScoreNet on MNIST", steps=20000, batch=256, lr=3e-4)
     p.add_argument("--ema-decay", type=float, default=0.999)
