@@ -1,0 +1,38 @@
+//go:build !purego
+
+package simd
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// hasGemmAsm: the CPU runs the AVX2+FMA micro-kernels of gemm_amd64.s.
+var hasGemmAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+//go:noescape
+func gemmTileAVX2x1(ap, bp *float32, k, bstride int, c *float32, ldc, acc int)
+
+//go:noescape
+func gemmTileAVX2x2(ap, bp *float32, k, bstride int, c *float32, ldc, acc int)
+
+//go:noescape
+func gemmTileAVX2x3(ap, bp *float32, k, bstride int, c *float32, ldc, acc int)
+
+// gemmTileAsm runs the micro-kernel for nb (1..3) B panels; strides in floats.
+func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc bool) {
+	a := 0
+	if acc {
+		a = 1
+	}
+	pa, pb, pc := unsafe.SliceData(ap), unsafe.SliceData(bp), unsafe.SliceData(c)
+	switch nb {
+	case 1:
+		gemmTileAVX2x1(pa, pb, k, 4*bstride, pc, 4*ldc, a)
+	case 2:
+		gemmTileAVX2x2(pa, pb, k, 4*bstride, pc, 4*ldc, a)
+	default:
+		gemmTileAVX2x3(pa, pb, k, 4*bstride, pc, 4*ldc, a)
+	}
+}

@@ -1,0 +1,214 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// The native Go kernel set's GEMM micro-kernels (AVX2 + FMA): a 4 x 8·NB
+// register tile (NB = 1, 2, 3 packed B panels of 8 columns against one
+// packed A panel of MR = 4 rows), kept in 4·NB ymm accumulators over the
+// whole k loop: per k step NB vector loads of B, four broadcasts of A and
+// 4·NB FMAs. With NB = 3 that is 12 accumulators + 3 B + 1 A = all 16 ymm
+// registers, 12 FMAs against 7 loads per step (the 4x8 tile of kernels.wasm
+// has 4 accumulators here: too few to hide the FMA latency).
+//
+// func gemmTileAVX2xNB(ap, bp *float32, k, bstride int, c *float32, ldc, acc int)
+// ap: packed A panel ([k][4]); bp: first packed B panel ([k][8]), the next
+// ones bstride bytes on; c: the tile's top-left element, rows ldc bytes
+// apart; acc != 0 adds the product to c, else c is overwritten. k >= 1.
+
+TEXT ·gemmTileAVX2x1(SB), NOSPLIT, $0-56
+	MOVQ ap+0(FP), AX
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ bstride+24(FP), R8
+	MOVQ c+32(FP), DI
+	MOVQ ldc+40(FP), SI
+	MOVQ acc+48(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	LEAQ (R8)(R8*1), R9
+loop1:
+	VMOVUPS (BX), Y12
+	VBROADCASTSS 0(AX), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y15, Y12, Y1
+	VBROADCASTSS 8(AX), Y15
+	VFMADD231PS Y15, Y12, Y2
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y15, Y12, Y3
+	ADDQ $16, AX
+	ADDQ $32, BX
+	DECQ CX
+	JNZ loop1
+	TESTQ DX, DX
+	JZ store1
+	VADDPS 0(DI), Y0, Y0
+	ADDQ SI, DI
+	VADDPS 0(DI), Y1, Y1
+	ADDQ SI, DI
+	VADDPS 0(DI), Y2, Y2
+	ADDQ SI, DI
+	VADDPS 0(DI), Y3, Y3
+	MOVQ c+32(FP), DI
+store1:
+	VMOVUPS Y0, 0(DI)
+	ADDQ SI, DI
+	VMOVUPS Y1, 0(DI)
+	ADDQ SI, DI
+	VMOVUPS Y2, 0(DI)
+	ADDQ SI, DI
+	VMOVUPS Y3, 0(DI)
+	VZEROUPPER
+	RET
+
+TEXT ·gemmTileAVX2x2(SB), NOSPLIT, $0-56
+	MOVQ ap+0(FP), AX
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ bstride+24(FP), R8
+	MOVQ c+32(FP), DI
+	MOVQ ldc+40(FP), SI
+	MOVQ acc+48(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	LEAQ (R8)(R8*1), R9
+loop2:
+	VMOVUPS (BX), Y12
+	VMOVUPS (BX)(R8*1), Y13
+	VBROADCASTSS 0(AX), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y1
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y15, Y12, Y2
+	VFMADD231PS Y15, Y13, Y3
+	VBROADCASTSS 8(AX), Y15
+	VFMADD231PS Y15, Y12, Y4
+	VFMADD231PS Y15, Y13, Y5
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y15, Y12, Y6
+	VFMADD231PS Y15, Y13, Y7
+	ADDQ $16, AX
+	ADDQ $32, BX
+	DECQ CX
+	JNZ loop2
+	TESTQ DX, DX
+	JZ store2
+	VADDPS 0(DI), Y0, Y0
+	VADDPS 32(DI), Y1, Y1
+	ADDQ SI, DI
+	VADDPS 0(DI), Y2, Y2
+	VADDPS 32(DI), Y3, Y3
+	ADDQ SI, DI
+	VADDPS 0(DI), Y4, Y4
+	VADDPS 32(DI), Y5, Y5
+	ADDQ SI, DI
+	VADDPS 0(DI), Y6, Y6
+	VADDPS 32(DI), Y7, Y7
+	MOVQ c+32(FP), DI
+store2:
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ SI, DI
+	VMOVUPS Y2, 0(DI)
+	VMOVUPS Y3, 32(DI)
+	ADDQ SI, DI
+	VMOVUPS Y4, 0(DI)
+	VMOVUPS Y5, 32(DI)
+	ADDQ SI, DI
+	VMOVUPS Y6, 0(DI)
+	VMOVUPS Y7, 32(DI)
+	VZEROUPPER
+	RET
+
+TEXT ·gemmTileAVX2x3(SB), NOSPLIT, $0-56
+	MOVQ ap+0(FP), AX
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ bstride+24(FP), R8
+	MOVQ c+32(FP), DI
+	MOVQ ldc+40(FP), SI
+	MOVQ acc+48(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	LEAQ (R8)(R8*1), R9
+loop3:
+	VMOVUPS (BX), Y12
+	VMOVUPS (BX)(R8*1), Y13
+	VMOVUPS (BX)(R9*1), Y14
+	VBROADCASTSS 0(AX), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y1
+	VFMADD231PS Y15, Y14, Y2
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y15, Y12, Y3
+	VFMADD231PS Y15, Y13, Y4
+	VFMADD231PS Y15, Y14, Y5
+	VBROADCASTSS 8(AX), Y15
+	VFMADD231PS Y15, Y12, Y6
+	VFMADD231PS Y15, Y13, Y7
+	VFMADD231PS Y15, Y14, Y8
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y15, Y12, Y9
+	VFMADD231PS Y15, Y13, Y10
+	VFMADD231PS Y15, Y14, Y11
+	ADDQ $16, AX
+	ADDQ $32, BX
+	DECQ CX
+	JNZ loop3
+	TESTQ DX, DX
+	JZ store3
+	VADDPS 0(DI), Y0, Y0
+	VADDPS 32(DI), Y1, Y1
+	VADDPS 64(DI), Y2, Y2
+	ADDQ SI, DI
+	VADDPS 0(DI), Y3, Y3
+	VADDPS 32(DI), Y4, Y4
+	VADDPS 64(DI), Y5, Y5
+	ADDQ SI, DI
+	VADDPS 0(DI), Y6, Y6
+	VADDPS 32(DI), Y7, Y7
+	VADDPS 64(DI), Y8, Y8
+	ADDQ SI, DI
+	VADDPS 0(DI), Y9, Y9
+	VADDPS 32(DI), Y10, Y10
+	VADDPS 64(DI), Y11, Y11
+	MOVQ c+32(FP), DI
+store3:
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	ADDQ SI, DI
+	VMOVUPS Y3, 0(DI)
+	VMOVUPS Y4, 32(DI)
+	VMOVUPS Y5, 64(DI)
+	ADDQ SI, DI
+	VMOVUPS Y6, 0(DI)
+	VMOVUPS Y7, 32(DI)
+	VMOVUPS Y8, 64(DI)
+	ADDQ SI, DI
+	VMOVUPS Y9, 0(DI)
+	VMOVUPS Y10, 32(DI)
+	VMOVUPS Y11, 64(DI)
+	VZEROUPPER
+	RET
+
+
+

@@ -1,0 +1,84 @@
+//go:build !(js && wasm)
+
+package simd
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"testing"
+)
+
+// Natively every test of the package runs twice: over kernels.wasm under
+// wazero, then over the native Go kernel set (kernels_go.go), so the Go set
+// is held to the same kernel references and whole-network comparisons with
+// core/cpu. SIMD_TEST_KERNELS=wasm or =go runs only one of the two.
+func TestMain(m *testing.M) {
+	newGoK = NewGoKernels
+	code := 0
+	if os.Getenv("SIMD_TEST_KERNELS") != "go" {
+		code = m.Run()
+	}
+	if code == 0 && os.Getenv("SIMD_TEST_KERNELS") != "wasm" {
+		fmt.Println("simd: running the tests again over the native Go kernel set")
+		testGoKernels = true
+		code = m.Run()
+	}
+	os.Exit(code)
+}
+
+// The assembly micro-kernels and the portable Go one must agree (up to
+// FMA rounding) on every tile shape, whole and cut, with bias and residual.
+func TestGemmAsmMatchesGo(t *testing.T) {
+	if !hasGemmAsm {
+		t.Skip("no assembly GEMM on this CPU")
+	}
+	r := rand.New(rand.NewSource(9))
+	asm, pure := &goKernels{asm: true}, &goKernels{asm: false}
+	for _, sz := range [][3]int{{1, 1, 1}, {4, 8, 1}, {4, 24, 7}, {4, 16, 3}, {5, 25, 33}, {13, 40, 64}, {64, 100, 27}, {36, 72, 300}, {8, 200, 9}} {
+		m, n, kd := sz[0], sz[1], sz[2]
+		for _, mode := range []BiasMode{NoBias, RowBias, ColBias} {
+			for _, withRes := range []bool{false, true} {
+				name := fmt.Sprintf("m%d n%d k%d bias%d res%v", m, n, kd, mode, withRes)
+				ap, bp := randn(r, PackedALen(m, kd)), randn(r, PackedBLen(kd, n))
+				ldc := n + 3
+				var bias, res []float32
+				switch mode {
+				case RowBias:
+					bias = randn(r, PackedRows(m))
+				case ColBias:
+					bias = randn(r, PackedCols(n))
+				}
+				if withRes {
+					res = randn(r, matLen(m, n, ldc))
+				}
+				got, want := make([]float32, matLen(m, n, ldc)), make([]float32, matLen(m, n, ldc))
+				for i := range got {
+					got[i], want[i] = sentinel, sentinel
+				}
+				asm.gemm(ap, bp, got, ldc, m, n, kd, bias, res, int(mode))
+				pure.gemm(ap, bp, want, ldc, m, n, kd, bias, res, int(mode))
+				for i := range want {
+					if math.Float32bits(want[i]) == 0x7fc0dead {
+						if math.Float32bits(got[i]) != 0x7fc0dead {
+							t.Fatalf("%s: asm wrote into the row gap at %d", name, i)
+						}
+						got[i], want[i] = 0, 0
+					}
+				}
+				closeTo(t, name, got, want, 1e-6*math.Sqrt(float64(kd)))
+			}
+		}
+	}
+}
+
+// The Go set's exp must stay as close to e^x as the wasm kernels' is.
+func TestExp32(t *testing.T) {
+	for x := -87.0; x <= 88; x += 0.01 {
+		got, want := float64(exp32(float32(x))), math.Exp(float64(float32(x)))
+		if math.Abs(got-want) > 4e-7*want {
+			t.Fatalf("exp32(%v) = %v, want %v", x, got, want)
+		}
+	}
+}
