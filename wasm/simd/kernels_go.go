@@ -96,9 +96,9 @@ func parallel(n, grain int, f func(lo, hi int)) {
 
 // ---- GEMM ----
 
-func (g *goKernels) abi() int32   { return abiVersion }
-func (g *goKernels) gemmMr() int32 { return MR }
-func (g *goKernels) gemmNr() int32 { return NR }
+func (g *goKernels) abi() int32               { return abiVersion }
+func (g *goKernels) gemmMr() int32            { return MR }
+func (g *goKernels) gemmNr() int32            { return NR }
 func (g *goKernels) warmup(scratch, reps int) {}
 
 // gemmGroup is the number of B panels one micro-kernel call covers.

@@ -97,3 +97,18 @@ func BenchmarkSIMD(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNative is the SIMD backend over the native Go kernel set
+// (simd.NewNativeDenoiser: AVX2+FMA GEMM, all cores): the CLI's default.
+func BenchmarkNative(b *testing.B) {
+	for _, name := range models {
+		for _, batch := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/b%d", name, batch), func(b *testing.B) {
+				m := load(b, name)
+				d := simd.NewNativeDenoiser(m)
+				defer d.Close()
+				run(b, m, d, batch)
+			})
+		}
+	}
+}
