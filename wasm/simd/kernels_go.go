@@ -43,7 +43,7 @@ func goAlloc(n int) unsafe.Pointer {
 
 // goKernels holds the Go set's options.
 type goKernels struct {
-	asm bool // GEMM tiles by the assembly micro-kernels (false: gemmTileGo)
+	asm bool // the assembly kernels (GEMM tiles, vector loops); false: plain Go
 }
 
 // ---- the worker pool ----
@@ -581,6 +581,10 @@ func (g *goKernels) affine(x, out []float32, n int, s, o float32) {
 func (g *goKernels) silu(x, out []float32, n int) {
 	parallel(n, elemGrain/4, func(lo, hi int) {
 		d, src := out[lo:hi], x[lo:hi]
+		if v := len(d) &^ 7; g.asm && v > 0 {
+			normAVX2(&d[0], &src[0], v, 0, 0, 1, 0, 1)
+			d, src = d[v:], src[v:]
+		}
 		for i := range d {
 			d[i] = silu32(src[i])
 		}
@@ -685,6 +689,10 @@ func (g *goKernels) groupnorm(x, out, gamma, beta []float32, nb, c, per, groups 
 				av, ov := float32(a), float32(o)
 				src := seg[ch*per : (ch+1)*per]
 				dst := out[off+ch*per : off+(ch+1)*per]
+				if v := per &^ 7; g.asm && v > 0 {
+					normAVX2(&dst[0], &src[0], v, mhi, mlo, av, ov, flags&1)
+					src, dst = src[v:], dst[v:]
+				}
 				if flags&1 != 0 {
 					for i, v := range src {
 						dst[i] = silu32(((v-mhi)-mlo)*av + ov)
@@ -711,13 +719,21 @@ func (g *goKernels) softmax(s []float32, rows, n, ld int, scale float32) {
 			}
 			msc := mx * scale
 			var sum float32
-			for i, v := range row {
+			v8 := 0
+			if g.asm {
+				if v8 = n &^ 7; v8 > 0 {
+					expAVX2(&row[0], &row[0], v8, scale, msc)
+				}
+			}
+			for i, v := range row[v8:] {
 				arg := v*scale - msc
 				e := float32(0)
 				if arg > -80 {
 					e = exp32(arg)
 				}
-				row[i] = e
+				row[v8+i] = e
+			}
+			for _, e := range row {
 				sum += e
 			}
 			inv := 1 / sum

@@ -82,3 +82,22 @@ func TestExp32(t *testing.T) {
 		}
 	}
 }
+
+// The Go set without its assembly (as on other architectures) must pass
+// the same kernel checks.
+func TestGoKernelsPortable(t *testing.T) {
+	if !testGoKernels {
+		t.Skip("runs in the Go kernel set's pass")
+	}
+	newGoK = func() *Kernels { k := NewGoKernels(); k.gok.asm = false; return k }
+	defer func() { newGoK = NewGoKernels }()
+	for name, f := range map[string]func(*testing.T){
+		"gemm": TestGemmMatchesReference, "gemm_batch": TestGemmBatchMatchesGemm, "conv": TestConvMatchesReference,
+		"groupnorm": TestGroupNormMatchesReference, "elementwise": TestElementwiseMatchesReference,
+		"silu": TestSiLUAccuracy, "softmax": TestSoftmaxRows, "attention": TestAttentionMatchesReference,
+		"winograd": TestWinogradConvMatchesReference, "winograd_in": TestWinogradInMatchesDefinition,
+		"winograd_out": TestWinogradOutMatchesDefinition, "mem_attention": TestMemAttentionMatchesReference,
+	} {
+		t.Run(name, f)
+	}
+}

@@ -3,9 +3,17 @@
 package simd
 
 // hasGemmAsm: no assembly micro-kernel on this architecture (or with the
-// purego tag); the Go set uses gemmTileGo.
+// purego tag); the Go set runs plain Go.
 const hasGemmAsm = false
 
 func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc bool) {
 	panic("simd: no assembly GEMM on this architecture")
+}
+
+func normAVX2(dst, src *float32, n int, mhi, mlo, a, o float32, silu int) {
+	panic("simd: no assembly kernels on this architecture")
+}
+
+func expAVX2(dst, src *float32, n int, scale, off float32) {
+	panic("simd: no assembly kernels on this architecture")
 }

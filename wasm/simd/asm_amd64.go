@@ -36,3 +36,9 @@ func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc
 		gemmTileAVX2x3(pa, pb, k, 4*bstride, pc, 4*ldc, a)
 	}
 }
+
+//go:noescape
+func normAVX2(dst, src *float32, n int, mhi, mlo, a, o float32, silu int)
+
+//go:noescape
+func expAVX2(dst, src *float32, n int, scale, off float32)
