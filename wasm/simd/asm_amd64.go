@@ -42,3 +42,6 @@ func normAVX2(dst, src *float32, n int, mhi, mlo, a, o float32, silu int)
 
 //go:noescape
 func expAVX2(dst, src *float32, n int, scale, off float32)
+
+//go:noescape
+func winoInAVX2(xp *float32, idx *int32, planes, pstride, wp int, vp *float32, vstride int)

@@ -17,3 +17,7 @@ func normAVX2(dst, src *float32, n int, mhi, mlo, a, o float32, silu int) {
 func expAVX2(dst, src *float32, n int, scale, off float32) {
 	panic("simd: no assembly kernels on this architecture")
 }
+
+func winoInAVX2(xp *float32, idx *int32, planes, pstride, wp int, vp *float32, vstride int) {
+	panic("simd: no assembly kernels on this architecture")
+}

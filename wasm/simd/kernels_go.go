@@ -428,6 +428,22 @@ func (g *goKernels) winogradIn(xp []float32, tab []int32, ntiles, planes, pstrid
 				o[l] = int(tab[jp*NR+l]) / 4
 			}
 			dst := jp * NR * planes
+			if g.asm && planes > 0 {
+				// The gathers read up to 3 rows and 3 columns past each
+				// tile's corner in every plane, and the stores write
+				// 16 rows of the panel: in range, as ops.go checked.
+				var idx [NR]int32
+				for l := range NR {
+					idx[l] = int32(o[l])
+				}
+				_ = vp[15*vstride+dst+NR*planes-1]
+				last := (planes-1)*pstride + 3*wp + 3
+				for l := range NR {
+					_ = xp[o[l]+last]
+				}
+				winoInAVX2(&xp[0], &idx[0], planes, 4*pstride, 4*wp, &vp[dst], 4*vstride)
+				continue
+			}
 			for i := range planes {
 				for l := range NR {
 					s := xp[o[l]+i*pstride:]
