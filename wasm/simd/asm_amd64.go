@@ -41,7 +41,13 @@ func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc
 func normAVX2(dst, src *float32, n int, mhi, mlo, a, o float32, silu int)
 
 //go:noescape
-func expAVX2(dst, src *float32, n int, scale, off float32)
+func expAVX2(dst, src *float32, n int, scale, off float32) float32
+
+//go:noescape
+func maxAVX2(src *float32, n int) float32
+
+//go:noescape
+func scaleAVX2(p *float32, n int, s float32)
 
 //go:noescape
 func winoInAVX2(xp *float32, idx *int32, planes, pstride, wp int, vp *float32, vstride int)

@@ -14,7 +14,15 @@ func normAVX2(dst, src *float32, n int, mhi, mlo, a, o float32, silu int) {
 	panic("simd: no assembly kernels on this architecture")
 }
 
-func expAVX2(dst, src *float32, n int, scale, off float32) {
+func expAVX2(dst, src *float32, n int, scale, off float32) float32 {
+	panic("simd: no assembly kernels on this architecture")
+}
+
+func maxAVX2(src *float32, n int) float32 {
+	panic("simd: no assembly kernels on this architecture")
+}
+
+func scaleAVX2(p *float32, n int, s float32) {
 	panic("simd: no assembly kernels on this architecture")
 }
 

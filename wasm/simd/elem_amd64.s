@@ -205,15 +205,16 @@ normdone:
 	VZEROUPPER
 	RET
 
-// func expAVX2(dst, src *float32, n int, scale, off float32)
+// func expAVX2(dst, src *float32, n int, scale, off float32) float32
 // dst[i] = e^(src[i]·scale - off), 0 where that argument is below -80 (as
-// the wasm softmax: no subnormals); n % 8 == 0.
-TEXT ·expAVX2(SB), NOSPLIT, $0-32
+// the wasm softmax: no subnormals); returns their sum; n % 8 == 0.
+TEXT ·expAVX2(SB), NOSPLIT, $0-36
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ n+16(FP), CX
 	VBROADCASTSS scale+24(FP), Y10
 	VBROADCASTSS off+28(FP), Y11
+	VXORPS Y12, Y12, Y12
 	SHRQ $3, CX
 	JZ expdone
 exploop:
@@ -222,11 +223,56 @@ exploop:
 	VCMPPS $0x1e, expM80<>(SB), Y0, Y9
 	EXP
 	VANDPS Y9, Y0, Y0
+	VADDPS Y0, Y12, Y12
 	VMOVUPS Y0, (DI)
 	ADDQ $32, SI
 	ADDQ $32, DI
 	DECQ CX
 	JNZ exploop
 expdone:
+	VEXTRACTF128 $1, Y12, X13
+	VADDPS X13, X12, X12
+	VHADDPS X12, X12, X12
+	VHADDPS X12, X12, X12
+	MOVSS X12, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func maxAVX2(src *float32, n int) float32: the largest of src[:n], n % 8
+// == 0, n > 0.
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ src+0(FP), SI
+	MOVQ n+8(FP), CX
+	SHRQ $3, CX
+	VMOVUPS (SI), Y0
+maxloop:
+	VMAXPS (SI), Y0, Y0
+	ADDQ $32, SI
+	DECQ CX
+	JNZ maxloop
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	MOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func scaleAVX2(p *float32, n int, s float32): p[i] *= s, n % 8 == 0.
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-20
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS s+16(FP), Y1
+	SHRQ $3, CX
+	JZ scaledone
+scaleloop:
+	VMULPS (SI), Y1, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ $32, SI
+	DECQ CX
+	JNZ scaleloop
+scaledone:
 	VZEROUPPER
 	RET

@@ -101,8 +101,26 @@ func (g *goKernels) gemmMr() int32            { return MR }
 func (g *goKernels) gemmNr() int32            { return NR }
 func (g *goKernels) warmup(scratch, reps int) {}
 
-// gemmGroup is the number of B panels one micro-kernel call covers.
+// gemmGroup is the most B panels one micro-kernel call covers.
 const gemmGroup = 3
+
+// panelGroups splits np B panels into groups for the micro-kernel: threes,
+// but 2+2 rather than 3+1 (a one-panel tile has 4 accumulators, too few to
+// hide the FMA latency; Winograd's blocks often have 4 panels). group
+// returns the first panel and the count of group gi.
+func panelGroups(np int) (ng int, group func(gi int) (p0, nb int)) {
+	threes, rest := np/3, (np%3+1)/2 // rest: groups of at most 2 after the threes
+	if np%3 == 1 && np >= 4 {
+		threes, rest = (np-4)/3, 2
+	}
+	return threes + rest, func(gi int) (int, int) {
+		if gi < threes {
+			return 3 * gi, 3
+		}
+		p0 := 3*threes + 2*(gi-threes)
+		return p0, min(2, np-p0)
+	}
+}
 
 // gemm: the contract of kernels.wasm's gemm (ops.go, Gemm). The tile grid
 // (groups of gemmGroup B panels × A panels) is split over the cores by
@@ -111,8 +129,7 @@ func (g *goKernels) gemm(ap, bp, c []float32, ldc, m, n, k int, bias, res []floa
 	if m == 0 || n == 0 {
 		return
 	}
-	np := (n + NR - 1) / NR
-	ng := (np + gemmGroup - 1) / gemmGroup
+	ng, _ := panelGroups((n + NR - 1) / NR)
 	mp := (m + MR - 1) / MR
 	work := m * n * k
 	poolOnce.Do(poolStart)
@@ -136,8 +153,7 @@ func (g *goKernels) gemmBatch(count int, ap []float32, sa int, bp []float32, sb 
 		g.gemm(ap, bp, c, ldc, m, n, k, nil, nil, 0)
 		return
 	}
-	np := (n + NR - 1) / NR
-	ng := (np + gemmGroup - 1) / gemmGroup
+	ng, _ := panelGroups((n + NR - 1) / NR)
 	mp := (m + MR - 1) / MR
 	grain := 1
 	if m*n*k < 1<<16 {
@@ -157,13 +173,12 @@ func (g *goKernels) gemmBatch(count int, ap []float32, sa int, bp []float32, sb 
 func (g *goKernels) gemmBlock(ap, bp, c []float32, ldc, m, n, k int, bias, res []float32, flags, g0, g1, i0, i1 int) {
 	const tw = gemmGroup * NR
 	var tile [MR * tw]float32
-	np := (n + NR - 1) / NR
+	_, group := panelGroups((n + NR - 1) / NR)
 	rowBias, colBias := flags&1 != 0 && bias != nil, flags&1 == 0 && flags&2 != 0 && bias != nil
 	resAlias := res != nil && unsafe.SliceData(res) == unsafe.SliceData(c)
 	epi := rowBias || colBias || res != nil
 	for gi := g0; gi < g1; gi++ {
-		p0 := gi * gemmGroup
-		nb := min(gemmGroup, np-p0)
+		p0, nb := group(gi)
 		j0 := p0 * NR
 		cols := min(nb*NR, n-j0)
 		pb := bp[j0*k:]
@@ -729,17 +744,21 @@ func (g *goKernels) softmax(s []float32, rows, n, ld int, scale float32) {
 	parallel(rows, max(1, 4096/max(n, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := s[r*ld : r*ld+n]
+			v8 := 0
+			if g.asm {
+				v8 = n &^ 7
+			}
 			mx := float32(math.Inf(-1))
-			for _, v := range row {
+			if v8 > 0 {
+				mx = maxAVX2(&row[0], v8)
+			}
+			for _, v := range row[v8:] {
 				mx = max(mx, v)
 			}
 			msc := mx * scale
 			var sum float32
-			v8 := 0
-			if g.asm {
-				if v8 = n &^ 7; v8 > 0 {
-					expAVX2(&row[0], &row[0], v8, scale, msc)
-				}
+			if v8 > 0 {
+				sum = expAVX2(&row[0], &row[0], v8, scale, msc)
 			}
 			for i, v := range row[v8:] {
 				arg := v*scale - msc
@@ -748,13 +767,14 @@ func (g *goKernels) softmax(s []float32, rows, n, ld int, scale float32) {
 					e = exp32(arg)
 				}
 				row[v8+i] = e
-			}
-			for _, e := range row {
 				sum += e
 			}
 			inv := 1 / sum
-			for i := range row {
-				row[i] *= inv
+			if v8 > 0 {
+				scaleAVX2(&row[0], v8, inv)
+			}
+			for i := range row[v8:] {
+				row[v8+i] *= inv
 			}
 		}
 	})

@@ -101,3 +101,22 @@ func TestGoKernelsPortable(t *testing.T) {
 		t.Run(name, f)
 	}
 }
+
+// panelGroups must cover every panel once, in order, in groups of 1 to 3,
+// never leaving a lone panel after a group of 3.
+func TestPanelGroups(t *testing.T) {
+	for np := 1; np < 40; np++ {
+		ng, group := panelGroups(np)
+		next := 0
+		for gi := range ng {
+			p0, nb := group(gi)
+			if p0 != next || nb < 1 || nb > gemmGroup || (nb == 1 && np > 1) {
+				t.Fatalf("np %d: group %d is (%d, %d), next panel %d", np, gi, p0, nb, next)
+			}
+			next += nb
+		}
+		if next != np {
+			t.Fatalf("np %d: groups cover %d panels", np, next)
+		}
+	}
+}
