@@ -115,7 +115,7 @@ func TestLucidConformance(t *testing.T) {
 					t.Errorf("%s: inferred\n%s\nunet_kwargs.json says\n%s", run.name, gj, wj)
 				}
 				checkLucidSchedule(t, m, kw)
-				y, err := evalFiles(m, filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy"), "")
+				y, err := evalFiles(m, filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy"), "", backendReference)
 				if err != nil {
 					t.Fatalf("%s: %v", run.name, err)
 				}

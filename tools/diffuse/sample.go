@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/npy"
@@ -33,8 +32,9 @@ type loadedModel struct {
 	sm *sampler.Model
 }
 
-// loadForSampling opens weights and parses the schedule stored with them.
-func loadForSampling(weights, size string) (*loadedModel, error) {
+// loadForSampling opens weights and parses the schedule stored with them;
+// the network runs on backend (--backend).
+func loadForSampling(weights, size, backend string) (*loadedModel, error) {
 	m, err := model.Load(weights)
 	if err != nil {
 		return nil, err
@@ -57,7 +57,11 @@ func loadForSampling(weights, size string) (*loadedModel, error) {
 	if len(shape) != 3 || tensor.Numel(shape) == 0 {
 		return nil, fmt.Errorf("the model does not record its sample size (got %v): give --size HxW", shape)
 	}
-	return &loadedModel{m: m, sm: &sampler.Model{Net: cpu.NewDenoiser(m), Schedule: s, Shape: shape, NullClass: m.NullClass}}, nil
+	net, err := newNet(m, backend)
+	if err != nil {
+		return nil, err
+	}
+	return &loadedModel{m: m, sm: &sampler.Model{Net: net, Schedule: s, Shape: shape, NullClass: m.NullClass}}, nil
 }
 
 // classLabels checks --class against the model: nil for unconditional
@@ -102,9 +106,10 @@ func printSamplers(w io.Writer) {
 }
 
 func runSample(args []string) error {
-	fs := newFlags("sample", "sample --weights W --sampler NAME [--steps N] [--eta E] [--seed S] [--n N] [--batch B] [--class C] [--guidance G] [--out-png grid.png [--scale K]] [--out-npy x.npy]\n       diffuse sample --sampler list")
+	fs := newFlags("sample", "sample --weights W --sampler NAME [--steps N] [--eta E] [--seed S] [--n N] [--batch B] [--class C] [--guidance G] [--out-png grid.png [--scale K]] [--out-npy x.npy] [--backend fast|reference]\n       diffuse sample --sampler list")
 	weights := fs.String("weights", "", "converted .safetensors file or diffusers model folder (required)")
 	name := fs.String("sampler", "ddim", "sampler name; 'list' prints the samplers and their options")
+	backend := addBackendFlag(fs)
 	steps := fs.Int("steps", 0, "number of steps (default: the sampler's)")
 	eta := fs.Float64("eta", 0, "ddim: stochasticity η (0 deterministic, 1 DDPM-like)")
 	seed := fs.Uint64("seed", 0, "noise seed; sample i of a request always gets the same noise")
@@ -160,12 +165,15 @@ func runSample(args []string) error {
 		return fmt.Errorf("--timestep-spacing %q: want leading, trailing or linspace", *spacing)
 	}
 	// Every option is checked before the model is loaded.
+	if err := checkBackend(*backend); err != nil {
+		return err
+	}
 	template := sampler.Options{Steps: *steps, Eta: *eta, RTol: *rtol, ATol: *atol, EndTime: *endTime, SNR: *snr,
 		CorrectorSteps: *corrector, Guidance: *guidance}
 	if err := template.Check(); err != nil {
 		return asFlag(err)
 	}
-	l, err := loadForSampling(*weights, *size)
+	l, err := loadForSampling(*weights, *size, *backend)
 	if err != nil {
 		return err
 	}
