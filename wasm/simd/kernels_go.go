@@ -41,6 +41,9 @@ func goAlloc(n int) unsafe.Pointer {
 	return unsafe.Add(p, (64-uintptr(p)%64)%64)
 }
 
+// goChunkScale: see Kernels.chunkScale.
+var goChunkScale = 4
+
 // goKernels holds the Go set's options.
 type goKernels struct {
 	asm bool // the assembly kernels (GEMM tiles, vector loops); false: plain Go

@@ -199,3 +199,14 @@ func (k *Kernels) call(fn int, args ...uint64) uint64 {
 // expandKernels: natively ExpandF16 is plain Go (the kernels would need a
 // copy into their memory, and native Go is fast enough).
 func expandKernels() *Kernels { return nil }
+
+// chunkScale multiplies winoChunkBytes: kernels.wasm's blocks of 128 KiB
+// for wazero, goChunkScale times that for the Go set, whose GEMM tiles
+// want more columns (a block of 8 tiles gives one-panel GEMMs) and whose
+// cores have larger caches than the browser's block size assumes.
+func (k *Kernels) chunkScale() int {
+	if k.gok != nil {
+		return goChunkScale
+	}
+	return 1
+}
