@@ -51,3 +51,6 @@ func scaleAVX2(p *float32, n int, s float32)
 
 //go:noescape
 func winoInAVX2(xp *float32, idx *int32, planes, pstride, wp int, vp *float32, vstride int)
+
+//go:noescape
+func winoOutAVX2(m *float32, ldm, o int, out *float32, plane, ow int, bias, res *float32)

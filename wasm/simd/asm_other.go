@@ -29,3 +29,7 @@ func scaleAVX2(p *float32, n int, s float32) {
 func winoInAVX2(xp *float32, idx *int32, planes, pstride, wp int, vp *float32, vstride int) {
 	panic("simd: no assembly kernels on this architecture")
 }
+
+func winoOutAVX2(m *float32, ldm, o int, out *float32, plane, ow int, bias, res *float32) {
+	panic("simd: no assembly kernels on this architecture")
+}

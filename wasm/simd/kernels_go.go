@@ -489,8 +489,12 @@ func (g *goKernels) winogradIn(xp []float32, tab []int32, ntiles, planes, pstrid
 // (bias per tile row, residual, cropping), as kernels.wasm's winograd_out;
 // groups of four tiles split over the cores.
 func (g *goKernels) winogradOut(m []float32, ldm, o, ntiles int, tab, btab []int32, bias, res, out []float32, plane, ow int) {
-	parallel((ntiles+3)/4, 1, func(lo, hi int) {
-		for j := lo * 4; j < min(hi*4, ntiles); j++ {
+	parallel((ntiles+NR-1)/NR, 1, func(lo, hi int) {
+		for j := lo * NR; j < min(hi*NR, ntiles); j++ {
+			if j%NR == 0 && g.asm && g.winoOutRun(m, ldm, o, j, ntiles, tab, btab, bias, res, out, plane, ow) {
+				j += NR - 1
+				continue
+			}
 			t := int(tab[j])
 			off := (t &^ 3) / 4
 			bo := int(btab[j]) / 4
@@ -528,6 +532,40 @@ func (g *goKernels) winogradOut(m []float32, ldm, o, ntiles int, tab, btab []int
 			}
 		}
 	})
+}
+
+// winoOutRun runs winoOutAVX2 on tiles j..j+7 when they are the common
+// case it handles (one tile row, uncropped, one bias row), and says so.
+func (g *goKernels) winoOutRun(m []float32, ldm, o, j, ntiles int, tab, btab []int32, bias, res, out []float32, plane, ow int) bool {
+	if j+NR > ntiles || o == 0 {
+		return false
+	}
+	t0, b0 := tab[j], btab[j]
+	for l := range NR {
+		if tab[j+l] != t0+int32(8*l) || btab[j+l] != b0 {
+			return false
+		}
+	}
+	if t0&3 != 0 {
+		return false
+	}
+	off := int(t0) / 4
+	// Reads of M and the residual, writes of out: in range (ops.go checked
+	// every tile's span; these make Go check the block's).
+	_ = m[(16*o-1)*ldm+j+NR-1]
+	last := (o-1)*plane + off + ow + 2*NR - 1
+	_ = out[last]
+	var pb, pr *float32
+	if bias != nil {
+		_ = bias[int(b0)/4+o-1]
+		pb = &bias[int(b0)/4]
+	}
+	if res != nil {
+		_ = res[last]
+		pr = &res[off]
+	}
+	winoOutAVX2(&m[j], 4*ldm, o, &out[off], 4*plane, 4*ow, pb, pr)
+	return true
 }
 
 // ---- layout ----
