@@ -12,16 +12,17 @@ import (
 var hasGemmAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 //go:noescape
-func gemmTileAVX2x1(ap, bp *float32, k, bstride int, c *float32, ldc, acc int)
+func gemmTileAVX2x1(ap, bp *float32, k, bstride int, c *float32, ldc, acc, mp int)
 
 //go:noescape
-func gemmTileAVX2x2(ap, bp *float32, k, bstride int, c *float32, ldc, acc int)
+func gemmTileAVX2x2(ap, bp *float32, k, bstride int, c *float32, ldc, acc, mp int)
 
 //go:noescape
-func gemmTileAVX2x3(ap, bp *float32, k, bstride int, c *float32, ldc, acc int)
+func gemmTileAVX2x3(ap, bp *float32, k, bstride int, c *float32, ldc, acc, mp int)
 
-// gemmTileAsm runs the micro-kernel for nb (1..3) B panels; strides in floats.
-func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc bool) {
+// gemmTileAsm runs the micro-kernel for nb (1..3) B panels and mp A
+// panels; strides in floats.
+func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc bool, mp int) {
 	a := 0
 	if acc {
 		a = 1
@@ -29,11 +30,11 @@ func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc
 	pa, pb, pc := unsafe.SliceData(ap), unsafe.SliceData(bp), unsafe.SliceData(c)
 	switch nb {
 	case 1:
-		gemmTileAVX2x1(pa, pb, k, 4*bstride, pc, 4*ldc, a)
+		gemmTileAVX2x1(pa, pb, k, 4*bstride, pc, 4*ldc, a, mp)
 	case 2:
-		gemmTileAVX2x2(pa, pb, k, 4*bstride, pc, 4*ldc, a)
+		gemmTileAVX2x2(pa, pb, k, 4*bstride, pc, 4*ldc, a, mp)
 	default:
-		gemmTileAVX2x3(pa, pb, k, 4*bstride, pc, 4*ldc, a)
+		gemmTileAVX2x3(pa, pb, k, 4*bstride, pc, 4*ldc, a, mp)
 	}
 }
 

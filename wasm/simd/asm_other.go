@@ -6,7 +6,7 @@ package simd
 // purego tag); the Go set runs plain Go.
 const hasGemmAsm = false
 
-func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc bool) {
+func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc bool, mp int) {
 	panic("simd: no assembly GEMM on this architecture")
 }
 

@@ -8,26 +8,33 @@
 // whole k loop: per k step NB vector loads of B, four broadcasts of A and
 // 4·NB FMAs. With NB = 3 that is 12 accumulators + 3 B + 1 A = all 16 ymm
 // registers, 12 FMAs against 7 loads per step (the 4x8 tile of kernels.wasm
-// has 4 accumulators here: too few to hide the FMA latency).
+// has 4 accumulators here: too few to hide the FMA latency). One call runs
+// mp consecutive A panels against the same B panels (which stay in L1),
+// so the call's cost is paid once per column of tiles.
 //
-// func gemmTileAVX2xNB(ap, bp *float32, k, bstride int, c *float32, ldc, acc int)
-// ap: packed A panel ([k][4]); bp: first packed B panel ([k][8]), the next
-// ones bstride bytes on; c: the tile's top-left element, rows ldc bytes
-// apart; acc != 0 adds the product to c, else c is overwritten. k >= 1.
+// func gemmTileAVX2xNB(ap, bp *float32, k, bstride int, c *float32, ldc, acc, mp int)
+// ap: the first packed A panel ([k][4], the next one 16·k bytes on); bp:
+// the first packed B panel ([k][8]), the next ones bstride bytes on; c:
+// the first tile's top-left element, rows ldc bytes apart (the next tile
+// 4 rows down); acc != 0 adds the products to c, else c is overwritten.
+// k >= 1, mp >= 1.
 
-TEXT ·gemmTileAVX2x1(SB), NOSPLIT, $0-56
+TEXT ·gemmTileAVX2x1(SB), NOSPLIT, $0-64
 	MOVQ ap+0(FP), AX
-	MOVQ bp+8(FP), BX
-	MOVQ k+16(FP), CX
-	MOVQ bstride+24(FP), R8
 	MOVQ c+32(FP), DI
 	MOVQ ldc+40(FP), SI
 	MOVQ acc+48(FP), DX
+	MOVQ bstride+24(FP), R8
+	LEAQ (R8)(R8*1), R9
+	MOVQ mp+56(FP), R11
+panel1:
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ DI, R10
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	LEAQ (R8)(R8*1), R9
 loop1:
 	VMOVUPS (BX), Y12
 	VBROADCASTSS 0(AX), Y15
@@ -44,33 +51,40 @@ loop1:
 	JNZ loop1
 	TESTQ DX, DX
 	JZ store1
-	VADDPS 0(DI), Y0, Y0
-	ADDQ SI, DI
-	VADDPS 0(DI), Y1, Y1
-	ADDQ SI, DI
-	VADDPS 0(DI), Y2, Y2
-	ADDQ SI, DI
-	VADDPS 0(DI), Y3, Y3
-	MOVQ c+32(FP), DI
+	VADDPS 0(R10), Y0, Y0
+	ADDQ SI, R10
+	VADDPS 0(R10), Y1, Y1
+	ADDQ SI, R10
+	VADDPS 0(R10), Y2, Y2
+	ADDQ SI, R10
+	VADDPS 0(R10), Y3, Y3
+	MOVQ DI, R10
 store1:
-	VMOVUPS Y0, 0(DI)
-	ADDQ SI, DI
-	VMOVUPS Y1, 0(DI)
-	ADDQ SI, DI
-	VMOVUPS Y2, 0(DI)
-	ADDQ SI, DI
-	VMOVUPS Y3, 0(DI)
+	VMOVUPS Y0, 0(R10)
+	ADDQ SI, R10
+	VMOVUPS Y1, 0(R10)
+	ADDQ SI, R10
+	VMOVUPS Y2, 0(R10)
+	ADDQ SI, R10
+	VMOVUPS Y3, 0(R10)
+	LEAQ (DI)(SI*4), DI
+	DECQ R11
+	JNZ panel1
 	VZEROUPPER
 	RET
 
-TEXT ·gemmTileAVX2x2(SB), NOSPLIT, $0-56
+TEXT ·gemmTileAVX2x2(SB), NOSPLIT, $0-64
 	MOVQ ap+0(FP), AX
-	MOVQ bp+8(FP), BX
-	MOVQ k+16(FP), CX
-	MOVQ bstride+24(FP), R8
 	MOVQ c+32(FP), DI
 	MOVQ ldc+40(FP), SI
 	MOVQ acc+48(FP), DX
+	MOVQ bstride+24(FP), R8
+	LEAQ (R8)(R8*1), R9
+	MOVQ mp+56(FP), R11
+panel2:
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ DI, R10
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -79,7 +93,6 @@ TEXT ·gemmTileAVX2x2(SB), NOSPLIT, $0-56
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	LEAQ (R8)(R8*1), R9
 loop2:
 	VMOVUPS (BX), Y12
 	VMOVUPS (BX)(R8*1), Y13
@@ -101,41 +114,48 @@ loop2:
 	JNZ loop2
 	TESTQ DX, DX
 	JZ store2
-	VADDPS 0(DI), Y0, Y0
-	VADDPS 32(DI), Y1, Y1
-	ADDQ SI, DI
-	VADDPS 0(DI), Y2, Y2
-	VADDPS 32(DI), Y3, Y3
-	ADDQ SI, DI
-	VADDPS 0(DI), Y4, Y4
-	VADDPS 32(DI), Y5, Y5
-	ADDQ SI, DI
-	VADDPS 0(DI), Y6, Y6
-	VADDPS 32(DI), Y7, Y7
-	MOVQ c+32(FP), DI
+	VADDPS 0(R10), Y0, Y0
+	VADDPS 32(R10), Y1, Y1
+	ADDQ SI, R10
+	VADDPS 0(R10), Y2, Y2
+	VADDPS 32(R10), Y3, Y3
+	ADDQ SI, R10
+	VADDPS 0(R10), Y4, Y4
+	VADDPS 32(R10), Y5, Y5
+	ADDQ SI, R10
+	VADDPS 0(R10), Y6, Y6
+	VADDPS 32(R10), Y7, Y7
+	MOVQ DI, R10
 store2:
-	VMOVUPS Y0, 0(DI)
-	VMOVUPS Y1, 32(DI)
-	ADDQ SI, DI
-	VMOVUPS Y2, 0(DI)
-	VMOVUPS Y3, 32(DI)
-	ADDQ SI, DI
-	VMOVUPS Y4, 0(DI)
-	VMOVUPS Y5, 32(DI)
-	ADDQ SI, DI
-	VMOVUPS Y6, 0(DI)
-	VMOVUPS Y7, 32(DI)
+	VMOVUPS Y0, 0(R10)
+	VMOVUPS Y1, 32(R10)
+	ADDQ SI, R10
+	VMOVUPS Y2, 0(R10)
+	VMOVUPS Y3, 32(R10)
+	ADDQ SI, R10
+	VMOVUPS Y4, 0(R10)
+	VMOVUPS Y5, 32(R10)
+	ADDQ SI, R10
+	VMOVUPS Y6, 0(R10)
+	VMOVUPS Y7, 32(R10)
+	LEAQ (DI)(SI*4), DI
+	DECQ R11
+	JNZ panel2
 	VZEROUPPER
 	RET
 
-TEXT ·gemmTileAVX2x3(SB), NOSPLIT, $0-56
+TEXT ·gemmTileAVX2x3(SB), NOSPLIT, $0-64
 	MOVQ ap+0(FP), AX
-	MOVQ bp+8(FP), BX
-	MOVQ k+16(FP), CX
-	MOVQ bstride+24(FP), R8
 	MOVQ c+32(FP), DI
 	MOVQ ldc+40(FP), SI
 	MOVQ acc+48(FP), DX
+	MOVQ bstride+24(FP), R8
+	LEAQ (R8)(R8*1), R9
+	MOVQ mp+56(FP), R11
+panel3:
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ DI, R10
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -148,7 +168,6 @@ TEXT ·gemmTileAVX2x3(SB), NOSPLIT, $0-56
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	LEAQ (R8)(R8*1), R9
 loop3:
 	VMOVUPS (BX), Y12
 	VMOVUPS (BX)(R8*1), Y13
@@ -175,40 +194,40 @@ loop3:
 	JNZ loop3
 	TESTQ DX, DX
 	JZ store3
-	VADDPS 0(DI), Y0, Y0
-	VADDPS 32(DI), Y1, Y1
-	VADDPS 64(DI), Y2, Y2
-	ADDQ SI, DI
-	VADDPS 0(DI), Y3, Y3
-	VADDPS 32(DI), Y4, Y4
-	VADDPS 64(DI), Y5, Y5
-	ADDQ SI, DI
-	VADDPS 0(DI), Y6, Y6
-	VADDPS 32(DI), Y7, Y7
-	VADDPS 64(DI), Y8, Y8
-	ADDQ SI, DI
-	VADDPS 0(DI), Y9, Y9
-	VADDPS 32(DI), Y10, Y10
-	VADDPS 64(DI), Y11, Y11
-	MOVQ c+32(FP), DI
+	VADDPS 0(R10), Y0, Y0
+	VADDPS 32(R10), Y1, Y1
+	VADDPS 64(R10), Y2, Y2
+	ADDQ SI, R10
+	VADDPS 0(R10), Y3, Y3
+	VADDPS 32(R10), Y4, Y4
+	VADDPS 64(R10), Y5, Y5
+	ADDQ SI, R10
+	VADDPS 0(R10), Y6, Y6
+	VADDPS 32(R10), Y7, Y7
+	VADDPS 64(R10), Y8, Y8
+	ADDQ SI, R10
+	VADDPS 0(R10), Y9, Y9
+	VADDPS 32(R10), Y10, Y10
+	VADDPS 64(R10), Y11, Y11
+	MOVQ DI, R10
 store3:
-	VMOVUPS Y0, 0(DI)
-	VMOVUPS Y1, 32(DI)
-	VMOVUPS Y2, 64(DI)
-	ADDQ SI, DI
-	VMOVUPS Y3, 0(DI)
-	VMOVUPS Y4, 32(DI)
-	VMOVUPS Y5, 64(DI)
-	ADDQ SI, DI
-	VMOVUPS Y6, 0(DI)
-	VMOVUPS Y7, 32(DI)
-	VMOVUPS Y8, 64(DI)
-	ADDQ SI, DI
-	VMOVUPS Y9, 0(DI)
-	VMOVUPS Y10, 32(DI)
-	VMOVUPS Y11, 64(DI)
+	VMOVUPS Y0, 0(R10)
+	VMOVUPS Y1, 32(R10)
+	VMOVUPS Y2, 64(R10)
+	ADDQ SI, R10
+	VMOVUPS Y3, 0(R10)
+	VMOVUPS Y4, 32(R10)
+	VMOVUPS Y5, 64(R10)
+	ADDQ SI, R10
+	VMOVUPS Y6, 0(R10)
+	VMOVUPS Y7, 32(R10)
+	VMOVUPS Y8, 64(R10)
+	ADDQ SI, R10
+	VMOVUPS Y9, 0(R10)
+	VMOVUPS Y10, 32(R10)
+	VMOVUPS Y11, 64(R10)
+	LEAQ (DI)(SI*4), DI
+	DECQ R11
+	JNZ panel3
 	VZEROUPPER
 	RET
-
-
-

@@ -172,7 +172,8 @@ func (g *goKernels) gemmBatch(count int, ap []float32, sa int, bp []float32, sb 
 // gemmBlock computes the tiles of column groups [g0, g1) and A panels
 // [i0, i1). Whole tiles are written by the micro-kernel straight into C
 // (after C is set to bias + residual, when there are any, so the kernel
-// adds to it); edge tiles go through a local tile and the epilogue here.
+// adds to it), a column of them per call; edge tiles go through a local
+// tile and the epilogue here.
 func (g *goKernels) gemmBlock(ap, bp, c []float32, ldc, m, n, k int, bias, res []float32, flags, g0, g1, i0, i1 int) {
 	const tw = gemmGroup * NR
 	var tile [MR * tw]float32
@@ -180,42 +181,43 @@ func (g *goKernels) gemmBlock(ap, bp, c []float32, ldc, m, n, k int, bias, res [
 	rowBias, colBias := flags&1 != 0 && bias != nil, flags&1 == 0 && flags&2 != 0 && bias != nil
 	resAlias := res != nil && unsafe.SliceData(res) == unsafe.SliceData(c)
 	epi := rowBias || colBias || res != nil
+	full := min(i1, m/MR) // A panels [i0, full) have MR rows
 	for gi := g0; gi < g1; gi++ {
 		p0, nb := group(gi)
 		j0 := p0 * NR
 		cols := min(nb*NR, n-j0)
 		pb := bp[j0*k:]
-		for ip := i0; ip < i1; ip++ {
-			r0 := ip * MR
-			rows := min(MR, m-r0)
-			pa := ap[r0*k:]
-			if rows == MR && cols == nb*NR {
-				ct := c[r0*ldc+j0:]
-				if epi {
-					for r := range MR {
-						row := ct[r*ldc : r*ldc+cols]
-						if res != nil && !resAlias {
-							copy(row, res[(r0+r)*ldc+j0:])
-						} else if res == nil {
-							clear(row)
+		ip := i0
+		if cols == nb*NR && full > i0 {
+			r0, r1 := i0*MR, full*MR
+			if epi {
+				for r := r0; r < r1; r++ {
+					row := c[r*ldc+j0 : r*ldc+j0+cols]
+					if res != nil && !resAlias {
+						copy(row, res[r*ldc+j0:])
+					} else if res == nil {
+						clear(row)
+					}
+					if rowBias {
+						b := bias[r]
+						for l := range row {
+							row[l] += b
 						}
-						if rowBias {
-							b := bias[r0+r]
-							for l := range row {
-								row[l] += b
-							}
-						} else if colBias {
-							bb := bias[j0 : j0+cols]
-							for l := range row {
-								row[l] += bb[l]
-							}
+					} else if colBias {
+						bb := bias[j0 : j0+cols]
+						for l := range row {
+							row[l] += bb[l]
 						}
 					}
 				}
-				g.tile(pa, pb, k, nb, ct, ldc, epi)
-				continue
 			}
-			g.tile(pa, pb, k, nb, tile[:], tw, false)
+			g.tiles(ap[r0*k:], pb, k, nb, c[r0*ldc+j0:], ldc, epi, full-i0)
+			ip = full
+		}
+		for ; ip < i1; ip++ {
+			r0 := ip * MR
+			rows := min(MR, m-r0)
+			g.tiles(ap[r0*k:], pb, k, nb, tile[:], tw, false, 1)
 			for r := range rows {
 				row := c[(r0+r)*ldc+j0 : (r0+r)*ldc+j0+cols]
 				tr := tile[r*tw : r*tw+cols]
@@ -236,28 +238,31 @@ func (g *goKernels) gemmBlock(ap, bp, c []float32, ldc, m, n, k int, bias, res [
 	}
 }
 
-// tile computes the MR × nb·NR product of a packed A panel and nb packed B
-// panels into c (row stride ldc floats), adding to c when acc is set.
-func (g *goKernels) tile(ap, bp []float32, k, nb int, c []float32, ldc int, acc bool) {
+// tiles computes mp tiles of MR × nb·NR, the products of mp consecutive
+// packed A panels and nb packed B panels, into c (row stride ldc floats,
+// the tiles MR rows apart), adding to c when acc is set.
+func (g *goKernels) tiles(ap, bp []float32, k, nb int, c []float32, ldc int, acc bool, mp int) {
 	if k == 0 {
-		for r := range MR {
-			if !acc {
+		if !acc {
+			for r := range mp * MR {
 				clear(c[r*ldc : r*ldc+nb*NR])
 			}
 		}
 		return
 	}
 	if g.asm {
-		// The kernel reads MR·k floats of A, nb·NR·k of B and writes the
-		// whole tile: the slices must cover them (Go would not check).
-		_ = ap[MR*k-1]
+		// The kernel reads mp·MR·k floats of A, nb·NR·k of B and writes the
+		// whole tiles: the slices must cover them (Go would not check).
+		_ = ap[mp*MR*k-1]
 		_ = bp[nb*NR*k-1]
-		_ = c[(MR-1)*ldc+nb*NR-1]
-		gemmTileAsm(ap, bp, k, NR*k, nb, c, ldc, acc)
+		_ = c[(mp*MR-1)*ldc+nb*NR-1]
+		gemmTileAsm(ap, bp, k, NR*k, nb, c, ldc, acc, mp)
 		return
 	}
-	for p := range nb {
-		gemmTileGo(ap, bp[p*NR*k:], k, c[p*NR:], ldc, acc)
+	for i := range mp {
+		for p := range nb {
+			gemmTileGo(ap[i*MR*k:], bp[p*NR*k:], k, c[i*MR*ldc+p*NR:], ldc, acc)
+		}
 	}
 }
 
