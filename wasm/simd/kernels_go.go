@@ -324,6 +324,10 @@ func (g *goKernels) packAt(at []float32, ldat, m, k int, ap []float32) {
 		w := min(MR, m-i0)
 		for kk := range k {
 			d := panel[kk*MR : kk*MR+MR]
+			if w == MR {
+				*(*[MR]float32)(d) = *(*[MR]float32)(at[kk*ldat+i0:])
+				continue
+			}
 			copy(d, at[kk*ldat+i0:kk*ldat+i0+w])
 			clear(d[w:])
 		}
@@ -338,6 +342,10 @@ func (g *goKernels) packB(b []float32, ldb, k, n int, bp []float32) {
 			w := min(NR, n-j0)
 			for kk := range k {
 				d := panel[kk*NR : kk*NR+NR]
+				if w == NR { // an 8-float move, not a memmove call
+					*(*[NR]float32)(d) = *(*[NR]float32)(b[kk*ldb+j0:])
+					continue
+				}
 				copy(d, b[kk*ldb+j0:kk*ldb+j0+w])
 				clear(d[w:])
 			}
@@ -382,7 +390,7 @@ func (g *goKernels) im2col(xp []float32, koff, pixoff []int32, k, npix int, bp [
 				base := int(koff[kk]) / 4
 				d := (*[NR]float32)(panel[kk*NR:])
 				if run {
-					copy(d[:], xp[base+o[0]:base+o[0]+NR])
+					*d = *(*[NR]float32)(xp[base+o[0]:])
 					continue
 				}
 				for l := range NR {
