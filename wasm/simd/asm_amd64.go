@@ -55,3 +55,6 @@ func winoInAVX2(xp *float32, idx *int32, planes, pstride, wp int, vp *float32, v
 
 //go:noescape
 func winoOutAVX2(m *float32, ldm, o int, out *float32, plane, ow int, bias, res *float32)
+
+//go:noescape
+func sumsAVX2(src *float32, n int, pivot float64) (sum, sq float64)

@@ -33,3 +33,7 @@ func winoInAVX2(xp *float32, idx *int32, planes, pstride, wp int, vp *float32, v
 func winoOutAVX2(m *float32, ldm, o int, out *float32, plane, ow int, bias, res *float32) {
 	panic("simd: no assembly kernels on this architecture")
 }
+
+func sumsAVX2(src *float32, n int, pivot float64) (sum, sq float64) {
+	panic("simd: no assembly kernels on this architecture")
+}

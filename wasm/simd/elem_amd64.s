@@ -276,3 +276,42 @@ scaleloop:
 scaledone:
 	VZEROUPPER
 	RET
+
+// func sumsAVX2(src *float32, n int, pivot float64) (sum, sq float64)
+// Σ(x-pivot) and Σ(x-pivot)² over src[:n] in float64 (GroupNorm's shifted
+// statistics), four float64 lanes in two chains each; n % 8 == 0.
+TEXT ·sumsAVX2(SB), NOSPLIT, $0-40
+	MOVQ src+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSD pivot+16(FP), Y8
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	SHRQ $3, CX
+	JZ sumsdone
+sumsloop:
+	VCVTPS2PD (SI), Y4
+	VCVTPS2PD 16(SI), Y5
+	VSUBPD Y8, Y4, Y4
+	VSUBPD Y8, Y5, Y5
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	VFMADD231PD Y4, Y4, Y2
+	VFMADD231PD Y5, Y5, Y3
+	ADDQ $32, SI
+	DECQ CX
+	JNZ sumsloop
+sumsdone:
+	VADDPD Y1, Y0, Y0
+	VADDPD Y3, Y2, Y2
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD X1, X0, X0
+	VHADDPD X0, X0, X0
+	VEXTRACTF128 $1, Y2, X3
+	VADDPD X3, X2, X2
+	VHADDPD X2, X2, X2
+	MOVSD X0, sum+24(FP)
+	MOVSD X2, sq+32(FP)
+	VZEROUPPER
+	RET

@@ -741,6 +741,10 @@ func (g *goKernels) groupnorm(x, out, gamma, beta []float32, nb, c, per, groups 
 			pivot := float64(seg[0])
 			var s0, s1, q0, q1 float64
 			i := 0
+			if v := n &^ 7; g.asm && v > 0 {
+				s0, q0 = sumsAVX2(&seg[0], v, pivot)
+				i = v
+			}
 			for ; i+1 < n; i += 2 {
 				d0, d1 := float64(seg[i])-pivot, float64(seg[i+1])-pivot
 				s0 += d0
