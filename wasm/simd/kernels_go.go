@@ -300,6 +300,15 @@ func (g *goKernels) packA(a []float32, lda, m, k int, ap []float32) {
 	parallel((m+MR-1)/MR, max(1, 4096/max(k, 1)), func(lo, hi int) {
 		for ip := lo; ip < hi; ip++ {
 			panel := ap[ip*MR*k : (ip+1)*MR*k]
+			if i := ip * MR; i+MR <= m && MR == 4 {
+				// A whole panel: the four rows interleaved, one k step at a time.
+				r0, r1 := a[i*lda:i*lda+k], a[(i+1)*lda:(i+1)*lda+k]
+				r2, r3 := a[(i+2)*lda:(i+2)*lda+k], a[(i+3)*lda:(i+3)*lda+k]
+				for kk := range k {
+					*(*[4]float32)(panel[kk*4:]) = [4]float32{r0[kk], r1[kk], r2[kk], r3[kk]}
+				}
+				continue
+			}
 			for r := range MR {
 				i := ip*MR + r
 				if i >= m {
