@@ -351,8 +351,8 @@ func (g *goKernels) packB(b []float32, ldb, k, n int, bp []float32) {
 			w := min(NR, n-j0)
 			for kk := range k {
 				d := panel[kk*NR : kk*NR+NR]
-				if w == NR { // an 8-float move, not a memmove call
-					*(*[NR]float32)(d) = *(*[NR]float32)(b[kk*ldb+j0:])
+				if w == NR {
+					move8((*[NR]float32)(d), (*[NR]float32)(b[kk*ldb+j0:]))
 					continue
 				}
 				copy(d, b[kk*ldb+j0:kk*ldb+j0+w])
@@ -383,6 +383,15 @@ func (g *goKernels) packBt(bt []float32, ldbt, n, k int, bp []float32) {
 	})
 }
 
+// move8 copies 8 floats element by element: an array assignment through
+// pointers compiles to a memmove call (the arrays might overlap), which
+// cost more than the copy in the packing loops.
+func move8(d, s *[NR]float32) {
+	for l := range d {
+		d[l] = s[l]
+	}
+}
+
 // im2col: bp[j/8][kk][j%8] = xp[(koff[kk]+pixoff[j])/4] (byte offsets, as
 // the wasm kernel takes them); a panel of 8 consecutive pixels is a copy.
 func (g *goKernels) im2col(xp []float32, koff, pixoff []int32, k, npix int, bp []float32) {
@@ -399,7 +408,7 @@ func (g *goKernels) im2col(xp []float32, koff, pixoff []int32, k, npix int, bp [
 				base := int(koff[kk]) / 4
 				d := (*[NR]float32)(panel[kk*NR:])
 				if run {
-					*d = *(*[NR]float32)(xp[base+o[0]:])
+					move8(d, (*[NR]float32)(xp[base+o[0]:]))
 					continue
 				}
 				for l := range NR {
