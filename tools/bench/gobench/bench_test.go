@@ -60,12 +60,18 @@ func run(b *testing.B, m *model.Model, net model.Denoiser, batch int) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	cpu0, haveCPU := cpuTime()
 	for i := 0; i < b.N; i++ {
 		if _, err := net.Denoise(x, t, class); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(gemm*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	// CPU time per call (all threads): steadier than ns/op when other
+	// processes share the cores, though not a wall time.
+	if cpu1, ok := cpuTime(); ok && haveCPU {
+		b.ReportMetric(float64(cpu1-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	}
 }
 
 // BenchmarkCPU is the plain-Go reference backend (core/cpu).
