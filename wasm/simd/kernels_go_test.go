@@ -3,6 +3,7 @@
 package simd
 
 import (
+	"flag"
 	"fmt"
 	"math"
 	"math/rand"
@@ -14,13 +15,17 @@ import (
 // wazero, then over the native Go kernel set (kernels_go.go), so the Go set
 // is held to the same kernel references and whole-network comparisons with
 // core/cpu. SIMD_TEST_KERNELS=wasm or =go runs only one of the two.
+// Benchmarks run in the first pass only.
 func TestMain(m *testing.M) {
+	flag.Parse()
 	newGoK = NewGoKernels
 	code := 0
-	if os.Getenv("SIMD_TEST_KERNELS") != "go" {
+	only := os.Getenv("SIMD_TEST_KERNELS")
+	if only != "go" {
 		code = m.Run()
+		flag.Set("test.bench", "")
 	}
-	if code == 0 && os.Getenv("SIMD_TEST_KERNELS") != "wasm" {
+	if code == 0 && only != "wasm" {
 		fmt.Println("simd: running the tests again over the native Go kernel set")
 		testGoKernels = true
 		code = m.Run()
