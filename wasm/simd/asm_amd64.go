@@ -8,8 +8,9 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// hasGemmAsm: the CPU runs the AVX2+FMA micro-kernels of gemm_amd64.s.
-var hasGemmAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// hasAsm: the CPU runs the AVX2+FMA kernels of gemm_amd64.s, wino_amd64.s
+// and elem_amd64.s (the Go set uses them when set).
+var hasAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 //go:noescape
 func gemmTileAVX2x1(ap, bp *float32, k, bstride int, c *float32, ldc, acc, mp int)

@@ -2,9 +2,9 @@
 
 package simd
 
-// hasGemmAsm: no assembly micro-kernel on this architecture (or with the
+// hasAsm: no assembly kernels on this architecture (or with the
 // purego tag); the Go set runs plain Go.
-const hasGemmAsm = false
+const hasAsm = false
 
 func gemmTileAsm(ap, bp []float32, k, bstride, nb int, c []float32, ldc int, acc bool, mp int) {
 	panic("simd: no assembly GEMM on this architecture")

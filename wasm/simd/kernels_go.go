@@ -23,7 +23,7 @@ import (
 
 // NewGoKernels returns a Kernels that runs the native Go kernel set.
 func NewGoKernels() *Kernels {
-	return &Kernels{gok: &goKernels{asm: hasGemmAsm}, used: 64}
+	return &Kernels{gok: &goKernels{asm: hasAsm}, used: 64}
 }
 
 // NewNativeDenoiser prepares m for the native Go kernel set (NewGoKernels):

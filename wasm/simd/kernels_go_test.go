@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 // The assembly micro-kernels and the portable Go one must agree (up to
 // FMA rounding) on every tile shape, whole and cut, with bias and residual.
 func TestGemmAsmMatchesGo(t *testing.T) {
-	if !hasGemmAsm {
+	if !hasAsm {
 		t.Skip("no assembly GEMM on this CPU")
 	}
 	r := rand.New(rand.NewSource(9))
@@ -135,7 +135,7 @@ func BenchmarkGoGemm(b *testing.B) {
 		r := rand.New(rand.NewSource(1))
 		ap, bp := randn(r, count*PackedALen(m, kd)), randn(r, count*PackedBLen(kd, n))
 		c := make([]float32, count*m*n)
-		g := &goKernels{asm: hasGemmAsm}
+		g := &goKernels{asm: hasAsm}
 		b.Run(fmt.Sprintf("count%d_m%d_n%d_k%d", count, m, n, kd), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				g.gemmBatch(count, ap, PackedALen(m, kd), bp, PackedBLen(kd, n), c, m*n, n, m, n, kd)
