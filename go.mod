@@ -5,6 +5,5 @@ go 1.26.8
 require (
 	github.com/tetratelabs/wazero v1.12.0
 	github.com/x448/float16 v0.8.4
+	golang.org/x/sys v0.44.0
 )
-
-require golang.org/x/sys v0.44.0 // indirect

@@ -29,8 +29,9 @@ const (
 )
 
 // TestDiffusersConformance runs every case folder under
-// $FIXTURES_DIR/diffusers through eval, with the fp32 weights as shipped and
-// after conversion to our fp16 file, and compares with diffusers' own output.
+// $FIXTURES_DIR/diffusers through eval, with the fp32 weights as shipped (on
+// the reference and the fast backend) and after conversion to our fp16
+// file, and compares with diffusers' own output.
 func TestDiffusersConformance(t *testing.T) {
 	cases, err := filepath.Glob(filepath.Join(fixturesDir(t), "diffusers", "*", "config.json"))
 	if err != nil || len(cases) == 0 {
@@ -51,14 +52,15 @@ func TestDiffusersConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			check := func(name string, m *model.Model, tol float64) {
-				y, err := evalFiles(m, filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy"), classPath)
+			check := func(name string, m *model.Model, tol float64, backend string) {
+				y, err := evalFiles(m, filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy"), classPath, backend)
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				checkClose(t, name, y.Data, want.Float32(), tol)
 			}
-			check("f32", m, tolF32)
+			check("f32", m, tolF32, backendReference)
+			check("f32 fast backend", m, tolF32, backendFast)
 
 			out := filepath.Join(t.TempDir(), "model.safetensors")
 			if err := runConvert([]string{"--from", "diffusers", "-o", out, dir}); err != nil {
@@ -68,7 +70,7 @@ func TestDiffusersConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			check("f16", m16, tolF16)
+			check("f16", m16, tolF16, backendReference)
 		})
 	}
 }

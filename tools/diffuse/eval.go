@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/npy"
@@ -17,12 +16,13 @@ func init() {
 }
 
 func runEval(args []string) error {
-	fs := newFlags("eval", "eval --weights W --x x.npy --t t.npy [--class c.npy] -o y.npy")
+	fs := newFlags("eval", "eval --weights W --x x.npy --t t.npy [--class c.npy] -o y.npy [--backend fast|reference]")
 	weights := fs.String("weights", "", "converted .safetensors file or diffusers model folder (required)")
 	xPath := fs.String("x", "", "input sample [B,C,H,W] as .npy (required)")
 	tPath := fs.String("t", "", "timesteps [B] as .npy (required)")
 	cPath := fs.String("class", "", "class labels [B] as .npy, float or int (class-conditional models)")
 	out := fs.String("o", "", "output .npy (required)")
+	backend := addBackendFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,15 +34,15 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	y, err := evalFiles(m, *xPath, *tPath, *cPath)
+	y, err := evalFiles(m, *xPath, *tPath, *cPath, *backend)
 	if err != nil {
 		return err
 	}
 	return npy.WriteFile(*out, y.Shape, y.Data)
 }
 
-// evalFiles runs m on inputs read from .npy files on the reference backend.
-func evalFiles(m *model.Model, xPath, tPath, cPath string) (*tensor.Tensor, error) {
+// evalFiles runs m on inputs read from .npy files on the named backend.
+func evalFiles(m *model.Model, xPath, tPath, cPath, backend string) (*tensor.Tensor, error) {
 	xa, err := npy.ReadFile(xPath)
 	if err != nil {
 		return nil, fmt.Errorf("--x: %w", err)
@@ -84,7 +84,11 @@ func evalFiles(m *model.Model, xPath, tPath, cPath string) (*tensor.Tensor, erro
 			t = append(t, t[0])
 		}
 	}
-	y, err := cpu.NewDenoiser(m).Denoise(x, t, class)
+	net, err := newNet(m, backend)
+	if err != nil {
+		return nil, err
+	}
+	y, err := net.Denoise(x, t, class)
 	if err != nil {
 		return nil, err
 	}

@@ -18,17 +18,28 @@ var goldenArgs = []string{"--weights", "../../weights/mnist.safetensors", "--sam
 	"--n", "2", "--batch", "2", "--class", "7", "--guidance", "2", "--seed", "42", "--quiet"}
 
 // TestGoldenMNISTSample guards the whole chain (file loading, network, schedule,
-// guidance, DDIM, seeded noise): any regression moves these pixels. The
+// guidance, DDIM, seeded noise) on both backends: any regression moves
+// these pixels. The
 // tolerance, 1e-3 on a [-1, 1] image, allows for summation-order and FMA
 // differences between machines, not for a changed model or sampler.
 func TestGoldenMNISTSample(t *testing.T) {
 	if runtime.GOOS == "js" {
 		t.Skip("the browser tests compare the wasm build with the native CLI")
 	}
-	out := filepath.Join(t.TempDir(), "x.npy")
-	if err := runSample(append(goldenArgs, "--out-npy", out)); err != nil {
-		t.Fatal(err)
+	for _, backend := range []string{backendFast, backendReference} {
+		t.Run(backend, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "x.npy")
+			if err := runSample(append(goldenArgs, "--backend", backend, "--out-npy", out)); err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, out)
+		})
 	}
+}
+
+// checkGolden compares the sample written to out with the golden one.
+func checkGolden(t *testing.T, out string) {
+	t.Helper()
 	got, err := npy.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)

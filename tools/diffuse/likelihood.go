@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/rng"
@@ -21,9 +20,10 @@ func init() {
 }
 
 func runLikelihood(args []string) error {
-	fs := newFlags("likelihood", "likelihood --weights W --x images.npy [--batch B] [--probes K] [--rtol R] [--atol A] [--dequantize] [--class C] [--each]")
+	fs := newFlags("likelihood", "likelihood --weights W --x images.npy [--batch B] [--probes K] [--rtol R] [--atol A] [--dequantize] [--class C] [--each] [--backend fast|reference]")
 	weights := fs.String("weights", "", "converted .safetensors file or diffusers model folder (required)")
 	xPath := fs.String("x", "", "images [N,C,H,W] as .npy, in the model's data range (required)")
+	backend := addBackendFlag(fs)
 	batch := fs.Int("batch", 8, "images per ODE solve (each network call takes batch·(1+probes) samples)")
 	probes := fs.Int("probes", 1, "Hutchinson probe vectors per image")
 	gaussian := fs.Bool("gaussian-probes", false, "Gaussian instead of Rademacher probes")
@@ -58,11 +58,18 @@ func runLikelihood(args []string) error {
 	if (1+*probes)**batch > limits.MaxBatch {
 		return &limits.Error{Field: "--batch × (1 + --probes)", Value: (1 + *probes) * *batch, Limit: fmt.Sprintf("at most %d samples per network call", limits.MaxBatch)}
 	}
+	if err := checkBackend(*backend); err != nil {
+		return err
+	}
 	l, err := loadForSampling(*weights, *size)
 	if err != nil {
 		return err
 	}
-	sm := l.SamplerModel(cpu.NewDenoiser(l.Model))
+	net, err := newNet(l.Model, *backend)
+	if err != nil {
+		return err
+	}
+	sm := l.SamplerModel(net)
 	var labels []int
 	if *class >= 0 {
 		labels = []int{*class}

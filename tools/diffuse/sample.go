@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/engine"
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/model"
@@ -71,7 +70,8 @@ func printSamplers(w io.Writer) {
 }
 
 func runSample(args []string) error {
-	fs := newFlags("sample", "sample --weights W --sampler NAME [--steps N] [--eta E] [--seed S] [--n N] [--batch B] [--class C] [--guidance G] [--out-png grid.png [--scale K]] [--out-npy x.npy]\n       diffuse sample --sampler list")
+	fs := newFlags("sample", "sample --weights W --sampler NAME [--steps N] [--eta E] [--seed S] [--n N] [--batch B] [--class C] [--guidance G] [--out-png grid.png [--scale K]] [--out-npy x.npy] [--backend fast|reference]\n       diffuse sample --sampler list")
+	backend := addBackendFlag(fs)
 	weights := fs.String("weights", "", "converted .safetensors file or diffusers model folder (required)")
 	name := fs.String("sampler", "ddim", "sampler name; 'list' prints the samplers and their options")
 	steps := fs.Int("steps", 0, "number of steps (default: the sampler's)")
@@ -140,6 +140,9 @@ func runSample(args []string) error {
 	if err := req.Check(); err != nil {
 		return asFlag(err)
 	}
+	if err := checkBackend(*backend); err != nil {
+		return err
+	}
 	info, _ := sampler.Get(*name)
 	l, err := loadForSampling(*weights, *size)
 	if err != nil {
@@ -180,7 +183,10 @@ func runSample(args []string) error {
 	bar := newProgress(os.Stderr, *quiet)
 	start := time.Now()
 	nfe := 0
-	net := cpu.NewDenoiser(l.Model)
+	net, err := newNet(l.Model, *backend)
+	if err != nil {
+		return err
+	}
 	noImages := func(int, int) bool { return false }
 	for first := 0; first < *n; first += *batch {
 		b := min(*batch, *n-first)

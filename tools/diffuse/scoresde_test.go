@@ -29,7 +29,7 @@ func TestConvertScoreSDE(t *testing.T) {
 		if m.Arch != model.ArchScoreNet {
 			t.Fatalf("arch %q", m.Arch)
 		}
-		y, err := evalFiles(m, filepath.Join(scoreTestdata, "x.npy"), filepath.Join(scoreTestdata, "t.npy"), "")
+		y, err := evalFiles(m, filepath.Join(scoreTestdata, "x.npy"), filepath.Join(scoreTestdata, "t.npy"), "", backendReference)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func TestConvertToy2D(t *testing.T) {
 	if s := m.InShape(); len(s) != 3 || s[0] != 2 {
 		t.Fatalf("InShape %v, want [2 1 1]", s)
 	}
-	y, err := evalFiles(m, filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy"), "")
+	y, err := evalFiles(m, filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy"), "", backendReference)
 	if err != nil {
 		t.Fatal(err)
 	}

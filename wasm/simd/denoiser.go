@@ -37,7 +37,11 @@ func NewDenoiser(m *model.Model) (*Denoiser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Denoiser{M: m, k: k, w: newWeights(k, m.Params), plans: map[[3]int]*plan{}}, nil
+	return newDenoiser(m, k), nil
+}
+
+func newDenoiser(m *model.Model, k *Kernels) *Denoiser {
+	return &Denoiser{M: m, k: k, w: newWeights(k, m.Params), plans: map[[3]int]*plan{}}
 }
 
 // Close releases the kernel memory (natively; a no-op in the browser).

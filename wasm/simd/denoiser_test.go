@@ -71,7 +71,7 @@ func TestDenoiserMatchesCPUOnFixtures(t *testing.T) {
 				}
 			}
 
-			d, err := NewDenoiser(m)
+			d, err := newTestDenoiser(m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +146,7 @@ func TestDenoiserRejectsBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := NewDenoiser(m)
+	d, err := newTestDenoiser(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestDenoiserMatchesCPUOnLucidrains(t *testing.T) {
 	}
 	x := tensor.From(xa.Float32(), xa.Shape...)
 	ts := readNpy(t, filepath.Join(dir, "t.npy"))
-	d, err := NewDenoiser(m)
+	d, err := newTestDenoiser(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestDenoiserMatchesCPUOnLucidrains(t *testing.T) {
 func TestDenoiserMatchesCPUOnScoreNet(t *testing.T) {
 	compare := func(t *testing.T, m *model.Model, x *tensor.Tensor, ts []float32) []float32 {
 		t.Helper()
-		d, err := NewDenoiser(m)
+		d, err := newTestDenoiser(m)
 		if err != nil {
 			t.Fatal(err)
 		}

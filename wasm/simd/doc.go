@@ -108,6 +108,33 @@
 // memory, reused after the value's last reader. Denoise copies x in, runs the
 // steps and copies the output out.
 //
+// # The native Go kernel set (the CLI's fast backend)
+//
+// NewNativeDenoiser (and NewGoKernels) run the same plans over a third
+// implementation of every kernel: kernels_go.go, the kernels in native Go
+// with the arguments, packed layouts (MR = 4, NR = 8) and offset tables of
+// kernels.wasm, so everything above the kernel calls is shared. The
+// generated native bindings (kernels_native_gen.go) call the Go set when
+// the Kernels has one, else wazero; its buffers are ordinary 64-byte
+// aligned Go slices. On amd64 CPUs with AVX2 and FMA (golang.org/x/sys/cpu)
+// the hot loops are assembly: the GEMM micro-kernel (gemm_amd64.s) is a
+// 4 x 24 register tile (three B panels, 12 ymm accumulators, 12 FMAs per 7
+// loads), falling back to 4 x 16 and 4 x 8 only for the last columns
+// (panelGroups prefers 2+2 panels to 3+1), one call per column of tiles;
+// Winograd's input transform gathers a panel's 8 tiles per element and
+// its output transform handles runs of 8 uncropped tiles (wino_amd64.s);
+// SiLU, GroupNorm's normalisation and the softmax use the wasm kernels'
+// exp polynomial 8 lanes at a time (elem_amd64.s). Everything else, and
+// every kernel on other architectures or with the purego tag, is plain Go
+// (asm_other.go); tests run that portable set too (TestGoKernelsPortable).
+// Work is split over all cores by a persistent goroutine pool (parallel):
+// GEMMs over column groups (or A panels when there are few columns),
+// gemm_batch over its items, the transforms over tile panels, the
+// elementwise kernels over ranges. Winograd blocks are 4x kernels.wasm's
+// 128 KiB (chunkScale): more columns per GEMM, measured 0.7x the CPU time
+// per call on the shipped UNets. Natively, the package's tests run twice
+// (TestMain): over kernels.wasm under wazero, then over the Go set.
+//
 // # In the browser
 //
 // simd_glue.js (attachSimd) must be called on the Go instance before Go's

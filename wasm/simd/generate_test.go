@@ -34,6 +34,9 @@ func TestGeneratedFilesAreCurrent(t *testing.T) {
 // The warmup export (run by simd_glue.js on a throwaway instance) must stay
 // inside its 256 KiB scratch: here the scratch sits between guards.
 func TestWarmupStaysInScratch(t *testing.T) {
+	if testGoKernels {
+		t.Skip("warmup is for the browser's kernels.wasm")
+	}
 	k := newK(t)
 	s, g := mk(k, 64<<10, 0, nil)
 	for i := range s {

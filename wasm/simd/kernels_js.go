@@ -73,3 +73,6 @@ var expandKernels = sync.OnceValue(func() *Kernels {
 	}
 	return k
 })
+
+// chunkScale multiplies winoChunkBytes: 1 for kernels.wasm.
+func (k *Kernels) chunkScale() int { return 1 }

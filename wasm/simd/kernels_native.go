@@ -54,9 +54,11 @@ func runtimeInit() {
 	}
 }
 
-// Kernels is one instance of the kernel module and the memory it works in.
+// Kernels is one instance of the kernel module and the memory it works in,
+// or (NewGoKernels) the native Go kernel set over ordinary Go memory.
 // It is not safe for concurrent use.
 type Kernels struct {
+	gok   *goKernels // non-nil: the Go set runs every kernel (kernels_go.go)
 	ctx   context.Context
 	mem   *linearMemory
 	memI  api.Module
@@ -112,6 +114,9 @@ func NewKernels() (*Kernels, error) {
 // Close releases the instance and its memory. Slices from Alloc must not be
 // used afterwards.
 func (k *Kernels) Close() error {
+	if k.gok != nil {
+		return nil
+	}
 	if k.mod != nil {
 		k.mod.Close(k.ctx)
 		k.memI.Close(k.ctx) // frees the linear memory
@@ -134,6 +139,10 @@ func (k *Kernels) grow(n uintptr) {
 }
 
 func (k *Kernels) allocBytes(n, elem int) unsafe.Pointer {
+	if k.gok != nil {
+		k.used += uintptr(n * elem)
+		return goAlloc(n * elem)
+	}
 	off := (k.used + 15) &^ 15
 	end := off + uintptr(n*elem)
 	if end > uintptr(len(k.mem.buf)) {
@@ -190,3 +199,14 @@ func (k *Kernels) call(fn int, args ...uint64) uint64 {
 // expandKernels: natively ExpandF16 is plain Go (the kernels would need a
 // copy into their memory, and native Go is fast enough).
 func expandKernels() *Kernels { return nil }
+
+// chunkScale multiplies winoChunkBytes: kernels.wasm's blocks of 128 KiB
+// for wazero, goChunkScale times that for the Go set, whose GEMM tiles
+// want more columns (a block of 8 tiles gives one-panel GEMMs) and whose
+// cores have larger caches than the browser's block size assumes.
+func (k *Kernels) chunkScale() int {
+	if k.gok != nil {
+		return goChunkScale
+	}
+	return 1
+}

@@ -40,113 +40,222 @@ const (
 )
 
 func (kr *Kernels) abi() int32 {
+	if kr.gok != nil {
+		return kr.gok.abi()
+	}
 	return int32(kr.call(fnAbi))
 }
 
 func (kr *Kernels) gemm(ap []float32, bp []float32, c []float32, ldc int, m int, n int, k int, bias []float32, res []float32, flags int) {
+	if kr.gok != nil {
+		kr.gok.gemm(ap, bp, c, ldc, m, n, k, bias, res, flags)
+		return
+	}
 	kr.call(fnGemm, kr.addrF32(ap), kr.addrF32(bp), kr.addrF32(c), uint64(uint32(ldc)), uint64(uint32(m)), uint64(uint32(n)), uint64(uint32(k)), kr.addrF32(bias), kr.addrF32(res), uint64(uint32(flags)))
 }
 
 func (kr *Kernels) gemmBatch(count int, ap []float32, sa int, bp []float32, sb int, c []float32, sc int, ldc int, m int, n int, k int) {
+	if kr.gok != nil {
+		kr.gok.gemmBatch(count, ap, sa, bp, sb, c, sc, ldc, m, n, k)
+		return
+	}
 	kr.call(fnGemmBatch, uint64(uint32(count)), kr.addrF32(ap), uint64(uint32(sa)), kr.addrF32(bp), uint64(uint32(sb)), kr.addrF32(c), uint64(uint32(sc)), uint64(uint32(ldc)), uint64(uint32(m)), uint64(uint32(n)), uint64(uint32(k)))
 }
 
 func (kr *Kernels) gemmMr() int32 {
+	if kr.gok != nil {
+		return kr.gok.gemmMr()
+	}
 	return int32(kr.call(fnGemmMr))
 }
 
 func (kr *Kernels) gemmNr() int32 {
+	if kr.gok != nil {
+		return kr.gok.gemmNr()
+	}
 	return int32(kr.call(fnGemmNr))
 }
 
 func (kr *Kernels) packA(a []float32, lda int, m int, k int, ap []float32) {
+	if kr.gok != nil {
+		kr.gok.packA(a, lda, m, k, ap)
+		return
+	}
 	kr.call(fnPackA, kr.addrF32(a), uint64(uint32(lda)), uint64(uint32(m)), uint64(uint32(k)), kr.addrF32(ap))
 }
 
 func (kr *Kernels) packB(b []float32, ldb int, k int, n int, bp []float32) {
+	if kr.gok != nil {
+		kr.gok.packB(b, ldb, k, n, bp)
+		return
+	}
 	kr.call(fnPackB, kr.addrF32(b), uint64(uint32(ldb)), uint64(uint32(k)), uint64(uint32(n)), kr.addrF32(bp))
 }
 
 func (kr *Kernels) packBt(bt []float32, ldbt int, n int, k int, bp []float32) {
+	if kr.gok != nil {
+		kr.gok.packBt(bt, ldbt, n, k, bp)
+		return
+	}
 	kr.call(fnPackBt, kr.addrF32(bt), uint64(uint32(ldbt)), uint64(uint32(n)), uint64(uint32(k)), kr.addrF32(bp))
 }
 
 func (kr *Kernels) packAt(at []float32, ldat int, m int, k int, ap []float32) {
+	if kr.gok != nil {
+		kr.gok.packAt(at, ldat, m, k, ap)
+		return
+	}
 	kr.call(fnPackAt, kr.addrF32(at), uint64(uint32(ldat)), uint64(uint32(m)), uint64(uint32(k)), kr.addrF32(ap))
 }
 
 func (kr *Kernels) im2col(xp []float32, koff []int32, pixoff []int32, k int, npix int, bp []float32) {
+	if kr.gok != nil {
+		kr.gok.im2col(xp, koff, pixoff, k, npix, bp)
+		return
+	}
 	kr.call(fnIm2col, kr.addrF32(xp), kr.addrI32(koff), kr.addrI32(pixoff), uint64(uint32(k)), uint64(uint32(npix)), kr.addrF32(bp))
 }
 
 func (kr *Kernels) col2im(cols []float32, tab []int32, bias []float32, out []float32) {
+	if kr.gok != nil {
+		kr.gok.col2im(cols, tab, bias, out)
+		return
+	}
 	kr.call(fnCol2im, kr.addrF32(cols), kr.addrI32(tab), kr.addrF32(bias), kr.addrF32(out))
 }
 
 func (kr *Kernels) winogradIn(xp []float32, tab []int32, ntiles int, planes int, pstride int, wp int, vp []float32, vstride int) {
+	if kr.gok != nil {
+		kr.gok.winogradIn(xp, tab, ntiles, planes, pstride, wp, vp, vstride)
+		return
+	}
 	kr.call(fnWinogradIn, kr.addrF32(xp), kr.addrI32(tab), uint64(uint32(ntiles)), uint64(uint32(planes)), uint64(uint32(pstride)), uint64(uint32(wp)), kr.addrF32(vp), uint64(uint32(vstride)))
 }
 
 func (kr *Kernels) winogradOut(m []float32, ldm int, o int, ntiles int, tab []int32, btab []int32, bias []float32, res []float32, out []float32, plane int, ow int) {
+	if kr.gok != nil {
+		kr.gok.winogradOut(m, ldm, o, ntiles, tab, btab, bias, res, out, plane, ow)
+		return
+	}
 	kr.call(fnWinogradOut, kr.addrF32(m), uint64(uint32(ldm)), uint64(uint32(o)), uint64(uint32(ntiles)), kr.addrI32(tab), kr.addrI32(btab), kr.addrF32(bias), kr.addrF32(res), kr.addrF32(out), uint64(uint32(plane)), uint64(uint32(ow)))
 }
 
 func (kr *Kernels) transpose(src []float32, dst []float32, nb int, rows int, cols int) {
+	if kr.gok != nil {
+		kr.gok.transpose(src, dst, nb, rows, cols)
+		return
+	}
 	kr.call(fnTranspose, kr.addrF32(src), kr.addrF32(dst), uint64(uint32(nb)), uint64(uint32(rows)), uint64(uint32(cols)))
 }
 
 func (kr *Kernels) upsample2x(x []float32, out []float32, planes int, h int, w int) {
+	if kr.gok != nil {
+		kr.gok.upsample2x(x, out, planes, h, w)
+		return
+	}
 	kr.call(fnUpsample2x, kr.addrF32(x), kr.addrF32(out), uint64(uint32(planes)), uint64(uint32(h)), uint64(uint32(w)))
 }
 
 func (kr *Kernels) copyRows(src []float32, lds int, dst []float32, ldd int, rows int, n int) {
+	if kr.gok != nil {
+		kr.gok.copyRows(src, lds, dst, ldd, rows, n)
+		return
+	}
 	kr.call(fnCopyRows, kr.addrF32(src), uint64(uint32(lds)), kr.addrF32(dst), uint64(uint32(ldd)), uint64(uint32(rows)), uint64(uint32(n)))
 }
 
 func (kr *Kernels) pad(x []float32, xp []float32, planes int, h int, w int, hp int, wp int, top int, left int) {
+	if kr.gok != nil {
+		kr.gok.pad(x, xp, planes, h, w, hp, wp, top, left)
+		return
+	}
 	kr.call(fnPad, kr.addrF32(x), kr.addrF32(xp), uint64(uint32(planes)), uint64(uint32(h)), uint64(uint32(w)), uint64(uint32(hp)), uint64(uint32(wp)), uint64(uint32(top)), uint64(uint32(left)))
 }
 
 func (kr *Kernels) add(a []float32, b []float32, out []float32, n int) {
+	if kr.gok != nil {
+		kr.gok.add(a, b, out, n)
+		return
+	}
 	kr.call(fnAdd, kr.addrF32(a), kr.addrF32(b), kr.addrF32(out), uint64(uint32(n)))
 }
 
 func (kr *Kernels) affine(x []float32, out []float32, n int, s float32, o float32) {
+	if kr.gok != nil {
+		kr.gok.affine(x, out, n, s, o)
+		return
+	}
 	kr.call(fnAffine, kr.addrF32(x), kr.addrF32(out), uint64(uint32(n)), api.EncodeF32(s), api.EncodeF32(o))
 }
 
 func (kr *Kernels) silu(x []float32, out []float32, n int) {
+	if kr.gok != nil {
+		kr.gok.silu(x, out, n)
+		return
+	}
 	kr.call(fnSilu, kr.addrF32(x), kr.addrF32(out), uint64(uint32(n)))
 }
 
 func (kr *Kernels) addChannel(x []float32, e []float32, out []float32, planes int, plane int) {
+	if kr.gok != nil {
+		kr.gok.addChannel(x, e, out, planes, plane)
+		return
+	}
 	kr.call(fnAddChannel, kr.addrF32(x), kr.addrF32(e), kr.addrF32(out), uint64(uint32(planes)), uint64(uint32(plane)))
 }
 
 func (kr *Kernels) scaleShift(x []float32, e []float32, out []float32, nb int, c int, plane int) {
+	if kr.gok != nil {
+		kr.gok.scaleShift(x, e, out, nb, c, plane)
+		return
+	}
 	kr.call(fnScaleShift, kr.addrF32(x), kr.addrF32(e), kr.addrF32(out), uint64(uint32(nb)), uint64(uint32(c)), uint64(uint32(plane)))
 }
 
 func (kr *Kernels) groupnorm(x []float32, out []float32, gamma []float32, beta []float32, nb int, c int, per int, groups int, eps float64, flags int, ss []float32) {
+	if kr.gok != nil {
+		kr.gok.groupnorm(x, out, gamma, beta, nb, c, per, groups, eps, flags, ss)
+		return
+	}
 	kr.call(fnGroupnorm, kr.addrF32(x), kr.addrF32(out), kr.addrF32(gamma), kr.addrF32(beta), uint64(uint32(nb)), uint64(uint32(c)), uint64(uint32(per)), uint64(uint32(groups)), api.EncodeF64(eps), uint64(uint32(flags)), kr.addrF32(ss))
 }
 
 func (kr *Kernels) softmax(s []float32, rows int, n int, ld int, scale float32) {
+	if kr.gok != nil {
+		kr.gok.softmax(s, rows, n, ld, scale)
+		return
+	}
 	kr.call(fnSoftmax, kr.addrF32(s), uint64(uint32(rows)), uint64(uint32(n)), uint64(uint32(ld)), api.EncodeF32(scale))
 }
 
 func (kr *Kernels) softmaxCols(x []float32, out []float32, rows int, n int, scale float32) {
+	if kr.gok != nil {
+		kr.gok.softmaxCols(x, out, rows, n, scale)
+		return
+	}
 	kr.call(fnSoftmaxCols, kr.addrF32(x), kr.addrF32(out), uint64(uint32(rows)), uint64(uint32(n)), api.EncodeF32(scale))
 }
 
 func (kr *Kernels) rmsNorm(x []float32, out []float32, g []float32, nb int, c int, per int, scale float32, eps float32) {
+	if kr.gok != nil {
+		kr.gok.rmsNorm(x, out, g, nb, c, per, scale, eps)
+		return
+	}
 	kr.call(fnRmsNorm, kr.addrF32(x), kr.addrF32(out), kr.addrF32(g), uint64(uint32(nb)), uint64(uint32(c)), uint64(uint32(per)), api.EncodeF32(scale), api.EncodeF32(eps))
 }
 
 func (kr *Kernels) f16ToF32(src []uint16, dst []float32, n int) {
+	if kr.gok != nil {
+		kr.gok.f16ToF32(src, dst, n)
+		return
+	}
 	kr.call(fnF16ToF32, kr.addrU16(src), kr.addrF32(dst), uint64(uint32(n)))
 }
 
 func (kr *Kernels) warmup(scratch int, reps int) {
+	if kr.gok != nil {
+		kr.gok.warmup(scratch, reps)
+		return
+	}
 	kr.call(fnWarmup, uint64(uint32(scratch)), uint64(uint32(reps)))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/graph"
+	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/tensor"
 )
 
@@ -17,12 +18,31 @@ import (
 
 func newK(t testing.TB) *Kernels {
 	t.Helper()
+	if testGoKernels {
+		return newGoK()
+	}
 	k, err := NewKernels()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.Close() })
 	return k
+}
+
+// testGoKernels: the package's tests run a second time (TestMain, natively)
+// with newK and newTestDenoiser giving the native Go kernel set.
+var (
+	testGoKernels bool
+	newGoK        func() *Kernels
+)
+
+// newTestDenoiser is NewDenoiser, or the native Go set's denoiser on the
+// second run.
+func newTestDenoiser(m *model.Model) (*Denoiser, error) {
+	if testGoKernels {
+		return newDenoiser(m, newGoK()), nil
+	}
+	return NewDenoiser(m)
 }
 
 const guardN = 19

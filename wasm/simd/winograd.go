@@ -95,7 +95,8 @@ func (w *weights) WinoU(name string) []float32 {
 }
 
 // winoChunkBytes bounds the 16 packed B operands (V) of one block of tiles,
-// as convChunkBytes does im2col's (read when a plan is built).
+// as convChunkBytes does im2col's (read when a plan is built), times the
+// kernel set's chunkScale.
 var winoChunkBytes = 128 << 10
 
 // winogradMode is read when a plan is built: 0 picks Winograd per layer by
@@ -171,13 +172,14 @@ func newWino(k *Kernels, wt *weights, c *conv, weight string) *wino {
 	w.u, w.ustride = wt.WinoU(weight), PackedALen(c.o, c.i)
 	tps := w.th * w.tw
 	w.g = c.b
-	if winoChunkBytes > 0 {
-		w.g = min(c.b, max(1, max(NR, winoChunkBytes/(4*16*c.i)/NR*NR)/tps))
+	chunk := winoChunkBytes * k.chunkScale()
+	if chunk > 0 {
+		w.g = min(c.b, max(1, max(NR, chunk/(4*16*c.i)/NR*NR)/tps))
 	}
 	for s0 := 0; s0 < c.b; s0 += w.g {
 		gr := winoGroup{s0: s0, s1: min(c.b, s0+w.g)}
 		nt := (gr.s1 - s0) * tps
-		tb := blockCols(winoChunkBytes, 16*c.i, nt)
+		tb := blockCols(chunk, 16*c.i, nt)
 		w.tb = max(w.tb, tb)
 		n := PackedCols(nt)
 		in, out, bias := k.AllocI32(n), k.AllocI32(n), k.AllocI32(n)

@@ -413,7 +413,7 @@ func TestWinogradShippedModelsMatchCPU(t *testing.T) {
 		var outs [][]float32
 		for _, mode := range []int{0, -1} {
 			winogradMode = mode
-			d, err := NewDenoiser(m)
+			d, err := newTestDenoiser(m)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -62,12 +62,18 @@ func run(b *testing.B, m *model.Model, net model.Denoiser, batch int) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	cpu0, haveCPU := cpuTime()
 	for i := 0; i < b.N; i++ {
 		if _, err := net.Denoise(x, t, class); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(gemm*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	// CPU time per call (all threads): steadier than ns/op when other
+	// processes share the cores, though not a wall time.
+	if cpu1, ok := cpuTime(); ok && haveCPU {
+		b.ReportMetric(float64(cpu1-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	}
 }
 
 // BenchmarkCPU is the plain-Go reference backend (core/cpu).
@@ -102,7 +108,7 @@ func BenchmarkSIMD(b *testing.B) {
 
 // BenchmarkSample is a whole request as the app and the CLI run it (the
 // request engine, core/engine): DDIM, 10 steps, one sample, on the
-// plain-Go backend. The network calls dominate; the rest is the engine's
+// CLI's default backend (the native kernels). The network calls dominate; the rest is the engine's
 // and the sampler's overhead.
 func BenchmarkSample(b *testing.B) {
 	for _, name := range models {
@@ -116,12 +122,28 @@ func BenchmarkSample(b *testing.B) {
 			if l.Info.Conditional && l.Info.NullClass < 0 {
 				r.Class = new(int)
 			}
-			net := cpu.NewDenoiser(m)
+			net := simd.NewNativeDenoiser(m)
+			defer net.Close()
 			for i := 0; i < b.N; i++ {
 				if _, err := l.Run(context.Background(), net, r, nil, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkNative is the SIMD backend over the native Go kernel set
+// (simd.NewNativeDenoiser: AVX2+FMA GEMM, all cores): the CLI's default.
+func BenchmarkNative(b *testing.B) {
+	for _, name := range models {
+		for _, batch := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/b%d", name, batch), func(b *testing.B) {
+				m := load(b, name)
+				d := simd.NewNativeDenoiser(m)
+				defer d.Close()
+				run(b, m, d, batch)
+			})
+		}
 	}
 }

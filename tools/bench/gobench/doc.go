@@ -1,7 +1,8 @@
 // Package gobench holds Go micro-benchmarks of whole network evaluations on
-// the shipped weights, natively: the plain-Go reference backend (core/cpu)
-// and the SIMD backend's kernels under wazero (wasm/simd). They report
-// GFLOP/s (tools/bench/flops) next to ns/op:
+// the shipped weights, natively: the plain-Go reference backend (core/cpu),
+// the SIMD backend's kernels under wazero (wasm/simd) and the SIMD plan over
+// the native Go kernel set (BenchmarkNative: the CLI's fast backend). They
+// report GFLOP/s (tools/bench/flops) next to ns/op:
 //
 //	go test -run '^$' -bench . -benchtime 5x ./tools/bench/gobench
 //

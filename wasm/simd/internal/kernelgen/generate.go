@@ -258,12 +258,19 @@ func nativeBindings(sigs []wasmenc.Signature) []byte {
 			}
 		}
 		id := "fn" + strings.ToUpper(camel(s.Name)[:1]) + camel(s.Name)[1:]
+		var names []string
+		for _, p := range s.Params {
+			names = append(names, p.Name)
+		}
+		// A Kernels made by NewGoKernels runs the native Go set (kernels_go.go)
+		// instead of the wasm module.
+		direct := fmt.Sprintf("kr.gok.%s(%s)", camel(s.Name), strings.Join(names, ", "))
 		if len(s.Results) > 0 {
-			fmt.Fprintf(&b, "func (kr *Kernels) %s(%s) int32 {\n\treturn int32(kr.call(%s, %s))\n}\n\n",
-				camel(s.Name), goParams(s), id, strings.Join(args, ", "))
+			fmt.Fprintf(&b, "func (kr *Kernels) %s(%s) int32 {\n\tif kr.gok != nil {\n\t\treturn %s\n\t}\n\treturn int32(kr.call(%s, %s))\n}\n\n",
+				camel(s.Name), goParams(s), direct, id, strings.Join(args, ", "))
 		} else {
-			fmt.Fprintf(&b, "func (kr *Kernels) %s(%s) {\n\tkr.call(%s, %s)\n}\n\n",
-				camel(s.Name), goParams(s), id, strings.Join(args, ", "))
+			fmt.Fprintf(&b, "func (kr *Kernels) %s(%s) {\n\tif kr.gok != nil {\n\t\t%s\n\t\treturn\n\t}\n\tkr.call(%s, %s)\n}\n\n",
+				camel(s.Name), goParams(s), direct, id, strings.Join(args, ", "))
 		}
 	}
 	return b.Bytes()

@@ -1,0 +1,233 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// The native Go kernel set's GEMM micro-kernels (AVX2 + FMA): a 4 x 8·NB
+// register tile (NB = 1, 2, 3 packed B panels of 8 columns against one
+// packed A panel of MR = 4 rows), kept in 4·NB ymm accumulators over the
+// whole k loop: per k step NB vector loads of B, four broadcasts of A and
+// 4·NB FMAs. With NB = 3 that is 12 accumulators + 3 B + 1 A = all 16 ymm
+// registers, 12 FMAs against 7 loads per step (the 4x8 tile of kernels.wasm
+// has 4 accumulators here: too few to hide the FMA latency). One call runs
+// mp consecutive A panels against the same B panels (which stay in L1),
+// so the call's cost is paid once per column of tiles.
+//
+// func gemmTileAVX2xNB(ap, bp *float32, k, bstride int, c *float32, ldc, acc, mp int)
+// ap: the first packed A panel ([k][4], the next one 16·k bytes on); bp:
+// the first packed B panel ([k][8]), the next ones bstride bytes on; c:
+// the first tile's top-left element, rows ldc bytes apart (the next tile
+// 4 rows down); acc != 0 adds the products to c, else c is overwritten.
+// k >= 1, mp >= 1.
+
+TEXT ·gemmTileAVX2x1(SB), NOSPLIT, $0-64
+	MOVQ ap+0(FP), AX
+	MOVQ c+32(FP), DI
+	MOVQ ldc+40(FP), SI
+	MOVQ acc+48(FP), DX
+	MOVQ bstride+24(FP), R8
+	LEAQ (R8)(R8*1), R9
+	MOVQ mp+56(FP), R11
+panel1:
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ DI, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+loop1:
+	VMOVUPS (BX), Y12
+	VBROADCASTSS 0(AX), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y15, Y12, Y1
+	VBROADCASTSS 8(AX), Y15
+	VFMADD231PS Y15, Y12, Y2
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y15, Y12, Y3
+	ADDQ $16, AX
+	ADDQ $32, BX
+	DECQ CX
+	JNZ loop1
+	TESTQ DX, DX
+	JZ store1
+	VADDPS 0(R10), Y0, Y0
+	ADDQ SI, R10
+	VADDPS 0(R10), Y1, Y1
+	ADDQ SI, R10
+	VADDPS 0(R10), Y2, Y2
+	ADDQ SI, R10
+	VADDPS 0(R10), Y3, Y3
+	MOVQ DI, R10
+store1:
+	VMOVUPS Y0, 0(R10)
+	ADDQ SI, R10
+	VMOVUPS Y1, 0(R10)
+	ADDQ SI, R10
+	VMOVUPS Y2, 0(R10)
+	ADDQ SI, R10
+	VMOVUPS Y3, 0(R10)
+	LEAQ (DI)(SI*4), DI
+	DECQ R11
+	JNZ panel1
+	VZEROUPPER
+	RET
+
+TEXT ·gemmTileAVX2x2(SB), NOSPLIT, $0-64
+	MOVQ ap+0(FP), AX
+	MOVQ c+32(FP), DI
+	MOVQ ldc+40(FP), SI
+	MOVQ acc+48(FP), DX
+	MOVQ bstride+24(FP), R8
+	LEAQ (R8)(R8*1), R9
+	MOVQ mp+56(FP), R11
+panel2:
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ DI, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+loop2:
+	VMOVUPS (BX), Y12
+	VMOVUPS (BX)(R8*1), Y13
+	VBROADCASTSS 0(AX), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y1
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y15, Y12, Y2
+	VFMADD231PS Y15, Y13, Y3
+	VBROADCASTSS 8(AX), Y15
+	VFMADD231PS Y15, Y12, Y4
+	VFMADD231PS Y15, Y13, Y5
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y15, Y12, Y6
+	VFMADD231PS Y15, Y13, Y7
+	ADDQ $16, AX
+	ADDQ $32, BX
+	DECQ CX
+	JNZ loop2
+	TESTQ DX, DX
+	JZ store2
+	VADDPS 0(R10), Y0, Y0
+	VADDPS 32(R10), Y1, Y1
+	ADDQ SI, R10
+	VADDPS 0(R10), Y2, Y2
+	VADDPS 32(R10), Y3, Y3
+	ADDQ SI, R10
+	VADDPS 0(R10), Y4, Y4
+	VADDPS 32(R10), Y5, Y5
+	ADDQ SI, R10
+	VADDPS 0(R10), Y6, Y6
+	VADDPS 32(R10), Y7, Y7
+	MOVQ DI, R10
+store2:
+	VMOVUPS Y0, 0(R10)
+	VMOVUPS Y1, 32(R10)
+	ADDQ SI, R10
+	VMOVUPS Y2, 0(R10)
+	VMOVUPS Y3, 32(R10)
+	ADDQ SI, R10
+	VMOVUPS Y4, 0(R10)
+	VMOVUPS Y5, 32(R10)
+	ADDQ SI, R10
+	VMOVUPS Y6, 0(R10)
+	VMOVUPS Y7, 32(R10)
+	LEAQ (DI)(SI*4), DI
+	DECQ R11
+	JNZ panel2
+	VZEROUPPER
+	RET
+
+TEXT ·gemmTileAVX2x3(SB), NOSPLIT, $0-64
+	MOVQ ap+0(FP), AX
+	MOVQ c+32(FP), DI
+	MOVQ ldc+40(FP), SI
+	MOVQ acc+48(FP), DX
+	MOVQ bstride+24(FP), R8
+	LEAQ (R8)(R8*1), R9
+	MOVQ mp+56(FP), R11
+panel3:
+	MOVQ bp+8(FP), BX
+	MOVQ k+16(FP), CX
+	MOVQ DI, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+loop3:
+	VMOVUPS (BX), Y12
+	VMOVUPS (BX)(R8*1), Y13
+	VMOVUPS (BX)(R9*1), Y14
+	VBROADCASTSS 0(AX), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y1
+	VFMADD231PS Y15, Y14, Y2
+	VBROADCASTSS 4(AX), Y15
+	VFMADD231PS Y15, Y12, Y3
+	VFMADD231PS Y15, Y13, Y4
+	VFMADD231PS Y15, Y14, Y5
+	VBROADCASTSS 8(AX), Y15
+	VFMADD231PS Y15, Y12, Y6
+	VFMADD231PS Y15, Y13, Y7
+	VFMADD231PS Y15, Y14, Y8
+	VBROADCASTSS 12(AX), Y15
+	VFMADD231PS Y15, Y12, Y9
+	VFMADD231PS Y15, Y13, Y10
+	VFMADD231PS Y15, Y14, Y11
+	ADDQ $16, AX
+	ADDQ $32, BX
+	DECQ CX
+	JNZ loop3
+	TESTQ DX, DX
+	JZ store3
+	VADDPS 0(R10), Y0, Y0
+	VADDPS 32(R10), Y1, Y1
+	VADDPS 64(R10), Y2, Y2
+	ADDQ SI, R10
+	VADDPS 0(R10), Y3, Y3
+	VADDPS 32(R10), Y4, Y4
+	VADDPS 64(R10), Y5, Y5
+	ADDQ SI, R10
+	VADDPS 0(R10), Y6, Y6
+	VADDPS 32(R10), Y7, Y7
+	VADDPS 64(R10), Y8, Y8
+	ADDQ SI, R10
+	VADDPS 0(R10), Y9, Y9
+	VADDPS 32(R10), Y10, Y10
+	VADDPS 64(R10), Y11, Y11
+	MOVQ DI, R10
+store3:
+	VMOVUPS Y0, 0(R10)
+	VMOVUPS Y1, 32(R10)
+	VMOVUPS Y2, 64(R10)
+	ADDQ SI, R10
+	VMOVUPS Y3, 0(R10)
+	VMOVUPS Y4, 32(R10)
+	VMOVUPS Y5, 64(R10)
+	ADDQ SI, R10
+	VMOVUPS Y6, 0(R10)
+	VMOVUPS Y7, 32(R10)
+	VMOVUPS Y8, 64(R10)
+	ADDQ SI, R10
+	VMOVUPS Y9, 0(R10)
+	VMOVUPS Y10, 32(R10)
+	VMOVUPS Y11, 64(R10)
+	LEAQ (DI)(SI*4), DI
+	DECQ R11
+	JNZ panel3
+	VZEROUPPER
+	RET
