@@ -16,7 +16,7 @@
 #      MNIST_W, EMOJI_W (weights to sample, default the shipped ones), DIGITS (sampling order of the ten digits,
 #      "0 1 2 3 4 5 6 7 8 9"; the grid and eval need all ten),
 #      CLS (classifier folder, tools/train/out/gpu_run/classifier), DATA (tools/train/data),
-#      BACKEND (passed to diffuse --backend when set), GUIDANCE (table: 2), STEPS_LIST (table: "10 25 50"),
+#      BACKEND (passed to diffuse --backend when set), GUIDANCE (table: 1, the model alone), STEPS_LIST (table: "10 25 50"), RK45_TOL (table: 1e-3),
 #      SAMPLERS (table: every sampler of `diffuse sample --sampler list`), TABLE_W (table: weights/mnist.safetensors).
 # Writes the grids to $OUT/*.png (copy them to weights/NAME-samples.png by hand) and the numbers to $OUT/*.json|.txt.
 # Cost on 2 contended vCPUs: see weights/*.md.
@@ -40,7 +40,7 @@ t() { /usr/bin/time -f "  [%e s wall, %U s user]" "$@"; }
 # the CLI's summary lines ("... N network calls in T s") go to $OUT/calls.txt.
 mnist_digits() {
   local s="$1" k="$2" g="$3" w="$4"
-  local stepflag=(--steps "$k"); [ "$s" = rk45 ] && stepflag=()
+  local stepflag=(--steps "$k"); [ "$s" = rk45 ] && stepflag=(--rtol "${RK45_TOL:-1e-3}" --atol "${RK45_TOL:-1e-3}")
   : > "$OUT/calls.txt"
   for D in ${DIGITS:-0 1 2 3 4 5 6 7 8 9}; do
     "$BIN" sample --weights "$w" --sampler "$s" "${stepflag[@]}" --guidance "$g" ${BACKEND:+--backend "$BACKEND"} \
@@ -182,22 +182,26 @@ EOF2
 }
 
 # table: README's and the card's per-sampler quality table. Every sampler at every step count of STEPS_LIST
-# (rk45 once, at its default tolerances: its steps are adaptive), N_PER per digit (n = 10*N_PER), guidance
+# (rk45 once, its steps being adaptive, at rtol = atol = RK45_TOL, default 1e-3: the page's suggestion), N_PER per digit (n = 10*N_PER), guidance
 # GUIDANCE, the same seeds in every cell: accuracy of the requested digit and FD from eval_mnist.py, network
 # calls per sample (a guided call evaluates the conditional and unconditional batch together) and wall time.
 # Each row goes to $OUT/table.md as its cell finishes; each cell's grid to $OUT/table-SAMPLER-STEPS.png.
 table() {
-  local w="${TABLE_W:-weights/mnist.safetensors}" g="${GUIDANCE:-2}"
+  local w="${TABLE_W:-weights/mnist.safetensors}" g="${GUIDANCE:-1}"
   local list="${SAMPLERS:-$("$BIN" sample --sampler list | awk '/^[a-z]/{print $1}')}"
   local md="$OUT/table.md"
   {
-    echo "<!-- $(basename "$w"): $((10 * N_PER)) samples per cell ($N_PER per digit, seeds $SEED+digit), guidance $g, backend ${BACKEND:-default}, $(nproc) cores, $(date -u +%F) -->"
+    echo "<!-- $(basename "$w"): $((10 * N_PER)) samples per cell ($N_PER per digit, seeds $SEED+digit), guidance $g, rk45 tolerances ${RK45_TOL:-1e-3}, backend ${BACKEND:-default}, $(nproc) cores, $(date -u +%F) -->"
     echo "| sampler | steps | network calls / sample | requested digit | FD | wall s |"
     echo "|---|---:|---:|---:|---:|---:|"
   } > "$md"
-  for s in $list; do
-    local ks="${STEPS_LIST:-10 25 50}"; [ "$s" = rk45 ] && ks="adaptive"
-    for k in $ks; do
+  # step counts outermost, so a cut-short run still has every sampler at the smaller counts
+  local cells=() k s
+  for k in ${STEPS_LIST:-10 25 50}; do for s in $list; do [ "$s" != rk45 ] && cells+=("$s:$k"); done; done
+  [[ " $list " == *" rk45 "* ]] && cells+=("rk45:adaptive")
+  for c in "${cells[@]}"; do
+    s="${c%%:*}" k="${c##*:}"
+    {
       echo "== table: $s, steps $k"
       local t0; t0=$(date +%s.%N)
       mnist_digits "$s" "${k/adaptive/0}" "$g" "$w" > /dev/null
@@ -214,7 +218,7 @@ per = sum(calls) / len(calls)  # one batch per digit: a run's calls are each sam
 print("| %s | %s | %.0f | %.1f%% | %.2f | %.0f |" % (s, k, per, 100 * r["accuracy"], r["fd"], dt))
 EOF2
       tail -1 "$md"
-    done
+    }
   done
 }
 
