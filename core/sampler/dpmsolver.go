@@ -99,6 +99,7 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.s.DPMGrid(r.o.Steps, r.o.Sigmas)
 	if err != nil {
 		return nil, err
@@ -108,59 +109,72 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 	if err != nil {
 		return nil, err
 	}
-	var hist [3][]float64 // m0, m1, m2: data predictions at the last points
+	var hist [3]Vec // m0, m1, m2: data predictions at the last points
 	if c := r.o.Resume; c != nil {
 		if need := min(i0, order-1); len(c.History) < need {
 			return nil, fmt.Errorf("sampler: DPM-Solver++ checkpoint at step %d has %d predictions, needs %d", i0, len(c.History), need)
 		}
 		for k := 0; k < min(i0, order-1, len(c.History)); k++ {
-			hist[k] = c.History[k]
+			if len(c.History[k]) != len(noise) {
+				return nil, fmt.Errorf("sampler: DPM-Solver++ checkpoint prediction %d has %d values for a batch of %d", k, len(c.History[k]), len(noise))
+			}
+			hist[k] = r.load(1, c.History[k])
 		}
 	}
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
-		x0, _, err := r.denoise(st.From, x)
+		x0, eps, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.report(st.From, x, x0); err != nil {
+		r.free(eps)
+		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
+		r.free(hist[2])
 		hist[2], hist[1], hist[0] = hist[1], hist[0], x0
 		c := DPMSolverStep(r.s.Config, g, i, order, halfD2)
-		switch c.Order {
-		case 0:
-			// σ_t = 0, λ_t = ∞: the first-order update is x_t = α_t·m0.
-			for k := range x {
-				x[k] = c.A * x0[k]
-			}
-		case 1:
-			for k := range x {
-				x[k] = c.Ratio*x[k] - c.A*c.Em1*x0[k]
-			}
-		case 2:
-			m0, m1 := hist[0], hist[1]
-			for k := range x {
-				d1 := (m0[k] - m1[k]) / c.R0
-				if c.Heun {
-					x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] + c.C2*d1
-				} else {
-					x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] - 0.5*c.A*c.Em1*d1
-				}
-			}
-		case 3:
-			m0, m1, m2 := hist[0], hist[1], hist[2]
-			r0, r1 := c.R0, c.R1
-			for k := range x {
-				d10 := (m0[k] - m1[k]) / r0
-				d11 := (m1[k] - m2[k]) / r1
-				d1 := d10 + r0/(r0+r1)*(d10-d11)
-				d2 := c.D2Scale * (d10 - d11) / (r0 + r1)
-				x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] + c.C2*d1 - c.C3*d2
-			}
+		wx, wm := c.Weights()
+		terms := []Term{T(wx, x)}
+		if c.Order == 0 {
+			terms = terms[:0] // x's weight is 0
 		}
+		for k := 0; k < max(c.Order, 1); k++ {
+			terms = append(terms, T(wm[k], hist[k]))
+		}
+		r.sp.Lincomb(x, terms...)
 	}
 	return r.result(x), nil
+}
+
+// Weights are the step's update as a linear combination of the state x
+// and the data predictions m0, m1, m2 (DPMSolverPP's formulas with the
+// divided differences expanded): x_t = wx·x + Σ wm[k]·m_k, m_k unused
+// beyond the step's order.
+func (c DPMStep) Weights() (wx float64, wm [3]float64) {
+	switch c.Order {
+	case 0:
+		// σ_t = 0, λ_t = ∞: the first-order update is x_t = α_t·m0.
+		return 0, [3]float64{c.A}
+	case 1:
+		return c.Ratio, [3]float64{-c.A * c.Em1}
+	case 2:
+		// D1 = (m0 - m1)/r0, weighted C2 (heun) or -α_t(e^{-h}-1)/2 (midpoint).
+		w1 := c.C2
+		if !c.Heun {
+			w1 = -0.5 * c.A * c.Em1
+		}
+		w1 /= c.R0
+		return c.Ratio, [3]float64{-c.A*c.Em1 + w1, -w1}
+	}
+	// D1_0 = (m0-m1)/r0, D1_1 = (m1-m2)/r1, D1 = (1+ρ)D1_0 - ρD1_1 with
+	// ρ = r0/(r0+r1), D2 = κ(D1_0 - D1_1) with κ = D2Scale/(r0+r1):
+	// C2·D1 - C3·D2 = w10·D1_0 + w11·D1_1.
+	rho := c.R0 / (c.R0 + c.R1)
+	kappa := c.D2Scale / (c.R0 + c.R1)
+	w10 := c.C2*(1+rho) - c.C3*kappa
+	w11 := -c.C2*rho + c.C3*kappa
+	return c.Ratio, [3]float64{-c.A*c.Em1 + w10/c.R0, -w10/c.R0 + w11/c.R1, -w11 / c.R1}
 }
 
 // DPMStep is one step of DPMSolverPP in coefficient form (see there for the

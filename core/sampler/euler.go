@@ -38,8 +38,9 @@ func init() {
 }
 
 // eulerStart is the Euler-type starting step and state: 0 and x_T/α =
-// InitSigma·noise, or a checkpoint's step and X/α there.
-func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int) int) (schedule.Grid, int, []float64, error) {
+// InitSigma·noise, or a checkpoint's step and X/α there. The caller defers
+// r.close().
+func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int) int) (schedule.Grid, int, Vec, error) {
 	g, err := r.s.EulerGrid(r.o.Steps, r.o.Sigmas)
 	if err != nil {
 		return g, 0, nil, err
@@ -48,10 +49,7 @@ func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int)
 	if err != nil || r.o.Resume == nil {
 		return g, i0, x, err
 	}
-	a := startPoint(g, i0).Alpha
-	for k := range x {
-		x[k] /= a
-	}
+	r.sp.Lincomb(x, T(1/startPoint(g, i0).Alpha, x))
 	return g, i0, x, nil
 }
 
@@ -77,8 +75,11 @@ func HeunEvals(g schedule.Grid, i int) int {
 }
 
 // evalTilde evaluates D at Euler-type state xt (= x_t/α) at p.
-func (r *runner) evalTilde(p schedule.Point, xt []float64) ([]float64, error) {
-	x0, _, err := r.denoise(p, scaled(p.Alpha, xt))
+func (r *runner) evalTilde(p schedule.Point, xt Vec) (Vec, error) {
+	x := r.sp.New()
+	r.sp.Lincomb(x, T(p.Alpha, xt))
+	x0, eps, err := r.denoise(p, x)
+	r.free(x, eps)
 	return x0, err
 }
 
@@ -92,6 +93,7 @@ func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result,
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, i0, xt, err := eulerStart(r, noise, func(_ schedule.Grid, i int) int { return i })
 	if err != nil {
 		return nil, err
@@ -102,13 +104,13 @@ func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result,
 		if err != nil {
 			return nil, err
 		}
-		if err := r.reportTilde(st.From, xt, x0); err != nil {
+		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
-		l, dl := st.From.Level, st.To.Level-st.From.Level
-		for k := range xt {
-			xt[k] += (xt[k] - x0[k]) / l * dl
-		}
+		// x += (x - D)/σ·dσ
+		q := (st.To.Level - st.From.Level) / st.From.Level
+		r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0))
+		r.free(x0)
 	}
 	return r.result(xt), nil
 }
@@ -124,33 +126,32 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, i0, xt, err := eulerStart(r, noise, func(_ schedule.Grid, i int) int { return i })
 	if err != nil {
 		return nil, err
 	}
 	r.total = len(g.Steps)
-	z := make([]float64, len(xt))
+	z := r.sp.New()
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.reportTilde(st.From, xt, x0); err != nil {
+		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
 		l := st.From.Level
 		down, up := AncestralLevels(l, st.To.Level)
+		q := (down - l) / l
 		if up > 0 {
 			r.noise(i, 0, z)
+			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0), T(up, z))
+		} else {
+			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0))
 		}
-		for k := range xt {
-			v := xt[k] + (xt[k]-x0[k])/l*(down-l)
-			if up > 0 {
-				v += up * z[k]
-			}
-			xt[k] = v
-		}
+		r.free(x0)
 	}
 	return r.result(xt), nil
 }
@@ -165,6 +166,7 @@ func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, i0, xt, err := eulerStart(r, noise, HeunEvals)
 	if err != nil {
 		return nil, err
@@ -173,37 +175,36 @@ func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if !g.Steps[len(g.Steps)-1].To.Clean() {
 		r.total++
 	}
-	d := make([]float64, len(xt))
-	x2 := make([]float64, len(xt))
+	d, x2 := r.sp.New(), r.sp.New()
 	for _, st := range g.Steps[i0:] {
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.reportTilde(st.From, xt, x0); err != nil {
+		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
 		l, lt := st.From.Level, st.To.Level
 		dl := lt - l
-		for k := range xt {
-			d[k] = (xt[k] - x0[k]) / l
-			x2[k] = xt[k] + d[k]*dl
-		}
+		// d = (x - D)/σ, x2 = x + d·dσ
+		r.sp.Lincomb(d, T(1/l, xt), T(-1/l, x0))
+		r.free(x0)
 		if st.To.Clean() {
-			copy(xt, x2)
+			r.sp.Lincomb(xt, T(1, xt), T(dl, d))
 			continue
 		}
+		r.sp.Lincomb(x2, T(1, xt), T(dl, d))
 		x0b, err := r.evalTilde(st.To, x2)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.reportTilde(st.To, x2, x0b); err != nil {
+		if err := r.report(st.To, st.To.Alpha, x2, x0b); err != nil {
 			return nil, err
 		}
-		for k := range xt {
-			d2 := (x2[k] - x0b[k]) / lt
-			xt[k] += (d[k] + d2) / 2 * dl
-		}
+		// x += (d + d2)/2·dσ, d2 = (x2 - D(x2))/σ'
+		h := dl / 2
+		r.sp.Lincomb(xt, T(1, xt), T(h, d), T(h/lt, x2), T(-h/lt, x0b))
+		r.free(x0b)
 	}
 	return r.result(xt), nil
 }

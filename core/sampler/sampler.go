@@ -267,7 +267,8 @@ var (
 	pSigmas = Param{"sigmas", "sigma spacing: uniform, karras or exponential (default: the model's config)", 0}
 )
 
-// runner holds what one sampling call shares.
+// runner holds what one sampling call shares: its options, the Space its
+// vectors live in, and the counts the progress callback sees.
 type runner struct {
 	ctx   context.Context
 	m     *Model
@@ -277,29 +278,28 @@ type runner struct {
 	nfe   int
 	total int
 	index int
-	xin   []float32
-	tin   []float32
 	cls   []int // one label per sample, or nil
 	guide bool
+	sp    Space
+	close func()
 }
 
-func newRunner(ctx context.Context, m *Model, x []float64, o *Options, defSteps int) (*runner, error) {
-	if o != nil && o.Resume != nil {
-		return nil, errors.New("sampler: this sampler cannot resume from a checkpoint")
-	}
-	return newRunnerResumable(ctx, m, x, o, defSteps)
-}
-
-// newRunnerResumable is newRunner for the samplers that handle o.Resume
-// (through start).
+// newRunnerResumable makes the runner of the samplers, which all handle
+// o.Resume (through start), with its Space: the one m.Net makes if it is
+// a SpaceMaker, else the host's. The caller defers r.close().
 func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, defSteps int) (*runner, error) {
+	return newRunnerIn(ctx, m, x, o, defSteps, false)
+}
+
+// newRunnerIn is newRunnerResumable; host forces the host Space.
+func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defSteps int, host bool) (*runner, error) {
 	if m == nil || m.Net == nil || m.Schedule == nil {
 		return nil, errors.New("sampler: model, network and schedule are required")
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	r := &runner{ctx: ctx, m: m, s: m.Schedule}
+	r := &runner{ctx: ctx, m: m, s: m.Schedule, close: func() {}}
 	if o != nil {
 		r.o = *o
 	}
@@ -314,6 +314,9 @@ func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, 
 	}
 	var err error
 	if r.s, err = m.Schedule.WithEndTime(r.o.EndTime); err != nil {
+		return nil, err
+	}
+	if _, err := PredictionAt(r.s.Config.PredictionType, schedule.Point{Alpha: 1, Sigma: 1}); err != nil {
 		return nil, err
 	}
 	r.n = tensor.Numel(m.Shape)
@@ -352,164 +355,131 @@ func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, 
 		}
 		r.guide = true
 	}
+	cfg := SpaceConfig{Ctx: ctx, Model: m, Schedule: r.s, B: r.b, N: r.n, Class: r.cls,
+		Seed: r.o.Seed, FirstSample: r.o.FirstSample, Noise: r.o.Noise}
+	if r.guide {
+		cfg.Guidance = r.o.Guidance
+	}
+	if sm, ok := m.Net.(SpaceMaker); ok && !host {
+		if r.sp, r.close, err = sm.NewSpace(cfg); err != nil {
+			return nil, err
+		}
+	} else {
+		r.sp = newHostSpace(cfg)
+	}
 	return r, nil
 }
 
-// call runs the network once at p on a batch x (x_t form, any number of
-// samples) with labels cls (nil, or one per sample), returning its output.
-func (r *runner) call(p schedule.Point, x []float64, cls []int) ([]float32, error) {
+// net evaluates the network at p on x (x_t form) and returns its raw
+// output (guided when classifier-free guidance is on).
+func (r *runner) net(p schedule.Point, x Vec) (Vec, error) {
 	if err := r.ctx.Err(); err != nil {
 		return nil, err
 	}
 	if p.Clean() {
 		return nil, errors.New("sampler: internal error: network evaluated at sigma 0")
 	}
-	bb := len(x) / r.n
-	if cap(r.xin) < len(x) {
-		r.xin = make([]float32, len(x))
-	}
-	if cap(r.tin) < bb {
-		r.tin = make([]float32, bb)
-	}
-	xin, tin := r.xin[:len(x)], r.tin[:bb]
-	for i, v := range x {
-		xin[i] = float32(v)
-	}
-	tv := r.s.NetTime(p)
-	for i := range tin {
-		tin[i] = tv
-	}
-	shape := append([]int{bb}, r.m.Shape...)
-	y, err := r.m.Net.Denoise(tensor.From(xin, shape...), tin, cls)
+	out := r.sp.New()
+	err := r.sp.Net(out, x, p)
 	r.nfe++
 	if err != nil {
+		r.sp.Free(out)
 		return nil, err
-	}
-	if y == nil || len(y.Data) != len(x) {
-		return nil, fmt.Errorf("sampler: network returned a wrong-sized output for input shape %v", shape)
-	}
-	return y.Data, nil
-}
-
-// net evaluates the network at p on x (x_t form) and returns its raw output
-// in float64, guided when classifier-free guidance is on (one call of twice
-// the batch: conditional then unconditional).
-func (r *runner) net(p schedule.Point, x []float64) ([]float64, error) {
-	out := make([]float64, len(x))
-	if !r.guide {
-		y, err := r.call(p, x, r.cls)
-		if err != nil {
-			return nil, err
-		}
-		for i := range out {
-			out[i] = float64(y[i])
-		}
-		return out, nil
-	}
-	xx := make([]float64, 2*len(x))
-	copy(xx, x)
-	copy(xx[len(x):], x)
-	cls := make([]int, 2*r.b)
-	copy(cls, r.cls)
-	for i := r.b; i < 2*r.b; i++ {
-		cls[i] = r.m.NullClass
-	}
-	y, err := r.call(p, xx, cls)
-	if err != nil {
-		return nil, err
-	}
-	w := r.o.Guidance
-	for i := range out {
-		c, u := float64(y[i]), float64(y[len(x)+i])
-		out[i] = u + w*(c-u)
 	}
 	return out, nil
 }
 
-// denoise evaluates the network at p on x (x_t form) and converts its output
-// to predictions of x0 and ε, by prediction_type:
-//
-//	epsilon: ε̂ = out,          x0 = (x - σε̂)/α
-//	sample:  x0 = out,          ε̂ = (x - αx0)/σ
-//	v:       x0 = αx - σv,      ε̂ = σx + αv   (Salimans & Ho 2022, "Progressive
-//	                                            Distillation", section 4, α²+σ²=1)
-//	score:   ε̂ = -σ·out,        x0 = (x - σε̂)/α   (∇log p_t(x) = -ε/σ)
-func (r *runner) denoise(p schedule.Point, x []float64) (x0, eps []float64, err error) {
+// denoise evaluates the network at p on x (x_t form) and converts its
+// output to predictions of x0 and ε (PredictionAt). With ClipDenoised,
+// x̂0 is clipped to the data range and ε̂ re-derived from it.
+func (r *runner) denoise(p schedule.Point, x Vec) (x0, eps Vec, err error) {
 	out, err := r.net(p, x)
 	if err != nil {
 		return nil, nil, err
 	}
-	a, s := p.Alpha, p.Sigma
-	x0 = make([]float64, len(x))
-	eps = out
-	switch r.s.Config.PredictionType {
-	case "epsilon":
-		for i := range x {
-			x0[i] = (x[i] - s*out[i]) / a
-		}
-	case "sample":
-		copy(x0, out)
-		eps = make([]float64, len(x))
-		for i := range x {
-			eps[i] = (x[i] - a*out[i]) / s
-		}
-	case "v_prediction":
-		eps = make([]float64, len(x))
-		for i := range x {
-			x0[i] = a*x[i] - s*out[i]
-			eps[i] = s*x[i] + a*out[i]
-		}
-	case "score":
-		for i := range x {
-			eps[i] = -s * out[i]
-			x0[i] = (x[i] - s*eps[i]) / a
-		}
-	default:
-		return nil, nil, fmt.Errorf("sampler: unsupported prediction_type %q", r.s.Config.PredictionType)
+	c, err := PredictionAt(r.s.Config.PredictionType, p)
+	if err != nil {
+		return nil, nil, err
 	}
+	x0, eps = r.sp.New(), r.sp.New()
+	c.Apply(r.sp, x0, eps, x, out)
+	r.sp.Free(out)
 	if r.o.ClipDenoised {
 		lo, hi := r.s.Config.Range()
-		eps = make([]float64, len(x)) // not in place: eps may be the network's output
-		for i := range x0 {
-			x0[i] = math.Max(lo, math.Min(hi, x0[i]))
-			eps[i] = (x[i] - a*x0[i]) / s
-		}
+		r.sp.Clamp(x0, x0, lo, hi)
+		r.rederive(p, x, x0, eps)
 	}
 	return x0, eps, nil
 }
 
+// rederive sets eps = (x - α·x0)/σ, the noise that x0 implies at p.
+func (r *runner) rederive(p schedule.Point, x, x0, eps Vec) {
+	r.sp.Lincomb(eps, T(1/p.Sigma, x), T(-p.Alpha/p.Sigma, x0))
+}
+
 // clip applies clip_sample to x0 in place when the config asks for it.
-func (r *runner) clip(x0 []float64) {
+func (r *runner) clip(x0 Vec) {
 	if !r.s.Config.ClipSampleOn() {
 		return
 	}
 	c := r.s.Config.ClipSampleRange
-	for i, v := range x0 {
-		x0[i] = math.Max(-c, math.Min(c, v))
-	}
+	r.sp.Clamp(x0, x0, -c, c)
 }
 
 // noise fills out (the whole batch) with the standard normal draws of step
 // `step`, draw `sub`.
-func (r *runner) noise(step, sub int, out []float64) {
-	for b := 0; b < r.b; b++ {
-		seg := out[b*r.n : (b+1)*r.n]
-		if r.o.Noise != nil {
-			r.o.Noise(r.o.FirstSample+b, step, sub, seg)
-		} else {
-			rng.NormalStream64(r.o.Seed, r.o.FirstSample+b, step, sub, seg)
+func (r *runner) noise(step, sub int, out Vec) { r.sp.Noise(out, step, sub) }
+
+// free releases vectors the sampler no longer needs.
+func (r *runner) free(vs ...Vec) {
+	for _, v := range vs {
+		if v != nil {
+			r.sp.Free(v)
 		}
 	}
 }
 
-// report calls the progress callback, if any, with x given in x_t form.
-func (r *runner) report(p schedule.Point, x, x0 []float64) error {
+// previewNow says whether the progress call about to be made (r.index)
+// reads X and X0 back: always on the host (where that costs nothing),
+// else as Options.Preview says (default: every DefaultPreviewEvery-th
+// call and the last).
+func (r *runner) previewNow() bool {
+	if _, host := r.sp.(*hostSpace); host {
+		return true
+	}
+	if r.o.Preview != nil {
+		return r.o.Preview(r.index, r.total)
+	}
+	return r.index%DefaultPreviewEvery == DefaultPreviewEvery-1 || r.index == r.total-1
+}
+
+// DefaultPreviewEvery is how often (in progress calls) a sampler whose
+// batch lives off the host reads X and X0 back for Progress when
+// Options.Preview is nil: every DefaultPreviewEvery-th call and the last.
+const DefaultPreviewEvery = 5
+
+// report calls the progress callback, if any, with x given in x_t form
+// scaled by a (1 for DDIM-type state, α for Euler-type x_t/α).
+func (r *runner) report(p schedule.Point, a float64, x, x0 Vec) error {
 	i := r.index
-	r.index++
 	if r.o.Progress == nil {
+		r.index++
 		return r.ctx.Err()
 	}
-	if err := r.o.Progress(Step{Index: i, Total: r.total, NFE: r.nfe, Point: p, X: x, X0: x0}); err != nil {
+	st := Step{Index: i, Total: r.total, NFE: r.nfe, Point: p}
+	if r.previewNow() {
+		if a == 1 {
+			st.X = r.sp.Read(x)
+		} else {
+			xa := r.sp.New()
+			r.sp.Lincomb(xa, T(a, x))
+			st.X = r.sp.Read(xa)
+			r.sp.Free(xa)
+		}
+		st.X0 = r.sp.Read(x0)
+	}
+	r.index++
+	if err := r.o.Progress(st); err != nil {
 		return err
 	}
 	return r.ctx.Err()
@@ -524,15 +494,25 @@ func scaled(a float64, x []float64) []float64 {
 	return out
 }
 
-func (r *runner) result(x []float64) *Result { return &Result{X: x, NFE: r.nfe} }
+// result reads x back as the Result.
+func (r *runner) result(x Vec) *Result {
+	return &Result{X: append([]float64(nil), r.sp.Read(x)...), NFE: r.nfe}
+}
+
+// load returns a new vector holding a·v (host values).
+func (r *runner) load(a float64, v []float64) Vec {
+	x := r.sp.New()
+	r.sp.Load(x, scaled(a, v))
+	return x
+}
 
 // start returns the first grid step to take and the batch there in x_t
 // form: step 0 and InitSigma·noise, or o.Resume's (then also setting the
 // evaluation count, and the progress index to evalsBefore(step)).
-func (r *runner) start(g schedule.Grid, noise []float64, evalsBefore func(step int) int) (int, []float64, error) {
+func (r *runner) start(g schedule.Grid, noise []float64, evalsBefore func(step int) int) (int, Vec, error) {
 	c := r.o.Resume
 	if c == nil {
-		return 0, scaled(g.InitSigma, noise), nil
+		return 0, r.load(g.InitSigma, noise), nil
 	}
 	if c.Step < 0 || c.Step > len(g.Steps) {
 		return 0, nil, fmt.Errorf("sampler: checkpoint at step %d of a %d-step grid", c.Step, len(g.Steps))
@@ -542,7 +522,7 @@ func (r *runner) start(g schedule.Grid, noise []float64, evalsBefore func(step i
 	}
 	r.nfe = c.NFE
 	r.index = evalsBefore(c.Step)
-	return c.Step, append([]float64(nil), c.X...), nil
+	return c.Step, r.load(1, c.X), nil
 }
 
 // startPoint is the noise level of a checkpoint at grid step i.
@@ -554,12 +534,3 @@ func startPoint(g schedule.Grid, i int) schedule.Point {
 }
 
 func oneEval(step int) int { return step }
-
-// reportTilde is report for Euler-type state xt = x_t/α.
-func (r *runner) reportTilde(p schedule.Point, xt, x0 []float64) error {
-	if r.o.Progress == nil {
-		r.index++
-		return r.ctx.Err()
-	}
-	return r.report(p, scaled(p.Alpha, xt), x0)
-}

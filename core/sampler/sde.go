@@ -71,16 +71,14 @@ func LangevinCoeff(s *schedule.Schedule, st schedule.Step, snr float64, n int) f
 // (EMCoeffs). A step to the clean point returns the denoised mean x̂0
 // (Tweedie's formula, the "noise removal" step of Song et al. 2021,
 // appendix G).
-func (r *runner) emStep(st schedule.Step, x, x0, eps, z []float64, step int) {
+func (r *runner) emStep(st schedule.Step, x, x0, eps, z Vec, step int) {
 	if st.To.Clean() {
-		copy(x, x0)
+		r.sp.Lincomb(x, T(1, x0))
 		return
 	}
 	cx, ce, cz := EMCoeffs(r.s, st)
 	r.noise(step, 0, z)
-	for k := range x {
-		x[k] += cx*x[k] + ce*eps[k] + cz*z[k]
-	}
+	r.sp.Lincomb(x, T(1+cx, x), T(ce, eps), T(cz, z))
 }
 
 // sdeGrid is the grid of the SDE samplers: diffusers' DDPM timesteps for
@@ -101,6 +99,7 @@ func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.sdeGrid()
 	if err != nil {
 		return nil, err
@@ -110,17 +109,18 @@ func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (
 	if err != nil {
 		return nil, err
 	}
-	z := make([]float64, len(x))
+	z := r.sp.New()
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		x0, eps, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.report(st.From, x, x0); err != nil {
+		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
 		r.emStep(st, x, x0, eps, z, i)
+		r.free(x0, eps)
 	}
 	return r.result(x), nil
 }
@@ -159,6 +159,7 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.sdeGrid()
 	if err != nil {
 		return nil, err
@@ -169,7 +170,8 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 	if err != nil {
 		return nil, err
 	}
-	z := make([]float64, len(x))
+	z := r.sp.New()
+	es, ze := make([]float64, r.b), make([]float64, r.b)
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		p := st.From
@@ -179,35 +181,31 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 			if err != nil {
 				return nil, err
 			}
-			if err := r.report(p, x, x0); err != nil {
+			if err := r.report(p, 1, x, x0); err != nil {
 				return nil, err
 			}
 			r.noise(i, 1+j, z)
-			for b := 0; b < r.b; b++ {
-				xs, es, zs := x[b*r.n:(b+1)*r.n], eps[b*r.n:(b+1)*r.n], z[b*r.n:(b+1)*r.n]
-				gn := 0.0
-				for k := range es {
-					s := -es[k] / p.Sigma
-					gn += s * s
-				}
-				if gn == 0 {
-					continue
-				}
-				e := c / gn
-				se := math.Sqrt(2 * e)
-				for k := range xs {
-					xs[k] += e*(-es[k]/p.Sigma) + se*zs[k]
+			// Per sample: ‖∇log p‖² = ‖ε̂‖²/σ², ε_L = c/‖∇log p‖²,
+			// x += ε_L·∇log p + sqrt(2ε_L)·z (none when the score is 0).
+			for b, q := range r.sp.SumSq(eps, ErrScale{}) {
+				es[b], ze[b] = 0, 0
+				if gn := q / (p.Sigma * p.Sigma); gn != 0 {
+					e := c / gn
+					es[b], ze[b] = -e/p.Sigma, math.Sqrt(2*e)
 				}
 			}
+			r.sp.Lincomb(x, T(1, x), Term{V: eps, PerSample: es}, Term{V: z, PerSample: ze})
+			r.free(x0, eps)
 		}
 		x0, eps, err := r.denoise(p, x)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.report(p, x, x0); err != nil {
+		if err := r.report(p, 1, x, x0); err != nil {
 			return nil, err
 		}
 		r.emStep(st, x, x0, eps, z, i)
+		r.free(x0, eps)
 	}
 	return r.result(x), nil
 }

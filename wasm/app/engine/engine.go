@@ -729,21 +729,11 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 	if err != nil {
 		return nil, err
 	}
-	a, sg := float32(p.Alpha), float32(p.Sigma)
-	x0 := make([]float32, len(xs))
-	for i, x := range xs {
-		o := y.Data[i]
-		switch l.Schedule.Config.PredictionType {
-		case "sample":
-			x0[i] = o
-		case "v_prediction":
-			x0[i] = a*x - sg*o
-		case "score":
-			x0[i] = (x + sg*sg*o) / a
-		default: // epsilon
-			x0[i] = (x - sg*o) / a
-		}
+	pc, err := sampler.PredictionAt(l.Schedule.Config.PredictionType, p)
+	if err != nil {
+		return nil, err
 	}
+	x0 := pc.X0Float32(xs, y.Data)
 	return x0, nil
 }
 
