@@ -42,7 +42,8 @@ type ErrScale struct {
 // compute their scalar coefficients on the host in float64 and hand them to
 // the Space; only reductions (SumSq) and Read bring values back.
 type Space interface {
-	// New returns a vector of the batch, zero.
+	// New returns a vector of the batch; its values are unspecified until
+	// written (the host's are zero).
 	New() Vec
 	// Load writes host values (B·n) into v.
 	Load(v Vec, data []float64)
