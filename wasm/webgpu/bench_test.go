@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
@@ -132,6 +133,78 @@ func BenchmarkEncode(b *testing.B) {
 				p.encode(e)
 			}
 			b.ReportMetric(float64(p.Steps()), "dispatches")
+		})
+	}
+}
+
+// BenchmarkSampleDDIMPaths times the 25-step DDIM sample (η = 0, batch 4;
+// on a software adapter only the smallest fixture, at 8×8 and batch 2)
+// both ways in the same run, in ABBA order within each op: the
+// GPU-resident sampler (dn.SampleDDIM, sampler.wgsl) and core/sampler.DDIM
+// with its vectors on the GPU (dn.WithSpace, vec.wgsl). It reports each
+// one's ms per step, their ratio, and the Space's dispatches, copies and
+// submissions per step beyond the network's.
+func BenchmarkSampleDDIMPaths(b *testing.B) {
+	t := &testing.T{}
+	d := testDevice(t)
+	fs, batch := loadFixtures(t), 4
+	if d.Software() {
+		fs, batch = []fixture{smallestFixture(t)}, 2
+	}
+	for _, f := range fs {
+		b.Run(f.name, func(b *testing.B) {
+			dn, err := d.NewDenoiser(f.m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dn.Release()
+			s, _ := schedule.Parse(nil)
+			shape := f.m.InShape()
+			if d.Software() {
+				shape = []int{shape[0], 8, 8}
+			}
+			m := &sampler.Model{Net: dn, Schedule: s, Shape: shape, NullClass: -1}
+			o := &sampler.Options{Steps: 25, Seed: 1}
+			if c, _ := f.m.Conditional(); c {
+				o.Class = []int{1}
+			}
+			noise := sampler.InitialNoise(1, 0, batch, m.Shape)
+			sm := *m
+			sm.Net = dn.WithSpace()
+			var st SpaceStats
+			spaceClosed = func(s SpaceStats) { st = s }
+			defer func() { spaceClosed = nil }()
+			resident := func() time.Duration {
+				t0 := time.Now()
+				if _, err := dn.SampleDDIM(context.Background(), m, noise, o); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(t0)
+			}
+			space := func() time.Duration {
+				t0 := time.Now()
+				if _, err := sampler.DDIM(context.Background(), &sm, noise, o); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(t0)
+			}
+			resident()
+			space()
+			b.ResetTimer()
+			var tr, ts time.Duration
+			for i := 0; i < b.N; i++ {
+				tr += resident()
+				ts += space()
+				ts += space()
+				tr += resident()
+			}
+			steps := float64(2 * b.N * o.Steps)
+			b.ReportMetric(float64(tr.Microseconds())/1e3/steps, "resident-ms/step")
+			b.ReportMetric(float64(ts.Microseconds())/1e3/steps, "space-ms/step")
+			b.ReportMetric(float64(ts)/float64(tr), "space/resident")
+			b.ReportMetric(float64(st.Dispatches)/float64(o.Steps), "space-dispatches/step")
+			b.ReportMetric(float64(st.Copies)/float64(o.Steps), "space-copies/step")
+			b.ReportMetric(float64(st.Submits)/float64(o.Steps), "space-submits/step")
 		})
 	}
 }

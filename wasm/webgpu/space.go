@@ -74,7 +74,16 @@ type gpuSpace struct {
 	words    []uint32
 	err      error // the first fault: every later Net returns it
 	unlock   func()
+	stats    SpaceStats
 }
+
+// SpaceStats counts a gpuSpace's work outside the network programs.
+type SpaceStats struct {
+	Dispatches, Copies, Submits, Readbacks int
+}
+
+// spaceClosed, when set (benchmarks), gets each space's counts as it closes.
+var spaceClosed func(SpaceStats)
 
 // gvec is a vector: arena slot `slot`.
 type gvec struct{ slot int }
@@ -234,6 +243,9 @@ func (sp *gpuSpace) close() {
 	if sp.enc != nil {
 		sp.flush()
 	}
+	if spaceClosed != nil {
+		spaceClosed(sp.stats)
+	}
 	for _, b := range sp.owned {
 		b.Destroy()
 	}
@@ -262,6 +274,7 @@ func (sp *gpuSpace) flush() {
 	if sp.enc != nil {
 		sp.enc.Submit()
 		sp.enc = nil
+		sp.stats.Submits++
 	}
 }
 
@@ -302,6 +315,7 @@ func (sp *gpuSpace) Read(v sampler.Vec) []float64 {
 	e := sp.encoder()
 	e.Copy(sp.arena, uint64(4*sp.off(v)), sp.stage, 0, uint64(4*sp.n))
 	sp.flush()
+	sp.stats.Readbacks++
 	if err := sp.gd.StartRead(sp.stage, 4*sp.n).Wait(sp.ctx, gpu.Float32Bytes(f)); err != nil && sp.err == nil {
 		sp.err = err
 	}
@@ -322,6 +336,7 @@ func (sp *gpuSpace) slot(w []uint32) *gpu.BindGroup {
 	}
 	k := sp.next
 	sp.next++
+	sp.stats.Dispatches++
 	sp.gd.WriteBuffer(sp.params, uint64(4*sp.slotWrds*k), gpu.Uint32Bytes(w))
 	return sp.bgs[k]
 }
@@ -391,6 +406,7 @@ func (sp *gpuSpace) SumSq(v sampler.Vec, sc sampler.ErrScale) []float64 {
 	e.Dispatch(sp.pipes["sumsq"], bg, uint32(sp.B), 1, 1)
 	e.Copy(sp.red, 0, sp.redRead, 0, sp.redRead.Size)
 	sp.flush()
+	sp.stats.Readbacks++
 	f := make([]float32, sp.redRead.Size/4)
 	if err := sp.gd.StartRead(sp.redRead, int(sp.redRead.Size)).Wait(sp.ctx, gpu.Float32Bytes(f)); err != nil && sp.err == nil {
 		sp.err = err
@@ -440,10 +456,12 @@ func (sp *gpuSpace) Net(out, x sampler.Vec, p schedule.Point) error {
 			e.Copy(sp.arena, src, in, vb, vb)
 		}
 		c.p.encode(e)
+		sp.stats.Copies += 2
 		at := func(v sampler.Vec) uint64 { return uint64(4 * (int(sp.off(v)) + c.b0*sp.per)) }
 		e.Copy(c.p.out, 0, sp.arena, at(dst), vb)
 		if sp.guided {
 			e.Copy(c.p.out, vb, sp.arena, at(sp.tmpU), vb)
+			sp.stats.Copies += 2
 		}
 	}
 	if sp.guided {
