@@ -61,6 +61,7 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 				r.rederive(st.From, x, x0, eps)
 			}
 		}
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
 		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
@@ -73,7 +74,7 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		}
 		r.free(x0, eps)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }
 
 // DDIMCoeffs are the coefficients of one DDIM step from `from` to `to`

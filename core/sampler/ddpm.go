@@ -54,6 +54,7 @@ func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 			return nil, err
 		}
 		r.clip(x0)
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
 		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
@@ -66,7 +67,7 @@ func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		}
 		r.free(x0, eps)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }
 
 // DDPMCoeffs are the coefficients of one DDPM step of schedule s from `from`

@@ -128,6 +128,7 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 			return nil, err
 		}
 		r.free(eps)
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1}, hist[:min(i, order-1)]...)
 		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
@@ -144,7 +145,7 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 		}
 		r.sp.Lincomb(x, terms...)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }
 
 // Weights are the step's update as a linear combination of the state x

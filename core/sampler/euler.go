@@ -45,9 +45,14 @@ func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int)
 	if err != nil {
 		return g, 0, nil, err
 	}
+	r.eulerType = true
 	i0, x, err := r.start(g, noise, func(i int) int { return evalsBefore(g, i) })
-	if err != nil || r.o.Resume == nil {
+	if err != nil {
 		return g, i0, x, err
+	}
+	if r.o.Resume == nil {
+		r.checkpoint(scaled(g.Steps[0].From.Alpha*g.InitSigma, noise))
+		return g, i0, x, nil
 	}
 	r.sp.Lincomb(x, T(1/startPoint(g, i0).Alpha, x))
 	return g, i0, x, nil
@@ -99,11 +104,13 @@ func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result,
 		return nil, err
 	}
 	r.total = len(g.Steps)
-	for _, st := range g.Steps[i0:] {
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
 		}
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
 		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
@@ -112,7 +119,7 @@ func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result,
 		r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0))
 		r.free(x0)
 	}
-	return r.result(xt), nil
+	return r.result(xt)
 }
 
 // EulerAncestral is the ancestral Euler sampler of k-diffusion
@@ -139,6 +146,7 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 		if err != nil {
 			return nil, err
 		}
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
 		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
@@ -153,7 +161,7 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 		}
 		r.free(x0)
 	}
-	return r.result(xt), nil
+	return r.result(xt)
 }
 
 // Heun is Heun's second-order method on the probability-flow ODE (Karras et
@@ -176,11 +184,13 @@ func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		r.total++
 	}
 	d, x2 := r.sp.New(), r.sp.New()
-	for _, st := range g.Steps[i0:] {
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
 		}
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
 		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
@@ -206,5 +216,5 @@ func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		r.sp.Lincomb(xt, T(1, xt), T(h, d), T(h/lt, x2), T(-h/lt, x0b))
 		r.free(x0b)
 	}
-	return r.result(xt), nil
+	return r.result(xt)
 }

@@ -45,6 +45,7 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 		done, start = c.Step, c.X
 		r.nfe, r.index = c.NFE, c.Step
 	}
+	r.checkpoint(start)
 	x := r.load(1, start)
 	for i := len(g.Steps) - 1 - done; i >= 0; i-- {
 		st := g.Steps[i]
@@ -58,6 +59,7 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 			}
 			r.free(x0)
 			// x̂0 = x itself
+			r.boundary(Checkpoint{Step: len(g.Steps) - 1 - i, NFE: r.nfe - 1})
 			if err := r.report(t, 1, x, x); err != nil {
 				return nil, err
 			}
@@ -69,6 +71,7 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 		if err != nil {
 			return nil, err
 		}
+		r.boundary(Checkpoint{Step: len(g.Steps) - 1 - i, NFE: r.nfe - 1})
 		if err := r.report(s, 1, x, x0); err != nil {
 			return nil, err
 		}
@@ -76,7 +79,7 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 		r.free(x0, eps)
 	}
 	r.sp.Lincomb(x, T(1/g.InitSigma, x))
-	return r.result(x), nil
+	return r.result(x)
 }
 
 // Slerp interpolates spherically between a and b (Shoemake 1985, "Animating

@@ -313,6 +313,9 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	s := r.s
 	u0, u1, sc := RK45Span(s)
 	xt := r.load(sc, noise)
+	if r.o.Resume == nil {
+		r.checkpoint(scaled(sc, noise)) // Step 0, H 0: the start
+	}
 	r.total = -1
 	f := func(u float64, y, dy Vec) error {
 		p := pointAtLog(s, u)
@@ -329,12 +332,14 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		if rk45Accepted != nil {
 			rk45Accepted(u, h)
 		}
-		if r.o.Progress == nil {
+		if r.o.Progress == nil && r.o.Checkpoint == nil {
 			r.index++
 			return r.ctx.Err()
 		}
 		p := pointAtLog(s, u)
 		r.sp.Lincomb(x0, T(1, y), T(-1, dy))
+		// X after index+1 accepted steps, its data prediction, the next step
+		r.boundary(Checkpoint{Step: r.index + 1, NFE: r.nfe, U: u, H: h}, x0)
 		return r.report(p, p.Alpha, y, x0)
 	}
 	do := dopriOptions{rtol: rtol, atol: atol, maxNFE: RK45MaxNFE, norm: rmsMax(r.sp, r.n, atol, rtol), accept: accept}
@@ -360,5 +365,5 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		return nil, err
 	}
 	r.sp.Lincomb(y, T(1, y), T(-1, dy)) // D(x; σ_min) = x - dx/du
-	return r.result(y), nil
+	return r.result(y)
 }

@@ -106,6 +106,13 @@ type Options struct {
 	// The samplers of this package always pass X and X0 and ignore it.
 	Preview func(index, total int) bool
 
+	// Checkpoint, when set, is called with the run's state at the start
+	// (unless resuming) and at each step boundary whose X a progress call
+	// reads back (every one on the host; on a device, as Preview picks):
+	// what Resume takes to finish the run on another backend. The
+	// checkpoint is the callee's to keep.
+	Checkpoint func(*Checkpoint)
+
 	// Resume, when set, starts the run at a checkpoint (a step boundary of
 	// an earlier run with the same model, noise and options) instead of
 	// the beginning: the result is that run's. Only the samplers whose Info
@@ -282,6 +289,12 @@ type runner struct {
 	guide bool
 	sp    Space
 	close func()
+	// pend is the checkpoint the next progress call completes (X and
+	// History read back), set by boundary; nil inside a step.
+	pend     *Checkpoint
+	pendHist []Vec
+	// eulerType: the state is x_t/α (eulerStart makes the start checkpoint).
+	eulerType bool
 }
 
 // newRunnerResumable makes the runner of the samplers, which all handle
@@ -458,11 +471,31 @@ func (r *runner) previewNow() bool {
 // Options.Preview is nil: every DefaultPreviewEvery-th call and the last.
 const DefaultPreviewEvery = 5
 
+// boundary says that the next progress call is at a step boundary: c
+// (Step, NFE and, for rk45, U and H) with X read back there and the
+// vectors hist as History makes a checkpoint (Options.Checkpoint).
+func (r *runner) boundary(c Checkpoint, hist ...Vec) {
+	if r.o.Checkpoint != nil {
+		r.pend, r.pendHist = &c, hist
+	}
+}
+
+// checkpoint hands Options.Checkpoint the start, x in x_t form (host
+// values, copied), unless the run resumes.
+func (r *runner) checkpoint(x []float64) {
+	if r.o.Checkpoint != nil && r.o.Resume == nil {
+		r.o.Checkpoint(&Checkpoint{X: append([]float64(nil), x...)})
+	}
+}
+
 // report calls the progress callback, if any, with x given in x_t form
-// scaled by a (1 for DDIM-type state, α for Euler-type x_t/α).
+// scaled by a (1 for DDIM-type state, α for Euler-type x_t/α), and hands
+// Options.Checkpoint the pending checkpoint (boundary) when X is read back.
 func (r *runner) report(p schedule.Point, a float64, x, x0 Vec) error {
 	i := r.index
-	if r.o.Progress == nil {
+	ck := r.pend
+	r.pend = nil
+	if r.o.Progress == nil && ck == nil {
 		r.index++
 		return r.ctx.Err()
 	}
@@ -477,12 +510,34 @@ func (r *runner) report(p schedule.Point, a float64, x, x0 Vec) error {
 			r.sp.Free(xa)
 		}
 		st.X0 = r.sp.Read(x0)
+		if ck != nil {
+			ck.X = append([]float64(nil), st.X...)
+			for _, h := range r.pendHist {
+				ck.History = append(ck.History, append([]float64(nil), r.sp.Read(h)...))
+			}
+		}
+		if err := r.err(); err != nil {
+			return err // what was read back may be garbage
+		}
+		if ck != nil {
+			r.o.Checkpoint(ck)
+		}
 	}
 	r.index++
-	if err := r.o.Progress(st); err != nil {
-		return err
+	if r.o.Progress != nil {
+		if err := r.o.Progress(st); err != nil {
+			return err
+		}
 	}
 	return r.ctx.Err()
+}
+
+// err is the Space's fault, if any (Faulter).
+func (r *runner) err() error {
+	if f, ok := r.sp.(Faulter); ok {
+		return f.Err()
+	}
+	return nil
 }
 
 // scaled returns a·x as a new slice.
@@ -495,8 +550,12 @@ func scaled(a float64, x []float64) []float64 {
 }
 
 // result reads x back as the Result.
-func (r *runner) result(x Vec) *Result {
-	return &Result{X: append([]float64(nil), r.sp.Read(x)...), NFE: r.nfe}
+func (r *runner) result(x Vec) (*Result, error) {
+	res := &Result{X: append([]float64(nil), r.sp.Read(x)...), NFE: r.nfe}
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // load returns a new vector holding a·v (host values).
@@ -512,7 +571,13 @@ func (r *runner) load(a float64, v []float64) Vec {
 func (r *runner) start(g schedule.Grid, noise []float64, evalsBefore func(step int) int) (int, Vec, error) {
 	c := r.o.Resume
 	if c == nil {
-		return 0, r.load(g.InitSigma, noise), nil
+		x := scaled(g.InitSigma, noise)
+		if !r.eulerType {
+			r.checkpoint(x)
+		}
+		v := r.sp.New()
+		r.sp.Load(v, x)
+		return 0, v, nil
 	}
 	if c.Step < 0 || c.Step > len(g.Steps) {
 		return 0, nil, fmt.Errorf("sampler: checkpoint at step %d of a %d-step grid", c.Step, len(g.Steps))

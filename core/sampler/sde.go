@@ -116,13 +116,14 @@ func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (
 		if err != nil {
 			return nil, err
 		}
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
 		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
 		r.emStep(st, x, x0, eps, z, i)
 		r.free(x0, eps)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }
 
 // PCSettings resolves the predictor–corrector's options: the snr r
@@ -181,6 +182,9 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 			if err != nil {
 				return nil, err
 			}
+			if j == 0 {
+				r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+			}
 			if err := r.report(p, 1, x, x0); err != nil {
 				return nil, err
 			}
@@ -201,11 +205,14 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 		if err != nil {
 			return nil, err
 		}
+		if nc == 0 {
+			r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+		}
 		if err := r.report(p, 1, x, x0); err != nil {
 			return nil, err
 		}
 		r.emStep(st, x, x0, eps, z, i)
 		r.free(x0, eps)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }

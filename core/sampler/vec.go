@@ -69,6 +69,13 @@ type Space interface {
 	Free(v Vec)
 }
 
+// Faulter is a Space that can fail (a device lost, a device error): Err
+// is its first fault. After one, a Space's Read values are garbage and its
+// Net returns the fault; the runner checks Err after every readback.
+type Faulter interface {
+	Err() error
+}
+
 // SpaceConfig is what a Space is made for: one sampling call's batch,
 // labels, guidance and noise.
 type SpaceConfig struct {

@@ -304,3 +304,54 @@ func maxDiff(a, b []float64) float64 {
 	}
 	return d
 }
+
+// TestCheckpoints runs every sampler and DDIM inversion with
+// Options.Checkpoint: the run must hand over its start and a checkpoint
+// at each step boundary (on the host, every one), and resuming from any
+// of them must end where the run ended, with the same evaluation count.
+// In a device Space they come only at the boundaries Preview reads back.
+func TestCheckpoints(t *testing.T) {
+	s := discreteSchedule(t, "epsilon", "linear")
+	noise := InitialNoise(7, 0, 2, []int{2, 3})
+	fs := map[string]Func{"invert_ddim": InvertDDIM}
+	for _, info := range List() {
+		fs[info.Name] = info.Func
+	}
+	for name, f := range fs {
+		t.Run(name, func(t *testing.T) {
+			m := &Model{Net: tanhNet{}, Schedule: s, Shape: []int{2, 3}, NullClass: -1}
+			var cks []*Checkpoint
+			o := &Options{Steps: 6, Eta: 0.7, Seed: 3, RTol: 1e-4, ATol: 1e-4, Checkpoint: func(c *Checkpoint) { cks = append(cks, c) }}
+			want, err := f(context.Background(), m, noise, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cks) < 4 || cks[0].Step != 0 || cks[0].NFE != 0 {
+				t.Fatalf("%d checkpoints, the first %+v", len(cks), cks[0])
+			}
+			o.Checkpoint = nil
+			for _, k := range []int{0, 1, len(cks) / 2, len(cks) - 1} {
+				o.Resume = cks[k]
+				got, err := f(context.Background(), m, noise, o)
+				if err != nil {
+					t.Fatalf("from checkpoint %d (step %d): %v", k, cks[k].Step, err)
+				}
+				if d := maxDiff(got.X, want.X); d > 1e-9 || got.NFE != want.NFE {
+					t.Errorf("from checkpoint %d (step %d, %d evaluations): off by %g, %d evaluations (want %d)", k, cks[k].Step, cks[k].NFE, d, got.NFE, want.NFE)
+				}
+			}
+			// In a device Space: the start, then only at previews.
+			cks = nil
+			o.Resume = nil
+			o.Checkpoint = func(c *Checkpoint) { cks = append(cks, c) }
+			o.Preview = func(i, _ int) bool { return i == 2 }
+			m.Net = &f32Net{}
+			if _, err := f(context.Background(), m, noise, o); err != nil {
+				t.Fatal(err)
+			}
+			if len(cks) > 2 {
+				t.Errorf("%d checkpoints with one preview", len(cks))
+			}
+		})
+	}
+}
