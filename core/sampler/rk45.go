@@ -340,6 +340,7 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		r.sp.Lincomb(x0, T(1, y), T(-1, dy))
 		// X after index+1 accepted steps, its data prediction, the next step
 		r.boundary(Checkpoint{Step: r.index + 1, NFE: r.nfe, U: u, H: h}, x0)
+		r.last = u == u1 // the result's preview
 		return r.report(p, p.Alpha, y, x0)
 	}
 	do := dopriOptions{rtol: rtol, atol: atol, maxNFE: RK45MaxNFE, norm: rmsMax(r.sp, r.n, atol, rtol), accept: accept}

@@ -295,6 +295,8 @@ type runner struct {
 	pendHist []Vec
 	// eulerType: the state is x_t/α (eulerStart makes the start checkpoint).
 	eulerType bool
+	// last: the next progress call is the last (rk45, whose Total is -1).
+	last bool
 }
 
 // newRunnerResumable makes the runner of the samplers, which all handle
@@ -453,11 +455,11 @@ func (r *runner) free(vs ...Vec) {
 }
 
 // previewNow says whether the progress call about to be made (r.index)
-// reads X and X0 back: always on the host (where that costs nothing),
-// else as Options.Preview says (default: every DefaultPreviewEvery-th
-// call and the last).
+// reads X and X0 back: always on the host (where that costs nothing) and
+// at the last call, else as Options.Preview says (default: every
+// DefaultPreviewEvery-th call and the last).
 func (r *runner) previewNow() bool {
-	if _, host := r.sp.(*hostSpace); host {
+	if _, host := r.sp.(*hostSpace); host || r.last {
 		return true
 	}
 	if r.o.Preview != nil {

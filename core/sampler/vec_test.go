@@ -275,8 +275,10 @@ func TestSpaceMaker(t *testing.T) {
 				t.Errorf("device space result differs from the host's by %g", d)
 			}
 			for i, st := range gsteps {
-				if (st.X != nil) != (i%3 == 0) || (st.X0 != nil) != (i%3 == 0) {
-					t.Fatalf("progress call %d: preview %v, want %v", i, st.X != nil, i%3 == 0)
+				// rk45's Total is -1: its last call is always a preview
+				want := i%3 == 0 || (sf.name == "rk45" && i == len(gsteps)-1)
+				if (st.X != nil) != want || (st.X0 != nil) != want {
+					t.Fatalf("progress call %d: preview %v, want %v", i, st.X != nil, want)
 				}
 				if st.X != nil && (maxDiff(st.X, wsteps[i].X) > tol || maxDiff(st.X0, wsteps[i].X0) > tol) {
 					t.Errorf("progress call %d: X or X0 differs from the host's", i)
@@ -349,8 +351,8 @@ func TestCheckpoints(t *testing.T) {
 			if _, err := f(context.Background(), m, noise, o); err != nil {
 				t.Fatal(err)
 			}
-			if len(cks) > 2 {
-				t.Errorf("%d checkpoints with one preview", len(cks))
+			if len(cks) > 3 || (len(cks) > 2 && name != "rk45") {
+				t.Errorf("%d checkpoints with one preview", len(cks)) // and rk45's last
 			}
 		})
 	}

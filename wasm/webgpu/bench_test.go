@@ -176,7 +176,7 @@ func BenchmarkSampleDDIMPaths(b *testing.B) {
 			defer func() { spaceClosed = nil }()
 			resident := func() time.Duration {
 				t0 := time.Now()
-				if _, err := dn.SampleDDIM(context.Background(), m, noise, o); err != nil {
+				if _, err := dn.sampleResident(context.Background(), "ddim", m, noise, o); err != nil {
 					b.Fatal(err)
 				}
 				return time.Since(t0)

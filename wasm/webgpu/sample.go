@@ -59,9 +59,9 @@ var resident = map[string]residentSampler{
 func (r residentSampler) eulerType() bool { return r.kind == kindEuler || r.kind == kindHeun }
 
 // SupportsSampler reports whether Sample runs the core/sampler sampler
-// `name` on the GPU.
+// `name` on the GPU: every one in the registry does.
 func SupportsSampler(name string) bool {
-	_, ok := resident[name]
+	_, ok := sampler.Get(name)
 	return ok
 }
 
@@ -71,7 +71,7 @@ func (dn *Denoiser) Supports(name string) bool { return SupportsSampler(name) }
 // DefaultPreviewEvery is how often (in network evaluations) Sample reads X
 // and X0 back for Progress when Options.Preview is nil: every
 // DefaultPreviewEvery-th evaluation and the last.
-const DefaultPreviewEvery = 5
+const DefaultPreviewEvery = sampler.DefaultPreviewEvery
 
 // InterruptedError is a GPU-resident run cut short by a fault (IsFault):
 // the loss of the device, a WebGPU validation, out-of-memory or internal
@@ -104,7 +104,9 @@ func (e *InterruptedError) Finish(ctx context.Context, m *sampler.Model, noise [
 	if o != nil {
 		opt = *o
 	}
-	opt.Resume = e.Checkpoint
+	if e.Checkpoint.X != nil { // else the start: run it again
+		opt.Resume = e.Checkpoint
+	}
 	if e.Sampler == invertName {
 		return sampler.InvertDDIM(ctx, m, noise, &opt)
 	}
@@ -156,6 +158,52 @@ func (dn *Denoiser) SampleDDIM(ctx context.Context, m *sampler.Model, noise []fl
 // Errors no scope caught (the device's uncapturederror event) end the run
 // at the next step.
 func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+	info, ok := sampler.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("webgpu: unknown sampler %q", name)
+	}
+	return dn.runSpace(ctx, name, info.Func, m, noise, o)
+}
+
+// runSpace runs the core/sampler function f with its vectors on the GPU
+// (WithSpace). Options.Checkpoint collects the state at the step
+// boundaries the previews read back; on a fault (IsFault) the error is an
+// *InterruptedError with the last of them (the start when none was).
+func (dn *Denoiser) runSpace(ctx context.Context, name string, f sampler.Func, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+	if m == nil || m.Schedule == nil {
+		return nil, errors.New("webgpu: Sample needs a schedule")
+	}
+	var opt sampler.Options
+	if o != nil {
+		opt = *o
+	}
+	if opt.Resume != nil {
+		return nil, errors.New("webgpu: Sample does not resume checkpoints (use the CPU sampler)")
+	}
+	ck := &sampler.Checkpoint{}
+	user := opt.Checkpoint
+	opt.Checkpoint = func(c *sampler.Checkpoint) {
+		ck = c
+		if user != nil {
+			user(c)
+		}
+	}
+	cm := *m
+	cm.Net = dn.WithSpace()
+	res, err := f(ctx, &cm, noise, &opt)
+	if err != nil && IsFault(err) {
+		var ie *InterruptedError
+		if !errors.As(err, &ie) {
+			err = &InterruptedError{Sampler: name, Err: err, Checkpoint: ck}
+		}
+		return nil, err
+	}
+	return res, err
+}
+
+// sampleResident is the GPU-resident sampler `name` (sampler.wgsl,
+// rk45.wgsl), kept to measure Sample against (BenchmarkSampleDDIMPaths).
+func (dn *Denoiser) sampleResident(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
 	rs, ok := resident[name]
 	if !ok {
 		return nil, fmt.Errorf("webgpu: sampler %q does not run on the GPU (Supports)", name)
@@ -173,7 +221,7 @@ func (dn *Denoiser) Sample(ctx context.Context, name string, m *sampler.Model, n
 // for Sample; an *InterruptedError's Finish runs core/sampler.InvertDDIM
 // from the checkpoint (Step counts the inversion steps taken).
 func (dn *Denoiser) InvertDDIM(ctx context.Context, m *sampler.Model, data []float64, o *sampler.Options) (*sampler.Result, error) {
-	return dn.sample(ctx, invertName, 50, residentSampler{kind: kindInvert}, m, data, o)
+	return dn.runSpace(ctx, invertName, sampler.InvertDDIM, m, data, o)
 }
 
 func (dn *Denoiser) sample(ctx context.Context, name string, defSteps int, rs residentSampler, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {

@@ -75,6 +75,7 @@ type gpuSpace struct {
 	err      error // the first fault: every later Net returns it
 	unlock   func()
 	stats    SpaceStats
+	scoped   bool // error scopes are pushed
 }
 
 // SpaceStats counts a gpuSpace's work outside the network programs.
@@ -84,6 +85,10 @@ type SpaceStats struct {
 
 // spaceClosed, when set (benchmarks), gets each space's counts as it closes.
 var spaceClosed func(SpaceStats)
+
+// testHookNet, when set (tests inject faults), runs as each network
+// evaluation is recorded, after the network's dispatches.
+var testHookNet func(sp *gpuSpace, e *gpu.Encoder)
 
 // gvec is a vector: arena slot `slot`.
 type gvec struct{ slot int }
@@ -148,7 +153,34 @@ func (dn *Denoiser) newSpace(cfg sampler.SpaceConfig) (sampler.Space, func(), er
 	sp.redRead = sp.buffer("sampler norms readback", roundUp(uint64(4*sp.B), 16), gpu.MapRead|gpu.CopyDst)
 	sp.stage = sp.buffer("sampler readback", uint64(4*sp.n), gpu.MapRead|gpu.CopyDst)
 	sp.grow(arenaFirst)
+	// Error scopes around the run, popped at each readback (checked): what
+	// is read back is good only if nothing submitted before it failed.
+	sp.gd.PushScopes()
+	sp.scoped = true
 	return sp, sp.close, nil
+}
+
+// Err is the space's first fault (sampler.Faulter).
+func (sp *gpuSpace) Err() error { return sp.err }
+
+func (sp *gpuSpace) fail(err error) {
+	if sp.err == nil {
+		sp.err = err
+	}
+}
+
+// checked waits for the error scopes of everything submitted so far and
+// opens new ones; an error (blamed on a network kernel where it is one)
+// is the space's fault.
+func (sp *gpuSpace) checked() {
+	sc := sp.gd.PopScopes("sampler")
+	sp.gd.PushScopes()
+	if err := sc.Wait(sp.ctx); err != nil {
+		if !errors.Is(err, ErrDeviceLost) && len(sp.chunks) > 0 {
+			err = sp.chunks[0].p.blame(sp.ctx, err)
+		}
+		sp.fail(err)
+	}
 }
 
 // programs gets the network program of every chunk and locks them for
@@ -246,6 +278,10 @@ func (sp *gpuSpace) close() {
 	if spaceClosed != nil {
 		spaceClosed(sp.stats)
 	}
+	if sp.scoped {
+		sp.gd.PopScopes("sampler").Wait(sp.ctx)
+		sp.scoped = false
+	}
 	for _, b := range sp.owned {
 		b.Destroy()
 	}
@@ -312,12 +348,16 @@ func (sp *gpuSpace) Load(v sampler.Vec, data []float64) {
 // the fault).
 func (sp *gpuSpace) Read(v sampler.Vec) []float64 {
 	f := make([]float32, sp.n)
-	e := sp.encoder()
-	e.Copy(sp.arena, uint64(4*sp.off(v)), sp.stage, 0, uint64(4*sp.n))
-	sp.flush()
-	sp.stats.Readbacks++
-	if err := sp.gd.StartRead(sp.stage, 4*sp.n).Wait(sp.ctx, gpu.Float32Bytes(f)); err != nil && sp.err == nil {
-		sp.err = err
+	if sp.err == nil {
+		e := sp.encoder()
+		e.Copy(sp.arena, uint64(4*sp.off(v)), sp.stage, 0, uint64(4*sp.n))
+		sp.flush()
+		sp.stats.Readbacks++
+		if err := sp.gd.StartRead(sp.stage, 4*sp.n).Wait(sp.ctx, gpu.Float32Bytes(f)); err != nil {
+			sp.fail(err)
+		} else {
+			sp.checked()
+		}
 	}
 	out := make([]float64, sp.n)
 	for i, x := range f {
@@ -401,15 +441,19 @@ func (sp *gpuSpace) SumSq(v sampler.Vec, sc sampler.ErrScale) []float64 {
 			w[6] = sp.off(sc.Y2)
 		}
 	}
-	bg := sp.slot(w)
-	e := sp.encoder()
-	e.Dispatch(sp.pipes["sumsq"], bg, uint32(sp.B), 1, 1)
-	e.Copy(sp.red, 0, sp.redRead, 0, sp.redRead.Size)
-	sp.flush()
-	sp.stats.Readbacks++
 	f := make([]float32, sp.redRead.Size/4)
-	if err := sp.gd.StartRead(sp.redRead, int(sp.redRead.Size)).Wait(sp.ctx, gpu.Float32Bytes(f)); err != nil && sp.err == nil {
-		sp.err = err
+	if sp.err == nil {
+		bg := sp.slot(w)
+		e := sp.encoder()
+		e.Dispatch(sp.pipes["sumsq"], bg, uint32(sp.B), 1, 1)
+		e.Copy(sp.red, 0, sp.redRead, 0, sp.redRead.Size)
+		sp.flush()
+		sp.stats.Readbacks++
+		if err := sp.gd.StartRead(sp.redRead, int(sp.redRead.Size)).Wait(sp.ctx, gpu.Float32Bytes(f)); err != nil {
+			sp.fail(err)
+		} else {
+			sp.checked()
+		}
 	}
 	out := make([]float64, sp.B)
 	for b := range out {
@@ -425,7 +469,7 @@ func (sp *gpuSpace) Net(out, x sampler.Vec, p schedule.Point) error {
 		return sp.err
 	}
 	if err := sp.healthy(); err != nil {
-		sp.err = err
+		sp.fail(err)
 		return err
 	}
 	dst := out
@@ -457,6 +501,9 @@ func (sp *gpuSpace) Net(out, x sampler.Vec, p schedule.Point) error {
 		}
 		c.p.encode(e)
 		sp.stats.Copies += 2
+		if testHookNet != nil {
+			testHookNet(sp, e)
+		}
 		at := func(v sampler.Vec) uint64 { return uint64(4 * (int(sp.off(v)) + c.b0*sp.per)) }
 		e.Copy(c.p.out, 0, sp.arena, at(dst), vb)
 		if sp.guided {
