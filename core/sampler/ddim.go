@@ -65,7 +65,7 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
-		dir, c := DDIMCoeffs(st.From, st.To, r.o.Eta)
+		dir, c := ddimCoeffs(st.From, st.To, r.o.Eta)
 		if c > 0 {
 			r.noise(i, 0, z)
 			r.sp.Lincomb(x, T(st.To.Alpha, x0), T(dir, eps), T(c, z))
@@ -77,10 +77,10 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	return r.result(x)
 }
 
-// DDIMCoeffs are the coefficients of one DDIM step from `from` to `to`
+// ddimCoeffs are the coefficients of one DDIM step from `from` to `to`
 // (Song, Meng & Ermon 2021, eq. 12; see DDIM):
 // x_to = α_to·x̂0 + dir·ε̂ + c·z, with c = 0 for η = 0 or a clean `to`.
-func DDIMCoeffs(from, to schedule.Point, eta float64) (dir, c float64) {
+func ddimCoeffs(from, to schedule.Point, eta float64) (dir, c float64) {
 	at, sgt, as, ss := from.Alpha, from.Sigma, to.Alpha, to.Sigma
 	if eta != 0 && ss > 0 {
 		q := (at * ss) / (as * sgt)

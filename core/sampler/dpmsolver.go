@@ -134,7 +134,7 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 		}
 		r.free(hist[2])
 		hist[2], hist[1], hist[0] = hist[1], hist[0], x0
-		c := DPMSolverStep(r.s.Config, g, i, order, halfD2)
+		c := dpmSolverStep(r.s.Config, g, i, order, halfD2)
 		wx, wm := c.Weights()
 		terms := []Term{T(wx, x)}
 		if c.Order == 0 {
@@ -152,7 +152,7 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 // and the data predictions m0, m1, m2 (DPMSolverPP's formulas with the
 // divided differences expanded): x_t = wx·x + Σ wm[k]·m_k, m_k unused
 // beyond the step's order.
-func (c DPMStep) Weights() (wx float64, wm [3]float64) {
+func (c dpmStep) Weights() (wx float64, wm [3]float64) {
 	switch c.Order {
 	case 0:
 		// σ_t = 0, λ_t = ∞: the first-order update is x_t = α_t·m0.
@@ -178,13 +178,13 @@ func (c DPMStep) Weights() (wx float64, wm [3]float64) {
 	return c.Ratio, [3]float64{-c.A*c.Em1 + w10/c.R0, -w10/c.R0 + w11/c.R1, -w11 / c.R1}
 }
 
-// DPMStep is one step of DPMSolverPP in coefficient form (see there for the
+// dpmStep is one step of DPMSolverPP in coefficient form (see there for the
 // formulas, Lu et al. 2022): Order 0 is the step to σ = 0, x = A·m0; order
 // 1 is x = Ratio·x - A·Em1·m0; orders 2 and 3 add the divided differences
 // of the data predictions with the ratios R0, R1 of the λ steps and the
 // coefficients C2, C3 (order 2: the heun form when Heun, else midpoint;
 // order 3: D2 scaled by D2Scale).
-type DPMStep struct {
+type dpmStep struct {
 	Order            int
 	Ratio, A, Em1, H float64 // σ_t/σ_s, α_t, e^{-h}-1, h = λ_t - λ_s
 	R0, R1           float64
@@ -192,11 +192,11 @@ type DPMStep struct {
 	Heun             bool
 }
 
-// DPMSolverStep is step i of DPMSolverPP of the given order (halfD2: the
+// dpmSolverStep is step i of DPMSolverPP of the given order (halfD2: the
 // diffusers variant) on grid g with config cfg: the order that step uses
 // (lower at the start, and at the end as the config asks) and its
 // coefficients.
-func DPMSolverStep(cfg schedule.Config, g schedule.Grid, i, order int, halfD2 bool) DPMStep {
+func dpmSolverStep(cfg schedule.Config, g schedule.Grid, i, order int, halfD2 bool) dpmStep {
 	n := len(g.Steps)
 	st := g.Steps[i]
 	lowerFinal := i == n-1 && (cfg.EulerAtFinal || (cfg.LowerOrderFinalOn() && n < 15) || st.To.Clean())
@@ -210,12 +210,12 @@ func DPMSolverStep(cfg schedule.Config, g schedule.Grid, i, order int, halfD2 bo
 	}
 	to, from := st.To, st.From
 	if to.Clean() {
-		return DPMStep{Order: 0, A: to.Alpha}
+		return dpmStep{Order: 0, A: to.Alpha}
 	}
 	lam0 := from.Lambda()
 	h := to.Lambda() - lam0
 	em1 := math.Expm1(-h) // e^{-h} - 1
-	c := DPMStep{Order: ord, Ratio: to.Sigma / from.Sigma, A: to.Alpha, Em1: em1, H: h, D2Scale: 2}
+	c := dpmStep{Order: ord, Ratio: to.Sigma / from.Sigma, A: to.Alpha, Em1: em1, H: h, D2Scale: 2}
 	if ord >= 2 {
 		c.R0 = (lam0 - g.Steps[i-1].From.Lambda()) / h
 		c.C2 = c.A * (em1/h + 1)

@@ -58,10 +58,10 @@ func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int)
 	return g, i0, x, nil
 }
 
-// AncestralLevels splits an ancestral step from level l to lt into a
+// ancestralLevels splits an ancestral step from level l to lt into a
 // deterministic step to `down` and fresh noise of standard deviation `up`:
 // up² = lt²(l²-lt²)/l², down² = lt² - up² (see EulerAncestral).
-func AncestralLevels(l, lt float64) (down, up float64) {
+func ancestralLevels(l, lt float64) (down, up float64) {
 	up = math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0))
 	return math.Sqrt(math.Max(lt*lt-up*up, 0)), up
 }
@@ -151,7 +151,7 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 			return nil, err
 		}
 		l := st.From.Level
-		down, up := AncestralLevels(l, st.To.Level)
+		down, up := ancestralLevels(l, st.To.Level)
 		q := (down - l) / l
 		if up > 0 {
 			r.noise(i, 0, z)

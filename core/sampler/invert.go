@@ -51,7 +51,7 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 		st := g.Steps[i]
 		s, t := st.To, st.From
 		// The DDIM step (η = 0) from s to t: x_t = α_t·x̂0 + σ_t·ε̂.
-		dir, _ := DDIMCoeffs(s, t, 0)
+		dir, _ := ddimCoeffs(s, t, 0)
 		if s.Clean() {
 			x0, eps, err := r.denoise(t, x)
 			if err != nil {

@@ -42,42 +42,37 @@ var (
 	dpE = [7]float64{71.0 / 57600, 0, -71.0 / 16695, 71.0 / 1920, -17253.0 / 339200, 22.0 / 525, -1.0 / 40}
 )
 
-// DormandPrince returns the Dormand–Prince 5(4) tableau dopri45 uses:
-// nodes c, stage coefficients a (row s: stage s's weights of the earlier
-// slopes; row 6 is the 5th-order solution) and error weights e = b - b̂.
-func DormandPrince() (c [7]float64, a [7][6]float64, e [7]float64) { return dpC, dpA, dpE }
-
 // The step-size controller of dopri45 (Hairer, Nørsett & Wanner I, II.4,
 // eq. 4.13; scipy's RK45): after an attempt with error norm err the step
-// is multiplied by RK45Safety·err^RK45Exponent, within [RK45MinFactor,
-// RK45MaxFactor] (at most 1 right after a rejection; RK45MaxFactor when
-// err is 0). RK45MaxNFE bounds the rk45 sampler's evaluations.
+// is multiplied by rk45Safety·err^rk45Exponent, within [rk45MinFactor,
+// rk45MaxFactor] (at most 1 right after a rejection; rk45MaxFactor when
+// err is 0). rk45MaxNFE bounds the rk45 sampler's evaluations.
 const (
-	RK45Safety    = 0.9
-	RK45Exponent  = -1.0 / 5
-	RK45MinFactor = 0.2
-	RK45MaxFactor = 10
-	RK45MaxNFE    = 100000
+	rk45Safety    = 0.9
+	rk45Exponent  = -1.0 / 5
+	rk45MinFactor = 0.2
+	rk45MaxFactor = 10
+	rk45MaxNFE    = 100000
 )
 
 // The starting step size of dopri45 (Hairer, Nørsett & Wanner I, II.4,
-// "Starting step size"), as dopriStart and the GPU rk45 sampler compute it
+// "Starting step size"), as dopriStart computes it
 // from the scaled norms d0 = ‖y‖, d1 = ‖f(y)‖ and d2 = ‖f(y + h0·f(y)) −
-// f(y)‖/h0: h0 = RK45StartFrac·d0/d1, or RK45StartMinH when d0 or d1 is
-// below RK45StartTiny; h1 = (RK45StartFrac/max(d1, d2))^(−RK45Exponent),
-// or max(RK45StartMinH, RK45StartShrink·h0) when both are below
-// RK45StartZero; the first step is min(RK45StartGrow·h0, h1).
+// f(y)‖/h0: h0 = rk45StartFrac·d0/d1, or rk45StartMinH when d0 or d1 is
+// below rk45StartTiny; h1 = (rk45StartFrac/max(d1, d2))^(−rk45Exponent),
+// or max(rk45StartMinH, rk45StartShrink·h0) when both are below
+// rk45StartZero; the first step is min(rk45StartGrow·h0, h1).
 const (
-	RK45StartFrac   = 0.01
-	RK45StartMinH   = 1e-6
-	RK45StartTiny   = 1e-5
-	RK45StartZero   = 1e-15
-	RK45StartShrink = 1e-3
-	RK45StartGrow   = 100
+	rk45StartFrac   = 0.01
+	rk45StartMinH   = 1e-6
+	rk45StartTiny   = 1e-5
+	rk45StartZero   = 1e-15
+	rk45StartShrink = 1e-3
+	rk45StartGrow   = 100
 )
 
-// RK45Tolerances resolves the rk45 sampler's rtol and atol (default 1e-5).
-func RK45Tolerances(rtol, atol float64) (float64, float64, error) {
+// rk45Tolerances resolves the rk45 sampler's rtol and atol (default 1e-5).
+func rk45Tolerances(rtol, atol float64) (float64, float64, error) {
 	if rtol == 0 {
 		rtol = 1e-5
 	}
@@ -215,9 +210,9 @@ func dopri45(sp Space, f odeFunc, u0, u1 float64, y0 Vec, o dopriOptions) (Vec, 
 		sp.Lincomb(tmp, terms...)
 		errNorm := o.norm(tmp, y, yn)
 		if errNorm <= 1 {
-			factor := float64(RK45MaxFactor)
+			factor := float64(rk45MaxFactor)
 			if errNorm > 0 {
-				factor = math.Min(RK45MaxFactor, RK45Safety*math.Pow(errNorm, RK45Exponent))
+				factor = math.Min(rk45MaxFactor, rk45Safety*math.Pow(errNorm, rk45Exponent))
 			}
 			if rejected {
 				factor = math.Min(1, factor)
@@ -233,7 +228,7 @@ func dopri45(sp Space, f odeFunc, u0, u1 float64, y0 Vec, o dopriOptions) (Vec, 
 				}
 			}
 		} else {
-			h = math.Abs(hs) * math.Max(RK45MinFactor, RK45Safety*math.Pow(errNorm, RK45Exponent))
+			h = math.Abs(hs) * math.Max(rk45MinFactor, rk45Safety*math.Pow(errNorm, rk45Exponent))
 			rejected = true
 		}
 	}
@@ -247,9 +242,9 @@ func dopri45(sp Space, f odeFunc, u0, u1 float64, y0 Vec, o dopriOptions) (Vec, 
 func dopriStart(sp Space, eval odeFunc, u0, dir, span float64, y Vec, k [7]Vec, tmp Vec, o dopriOptions) (float64, error) {
 	d0 := o.norm(y, y, nil)
 	d1 := o.norm(k[0], y, nil)
-	h0 := RK45StartMinH
-	if d0 >= RK45StartTiny && d1 >= RK45StartTiny {
-		h0 = RK45StartFrac * d0 / d1
+	h0 := rk45StartMinH
+	if d0 >= rk45StartTiny && d1 >= rk45StartTiny {
+		h0 = rk45StartFrac * d0 / d1
 	}
 	h0 = math.Min(h0, span)
 	sp.Lincomb(tmp, T(1, y), T(dir*h0, k[0]))
@@ -259,12 +254,12 @@ func dopriStart(sp Space, eval odeFunc, u0, dir, span float64, y Vec, k [7]Vec, 
 	sp.Lincomb(tmp, T(1, k[1]), T(-1, k[0]))
 	d2 := o.norm(tmp, y, nil) / h0
 	var h1 float64
-	if d1 <= RK45StartZero && d2 <= RK45StartZero {
-		h1 = math.Max(RK45StartMinH, h0*RK45StartShrink)
+	if d1 <= rk45StartZero && d2 <= rk45StartZero {
+		h1 = math.Max(rk45StartMinH, h0*rk45StartShrink)
 	} else {
-		h1 = math.Pow(RK45StartFrac/math.Max(d1, d2), -RK45Exponent)
+		h1 = math.Pow(rk45StartFrac/math.Max(d1, d2), -rk45Exponent)
 	}
-	return math.Min(math.Min(RK45StartGrow*h0, h1), span), nil
+	return math.Min(math.Min(rk45StartGrow*h0, h1), span), nil
 }
 
 // rmsMax is the error norm of a batch in sp: the largest per-sample RMS
@@ -305,7 +300,7 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	rtol, atol, err := RK45Tolerances(r.o.RTol, r.o.ATol)
+	rtol, atol, err := rk45Tolerances(r.o.RTol, r.o.ATol)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +338,7 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		r.last = u == u1 // the result's preview
 		return r.report(p, p.Alpha, y, x0)
 	}
-	do := dopriOptions{rtol: rtol, atol: atol, maxNFE: RK45MaxNFE, norm: rmsMax(r.sp, r.n, atol, rtol), accept: accept}
+	do := dopriOptions{rtol: rtol, atol: atol, maxNFE: rk45MaxNFE, norm: rmsMax(r.sp, r.n, atol, rtol), accept: accept}
 	if c := r.o.Resume; c != nil && (c.Step != 0 || c.H != 0) {
 		// An accepted step of an earlier run: X at log level U, its data
 		// prediction (the FSAL derivative's complement) and the next step.

@@ -100,10 +100,10 @@ type Options struct {
 	// accepted step for rk45); a non-nil error stops sampling and is returned.
 	Progress func(Step) error
 	// Preview, when set, says at which progress calls (by Step.Index, of
-	// Total) a sampler whose state lives off the host (the WebGPU backend's
-	// GPU-resident samplers) reads X and X0 back; its other calls get them
-	// nil. Nil means that sampler's default (every few steps and the last).
-	// The samplers of this package always pass X and X0 and ignore it.
+	// Total) a run whose vectors live off the host (a SpaceMaker's Space,
+	// such as the WebGPU backend's) reads X and X0 back; its other calls
+	// get them nil. Nil means every DefaultPreviewEvery-th call and the
+	// last. On the host X and X0 are always passed and Preview is ignored.
 	Preview func(index, total int) bool
 
 	// Checkpoint, when set, is called with the run's state at the start

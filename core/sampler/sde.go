@@ -33,7 +33,7 @@ func init() {
 	})
 }
 
-// EMCoeffs are the coefficients of one Euler–Maruyama step of the
+// emCoeffs are the coefficients of one Euler–Maruyama step of the
 // reverse-time SDE dx = [f(t)x - g(t)² ∇log p_t(x)]dt + g(t)dw̄ (Song et al.
 // 2021, eq. 6) from st.From to st.To, with the score ∇log p_t = -ε̂/σ and the
 // step's integrals of the coefficients taken exactly from the end points:
@@ -45,7 +45,7 @@ func init() {
 //
 // in the form x ← x + cx·x + ce·ε̂ + cz·z. (A step to the clean point is not
 // an SDE step: see emStep.)
-func EMCoeffs(s *schedule.Schedule, st schedule.Step) (cx, ce, cz float64) {
+func emCoeffs(s *schedule.Schedule, st schedule.Step) (cx, ce, cz float64) {
 	sg := st.From.Sigma
 	if s.Kind == schedule.VE {
 		v := sg*sg - st.To.Sigma*st.To.Sigma
@@ -55,10 +55,10 @@ func EMCoeffs(s *schedule.Schedule, st schedule.Step) (cx, ce, cz float64) {
 	return 0.5 * b, -b / sg, math.Sqrt(math.Max(b, 0))
 }
 
-// LangevinCoeff is the predictor–corrector's Langevin step-size numerator
+// langevinCoeff is the predictor–corrector's Langevin step-size numerator
 // c = 2·a·r²·D (see PredictorCorrector): the step at grid step st is
 // ε_L = c/‖∇log p‖², with a = 1 for VE and α_t²/α_s² (at most 1) for VP.
-func LangevinCoeff(s *schedule.Schedule, st schedule.Step, snr float64, n int) float64 {
+func langevinCoeff(s *schedule.Schedule, st schedule.Step, snr float64, n int) float64 {
 	a := 1.0
 	if s.Kind != schedule.VE && !st.To.Clean() {
 		p := st.From
@@ -68,7 +68,7 @@ func LangevinCoeff(s *schedule.Schedule, st schedule.Step, snr float64, n int) f
 }
 
 // emStep moves x (x_t form) from st.From to st.To by one Euler–Maruyama step
-// (EMCoeffs). A step to the clean point returns the denoised mean x̂0
+// (emCoeffs). A step to the clean point returns the denoised mean x̂0
 // (Tweedie's formula, the "noise removal" step of Song et al. 2021,
 // appendix G).
 func (r *runner) emStep(st schedule.Step, x, x0, eps, z Vec, step int) {
@@ -76,7 +76,7 @@ func (r *runner) emStep(st schedule.Step, x, x0, eps, z Vec, step int) {
 		r.sp.Lincomb(x, T(1, x0))
 		return
 	}
-	cx, ce, cz := EMCoeffs(r.s, st)
+	cx, ce, cz := emCoeffs(r.s, st)
 	r.noise(step, 0, z)
 	r.sp.Lincomb(x, T(1+cx, x), T(ce, eps), T(cz, z))
 }
@@ -176,7 +176,7 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		p := st.From
-		c := LangevinCoeff(r.s, st, snr, r.n)
+		c := langevinCoeff(r.s, st, snr, r.n)
 		for j := 0; j < nc; j++ {
 			x0, eps, err := r.denoise(p, x)
 			if err != nil {
