@@ -16,7 +16,8 @@
 //
 // x and t are Float32Arrays, class an Int32Array or null. A full sample is
 // sampler.DDIM (η = 0) over the backend's Denoiser, except on "webgpu" where
-// it is the GPU-resident webgpu.Denoiser.SampleDDIM, as the app would run it.
+// it is webgpu.Denoiser.SampleDDIM (the same sampler.DDIM with its vectors
+// on the GPU), as the app would run it.
 package main
 
 import (
