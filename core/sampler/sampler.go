@@ -108,7 +108,8 @@ type Options struct {
 
 	// Checkpoint, when set, is called with the run's state at the start
 	// (unless resuming) and at each step boundary whose X a progress call
-	// reads back (every one on the host; on a device, as Preview picks):
+	// reads back (every one on the host; off the host, as Preview picks,
+	// and none when neither Progress nor Preview is set):
 	// what Resume takes to finish the run on another backend. The
 	// checkpoint is the callee's to keep.
 	Checkpoint func(*Checkpoint)
@@ -497,6 +498,9 @@ func (r *runner) report(p schedule.Point, a float64, x, x0 Vec) error {
 	i := r.index
 	ck := r.pend
 	r.pend = nil
+	if _, host := r.sp.(*hostSpace); !host && r.o.Progress == nil && r.o.Preview == nil {
+		ck = nil // off the host, nothing is read back unasked
+	}
 	if r.o.Progress == nil && ck == nil {
 		r.index++
 		return r.ctx.Err()
