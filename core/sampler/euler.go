@@ -54,7 +54,7 @@ func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int)
 		r.checkpoint(scaled(g.Steps[0].From.Alpha*g.InitSigma, noise))
 		return g, i0, x, nil
 	}
-	r.sp.Lincomb(x, T(1/startPoint(g, i0).Alpha, x))
+	r.sp.Load(x, divided(r.o.Resume.X, startPoint(g, i0).Alpha))
 	return g, i0, x, nil
 }
 

@@ -345,9 +345,7 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		if !(c.H > 0) || len(c.X) != len(noise) || len(c.History) < 1 || len(c.History[0]) != len(noise) {
 			return nil, errors.New("sampler: an rk45 checkpoint needs X, its data prediction as History[0] and a step size H > 0")
 		}
-		a := pointAtLog(s, c.U).Alpha
-		r.sp.Load(xt, c.X)
-		r.sp.Lincomb(xt, T(1/a, xt))
+		r.sp.Load(xt, divided(c.X, pointAtLog(s, c.U).Alpha))
 		h0 := r.load(1, c.History[0])
 		dy := r.sp.New()
 		r.sp.Lincomb(dy, T(1, xt), T(-1, h0))

@@ -555,6 +555,16 @@ func scaled(a float64, x []float64) []float64 {
 	return out
 }
 
+// divided returns x/a as a new slice (a checkpoint's x_t back to x_t/α:
+// dividing, not multiplying by 1/α, returns the state it was made from).
+func divided(x []float64, a float64) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = v / a
+	}
+	return out
+}
+
 // result reads x back as the Result.
 func (r *runner) result(x Vec) (*Result, error) {
 	res := &Result{X: append([]float64(nil), r.sp.Read(x)...), NFE: r.nfe}
