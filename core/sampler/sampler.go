@@ -6,9 +6,14 @@
 // probability-flow ODE.
 //
 // Every sampler has the signature Func and is listed in the registry (List,
-// Get). Arithmetic is float64 throughout: samples are []float64 holding a
-// batch of B samples of Model.Shape in row-major order; only the network call
-// converts to float32.
+// Get). Samples are []float64 holding a batch of B samples of Model.Shape in
+// row-major order. Each sampler does its arithmetic through a Space (vec.go:
+// linear combinations, clamp, seeded noise, per-sample norms, the network
+// call), with its scalar coefficients computed in float64 on the host: on
+// the host the vectors are float64 and only the network call converts to
+// float32; a denoiser that is a SpaceMaker (the WebGPU backend's) keeps
+// them on its device, so one Go function per sampler runs on every backend.
+// Prediction types are converted in one place (PredictionAt).
 //
 // Conventions (shared by all samplers): a noise level is a schedule.Point with
 // x_t = α·x0 + σ·ε. "DDIM-type" samplers (ddpm, ddim, dpmpp_*, em, pc) keep x_t

@@ -179,11 +179,15 @@ func (h *hostSpace) Clamp(out, v Vec, lo, hi float64) {
 	}
 }
 
-func (h *hostSpace) Noise(out Vec, step, sub int) {
-	o := hv(out)
-	c := h.cfg
+func (h *hostSpace) Noise(out Vec, step, sub int) { h.cfg.DrawNoise(step, sub, hv(out)) }
+
+// DrawNoise fills out (the whole batch, on the host) with the draws
+// Space.Noise makes: per sample b, the NoiseSource's or
+// rng.NormalStream64(Seed, FirstSample+b, step, sub, ·), so a sample's
+// noise does not depend on its batch or backend.
+func (c SpaceConfig) DrawNoise(step, sub int, out []float64) {
 	for b := 0; b < c.B; b++ {
-		seg := o[b*c.N : (b+1)*c.N]
+		seg := out[b*c.N : (b+1)*c.N]
 		if c.Noise != nil {
 			c.Noise(c.FirstSample+b, step, sub, seg)
 		} else {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"github.com/diffuse-web/diffuse/core/model"
-	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
@@ -415,15 +414,7 @@ func (sp *gpuSpace) Clamp(out, v sampler.Vec, lo, hi float64) {
 // Noise draws on the host, keyed as the CPU sampler keys it.
 func (sp *gpuSpace) Noise(out sampler.Vec, step, sub int) {
 	z := make([]float64, sp.n)
-	c := sp.cfg
-	for b := 0; b < sp.B; b++ {
-		seg := z[b*sp.per : (b+1)*sp.per]
-		if c.Noise != nil {
-			c.Noise(c.FirstSample+b, step, sub, seg)
-		} else {
-			rng.NormalStream64(c.Seed, c.FirstSample+b, step, sub, seg)
-		}
-	}
+	sp.cfg.DrawNoise(step, sub, z)
 	sp.Load(out, z)
 }
 
