@@ -475,9 +475,10 @@ type Result struct {
 	End   schedule.Point
 }
 
-// ResidentSampler is a backend that runs some samplers whole, with the
-// sample kept on its device (the WebGPU backend), instead of serving one
-// network call per step. Sample is sampler.Run's contract, except that
+// ResidentSampler is a backend that runs the core/sampler functions itself
+// with the sample's vectors kept on its device (the WebGPU backend's
+// sampler.Space), so that it can hand a fault's last checkpoint on
+// (webgpu.InterruptedError), instead of serving one network call per step. Sample is sampler.Run's contract, except that
 // Progress gets X and X0 only at the evaluations o.Preview picks.
 type ResidentSampler interface {
 	Supports(name string) bool
@@ -507,8 +508,7 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	start := time.Now()
 	last := start
 	rs, resident := net.(ResidentSampler)
-	// The GPU-resident samplers implement the plain methods only.
-	resident = resident && rs.Supports(info.Name) && !o.ClipDenoised
+	resident = resident && rs.Supports(info.Name)
 	plan, err := plan(sched, info, o)
 	if err != nil {
 		return nil, err
@@ -745,21 +745,11 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 	if err != nil {
 		return nil, err
 	}
-	a, sg := float32(p.Alpha), float32(p.Sigma)
-	x0 := make([]float32, len(xs))
-	for i, x := range xs {
-		o := y.Data[i]
-		switch l.Schedule.Config.PredictionType {
-		case "sample":
-			x0[i] = o
-		case "v_prediction":
-			x0[i] = a*x - sg*o
-		case "score":
-			x0[i] = (x + sg*sg*o) / a
-		default: // epsilon
-			x0[i] = (x - sg*o) / a
-		}
+	pc, err := sampler.PredictionAt(l.Schedule.Config.PredictionType, p)
+	if err != nil {
+		return nil, err
 	}
+	x0 := pc.X0Float32(xs, y.Data)
 	return x0, nil
 }
 

@@ -39,6 +39,7 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.s.DDIMGrid(r.o.Steps, r.o.Sigmas)
 	if err != nil {
 		return nil, err
@@ -48,7 +49,7 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	z := make([]float64, len(x))
+	z := r.sp.New()
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		x0, eps, err := r.denoise(st.From, x)
@@ -58,35 +59,29 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		if r.s.Config.ClipSampleOn() {
 			r.clip(x0)
 			if r.s.Config.UseClippedModelOutput {
-				a, sg := st.From.Alpha, st.From.Sigma
-				for k := range eps {
-					eps[k] = (x[k] - a*x0[k]) / sg
-				}
+				r.rederive(st.From, x, x0, eps)
 			}
 		}
-		if err := r.report(st.From, x, x0); err != nil {
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
-		as := st.To.Alpha
-		dir, c := DDIMCoeffs(st.From, st.To, r.o.Eta)
+		dir, c := ddimCoeffs(st.From, st.To, r.o.Eta)
 		if c > 0 {
 			r.noise(i, 0, z)
+			r.sp.Lincomb(x, T(st.To.Alpha, x0), T(dir, eps), T(c, z))
+		} else {
+			r.sp.Lincomb(x, T(st.To.Alpha, x0), T(dir, eps))
 		}
-		for k := range x {
-			v := as*x0[k] + dir*eps[k]
-			if c > 0 {
-				v += c * z[k]
-			}
-			x[k] = v
-		}
+		r.free(x0, eps)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }
 
-// DDIMCoeffs are the coefficients of one DDIM step from `from` to `to`
+// ddimCoeffs are the coefficients of one DDIM step from `from` to `to`
 // (Song, Meng & Ermon 2021, eq. 12; see DDIM):
 // x_to = α_to·x̂0 + dir·ε̂ + c·z, with c = 0 for η = 0 or a clean `to`.
-func DDIMCoeffs(from, to schedule.Point, eta float64) (dir, c float64) {
+func ddimCoeffs(from, to schedule.Point, eta float64) (dir, c float64) {
 	at, sgt, as, ss := from.Alpha, from.Sigma, to.Alpha, to.Sigma
 	if eta != 0 && ss > 0 {
 		q := (at * ss) / (as * sgt)

@@ -37,6 +37,7 @@ func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.s.DDPMGrid(r.o.Steps, r.o.Sigmas)
 	if err != nil {
 		return nil, err
@@ -46,36 +47,34 @@ func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	z := make([]float64, len(x))
+	z := r.sp.New()
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
-		x0, _, err := r.denoise(st.From, x)
+		x0, eps, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
 		}
 		r.clip(x0)
-		if err := r.report(st.From, x, x0); err != nil {
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
-		cx, c0, std, addNoise := DDPMCoeffs(r.s, st.From, st.To)
+		cx, c0, std, addNoise := ddpmCoeffs(r.s, st.From, st.To)
 		if addNoise {
 			r.noise(i, 0, z)
+			r.sp.Lincomb(x, T(cx, x), T(c0, x0), T(std, z))
+		} else {
+			r.sp.Lincomb(x, T(cx, x), T(c0, x0))
 		}
-		for k := range x {
-			y := cx*x[k] + c0*x0[k]
-			if addNoise {
-				y += std * z[k]
-			}
-			x[k] = y
-		}
+		r.free(x0, eps)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }
 
-// DDPMCoeffs are the coefficients of one DDPM step of schedule s from `from`
+// ddpmCoeffs are the coefficients of one DDPM step of schedule s from `from`
 // to `to` (the posterior of Ho et al. 2020, eq. 6-7; see DDPM):
 // x_to = cx·x + c0·x̂0 + std·z, the noise term only when addNoise.
-func DDPMCoeffs(s *schedule.Schedule, from, to schedule.Point) (cx, c0, std float64, addNoise bool) {
+func ddpmCoeffs(s *schedule.Schedule, from, to schedule.Point) (cx, c0, std float64, addNoise bool) {
 	large := s.Config.Variance() == "fixed_large" || s.Config.Variance() == "fixed_large_log"
 	at, sgt, as, ss := from.Alpha, from.Sigma, to.Alpha, to.Sigma
 	ats := at / as

@@ -102,6 +102,7 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.s.DPMGrid(r.o.Steps, r.o.Sigmas)
 	if err != nil {
 		return nil, err
@@ -111,68 +112,82 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 	if err != nil {
 		return nil, err
 	}
-	var hist [3][]float64 // m0, m1, m2: data predictions at the last points
+	var hist [3]Vec // m0, m1, m2: data predictions at the last points
 	if c := r.o.Resume; c != nil {
 		if need := min(i0, order-1); len(c.History) < need {
 			return nil, fmt.Errorf("sampler: DPM-Solver++ checkpoint at step %d has %d predictions, needs %d", i0, len(c.History), need)
 		}
 		for k := 0; k < min(i0, order-1, len(c.History)); k++ {
-			hist[k] = c.History[k]
+			if len(c.History[k]) != len(noise) {
+				return nil, fmt.Errorf("sampler: DPM-Solver++ checkpoint prediction %d has %d values for a batch of %d", k, len(c.History[k]), len(noise))
+			}
+			hist[k] = r.load(1, c.History[k])
 		}
 	}
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
-		x0, _, err := r.denoise(st.From, x)
+		x0, eps, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.report(st.From, x, x0); err != nil {
+		r.free(eps)
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1}, hist[:min(i, order-1)]...)
+		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
+		r.free(hist[2])
 		hist[2], hist[1], hist[0] = hist[1], hist[0], x0
-		c := DPMSolverStep(r.s.Config, g, i, order, halfD2)
-		switch c.Order {
-		case 0:
-			// σ_t = 0, λ_t = ∞: the first-order update is x_t = α_t·m0.
-			for k := range x {
-				x[k] = c.A * x0[k]
-			}
-		case 1:
-			for k := range x {
-				x[k] = c.Ratio*x[k] - c.A*c.Em1*x0[k]
-			}
-		case 2:
-			m0, m1 := hist[0], hist[1]
-			for k := range x {
-				d1 := (m0[k] - m1[k]) / c.R0
-				if c.Heun {
-					x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] + c.C2*d1
-				} else {
-					x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] - 0.5*c.A*c.Em1*d1
-				}
-			}
-		case 3:
-			m0, m1, m2 := hist[0], hist[1], hist[2]
-			r0, r1 := c.R0, c.R1
-			for k := range x {
-				d10 := (m0[k] - m1[k]) / r0
-				d11 := (m1[k] - m2[k]) / r1
-				d1 := d10 + r0/(r0+r1)*(d10-d11)
-				d2 := c.D2Scale * (d10 - d11) / (r0 + r1)
-				x[k] = c.Ratio*x[k] - c.A*c.Em1*m0[k] + c.C2*d1 - c.C3*d2
-			}
+		c := dpmSolverStep(r.s.Config, g, i, order, halfD2)
+		wx, wm := c.Weights()
+		terms := []Term{T(wx, x)}
+		if c.Order == 0 {
+			terms = terms[:0] // x's weight is 0
 		}
+		for k := 0; k < max(c.Order, 1); k++ {
+			terms = append(terms, T(wm[k], hist[k]))
+		}
+		r.sp.Lincomb(x, terms...)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }
 
-// DPMStep is one step of DPMSolverPP in coefficient form (see there for the
+// Weights are the step's update as a linear combination of the state x
+// and the data predictions m0, m1, m2 (DPMSolverPP's formulas with the
+// divided differences expanded): x_t = wx·x + Σ wm[k]·m_k, m_k unused
+// beyond the step's order.
+func (c dpmStep) Weights() (wx float64, wm [3]float64) {
+	switch c.Order {
+	case 0:
+		// σ_t = 0, λ_t = ∞: the first-order update is x_t = α_t·m0.
+		return 0, [3]float64{c.A}
+	case 1:
+		return c.Ratio, [3]float64{-c.A * c.Em1}
+	case 2:
+		// D1 = (m0 - m1)/r0, weighted C2 (heun) or -α_t(e^{-h}-1)/2 (midpoint).
+		w1 := c.C2
+		if !c.Heun {
+			w1 = -0.5 * c.A * c.Em1
+		}
+		w1 /= c.R0
+		return c.Ratio, [3]float64{-c.A*c.Em1 + w1, -w1}
+	}
+	// D1_0 = (m0-m1)/r0, D1_1 = (m1-m2)/r1, D1 = (1+ρ)D1_0 - ρD1_1 with
+	// ρ = r0/(r0+r1), D2 = κ(D1_0 - D1_1) with κ = D2Scale/(r0+r1):
+	// C2·D1 - C3·D2 = w10·D1_0 + w11·D1_1.
+	rho := c.R0 / (c.R0 + c.R1)
+	kappa := c.D2Scale / (c.R0 + c.R1)
+	w10 := c.C2*(1+rho) - c.C3*kappa
+	w11 := -c.C2*rho + c.C3*kappa
+	return c.Ratio, [3]float64{-c.A*c.Em1 + w10/c.R0, -w10/c.R0 + w11/c.R1, -w11 / c.R1}
+}
+
+// dpmStep is one step of DPMSolverPP in coefficient form (see there for the
 // formulas, Lu et al. 2022): Order 0 is the step to σ = 0, x = A·m0; order
 // 1 is x = Ratio·x - A·Em1·m0; orders 2 and 3 add the divided differences
 // of the data predictions with the ratios R0, R1 of the λ steps and the
 // coefficients C2, C3 (order 2: the heun form when Heun, else midpoint;
 // order 3: D2 scaled by D2Scale).
-type DPMStep struct {
+type dpmStep struct {
 	Order            int
 	Ratio, A, Em1, H float64 // σ_t/σ_s, α_t, e^{-h}-1, h = λ_t - λ_s
 	R0, R1           float64
@@ -180,11 +195,11 @@ type DPMStep struct {
 	Heun             bool
 }
 
-// DPMSolverStep is step i of DPMSolverPP of the given order (halfD2: the
+// dpmSolverStep is step i of DPMSolverPP of the given order (halfD2: the
 // diffusers variant) on grid g with config cfg: the order that step uses
 // (lower at the start, and at the end as the config asks) and its
 // coefficients.
-func DPMSolverStep(cfg schedule.Config, g schedule.Grid, i, order int, halfD2 bool) DPMStep {
+func dpmSolverStep(cfg schedule.Config, g schedule.Grid, i, order int, halfD2 bool) dpmStep {
 	n := len(g.Steps)
 	st := g.Steps[i]
 	lowerFinal := i == n-1 && (cfg.EulerAtFinal || (cfg.LowerOrderFinalOn() && n < 15) || st.To.Clean())
@@ -198,12 +213,12 @@ func DPMSolverStep(cfg schedule.Config, g schedule.Grid, i, order int, halfD2 bo
 	}
 	to, from := st.To, st.From
 	if to.Clean() {
-		return DPMStep{Order: 0, A: to.Alpha}
+		return dpmStep{Order: 0, A: to.Alpha}
 	}
 	lam0 := from.Lambda()
 	h := to.Lambda() - lam0
 	em1 := math.Expm1(-h) // e^{-h} - 1
-	c := DPMStep{Order: ord, Ratio: to.Sigma / from.Sigma, A: to.Alpha, Em1: em1, H: h, D2Scale: 2}
+	c := dpmStep{Order: ord, Ratio: to.Sigma / from.Sigma, A: to.Alpha, Em1: em1, H: h, D2Scale: 2}
 	if ord >= 2 {
 		c.R0 = (lam0 - g.Steps[i-1].From.Lambda()) / h
 		c.C2 = c.A * (em1/h + 1)

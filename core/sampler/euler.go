@@ -41,27 +41,30 @@ func init() {
 }
 
 // eulerStart is the Euler-type starting step and state: 0 and x_T/α =
-// InitSigma·noise, or a checkpoint's step and X/α there.
-func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int) int) (schedule.Grid, int, []float64, error) {
+// InitSigma·noise, or a checkpoint's step and X/α there. The caller defers
+// r.close().
+func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int) int) (schedule.Grid, int, Vec, error) {
 	g, err := r.s.EulerGrid(r.o.Steps, r.o.Sigmas)
 	if err != nil {
 		return g, 0, nil, err
 	}
+	r.eulerType = true
 	i0, x, err := r.start(g, noise, func(i int) int { return evalsBefore(g, i) })
-	if err != nil || r.o.Resume == nil {
+	if err != nil {
 		return g, i0, x, err
 	}
-	a := startPoint(g, i0).Alpha
-	for k := range x {
-		x[k] /= a
+	if r.o.Resume == nil {
+		r.checkpoint(scaled(g.Steps[0].From.Alpha*g.InitSigma, noise))
+		return g, i0, x, nil
 	}
+	r.sp.Load(x, divided(r.o.Resume.X, startPoint(g, i0).Alpha))
 	return g, i0, x, nil
 }
 
-// AncestralLevels splits an ancestral step from level l to lt into a
+// ancestralLevels splits an ancestral step from level l to lt into a
 // deterministic step to `down` and fresh noise of standard deviation `up`:
 // up² = lt²(l²-lt²)/l², down² = lt² - up² (see EulerAncestral).
-func AncestralLevels(l, lt float64) (down, up float64) {
+func ancestralLevels(l, lt float64) (down, up float64) {
 	up = math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0))
 	return math.Sqrt(math.Max(lt*lt-up*up, 0)), up
 }
@@ -80,8 +83,11 @@ func HeunEvals(g schedule.Grid, i int) int {
 }
 
 // evalTilde evaluates D at Euler-type state xt (= x_t/α) at p.
-func (r *runner) evalTilde(p schedule.Point, xt []float64) ([]float64, error) {
-	x0, _, err := r.denoise(p, scaled(p.Alpha, xt))
+func (r *runner) evalTilde(p schedule.Point, xt Vec) (Vec, error) {
+	x := r.sp.New()
+	r.sp.Lincomb(x, T(p.Alpha, xt))
+	x0, eps, err := r.denoise(p, x)
+	r.free(x, eps)
 	return x0, err
 }
 
@@ -95,25 +101,28 @@ func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result,
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, i0, xt, err := eulerStart(r, noise, func(_ schedule.Grid, i int) int { return i })
 	if err != nil {
 		return nil, err
 	}
 	r.total = len(g.Steps)
-	for _, st := range g.Steps[i0:] {
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.reportTilde(st.From, xt, x0); err != nil {
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
-		l, dl := st.From.Level, st.To.Level-st.From.Level
-		for k := range xt {
-			xt[k] += (xt[k] - x0[k]) / l * dl
-		}
+		// x += (x - D)/σ·dσ
+		q := (st.To.Level - st.From.Level) / st.From.Level
+		r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0))
+		r.free(x0)
 	}
-	return r.result(xt), nil
+	return r.result(xt)
 }
 
 // EulerAncestral is the ancestral Euler sampler of k-diffusion
@@ -127,35 +136,35 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, i0, xt, err := eulerStart(r, noise, func(_ schedule.Grid, i int) int { return i })
 	if err != nil {
 		return nil, err
 	}
 	r.total = len(g.Steps)
-	z := make([]float64, len(xt))
+	z := r.sp.New()
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.reportTilde(st.From, xt, x0); err != nil {
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
 		l := st.From.Level
-		down, up := AncestralLevels(l, st.To.Level)
+		down, up := ancestralLevels(l, st.To.Level)
+		q := (down - l) / l
 		if up > 0 {
 			r.noise(i, 0, z)
+			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0), T(up, z))
+		} else {
+			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0))
 		}
-		for k := range xt {
-			v := xt[k] + (xt[k]-x0[k])/l*(down-l)
-			if up > 0 {
-				v += up * z[k]
-			}
-			xt[k] = v
-		}
+		r.free(x0)
 	}
-	return r.result(xt), nil
+	return r.result(xt)
 }
 
 // Heun is Heun's second-order method on the probability-flow ODE (Karras et
@@ -168,6 +177,7 @@ func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, i0, xt, err := eulerStart(r, noise, HeunEvals)
 	if err != nil {
 		return nil, err
@@ -176,37 +186,38 @@ func Heun(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if !g.Steps[len(g.Steps)-1].To.Clean() {
 		r.total++
 	}
-	d := make([]float64, len(xt))
-	x2 := make([]float64, len(xt))
-	for _, st := range g.Steps[i0:] {
+	d, x2 := r.sp.New(), r.sp.New()
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
 		x0, err := r.evalTilde(st.From, xt)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.reportTilde(st.From, xt, x0); err != nil {
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+		if err := r.report(st.From, st.From.Alpha, xt, x0); err != nil {
 			return nil, err
 		}
 		l, lt := st.From.Level, st.To.Level
 		dl := lt - l
-		for k := range xt {
-			d[k] = (xt[k] - x0[k]) / l
-			x2[k] = xt[k] + d[k]*dl
-		}
+		// d = (x - D)/σ, x2 = x + d·dσ
+		r.sp.Lincomb(d, T(1/l, xt), T(-1/l, x0))
+		r.free(x0)
 		if st.To.Clean() {
-			copy(xt, x2)
+			r.sp.Lincomb(xt, T(1, xt), T(dl, d))
 			continue
 		}
+		r.sp.Lincomb(x2, T(1, xt), T(dl, d))
 		x0b, err := r.evalTilde(st.To, x2)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.reportTilde(st.To, x2, x0b); err != nil {
+		if err := r.report(st.To, st.To.Alpha, x2, x0b); err != nil {
 			return nil, err
 		}
-		for k := range xt {
-			d2 := (x2[k] - x0b[k]) / lt
-			xt[k] += (d[k] + d2) / 2 * dl
-		}
+		// x += (d + d2)/2·dσ, d2 = (x2 - D(x2))/σ'
+		h := dl / 2
+		r.sp.Lincomb(xt, T(1, xt), T(h, d), T(h/lt, x2), T(-h/lt, x0b))
+		r.free(x0b)
 	}
-	return r.result(xt), nil
+	return r.result(xt)
 }

@@ -27,49 +27,59 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.s.DDIMGrid(r.o.Steps, r.o.Sigmas)
 	if err != nil {
 		return nil, err
 	}
+	if !(g.InitSigma > 0) || math.IsInf(g.InitSigma, 0) {
+		return nil, errors.New("sampler: bad initial sigma")
+	}
 	r.total = len(g.Steps)
-	x := append([]float64(nil), data...)
+	start := data
 	done := 0
 	if c := r.o.Resume; c != nil {
 		if c.Step < 0 || c.Step > len(g.Steps) || len(c.X) != len(data) {
 			return nil, fmt.Errorf("sampler: inversion checkpoint at step %d of %d with %d values for %d", c.Step, len(g.Steps), len(c.X), len(data))
 		}
-		done, x = c.Step, append([]float64(nil), c.X...)
+		done, start = c.Step, c.X
 		r.nfe, r.index = c.NFE, c.Step
 	}
+	r.checkpoint(start)
+	x := r.load(1, start)
 	for i := len(g.Steps) - 1 - done; i >= 0; i-- {
 		st := g.Steps[i]
 		s, t := st.To, st.From
-		var x0, eps []float64
+		// The DDIM step (η = 0) from s to t: x_t = α_t·x̂0 + σ_t·ε̂.
+		dir, _ := ddimCoeffs(s, t, 0)
 		if s.Clean() {
-			_, eps, err = r.denoise(t, x)
-			x0 = append([]float64(nil), x...)
-			if err == nil {
-				err = r.report(t, x, x0)
+			x0, eps, err := r.denoise(t, x)
+			if err != nil {
+				return nil, err
 			}
-		} else {
-			x0, eps, err = r.denoise(s, x)
-			if err == nil {
-				err = r.report(s, x, x0)
+			r.free(x0)
+			// x̂0 = x itself
+			r.boundary(Checkpoint{Step: len(g.Steps) - 1 - i, NFE: r.nfe - 1})
+			if err := r.report(t, 1, x, x); err != nil {
+				return nil, err
 			}
+			r.sp.Lincomb(x, T(t.Alpha, x), T(dir, eps))
+			r.free(eps)
+			continue
 		}
+		x0, eps, err := r.denoise(s, x)
 		if err != nil {
 			return nil, err
 		}
-		// The DDIM step (η = 0) from s to t: x_t = α_t·x̂0 + σ_t·ε̂.
-		dir, _ := DDIMCoeffs(s, t, 0)
-		for k := range x {
-			x[k] = t.Alpha*x0[k] + dir*eps[k]
+		r.boundary(Checkpoint{Step: len(g.Steps) - 1 - i, NFE: r.nfe - 1})
+		if err := r.report(s, 1, x, x0); err != nil {
+			return nil, err
 		}
+		r.sp.Lincomb(x, T(t.Alpha, x0), T(dir, eps))
+		r.free(x0, eps)
 	}
-	if !(g.InitSigma > 0) || math.IsInf(g.InitSigma, 0) {
-		return nil, errors.New("sampler: bad initial sigma")
-	}
-	return r.result(scaled(1/g.InitSigma, x)), nil
+	r.sp.Lincomb(x, T(1/g.InitSigma, x))
+	return r.result(x)
 }
 
 // Slerp interpolates spherically between a and b (Shoemake 1985, "Animating

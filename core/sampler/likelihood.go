@@ -7,7 +7,6 @@ import (
 
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/rng"
-	"github.com/diffuse-web/diffuse/core/schedule"
 )
 
 // LikelihoodOptions are the settings of Likelihood.
@@ -118,7 +117,7 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 	if o != nil {
 		lo = *o
 	}
-	r, err := newRunner(ctx, m, x, &Options{EndTime: lo.EndTime, Class: lo.Class, Seed: lo.Seed, FirstSample: lo.FirstSample}, 1)
+	r, err := newRunnerIn(ctx, m, x, &Options{EndTime: lo.EndTime, Class: lo.Class, Seed: lo.Seed, FirstSample: lo.FirstSample}, 1, true)
 	if err != nil {
 		return nil, err
 	}
@@ -164,27 +163,42 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 			cls[i] = r.cls[i%B]
 		}
 	}
-	batch := make([]float64, (1+K)*B*n)
-	f := func(u float64, y, dy []float64) error {
+	// The network's batch: the points, then each probe's perturbed copy.
+	netSp := newHostSpace(SpaceConfig{Ctx: r.ctx, Model: m, Schedule: s, B: (1 + K) * B, N: n, Class: cls})
+	batch, out := netSp.New(), netSp.New()
+	// The ODE's state: the points (x_t/α), then one log-density change per sample.
+	ode := newHostSpace(SpaceConfig{B: 1, N: B*n + B})
+	f := func(u float64, yv, dyv Vec) error {
+		y, dy := hv(yv), hv(dyv)
 		p := pointAtLog(s, u)
 		a := p.Alpha
 		// the perturbation in x = x_t/α space: Delta·sqrt(α²+σ²) at the input
 		dt := lo.Delta * math.Sqrt(a*a+p.Sigma*p.Sigma) / a
-		xt := y[:B*n]
+		xt, in := y[:B*n], hv(batch)
 		for i, v := range xt {
-			batch[i] = a * v
+			in[i] = a * v
 		}
 		for k := 0; k < K; k++ {
-			seg := batch[(1+k)*B*n : (2+k)*B*n]
+			seg := in[(1+k)*B*n : (2+k)*B*n]
 			for i, v := range xt {
 				seg[i] = a * (v + dt*z[k][i])
 			}
 		}
-		out, err := r.call(p, batch, cls)
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		err := netSp.Net(out, batch, p)
+		r.nfe++
 		if err != nil {
 			return err
 		}
-		cx, co := tildeCoef(s, p)
+		out := hv(out)
+		// D(x) = cx·x + co·out(α·x) for x = x_t/α (PredictionAt's x̂0)
+		pc, err := PredictionAt(s.Config.PredictionType, p)
+		if err != nil {
+			return err
+		}
+		cx, co := pc.X0X*a, pc.X0Out
 		for i, v := range xt {
 			dy[i] = (1-cx)*v - co*float64(out[i])
 		}
@@ -203,11 +217,25 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 		}
 		return nil
 	}
-	norm := func(w []float64) float64 {
+	norm := func(ev, yv, y2v Vec) float64 {
+		e, y := hv(ev), hv(yv)
+		var y2 []float64
+		if y2v != nil {
+			y2 = hv(y2v)
+		}
+		w := func(i int) float64 {
+			m := math.Abs(y[i])
+			if y2 != nil {
+				m = math.Max(m, math.Abs(y2[i]))
+			}
+			return e[i] / (lo.ATol + m*lo.RTol)
+		}
 		worst := 0.0
 		for b := 0; b < B; b++ {
-			q := w[B*n+b] * w[B*n+b]
-			for _, v := range w[b*n : (b+1)*n] {
+			wb := w(B*n + b)
+			q := wb * wb
+			for i := b * n; i < (b+1)*n; i++ {
+				v := w(i)
 				q += v * v
 			}
 			worst = math.Max(worst, math.Sqrt(q/float64(n+1)))
@@ -215,10 +243,11 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 		return worst
 	}
 	x0 := make([]float64, B*n)
-	accept := func(u float64, y, dy []float64, _ float64) error {
+	accept := func(u float64, yv, dyv Vec, _ float64) error {
 		if lo.Progress == nil {
 			return r.ctx.Err()
 		}
+		y, dy := hv(yv), hv(dyv)
 		for i := range x0 {
 			x0[i] = y[i] - dy[i]
 		}
@@ -232,15 +261,16 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 	}
 	lmin, lmax := s.MinLevel(), s.MaxLevel()
 	amin := s.PointAtLevel(lmin, s.EndTime()).Alpha
-	y0 := make([]float64, B*n+B)
-	for i := 0; i < B*n; i++ {
-		y0[i] = x[i] / amin
+	y0 := ode.New()
+	for i, v := range x {
+		hv(y0)[i] = v / amin
 	}
-	y, _, _, err := dopri45(f, math.Log(lmin), math.Log(lmax), y0,
+	yv, _, _, err := dopri45(ode, f, math.Log(lmin), math.Log(lmax), y0,
 		dopriOptions{rtol: lo.RTol, atol: lo.ATol, maxNFE: 100000, norm: norm, accept: accept})
 	if err != nil {
 		return nil, err
 	}
+	y := hv(yv)
 	v := s.PriorVar(lmax)
 	res := &LikelihoodResult{NFE: r.nfe}
 	for b := 0; b < B; b++ {
@@ -256,19 +286,4 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 		res.BitsPerDim = append(res.BitsPerDim, -lp/(float64(n)*math.Ln2)+lo.Offset)
 	}
 	return res, nil
-}
-
-// tildeCoef gives D(x) = cx·x + co·out(α·x) for x = x_t/α at p, by
-// prediction type (see runner.denoise): epsilon x - (σ/α)out; sample out;
-// v α²x - σ·out; score x + (σ²/α)out.
-func tildeCoef(s *schedule.Schedule, p schedule.Point) (cx, co float64) {
-	switch s.Config.PredictionType {
-	case "sample":
-		return 0, 1
-	case "v_prediction":
-		return p.Alpha * p.Alpha, -p.Sigma
-	case "score":
-		return 1, p.Sigma * p.Sigma / p.Alpha
-	}
-	return 1, -p.Level
 }

@@ -42,42 +42,37 @@ var (
 	dpE = [7]float64{71.0 / 57600, 0, -71.0 / 16695, 71.0 / 1920, -17253.0 / 339200, 22.0 / 525, -1.0 / 40}
 )
 
-// DormandPrince returns the Dormand–Prince 5(4) tableau dopri45 uses:
-// nodes c, stage coefficients a (row s: stage s's weights of the earlier
-// slopes; row 6 is the 5th-order solution) and error weights e = b - b̂.
-func DormandPrince() (c [7]float64, a [7][6]float64, e [7]float64) { return dpC, dpA, dpE }
-
 // The step-size controller of dopri45 (Hairer, Nørsett & Wanner I, II.4,
 // eq. 4.13; scipy's RK45): after an attempt with error norm err the step
-// is multiplied by RK45Safety·err^RK45Exponent, within [RK45MinFactor,
-// RK45MaxFactor] (at most 1 right after a rejection; RK45MaxFactor when
-// err is 0). RK45MaxNFE bounds the rk45 sampler's evaluations.
+// is multiplied by rk45Safety·err^rk45Exponent, within [rk45MinFactor,
+// rk45MaxFactor] (at most 1 right after a rejection; rk45MaxFactor when
+// err is 0). rk45MaxNFE bounds the rk45 sampler's evaluations.
 const (
-	RK45Safety    = 0.9
-	RK45Exponent  = -1.0 / 5
-	RK45MinFactor = 0.2
-	RK45MaxFactor = 10
-	RK45MaxNFE    = 100000
+	rk45Safety    = 0.9
+	rk45Exponent  = -1.0 / 5
+	rk45MinFactor = 0.2
+	rk45MaxFactor = 10
+	rk45MaxNFE    = 100000
 )
 
 // The starting step size of dopri45 (Hairer, Nørsett & Wanner I, II.4,
-// "Starting step size"), as dopriStart and the GPU rk45 sampler compute it
+// "Starting step size"), as dopriStart computes it
 // from the scaled norms d0 = ‖y‖, d1 = ‖f(y)‖ and d2 = ‖f(y + h0·f(y)) −
-// f(y)‖/h0: h0 = RK45StartFrac·d0/d1, or RK45StartMinH when d0 or d1 is
-// below RK45StartTiny; h1 = (RK45StartFrac/max(d1, d2))^(−RK45Exponent),
-// or max(RK45StartMinH, RK45StartShrink·h0) when both are below
-// RK45StartZero; the first step is min(RK45StartGrow·h0, h1).
+// f(y)‖/h0: h0 = rk45StartFrac·d0/d1, or rk45StartMinH when d0 or d1 is
+// below rk45StartTiny; h1 = (rk45StartFrac/max(d1, d2))^(−rk45Exponent),
+// or max(rk45StartMinH, rk45StartShrink·h0) when both are below
+// rk45StartZero; the first step is min(rk45StartGrow·h0, h1).
 const (
-	RK45StartFrac   = 0.01
-	RK45StartMinH   = 1e-6
-	RK45StartTiny   = 1e-5
-	RK45StartZero   = 1e-15
-	RK45StartShrink = 1e-3
-	RK45StartGrow   = 100
+	rk45StartFrac   = 0.01
+	rk45StartMinH   = 1e-6
+	rk45StartTiny   = 1e-5
+	rk45StartZero   = 1e-15
+	rk45StartShrink = 1e-3
+	rk45StartGrow   = 100
 )
 
-// RK45Tolerances resolves the rk45 sampler's rtol and atol (default 1e-5).
-func RK45Tolerances(rtol, atol float64) (float64, float64, error) {
+// rk45Tolerances resolves the rk45 sampler's rtol and atol (default 1e-5).
+func rk45Tolerances(rtol, atol float64) (float64, float64, error) {
 	if rtol == 0 {
 		rtol = 1e-5
 	}
@@ -99,17 +94,18 @@ func RK45Span(s *schedule.Schedule) (u0, u1, scale float64) {
 }
 
 // odeFunc writes dy/du at (u, y) into dy.
-type odeFunc func(u float64, y, dy []float64) error
+type odeFunc func(u float64, y, dy Vec) error
 
 type dopriOptions struct {
 	rtol, atol float64
 	maxNFE     int
-	// norm reduces the scaled error vector to one number (the step is
-	// accepted when it is at most 1).
-	norm func(w []float64) float64
+	// norm reduces the error vector e, scaled elementwise by
+	// atol + rtol·max(|y|, |y2|) (y2 may be nil), to one number (the step
+	// is accepted when it is at most 1).
+	norm func(e, y, y2 Vec) float64
 	// accept is called after every accepted step with the new point, the
 	// derivative there and the step size to try next.
-	accept func(u float64, y, dy []float64, h float64) error
+	accept func(u float64, y, dy Vec, h float64) error
 	// resume, when set, starts at an accepted step of an earlier run (u0
 	// and y0 are its point), skipping the initial step selection.
 	resume *dopriResume
@@ -119,7 +115,7 @@ type dopriOptions struct {
 // derivative there (FSAL), the step size to try next and the evaluations
 // made so far.
 type dopriResume struct {
-	dy  []float64
+	dy  Vec
 	h   float64
 	nfe int
 }
@@ -130,34 +126,36 @@ type dopriResume struct {
 // scipy's RK45, which the score_sde code calls): error scale
 // atol + rtol·max(|y|, |y_new|), step factor 0.9·err^(-1/5) within [0.2, 10]
 // (no growth right after a rejection), and the initial step of section II.4
-// ("Starting step size"). It returns y(u1), the derivative there and the
-// number of f evaluations.
-func dopri45(f odeFunc, u0, u1 float64, y0 []float64, o dopriOptions) ([]float64, []float64, int, error) {
-	n := len(y0)
-	y := append([]float64(nil), y0...)
+// ("Starting step size"). Its vectors live in sp (y0 is taken over). It
+// returns y(u1), the derivative there and the number of f evaluations.
+func dopri45(sp Space, f odeFunc, u0, u1 float64, y0 Vec, o dopriOptions) (Vec, Vec, int, error) {
+	y := y0
 	dir := 1.0
 	if u1 < u0 {
 		dir = -1
 	}
 	span := math.Abs(u1 - u0)
 	nfe := 0
-	eval := func(u float64, y, dy []float64) error {
+	eval := func(u float64, y, dy Vec) error {
 		if o.maxNFE > 0 && nfe >= o.maxNFE {
 			return fmt.Errorf("sampler: RK45 needed more than %d evaluations (loosen rtol/atol)", o.maxNFE)
 		}
 		nfe++
 		return f(u, y, dy)
 	}
-	var k [7][]float64
+	var k [7]Vec
 	for i := range k {
-		k[i] = make([]float64, n)
+		k[i] = sp.New()
 	}
-	w := make([]float64, n)
-	yn := make([]float64, n)
-	tmp := make([]float64, n)
+	yn, tmp := sp.New(), sp.New()
+	defer func() {
+		for _, v := range append(k[1:], tmp) {
+			sp.Free(v)
+		}
+	}()
 	var h float64
 	if c := o.resume; c != nil {
-		copy(k[0], c.dy)
+		sp.Lincomb(k[0], T(1, c.dy))
 		h, nfe = c.h, c.nfe
 	} else {
 		if err := eval(u0, y, k[0]); err != nil {
@@ -167,13 +165,14 @@ func dopri45(f odeFunc, u0, u1 float64, y0 []float64, o dopriOptions) ([]float64
 			return y, k[0], nfe, nil
 		}
 		var err error
-		if h, err = dopriStart(eval, u0, dir, span, y, k, w, tmp, o); err != nil {
+		if h, err = dopriStart(sp, eval, u0, dir, span, y, k, tmp, o); err != nil {
 			return nil, nil, nfe, err
 		}
 	}
 
 	u := u0
 	rejected := false
+	terms := make([]Term, 0, 8)
 	for dir*(u1-u) > 0 {
 		minStep := 10 * math.Abs(math.Nextafter(u, u+dir)-u)
 		if h < minStep {
@@ -185,32 +184,35 @@ func dopri45(f odeFunc, u0, u1 float64, y0 []float64, o dopriOptions) ([]float64
 		}
 		hs := un - u // signed
 		for s := 1; s < 7; s++ {
-			for i := range y {
-				acc := 0.0
-				for j := 0; j < s; j++ {
-					acc += dpA[s][j] * k[j][i]
-				}
-				tmp[i] = y[i] + hs*acc
-			}
+			// stage s at y + hs·Σ_j a_sj·k_j (stage 6 is the new point)
+			out := tmp
 			if s == 6 {
-				copy(yn, tmp)
+				out = yn
 			}
-			if err := eval(u+dpC[s]*hs, tmp, k[s]); err != nil {
+			terms = append(terms[:0], T(1, y))
+			for j := 0; j < s; j++ {
+				if dpA[s][j] != 0 {
+					terms = append(terms, T(hs*dpA[s][j], k[j]))
+				}
+			}
+			sp.Lincomb(out, terms...)
+			if err := eval(u+dpC[s]*hs, out, k[s]); err != nil {
 				return nil, nil, nfe, err
 			}
 		}
-		for i := range y {
-			e := 0.0
-			for j := 0; j < 7; j++ {
-				e += dpE[j] * k[j][i]
+		// the error estimate hs·Σ_j e_j·k_j
+		terms = terms[:0]
+		for j := 0; j < 7; j++ {
+			if dpE[j] != 0 {
+				terms = append(terms, T(hs*dpE[j], k[j]))
 			}
-			w[i] = hs * e / (o.atol + math.Max(math.Abs(y[i]), math.Abs(yn[i]))*o.rtol)
 		}
-		errNorm := o.norm(w)
+		sp.Lincomb(tmp, terms...)
+		errNorm := o.norm(tmp, y, yn)
 		if errNorm <= 1 {
-			factor := float64(RK45MaxFactor)
+			factor := float64(rk45MaxFactor)
 			if errNorm > 0 {
-				factor = math.Min(RK45MaxFactor, RK45Safety*math.Pow(errNorm, RK45Exponent))
+				factor = math.Min(rk45MaxFactor, rk45Safety*math.Pow(errNorm, rk45Exponent))
 			}
 			if rejected {
 				factor = math.Min(1, factor)
@@ -226,61 +228,48 @@ func dopri45(f odeFunc, u0, u1 float64, y0 []float64, o dopriOptions) ([]float64
 				}
 			}
 		} else {
-			h = math.Abs(hs) * math.Max(RK45MinFactor, RK45Safety*math.Pow(errNorm, RK45Exponent))
+			h = math.Abs(hs) * math.Max(rk45MinFactor, rk45Safety*math.Pow(errNorm, rk45Exponent))
 			rejected = true
 		}
 	}
+	sp.Free(yn)
 	return y, k[0], nfe, nil
 }
 
 // dopriStart is the initial step size for dopri45 at (u0, y) with the
 // derivative k[0] there (Hairer et al. II.4, "Starting step size"; scipy's
 // select_initial_step); its trial evaluation goes into k[1].
-func dopriStart(eval odeFunc, u0, dir, span float64, y []float64, k [7][]float64, w, tmp []float64, o dopriOptions) (float64, error) {
-	for i := range y {
-		w[i] = y[i] / (o.atol + math.Abs(y[i])*o.rtol)
-	}
-	d0 := o.norm(w)
-	for i := range y {
-		w[i] = k[0][i] / (o.atol + math.Abs(y[i])*o.rtol)
-	}
-	d1 := o.norm(w)
-	h0 := RK45StartMinH
-	if d0 >= RK45StartTiny && d1 >= RK45StartTiny {
-		h0 = RK45StartFrac * d0 / d1
+func dopriStart(sp Space, eval odeFunc, u0, dir, span float64, y Vec, k [7]Vec, tmp Vec, o dopriOptions) (float64, error) {
+	d0 := o.norm(y, y, nil)
+	d1 := o.norm(k[0], y, nil)
+	h0 := rk45StartMinH
+	if d0 >= rk45StartTiny && d1 >= rk45StartTiny {
+		h0 = rk45StartFrac * d0 / d1
 	}
 	h0 = math.Min(h0, span)
-	for i := range y {
-		tmp[i] = y[i] + dir*h0*k[0][i]
-	}
+	sp.Lincomb(tmp, T(1, y), T(dir*h0, k[0]))
 	if err := eval(u0+dir*h0, tmp, k[1]); err != nil {
 		return 0, err
 	}
-	for i := range y {
-		w[i] = (k[1][i] - k[0][i]) / (o.atol + math.Abs(y[i])*o.rtol)
-	}
-	d2 := o.norm(w) / h0
+	sp.Lincomb(tmp, T(1, k[1]), T(-1, k[0]))
+	d2 := o.norm(tmp, y, nil) / h0
 	var h1 float64
-	if d1 <= RK45StartZero && d2 <= RK45StartZero {
-		h1 = math.Max(RK45StartMinH, h0*RK45StartShrink)
+	if d1 <= rk45StartZero && d2 <= rk45StartZero {
+		h1 = math.Max(rk45StartMinH, h0*rk45StartShrink)
 	} else {
-		h1 = math.Pow(RK45StartFrac/math.Max(d1, d2), -RK45Exponent)
+		h1 = math.Pow(rk45StartFrac/math.Max(d1, d2), -rk45Exponent)
 	}
-	return math.Min(math.Min(RK45StartGrow*h0, h1), span), nil
+	return math.Min(math.Min(rk45StartGrow*h0, h1), span), nil
 }
 
-// rmsMax is the error norm of a batch: the largest per-sample RMS over
-// groups of `size` consecutive values (scipy takes one RMS over the whole
-// batch; per-sample keeps a sample's accuracy from depending on its batch).
-func rmsMax(size int) func([]float64) float64 {
-	return func(w []float64) float64 {
+// rmsMax is the error norm of a batch in sp: the largest per-sample RMS
+// over its samples of n values (scipy takes one RMS over the whole batch;
+// per-sample keeps a sample's accuracy from depending on its batch).
+func rmsMax(sp Space, n int, atol, rtol float64) func(e, y, y2 Vec) float64 {
+	return func(e, y, y2 Vec) float64 {
 		m := 0.0
-		for b := 0; b+size <= len(w); b += size {
-			s := 0.0
-			for _, v := range w[b : b+size] {
-				s += v * v
-			}
-			m = math.Max(m, math.Sqrt(s/float64(size)))
+		for _, q := range sp.SumSq(e, ErrScale{Y: y, Y2: y2, ATol: atol, RTol: rtol}) {
+			m = math.Max(m, math.Sqrt(q/float64(n)))
 		}
 		return m
 	}
@@ -311,62 +300,64 @@ func RK45(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	rtol, atol, err := RK45Tolerances(r.o.RTol, r.o.ATol)
+	rtol, atol, err := rk45Tolerances(r.o.RTol, r.o.ATol)
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	s := r.s
 	u0, u1, sc := RK45Span(s)
-	xt := scaled(sc, noise)
+	xt := r.load(sc, noise)
+	if r.o.Resume == nil {
+		r.checkpoint(scaled(sc, noise)) // Step 0, H 0: the start
+	}
 	r.total = -1
-	f := func(u float64, y, dy []float64) error {
+	f := func(u float64, y, dy Vec) error {
 		p := pointAtLog(s, u)
 		x0, err := r.evalTilde(p, y)
 		if err != nil {
 			return err
 		}
-		for i := range y {
-			dy[i] = y[i] - x0[i]
-		}
+		r.sp.Lincomb(dy, T(1, y), T(-1, x0))
+		r.free(x0)
 		return nil
 	}
-	x0 := make([]float64, len(xt))
-	accept := func(u float64, y, dy []float64, h float64) error {
+	x0 := r.sp.New()
+	accept := func(u float64, y, dy Vec, h float64) error {
 		if rk45Accepted != nil {
 			rk45Accepted(u, h)
 		}
-		if r.o.Progress == nil {
+		if r.o.Progress == nil && r.o.Checkpoint == nil {
 			r.index++
 			return r.ctx.Err()
 		}
-		for i := range y {
-			x0[i] = y[i] - dy[i]
-		}
-		return r.reportTilde(pointAtLog(s, u), y, x0)
+		p := pointAtLog(s, u)
+		r.sp.Lincomb(x0, T(1, y), T(-1, dy))
+		// X after index+1 accepted steps, its data prediction, the next step
+		r.boundary(Checkpoint{Step: r.index + 1, NFE: r.nfe, U: u, H: h}, x0)
+		r.last = u == u1 // the result's preview
+		return r.report(p, p.Alpha, y, x0)
 	}
-	do := dopriOptions{rtol: rtol, atol: atol, maxNFE: RK45MaxNFE, norm: rmsMax(r.n), accept: accept}
+	do := dopriOptions{rtol: rtol, atol: atol, maxNFE: rk45MaxNFE, norm: rmsMax(r.sp, r.n, atol, rtol), accept: accept}
 	if c := r.o.Resume; c != nil && (c.Step != 0 || c.H != 0) {
 		// An accepted step of an earlier run: X at log level U, its data
 		// prediction (the FSAL derivative's complement) and the next step.
 		if !(c.H > 0) || len(c.X) != len(noise) || len(c.History) < 1 || len(c.History[0]) != len(noise) {
 			return nil, errors.New("sampler: an rk45 checkpoint needs X, its data prediction as History[0] and a step size H > 0")
 		}
-		a := pointAtLog(s, c.U).Alpha
-		dy := make([]float64, len(noise))
-		for i, v := range c.X {
-			xt[i] = v / a
-			dy[i] = xt[i] - c.History[0][i]
-		}
+		r.sp.Load(xt, divided(c.X, pointAtLog(s, c.U).Alpha))
+		h0 := r.load(1, c.History[0])
+		dy := r.sp.New()
+		r.sp.Lincomb(dy, T(1, xt), T(-1, h0))
+		r.free(h0)
 		u0 = c.U
 		do.resume = &dopriResume{dy: dy, h: c.H, nfe: c.NFE}
 		r.nfe, r.index = c.NFE, c.Step
 	}
-	y, dy, _, err := dopri45(f, u0, u1, xt, do)
+	y, dy, _, err := dopri45(r.sp, f, u0, u1, xt, do)
 	if err != nil {
 		return nil, err
 	}
-	for i := range y {
-		y[i] -= dy[i] // D(x; σ_min) = x - dx/du
-	}
-	return r.result(y), nil
+	r.sp.Lincomb(y, T(1, y), T(-1, dy)) // D(x; σ_min) = x - dx/du
+	return r.result(y)
 }

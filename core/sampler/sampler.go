@@ -6,9 +6,14 @@
 // probability-flow ODE.
 //
 // Every sampler has the signature Func and is listed in the registry (List,
-// Get). Arithmetic is float64 throughout: samples are []float64 holding a
-// batch of B samples of Model.Shape in row-major order; only the network call
-// converts to float32.
+// Get). Samples are []float64 holding a batch of B samples of Model.Shape in
+// row-major order. Each sampler does its arithmetic through a Space (vec.go:
+// linear combinations, clamp, seeded noise, per-sample norms, the network
+// call), with its scalar coefficients computed in float64 on the host: on
+// the host the vectors are float64 and only the network call converts to
+// float32; a denoiser that is a SpaceMaker (the WebGPU backend's) keeps
+// them on its device, so one Go function per sampler runs on every backend.
+// Prediction types are converted in one place (PredictionAt).
 //
 // Conventions (shared by all samplers): a noise level is a schedule.Point with
 // x_t = α·x0 + σ·ε. "DDIM-type" samplers (ddpm, ddim, dpmpp_*, em, pc) keep x_t
@@ -23,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 
 	"github.com/diffuse-web/diffuse/core/model"
@@ -103,11 +107,19 @@ type Options struct {
 	// accepted step for rk45); a non-nil error stops sampling and is returned.
 	Progress func(Step) error
 	// Preview, when set, says at which progress calls (by Step.Index, of
-	// Total) a sampler whose state lives off the host (the WebGPU backend's
-	// GPU-resident samplers) reads X and X0 back; its other calls get them
-	// nil. Nil means that sampler's default (every few steps and the last).
-	// The samplers of this package always pass X and X0 and ignore it.
+	// Total) a run whose vectors live off the host (a SpaceMaker's Space,
+	// such as the WebGPU backend's) reads X and X0 back; its other calls
+	// get them nil. Nil means every DefaultPreviewEvery-th call and the
+	// last. On the host X and X0 are always passed and Preview is ignored.
 	Preview func(index, total int) bool
+
+	// Checkpoint, when set, is called with the run's state at the start
+	// (unless resuming) and at each step boundary whose X a progress call
+	// reads back (every one on the host; off the host, as Preview picks,
+	// and none when neither Progress nor Preview is set):
+	// what Resume takes to finish the run on another backend. The
+	// checkpoint is the callee's to keep.
+	Checkpoint func(*Checkpoint)
 
 	// Resume, when set, starts the run at a checkpoint (a step boundary of
 	// an earlier run with the same model, noise and options) instead of
@@ -225,7 +237,8 @@ func InitialNoise(seed uint64, first, n int, shape []int) []float64 {
 	return out
 }
 
-// runner holds what one sampling call shares.
+// runner holds what one sampling call shares: its options, the Space its
+// vectors live in, and the counts the progress callback sees.
 type runner struct {
 	ctx   context.Context
 	m     *Model
@@ -235,29 +248,36 @@ type runner struct {
 	nfe   int
 	total int
 	index int
-	xin   []float32
-	tin   []float32
 	cls   []int // one label per sample, or nil
 	guide bool
+	sp    Space
+	close func()
+	// pend is the checkpoint the next progress call completes (X and
+	// History read back), set by boundary; nil inside a step.
+	pend     *Checkpoint
+	pendHist []Vec
+	// eulerType: the state is x_t/α (eulerStart makes the start checkpoint).
+	eulerType bool
+	// last: the next progress call is the last (rk45, whose Total is -1).
+	last bool
 }
 
-func newRunner(ctx context.Context, m *Model, x []float64, o *Options, defSteps int) (*runner, error) {
-	if o != nil && o.Resume != nil {
-		return nil, errors.New("sampler: this sampler cannot resume from a checkpoint")
-	}
-	return newRunnerResumable(ctx, m, x, o, defSteps)
-}
-
-// newRunnerResumable is newRunner for the samplers that handle o.Resume
-// (through start).
+// newRunnerResumable makes the runner of the samplers, which all handle
+// o.Resume (through start), with its Space: the one m.Net makes if it is
+// a SpaceMaker, else the host's. The caller defers r.close().
 func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, defSteps int) (*runner, error) {
+	return newRunnerIn(ctx, m, x, o, defSteps, false)
+}
+
+// newRunnerIn is newRunnerResumable; host forces the host Space.
+func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defSteps int, host bool) (*runner, error) {
 	if m == nil || m.Net == nil || m.Schedule == nil {
 		return nil, errors.New("sampler: model, network and schedule are required")
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	r := &runner{ctx: ctx, m: m, s: m.Schedule}
+	r := &runner{ctx: ctx, m: m, s: m.Schedule, close: func() {}}
 	if o != nil {
 		r.o = *o
 	}
@@ -274,6 +294,9 @@ func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, 
 	if r.s, err = m.Schedule.WithEndTime(r.o.EndTime); err != nil {
 		return nil, err
 	}
+	if _, err := PredictionAt(r.s.Config.PredictionType, schedule.Point{Alpha: 1, Sigma: 1}); err != nil {
+		return nil, err
+	}
 	r.n = tensor.Numel(m.Shape)
 	if len(m.Shape) == 0 || r.n == 0 {
 		return nil, fmt.Errorf("sampler: bad sample shape %v", m.Shape)
@@ -285,167 +308,179 @@ func newRunnerResumable(ctx context.Context, m *Model, x []float64, o *Options, 
 	if r.cls, r.guide, err = m.Labels(&r.o, r.b); err != nil {
 		return nil, err
 	}
+	cfg := SpaceConfig{Ctx: ctx, Model: m, Schedule: r.s, B: r.b, N: r.n, Class: r.cls,
+		Seed: r.o.Seed, FirstSample: r.o.FirstSample, Noise: r.o.Noise}
+	if r.guide {
+		cfg.Guidance = r.o.Guidance
+	}
+	if sm, ok := m.Net.(SpaceMaker); ok && !host {
+		if r.sp, r.close, err = sm.NewSpace(cfg); err != nil {
+			return nil, err
+		}
+	} else {
+		r.sp = newHostSpace(cfg)
+	}
 	return r, nil
 }
 
-// call runs the network once at p on a batch x (x_t form, any number of
-// samples) with labels cls (nil, or one per sample), returning its output.
-func (r *runner) call(p schedule.Point, x []float64, cls []int) ([]float32, error) {
+// net evaluates the network at p on x (x_t form) and returns its raw
+// output (guided when classifier-free guidance is on).
+func (r *runner) net(p schedule.Point, x Vec) (Vec, error) {
 	if err := r.ctx.Err(); err != nil {
 		return nil, err
 	}
 	if p.Clean() {
 		return nil, errors.New("sampler: internal error: network evaluated at sigma 0")
 	}
-	bb := len(x) / r.n
-	if cap(r.xin) < len(x) {
-		r.xin = make([]float32, len(x))
-	}
-	if cap(r.tin) < bb {
-		r.tin = make([]float32, bb)
-	}
-	xin, tin := r.xin[:len(x)], r.tin[:bb]
-	for i, v := range x {
-		xin[i] = float32(v)
-	}
-	tv := r.s.NetTime(p)
-	for i := range tin {
-		tin[i] = tv
-	}
-	shape := append([]int{bb}, r.m.Shape...)
-	y, err := r.m.Net.Denoise(tensor.From(xin, shape...), tin, cls)
+	out := r.sp.New()
+	err := r.sp.Net(out, x, p)
 	r.nfe++
 	if err != nil {
+		r.sp.Free(out)
 		return nil, err
-	}
-	if y == nil || len(y.Data) != len(x) {
-		return nil, fmt.Errorf("sampler: network returned a wrong-sized output for input shape %v", shape)
-	}
-	return y.Data, nil
-}
-
-// net evaluates the network at p on x (x_t form) and returns its raw output
-// in float64, guided when classifier-free guidance is on (one call of twice
-// the batch: conditional then unconditional).
-func (r *runner) net(p schedule.Point, x []float64) ([]float64, error) {
-	out := make([]float64, len(x))
-	if !r.guide {
-		y, err := r.call(p, x, r.cls)
-		if err != nil {
-			return nil, err
-		}
-		for i := range out {
-			out[i] = float64(y[i])
-		}
-		return out, nil
-	}
-	xx := make([]float64, 2*len(x))
-	copy(xx, x)
-	copy(xx[len(x):], x)
-	cls := make([]int, 2*r.b)
-	copy(cls, r.cls)
-	for i := r.b; i < 2*r.b; i++ {
-		cls[i] = r.m.NullClass
-	}
-	y, err := r.call(p, xx, cls)
-	if err != nil {
-		return nil, err
-	}
-	w := r.o.Guidance
-	for i := range out {
-		c, u := float64(y[i]), float64(y[len(x)+i])
-		out[i] = u + w*(c-u)
 	}
 	return out, nil
 }
 
-// denoise evaluates the network at p on x (x_t form) and converts its output
-// to predictions of x0 and ε, by prediction_type:
-//
-//	epsilon: ε̂ = out,          x0 = (x - σε̂)/α
-//	sample:  x0 = out,          ε̂ = (x - αx0)/σ
-//	v:       x0 = αx - σv,      ε̂ = σx + αv   (Salimans & Ho 2022, "Progressive
-//	                                            Distillation", section 4, α²+σ²=1)
-//	score:   ε̂ = -σ·out,        x0 = (x - σε̂)/α   (∇log p_t(x) = -ε/σ)
-func (r *runner) denoise(p schedule.Point, x []float64) (x0, eps []float64, err error) {
+// denoise evaluates the network at p on x (x_t form) and converts its
+// output to predictions of x0 and ε (PredictionAt). With ClipDenoised,
+// x̂0 is clipped to the data range and ε̂ re-derived from it.
+func (r *runner) denoise(p schedule.Point, x Vec) (x0, eps Vec, err error) {
 	out, err := r.net(p, x)
 	if err != nil {
 		return nil, nil, err
 	}
-	a, s := p.Alpha, p.Sigma
-	x0 = make([]float64, len(x))
-	eps = out
-	switch r.s.Config.PredictionType {
-	case "epsilon":
-		for i := range x {
-			x0[i] = (x[i] - s*out[i]) / a
-		}
-	case "sample":
-		copy(x0, out)
-		eps = make([]float64, len(x))
-		for i := range x {
-			eps[i] = (x[i] - a*out[i]) / s
-		}
-	case "v_prediction":
-		eps = make([]float64, len(x))
-		for i := range x {
-			x0[i] = a*x[i] - s*out[i]
-			eps[i] = s*x[i] + a*out[i]
-		}
-	case "score":
-		for i := range x {
-			eps[i] = -s * out[i]
-			x0[i] = (x[i] - s*eps[i]) / a
-		}
-	default:
-		return nil, nil, fmt.Errorf("sampler: unsupported prediction_type %q", r.s.Config.PredictionType)
+	c, err := PredictionAt(r.s.Config.PredictionType, p)
+	if err != nil {
+		return nil, nil, err
 	}
+	x0, eps = r.sp.New(), r.sp.New()
+	c.Apply(r.sp, x0, eps, x, out)
+	r.sp.Free(out)
 	if r.o.ClipDenoised {
 		lo, hi := r.s.Config.Range()
-		eps = make([]float64, len(x)) // not in place: eps may be the network's output
-		for i := range x0 {
-			x0[i] = math.Max(lo, math.Min(hi, x0[i]))
-			eps[i] = (x[i] - a*x0[i]) / s
-		}
+		r.sp.Clamp(x0, x0, lo, hi)
+		r.rederive(p, x, x0, eps)
 	}
 	return x0, eps, nil
 }
 
+// rederive sets eps = (x - α·x0)/σ, the noise that x0 implies at p.
+func (r *runner) rederive(p schedule.Point, x, x0, eps Vec) {
+	r.sp.Lincomb(eps, T(1/p.Sigma, x), T(-p.Alpha/p.Sigma, x0))
+}
+
 // clip applies clip_sample to x0 in place when the config asks for it.
-func (r *runner) clip(x0 []float64) {
+func (r *runner) clip(x0 Vec) {
 	if !r.s.Config.ClipSampleOn() {
 		return
 	}
 	c := r.s.Config.ClipSampleRange
-	for i, v := range x0 {
-		x0[i] = math.Max(-c, math.Min(c, v))
-	}
+	r.sp.Clamp(x0, x0, -c, c)
 }
 
 // noise fills out (the whole batch) with the standard normal draws of step
 // `step`, draw `sub`.
-func (r *runner) noise(step, sub int, out []float64) {
-	for b := 0; b < r.b; b++ {
-		seg := out[b*r.n : (b+1)*r.n]
-		if r.o.Noise != nil {
-			r.o.Noise(r.o.FirstSample+b, step, sub, seg)
-		} else {
-			rng.NormalStream64(r.o.Seed, r.o.FirstSample+b, step, sub, seg)
+func (r *runner) noise(step, sub int, out Vec) { r.sp.Noise(out, step, sub) }
+
+// free releases vectors the sampler no longer needs.
+func (r *runner) free(vs ...Vec) {
+	for _, v := range vs {
+		if v != nil {
+			r.sp.Free(v)
 		}
 	}
 }
 
-// report calls the progress callback, if any, with x given in x_t form.
-func (r *runner) report(p schedule.Point, x, x0 []float64) error {
+// previewNow says whether the progress call about to be made (r.index)
+// reads X and X0 back: always on the host (where that costs nothing) and
+// at the last call, else as Options.Preview says (default: every
+// DefaultPreviewEvery-th call and the last).
+func (r *runner) previewNow() bool {
+	if _, host := r.sp.(*hostSpace); host || r.last {
+		return true
+	}
+	if r.o.Preview != nil {
+		return r.o.Preview(r.index, r.total)
+	}
+	return r.index%DefaultPreviewEvery == DefaultPreviewEvery-1 || r.index == r.total-1
+}
+
+// DefaultPreviewEvery is how often (in progress calls) a sampler whose
+// batch lives off the host reads X and X0 back for Progress when
+// Options.Preview is nil: every DefaultPreviewEvery-th call and the last.
+const DefaultPreviewEvery = 5
+
+// boundary says that the next progress call is at a step boundary: c
+// (Step, NFE and, for rk45, U and H) with X read back there and the
+// vectors hist as History makes a checkpoint (Options.Checkpoint).
+func (r *runner) boundary(c Checkpoint, hist ...Vec) {
+	if r.o.Checkpoint != nil {
+		r.pend, r.pendHist = &c, hist
+	}
+}
+
+// checkpoint hands Options.Checkpoint the start, x in x_t form (host
+// values, copied), unless the run resumes.
+func (r *runner) checkpoint(x []float64) {
+	if r.o.Checkpoint != nil && r.o.Resume == nil {
+		r.o.Checkpoint(&Checkpoint{X: append([]float64(nil), x...)})
+	}
+}
+
+// report calls the progress callback, if any, with x given in x_t form
+// scaled by a (1 for DDIM-type state, α for Euler-type x_t/α), and hands
+// Options.Checkpoint the pending checkpoint (boundary) when X is read back.
+func (r *runner) report(p schedule.Point, a float64, x, x0 Vec) error {
 	i := r.index
-	r.index++
-	if r.o.Progress == nil {
+	ck := r.pend
+	r.pend = nil
+	if _, host := r.sp.(*hostSpace); !host && r.o.Progress == nil && r.o.Preview == nil {
+		ck = nil // off the host, nothing is read back unasked
+	}
+	if r.o.Progress == nil && ck == nil {
+		r.index++
 		return r.ctx.Err()
 	}
-	if err := r.o.Progress(Step{Index: i, Total: r.total, NFE: r.nfe, Point: p, X: x, X0: x0}); err != nil {
-		return err
+	st := Step{Index: i, Total: r.total, NFE: r.nfe, Point: p}
+	if r.previewNow() {
+		if a == 1 {
+			st.X = r.sp.Read(x)
+		} else {
+			xa := r.sp.New()
+			r.sp.Lincomb(xa, T(a, x))
+			st.X = r.sp.Read(xa)
+			r.sp.Free(xa)
+		}
+		st.X0 = r.sp.Read(x0)
+		if ck != nil {
+			ck.X = append([]float64(nil), st.X...)
+			for _, h := range r.pendHist {
+				ck.History = append(ck.History, append([]float64(nil), r.sp.Read(h)...))
+			}
+		}
+		if err := r.err(); err != nil {
+			return err // what was read back may be garbage
+		}
+		if ck != nil {
+			r.o.Checkpoint(ck)
+		}
+	}
+	r.index++
+	if r.o.Progress != nil {
+		if err := r.o.Progress(st); err != nil {
+			return err
+		}
 	}
 	return r.ctx.Err()
+}
+
+// err is the Space's fault, if any (Faulter).
+func (r *runner) err() error {
+	if f, ok := r.sp.(Faulter); ok {
+		return f.Err()
+	}
+	return nil
 }
 
 // scaled returns a·x as a new slice.
@@ -457,15 +492,45 @@ func scaled(a float64, x []float64) []float64 {
 	return out
 }
 
-func (r *runner) result(x []float64) *Result { return &Result{X: x, NFE: r.nfe} }
+// divided returns x/a as a new slice (a checkpoint's x_t back to x_t/α:
+// dividing, not multiplying by 1/α, returns the state it was made from).
+func divided(x []float64, a float64) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = v / a
+	}
+	return out
+}
+
+// result reads x back as the Result.
+func (r *runner) result(x Vec) (*Result, error) {
+	res := &Result{X: append([]float64(nil), r.sp.Read(x)...), NFE: r.nfe}
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// load returns a new vector holding a·v (host values).
+func (r *runner) load(a float64, v []float64) Vec {
+	x := r.sp.New()
+	r.sp.Load(x, scaled(a, v))
+	return x
+}
 
 // start returns the first grid step to take and the batch there in x_t
 // form: step 0 and InitSigma·noise, or o.Resume's (then also setting the
 // evaluation count, and the progress index to evalsBefore(step)).
-func (r *runner) start(g schedule.Grid, noise []float64, evalsBefore func(step int) int) (int, []float64, error) {
+func (r *runner) start(g schedule.Grid, noise []float64, evalsBefore func(step int) int) (int, Vec, error) {
 	c := r.o.Resume
 	if c == nil {
-		return 0, scaled(g.InitSigma, noise), nil
+		x := scaled(g.InitSigma, noise)
+		if !r.eulerType {
+			r.checkpoint(x)
+		}
+		v := r.sp.New()
+		r.sp.Load(v, x)
+		return 0, v, nil
 	}
 	if c.Step < 0 || c.Step > len(g.Steps) {
 		return 0, nil, fmt.Errorf("sampler: checkpoint at step %d of a %d-step grid", c.Step, len(g.Steps))
@@ -475,7 +540,7 @@ func (r *runner) start(g schedule.Grid, noise []float64, evalsBefore func(step i
 	}
 	r.nfe = c.NFE
 	r.index = evalsBefore(c.Step)
-	return c.Step, append([]float64(nil), c.X...), nil
+	return c.Step, r.load(1, c.X), nil
 }
 
 // startPoint is the noise level of a checkpoint at grid step i.
@@ -487,12 +552,3 @@ func startPoint(g schedule.Grid, i int) schedule.Point {
 }
 
 func oneEval(step int) int { return step }
-
-// reportTilde is report for Euler-type state xt = x_t/α.
-func (r *runner) reportTilde(p schedule.Point, xt, x0 []float64) error {
-	if r.o.Progress == nil {
-		r.index++
-		return r.ctx.Err()
-	}
-	return r.report(p, scaled(p.Alpha, xt), x0)
-}

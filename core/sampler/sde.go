@@ -34,7 +34,7 @@ func init() {
 	})
 }
 
-// EMCoeffs are the coefficients of one Euler–Maruyama step of the
+// emCoeffs are the coefficients of one Euler–Maruyama step of the
 // reverse-time SDE dx = [f(t)x - g(t)² ∇log p_t(x)]dt + g(t)dw̄ (Song et al.
 // 2021, eq. 6) from st.From to st.To, with the score ∇log p_t = -ε̂/σ and the
 // step's integrals of the coefficients taken exactly from the end points:
@@ -46,7 +46,7 @@ func init() {
 //
 // in the form x ← x + cx·x + ce·ε̂ + cz·z. (A step to the clean point is not
 // an SDE step: see emStep.)
-func EMCoeffs(s *schedule.Schedule, st schedule.Step) (cx, ce, cz float64) {
+func emCoeffs(s *schedule.Schedule, st schedule.Step) (cx, ce, cz float64) {
 	sg := st.From.Sigma
 	if s.Kind == schedule.VE {
 		v := sg*sg - st.To.Sigma*st.To.Sigma
@@ -56,10 +56,10 @@ func EMCoeffs(s *schedule.Schedule, st schedule.Step) (cx, ce, cz float64) {
 	return 0.5 * b, -b / sg, math.Sqrt(math.Max(b, 0))
 }
 
-// LangevinCoeff is the predictor–corrector's Langevin step-size numerator
+// langevinCoeff is the predictor–corrector's Langevin step-size numerator
 // c = 2·a·r²·D (see PredictorCorrector): the step at grid step st is
 // ε_L = c/‖∇log p‖², with a = 1 for VE and α_t²/α_s² (at most 1) for VP.
-func LangevinCoeff(s *schedule.Schedule, st schedule.Step, snr float64, n int) float64 {
+func langevinCoeff(s *schedule.Schedule, st schedule.Step, snr float64, n int) float64 {
 	a := 1.0
 	if s.Kind != schedule.VE && !st.To.Clean() {
 		p := st.From
@@ -69,19 +69,17 @@ func LangevinCoeff(s *schedule.Schedule, st schedule.Step, snr float64, n int) f
 }
 
 // emStep moves x (x_t form) from st.From to st.To by one Euler–Maruyama step
-// (EMCoeffs). A step to the clean point returns the denoised mean x̂0
+// (emCoeffs). A step to the clean point returns the denoised mean x̂0
 // (Tweedie's formula, the "noise removal" step of Song et al. 2021,
 // appendix G).
-func (r *runner) emStep(st schedule.Step, x, x0, eps, z []float64, step int) {
+func (r *runner) emStep(st schedule.Step, x, x0, eps, z Vec, step int) {
 	if st.To.Clean() {
-		copy(x, x0)
+		r.sp.Lincomb(x, T(1, x0))
 		return
 	}
-	cx, ce, cz := EMCoeffs(r.s, st)
+	cx, ce, cz := emCoeffs(r.s, st)
 	r.noise(step, 0, z)
-	for k := range x {
-		x[k] += cx*x[k] + ce*eps[k] + cz*z[k]
-	}
+	r.sp.Lincomb(x, T(1+cx, x), T(ce, eps), T(cz, z))
 }
 
 // sdeGrid is the grid of the SDE samplers: diffusers' DDPM timesteps for
@@ -102,6 +100,7 @@ func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.sdeGrid()
 	if err != nil {
 		return nil, err
@@ -111,19 +110,21 @@ func EulerMaruyama(ctx context.Context, m *Model, noise []float64, o *Options) (
 	if err != nil {
 		return nil, err
 	}
-	z := make([]float64, len(x))
+	z := r.sp.New()
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		x0, eps, err := r.denoise(st.From, x)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.report(st.From, x, x0); err != nil {
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
 		r.emStep(st, x, x0, eps, z, i)
+		r.free(x0, eps)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }
 
 // PCSettings resolves the predictor–corrector's options: the snr r
@@ -160,6 +161,7 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	g, err := r.sdeGrid()
 	if err != nil {
 		return nil, err
@@ -170,45 +172,48 @@ func PredictorCorrector(ctx context.Context, m *Model, noise []float64, o *Optio
 	if err != nil {
 		return nil, err
 	}
-	z := make([]float64, len(x))
+	z := r.sp.New()
+	es, ze := make([]float64, r.b), make([]float64, r.b)
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		p := st.From
-		c := LangevinCoeff(r.s, st, snr, r.n)
+		c := langevinCoeff(r.s, st, snr, r.n)
 		for j := 0; j < nc; j++ {
 			x0, eps, err := r.denoise(p, x)
 			if err != nil {
 				return nil, err
 			}
-			if err := r.report(p, x, x0); err != nil {
+			if j == 0 {
+				r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+			}
+			if err := r.report(p, 1, x, x0); err != nil {
 				return nil, err
 			}
 			r.noise(i, 1+j, z)
-			for b := 0; b < r.b; b++ {
-				xs, es, zs := x[b*r.n:(b+1)*r.n], eps[b*r.n:(b+1)*r.n], z[b*r.n:(b+1)*r.n]
-				gn := 0.0
-				for k := range es {
-					s := -es[k] / p.Sigma
-					gn += s * s
-				}
-				if gn == 0 {
-					continue
-				}
-				e := c / gn
-				se := math.Sqrt(2 * e)
-				for k := range xs {
-					xs[k] += e*(-es[k]/p.Sigma) + se*zs[k]
+			// Per sample: ‖∇log p‖² = ‖ε̂‖²/σ², ε_L = c/‖∇log p‖²,
+			// x += ε_L·∇log p + sqrt(2ε_L)·z (none when the score is 0).
+			for b, q := range r.sp.SumSq(eps, ErrScale{}) {
+				es[b], ze[b] = 0, 0
+				if gn := q / (p.Sigma * p.Sigma); gn != 0 {
+					e := c / gn
+					es[b], ze[b] = -e/p.Sigma, math.Sqrt(2*e)
 				}
 			}
+			r.sp.Lincomb(x, T(1, x), Term{V: eps, PerSample: es}, Term{V: z, PerSample: ze})
+			r.free(x0, eps)
 		}
 		x0, eps, err := r.denoise(p, x)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.report(p, x, x0); err != nil {
+		if nc == 0 {
+			r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
+		}
+		if err := r.report(p, 1, x, x0); err != nil {
 			return nil, err
 		}
 		r.emStep(st, x, x0, eps, z, i)
+		r.free(x0, eps)
 	}
-	return r.result(x), nil
+	return r.result(x)
 }

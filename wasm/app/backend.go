@@ -81,8 +81,7 @@ func (b *backend) toCPU(err error) {
 }
 
 // Supports reports whether the backend runs the sampler `name` whole on the
-// GPU (engine.ResidentSampler): on WebGPU, for the samplers that have
-// update kernels.
+// GPU (engine.ResidentSampler): on WebGPU, every core/sampler sampler.
 func (b *backend) Supports(name string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -112,7 +111,7 @@ func (b *backend) Sample(ctx context.Context, name string, m *sampler.Model, noi
 	res, err := dn.Sample(ctx, name, m, noise, o)
 	var ce *gpu.CompileError
 	if errors.As(err, &ce) {
-		// The update kernels did not compile here (before any step ran):
+		// The vector kernels did not compile here (before any step ran):
 		// sample call by call instead.
 		return sampler.Run(ctx, name, &cm, noise, o)
 	}

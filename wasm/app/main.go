@@ -30,10 +30,9 @@
 // its stack goes to the console, and the worker keeps serving; unrecovered,
 // it would end the Go program and the worker with every loaded model.
 //
-// On the WebGPU backend the samplers that have GPU update kernels run whole
-// on the GPU (backend.Sample): images are read back only for the frames
-// that carry them, and frames arrive a step or two after their evaluation
-// was submitted. If the device is lost mid-run, or WebGPU reports a
+// On the WebGPU backend every sampler runs whole on the GPU, its vectors
+// kept there (backend.Sample): images are read back only for the frames
+// that carry them. If the device is lost mid-run, or WebGPU reports a
 // validation, out-of-memory or internal error (in an error scope or as an
 // uncaptured error), the job finishes on the CPU from the last step read
 // back before the fault, and the frames from then on, and the result, say

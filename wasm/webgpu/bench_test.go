@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
@@ -60,8 +61,9 @@ func benchDenoise(b *testing.B, d *Device, f fixture, B int, o Options) {
 	}
 }
 
-// BenchmarkSampleDDIM times one step of the GPU-resident DDIM loop (20
-// steps per op, η = 1 so the noise upload is included) at batch 16.
+// BenchmarkSampleDDIM times one step of DDIM with its vectors on the GPU
+// (dn.SampleDDIM; 20 steps per op, η = 1 so the noise upload is included)
+// at batch 16.
 func BenchmarkSampleDDIM(b *testing.B) {
 	t := &testing.T{}
 	d := testDevice(t)
@@ -132,6 +134,83 @@ func BenchmarkEncode(b *testing.B) {
 				p.encode(e)
 			}
 			b.ReportMetric(float64(p.Steps()), "dispatches")
+		})
+	}
+}
+
+// BenchmarkSampleDDIMPaths times the 25-step DDIM sample (η = 0, batch 4;
+// on a software adapter only the smallest fixture, at 8×8 and batch 2)
+// two ways in the same run, in ABBA order within each op: core/sampler.DDIM
+// with its vectors on the GPU (dn.Sample) and with float64 vectors on the
+// host calling the GPU network once per step (hostNet). It reports each
+// one's ms per step, their ratio, and the GPU Space's dispatches, copies
+// and submissions per step beyond the network's.
+//
+// Before the GPU-resident samplers (sampler.wgsl) were removed, the same
+// benchmark against them (SwiftShader, load ~10 on 2 cores, noisy) gave
+// resident 136.4 and 137.5 ms/step, Space 131.4 and 97.8 ms/step (ratios
+// 0.96 and 0.71) on mnist_cond, with 4 Space dispatches (the two
+// prediction combinations, clip_sample's clamp, the step) and 2 copies
+// per step against the resident sampler's 2 dispatches.
+func BenchmarkSampleDDIMPaths(b *testing.B) {
+	t := &testing.T{}
+	d := testDevice(t)
+	fs, batch := loadFixtures(t), 4
+	if d.Software() {
+		fs, batch = []fixture{smallestFixture(t)}, 2
+	}
+	for _, f := range fs {
+		b.Run(f.name, func(b *testing.B) {
+			dn, err := d.NewDenoiser(f.m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dn.Release()
+			s, _ := schedule.Parse(nil)
+			shape := f.m.InShape()
+			if d.Software() {
+				shape = []int{shape[0], 8, 8}
+			}
+			m := &sampler.Model{Net: hostNet{dn}, Schedule: s, Shape: shape, NullClass: -1}
+			o := &sampler.Options{Steps: 25, Seed: 1}
+			if c, _ := f.m.Conditional(); c {
+				o.Class = []int{1}
+			}
+			noise := sampler.InitialNoise(1, 0, batch, m.Shape)
+			var st SpaceStats
+			spaceClosed = func(s SpaceStats) { st = s }
+			defer func() { spaceClosed = nil }()
+			host := func() time.Duration {
+				t0 := time.Now()
+				if _, err := sampler.DDIM(context.Background(), m, noise, o); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(t0)
+			}
+			space := func() time.Duration {
+				t0 := time.Now()
+				if _, err := dn.SampleDDIM(context.Background(), m, noise, o); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(t0)
+			}
+			host()
+			space()
+			b.ResetTimer()
+			var th, ts time.Duration
+			for i := 0; i < b.N; i++ {
+				th += host()
+				ts += space()
+				ts += space()
+				th += host()
+			}
+			steps := float64(2 * b.N * o.Steps)
+			b.ReportMetric(float64(th.Microseconds())/1e3/steps, "host-vectors-ms/step")
+			b.ReportMetric(float64(ts.Microseconds())/1e3/steps, "space-ms/step")
+			b.ReportMetric(float64(ts)/float64(th), "space/host-vectors")
+			b.ReportMetric(float64(st.Dispatches)/float64(o.Steps), "space-dispatches/step")
+			b.ReportMetric(float64(st.Copies)/float64(o.Steps), "space-copies/step")
+			b.ReportMetric(float64(st.Submits)/float64(o.Steps), "space-submits/step")
 		})
 	}
 }

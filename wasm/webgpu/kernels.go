@@ -38,7 +38,9 @@ var families = map[string]family{
 	"elementwise": {"elementwise.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, []string{"index.wgsl"}},
 	"layout":      {"layout.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, []string{"index.wgsl"}},
 	"embed":       {"embed.wgsl", true, nil, []gpu.BindingType{u, ro, ro, ro, rw}, []string{"index.wgsl"}},
-	"sampler":     {"sampler.wgsl", false, nil, []gpu.BindingType{u, ro, ro, rw}, []string{"index.wgsl"}},
+	// core/sampler.Space's operations (space.go): binding 0 is a slot of
+	// a storage ring of parameters, not a uniform.
+	"vec": {"vec.wgsl", false, nil, []gpu.BindingType{ro, rw, rw}, []string{"index.wgsl"}},
 	// Winograd convolution (serial kernels, winograd.go): conv.wgsl's
 	// Params, bindings and epilogue with winograd.wgsl's steps.
 	"winograd": {"winograd.wgsl", true, []string{"wino"}, []gpu.BindingType{u, ro, ro, ro, ro, ro, rw}, []string{"index.wgsl", "conv.wgsl"}},

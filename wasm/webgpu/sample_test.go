@@ -5,7 +5,6 @@ package webgpu
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -141,27 +140,22 @@ func TestSample(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Steps in flight: as the pacer picks, and all it allows from the start.
-			defer func() { forceInFlight = 0 }()
-			for _, depth := range []int{0, maxInFlight} {
-				forceInFlight = depth
-				var gpuSteps []sampler.Step
-				o.Progress = func(st sampler.Step) error { gpuSteps = append(gpuSteps, st); return nil }
-				o.Preview = c.preview
-				got, err := dn.Sample(context.Background(), c.name, m, noise, o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if e := nmse64(got.X, want.X); !(e <= 1e-9) {
-					t.Errorf("depth %d: NMSE vs core/sampler %.3g over 1e-9", depth, e)
-				} else {
-					t.Logf("depth %d: NMSE vs core/sampler %.3g (%d evaluations)", depth, e, got.NFE)
-				}
-				if got.NFE != want.NFE || len(gpuSteps) != len(cpuSteps) {
-					t.Fatalf("depth %d: %d evaluations, %d progress calls; want %d and %d", depth, got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
-				}
-				checkProgress(t, fmt.Sprintf("depth %d", depth), gpuSteps, cpuSteps, c.preview)
+			var gpuSteps []sampler.Step
+			o.Progress = func(st sampler.Step) error { gpuSteps = append(gpuSteps, st); return nil }
+			o.Preview = c.preview
+			got, err := dn.Sample(context.Background(), c.name, m, noise, o)
+			if err != nil {
+				t.Fatal(err)
 			}
+			if e := nmse64(got.X, want.X); !(e <= 1e-9) {
+				t.Errorf("NMSE vs core/sampler %.3g over 1e-9", e)
+			} else {
+				t.Logf("NMSE vs core/sampler %.3g (%d evaluations)", e, got.NFE)
+			}
+			if got.NFE != want.NFE || len(gpuSteps) != len(cpuSteps) {
+				t.Fatalf("%d evaluations, %d progress calls; want %d and %d", got.NFE, len(gpuSteps), want.NFE, len(cpuSteps))
+			}
+			checkProgress(t, c.name, gpuSteps, cpuSteps, c.preview)
 		})
 	}
 }
@@ -193,8 +187,8 @@ func TestSampleDeviceLost(t *testing.T) {
 	}
 	o.Preview = func(i, total int) bool { return i%2 == 1 }
 	ie := lostAt(t, d, dn, name, m, noise, o, 3)
-	if c := ie.Checkpoint; c.Step != 4 || len(c.History) != 2 || c.NFE != 4 {
-		t.Errorf("checkpoint at step %d with %d predictions and %d evaluations, want the preview of evaluation 3: step 4, 2, 4",
+	if c := ie.Checkpoint; c.Step != 3 || len(c.History) != 1 || c.NFE != 3 {
+		t.Errorf("checkpoint at step %d with %d predictions and %d evaluations, want the preview of evaluation 3: step 3, 1, 3",
 			c.Step, len(c.History), c.NFE)
 	}
 	got, resumed := finishOnCPU(t, ie, m, noise, o)
@@ -228,12 +222,12 @@ func TestSampleDeviceLost(t *testing.T) {
 
 // TestSampleGPUError injects WebGPU errors into the middle of a
 // DPM-Solver++ run (previews at evaluations 1, 3, 5, ...), into the
-// submission of evaluation 3: a dispatch over the workgroup limit (a
+// network evaluation 3: a dispatch over the workgroup limit (a
 // validation error: the step's commands do not run) and a
 // maxBufferSize buffer that does not allocate, into which the step copies
 // (out of memory, and the copy invalid). Sample must fail as on device
 // loss, with an *InterruptedError whose checkpoint is the preview of
-// evaluation 1 (the one at 3 was in the failed submission), carrying the
+// evaluation 1 (the one at 3 comes after the failed commands), carrying the
 // *Error; finishing on the CPU must give the undisturbed run's result; and
 // the device must still work: the same run without the fault matches too.
 func TestSampleGPUError(t *testing.T) {
@@ -256,17 +250,17 @@ func TestSampleGPUError(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Preview = func(i, total int) bool { return i%2 == 1 }
-	defer func() { testHookEval = nil }()
+	defer func() { testHookNet = nil }()
 	for _, c := range []struct {
 		kind   gpu.ErrorKind
-		inject func(j *sampleJob, c *sampleChunk, e *gpu.Encoder)
+		inject func(sp *gpuSpace, e *gpu.Encoder)
 	}{
-		{gpu.Validation, func(j *sampleJob, c *sampleChunk, e *gpu.Encoder) {
-			e.Dispatch(j.pipes["net_input"], c.prep[0], uint32(d.limits.MaxComputeWorkgroupsPerDimension+1), 1, 1)
+		{gpu.Validation, func(sp *gpuSpace, e *gpu.Encoder) {
+			e.Dispatch(sp.pipes["lincomb"], sp.bgs[0], uint32(d.limits.MaxComputeWorkgroupsPerDimension+1), 1, 1)
 		}},
-		{gpu.OutOfMemory, func(j *sampleJob, c *sampleChunk, e *gpu.Encoder) {
-			big := j.buffer("test: too big", d.gpu.Limits.MaxBufferSize, gpu.MapRead|gpu.CopyDst)
-			e.Copy(c.st, 0, big, 0, 16)
+		{gpu.OutOfMemory, func(sp *gpuSpace, e *gpu.Encoder) {
+			big := sp.buffer("test: too big", d.gpu.Limits.MaxBufferSize, gpu.MapRead|gpu.CopyDst)
+			e.Copy(sp.arena, 0, big, 0, 16)
 		}},
 	} {
 		t.Run(string(c.kind), func(t *testing.T) {
@@ -279,15 +273,17 @@ func TestSampleGPUError(t *testing.T) {
 					t.Skipf("a maxBufferSize buffer gives %v here, not out of memory", probe)
 				}
 			}
-			testHookEval = func(j *sampleJob, ch *sampleChunk, e *gpu.Encoder, ev int) {
+			ev := 0
+			testHookNet = func(sp *gpuSpace, e *gpu.Encoder) {
 				if ev == 3 {
-					c.inject(j, ch, e)
+					c.inject(sp, e)
 				}
+				ev++
 			}
 			var seen []int
 			o.Progress = func(st sampler.Step) error { seen = append(seen, st.Index); return nil }
 			_, err := dn.Sample(context.Background(), name, m, noise, o)
-			testHookEval = nil
+			testHookNet = nil
 			var ie *InterruptedError
 			var ge *Error
 			if !errors.As(err, &ie) || !errors.As(err, &ge) || ge.Kind != c.kind || errors.Is(err, ErrDeviceLost) || !IsFault(err) {
@@ -295,8 +291,8 @@ func TestSampleGPUError(t *testing.T) {
 			}
 			ck := ie.Checkpoint
 			t.Logf("%v (progress calls %v; checkpoint at step %d after %d evaluations)", err, seen, ck.Step, ck.NFE)
-			if ck.Step != 2 || len(ck.History) != 2 || ck.NFE != 2 {
-				t.Errorf("checkpoint at step %d with %d predictions and %d evaluations, want the preview of evaluation 1: step 2, 2, 2",
+			if ck.Step != 1 || len(ck.History) != 1 || ck.NFE != 1 {
+				t.Errorf("checkpoint at step %d with %d predictions and %d evaluations, want the preview of evaluation 1: step 1, 1, 1",
 					ck.Step, len(ck.History), ck.NFE)
 			}
 			got, resumed := finishOnCPU(t, ie, m, noise, o)

@@ -16,7 +16,8 @@
 //
 // x and t are Float32Arrays, class an Int32Array or null. A full sample is
 // DDIM (η = 0) run through the request engine (core/engine) as the app runs
-// it: over the backend's Denoiser, or on "webgpu" the GPU-resident sampler.
+// it: over the backend's Denoiser, or on "webgpu" the same sampler.DDIM with
+// its vectors on the GPU (webgpu.Denoiser's Space).
 package main
 
 import (
