@@ -6,7 +6,6 @@ import (
 
 	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/model"
-	"github.com/diffuse-web/diffuse/wasm/simd"
 )
 
 // The network backends of the commands that run a model (--backend): fast
@@ -40,5 +39,5 @@ func newNet(m *model.Model, backend string) (model.Denoiser, error) {
 	if backend == backendReference {
 		return cpu.NewDenoiser(m), nil
 	}
-	return simd.NewNativeDenoiser(m), nil
+	return fastDenoiser(m), nil
 }
