@@ -64,8 +64,13 @@ func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int)
 // ancestralLevels splits an ancestral step from level l to lt into a
 // deterministic step to `down` and fresh noise of standard deviation `up`:
 // up² = lt²(l²-lt²)/l², down² = lt² - up² (see EulerAncestral).
-func ancestralLevels(l, lt float64) (down, up float64) {
-	up = math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0))
+func ancestralLevels(l, lt float64) (down, up float64) { return ancestralLevelsEta(l, lt, 1) }
+
+// ancestralLevelsEta is ancestralLevels with the noise scaled by η
+// (k-diffusion's get_ancestral_step): up = min(lt, η·sqrt(lt²(l²-lt²)/l²));
+// η = 0 is the deterministic step to lt.
+func ancestralLevelsEta(l, lt, eta float64) (down, up float64) {
+	up = math.Min(lt, eta*math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0)))
 	return math.Sqrt(math.Max(lt*lt-up*up, 0)), up
 }
 

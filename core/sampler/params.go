@@ -70,14 +70,24 @@ var (
 		Default: 0.16, Min: 0, Max: 1}
 	pCorrectorSteps = Param{Name: "corrector_steps", Label: "Corrector steps", Doc: "Langevin steps per noise level", Kind: KindInt,
 		Default: 1, Min: 0, Max: 10}
+	// The multistep solvers' order (LMS, DEIS, UniPC): how many past
+	// evaluations each step's polynomial uses; each sampler bounds it
+	// further (pOrder).
+	pOrderBase = Param{Name: "order", Label: "Order", Doc: "solver order: past evaluations each step uses", Kind: KindInt, Min: 1, Max: 4}
+	// pEtaAncestral is η for k-diffusion's ancestral and SDE samplers,
+	// whose default is 1 (full ancestral noise); zero means that default.
+	pEtaAncestral = Param{Name: "eta", Label: "η (eta)", Doc: "noise scale η of the ancestral/SDE step (default 1)",
+		Kind: KindFloat, Default: 1, Min: 0, Max: 1}
 
 	// pSteps is the steps parameter with a sampler's default.
 	pSteps = func(d int) Param { p := pStepsBase; p.Default = float64(d); return p }
+	// pOrder is the order parameter with a sampler's default and maximum.
+	pOrder = func(d, max int) Param { p := pOrderBase; p.Default, p.Max = float64(d), float64(max); return p }
 	// pCFG are the options every sampler takes.
 	pCFG = []Param{pEndTime, pGuidance}
 
 	// allParams lists every parameter once, for Options.Check.
-	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps}
+	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps, pOrderBase}
 )
 
 // ParamByName finds a registry parameter by name.
@@ -110,6 +120,8 @@ func (o *Options) value(name string) (float64, bool) {
 		return o.SNR, true
 	case "corrector_steps":
 		return float64(o.CorrectorSteps), true
+	case "order":
+		return float64(o.Order), true
 	}
 	return 0, false
 }
@@ -135,6 +147,8 @@ func (o *Options) Set(name string, v float64) bool {
 		o.SNR = v
 	case "corrector_steps":
 		o.CorrectorSteps = clampInt(v)
+	case "order":
+		o.Order = clampInt(v)
 	default:
 		return false
 	}

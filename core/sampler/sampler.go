@@ -73,6 +73,9 @@ type Options struct {
 	// (default 0.16), CorrectorSteps its corrector steps per step (default 1).
 	SNR            float64
 	CorrectorSteps int
+	// Order is the multistep solvers' order (lms, deis, unipc; default:
+	// the sampler's, see its order Param).
+	Order int
 	// Sigmas overrides the config's sigma spacing: schedule.SigmasUniform,
 	// SigmasKarras or SigmasExponential ("" follows the config).
 	Sigmas string
