@@ -71,8 +71,7 @@ var (
 	pCorrectorSteps = Param{Name: "corrector_steps", Label: "Corrector steps", Doc: "Langevin steps per noise level", Kind: KindInt,
 		Default: 1, Min: 0, Max: 10}
 	// The multistep solvers' order (LMS, DEIS, UniPC): how many past
-	// evaluations each step's polynomial uses; each sampler bounds it
-	// further (pOrder).
+	// evaluations each step's polynomial uses.
 	pOrderBase = Param{Name: "order", Label: "Order", Doc: "solver order: past evaluations each step uses", Kind: KindInt, Min: 1, Max: 4}
 	// pEtaAncestral is η for k-diffusion's ancestral and SDE samplers,
 	// whose default is 1 (full ancestral noise); zero means that default.
@@ -81,8 +80,8 @@ var (
 
 	// pSteps is the steps parameter with a sampler's default.
 	pSteps = func(d int) Param { p := pStepsBase; p.Default = float64(d); return p }
-	// pOrder is the order parameter with a sampler's default and maximum.
-	pOrder = func(d, max int) Param { p := pOrderBase; p.Default, p.Max = float64(d), float64(max); return p }
+	// pOrder is the order parameter with a sampler's default.
+	pOrder = func(d int) Param { p := pOrderBase; p.Default = float64(d); return p }
 	// pCFG are the options every sampler takes.
 	pCFG = []Param{pEndTime, pGuidance}
 

@@ -76,6 +76,15 @@ func newSolverCases() []solverCase {
 		{"dpmpp_3m_sde η=0", withEta(func(ctx context.Context, m *Model, n []float64, o *Options, eta float64) (*Result, error) {
 			return dpmppMSDE(ctx, m, n, o, eta, 3)
 		}, 0), 3, 0},
+		{"deis order 1", withOrder(DEIS, 1), 1, 0},
+		{"deis order 2", withOrder(DEIS, 2), 2, 0},
+		{"deis order 3", withOrder(DEIS, 3), 3, 0},
+		{"unipc bh2 order 1", withOrder(UniPC, 1), 2, 0},
+		{"unipc bh2 order 2", withOrder(UniPC, 2), 3, 0},
+		{"unipc bh2 order 3", withOrder(UniPC, 3), 4, 0},
+		{"unipc bh1 order 1", withOrder(UniPCBH1, 1), 2, 0},
+		{"unipc bh1 order 2", withOrder(UniPCBH1, 2), 3, 0},
+		{"unipc bh1 order 3", withOrder(UniPCBH1, 3), 4, 0},
 		{"lms order 1", withOrder(LMS, 1), 1, 0},
 		{"lms order 2", withOrder(LMS, 2), 2, 0},
 		{"lms order 3", withOrder(LMS, 3), 3, 1.8},
@@ -167,6 +176,24 @@ func TestSolverSDEMoments(t *testing.T) {
 			if math.Abs(dm/seM) > 3 || math.Abs((vr-v)/seV) > 3 {
 				t.Errorf("%s on %s: mean offset %.5f, variance %.5f (want 0 and %.4f within 3 SE)", name, s.Kind, dm, vr, v)
 			}
+		}
+	}
+}
+
+// TestDEISCoefficients: the quadrature gives diffusers' closed-form DEIS
+// coefficients (multistep_deis_second_order_update's ind_fn,
+// ∫(log ρ - log c)/(log b - log c) dρ = ρ(log ρ - log c - 1)/(log b - log c)).
+func TestDEISCoefficients(t *testing.T) {
+	rt, rs0, rs1 := 0.8, 1.3, 2.1
+	ind := func(t, b, c float64) float64 {
+		return t * (math.Log(t) - math.Log(c) - 1) / (math.Log(b) - math.Log(c))
+	}
+	want := []float64{ind(rt, rs0, rs1) - ind(rs0, rs0, rs1), ind(rt, rs1, rs0) - ind(rs0, rs1, rs0)}
+	nodes := []float64{math.Log(rs0), math.Log(rs1)}
+	for j, w := range want {
+		got := lagrangeIntegral(nodes, j, rs0, rt, func(r float64) (float64, float64) { return math.Log(r), 1 })
+		if math.Abs(got-w) > 1e-14 {
+			t.Errorf("c_%d = %.16g, want %.16g", j, got, w)
 		}
 	}
 }
