@@ -631,9 +631,10 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 		g, err = s.DDIMGrid(steps, o.Sigmas)
 	case "ddpm", "em", "pc":
 		g, err = s.DDPMGrid(steps, o.Sigmas)
-	case "euler", "euler_ancestral", "heun":
+	case "euler", "euler_ancestral", "heun",
+		"dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "lms":
 		g, err = s.EulerGrid(steps, o.Sigmas)
-	case "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_diffusers":
+	case "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_diffusers", "deis", "unipc", "unipc_bh1":
 		g, err = s.DPMGrid(steps, o.Sigmas)
 	case "rk45":
 		// It integrates from the largest level to the end time's, then
@@ -657,7 +658,8 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 	p.End = g.Steps[len(g.Steps)-1].To
 	p.Evals = p.Steps
 	switch info.Name {
-	case "heun": // two evaluations per step, one for a step to σ = 0 (sampler.HeunEvals)
+	case "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde":
+		// two evaluations per step, one for a step to σ = 0 (sampler.HeunEvals)
 		for i, st := range g.Steps {
 			p.evalStep = append(p.evalStep, i)
 			if !st.To.Clean() {
