@@ -288,7 +288,8 @@ type Request struct {
 	// spherical interpolation of the two seeds' starting noises (with a
 	// deterministic sampler, a smooth path between their two samples).
 	SeedTo *uint64 `json:"seedTo"`
-	// Sigmas overrides the sigma spacing ("", uniform, karras, exponential).
+	// Sigmas overrides the sigma spacing ("", uniform, karras, exponential,
+	// polyexponential).
 	Sigmas string `json:"sigmas"`
 	// ClipDenoised clips every x̂0 to the data range (sampler.Options.ClipDenoised):
 	// an option that changes the method, off by default.
@@ -620,6 +621,7 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 	if err != nil {
 		return nil, &RequestError{"end_time", err.Error()}
 	}
+	s = s.WithSigmaRho(o.Rho)
 	steps := o.Steps
 	if steps == 0 {
 		steps = info.DefaultSteps

@@ -13,7 +13,7 @@ func init() {
 		Summary:      "DEIS multistep exponential integrator (ρAB, log-ρ interpolation), Zhang & Chen 2023 (diffusers DEISMultistepScheduler)",
 		Order:        2,
 		DefaultSteps: 20,
-		Params:       append([]Param{pSteps(20), pOrder(2), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(20), pOrder(2), pSigmas, pRho}, pCFG...),
 		Func:         DEIS,
 		Resumable:    true,
 	})

@@ -8,7 +8,7 @@ import (
 )
 
 func init() {
-	sde := append([]Param{pSteps(25), pEtaAncestral, pSigmas}, pCFG...)
+	sde := append([]Param{pSteps(25), pEtaAncestral, pSigmas, pRho}, pCFG...)
 	register(Info{
 		Name:         "dpmpp_2s_ancestral",
 		Display:      "DPM-Solver++(2S) ancestral",

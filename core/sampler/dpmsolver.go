@@ -9,7 +9,7 @@ import (
 )
 
 func init() {
-	params := append([]Param{pSteps(20), pSigmas}, pCFG...)
+	params := append([]Param{pSteps(20), pSigmas, pRho}, pCFG...)
 	register(Info{
 		Name:         "dpmpp_2m",
 		Display:      "DPM-Solver++(2M)",

@@ -14,7 +14,7 @@ func init() {
 		Summary:      "Euler on the probability-flow ODE, Karras et al. 2022 (Alg. 1 without churn)",
 		Order:        1,
 		DefaultSteps: 50,
-		Params:       append([]Param{pSteps(50), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(50), pSigmas, pRho}, pCFG...),
 		Func:         Euler,
 		Resumable:    true,
 	})
@@ -24,7 +24,7 @@ func init() {
 		Summary:      "Euler ancestral: Euler step to σ_down plus fresh noise σ_up (k-diffusion, Karras et al. 2022)",
 		Stochastic:   true,
 		DefaultSteps: 50,
-		Params:       append([]Param{pSteps(50), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(50), pSigmas, pRho}, pCFG...),
 		Func:         EulerAncestral,
 		Resumable:    true,
 	})
@@ -34,7 +34,7 @@ func init() {
 		Summary:      "Heun's 2nd-order method on the probability-flow ODE, Karras et al. 2022 (Alg. 1)",
 		Order:        2,
 		DefaultSteps: 25,
-		Params:       append([]Param{pSteps(25), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(25), pSigmas, pRho}, pCFG...),
 		Func:         Heun,
 		Resumable:    true,
 	})

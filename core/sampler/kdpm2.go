@@ -15,7 +15,7 @@ func init() {
 		Summary:      "DPM-Solver-2 in σ (k-diffusion sample_dpm_2; Lu et al. 2022, Karras et al. 2022), midpoint in log σ",
 		Order:        2,
 		DefaultSteps: 25,
-		Params:       append([]Param{pSteps(25), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(25), pSigmas, pRho}, pCFG...),
 		Func:         DPM2,
 		Resumable:    true,
 	})
@@ -25,7 +25,7 @@ func init() {
 		Summary:      "DPM-2 to σ_down plus fresh noise σ_up (k-diffusion sample_dpm_2_ancestral)",
 		Stochastic:   true,
 		DefaultSteps: 25,
-		Params:       append([]Param{pSteps(25), pEtaAncestral, pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(25), pEtaAncestral, pSigmas, pRho}, pCFG...),
 		Func:         DPM2Ancestral,
 		Resumable:    true,
 	})

@@ -13,7 +13,7 @@ func init() {
 		Summary:      "linear multistep (Adams–Bashforth in σ), k-diffusion sample_lms / diffusers LMSDiscreteScheduler, order 4",
 		Order:        4,
 		DefaultSteps: 50,
-		Params:       append([]Param{pSteps(50), pOrder(4), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(50), pOrder(4), pSigmas, pRho}, pCFG...),
 		Func:         LMS,
 		Resumable:    true,
 	})

@@ -51,8 +51,13 @@ var (
 	pStepsBase = Param{Name: "steps", Label: "Steps", Doc: "number of steps", Kind: KindInt, Min: 1, Max: limits.MaxSteps}
 	pEta       = Param{Name: "eta", Label: "η (eta)", Doc: "stochasticity η: 0 deterministic (ODE), 1 ancestral-like",
 		Kind: KindFloat, Min: 0, Max: 1}
-	pSigmas = Param{Name: "sigmas", Label: "σ spacing", Doc: "sigma spacing: uniform, karras or exponential (default: the model's config)",
-		Kind: KindChoice, ModelDefault: true, Choices: []string{"", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential}}
+	pSigmas = Param{Name: "sigmas", Label: "σ spacing", Doc: "sigma spacing: uniform, karras, exponential or polyexponential (default: the model's config)",
+		Kind: KindChoice, ModelDefault: true, Choices: []string{"", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential,
+			schedule.SigmasPolyexponential}}
+	// pRho is the ρ of the Karras and polyexponential spacings
+	// (schedule.WithSigmaRho); every sampler that takes sigmas takes it.
+	pRho = Param{Name: "rho", Label: "σ spacing ρ", Doc: "ρ of the karras (default 7) and polyexponential (default 1) spacings",
+		Kind: KindFloat, Min: 0.1, Max: 20, ModelDefault: true}
 	pEndTime = Param{Name: "end_time", Label: "End time ε",
 		Doc:  "end time ε of continuous-time schedules before the final denoising (default: the schedule's)",
 		Kind: KindFloat, Min: 0, Max: 0.5, ModelDefault: true, Continuous: true}
@@ -86,7 +91,7 @@ var (
 	pCFG = []Param{pEndTime, pGuidance}
 
 	// allParams lists every parameter once, for Options.Check.
-	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps, pOrderBase}
+	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps, pOrderBase, pRho}
 )
 
 // ParamByName finds a registry parameter by name.
@@ -121,6 +126,8 @@ func (o *Options) value(name string) (float64, bool) {
 		return float64(o.CorrectorSteps), true
 	case "order":
 		return float64(o.Order), true
+	case "rho":
+		return o.Rho, true
 	}
 	return 0, false
 }
@@ -148,6 +155,8 @@ func (o *Options) Set(name string, v float64) bool {
 		o.CorrectorSteps = clampInt(v)
 	case "order":
 		o.Order = clampInt(v)
+	case "rho":
+		o.Rho = v
 	default:
 		return false
 	}
@@ -191,7 +200,7 @@ func (o *Options) Check() error {
 		}
 	}
 	if !slices.Contains(pSigmas.Choices, o.Sigmas) {
-		return &OptionError{"sigmas", fmt.Sprintf("unknown spacing %q (uniform, karras or exponential)", o.Sigmas)}
+		return &OptionError{"sigmas", fmt.Sprintf("unknown spacing %q (uniform, karras, exponential or polyexponential)", o.Sigmas)}
 	}
 	return nil
 }

@@ -77,8 +77,10 @@ type Options struct {
 	// the sampler's, see its order Param).
 	Order int
 	// Sigmas overrides the config's sigma spacing: schedule.SigmasUniform,
-	// SigmasKarras or SigmasExponential ("" follows the config).
+	// SigmasKarras, SigmasExponential or SigmasPolyexponential ("" follows
+	// the config); Rho sets the Karras and polyexponential ρ (0: 7 and 1).
 	Sigmas string
+	Rho    float64
 
 	// Class holds one label per sample (or one for all) for class-conditional
 	// models; nil samples unconditionally (with the null class, if the model
@@ -297,6 +299,7 @@ func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defStep
 	if r.s, err = m.Schedule.WithEndTime(r.o.EndTime); err != nil {
 		return nil, err
 	}
+	r.s = r.s.WithSigmaRho(r.o.Rho)
 	if _, err := PredictionAt(r.s.Config.PredictionType, schedule.Point{Alpha: 1, Sigma: 1}); err != nil {
 		return nil, err
 	}

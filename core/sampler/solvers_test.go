@@ -197,3 +197,30 @@ func TestDEISCoefficients(t *testing.T) {
 		}
 	}
 }
+
+// TestRhoReachesTheGrid: Options.Rho with a polyexponential or Karras
+// spacing gives the levels of schedule.WithSigmaRho's grid.
+func TestRhoReachesTheGrid(t *testing.T) {
+	s := veSchedule(t, "epsilon")
+	m := &Model{Net: &mixNet{s}, Schedule: s, Shape: []int{4}, NullClass: -1}
+	for _, sp := range []string{schedule.SigmasPolyexponential, schedule.SigmasKarras} {
+		want, err := s.WithSigmaRho(2.5).EulerGrid(6, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []float64
+		o := &Options{Steps: 6, Sigmas: sp, Rho: 2.5, Progress: func(st Step) error { got = append(got, st.Point.Level); return nil }}
+		if _, err := Run(context.Background(), "lms", m, InitialNoise(1, 0, 1, m.Shape), o); err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range want.Steps {
+			if got[i] != st.From.Level {
+				t.Errorf("%s: level %d = %v, want %v", sp, i, got[i], st.From.Level)
+			}
+		}
+		def, _ := s.EulerGrid(6, sp)
+		if def.Steps[1].From.Level == want.Steps[1].From.Level {
+			t.Errorf("%s: ρ 2.5 gives the default grid", sp)
+		}
+	}
+}

@@ -7,7 +7,7 @@ import (
 )
 
 func init() {
-	params := append([]Param{pSteps(20), pOrder(2), pSigmas}, pCFG...)
+	params := append([]Param{pSteps(20), pOrder(2), pSigmas, pRho}, pCFG...)
 	register(Info{
 		Name:         "unipc",
 		Display:      "UniPC (bh2)",

@@ -81,7 +81,8 @@ func runSample(args []string) error {
 	batch := fs.Int("batch", 8, "samples per network call (does not change the samples)")
 	class := fs.Int("class", -1, "class label for class-conditional models (-1: unconditional)")
 	guidance := fs.Float64("guidance", 1, "classifier-free guidance scale (1: none)")
-	sigmas := fs.String("sigmas", "", "sigma spacing: uniform, karras or exponential (default: the model's config)")
+	sigmas := fs.String("sigmas", "", "sigma spacing: uniform, karras, exponential or polyexponential (default: the model's config)")
+	rho := fs.Float64("rho", 0, "ρ of the karras (default 7) and polyexponential (default 1) sigma spacings")
 	clipX0 := fs.Bool("clip-denoised", false, "clip every prediction x̂0 to the data range, any sampler (static thresholding, Saharia et al. 2022); changes the method")
 	spacing := fs.String("timestep-spacing", "", "discrete schedules: timestep spacing leading, trailing or linspace, in place of the model's timestep_spacing (Lin et al. 2023, table 2)")
 	rtol := fs.Float64("rtol", 0, "rk45: relative tolerance (default 1e-5)")
@@ -129,7 +130,7 @@ func runSample(args []string) error {
 	// left out, so every sampler accepts the defaults).
 	req := engine.Request{Sampler: *name, Steps: *steps, Eta: *eta, Guidance: *guidance, Seed: *seed, Sigmas: *sigmas,
 		ClipDenoised: *clipX0, TimestepSpacing: *spacing, Params: map[string]float64{}}
-	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector), "order": float64(*order)} {
+	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector), "order": float64(*order), "rho": *rho} {
 		if v != 0 {
 			req.Params[k] = v
 		}
