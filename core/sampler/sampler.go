@@ -1,7 +1,8 @@
 // Package sampler draws samples from a denoising network: DDPM, DDIM (any
 // η, and its inversion), Euler, Euler ancestral, Heun, adaptive RK45,
 // DPM-Solver++ 2M/3M, Euler–Maruyama and predictor–corrector on the reverse
-// SDE, with classifier-free guidance, seeded per-sample noise and a per-step
+// SDE, k-diffusion's DPM-2 (ancestral), DPM-Solver++ 2S ancestral, SDE,
+// 2M/3M SDE and LMS, DEIS and UniPC (bh1, bh2), with classifier-free guidance, seeded per-sample noise and a per-step
 // progress callback; and it estimates likelihoods (bits/dim) through the
 // probability-flow ODE.
 //
@@ -16,8 +17,10 @@
 // Prediction types are converted in one place (PredictionAt).
 //
 // Conventions (shared by all samplers): a noise level is a schedule.Point with
-// x_t = α·x0 + σ·ε. "DDIM-type" samplers (ddpm, ddim, dpmpp_*, em, pc) keep x_t
-// itself; "Euler-type" ones (euler, euler_ancestral, heun, rk45) keep x_t/α =
+// x_t = α·x0 + σ·ε. "DDIM-type" samplers (ddpm, ddim, dpmpp_2m/3m, deis,
+// unipc, em, pc) keep x_t itself; "Euler-type" ones (euler, euler_ancestral,
+// heun, rk45, and k-diffusion's: dpm_2*, dpmpp_2s_ancestral, dpmpp_sde,
+// dpmpp_*_sde, lms) keep x_t/α =
 // x0 + (σ/α)·ε and integrate the probability-flow ODE in Karras et al.'s form
 // dx/dσ = (x - D(x; σ))/σ (Karras et al. 2022, eq. 3 with s = 1), where D is
 // the model's x0 prediction. Both kinds start from unit noise times the grid's
