@@ -8,7 +8,7 @@ import (
 )
 
 func init() {
-	sde := append([]Param{pSteps(25), pEtaAncestral, pSigmas, pRho}, pCFG...)
+	sde := append([]Param{pSteps(25), pEtaAncestral, pSNoise, pSigmas, pRho}, pCFG...)
 	register(Info{
 		Name:         "dpmpp_2s_ancestral",
 		Display:      "DPM-Solver++(2S) ancestral",
@@ -61,6 +61,15 @@ func init() {
 // correlated; ours are independent, which keeps each step's transition
 // exact in distribution but gives other samples for a seed.
 
+// sNoise is k-diffusion's s_noise, the factor on every fresh noise draw
+// of its ancestral and SDE samplers (Options.SNoise, default 1).
+func (r *runner) sNoise() float64 {
+	if r.o.SNoise == 0 {
+		return 1
+	}
+	return r.o.SNoise
+}
+
 // etaOf is o's η for the samplers whose default η is 1.
 func etaOf(o *Options) float64 {
 	if o != nil && o.Eta != 0 {
@@ -112,7 +121,7 @@ func dpmpp2SAncestral(ctx context.Context, m *Model, noise []float64, o *Options
 		terms := []Term{T(down/l, xt), T(-math.Expm1(-h), x0b)}
 		if up > 0 {
 			r.noise(i, 0, z)
-			terms = append(terms, T(up, z))
+			terms = append(terms, T(r.sNoise()*up, z))
 		}
 		r.sp.Lincomb(xt, terms...)
 		r.free(x0b)
@@ -159,7 +168,7 @@ func dpmppSDE(ctx context.Context, m *Model, noise []float64, o *Options, eta fl
 		terms := []Term{T(d1/l, xt), T(1-d1/l, x0)}
 		if u1 > 0 {
 			r.noise(i, 0, z)
-			terms = append(terms, T(u1, z))
+			terms = append(terms, T(r.sNoise()*u1, z))
 		}
 		r.sp.Lincomb(x2, terms...)
 		r.free(x0)
@@ -172,7 +181,7 @@ func dpmppSDE(ctx context.Context, m *Model, noise []float64, o *Options, eta fl
 		terms = []Term{T(d2/l, xt), T(1-d2/l, x0b)}
 		if u2 > 0 {
 			r.noise(i, 1, z)
-			terms = append(terms, T(u2, z))
+			terms = append(terms, T(r.sNoise()*u2, z))
 		}
 		r.sp.Lincomb(xt, terms...)
 		r.free(x0b)
@@ -271,7 +280,7 @@ func dpmppMSDE(ctx context.Context, m *Model, noise []float64, o *Options, eta f
 		}
 		if eta > 0 {
 			r.noise(i, 0, z)
-			terms = append(terms, T(lt*math.Sqrt(-math.Expm1(-2*eta*h)), z))
+			terms = append(terms, T(r.sNoise()*lt*math.Sqrt(-math.Expm1(-2*eta*h)), z))
 		}
 		r.sp.Lincomb(xt, terms...)
 	}

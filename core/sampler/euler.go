@@ -24,7 +24,7 @@ func init() {
 		Summary:      "Euler ancestral: Euler step to σ_down plus fresh noise σ_up (k-diffusion, Karras et al. 2022)",
 		Stochastic:   true,
 		DefaultSteps: 50,
-		Params:       append([]Param{pSteps(50), pSigmas, pRho}, pCFG...),
+		Params:       append([]Param{pSteps(50), pEtaAncestral, pSNoise, pSigmas, pRho}, pCFG...),
 		Func:         EulerAncestral,
 		Resumable:    true,
 	})
@@ -135,7 +135,8 @@ func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result,
 // level σ to σ' it takes an Euler step to σ_down and adds fresh noise of
 // standard deviation σ_up, where σ_up² = σ'²(σ²-σ'²)/σ² and
 // σ_down² = σ'² - σ_up² (the ancestral split of the DDPM posterior, Ho et al.
-// 2020 eq. 7, in Karras et al.'s x/α parameterisation).
+// 2020 eq. 7, in Karras et al.'s x/α parameterisation); as k-diffusion's,
+// σ_up is scaled by η (Options.Eta, default 1) and the noise by s_noise.
 func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
 	r, err := newRunnerResumable(ctx, m, noise, o, 50)
 	if err != nil {
@@ -159,11 +160,11 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 			return nil, err
 		}
 		l := st.From.Level
-		down, up := ancestralLevels(l, st.To.Level)
+		down, up := ancestralLevelsEta(l, st.To.Level, etaOf(&r.o))
 		q := (down - l) / l
 		if up > 0 {
 			r.noise(i, 0, z)
-			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0), T(up, z))
+			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0), T(r.sNoise()*up, z))
 		} else {
 			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0))
 		}

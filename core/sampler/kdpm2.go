@@ -25,7 +25,7 @@ func init() {
 		Summary:      "DPM-2 to σ_down plus fresh noise σ_up (k-diffusion sample_dpm_2_ancestral)",
 		Stochastic:   true,
 		DefaultSteps: 25,
-		Params:       append([]Param{pSteps(25), pEtaAncestral, pSigmas, pRho}, pCFG...),
+		Params:       append([]Param{pSteps(25), pEtaAncestral, pSNoise, pSigmas, pRho}, pCFG...),
 		Func:         DPM2Ancestral,
 		Resumable:    true,
 	})
@@ -143,7 +143,7 @@ func dpm2(ctx context.Context, m *Model, noise []float64, o *Options, eta float6
 		terms := []Term{T(1, xt), T(c, x2), T(-c, x0b)}
 		if up > 0 {
 			r.noise(i, 0, z)
-			terms = append(terms, T(up, z))
+			terms = append(terms, T(r.sNoise()*up, z))
 		}
 		r.sp.Lincomb(xt, terms...)
 		r.free(x0b)

@@ -65,7 +65,9 @@ type NoiseSource func(sample, step, sub int, out []float64)
 type Options struct {
 	// Steps is the number of steps (default: the sampler's DefaultSteps).
 	Steps int
-	// Eta is DDIM's η (0 = deterministic DDIM, 1 = DDPM-like variance).
+	// Eta is DDIM's η (0 = deterministic DDIM, 1 = DDPM-like variance),
+	// and the noise scale of k-diffusion's ancestral and SDE samplers (0
+	// means their default, 1).
 	Eta float64
 	// RTol and ATol are RK45's relative and absolute tolerances (default 1e-5).
 	RTol, ATol float64
@@ -76,6 +78,9 @@ type Options struct {
 	// (default 0.16), CorrectorSteps its corrector steps per step (default 1).
 	SNR            float64
 	CorrectorSteps int
+	// SNoise is k-diffusion's s_noise, the factor on the fresh noise of
+	// the ancestral and SDE samplers (default 1).
+	SNoise float64
 	// Order is the multistep solvers' order (lms, deis, unipc; default:
 	// the sampler's, see its order Param).
 	Order int

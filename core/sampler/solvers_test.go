@@ -224,3 +224,25 @@ func TestRhoReachesTheGrid(t *testing.T) {
 		}
 	}
 }
+
+// TestSNoise: s_noise scales the fresh noise: at 1.3 every ancestral/SDE
+// sampler's variance on the Gaussian is many standard errors too large.
+func TestSNoise(t *testing.T) {
+	mu := []float64{0.4, -0.7, 0.1, 0.25}
+	s := veSchedule(t, "epsilon")
+	for ci, name := range []string{"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"} {
+		info, _ := Get(name)
+		m := &Model{Net: &gaussNet{s: s, mu: mu, sd: testSD}, Schedule: s, Shape: []int{len(mu)}, NullClass: -1}
+		o := Options{Steps: 100, SNoise: 1.3, Noise: fastNoise(uint64(3000 + ci))}
+		r, err := info.Func(context.Background(), m, InitialNoise(uint64(ci), 0, 1000, m.Shape), &o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := testSD * testSD
+		_, vr, _, seV := pooledMoments(r.X, mu, v)
+		t.Logf("%s, s_noise 1.3: variance %.4f (%.1f SE over %.4f)", name, vr, (vr-v)/seV, v)
+		if !((vr-v)/seV > 5) {
+			t.Errorf("%s: s_noise 1.3 gives variance %.4f, want well over %.4f", name, vr, v)
+		}
+	}
+}

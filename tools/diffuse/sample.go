@@ -90,6 +90,7 @@ func runSample(args []string) error {
 	endTime := fs.Float64("end-time", 0, "continuous-time models: end time ε before the final denoising (default: the model's)")
 	snr := fs.Float64("snr", 0, "pc: Langevin signal-to-noise ratio (default 0.16)")
 	corrector := fs.Int("corrector-steps", 0, "pc: Langevin steps per noise level (default 1)")
+	sNoise := fs.Float64("s-noise", 0, "ancestral and SDE samplers: factor on the fresh noise (default 1)")
 	order := fs.Int("order", 0, "lms, deis, unipc: solver order (default: the sampler's)")
 	size := fs.String("size", "", "sample size HxW, for models that do not record it")
 	outPNG := fs.String("out-png", "", "write the samples as a PNG grid")
@@ -130,7 +131,7 @@ func runSample(args []string) error {
 	// left out, so every sampler accepts the defaults).
 	req := engine.Request{Sampler: *name, Steps: *steps, Eta: *eta, Guidance: *guidance, Seed: *seed, Sigmas: *sigmas,
 		ClipDenoised: *clipX0, TimestepSpacing: *spacing, Params: map[string]float64{}}
-	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector), "order": float64(*order), "rho": *rho} {
+	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector), "order": float64(*order), "rho": *rho, "s_noise": *sNoise} {
 		if v != 0 {
 			req.Params[k] = v
 		}
