@@ -199,7 +199,7 @@ func dpmppSDE(ctx context.Context, m *Model, noise []float64, o *Options, eta fl
 //
 // η = 1 (the default) is the SDE solver; η = 0 is DPM-Solver++(2M).
 func DPMPP2MSDE(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	return dpmppMSDE(ctx, m, noise, o, etaOf(o), 2)
+	return dpmppMSDE(ctx, m, noise, o, etaOf(o), 2, 2)
 }
 
 // DPMPP3MSDE is k-diffusion's sample_dpmpp_3m_sde: DPMPP2MSDE's update
@@ -209,10 +209,12 @@ func DPMPP2MSDE(ctx context.Context, m *Model, noise []float64, o *Options) (*Re
 // 2(D1_0 - D1_1)/(r0 + r1) (k-diffusion halves it, which makes the method
 // second-order: see DPMSolverPP3MDiffusers); with η = 0 it is third order.
 func DPMPP3MSDE(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	return dpmppMSDE(ctx, m, noise, o, etaOf(o), 3)
+	return dpmppMSDE(ctx, m, noise, o, etaOf(o), 3, 2)
 }
 
-func dpmppMSDE(ctx context.Context, m *Model, noise []float64, o *Options, eta float64, order int) (*Result, error) {
+// dpmppMSDE is DPMPP2MSDE or DPMPP3MSDE; d2Scale is 2 for the full second
+// divided difference, 1 for k-diffusion's halved one (its parity test).
+func dpmppMSDE(ctx context.Context, m *Model, noise []float64, o *Options, eta float64, order int, d2Scale float64) (*Result, error) {
 	r, g, i0, xt, err := kStart(ctx, m, noise, o, 25, oneEvalGrid)
 	if err != nil {
 		return nil, err
@@ -264,10 +266,10 @@ func dpmppMSDE(ctx context.Context, m *Model, noise []float64, o *Options, eta f
 			phi3 := phi2/he - 0.5
 			r0, r1 := logStep(g, i-1)/h, logStep(g, i-2)/h
 			// D1_0 = (D-D_1)/r0, D1_1 = (D_1-D_2)/r1,
-			// D1 = D1_0 + r0/(r0+r1)(D1_0-D1_1), D2 = 2(D1_0-D1_1)/(r0+r1):
+			// D1 = D1_0 + r0/(r0+r1)(D1_0-D1_1), D2 = d2Scale(D1_0-D1_1)/(r0+r1):
 			// φ2·D1 - φ3·D2 = a·D1_0 + b·D1_1
 			rho := r0 / (r0 + r1)
-			kap := 2 / (r0 + r1)
+			kap := d2Scale / (r0 + r1)
 			a := phi2*(1+rho) - phi3*kap
 			b := -phi2*rho + phi3*kap
 			w[0] += a / r0

@@ -71,10 +71,10 @@ func newSolverCases() []solverCase {
 		{"dpmpp_2s_ancestral η=0", withEta(dpmpp2SAncestral, 0), 2, 0},
 		{"dpmpp_sde η=0", withEta(dpmppSDE, 0), 2, 0},
 		{"dpmpp_2m_sde η=0", withEta(func(ctx context.Context, m *Model, n []float64, o *Options, eta float64) (*Result, error) {
-			return dpmppMSDE(ctx, m, n, o, eta, 2)
+			return dpmppMSDE(ctx, m, n, o, eta, 2, 2)
 		}, 0), 2, 0},
 		{"dpmpp_3m_sde η=0", withEta(func(ctx context.Context, m *Model, n []float64, o *Options, eta float64) (*Result, error) {
-			return dpmppMSDE(ctx, m, n, o, eta, 3)
+			return dpmppMSDE(ctx, m, n, o, eta, 3, 2)
 		}, 0), 3, 0},
 		{"deis order 1", withOrder(DEIS, 1), 1, 0},
 		{"deis order 2", withOrder(DEIS, 2), 2, 0},
