@@ -32,9 +32,10 @@ func init() {
 // L_j the Lagrange basis of the nodes log ρ_{s_j} (diffusers writes these
 // integrals in closed form; lagrangeIntegral computes them by quadrature).
 // Order Options.Order (1 to 3, default 2, as diffusers' solver_order),
-// lower at the first steps and at the last ones (at most n - i at step i,
-// so the step to σ = 0 is first order: DDIM); on DPMGrid, one evaluation
-// per step. Its checkpoints' History holds the noise predictions.
+// lower at the first steps and, as diffusers' lower_order_final, at the
+// last two of fewer than 15; the step to σ = 0 is first order (DDIM). On
+// DPMGrid, one evaluation per step (diffusers' DEIS ends at the level of
+// timestep 0: final_sigmas_type sigma_min). Its checkpoints' History holds the noise predictions.
 func DEIS(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
 	order := 2
 	if o != nil && o.Order != 0 {
@@ -80,7 +81,17 @@ func DEIS(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 			eps = eps[:order-1]
 		}
 		eps = append([]Vec{e}, eps...)
-		ord := min(order, len(eps), n-i)
+		// diffusers' order rule: lower at the first steps, and (with
+		// lower_order_final and under 15 steps) at the last two; the step
+		// to σ = 0 is first order
+		ord := min(order, len(eps))
+		lof := r.s.Config.LowerOrderFinalOn() && n < 15
+		switch {
+		case i == n-1 && (lof || st.To.Clean()):
+			ord = 1
+		case i == n-2 && lof:
+			ord = min(ord, 2)
+		}
 		as, at := st.From.Alpha, st.To.Alpha
 		rs, rt := st.From.Sigma/as, st.To.Sigma/at
 		terms := []Term{T(at/as, x)}

@@ -122,8 +122,8 @@ func solveSmall(a [][]float64) []float64 {
 // solver_order) on DPMGrid: at each point the network is evaluated once;
 // its data prediction first corrects the state just reached (UniC of the
 // previous step's order, using the new evaluation), then drives the next
-// UniP step of order min(p, steps made, steps left) (diffusers'
-// lower_order_final). The corrector raises the order by one (Zhao et al.
+// UniP step of order min(p, steps made, steps left) (the last as
+// diffusers' lower_order_final, its default; 1 for a step to σ = 0). The corrector raises the order by one (Zhao et al.
 // 2023, Theorem 3.1) at no extra evaluation; the last step, which has no
 // evaluation after it, is not corrected. Its checkpoints' History holds
 // the corrected state of the previous point, then the data predictions.
@@ -152,7 +152,15 @@ func uniPC(ctx context.Context, m *Model, noise []float64, o *Options, bh2 bool)
 		return nil, err
 	}
 	// stepOrder is the UniP order of step i.
-	stepOrder := func(i int) int { return min(order, n-i, i+1) }
+	stepOrder := func(i int) int {
+		if i == n-1 && g.Steps[i].To.Clean() {
+			return 1
+		}
+		if r.s.Config.LowerOrderFinalOn() {
+			return min(order, n-i, i+1)
+		}
+		return min(order, i+1)
+	}
 	need := 0
 	if i0 > 0 {
 		need = 1 + min(i0, order)
