@@ -271,7 +271,7 @@ var PageCaps = Caps{Steps: 1000, Batch: MaxBatch, Values: MaxValues}
 type Request struct {
 	Sampler  string  `json:"sampler"`
 	Steps    int     `json:"steps"`    // 0: the sampler's default
-	Eta      float64 `json:"eta"`      // DDIM's η
+	Eta      float64 `json:"eta"`      // DDIM's η; the ancestral/SDE samplers' noise scale (0: their default 1)
 	Guidance float64 `json:"guidance"` // classifier-free guidance scale (0 or 1: none)
 	// Class is the class label for every sample of the batch; nil means
 	// unconditional (the null class, when the model has one).
