@@ -71,9 +71,6 @@ def rm(name, fn, subs=False, **kw):
     SUBS = subs
     out[name] = fn(model, x0.clone(), sigmas, **kw).reshape(-1).tolist()
 
-def halved_3m():
-    return ks.sample_dpmpp_3m_sde
-
 out = {}
 ns = dict(noise_sampler=noise_sampler)
 rm("euler_ancestral", ks.sample_euler_ancestral, **ns)
