@@ -2,7 +2,6 @@ package sampler
 
 import (
 	"context"
-	"fmt"
 	"math"
 
 	"github.com/diffuse-web/diffuse/core/schedule"
@@ -52,27 +51,6 @@ func kStart(ctx context.Context, m *Model, noise []float64, o *Options, defSteps
 // oneEvalGrid is the evaluation count before grid step i of a sampler
 // that evaluates once per step.
 func oneEvalGrid(_ schedule.Grid, i int) int { return i }
-
-// history loads a resumed run's History (the multistep samplers' vectors
-// at earlier points, newest first: need of them), or returns nil vectors
-// when not resuming.
-func (r *runner) history(need int, what string) ([]Vec, error) {
-	c := r.o.Resume
-	if c == nil || need == 0 {
-		return nil, nil
-	}
-	if len(c.History) < need {
-		return nil, fmt.Errorf("sampler: %s checkpoint at step %d has %d history vectors, needs %d", what, c.Step, len(c.History), need)
-	}
-	out := make([]Vec, need)
-	for k := range out {
-		if len(c.History[k]) != r.b*r.n {
-			return nil, fmt.Errorf("sampler: %s checkpoint history %d has %d values for a batch of %d", what, k, len(c.History[k]), r.b*r.n)
-		}
-		out[k] = r.load(1, c.History[k])
-	}
-	return out, nil
-}
 
 // pointAt is the schedule's point at noise level l (a sub-step's level).
 func (r *runner) pointAt(l float64) schedule.Point { return r.s.PointAtLevel(l, r.s.TimeAt(l)) }

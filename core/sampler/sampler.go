@@ -566,3 +566,24 @@ func startPoint(g schedule.Grid, i int) schedule.Point {
 }
 
 func oneEval(step int) int { return step }
+
+// history loads a resumed run's History (the multistep samplers' vectors
+// at earlier points, newest first: need of them), or returns nil vectors
+// when not resuming.
+func (r *runner) history(need int, what string) ([]Vec, error) {
+	c := r.o.Resume
+	if c == nil || need == 0 {
+		return nil, nil
+	}
+	if len(c.History) < need {
+		return nil, fmt.Errorf("sampler: %s checkpoint at step %d has %d history vectors, needs %d", what, c.Step, len(c.History), need)
+	}
+	out := make([]Vec, need)
+	for k := range out {
+		if len(c.History[k]) != r.b*r.n {
+			return nil, fmt.Errorf("sampler: %s checkpoint history %d has %d values for a batch of %d", what, k, len(c.History[k]), r.b*r.n)
+		}
+		out[k] = r.load(1, c.History[k])
+	}
+	return out, nil
+}
