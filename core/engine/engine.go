@@ -271,7 +271,7 @@ var PageCaps = Caps{Steps: 1000, Batch: MaxBatch, Values: MaxValues}
 type Request struct {
 	Sampler  string  `json:"sampler"`
 	Steps    int     `json:"steps"`    // 0: the sampler's default
-	Eta      float64 `json:"eta"`      // DDIM's η
+	Eta      float64 `json:"eta"`      // DDIM's η; the ancestral/SDE samplers' noise scale (0: their default 1)
 	Guidance float64 `json:"guidance"` // classifier-free guidance scale (0 or 1: none)
 	// Class is the class label for every sample of the batch; nil means
 	// unconditional (the null class, when the model has one).
@@ -288,7 +288,8 @@ type Request struct {
 	// spherical interpolation of the two seeds' starting noises (with a
 	// deterministic sampler, a smooth path between their two samples).
 	SeedTo *uint64 `json:"seedTo"`
-	// Sigmas overrides the sigma spacing ("", uniform, karras, exponential).
+	// Sigmas overrides the sigma spacing ("", uniform, karras, exponential,
+	// polyexponential).
 	Sigmas string `json:"sigmas"`
 	// ClipDenoised clips every x̂0 to the data range (sampler.Options.ClipDenoised):
 	// an option that changes the method, off by default.
@@ -620,6 +621,7 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 	if err != nil {
 		return nil, &RequestError{"end_time", err.Error()}
 	}
+	s = s.WithSigmaRho(o.Rho)
 	steps := o.Steps
 	if steps == 0 {
 		steps = info.DefaultSteps
@@ -631,9 +633,10 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 		g, err = s.DDIMGrid(steps, o.Sigmas)
 	case "ddpm", "em", "pc":
 		g, err = s.DDPMGrid(steps, o.Sigmas)
-	case "euler", "euler_ancestral", "heun":
+	case "euler", "euler_ancestral", "heun",
+		"dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "lms":
 		g, err = s.EulerGrid(steps, o.Sigmas)
-	case "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_diffusers":
+	case "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_diffusers", "deis", "unipc", "unipc_bh1":
 		g, err = s.DPMGrid(steps, o.Sigmas)
 	case "rk45":
 		// It integrates from the largest level to the end time's, then
@@ -657,7 +660,8 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 	p.End = g.Steps[len(g.Steps)-1].To
 	p.Evals = p.Steps
 	switch info.Name {
-	case "heun": // two evaluations per step, one for a step to σ = 0 (sampler.HeunEvals)
+	case "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde":
+		// two evaluations per step, one for a step to σ = 0 (sampler.HeunEvals)
 		for i, st := range g.Steps {
 			p.evalStep = append(p.evalStep, i)
 			if !st.To.Clean() {

@@ -109,6 +109,22 @@ func caseSetup(c schedCase, cfg schedule.Config, s *schedule.Schedule) (Func, *O
 			return nil, nil, g, false, fmt.Errorf("solver_order %d is not supported", cfg.SolverOrder)
 		}
 		g, err = s.DPMGrid(c.Steps, "")
+	case "UniPCMultistepScheduler":
+		switch cfg.SolverType {
+		case "bh1":
+			f = UniPCBH1
+		case "bh2":
+			f = UniPC
+		default:
+			return nil, nil, g, false, fmt.Errorf("UniPC solver_type %q is not supported", cfg.SolverType)
+		}
+		o.Order = cfg.SolverOrder
+		g, err = s.DPMGrid(c.Steps, "")
+	case "DEISMultistepScheduler":
+		// (runSchedulerCase sets DEIS's final level, timestep 0's)
+		f = DEIS
+		o.Order = cfg.SolverOrder
+		g, err = s.DPMGrid(c.Steps, "")
 	default:
 		return nil, nil, g, false, fmt.Errorf("scheduler class %q is not supported", c.Cls)
 	}
@@ -186,6 +202,11 @@ func runSchedulerCase(t *testing.T, dir string) {
 	}
 	if cfg.ClassName == "" {
 		cfg.ClassName = c.Cls
+	}
+	if c.Cls == "DEISMultistepScheduler" && cfg.FinalSigmasType == "zero" && !cfg.UseKarrasSigmas && !cfg.UseExponentialSigmas {
+		// diffusers' DEIS has no final_sigmas_type: it ends at timestep
+		// 0's level
+		cfg.FinalSigmasType = "sigma_min"
 	}
 	if v, ok := c.StepKwargs["use_clipped_model_output"].(bool); ok && c.Cls == "DDIMScheduler" {
 		cfg.UseClippedModelOutput = v

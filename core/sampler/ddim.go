@@ -16,7 +16,7 @@ func init() {
 		Order:        1,
 		DefaultSteps: 50,
 		Params: append([]Param{pSteps(50),
-			pEta, pSigmas}, pCFG...),
+			pEta, pSigmas, pRho}, pCFG...),
 		Func:      DDIM,
 		Resumable: true,
 	})

@@ -14,7 +14,7 @@ func init() {
 		Summary:      "DDPM ancestral sampling, Ho, Jain & Abbeel 2020 (Alg. 2, posterior eq. 6-7)",
 		Stochastic:   true,
 		DefaultSteps: 1000,
-		Params:       append([]Param{pSteps(1000), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(1000), pSigmas, pRho}, pCFG...),
 		Func:         DDPM,
 		Resumable:    true,
 	})

@@ -9,7 +9,7 @@ import (
 )
 
 func init() {
-	params := append([]Param{pSteps(20), pSigmas}, pCFG...)
+	params := append([]Param{pSteps(20), pSigmas, pRho}, pCFG...)
 	register(Info{
 		Name:         "dpmpp_2m",
 		Display:      "DPM-Solver++(2M)",
@@ -113,17 +113,11 @@ func dpmSolverPP(ctx context.Context, m *Model, noise []float64, o *Options, ord
 		return nil, err
 	}
 	var hist [3]Vec // m0, m1, m2: data predictions at the last points
-	if c := r.o.Resume; c != nil {
-		if need := min(i0, order-1); len(c.History) < need {
-			return nil, fmt.Errorf("sampler: DPM-Solver++ checkpoint at step %d has %d predictions, needs %d", i0, len(c.History), need)
-		}
-		for k := 0; k < min(i0, order-1, len(c.History)); k++ {
-			if len(c.History[k]) != len(noise) {
-				return nil, fmt.Errorf("sampler: DPM-Solver++ checkpoint prediction %d has %d values for a batch of %d", k, len(c.History[k]), len(noise))
-			}
-			hist[k] = r.load(1, c.History[k])
-		}
+	hv, err := r.history(min(i0, order-1), "DPM-Solver++")
+	if err != nil {
+		return nil, err
 	}
+	copy(hist[:], hv)
 	for i := i0; i < len(g.Steps); i++ {
 		st := g.Steps[i]
 		x0, eps, err := r.denoise(st.From, x)

@@ -14,7 +14,7 @@ func init() {
 		Summary:      "Euler on the probability-flow ODE, Karras et al. 2022 (Alg. 1 without churn)",
 		Order:        1,
 		DefaultSteps: 50,
-		Params:       append([]Param{pSteps(50), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(50), pSigmas, pRho}, pCFG...),
 		Func:         Euler,
 		Resumable:    true,
 	})
@@ -24,7 +24,7 @@ func init() {
 		Summary:      "Euler ancestral: Euler step to σ_down plus fresh noise σ_up (k-diffusion, Karras et al. 2022)",
 		Stochastic:   true,
 		DefaultSteps: 50,
-		Params:       append([]Param{pSteps(50), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(50), pEtaAncestral, pSNoise, pSigmas, pRho}, pCFG...),
 		Func:         EulerAncestral,
 		Resumable:    true,
 	})
@@ -34,7 +34,7 @@ func init() {
 		Summary:      "Heun's 2nd-order method on the probability-flow ODE, Karras et al. 2022 (Alg. 1)",
 		Order:        2,
 		DefaultSteps: 25,
-		Params:       append([]Param{pSteps(25), pSigmas}, pCFG...),
+		Params:       append([]Param{pSteps(25), pSigmas, pRho}, pCFG...),
 		Func:         Heun,
 		Resumable:    true,
 	})
@@ -64,8 +64,13 @@ func eulerStart(r *runner, noise []float64, evalsBefore func(schedule.Grid, int)
 // ancestralLevels splits an ancestral step from level l to lt into a
 // deterministic step to `down` and fresh noise of standard deviation `up`:
 // up² = lt²(l²-lt²)/l², down² = lt² - up² (see EulerAncestral).
-func ancestralLevels(l, lt float64) (down, up float64) {
-	up = math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0))
+func ancestralLevels(l, lt float64) (down, up float64) { return ancestralLevelsEta(l, lt, 1) }
+
+// ancestralLevelsEta is ancestralLevels with the noise scaled by η
+// (k-diffusion's get_ancestral_step): up = min(lt, η·sqrt(lt²(l²-lt²)/l²));
+// η = 0 is the deterministic step to lt.
+func ancestralLevelsEta(l, lt, eta float64) (down, up float64) {
+	up = math.Min(lt, eta*math.Sqrt(math.Max(lt*lt*(l*l-lt*lt)/(l*l), 0)))
 	return math.Sqrt(math.Max(lt*lt-up*up, 0)), up
 }
 
@@ -130,7 +135,8 @@ func Euler(ctx context.Context, m *Model, noise []float64, o *Options) (*Result,
 // level σ to σ' it takes an Euler step to σ_down and adds fresh noise of
 // standard deviation σ_up, where σ_up² = σ'²(σ²-σ'²)/σ² and
 // σ_down² = σ'² - σ_up² (the ancestral split of the DDPM posterior, Ho et al.
-// 2020 eq. 7, in Karras et al.'s x/α parameterisation).
+// 2020 eq. 7, in Karras et al.'s x/α parameterisation); as k-diffusion's,
+// σ_up is scaled by η (Options.Eta, default 1) and the noise by s_noise.
 func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
 	r, err := newRunnerResumable(ctx, m, noise, o, 50)
 	if err != nil {
@@ -154,11 +160,11 @@ func EulerAncestral(ctx context.Context, m *Model, noise []float64, o *Options) 
 			return nil, err
 		}
 		l := st.From.Level
-		down, up := ancestralLevels(l, st.To.Level)
+		down, up := ancestralLevelsEta(l, st.To.Level, etaOf(&r.o))
 		q := (down - l) / l
 		if up > 0 {
 			r.noise(i, 0, z)
-			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0), T(up, z))
+			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0), T(r.sNoise()*up, z))
 		} else {
 			r.sp.Lincomb(xt, T(1+q, xt), T(-q, x0))
 		}

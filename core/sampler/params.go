@@ -51,8 +51,13 @@ var (
 	pStepsBase = Param{Name: "steps", Label: "Steps", Doc: "number of steps", Kind: KindInt, Min: 1, Max: limits.MaxSteps}
 	pEta       = Param{Name: "eta", Label: "η (eta)", Doc: "stochasticity η: 0 deterministic (ODE), 1 ancestral-like",
 		Kind: KindFloat, Min: 0, Max: 1}
-	pSigmas = Param{Name: "sigmas", Label: "σ spacing", Doc: "sigma spacing: uniform, karras or exponential (default: the model's config)",
-		Kind: KindChoice, ModelDefault: true, Choices: []string{"", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential}}
+	pSigmas = Param{Name: "sigmas", Label: "σ spacing", Doc: "sigma spacing: uniform, karras, exponential or polyexponential (default: the model's config)",
+		Kind: KindChoice, ModelDefault: true, Choices: []string{"", schedule.SigmasUniform, schedule.SigmasKarras, schedule.SigmasExponential,
+			schedule.SigmasPolyexponential}}
+	// pRho is the ρ of the Karras and polyexponential spacings
+	// (schedule.WithSigmaRho); every sampler that takes sigmas takes it.
+	pRho = Param{Name: "rho", Label: "σ spacing ρ", Doc: "ρ of the karras (default 7) and polyexponential (default 1) spacings",
+		Kind: KindFloat, Min: 0.1, Max: 20, ModelDefault: true}
 	pEndTime = Param{Name: "end_time", Label: "End time ε",
 		Doc:  "end time ε of continuous-time schedules before the final denoising (default: the schedule's)",
 		Kind: KindFloat, Min: 0, Max: 0.5, ModelDefault: true, Continuous: true}
@@ -70,14 +75,28 @@ var (
 		Default: 0.16, Min: 0, Max: 1}
 	pCorrectorSteps = Param{Name: "corrector_steps", Label: "Corrector steps", Doc: "Langevin steps per noise level", Kind: KindInt,
 		Default: 1, Min: 0, Max: 10}
+	// The multistep solvers' order (LMS, DEIS, UniPC): how many past
+	// evaluations each step's polynomial uses.
+	pOrderBase = Param{Name: "order", Label: "Order", Doc: "solver order: past evaluations each step uses", Kind: KindInt, Min: 1, Max: 4}
+	// pEtaAncestral is η for k-diffusion's ancestral and SDE samplers,
+	// whose default is 1 (full ancestral noise); zero means that default.
+	// pSNoise is k-diffusion's s_noise: the factor on the fresh noise of
+	// the ancestral and SDE samplers (slightly over 1 offsets detail lost
+	// to an imperfect denoiser, Karras et al. 2022, section 4 "S_noise").
+	pSNoise = Param{Name: "s_noise", Label: "Noise scale s_noise", Doc: "factor on the fresh noise of ancestral/SDE steps (default 1)",
+		Kind: KindFloat, Default: 1, Min: 0.5, Max: 1.5}
+	pEtaAncestral = Param{Name: "eta", Label: "η (eta)", Doc: "noise scale η of the ancestral/SDE step (default 1)",
+		Kind: KindFloat, Default: 1, Min: 0, Max: 1}
 
 	// pSteps is the steps parameter with a sampler's default.
 	pSteps = func(d int) Param { p := pStepsBase; p.Default = float64(d); return p }
+	// pOrder is the order parameter with a sampler's default.
+	pOrder = func(d int) Param { p := pOrderBase; p.Default = float64(d); return p }
 	// pCFG are the options every sampler takes.
 	pCFG = []Param{pEndTime, pGuidance}
 
 	// allParams lists every parameter once, for Options.Check.
-	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps}
+	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps, pOrderBase, pRho, pSNoise}
 )
 
 // ParamByName finds a registry parameter by name.
@@ -110,6 +129,12 @@ func (o *Options) value(name string) (float64, bool) {
 		return o.SNR, true
 	case "corrector_steps":
 		return float64(o.CorrectorSteps), true
+	case "order":
+		return float64(o.Order), true
+	case "rho":
+		return o.Rho, true
+	case "s_noise":
+		return o.SNoise, true
 	}
 	return 0, false
 }
@@ -135,6 +160,12 @@ func (o *Options) Set(name string, v float64) bool {
 		o.SNR = v
 	case "corrector_steps":
 		o.CorrectorSteps = clampInt(v)
+	case "order":
+		o.Order = clampInt(v)
+	case "rho":
+		o.Rho = v
+	case "s_noise":
+		o.SNoise = v
 	default:
 		return false
 	}
@@ -178,7 +209,7 @@ func (o *Options) Check() error {
 		}
 	}
 	if !slices.Contains(pSigmas.Choices, o.Sigmas) {
-		return &OptionError{"sigmas", fmt.Sprintf("unknown spacing %q (uniform, karras or exponential)", o.Sigmas)}
+		return &OptionError{"sigmas", fmt.Sprintf("unknown spacing %q (uniform, karras, exponential or polyexponential)", o.Sigmas)}
 	}
 	return nil
 }

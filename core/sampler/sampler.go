@@ -1,7 +1,8 @@
 // Package sampler draws samples from a denoising network: DDPM, DDIM (any
 // η, and its inversion), Euler, Euler ancestral, Heun, adaptive RK45,
 // DPM-Solver++ 2M/3M, Euler–Maruyama and predictor–corrector on the reverse
-// SDE, with classifier-free guidance, seeded per-sample noise and a per-step
+// SDE, k-diffusion's DPM-2 (ancestral), DPM-Solver++ 2S ancestral, SDE,
+// 2M/3M SDE and LMS, DEIS and UniPC (bh1, bh2), with classifier-free guidance, seeded per-sample noise and a per-step
 // progress callback; and it estimates likelihoods (bits/dim) through the
 // probability-flow ODE.
 //
@@ -16,8 +17,10 @@
 // Prediction types are converted in one place (PredictionAt).
 //
 // Conventions (shared by all samplers): a noise level is a schedule.Point with
-// x_t = α·x0 + σ·ε. "DDIM-type" samplers (ddpm, ddim, dpmpp_*, em, pc) keep x_t
-// itself; "Euler-type" ones (euler, euler_ancestral, heun, rk45) keep x_t/α =
+// x_t = α·x0 + σ·ε. "DDIM-type" samplers (ddpm, ddim, dpmpp_2m/3m, deis,
+// unipc, em, pc) keep x_t itself; "Euler-type" ones (euler, euler_ancestral,
+// heun, rk45, and k-diffusion's: dpm_2*, dpmpp_2s_ancestral, dpmpp_sde,
+// dpmpp_*_sde, lms) keep x_t/α =
 // x0 + (σ/α)·ε and integrate the probability-flow ODE in Karras et al.'s form
 // dx/dσ = (x - D(x; σ))/σ (Karras et al. 2022, eq. 3 with s = 1), where D is
 // the model's x0 prediction. Both kinds start from unit noise times the grid's
@@ -62,7 +65,9 @@ type NoiseSource func(sample, step, sub int, out []float64)
 type Options struct {
 	// Steps is the number of steps (default: the sampler's DefaultSteps).
 	Steps int
-	// Eta is DDIM's η (0 = deterministic DDIM, 1 = DDPM-like variance).
+	// Eta is DDIM's η (0 = deterministic DDIM, 1 = DDPM-like variance),
+	// and the noise scale of k-diffusion's ancestral and SDE samplers (0
+	// means their default, 1).
 	Eta float64
 	// RTol and ATol are RK45's relative and absolute tolerances (default 1e-5).
 	RTol, ATol float64
@@ -73,9 +78,17 @@ type Options struct {
 	// (default 0.16), CorrectorSteps its corrector steps per step (default 1).
 	SNR            float64
 	CorrectorSteps int
+	// SNoise is k-diffusion's s_noise, the factor on the fresh noise of
+	// the ancestral and SDE samplers (default 1).
+	SNoise float64
+	// Order is the multistep solvers' order (lms, deis, unipc; default:
+	// the sampler's, see its order Param).
+	Order int
 	// Sigmas overrides the config's sigma spacing: schedule.SigmasUniform,
-	// SigmasKarras or SigmasExponential ("" follows the config).
+	// SigmasKarras, SigmasExponential or SigmasPolyexponential ("" follows
+	// the config); Rho sets the Karras and polyexponential ρ (0: 7 and 1).
 	Sigmas string
+	Rho    float64
 
 	// Class holds one label per sample (or one for all) for class-conditional
 	// models; nil samples unconditionally (with the null class, if the model
@@ -294,6 +307,7 @@ func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defStep
 	if r.s, err = m.Schedule.WithEndTime(r.o.EndTime); err != nil {
 		return nil, err
 	}
+	r.s = r.s.WithSigmaRho(r.o.Rho)
 	if _, err := PredictionAt(r.s.Config.PredictionType, schedule.Point{Alpha: 1, Sigma: 1}); err != nil {
 		return nil, err
 	}
@@ -552,3 +566,24 @@ func startPoint(g schedule.Grid, i int) schedule.Point {
 }
 
 func oneEval(step int) int { return step }
+
+// history loads a resumed run's History (the multistep samplers' vectors
+// at earlier points, newest first: need of them), or returns nil vectors
+// when not resuming.
+func (r *runner) history(need int, what string) ([]Vec, error) {
+	c := r.o.Resume
+	if c == nil || need == 0 {
+		return nil, nil
+	}
+	if len(c.History) < need {
+		return nil, fmt.Errorf("sampler: %s checkpoint at step %d has %d history vectors, needs %d", what, c.Step, len(c.History), need)
+	}
+	out := make([]Vec, need)
+	for k := range out {
+		if len(c.History[k]) != r.b*r.n {
+			return nil, fmt.Errorf("sampler: %s checkpoint history %d has %d values for a batch of %d", what, k, len(c.History[k]), r.b*r.n)
+		}
+		out[k] = r.load(1, c.History[k])
+	}
+	return out, nil
+}

@@ -146,7 +146,7 @@ func TestProgressAndCancel(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	want := []string{"ddim", "ddpm", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_diffusers", "em", "euler", "euler_ancestral", "heun", "pc", "rk45"}
+	want := []string{"ddim", "ddpm", "deis", "dpm_2", "dpm_2_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_2s_ancestral", "dpmpp_3m", "dpmpp_3m_diffusers", "dpmpp_3m_sde", "dpmpp_sde", "em", "euler", "euler_ancestral", "heun", "lms", "pc", "rk45", "unipc", "unipc_bh1"}
 	got := List()
 	if len(got) != len(want) {
 		t.Fatalf("%d samplers, want %d", len(got), len(want))

@@ -16,7 +16,7 @@ func init() {
 		Order:        0,
 		DefaultSteps: 1000,
 		Params: append([]Param{pSteps(1000),
-			pSigmas}, pCFG...),
+			pSigmas, pRho}, pCFG...),
 		Func:      EulerMaruyama,
 		Resumable: true,
 	})
@@ -28,7 +28,7 @@ func init() {
 		DefaultSteps: 1000,
 		Params: append([]Param{pSteps(1000),
 			pSNR, pCorrectorSteps,
-			pSigmas}, pCFG...),
+			pSigmas, pRho}, pCFG...),
 		Func:      PredictorCorrector,
 		Resumable: true,
 	})

@@ -482,10 +482,13 @@ func (c *Config) Validate() error {
 	if c.SigmaMax != nil && !(*c.SigmaMax > 0) {
 		return fieldErr("sigma_max", "must be positive, got %v", *c.SigmaMax)
 	}
-	if err := oneOf("algorithm_type", c.AlgorithmType, "", "dpmsolver++"); err != nil {
+	// deis, bh1/bh2 and logrho are the values of diffusers' DEIS and UniPC
+	// configs (samplers deis, unipc, unipc_bh1; the DPM-Solver++ samplers
+	// read only heun, else midpoint).
+	if err := oneOf("algorithm_type", c.AlgorithmType, "", "dpmsolver++", "deis"); err != nil {
 		return err
 	}
-	if err := oneOf("solver_type", c.SolverType, "", "midpoint", "heun"); err != nil {
+	if err := oneOf("solver_type", c.SolverType, "", "midpoint", "heun", "bh1", "bh2", "logrho"); err != nil {
 		return err
 	}
 	if c.SolverOrder < 1 || c.SolverOrder > 3 {

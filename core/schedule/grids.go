@@ -11,11 +11,56 @@ const (
 	SigmasUniform     = "uniform"     // the timestep spacing, no sigma re-spacing
 	SigmasKarras      = "karras"      // Karras et al. 2022, eq. 5, ρ = 7
 	SigmasExponential = "exponential" // log-uniform in σ
+	// SigmasPolyexponential is k-diffusion's get_sigmas_polyexponential:
+	// log σ runs from log σ_max to log σ_min as (1-i/(n-1))^ρ, ρ = 1
+	// (exponential) unless set (WithSigmaRho).
+	SigmasPolyexponential = "polyexponential"
 )
+
+// WithSigmaRho returns s with the ρ of the Karras (default 7) and
+// polyexponential (default 1) spacings set to rho; 0 keeps the defaults.
+func (s *Schedule) WithSigmaRho(rho float64) *Schedule {
+	if rho == s.rho {
+		return s
+	}
+	c := *s
+	c.rho = rho
+	return &c
+}
+
+// spacedLevels are n levels from hi down to lo in a Karras, exponential or
+// polyexponential spacing.
+func (s *Schedule) spacedLevels(spacing string, lo, hi float64, n int) []float64 {
+	switch spacing {
+	case SigmasKarras:
+		return karrasLevels(lo, hi, n, s.rhoOr(7))
+	case SigmasPolyexponential:
+		return polyexponentialLevels(lo, hi, n, s.rhoOr(1))
+	}
+	return exponentialLevels(lo, hi, n)
+}
+
+func (s *Schedule) rhoOr(def float64) float64 {
+	if s.rho > 0 {
+		return s.rho
+	}
+	return def
+}
+
+// polyexponentialLevels is k-diffusion's get_sigmas_polyexponential:
+// σ_i = exp(log σ_min + (1 - i/(n-1))^ρ·(log σ_max - log σ_min)).
+func polyexponentialLevels(lo, hi float64, n int, rho float64) []float64 {
+	ramp := linspace(1, 0, n)
+	out := make([]float64, n)
+	for i, r := range ramp {
+		out[i] = math.Exp(math.Log(lo) + math.Pow(r, rho)*(math.Log(hi)-math.Log(lo)))
+	}
+	return out
+}
 
 func (s *Schedule) sigmaSpacing(override string) (string, error) {
 	switch override {
-	case SigmasUniform, SigmasKarras, SigmasExponential:
+	case SigmasUniform, SigmasKarras, SigmasExponential, SigmasPolyexponential:
 		return override, nil
 	case SigmasConfig:
 		switch {
@@ -26,13 +71,12 @@ func (s *Schedule) sigmaSpacing(override string) (string, error) {
 		}
 		return SigmasUniform, nil
 	}
-	return "", fmt.Errorf("schedule: unknown sigma spacing %q (want uniform, karras or exponential)", override)
+	return "", fmt.Errorf("schedule: unknown sigma spacing %q (want uniform, karras, exponential or polyexponential)", override)
 }
 
 // karrasLevels is eq. 5 of Karras et al. 2022:
-// σ_i = (σ_max^(1/ρ) + i/(n-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ, ρ = 7.
-func karrasLevels(lo, hi float64, n int) []float64 {
-	const rho = 7.0
+// σ_i = (σ_max^(1/ρ) + i/(n-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ, their ρ = 7.
+func karrasLevels(lo, hi float64, n int, rho float64) []float64 {
 	out := make([]float64, n)
 	a, b := math.Pow(hi, 1/rho), math.Pow(lo, 1/rho)
 	ramp := linspace(0, 1, n)
@@ -150,14 +194,9 @@ func (s *Schedule) continuousPoints(steps int, spacing string) []Point {
 	t0, t1 := s.StartTime(), s.EndTime()
 	pts := make([]Point, steps)
 	switch spacing {
-	case SigmasKarras, SigmasExponential:
+	case SigmasKarras, SigmasExponential, SigmasPolyexponential:
 		lo, hi := s.LevelAt(t1), s.LevelAt(t0)
-		var lv []float64
-		if spacing == SigmasKarras {
-			lv = karrasLevels(lo, hi, steps)
-		} else {
-			lv = exponentialLevels(lo, hi, steps)
-		}
+		lv := s.spacedLevels(spacing, lo, hi, steps)
 		for i, l := range lv {
 			pts[i] = s.PointAtLevel(l, s.TimeAt(l))
 		}
@@ -375,10 +414,7 @@ func (s *Schedule) respace(in []float64, spacing string, n int) []float64 {
 	if s.Config.SigmaMax != nil {
 		hi = *s.Config.SigmaMax
 	}
-	if spacing == SigmasKarras {
-		return karrasLevels(lo, hi, n)
-	}
-	return exponentialLevels(lo, hi, n)
+	return s.spacedLevels(spacing, lo, hi, n)
 }
 
 func (s *Schedule) finalPoint() Point {

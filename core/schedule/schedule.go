@@ -70,6 +70,7 @@ type Schedule struct {
 	alphasCumprod []float64 // discrete only
 	levels        []float64 // sqrt((1-ᾱ)/ᾱ) per timestep, discrete only
 	logLevels     []float64
+	rho           float64 // the sigma spacings' ρ (WithSigmaRho), 0: their defaults
 }
 
 // Parse reads a scheduler config (see ParseConfig) and builds its Schedule.

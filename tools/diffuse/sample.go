@@ -75,13 +75,14 @@ func runSample(args []string) error {
 	weights := fs.String("weights", "", "converted .safetensors file or diffusers model folder (required)")
 	name := fs.String("sampler", "ddim", "sampler name; 'list' prints the samplers and their options")
 	steps := fs.Int("steps", 0, "number of steps (default: the sampler's)")
-	eta := fs.Float64("eta", 0, "ddim: stochasticity η (0 deterministic, 1 DDPM-like)")
+	eta := fs.Float64("eta", 0, "ddim: stochasticity η (0 deterministic, 1 DDPM-like); ancestral and SDE samplers: noise scale η (default 1)")
 	seed := fs.Uint64("seed", 0, "noise seed; sample i of a request always gets the same noise")
 	n := fs.Int("n", 16, "number of samples")
 	batch := fs.Int("batch", 8, "samples per network call (does not change the samples)")
 	class := fs.Int("class", -1, "class label for class-conditional models (-1: unconditional)")
 	guidance := fs.Float64("guidance", 1, "classifier-free guidance scale (1: none)")
-	sigmas := fs.String("sigmas", "", "sigma spacing: uniform, karras or exponential (default: the model's config)")
+	sigmas := fs.String("sigmas", "", "sigma spacing: uniform, karras, exponential or polyexponential (default: the model's config)")
+	rho := fs.Float64("rho", 0, "ρ of the karras (default 7) and polyexponential (default 1) sigma spacings")
 	clipX0 := fs.Bool("clip-denoised", false, "clip every prediction x̂0 to the data range, any sampler (static thresholding, Saharia et al. 2022); changes the method")
 	spacing := fs.String("timestep-spacing", "", "discrete schedules: timestep spacing leading, trailing or linspace, in place of the model's timestep_spacing (Lin et al. 2023, table 2)")
 	rtol := fs.Float64("rtol", 0, "rk45: relative tolerance (default 1e-5)")
@@ -89,6 +90,8 @@ func runSample(args []string) error {
 	endTime := fs.Float64("end-time", 0, "continuous-time models: end time ε before the final denoising (default: the model's)")
 	snr := fs.Float64("snr", 0, "pc: Langevin signal-to-noise ratio (default 0.16)")
 	corrector := fs.Int("corrector-steps", 0, "pc: Langevin steps per noise level (default 1)")
+	sNoise := fs.Float64("s-noise", 0, "ancestral and SDE samplers: factor on the fresh noise (default 1)")
+	order := fs.Int("order", 0, "lms, deis, unipc: solver order (default: the sampler's)")
 	size := fs.String("size", "", "sample size HxW, for models that do not record it")
 	outPNG := fs.String("out-png", "", "write the samples as a PNG grid")
 	scale := fs.Int("scale", 1, fmt.Sprintf("--out-png: enlarge the grid K times, each pixel a K×K block (nearest neighbour), K in 1..%d", maxScale))
@@ -128,7 +131,7 @@ func runSample(args []string) error {
 	// left out, so every sampler accepts the defaults).
 	req := engine.Request{Sampler: *name, Steps: *steps, Eta: *eta, Guidance: *guidance, Seed: *seed, Sigmas: *sigmas,
 		ClipDenoised: *clipX0, TimestepSpacing: *spacing, Params: map[string]float64{}}
-	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector)} {
+	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector), "order": float64(*order), "rho": *rho, "s_noise": *sNoise} {
 		if v != 0 {
 			req.Params[k] = v
 		}

@@ -180,6 +180,17 @@ func TestSpaceSamplers(t *testing.T) {
 		{"pc", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 3, 0, 1.5, nil, 1e-9},
 		{"rk45", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 0, 0, 0, func(i, _ int) bool { return i == 0 }, 1e-6},
 		{"invert_ddim", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 2, pick, 1e-9},
+		// k-diffusion's samplers (Euler grid), DEIS and UniPC (DPM grid)
+		{"dpm_2", `{"prediction_type": "v_prediction", "clip_sample": false}`, 3, 0, 2, pick, 1e-9},
+		{"dpm_2_ancestral", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0.5, 0, nil, 1e-9},
+		{"dpmpp_2s_ancestral", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 1.5, pick, 1e-9},
+		{"dpmpp_sde", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 3, 0, 0, pick, 1e-9},
+		{"dpmpp_2m_sde", `{"prediction_type": "v_prediction", "clip_sample": false}`, 4, 0, 2, nil, 1e-9},
+		{"dpmpp_3m_sde", `{"prediction_type": "epsilon", "clip_sample": false}`, 5, 0.7, 0, pick, 1e-9},
+		{"lms", `{"prediction_type": "epsilon", "clip_sample": false}`, 5, 0, 2.5, pick, 1e-9},
+		{"deis", `{"prediction_type": "v_prediction", "clip_sample": false}`, 4, 0, 0, pick, 1e-9},
+		{"unipc", `{"prediction_type": "epsilon", "clip_sample": false}`, 5, 0, 2, pick, 1e-9},
+		{"unipc_bh1", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 4, 0, 0, nil, 1e-9},
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {

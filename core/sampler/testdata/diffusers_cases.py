@@ -3,7 +3,8 @@ diffusers' own scheduler source.
 
 diffusers itself is not installable here (no PyPI), so this runs the
 unmodified scheduler modules (scheduling_euler_discrete.py,
-scheduling_ddim.py) from a diffusers checkout with the few package imports
+scheduling_ddim.py, scheduling_unipc_multistep.py,
+scheduling_deis_multistep.py) from a diffusers checkout with the few package imports
 they make (ConfigMixin, register_to_config, BaseOutput, ...) stubbed: the
 arithmetic, dtypes and numpy/torch calls are diffusers' own.
 
@@ -82,7 +83,12 @@ def stub_package():
     class SchedulerMixin:
         pass
 
+    @dataclass
+    class SchedulerOutput:
+        prev_sample: torch.Tensor
+
     su.KarrasDiffusionSchedulers, su.SchedulerMixin = KarrasDiffusionSchedulers, SchedulerMixin
+    su.SchedulerOutput = SchedulerOutput
     for m in (pkg, sched, cfg, utils, tu, su):
         sys.modules[m.__name__] = m
 
@@ -147,6 +153,22 @@ def main():
                                   prediction_type="sample", clip_sample=True), 25,
                "issue #19: x0 prediction near t = 0, where 1 - alphas_cumprod is float32 in diffusers"
                " (1.7e-5 at call 23 with a float64 table)", 1e-6)
+    # UniPC (bh2 order 2, bh1 order 3) and DEIS (orders 2 and 3), with few
+    # steps (lower_order_final at work) and with more
+    unipc = load(src, "scheduling_unipc_multistep")
+    deis = load(src, "scheduling_deis_multistep")
+    write_case(out, "unipc_bh2_order2", "UniPCMultistepScheduler",
+               unipc.UniPCMultistepScheduler(solver_order=2, solver_type="bh2"), 10,
+               "sampler unipc: predictor-corrector, lower_order_final", 1e-5)
+    write_case(out, "unipc_bh1_order3_scaled_linear", "UniPCMultistepScheduler",
+               unipc.UniPCMultistepScheduler(solver_order=3, solver_type="bh1", beta_schedule="scaled_linear"), 20,
+               "sampler unipc_bh1, order 3", 1e-5)
+    write_case(out, "deis_order2", "DEISMultistepScheduler",
+               deis.DEISMultistepScheduler(solver_order=2), 10,
+               "sampler deis: logrho, lower_order_final under 15 steps, last level that of timestep 0", 1e-5)
+    write_case(out, "deis_order3_scaled_linear", "DEISMultistepScheduler",
+               deis.DEISMultistepScheduler(solver_order=3, beta_schedule="scaled_linear"), 20,
+               "sampler deis, order 3 to the end (20 steps)", 1e-5)
     # Table ends for core/schedule's TestBetaSchedules.
     for beta, start, end in (("linear", 0.0001, 0.02), ("scaled_linear", 0.00085, 0.012),
                              ("squaredcos_cap_v2", 0.0001, 0.02)):
