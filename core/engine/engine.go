@@ -210,7 +210,12 @@ func describe(s *schedule.Schedule) string {
 	case schedule.VP:
 		return fmt.Sprintf("VP-SDE, β %g…%g", c.BetaMin, c.BetaMax)
 	case schedule.VE:
+		if c.PredictionType == "consistency" {
+			return fmt.Sprintf("consistency model, σ %.3g…%.3g", s.MinLevel(), s.MaxLevel())
+		}
 		return fmt.Sprintf("VE-SDE, σ %.3g…%.3g", s.MinLevel(), s.MaxLevel())
+	case schedule.Flow:
+		return fmt.Sprintf("flow matching, shift %g", c.FlowShift())
 	}
 	if c.TrainedBetas != nil {
 		return fmt.Sprintf("discrete, trained betas, %d steps", c.NumTrainTimesteps)
@@ -234,6 +239,9 @@ type SamplerInfo struct {
 	Order        int             `json:"order"`
 	DefaultSteps int             `json:"defaultSteps"`
 	Params       []sampler.Param `json:"params"`
+	// Requires is the model family the sampler is for ("flow",
+	// "consistency"), empty for any: a picker offers it only for such models.
+	Requires string `json:"requires,omitempty"`
 }
 
 // Samplers describes the registry (sampler.List) to the page: the worker
@@ -243,7 +251,7 @@ func Samplers() []SamplerInfo {
 	var out []SamplerInfo
 	for _, i := range sampler.List() {
 		si := SamplerInfo{Name: i.Name, Display: i.Display, Summary: i.Summary, Stochastic: i.Stochastic, Order: i.Order,
-			DefaultSteps: i.DefaultSteps, Params: append([]sampler.Param(nil), i.Params...)}
+			DefaultSteps: i.DefaultSteps, Params: append([]sampler.Param(nil), i.Params...), Requires: i.Requires}
 		for k, p := range si.Params {
 			if p.Name == "steps" {
 				si.Params[k].Max = math.Min(p.Max, PageCaps.Steps)
@@ -624,9 +632,16 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 	if steps == 0 {
 		steps = info.DefaultSteps
 	}
+	if !info.Supports(s) {
+		return nil, &RequestError{"sampler", fmt.Sprintf("sampler %s is for %s models only", info.Name, info.Requires)}
+	}
 	p := &Plan{Evals: -1, End: s.CleanPoint()}
 	var g schedule.Grid
 	switch info.Name {
+	case "flow_euler", "flow_heun":
+		g, err = s.FlowGrid(steps, o.Sigmas)
+	case "consistency":
+		g, err = s.ConsistencyGrid(steps)
 	case "ddim":
 		g, err = s.DDIMGrid(steps, o.Sigmas)
 	case "ddpm", "em", "pc":
@@ -656,8 +671,11 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 	p.Steps = len(g.Steps)
 	p.End = g.Steps[len(g.Steps)-1].To
 	p.Evals = p.Steps
+	if info.Name == "consistency" {
+		p.End = s.CleanPoint() // its last step returns x̂0 at σ_min
+	}
 	switch info.Name {
-	case "heun": // two evaluations per step, one for a step to σ = 0 (sampler.HeunEvals)
+	case "heun", "flow_heun": // two evaluations per step, one for a step to σ = 0 (sampler.HeunEvals)
 		for i, st := range g.Steps {
 			p.evalStep = append(p.evalStep, i)
 			if !st.To.Clean() {
@@ -745,7 +763,7 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 	if err != nil {
 		return nil, err
 	}
-	pc, err := sampler.PredictionAt(l.Schedule.Config.PredictionType, p)
+	pc, err := sampler.PredictionFor(l.Schedule, p)
 	if err != nil {
 		return nil, err
 	}

@@ -194,7 +194,7 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 		}
 		out := hv(out)
 		// D(x) = cx·x + co·out(α·x) for x = x_t/α (PredictionAt's x̂0)
-		pc, err := PredictionAt(s.Config.PredictionType, p)
+		pc, err := PredictionFor(s, p)
 		if err != nil {
 			return err
 		}

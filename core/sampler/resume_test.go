@@ -42,6 +42,7 @@ func TestResume(t *testing.T) {
 		}
 		n++
 		t.Run(info.Name, func(t *testing.T) {
+			m := &Model{Net: m.Net, Schedule: scheduleFor(t, info.Name, s), Shape: m.Shape, NullClass: -1}
 			var steps []Step
 			o := &Options{Steps: 6, Eta: 0, Seed: 3, Progress: func(st Step) error {
 				st.X = append([]float64(nil), st.X...)
@@ -59,7 +60,7 @@ func TestResume(t *testing.T) {
 			// Grid step 3 starts at progress call 3, or 6 for Heun and
 			// the predictor–corrector (two evaluations per step).
 			at, step := 3, 3
-			if info.Name == "heun" || info.Name == "pc" {
+			if info.Name == "heun" || info.Name == "pc" || info.Name == "flow_heun" {
 				at = 6
 			}
 			c := &Checkpoint{Step: step, X: steps[at].X, NFE: steps[at].NFE - 1}

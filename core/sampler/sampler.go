@@ -195,6 +195,28 @@ type Info struct {
 	Func         Func
 	// Resumable samplers accept Options.Resume.
 	Resumable bool
+	// Requires is the model family the sampler is written for: "" (any
+	// model), RequiresFlow (a flow-matching schedule) or RequiresConsistency
+	// (a consistency model); see Supports.
+	Requires string
+}
+
+// The model families of Info.Requires.
+const (
+	RequiresFlow        = "flow"
+	RequiresConsistency = "consistency"
+)
+
+// Supports reports whether the sampler runs on a model with schedule s
+// (Info.Requires); the others refuse it with an error saying why.
+func (i Info) Supports(s *schedule.Schedule) bool {
+	switch i.Requires {
+	case RequiresFlow:
+		return s.Kind == schedule.Flow
+	case RequiresConsistency:
+		return s.Config.PredictionType == "consistency"
+	}
+	return true
 }
 
 var registry = map[string]Info{}
@@ -294,7 +316,7 @@ func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defStep
 	if r.s, err = m.Schedule.WithEndTime(r.o.EndTime); err != nil {
 		return nil, err
 	}
-	if _, err := PredictionAt(r.s.Config.PredictionType, schedule.Point{Alpha: 1, Sigma: 1}); err != nil {
+	if _, err := PredictionFor(r.s, schedule.Point{Alpha: 1, Sigma: 1, Level: 1}); err != nil {
 		return nil, err
 	}
 	r.n = tensor.Numel(m.Shape)
@@ -323,8 +345,9 @@ func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defStep
 	return r, nil
 }
 
-// net evaluates the network at p on x (x_t form) and returns its raw
-// output (guided when classifier-free guidance is on).
+// net evaluates the network at p on x (x_t form), scaled by the schedule's
+// InputScale (c_in of consistency models), and returns its raw output
+// (guided when classifier-free guidance is on).
 func (r *runner) net(p schedule.Point, x Vec) (Vec, error) {
 	if err := r.ctx.Err(); err != nil {
 		return nil, err
@@ -333,7 +356,15 @@ func (r *runner) net(p schedule.Point, x Vec) (Vec, error) {
 		return nil, errors.New("sampler: internal error: network evaluated at sigma 0")
 	}
 	out := r.sp.New()
-	err := r.sp.Net(out, x, p)
+	var err error
+	if c := r.s.InputScale(p); c != 1 {
+		xin := r.sp.New()
+		r.sp.Lincomb(xin, T(c, x))
+		err = r.sp.Net(out, xin, p)
+		r.sp.Free(xin)
+	} else {
+		err = r.sp.Net(out, x, p)
+	}
 	r.nfe++
 	if err != nil {
 		r.sp.Free(out)
@@ -350,7 +381,7 @@ func (r *runner) denoise(p schedule.Point, x Vec) (x0, eps Vec, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := PredictionAt(r.s.Config.PredictionType, p)
+	c, err := PredictionFor(r.s, p)
 	if err != nil {
 		return nil, nil, err
 	}
