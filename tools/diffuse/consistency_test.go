@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/diffuse-web/diffuse/core/npy"
+	"github.com/diffuse-web/diffuse/core/unet/unettest"
+)
+
+// cmScheduler is the scheduler_config.json of the openai/diffusers-cd_*
+// checkpoints (CMStochasticIterativeScheduler with its defaults).
+const cmScheduler = `{"_class_name": "CMStochasticIterativeScheduler", "_diffusers_version": "0.17.0.dev0",
+ "clip_denoised": true, "num_train_timesteps": 40, "rho": 7.0, "s_noise": 1.0, "sigma_data": 0.5,
+ "sigma_max": 80.0, "sigma_min": 0.002}`
+
+// TestConsistencyCheckpointSamples: a consistency checkpoint in diffusers
+// format (unet/ with the public ImageNet-64 CD config.json, reduced in
+// width, depth and size so its random weights stay small; scheduler/ with
+// its scheduler config) converts with `diffuse convert --from diffusers`
+// and samples with `diffuse sample --sampler consistency` at 1, 2 and 4
+// steps: finite samples inside [-1, 1] (clip_denoised), differing by step
+// count. The full-size config's graph: core/unet
+// TestConsistencyImageNet64Builds.
+func TestConsistencyCheckpointSamples(t *testing.T) {
+	raw, err := os.ReadFile("../../core/unet/testdata/cd_imagenet64_l2_config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Reduced: every block and layer type as published, narrower (64..128
+	// channels, one 64-wide head per 64), one resnet per level, 16×16.
+	cfg["block_out_channels"] = []int{64, 64, 128, 128}
+	cfg["layers_per_block"] = 1
+	cfg["sample_size"] = 16
+	small, _ := json.Marshal(cfg)
+	dir := t.TempDir()
+	ud, err := unettest.WriteDiffusers(dir, small, []byte(cmScheduler), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := filepath.Join(dir, "cm.safetensors")
+	if err := runConvert([]string{"--from", "diffusers", ud, "-o", w, "--dtype", "f32"}); err != nil {
+		t.Fatal(err)
+	}
+	var prev []float32
+	for _, steps := range []string{"1", "2", "4"} {
+		out := filepath.Join(dir, "s"+steps+".npy")
+		if err := runSample([]string{"--weights", w, "--sampler", "consistency", "--steps", steps, "--n", "2", "--class", "145",
+			"--seed", "3", "--out-npy", out, "--quiet"}); err != nil {
+			t.Fatalf("%s steps: %v", steps, err)
+		}
+		a, err := npy.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := a.Float32()
+		if len(a.Shape) != 4 || a.Shape[0] != 2 || a.Shape[1] != 3 || a.Shape[2] != 16 || a.Shape[3] != 16 {
+			t.Fatalf("%s steps: shape %v", steps, a.Shape)
+		}
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, v := range x {
+			f := float64(v)
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				t.Fatalf("%s steps: non-finite sample", steps)
+			}
+			lo, hi = math.Min(lo, f), math.Max(hi, f)
+		}
+		t.Logf("%s steps: samples in [%.3g, %.3g]", steps, lo, hi)
+		if lo < -1-1e-6 || hi > 1+1e-6 || hi-lo < 1e-3 {
+			t.Errorf("%s steps: samples in [%v, %v], want a spread inside [-1, 1]", steps, lo, hi)
+		}
+		if prev != nil && maxAbsDiff(prev, x) == 0 {
+			t.Errorf("%s steps: same samples as the previous step count", steps)
+		}
+		prev = x
+	}
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	d := 0.0
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}
