@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/npy"
 	"github.com/diffuse-web/diffuse/core/unet/unettest"
 )
@@ -80,6 +81,66 @@ func TestConsistencyCheckpointSamples(t *testing.T) {
 			t.Errorf("%s steps: same samples as the previous step count", steps)
 		}
 		prev = x
+	}
+}
+
+// cmSmallConfig is the public ImageNet-64 CD config.json at toy size, for
+// the reference case in testdata/cm_resnet_updown: every block type and
+// option as published (ResnetDownsampleBlock2D, resnet down/upsampling,
+// scale_shift, attention heads of attention_head_dim, the mid block's
+// attn_norm_num_groups, class embeddings), 16..48 channels, 8 groups, two
+// resnets per level, 8×8, 10 classes.
+func cmSmallConfig(t *testing.T) []byte {
+	raw, err := os.ReadFile("../../core/unet/testdata/cd_imagenet64_l2_config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["block_out_channels"] = []int{16, 32, 32, 48}
+	cfg["attention_head_dim"] = 16
+	cfg["norm_num_groups"] = 8
+	cfg["attn_norm_num_groups"] = 8
+	cfg["layers_per_block"] = 2
+	cfg["num_class_embeds"] = 10
+	cfg["sample_size"] = 8
+	b, _ := json.Marshal(cfg)
+	return b
+}
+
+// TestResnetUpDownReference compares the network of cmSmallConfig, with
+// unettest's seeded random weights, against the output of
+// testdata/cm_resnet_updown/reference.py on the same weights, inputs, times
+// and labels: diffusers' own ResnetBlock2D (resnet.py with its up/down
+// paths, run from the diffusers source) wired as UNet2DModel wires it.
+// With DIFFUSE_WRITE_CM_REF=DIR it writes the diffusers folder the script
+// reads.
+func TestResnetUpDownReference(t *testing.T) {
+	dir := os.Getenv("DIFFUSE_WRITE_CM_REF")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	ud, err := unettest.WriteDiffusers(dir, cmSmallConfig(t), nil, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := "testdata/cm_resnet_updown"
+	want, err := npy.ReadFile(filepath.Join(ref, "y.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.FromDiffusersDir(ud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, backend := range []string{backendReference, backendFast} {
+		y, err := evalFiles(m, filepath.Join(ref, "x.npy"), filepath.Join(ref, "t.npy"), filepath.Join(ref, "class_labels.npy"), backend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkClose(t, backend, y.Data, want.Float32(), tolF32)
 	}
 }
 
