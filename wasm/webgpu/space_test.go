@@ -180,6 +180,9 @@ func TestSpaceSamplers(t *testing.T) {
 		{"pc", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 3, 0, 1.5, nil, 1e-9},
 		{"rk45", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 0, 0, 0, func(i, _ int) bool { return i == 0 }, 1e-6},
 		{"invert_ddim", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 2, pick, 1e-9},
+		{"flow_euler", `{"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3}`, 3, 0, 2, pick, 1e-9},
+		{"flow_heun", `{"_class_name": "FlowMatchHeunDiscreteScheduler", "shift": 3}`, 3, 0, 0, nil, 1e-9},
+		{"consistency", `{"_class_name": "CMStochasticIterativeScheduler"}`, 3, 0, 0, pick, 1e-9},
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {
