@@ -305,7 +305,7 @@ type Request struct {
 	// ("" keeps it; leading, trailing or linspace; discrete schedules only).
 	TimestepSpacing string `json:"timestepSpacing"`
 	// Params holds the sampler's other numeric parameters by registry name
-	// (rtol, atol, end_time, snr, corrector_steps; steps/eta/guidance are
+	// (rtol, atol, end_time, snr, corrector_steps, shift; steps/eta/guidance are
 	// accepted here too).
 	Params map[string]float64 `json:"params"`
 }
@@ -628,6 +628,7 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 	if err != nil {
 		return nil, &RequestError{"end_time", err.Error()}
 	}
+	s = s.WithShift(o.Shift)
 	steps := o.Steps
 	if steps == 0 {
 		steps = info.DefaultSteps

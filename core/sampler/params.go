@@ -68,6 +68,10 @@ var (
 		Suggested: 1e-3}
 	pSNR = Param{Name: "snr", Label: "Corrector SNR", Doc: "Langevin corrector signal-to-noise ratio r", Kind: KindFloat,
 		Default: 0.16, Min: 0, Max: 1}
+	// pShift overrides a flow-matching model's timestep shift
+	// (schedule.ShiftTime; the config's "shift" by default).
+	pShift = Param{Name: "shift", Label: "Shift", Doc: "flow-matching timestep shift (default: the model's config; >1 spends more steps at high noise)",
+		Kind: KindFloat, Min: 0.05, Max: 20, ModelDefault: true, Continuous: true}
 	pCorrectorSteps = Param{Name: "corrector_steps", Label: "Corrector steps", Doc: "Langevin steps per noise level", Kind: KindInt,
 		Default: 1, Min: 0, Max: 10}
 
@@ -77,7 +81,7 @@ var (
 	pCFG = []Param{pEndTime, pGuidance}
 
 	// allParams lists every parameter once, for Options.Check.
-	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps}
+	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps, pShift}
 )
 
 // ParamByName finds a registry parameter by name.
@@ -110,6 +114,8 @@ func (o *Options) value(name string) (float64, bool) {
 		return o.SNR, true
 	case "corrector_steps":
 		return float64(o.CorrectorSteps), true
+	case "shift":
+		return o.Shift, true
 	}
 	return 0, false
 }
@@ -135,6 +141,8 @@ func (o *Options) Set(name string, v float64) bool {
 		o.SNR = v
 	case "corrector_steps":
 		o.CorrectorSteps = clampInt(v)
+	case "shift":
+		o.Shift = v
 	default:
 		return false
 	}

@@ -76,6 +76,9 @@ type Options struct {
 	// Sigmas overrides the config's sigma spacing: schedule.SigmasUniform,
 	// SigmasKarras or SigmasExponential ("" follows the config).
 	Sigmas string
+	// Shift overrides a flow-matching schedule's timestep shift (0: the
+	// config's; see schedule.ShiftTime). Other schedules ignore it.
+	Shift float64
 
 	// Class holds one label per sample (or one for all) for class-conditional
 	// models; nil samples unconditionally (with the null class, if the model
@@ -316,6 +319,7 @@ func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defStep
 	if r.s, err = m.Schedule.WithEndTime(r.o.EndTime); err != nil {
 		return nil, err
 	}
+	r.s = r.s.WithShift(r.o.Shift)
 	if _, err := PredictionFor(r.s, schedule.Point{Alpha: 1, Sigma: 1, Level: 1}); err != nil {
 		return nil, err
 	}

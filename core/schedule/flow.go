@@ -39,6 +39,17 @@ func (c *Config) FlowShift() float64 {
 	return c.Shift
 }
 
+// WithShift returns a copy of s whose flow shift is shift (shift <= 0 or
+// a schedule that is not a flow: s itself).
+func (s *Schedule) WithShift(shift float64) *Schedule {
+	if shift <= 0 || s.Kind != Flow {
+		return s
+	}
+	c := *s
+	c.Config.Shift = shift
+	return &c
+}
+
 // ShiftTime is the timestep shift of Esser et al. 2024 ("Scaling Rectified
 // Flow Transformers for High-Resolution Image Synthesis", eq. 23 with
 // shift = sqrt(m/n)): t' = shift·t/(1 + (shift-1)·t), which moves a uniform

@@ -151,3 +151,52 @@ func maxAbsDiff(a, b []float32) float64 {
 	}
 	return d
 }
+
+// TestFlowCheckpointSamples: a flow-matching UNet2DModel in diffusers
+// format (random weights; scheduler/ a FlowMatchEulerDiscreteScheduler
+// config with shift 3) converts and samples with flow_euler and flow_heun
+// and, through the prediction converter, with dpmpp_2m; --shift overrides
+// the config's shift.
+func TestFlowCheckpointSamples(t *testing.T) {
+	cfg := cmSmallConfig(t)
+	dir := t.TempDir()
+	sched := `{"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.30.0", "num_train_timesteps": 1000, "shift": 3.0}`
+	ud, err := unettest.WriteDiffusers(dir, cfg, []byte(sched), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := filepath.Join(dir, "flow.safetensors")
+	if err := runConvert([]string{"--from", "diffusers", ud, "-o", w}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) []float32 {
+		t.Helper()
+		out := filepath.Join(dir, "s.npy")
+		if err := runSample(append([]string{"--weights", w, "--n", "2", "--class", "1", "--seed", "4", "--out-npy", out, "--quiet"}, args...)); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		a, err := npy.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := a.Float32()
+		for _, v := range x {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Fatalf("%v: non-finite sample", args)
+			}
+		}
+		return x
+	}
+	euler := run("--sampler", "flow_euler", "--steps", "6")
+	if d := maxAbsDiff(euler, run("--sampler", "flow_euler", "--steps", "6", "--shift", "3")); d != 0 {
+		t.Errorf("--shift 3 differs from the config's shift 3 by %g", d)
+	}
+	if d := maxAbsDiff(euler, run("--sampler", "flow_euler", "--steps", "6", "--shift", "1")); d == 0 {
+		t.Errorf("--shift 1 gives the shift-3 samples")
+	}
+	run("--sampler", "flow_heun", "--steps", "4")
+	run("--sampler", "dpmpp_2m", "--steps", "6")
+	if err := runSample([]string{"--weights", w, "--sampler", "consistency", "--n", "1", "--class", "1", "--out-npy", filepath.Join(dir, "c.npy"), "--quiet"}); err == nil {
+		t.Errorf("the consistency sampler ran a flow model")
+	}
+}

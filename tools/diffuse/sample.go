@@ -89,6 +89,7 @@ func runSample(args []string) error {
 	endTime := fs.Float64("end-time", 0, "continuous-time models: end time ε before the final denoising (default: the model's)")
 	snr := fs.Float64("snr", 0, "pc: Langevin signal-to-noise ratio (default 0.16)")
 	corrector := fs.Int("corrector-steps", 0, "pc: Langevin steps per noise level (default 1)")
+	shift := fs.Float64("shift", 0, "flow_euler, flow_heun: flow-matching timestep shift (default: the model's config)")
 	size := fs.String("size", "", "sample size HxW, for models that do not record it")
 	outPNG := fs.String("out-png", "", "write the samples as a PNG grid")
 	scale := fs.Int("scale", 1, fmt.Sprintf("--out-png: enlarge the grid K times, each pixel a K×K block (nearest neighbour), K in 1..%d", maxScale))
@@ -128,7 +129,7 @@ func runSample(args []string) error {
 	// left out, so every sampler accepts the defaults).
 	req := engine.Request{Sampler: *name, Steps: *steps, Eta: *eta, Guidance: *guidance, Seed: *seed, Sigmas: *sigmas,
 		ClipDenoised: *clipX0, TimestepSpacing: *spacing, Params: map[string]float64{}}
-	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector)} {
+	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector), "shift": *shift} {
 		if v != 0 {
 			req.Params[k] = v
 		}
