@@ -760,7 +760,13 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 	for i := range t {
 		t[i] = l.Schedule.NetTime(p)
 	}
-	y, err := net.Denoise(tensor.From(append([]float32(nil), xs...), append([]int{b}, l.Info.Shape...)...), t, cls)
+	in := append([]float32(nil), xs...)
+	if c := float32(l.Schedule.InputScale(p)); c != 1 {
+		for i := range in {
+			in[i] *= c // c_in of consistency models
+		}
+	}
+	y, err := net.Denoise(tensor.From(in, append([]int{b}, l.Info.Shape...)...), t, cls)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,10 @@
 // Package sampler draws samples from a denoising network: DDPM, DDIM (any
 // η, and its inversion), Euler, Euler ancestral, Heun, adaptive RK45,
 // DPM-Solver++ 2M/3M, Euler–Maruyama and predictor–corrector on the reverse
-// SDE, with classifier-free guidance, seeded per-sample noise and a per-step
-// progress callback; and it estimates likelihoods (bits/dim) through the
-// probability-flow ODE.
+// SDE, the flow-matching Euler and Heun samplers (flow.go) and multistep
+// consistency sampling (consistency.go), with classifier-free guidance,
+// seeded per-sample noise and a per-step progress callback; and it
+// estimates likelihoods (bits/dim) through the probability-flow ODE.
 //
 // Every sampler has the signature Func and is listed in the registry (List,
 // Get). Samples are []float64 holding a batch of B samples of Model.Shape in
