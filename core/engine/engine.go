@@ -107,10 +107,15 @@ type Info struct {
 	Range [2]float64 `json:"range"`
 	// DefaultSchedule is true when the file had no schedule and
 	// DefaultScheduler was used.
-	DefaultSchedule bool   `json:"defaultSchedule"`
-	Params          int64  `json:"params"` // number of weights
-	Bytes           int    `json:"bytes"`
-	SHA256          string `json:"sha256"`
+	DefaultSchedule bool `json:"defaultSchedule"`
+	// Samplers names the registry samplers that run this model: all but
+	// those written for another model family (sampler.Info.Requires:
+	// flow_euler/flow_heun need a flow-matching model, consistency a
+	// consistency model). A sampler picker offers these.
+	Samplers []string `json:"samplers"`
+	Params   int64    `json:"params"` // number of weights
+	Bytes    int      `json:"bytes"`
+	SHA256   string   `json:"sha256"`
 }
 
 // Loaded is a checked, parsed model with its schedule.
@@ -197,11 +202,23 @@ func FromModelShape(m *model.Model, shape []int) (*Loaded, error) {
 		Guidance:        cond && m.NullClass >= 0,
 		Schedule:        describe(s),
 		Prediction:      s.Config.PredictionType,
+		Samplers:        supported(s),
 		Range:           [2]float64{lo, hi},
 		DefaultSchedule: defaulted,
 		Params:          n,
 	}
 	return &Loaded{Model: m, Schedule: s, Info: info, checkRun: m.CheckRun}, nil
+}
+
+// supported lists the samplers that run a model with schedule s.
+func supported(s *schedule.Schedule) []string {
+	var out []string
+	for _, i := range sampler.List() {
+		if i.Supports(s) {
+			out = append(out, i.Name)
+		}
+	}
+	return out
 }
 
 func describe(s *schedule.Schedule) string {

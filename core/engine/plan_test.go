@@ -109,3 +109,32 @@ func fakeLoadedFor(t *testing.T, l *Loaded, info sampler.Info) *Loaded {
 	c.Schedule = s
 	return &c
 }
+
+// TestSupportedSamplers: a model's Info.Samplers holds the general
+// samplers and only its own family's.
+func TestSupportedSamplers(t *testing.T) {
+	for cfg, want := range map[string][2][]string{
+		DefaultScheduler: {{"ddim", "euler", "rk45"}, {"flow_euler", "flow_heun", "consistency"}},
+		`{"_class_name": "FlowMatchEulerDiscreteScheduler"}`: {{"flow_euler", "flow_heun", "dpmpp_2m", "rk45"}, {"consistency"}},
+		`{"_class_name": "CMStochasticIterativeScheduler"}`:  {{"consistency", "euler"}, {"flow_euler", "flow_heun"}},
+	} {
+		s, err := schedule.Parse([]byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, n := range supported(s) {
+			got[n] = true
+		}
+		for _, n := range want[0] {
+			if !got[n] {
+				t.Errorf("%s: %s missing from %v", cfg, n, supported(s))
+			}
+		}
+		for _, n := range want[1] {
+			if got[n] {
+				t.Errorf("%s: %s offered", cfg, n)
+			}
+		}
+	}
+}
