@@ -29,6 +29,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/core/unet"
 )
 
 // DefaultScheduler is the schedule given to a model file that carries none
@@ -191,8 +192,10 @@ func FromModelShape(m *model.Model, shape []int) (*Loaded, error) {
 	lo, hi := s.Config.Range()
 	cond, classes := m.Conditional()
 	var n int64
-	for _, p := range m.Params {
-		n += int64(tensor.Numel(p.Shape))
+	for name, p := range m.Params {
+		if !strings.HasSuffix(name, unet.FixedSuffix) { // the loader's, not the checkpoint's
+			n += int64(tensor.Numel(p.Shape))
+		}
 	}
 	info := Info{
 		Shape:           shape,
