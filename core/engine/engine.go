@@ -29,6 +29,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/core/unet"
 )
 
 // DefaultScheduler is the schedule given to a model file that carries none
@@ -107,10 +108,15 @@ type Info struct {
 	Range [2]float64 `json:"range"`
 	// DefaultSchedule is true when the file had no schedule and
 	// DefaultScheduler was used.
-	DefaultSchedule bool   `json:"defaultSchedule"`
-	Params          int64  `json:"params"` // number of weights
-	Bytes           int    `json:"bytes"`
-	SHA256          string `json:"sha256"`
+	DefaultSchedule bool `json:"defaultSchedule"`
+	// Samplers names the registry samplers that run this model: all but
+	// those written for another model family (sampler.Info.Requires:
+	// flow_euler/flow_heun need a flow-matching model, consistency a
+	// consistency model). A sampler picker offers these.
+	Samplers []string `json:"samplers"`
+	Params   int64    `json:"params"` // number of weights
+	Bytes    int      `json:"bytes"`
+	SHA256   string   `json:"sha256"`
 }
 
 // Loaded is a checked, parsed model with its schedule.
@@ -186,8 +192,10 @@ func FromModelShape(m *model.Model, shape []int) (*Loaded, error) {
 	lo, hi := s.Config.Range()
 	cond, classes := m.Conditional()
 	var n int64
-	for _, p := range m.Params {
-		n += int64(tensor.Numel(p.Shape))
+	for name, p := range m.Params {
+		if !strings.HasSuffix(name, unet.FixedSuffix) { // the loader's, not the checkpoint's
+			n += int64(tensor.Numel(p.Shape))
+		}
 	}
 	info := Info{
 		Shape:           shape,
@@ -197,11 +205,23 @@ func FromModelShape(m *model.Model, shape []int) (*Loaded, error) {
 		Guidance:        cond && m.NullClass >= 0,
 		Schedule:        describe(s),
 		Prediction:      s.Config.PredictionType,
+		Samplers:        supported(s),
 		Range:           [2]float64{lo, hi},
 		DefaultSchedule: defaulted,
 		Params:          n,
 	}
 	return &Loaded{Model: m, Schedule: s, Info: info, checkRun: m.CheckRun}, nil
+}
+
+// supported lists the samplers that run a model with schedule s.
+func supported(s *schedule.Schedule) []string {
+	var out []string
+	for _, i := range sampler.List() {
+		if i.Supports(s) {
+			out = append(out, i.Name)
+		}
+	}
+	return out
 }
 
 func describe(s *schedule.Schedule) string {
@@ -210,7 +230,12 @@ func describe(s *schedule.Schedule) string {
 	case schedule.VP:
 		return fmt.Sprintf("VP-SDE, β %g…%g", c.BetaMin, c.BetaMax)
 	case schedule.VE:
+		if c.PredictionType == "consistency" {
+			return fmt.Sprintf("consistency model, σ %.3g…%.3g", s.MinLevel(), s.MaxLevel())
+		}
 		return fmt.Sprintf("VE-SDE, σ %.3g…%.3g", s.MinLevel(), s.MaxLevel())
+	case schedule.Flow:
+		return fmt.Sprintf("flow matching, shift %g", c.FlowShift())
 	}
 	if c.TrainedBetas != nil {
 		return fmt.Sprintf("discrete, trained betas, %d steps", c.NumTrainTimesteps)
@@ -234,6 +259,9 @@ type SamplerInfo struct {
 	Order        int             `json:"order"`
 	DefaultSteps int             `json:"defaultSteps"`
 	Params       []sampler.Param `json:"params"`
+	// Requires is the model family the sampler is for ("flow",
+	// "consistency"), empty for any: a picker offers it only for such models.
+	Requires string `json:"requires,omitempty"`
 }
 
 // Samplers describes the registry (sampler.List) to the page: the worker
@@ -243,7 +271,7 @@ func Samplers() []SamplerInfo {
 	var out []SamplerInfo
 	for _, i := range sampler.List() {
 		si := SamplerInfo{Name: i.Name, Display: i.Display, Summary: i.Summary, Stochastic: i.Stochastic, Order: i.Order,
-			DefaultSteps: i.DefaultSteps, Params: append([]sampler.Param(nil), i.Params...)}
+			DefaultSteps: i.DefaultSteps, Params: append([]sampler.Param(nil), i.Params...), Requires: i.Requires}
 		for k, p := range si.Params {
 			if p.Name == "steps" {
 				si.Params[k].Max = math.Min(p.Max, PageCaps.Steps)
@@ -298,7 +326,7 @@ type Request struct {
 	// ("" keeps it; leading, trailing or linspace; discrete schedules only).
 	TimestepSpacing string `json:"timestepSpacing"`
 	// Params holds the sampler's other numeric parameters by registry name
-	// (rtol, atol, end_time, snr, corrector_steps; steps/eta/guidance are
+	// (rtol, atol, end_time, snr, corrector_steps, shift; steps/eta/guidance are
 	// accepted here too).
 	Params map[string]float64 `json:"params"`
 }
@@ -622,13 +650,21 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 		return nil, &RequestError{"end_time", err.Error()}
 	}
 	s = s.WithSigmaRho(o.Rho)
+	s = s.WithShift(o.Shift)
 	steps := o.Steps
 	if steps == 0 {
 		steps = info.DefaultSteps
 	}
+	if !info.Supports(s) {
+		return nil, &RequestError{"sampler", fmt.Sprintf("sampler %s is for %s models only", info.Name, info.Requires)}
+	}
 	p := &Plan{Evals: -1, End: s.CleanPoint()}
 	var g schedule.Grid
 	switch info.Name {
+	case "flow_euler", "flow_heun":
+		g, err = s.FlowGrid(steps, o.Sigmas)
+	case "consistency":
+		g, err = s.ConsistencyGrid(steps)
 	case "ddim":
 		g, err = s.DDIMGrid(steps, o.Sigmas)
 	case "ddpm", "em", "pc":
@@ -659,8 +695,11 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 	p.Steps = len(g.Steps)
 	p.End = g.Steps[len(g.Steps)-1].To
 	p.Evals = p.Steps
+	if info.Name == "consistency" {
+		p.End = s.CleanPoint() // its last step returns x̂0 at σ_min
+	}
 	switch info.Name {
-	case "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde":
+	case "heun", "flow_heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde":
 		// two evaluations per step, one for a step to σ = 0 (sampler.HeunEvals)
 		for i, st := range g.Steps {
 			p.evalStep = append(p.evalStep, i)
@@ -745,11 +784,17 @@ func (l *Loaded) Field(net model.Denoiser, p schedule.Point, xs []float32, class
 	for i := range t {
 		t[i] = l.Schedule.NetTime(p)
 	}
-	y, err := net.Denoise(tensor.From(append([]float32(nil), xs...), append([]int{b}, l.Info.Shape...)...), t, cls)
+	in := append([]float32(nil), xs...)
+	if c := float32(l.Schedule.InputScale(p)); c != 1 {
+		for i := range in {
+			in[i] *= c // c_in of consistency models
+		}
+	}
+	y, err := net.Denoise(tensor.From(in, append([]int{b}, l.Info.Shape...)...), t, cls)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := sampler.PredictionAt(l.Schedule.Config.PredictionType, p)
+	pc, err := sampler.PredictionFor(l.Schedule, p)
 	if err != nil {
 		return nil, err
 	}

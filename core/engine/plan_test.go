@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/diffuse-web/diffuse/core/sampler"
+	"github.com/diffuse-web/diffuse/core/schedule"
 )
 
 // Every registry sampler's plan agrees with its run: as many evaluations as
@@ -18,6 +19,7 @@ func TestPlanMatchesTheRun(t *testing.T) {
 			continue
 		}
 		t.Run(info.Name, func(t *testing.T) {
+			l := fakeLoadedFor(t, l, info)
 			r := Request{Sampler: info.Name, Steps: 6, Seed: 3, Batch: 2}
 			p, err := l.Plan(r)
 			if err != nil {
@@ -48,7 +50,7 @@ func TestPlanMatchesTheRun(t *testing.T) {
 					t.Errorf("progress at the last frame %v, want 1", last.Progress)
 				}
 			}
-			want := map[string]int{"heun": 11, "pc": 12}[info.Name]
+			want := map[string]int{"heun": 11, "pc": 12, "flow_heun": 11}[info.Name]
 			if want != 0 && p.Evals != want {
 				t.Errorf("%s: %d evaluations for 6 steps, want %d", info.Name, p.Evals, want)
 			}
@@ -83,6 +85,56 @@ func TestPlanEnd(t *testing.T) {
 		}
 		if c.clean && !p.End.Clean() || !c.clean && !(p.End.Level > 0.009 && p.End.Level < 0.011) {
 			t.Errorf("%d steps, set_alpha_to_one %v: end %+v", c.steps, c.one, p.End)
+		}
+	}
+}
+
+// fakeLoadedFor is l, or for a sampler written for one model family
+// (sampler.Info.Requires) the same fake model with a schedule of that
+// family (a flow-matching or a consistency-model scheduler config).
+func fakeLoadedFor(t *testing.T, l *Loaded, info sampler.Info) *Loaded {
+	t.Helper()
+	if info.Supports(l.Schedule) {
+		return l
+	}
+	cfg := map[string]string{
+		sampler.RequiresFlow:        `{"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3}`,
+		sampler.RequiresConsistency: `{"_class_name": "CMStochasticIterativeScheduler"}`,
+	}[info.Requires]
+	s, err := schedule.Parse([]byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *l
+	c.Schedule = s
+	return &c
+}
+
+// TestSupportedSamplers: a model's Info.Samplers holds the general
+// samplers and only its own family's.
+func TestSupportedSamplers(t *testing.T) {
+	for cfg, want := range map[string][2][]string{
+		DefaultScheduler: {{"ddim", "euler", "rk45"}, {"flow_euler", "flow_heun", "consistency"}},
+		`{"_class_name": "FlowMatchEulerDiscreteScheduler"}`: {{"flow_euler", "flow_heun", "dpmpp_2m", "rk45"}, {"consistency"}},
+		`{"_class_name": "CMStochasticIterativeScheduler"}`:  {{"consistency", "euler"}, {"flow_euler", "flow_heun"}},
+	} {
+		s, err := schedule.Parse([]byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, n := range supported(s) {
+			got[n] = true
+		}
+		for _, n := range want[0] {
+			if !got[n] {
+				t.Errorf("%s: %s missing from %v", cfg, n, supported(s))
+			}
+		}
+		for _, n := range want[1] {
+			if got[n] {
+				t.Errorf("%s: %s offered", cfg, n)
+			}
 		}
 	}
 }

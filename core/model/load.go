@@ -16,6 +16,7 @@ import (
 	"github.com/diffuse-web/diffuse/core/safetensors"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
+	"github.com/diffuse-web/diffuse/core/unet"
 )
 
 // Model is a network's description and weights, independent of any backend.
@@ -256,6 +257,9 @@ func (m *Model) Save(path string, dtype safetensors.DType) error {
 	}
 	names := make([]string, 0, len(m.Params))
 	for n := range m.Params {
+		if m.Arch == ArchDiffusersUNet2D && strings.HasSuffix(n, unet.FixedSuffix) {
+			continue // made by the loader (unet.FixedParams)
+		}
 		names = append(names, n)
 	}
 	sort.Strings(names)

@@ -15,7 +15,11 @@ func init() {
 			if err != nil {
 				return nil, nil, err
 			}
-			return unetNet{c}, unet.RenameLegacy(params), nil
+			params = unet.RenameLegacy(params)
+			for n, t := range unet.FixedParams(c) {
+				params[n] = t // not the checkpoint's: Save leaves them out
+			}
+			return unetNet{c}, params, nil
 		},
 		Convert: func(path string, _ ConvertOptions) (*Model, error) { return FromDiffusersDir(path) }})
 }

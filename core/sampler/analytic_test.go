@@ -34,6 +34,12 @@ func pointOfNetTime(s *schedule.Schedule, t float32) schedule.Point {
 		return s.PointAtLevel(math.Exp(tv), s.TimeAt(math.Exp(tv)))
 	case "t_scaled":
 		return s.PointAt(tv / float64(s.Config.NumTrainTimesteps-1))
+	case "edm":
+		l := math.Exp(tv / 250)
+		return s.PointAtLevel(l, s.TimeAt(l))
+	}
+	if s.Kind == schedule.Flow {
+		return s.PointAt(tv / float64(s.Config.NumTrainTimesteps))
 	}
 	return s.PointAt(tv)
 }
@@ -50,8 +56,12 @@ func (g *gaussNet) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.
 		}
 		a, s := p.Alpha, p.Sigma
 		k := a * g.sd * g.sd / (a*a*g.sd*g.sd + s*s)
+		cSkip, cOut, cIn := g.s.Config.ConsistencyScalings(p.Level)
 		for i := 0; i < n; i++ {
 			xv := float64(x.Data[b*n+i])
+			if g.s.Config.PredictionType == "consistency" {
+				xv /= cIn // the sampler fed c_in·x
+			}
 			x0 := g.mu[i] + k*(xv-a*g.mu[i])
 			eps := (xv - a*x0) / s
 			var out float64
@@ -64,6 +74,10 @@ func (g *gaussNet) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.
 				out = a*eps - s*x0
 			case "score":
 				out = -eps / s
+			case "flow_prediction":
+				out = eps - x0
+			case "consistency":
+				out = (x0 - cSkip*xv) / cOut
 			}
 			y.Data[b*n+i] = float32(out)
 		}

@@ -125,6 +125,17 @@ func caseSetup(c schedCase, cfg schedule.Config, s *schedule.Schedule) (Func, *O
 		f = DEIS
 		o.Order = cfg.SolverOrder
 		g, err = s.DPMGrid(c.Steps, "")
+	case "FlowMatchEulerDiscreteScheduler":
+		f = FlowEuler
+		allowed = map[string]float64{"s_churn": 0, "s_tmin": 0, "s_tmax": math.Inf(1), "s_noise": 1}
+		g, err = s.FlowGrid(c.Steps, "")
+	case "FlowMatchHeunDiscreteScheduler":
+		f = FlowHeun
+		allowed = map[string]float64{"s_churn": 0, "s_tmin": 0, "s_tmax": math.Inf(1), "s_noise": 1}
+		g, err = s.FlowGrid(c.Steps, "")
+	case "CMStochasticIterativeScheduler":
+		f = Consistency
+		g, err = s.ConsistencyGrid(c.Steps)
 	default:
 		return nil, nil, g, false, fmt.Errorf("scheduler class %q is not supported", c.Cls)
 	}

@@ -121,6 +121,11 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 	if err != nil {
 		return nil, err
 	}
+	if r.s.Config.PredictionType == "consistency" {
+		// A consistency function maps x_t to the ODE's end point, not to
+		// E[x0 | x_t]: it defines no probability-flow ODE to integrate.
+		return nil, fmt.Errorf("sampler: likelihood needs a denoiser; a consistency model has no probability-flow ODE of its own")
+	}
 	if lo.RTol == 0 {
 		lo.RTol = 1e-5
 	}
@@ -194,7 +199,7 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 		}
 		out := hv(out)
 		// D(x) = cx·x + co·out(α·x) for x = x_t/α (PredictionAt's x̂0)
-		pc, err := PredictionAt(s.Config.PredictionType, p)
+		pc, err := PredictionFor(s, p)
 		if err != nil {
 			return err
 		}

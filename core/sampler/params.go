@@ -73,6 +73,10 @@ var (
 		Suggested: 1e-3}
 	pSNR = Param{Name: "snr", Label: "Corrector SNR", Doc: "Langevin corrector signal-to-noise ratio r", Kind: KindFloat,
 		Default: 0.16, Min: 0, Max: 1}
+	// pShift overrides a flow-matching model's timestep shift
+	// (schedule.ShiftTime; the config's "shift" by default).
+	pShift = Param{Name: "shift", Label: "Shift", Doc: "flow-matching timestep shift (default: the model's config; >1 spends more steps at high noise)",
+		Kind: KindFloat, Min: 0.05, Max: 20, ModelDefault: true, Continuous: true}
 	pCorrectorSteps = Param{Name: "corrector_steps", Label: "Corrector steps", Doc: "Langevin steps per noise level", Kind: KindInt,
 		Default: 1, Min: 0, Max: 10}
 	// The multistep solvers' order (LMS, DEIS, UniPC): how many past
@@ -96,7 +100,7 @@ var (
 	pCFG = []Param{pEndTime, pGuidance}
 
 	// allParams lists every parameter once, for Options.Check.
-	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps, pOrderBase, pRho, pSNoise}
+	allParams = []Param{pStepsBase, pEta, pSigmas, pEndTime, pGuidance, pRTol, pATol, pSNR, pCorrectorSteps, pOrderBase, pRho, pSNoise, pShift}
 )
 
 // ParamByName finds a registry parameter by name.
@@ -135,6 +139,8 @@ func (o *Options) value(name string) (float64, bool) {
 		return o.Rho, true
 	case "s_noise":
 		return o.SNoise, true
+	case "shift":
+		return o.Shift, true
 	}
 	return 0, false
 }
@@ -166,6 +172,8 @@ func (o *Options) Set(name string, v float64) bool {
 		o.Rho = v
 	case "s_noise":
 		o.SNoise = v
+	case "shift":
+		o.Shift = v
 	default:
 		return false
 	}

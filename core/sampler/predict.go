@@ -51,6 +51,22 @@ func PredictionAt(kind string, p schedule.Point) (Prediction, error) {
 	return Prediction{}, fmt.Errorf("sampler: unsupported prediction_type %q", kind)
 }
 
+// PredictionFor is the conversion for schedule s's prediction type at p:
+// PredictionAt, and "consistency", whose conversion depends on the
+// config's σ_min and σ_data: a consistency model's output F gives
+// x̂0 = c_skip·x + c_out·F (schedule.ConsistencyScalings; the network
+// was fed c_in·x, see schedule.InputScale) and ε̂ = (x - x̂0)/σ (α = 1).
+func PredictionFor(s *schedule.Schedule, p schedule.Point) (Prediction, error) {
+	if s.Config.PredictionType != "consistency" {
+		return PredictionAt(s.Config.PredictionType, p)
+	}
+	if s.Kind != schedule.VE {
+		return Prediction{}, fmt.Errorf("sampler: prediction_type consistency needs a VE schedule")
+	}
+	cSkip, cOut, _ := s.Config.ConsistencyScalings(p.Level)
+	return Prediction{X0X: cSkip, X0Out: cOut, EpsX: (1 - cSkip) / p.Sigma, EpsOut: -cOut / p.Sigma}, nil
+}
+
 // Apply sets x0 and eps (either may be nil) from x (x_t form) and the
 // network output out, through sp. Neither may be x or out.
 func (c Prediction) Apply(sp Space, x0, eps, x, out Vec) {

@@ -42,6 +42,7 @@ func TestResume(t *testing.T) {
 		}
 		n++
 		t.Run(info.Name, func(t *testing.T) {
+			m := &Model{Net: m.Net, Schedule: scheduleFor(t, info.Name, s), Shape: m.Shape, NullClass: -1}
 			var steps []Step
 			o := &Options{Steps: 6, Eta: 0, Seed: 3, Progress: func(st Step) error {
 				st.X = append([]float64(nil), st.X...)
@@ -60,7 +61,7 @@ func TestResume(t *testing.T) {
 			// the predictor–corrector (two evaluations per step).
 			at, step := 3, 3
 			switch info.Name {
-			case "heun", "pc", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde":
+			case "heun", "pc", "flow_heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde":
 				at = 6
 			}
 			c := &Checkpoint{Step: step, X: steps[at].X, NFE: steps[at].NFE - 1}

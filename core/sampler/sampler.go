@@ -2,9 +2,11 @@
 // η, and its inversion), Euler, Euler ancestral, Heun, adaptive RK45,
 // DPM-Solver++ 2M/3M, Euler–Maruyama and predictor–corrector on the reverse
 // SDE, k-diffusion's DPM-2 (ancestral), DPM-Solver++ 2S ancestral, SDE,
-// 2M/3M SDE and LMS, DEIS and UniPC (bh1, bh2), with classifier-free guidance, seeded per-sample noise and a per-step
-// progress callback; and it estimates likelihoods (bits/dim) through the
-// probability-flow ODE.
+// 2M/3M SDE and LMS, DEIS and UniPC (bh1, bh2), the flow-matching Euler and
+// Heun samplers (flow.go) and multistep consistency sampling
+// (consistency.go), with classifier-free guidance, seeded per-sample noise
+// and a per-step progress callback; and it estimates likelihoods (bits/dim)
+// through the probability-flow ODE.
 //
 // Every sampler has the signature Func and is listed in the registry (List,
 // Get). Samples are []float64 holding a batch of B samples of Model.Shape in
@@ -89,6 +91,9 @@ type Options struct {
 	// the config); Rho sets the Karras and polyexponential ρ (0: 7 and 1).
 	Sigmas string
 	Rho    float64
+	// Shift overrides a flow-matching schedule's timestep shift (0: the
+	// config's; see schedule.ShiftTime). Other schedules ignore it.
+	Shift float64
 
 	// Class holds one label per sample (or one for all) for class-conditional
 	// models; nil samples unconditionally (with the null class, if the model
@@ -208,6 +213,28 @@ type Info struct {
 	Func         Func
 	// Resumable samplers accept Options.Resume.
 	Resumable bool
+	// Requires is the model family the sampler is written for: "" (any
+	// model), RequiresFlow (a flow-matching schedule) or RequiresConsistency
+	// (a consistency model); see Supports.
+	Requires string
+}
+
+// The model families of Info.Requires.
+const (
+	RequiresFlow        = "flow"
+	RequiresConsistency = "consistency"
+)
+
+// Supports reports whether the sampler runs on a model with schedule s
+// (Info.Requires); the others refuse it with an error saying why.
+func (i Info) Supports(s *schedule.Schedule) bool {
+	switch i.Requires {
+	case RequiresFlow:
+		return s.Kind == schedule.Flow
+	case RequiresConsistency:
+		return s.Config.PredictionType == "consistency"
+	}
+	return true
 }
 
 var registry = map[string]Info{}
@@ -307,8 +334,8 @@ func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defStep
 	if r.s, err = m.Schedule.WithEndTime(r.o.EndTime); err != nil {
 		return nil, err
 	}
-	r.s = r.s.WithSigmaRho(r.o.Rho)
-	if _, err := PredictionAt(r.s.Config.PredictionType, schedule.Point{Alpha: 1, Sigma: 1}); err != nil {
+	r.s = r.s.WithSigmaRho(r.o.Rho).WithShift(r.o.Shift)
+	if _, err := PredictionFor(r.s, schedule.Point{Alpha: 1, Sigma: 1, Level: 1}); err != nil {
 		return nil, err
 	}
 	r.n = tensor.Numel(m.Shape)
@@ -337,8 +364,9 @@ func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defStep
 	return r, nil
 }
 
-// net evaluates the network at p on x (x_t form) and returns its raw
-// output (guided when classifier-free guidance is on).
+// net evaluates the network at p on x (x_t form), scaled by the schedule's
+// InputScale (c_in of consistency models), and returns its raw output
+// (guided when classifier-free guidance is on).
 func (r *runner) net(p schedule.Point, x Vec) (Vec, error) {
 	if err := r.ctx.Err(); err != nil {
 		return nil, err
@@ -347,7 +375,15 @@ func (r *runner) net(p schedule.Point, x Vec) (Vec, error) {
 		return nil, errors.New("sampler: internal error: network evaluated at sigma 0")
 	}
 	out := r.sp.New()
-	err := r.sp.Net(out, x, p)
+	var err error
+	if c := r.s.InputScale(p); c != 1 {
+		xin := r.sp.New()
+		r.sp.Lincomb(xin, T(c, x))
+		err = r.sp.Net(out, xin, p)
+		r.sp.Free(xin)
+	} else {
+		err = r.sp.Net(out, x, p)
+	}
 	r.nfe++
 	if err != nil {
 		r.sp.Free(out)
@@ -364,7 +400,7 @@ func (r *runner) denoise(p schedule.Point, x Vec) (x0, eps Vec, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := PredictionAt(r.s.Config.PredictionType, p)
+	c, err := PredictionFor(r.s, p)
 	if err != nil {
 		return nil, nil, err
 	}

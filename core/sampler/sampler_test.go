@@ -114,9 +114,9 @@ func TestBatchIndependence(t *testing.T) {
 }
 
 func TestProgressAndCancel(t *testing.T) {
-	s := vpSchedule(t, "epsilon")
-	m := &Model{Net: &gaussNet{s: s, mu: testMu, sd: testSD}, Schedule: s, Shape: []int{4}, NullClass: -1}
 	for _, info := range List() {
+		s := scheduleFor(t, info.Name, vpSchedule(t, "epsilon"))
+		m := &Model{Net: &gaussNet{s: s, mu: testMu, sd: testSD}, Schedule: s, Shape: []int{4}, NullClass: -1}
 		var steps []Step
 		stop := errors.New("stop")
 		_, err := info.Func(context.Background(), m, InitialNoise(1, 0, 2, m.Shape), &Options{Steps: 10, Progress: func(st Step) error {
@@ -146,7 +146,9 @@ func TestProgressAndCancel(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	want := []string{"ddim", "ddpm", "deis", "dpm_2", "dpm_2_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_2s_ancestral", "dpmpp_3m", "dpmpp_3m_diffusers", "dpmpp_3m_sde", "dpmpp_sde", "em", "euler", "euler_ancestral", "heun", "lms", "pc", "rk45", "unipc", "unipc_bh1"}
+	want := []string{"consistency", "ddim", "ddpm", "deis", "dpm_2", "dpm_2_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_2s_ancestral",
+		"dpmpp_3m", "dpmpp_3m_diffusers", "dpmpp_3m_sde", "dpmpp_sde", "em", "euler", "euler_ancestral", "flow_euler", "flow_heun",
+		"heun", "lms", "pc", "rk45", "unipc", "unipc_bh1"}
 	got := List()
 	if len(got) != len(want) {
 		t.Fatalf("%d samplers, want %d", len(got), len(want))
@@ -302,8 +304,11 @@ func TestDDIMClippedModelOutput(t *testing.T) {
 // with it, and beyond the range without it (the plain methods).
 func TestClipDenoisedEverySampler(t *testing.T) {
 	for _, info := range List() {
+		if info.Requires == RequiresConsistency {
+			continue // a consistency model's x̂0 is c_skip·x + c_out·F, never the raw 5 (its clip_denoised: the conformance cases)
+		}
 		for _, clip := range []bool{false, true} {
-			s := discreteSchedule(t, "sample", "linear")
+			s := scheduleFor(t, info.Name, discreteSchedule(t, "sample", "linear"))
 			m := &Model{Net: constNet{5}, Schedule: s, Shape: []int{4}, NullClass: -1}
 			o := &Options{Steps: 10, ClipDenoised: clip, Seed: 1}
 			res, err := info.Func(context.Background(), m, InitialNoise(1, 0, 2, m.Shape), o)

@@ -248,7 +248,7 @@ func TestSpaceMaker(t *testing.T) {
 						steps = append(steps, st)
 						return nil
 					}}
-				m := &Model{Schedule: s, Shape: shape, NullClass: -1}
+				m := &Model{Schedule: scheduleFor(t, sf.name, s), Shape: shape, NullClass: -1}
 				switch n := net.(type) {
 				case tanhNet:
 					m.Net = n
@@ -321,7 +321,7 @@ func TestCheckpoints(t *testing.T) {
 	}
 	for name, f := range fs {
 		t.Run(name, func(t *testing.T) {
-			m := &Model{Net: tanhNet{}, Schedule: s, Shape: []int{2, 3}, NullClass: -1}
+			m := &Model{Net: tanhNet{}, Schedule: scheduleFor(t, name, s), Shape: []int{2, 3}, NullClass: -1}
 			var cks []*Checkpoint
 			o := &Options{Steps: 6, Eta: 0.7, Seed: 3, RTol: 1e-4, ATol: 1e-4, Checkpoint: func(c *Checkpoint) { cks = append(cks, c) }}
 			want, err := f(context.Background(), m, noise, o)

@@ -51,8 +51,11 @@ type Config struct {
 	TrainedBetas      []float64 `json:"trained_betas"`
 
 	// PredictionType is what the network outputs: "epsilon", "sample" (x0),
-	// "v_prediction" (v = α·ε - σ·x0, Salimans & Ho 2022) or "score"
-	// (∇_x log p_t(x) = -ε/σ, for score models).
+	// "v_prediction" (v = α·ε - σ·x0, Salimans & Ho 2022), "score"
+	// (∇_x log p_t(x) = -ε/σ, for score models), "flow_prediction" (the
+	// velocity v = ε - x0 of flow matching; sde "flow" only) or
+	// "consistency" (a consistency model's F, x̂0 = c_skip·x + c_out·F;
+	// sde "ve" only; see consistency.go).
 	PredictionType string `json:"prediction_type"`
 
 	ClipSample      *bool   `json:"clip_sample"`
@@ -115,7 +118,27 @@ type Config struct {
 	//               convention for continuous VP models (default for "vp")
 	//   "sigma"     the noise level σ/α (default for "ve", as NCSN++ takes σ)
 	//   "log_sigma" its natural log
+	//   "edm"       1000·¼·ln σ, consistency models' input (EDMNoiseInput)
 	TimeInput string `json:"time_input,omitempty"`
+
+	// Shift is the timestep shift of the flow-matching schedulers
+	// (FlowMatchEulerDiscreteScheduler "shift", default 1; see ShiftTime).
+	Shift float64 `json:"shift"`
+	// Settings of diffusers' FlowMatchEulerDiscreteScheduler that are
+	// read only to be refused when set (they change the grid or sampler).
+	UseDynamicShifting bool     `json:"use_dynamic_shifting"`
+	InvertSigmas       bool     `json:"invert_sigmas"`
+	ShiftTerminal      *float64 `json:"shift_terminal"`
+	StochasticSampling bool     `json:"stochastic_sampling"`
+
+	// Settings of diffusers' CMStochasticIterativeScheduler (consistency
+	// models, Song et al. 2023): σ_data of the c_skip/c_out/c_in scalings,
+	// ρ of its Karras σ schedule, the noise scale s_noise and whether the
+	// denoised sample is clipped to [-1, 1] (default true for that class).
+	SigmaData    float64 `json:"sigma_data"`
+	Rho          float64 `json:"rho"`
+	SNoise       float64 `json:"s_noise"`
+	ClipDenoised *bool   `json:"clip_denoised"`
 
 	// DataRange (ours) is the [lo, hi] range of the data the model was
 	// trained on, for turning samples into pixels; nil means [-1, 1].
@@ -196,6 +219,25 @@ func DefaultConfig() Config {
 		SigmoidStart:             -3,
 		SigmoidEnd:               3,
 		SigmoidTau:               1,
+		SigmaData:                0.5,
+		Rho:                      7,
+		SNoise:                   1,
+	}
+}
+
+// classDefaults fills in the defaults of the scheduler classes whose
+// configs do not say what they imply: the flow-matching schedulers
+// (sde "flow", velocity prediction) and CMStochasticIterativeScheduler
+// (sde "ve" with the consistency parameterisation and its __init__
+// defaults: 40 training steps, σ in [0.002, 80]).
+func (c *Config) classDefaults() {
+	switch c.ClassName {
+	case "FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler":
+		c.SDE, c.PredictionType = "flow", "flow_prediction"
+	case "CMStochasticIterativeScheduler":
+		lo, hi, on := 0.002, 80.0, true
+		c.SDE, c.PredictionType, c.TimeInput = "ve", "consistency", "edm"
+		c.NumTrainTimesteps, c.SigmaMin, c.SigmaMax, c.ClipDenoised = 40, &lo, &hi, &on
 	}
 }
 
@@ -209,6 +251,13 @@ func ParseConfig(data []byte) (Config, error) {
 	clean, err := quoteNonFinite(data)
 	if err != nil {
 		return c, err
+	}
+	var class struct {
+		Name string `json:"_class_name"`
+	}
+	if json.Unmarshal(clean, &class) == nil {
+		c.ClassName = class.Name
+		c.classDefaults()
 	}
 	if err := json.Unmarshal(clean, &c); err != nil {
 		// NaN and ±Infinity were quoted above; a quoted token landing in a
@@ -329,11 +378,21 @@ func (c *Config) Variance() string {
 // Validate checks every field this package or a sampler reads and reports the
 // first problem, naming the field.
 func (c *Config) Validate() error {
-	if err := oneOf("sde", c.SDE, "", "vp", "ve", "ve_tutorial"); err != nil {
+	if err := oneOf("sde", c.SDE, "", "vp", "ve", "ve_tutorial", "flow"); err != nil {
 		return err
 	}
-	if err := oneOf("prediction_type", c.PredictionType, "epsilon", "sample", "v_prediction", "score"); err != nil {
+	if err := oneOf("prediction_type", c.PredictionType, "epsilon", "sample", "v_prediction", "score", "flow_prediction", "consistency"); err != nil {
 		return err
+	}
+	if c.PredictionType == "flow_prediction" && c.SDE != "flow" {
+		return fieldErr("prediction_type", "flow_prediction needs sde \"flow\" (a flow-matching schedule), got sde %q", c.SDE)
+	}
+	// At t = 1 (α = 0) only these two define x̂0.
+	if c.SDE == "flow" && c.PredictionType != "flow_prediction" && c.PredictionType != "sample" {
+		return fieldErr("prediction_type", "a flow-matching schedule takes flow_prediction or sample, got %q", c.PredictionType)
+	}
+	if c.PredictionType == "consistency" && c.SDE != "ve" {
+		return fieldErr("prediction_type", "consistency needs sde \"ve\" (CMStochasticIterativeScheduler), got sde %q", c.SDE)
 	}
 	if c.NumTrainTimesteps <= 0 || c.NumTrainTimesteps > limits.MaxTrainTimesteps {
 		return fieldErr("num_train_timesteps", "must be positive and at most %d, got %d", limits.MaxTrainTimesteps, c.NumTrainTimesteps)
@@ -344,7 +403,8 @@ func (c *Config) Validate() error {
 	}{{"beta_start", c.BetaStart}, {"beta_end", c.BetaEnd}, {"beta_min", c.BetaMin}, {"beta_max", c.BetaMax},
 		{"sigma", c.Sigma}, {"sampling_eps", c.SamplingEps}, {"clip_sample_range", c.ClipSampleRange},
 		{"sample_max_value", c.SampleMaxValue}, {"dynamic_thresholding_ratio", c.DynamicThresholdingRatio},
-		{"sigmoid_start", c.SigmoidStart}, {"sigmoid_end", c.SigmoidEnd}, {"sigmoid_tau", c.SigmoidTau}} {
+		{"sigmoid_start", c.SigmoidStart}, {"sigmoid_end", c.SigmoidEnd}, {"sigmoid_tau", c.SigmoidTau},
+		{"shift", c.Shift}, {"sigma_data", c.SigmaData}, {"rho", c.Rho}, {"s_noise", c.SNoise}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			return fieldErr(f.name, "must be a finite number, got %v", f.v)
 		}
@@ -417,6 +477,22 @@ func (c *Config) Validate() error {
 		if err := oneOf("time_input", c.TimeInput, "", "t"); err != nil {
 			return err
 		}
+	case "flow":
+		if c.Shift < 0 || (c.Shift > 0 && c.Shift < 1e-3) || c.Shift > 1e3 {
+			return fieldErr("shift", "want 1e-3 <= shift <= 1000, got %v", c.Shift)
+		}
+		for _, f := range []struct {
+			name string
+			on   bool
+		}{{"use_dynamic_shifting", c.UseDynamicShifting}, {"invert_sigmas", c.InvertSigmas},
+			{"shift_terminal", c.ShiftTerminal != nil && *c.ShiftTerminal != 0}, {"stochastic_sampling", c.StochasticSampling}} {
+			if f.on {
+				return fieldErr(f.name, "not supported")
+			}
+		}
+		if err := oneOf("time_input", c.TimeInput, "", "timestep", "t"); err != nil {
+			return err
+		}
 	case "ve":
 		lo, hi := c.veRange()
 		if !(lo > 0) || !(hi > lo) {
@@ -425,8 +501,13 @@ func (c *Config) Validate() error {
 		if c.PredictionType == "v_prediction" {
 			return fieldErr("prediction_type", "v_prediction needs a variance-preserving schedule, not sde \"ve\"")
 		}
-		if err := oneOf("time_input", c.TimeInput, "", "t", "t_scaled", "sigma", "log_sigma"); err != nil {
+		if err := oneOf("time_input", c.TimeInput, "", "t", "t_scaled", "sigma", "log_sigma", "edm"); err != nil {
 			return err
+		}
+		if c.PredictionType == "consistency" {
+			if !(c.SigmaData > 0) || !(c.Rho > 0) || c.SNoise < 0 {
+				return fieldErr("sigma_data", "want sigma_data > 0, rho > 0 and s_noise >= 0, got %v, %v, %v", c.SigmaData, c.Rho, c.SNoise)
+			}
 		}
 	}
 	if c.DataRange != nil && (len(c.DataRange) != 2 || !(c.DataRange[1] > c.DataRange[0])) {

@@ -191,6 +191,9 @@ func (s *Schedule) discreteTimesteps(steps int, defSpacing string, extra int, ro
 // from 1 to the end time ε (Song et al. 2021, appendix D), or Karras /
 // exponential in the noise level between the same two ends.
 func (s *Schedule) continuousPoints(steps int, spacing string) []Point {
+	if s.Kind == Flow {
+		return s.flowPoints(steps, spacing)
+	}
 	t0, t1 := s.StartTime(), s.EndTime()
 	pts := make([]Point, steps)
 	switch spacing {

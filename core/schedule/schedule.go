@@ -14,6 +14,7 @@ const (
 	Discrete Kind = iota // N training timesteps from betas (diffusers)
 	VP                   // continuous variance-preserving SDE
 	VE                   // continuous variance-exploding SDE
+	Flow                 // flow matching / rectified flow, x_t = (1-t)x0 + tε (flow.go)
 )
 
 func (k Kind) String() string {
@@ -24,6 +25,8 @@ func (k Kind) String() string {
 		return "vp"
 	case VE:
 		return "ve"
+	case Flow:
+		return "flow"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -94,6 +97,9 @@ func New(c Config) (*Schedule, error) {
 		return s, nil
 	case "ve", "ve_tutorial":
 		s.Kind = VE
+		return s, nil
+	case "flow":
+		s.Kind = Flow
 		return s, nil
 	}
 	s.Kind = Discrete
@@ -240,6 +246,11 @@ func (s *Schedule) EndTime() float64 {
 			return s.Config.SamplingEps
 		}
 		return 1e-5
+	case Flow:
+		if s.Config.SamplingEps > 0 {
+			return s.Config.SamplingEps
+		}
+		return 1e-3
 	}
 	return 0
 }
@@ -248,6 +259,9 @@ func (s *Schedule) EndTime() float64 {
 func (s *Schedule) StartTime() float64 {
 	if s.Kind == Discrete {
 		return float64(s.Config.NumTrainTimesteps - 1)
+	}
+	if s.Kind == Flow {
+		return FlowStartTime
 	}
 	return 1
 }
@@ -277,6 +291,8 @@ func (s *Schedule) LevelAt(t float64) float64 {
 		}
 		lo, hi := s.Config.veRange()
 		return lo * math.Pow(hi/lo, t)
+	case Flow:
+		return t / (1 - t)
 	}
 	n := len(s.levels)
 	if t <= 0 {
@@ -312,6 +328,8 @@ func (s *Schedule) TimeAt(level float64) float64 {
 		}
 		lo, hi := s.Config.veRange()
 		return math.Log(level/lo) / math.Log(hi/lo)
+	case Flow:
+		return level / (1 + level)
 	}
 	ll := math.Log(math.Max(level, 1e-10))
 	n := len(s.logLevels)
@@ -331,10 +349,14 @@ func (s *Schedule) TimeAt(level float64) float64 {
 }
 
 // alphaOfLevel is α for a noise level: 1/sqrt(1+level²) for variance-
-// preserving schedules (α² + σ² = 1), 1 for VE.
+// preserving schedules (α² + σ² = 1), 1 for VE, 1/(1+level) for flow
+// (α + σ = 1).
 func (s *Schedule) alphaOfLevel(level float64) float64 {
-	if s.Kind == VE {
+	switch s.Kind {
+	case VE:
 		return 1
+	case Flow:
+		return 1 / (1 + level) // α = 1-t with level t/(1-t)
 	}
 	return 1 / math.Sqrt(level*level+1)
 }
@@ -351,6 +373,9 @@ func (s *Schedule) PointAt(t float64) Point {
 			a := s.alphasCumprod[i]
 			return Point{T: t, Alpha: math.Sqrt(a), Sigma: math.Sqrt(1 - a), Level: s.levels[i]}
 		}
+	}
+	if s.Kind == Flow {
+		return flowPoint(t)
 	}
 	return s.PointAtLevel(s.LevelAt(t), t)
 }
@@ -376,13 +401,21 @@ func (s *Schedule) NetTime(p Point) float32 {
 		return float32(p.Level)
 	case "log_sigma":
 		return float32(math.Log(p.Level))
+	case "edm":
+		return float32(EDMNoiseInput(p.Level))
+	}
+	if s.Kind == Flow && s.TimeInput() == "timestep" {
+		// diffusers' flow-matching timestep σ·N, σ the flow time t
+		// (FlowMatchEulerDiscreteScheduler: timesteps = sigmas * N).
+		return float32(p.T * float64(s.Config.NumTrainTimesteps))
 	}
 	return float32(p.T)
 }
 
 // TimeInput is what the network takes as its time input (Config.TimeInput,
 // else the kind's default): "t_scaled" (t·(N−1)), "sigma", "log_sigma",
-// "t" or "timestep" (the point's T as is); NetTime applies it.
+// "t" or "timestep" (the point's T as is; for flow schedules diffusers'
+// timestep t·N), "edm" (EDMNoiseInput); NetTime applies it.
 func (s *Schedule) TimeInput() string {
 	if s.Config.TimeInput != "" {
 		return s.Config.TimeInput

@@ -56,13 +56,16 @@ func Build(c *Config, params map[string]*tensor.Tensor, batch, height, width int
 	for i, kind := range c.DownBlockTypes {
 		p := fmt.Sprintf("down_blocks.%d", i)
 		for j := 0; j < c.LayersPerBlock; j++ {
-			h = b.resnet(fmt.Sprintf("%s.resnets.%d", p, j), h, 1)
+			h = b.resnet(fmt.Sprintf("%s.resnets.%d", p, j), h, 1, 0)
 			if kind == "AttnDownBlock2D" {
 				h = b.attention(fmt.Sprintf("%s.attentions.%d", p, j), h, c.NormNumGroups, 1)
 			}
 			skips = append(skips, h)
 		}
-		if i != last {
+		if i != last && c.ResnetDown(kind) {
+			h = b.resnet(p+".downsamplers.0", h, 1, resampleDown)
+			skips = append(skips, h)
+		} else if i != last {
 			pad := [4]int{1, 1, 1, 1}
 			if c.DownsamplePadding == 0 {
 				pad = [4]int{0, 0, 1, 1} // F.pad(x, (0, 1, 0, 1)) in Downsample2D
@@ -74,7 +77,7 @@ func Build(c *Config, params map[string]*tensor.Tensor, batch, height, width int
 
 	if c.MidBlockType != nil {
 		s := c.MidBlockScaleFactor
-		h = b.resnet("mid_block.resnets.0", h, s)
+		h = b.resnet("mid_block.resnets.0", h, s, 0)
 		if c.AddAttention {
 			// UNetMidBlock2D gives its attention a GroupNorm only when attn groups are
 			// set or the resnets use the "default" time shift.
@@ -86,7 +89,7 @@ func Build(c *Config, params map[string]*tensor.Tensor, batch, height, width int
 			}
 			h = b.attention("mid_block.attentions.0", h, groups, s)
 		}
-		h = b.resnet("mid_block.resnets.1", h, s)
+		h = b.resnet("mid_block.resnets.1", h, s, 0)
 	}
 
 	for i, kind := range c.UpBlockTypes {
@@ -94,12 +97,14 @@ func Build(c *Config, params map[string]*tensor.Tensor, batch, height, width int
 		for j := 0; j <= c.LayersPerBlock; j++ {
 			skip := skips[len(skips)-1]
 			skips = skips[:len(skips)-1]
-			h = b.resnet(fmt.Sprintf("%s.resnets.%d", p, j), b.Concat(h, skip), 1)
+			h = b.resnet(fmt.Sprintf("%s.resnets.%d", p, j), b.Concat(h, skip), 1, 0)
 			if kind == "AttnUpBlock2D" {
 				h = b.attention(fmt.Sprintf("%s.attentions.%d", p, j), h, c.NormNumGroups, 1)
 			}
 		}
-		if i != last {
+		if i != last && c.ResnetUp(kind) {
+			h = b.resnet(p+".upsamplers.0", h, 1, resampleUp)
+		} else if i != last {
 			h = b.Conv2D(p+".upsamplers.0.conv", b.UpsampleNearest2x(h), 1, [4]int{1, 1, 1, 1})
 		}
 	}
@@ -129,13 +134,30 @@ type unetBuilder struct {
 	temb graph.Value // SiLU(time embedding), shared by every resnet
 }
 
+// The resampling a ResnetBlock2D may do (its up/down flags).
+const (
+	resampleDown = 1 // down=True: 2x2 average pooling
+	resampleUp   = 2 // up=True: nearest 2x upsampling
+)
+
 // resnet is diffusers' ResnetBlock2D (pre-norm, two 3x3 convs, time
 // conditioning added or applied as scale/shift, 1x1 shortcut when the channel
-// count changes), with its output divided by outScale.
-func (b *unetBuilder) resnet(p string, x graph.Value, outScale float64) graph.Value {
+// count changes), with its output divided by outScale. With resample set
+// it is the block's up=True or down=True form (ResnetDownsampleBlock2D,
+// ResnetUpsampleBlock2D, the "resnet" down/upsample types): after norm1
+// and the activation, both the hidden state and the shortcut input are
+// average-pooled 2x2 (Downsample2D with use_conv=False) or upsampled 2x
+// nearest (Upsample2D with use_conv=False).
+func (b *unetBuilder) resnet(p string, x graph.Value, outScale float64, resample int) graph.Value {
 	c := b.c
 	h := b.GroupNorm(p+".norm1", x, c.NormNumGroups, c.NormEps)
 	h = b.Unary(graph.OpSiLU, h)
+	switch resample {
+	case resampleDown:
+		h, x = b.avgPool2x(p, h), b.avgPool2x(p, x)
+	case resampleUp:
+		h, x = b.UpsampleNearest2x(h), b.UpsampleNearest2x(x)
+	}
 	h = b.Conv2D(p+".conv1", h, 1, [4]int{1, 1, 1, 1})
 	e := b.Linear(p+".time_emb_proj", b.temb)
 	if c.ResnetTimeScaleShift == "scale_shift" {
@@ -154,6 +176,42 @@ func (b *unetBuilder) resnet(p string, x graph.Value, outScale float64) graph.Va
 	out := b.Add(short, h)
 	if outScale != 1 {
 		out = b.Affine(out, 1/outScale, 0)
+	}
+	return out
+}
+
+// avgPool2x is 2x2 average pooling with stride 2 (torch's AvgPool2d(2, 2),
+// what Downsample2D does without a conv), written as a stride-2 2x2
+// convolution with the fixed weight <p>.avgpool.weight of FixedParams:
+// every backend runs it with the conv kernel it has, no new op.
+func (b *unetBuilder) avgPool2x(p string, x graph.Value) graph.Value {
+	return b.Conv2D(p+FixedSuffix[:len(FixedSuffix)-len(".weight")], x, 2, [4]int{})
+}
+
+// FixedSuffix ends the names of the parameters FixedParams makes.
+const FixedSuffix = ".avgpool.weight"
+
+// FixedParams are the parameters the network of c needs beyond the
+// checkpoint's: for every ResnetBlock2D(down=True) (ResnetDown), the 2x2
+// average-pooling weight 0.25·δ(in, out) of avgPool2x, named
+// <block>.downsamplers.0.avgpool.weight. The model loader adds them to
+// the checkpoint's parameters (and does not save them). At the consistency
+// ImageNet-64 widths they are 2.1M values, against the model's 296M.
+func FixedParams(c *Config) map[string]*tensor.Tensor {
+	out := map[string]*tensor.Tensor{}
+	last := len(c.BlockOutChannels) - 1
+	for i, kind := range c.DownBlockTypes {
+		if i == last || !c.ResnetDown(kind) {
+			continue
+		}
+		ch := c.BlockOutChannels[i]
+		w := tensor.New(ch, ch, 2, 2)
+		for k := 0; k < ch; k++ {
+			for j := 0; j < 4; j++ {
+				w.Data[(k*ch+k)*4+j] = 0.25
+			}
+		}
+		out[fmt.Sprintf("down_blocks.%d.downsamplers.0", i)+FixedSuffix] = w
 	}
 	return out
 }

@@ -131,10 +131,10 @@ func (c *Config) validate() error {
 		return bad("layers_per_block", c.LayersPerBlock, "must be positive")
 	case c.DownsamplePadding < 0 || c.DownsamplePadding > 1:
 		return bad("downsample_padding", c.DownsamplePadding, "supported: 0 (asymmetric pad) or 1")
-	case c.DownsampleType != "conv":
-		return bad("downsample_type", c.DownsampleType, "supported: conv")
-	case c.UpsampleType != "conv":
-		return bad("upsample_type", c.UpsampleType, "supported: conv")
+	case c.DownsampleType != "conv" && c.DownsampleType != "resnet":
+		return bad("downsample_type", c.DownsampleType, "supported: conv, resnet")
+	case c.UpsampleType != "conv" && c.UpsampleType != "resnet":
+		return bad("upsample_type", c.UpsampleType, "supported: conv, resnet")
 	case c.ActFn != "silu" && c.ActFn != "swish":
 		return bad("act_fn", c.ActFn, "supported: silu")
 	case c.NormNumGroups <= 0:
@@ -160,16 +160,31 @@ func (c *Config) validate() error {
 		}
 	}
 	for _, t := range c.DownBlockTypes {
-		if t != "DownBlock2D" && t != "AttnDownBlock2D" {
-			return bad("down_block_types", t, "supported: DownBlock2D, AttnDownBlock2D")
+		if t != "DownBlock2D" && t != "AttnDownBlock2D" && t != "ResnetDownsampleBlock2D" {
+			return bad("down_block_types", t, "supported: DownBlock2D, AttnDownBlock2D, ResnetDownsampleBlock2D")
 		}
 	}
 	for _, t := range c.UpBlockTypes {
-		if t != "UpBlock2D" && t != "AttnUpBlock2D" {
-			return bad("up_block_types", t, "supported: UpBlock2D, AttnUpBlock2D")
+		if t != "UpBlock2D" && t != "AttnUpBlock2D" && t != "ResnetUpsampleBlock2D" {
+			return bad("up_block_types", t, "supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D")
 		}
 	}
 	return nil
+}
+
+// ResnetDown reports whether down block `kind` downsamples with a
+// ResnetBlock2D(down=True) (average pooling inside a resnet) rather than a
+// strided conv: ResnetDownsampleBlock2D always, AttnDownBlock2D when
+// downsample_type is "resnet" (diffusers' get_down_block).
+func (c *Config) ResnetDown(kind string) bool {
+	return kind == "ResnetDownsampleBlock2D" || (kind == "AttnDownBlock2D" && c.DownsampleType == "resnet")
+}
+
+// ResnetUp is ResnetDown's counterpart for up blocks: a
+// ResnetBlock2D(up=True) (nearest 2x upsampling inside a resnet) for
+// ResnetUpsampleBlock2D, and for AttnUpBlock2D with upsample_type "resnet".
+func (c *Config) ResnetUp(kind string) bool {
+	return kind == "ResnetUpsampleBlock2D" || (kind == "AttnUpBlock2D" && c.UpsampleType == "resnet")
 }
 
 // checkSizes bounds every count and width before anything is derived from

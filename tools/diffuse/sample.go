@@ -92,6 +92,7 @@ func runSample(args []string) error {
 	corrector := fs.Int("corrector-steps", 0, "pc: Langevin steps per noise level (default 1)")
 	sNoise := fs.Float64("s-noise", 0, "ancestral and SDE samplers: factor on the fresh noise (default 1)")
 	order := fs.Int("order", 0, "lms, deis, unipc: solver order (default: the sampler's)")
+	shift := fs.Float64("shift", 0, "flow_euler, flow_heun: flow-matching timestep shift (default: the model's config)")
 	size := fs.String("size", "", "sample size HxW, for models that do not record it")
 	outPNG := fs.String("out-png", "", "write the samples as a PNG grid")
 	scale := fs.Int("scale", 1, fmt.Sprintf("--out-png: enlarge the grid K times, each pixel a K×K block (nearest neighbour), K in 1..%d", maxScale))
@@ -131,7 +132,7 @@ func runSample(args []string) error {
 	// left out, so every sampler accepts the defaults).
 	req := engine.Request{Sampler: *name, Steps: *steps, Eta: *eta, Guidance: *guidance, Seed: *seed, Sigmas: *sigmas,
 		ClipDenoised: *clipX0, TimestepSpacing: *spacing, Params: map[string]float64{}}
-	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector), "order": float64(*order), "rho": *rho, "s_noise": *sNoise} {
+	for k, v := range map[string]float64{"rtol": *rtol, "atol": *atol, "end_time": *endTime, "snr": *snr, "corrector_steps": float64(*corrector), "order": float64(*order), "rho": *rho, "s_noise": *sNoise, "shift": *shift} {
 		if v != 0 {
 			req.Params[k] = v
 		}

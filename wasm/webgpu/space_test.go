@@ -191,6 +191,9 @@ func TestSpaceSamplers(t *testing.T) {
 		{"deis", `{"prediction_type": "v_prediction", "clip_sample": false}`, 4, 0, 0, pick, 1e-9},
 		{"unipc", `{"prediction_type": "epsilon", "clip_sample": false}`, 5, 0, 2, pick, 1e-9},
 		{"unipc_bh1", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 4, 0, 0, nil, 1e-9},
+		{"flow_euler", `{"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3}`, 3, 0, 2, pick, 1e-9},
+		{"flow_heun", `{"_class_name": "FlowMatchHeunDiscreteScheduler", "shift": 3}`, 3, 0, 0, nil, 1e-9},
+		{"consistency", `{"_class_name": "CMStochasticIterativeScheduler"}`, 3, 0, 0, pick, 1e-9},
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {
