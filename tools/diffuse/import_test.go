@@ -39,7 +39,9 @@ func dropped(t *testing.T, root string, skip func(string) bool) model.Files {
 // every checkpoint kind, and a file of ours comes back as it is.
 func TestImportMatchesConvert(t *testing.T) {
 	fix := fixturesDir(t)
-	npys := func(p string) bool { return strings.HasSuffix(p, ".npy") || strings.HasSuffix(p, ".json") && filepath.Base(p) == "unet_kwargs.json" }
+	npys := func(p string) bool {
+		return strings.HasSuffix(p, ".npy") || strings.HasSuffix(p, ".json") && filepath.Base(p) == "unet_kwargs.json"
+	}
 	cases := []struct {
 		name  string
 		files model.Files
