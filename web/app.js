@@ -528,7 +528,7 @@ async function loadModel(name) {
     el.backendInfo.textContent = `${b.name === 'webgpu' ? 'WebGPU' : 'CPU'}${b.detail ? ` (${b.detail})` : ''}: ${b.reason}.` +
       (m.cached ? ` ${name} came from this device's cache.` : '');
     el.statBackend.textContent = b.name === 'webgpu' ? 'WebGPU' : 'CPU';
-    setStatus(`${name} is ready${m.cached ? ' (from the cache)' : ''}. Press Sample.`);
+    setStatus(`${entry.user ? entry.title : name} is ready${m.cached ? ' (from the cache)' : ''}. Press Sample.`);
     setBusy(false);
     // (On the first load the state stays 'loading' until autorun has decided.)
     if (!state.starting) document.body.dataset.state = 'ready';
