@@ -29,6 +29,10 @@ import { attachSimd } from './simd_glue.js';
 
 const WEIGHTS_CACHE = 'diffuse-weights-v1';
 const USER_CACHE = 'diffuse-user-models-v1';
+// The most a visitor's model may be: a wasm memory is at most 4 GiB, and Go
+// holds the files and the converted model at once (core/limits allows 4 GiB
+// for one file on disk).
+const MAX_FILE_BYTES = 2 * 2 ** 30;
 const userURL = (sha, ext) => new URL(`user-models/${sha}.${ext}`, self.location.href).href;
 
 // diffuseYield(cb): run cb in a fresh macrotask, so Go's sampling loop lets
@@ -119,6 +123,12 @@ async function openCache(name = WEIGHTS_CACHE) {
 async function readFiles(files, id) {
   const progress = progressPoster(id, 'read');
   const total = files.reduce((n, f) => n + f.file.size, 0);
+  // Checked before anything is allocated: Go's limit (core/limits
+  // MaxWeightsBytes), and what one wasm memory can hold with the copy Go makes.
+  for (const { path, file } of files) {
+    if (file.size > MAX_FILE_BYTES) throw userError(`${path} is ${(file.size / 1e9).toFixed(1)} GB, more than the ${MAX_FILE_BYTES / 2 ** 30} GiB this page reads`);
+  }
+  if (total > MAX_FILE_BYTES) throw userError(`these files are ${(total / 1e9).toFixed(1)} GB together, more than the ${MAX_FILE_BYTES / 2 ** 30} GiB this page reads`);
   let loaded = 0;
   const out = [];
   for (const { path, file } of files) {

@@ -133,6 +133,47 @@ test('a dropped diffusers folder: converted here, sampled as the CLI samples it,
   assert.deepEqual(w.foreign, [], 'requests left the origin');
 });
 
+// A pickle asks what it is (kind, image size; σ for a ScoreNet) before it is
+// converted, and then stores what `diffuse convert` with those flags writes.
+test('a lucidrains .pt and a score-SDE .pth: the page asks what the checkpoint does not record', { skip }, async () => {
+  const tools = buildTools();
+  const ctx = await browser.newContext({ viewport: DESKTOP });
+  const w = watch(ctx, server.url);
+  const page = await ctx.newPage();
+  await page.goto(`${server.url}/?model=dev-tiny`);
+  await ready(page);
+  await page.click('#byom summary');
+  const cases = [
+    { file: path.join(FIXTURES, 'lucidrains', 'lucid_small', 'model-1.pt'), kind: 'lucidrains', size: '28',
+      args: ['--from', 'lucidrains', '--image-size', '28'], card: ['lucidrains.Unet', '28×28', 'v_prediction'] },
+    { file: path.resolve('..', 'core', 'scoresde', 'testdata', 'tiny_scorenet.pth'), kind: 'scoresde', size: '28', sigma: '25',
+      args: ['--from', 'scoresde', '--size', '28', '--sigma', '25'], card: ['scoresde.ScoreNet', '28×28', 'score'] },
+  ];
+  for (const c of cases) {
+    const out = path.join(TMP, 'byom', `${c.kind}.safetensors`);
+    execFileSync(tools.diffuse, ['convert', ...c.args, c.file, '-o', out], { stdio: 'ignore' });
+    const sha = crypto.createHash('sha256').update(fs.readFileSync(out)).digest('hex');
+    await page.evaluate(() => { delete document.getElementById('byom').dataset.state; });
+    await page.setInputFiles('#byom-file', c.file);
+    await page.waitForSelector('#byom-ask:not([hidden])');
+    assert.equal(await page.inputValue('#byom-kind'), c.kind, 'the kind guessed from the file name');
+    await page.fill('#byom-size', c.size);
+    if (c.sigma) await page.fill('#byom-sigma', c.sigma);
+    await shot(page, `byom-ask-${c.kind}`);
+    await page.click('#byom-convert');
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('byom').dataset.state), null, { timeout: 300000 });
+    assert.equal(await page.isHidden('#byom-error'), true, await page.textContent('#byom-error'));
+    const card = await page.textContent('#byom-card');
+    for (const want of c.card) assert.ok(card.includes(want), `${c.kind} card lacks ${want}: ${card}`);
+    const name = `user-${sha.slice(0, 12)}`;
+    assert.equal(await storedSHA(page, name), sha, `${c.kind}: the stored file differs from diffuse convert's`);
+    await ready(page);
+    assert.equal(await page.inputValue('#model'), name);
+  }
+  await ctx.close();
+  assert.deepEqual(w.foreign, [], 'requests left the origin');
+});
+
 test('a damaged file is one line of error, and the page still samples a shipped model', { skip }, async () => {
   const ctx = await browser.newContext({ viewport: DESKTOP });
   const w = watch(ctx, server.url);
@@ -156,6 +197,18 @@ test('a damaged file is one line of error, and the page still samples a shipped 
     if (file.endsWith('.safetensors')) assert.match(msg, want);
     await shot(page, `byom-refused-${file.replace(/\W/g, '-')}`);
     await page.evaluate(() => { delete document.getElementById('byom').dataset.state; });
+  }
+  // Under the picker: a shipped card's one-line description (its
+  // "Description:" line), not the training commands that open mnist's card.
+  if (await page.$('#model option[value="mnist"]')) {
+    await page.selectOption('#model', 'mnist');
+    const info = await page.textContent('#model-info');
+    assert.match(info, /Draws 28×28 handwritten digits/);
+    assert.doesNotMatch(info, /bash|python3|--steps/);
+    await shot(page, 'byom-mnist-description');
+    await ready(page);
+    await page.selectOption('#model', 'dev-tiny');
+    await ready(page);
   }
   // The worker is alive: the shipped model samples.
   await page.getByLabel('Steps').fill('3');
