@@ -591,10 +591,11 @@ function byomFail(e) {
 }
 
 /** The card of a visitor's model: what the converter found. */
-function byomCard(entry) {
+function byomCard(entry, converted) {
   const i = entry.info;
   const [c, h, w] = i.shape;
   const rows = [
+    ['From', `${entry.source}: ${converted ? `converted here${entry.from ? ` (${entry.from})` : ''}` : 'one of our files, taken as it is'}`],
     ['Architecture', i.arch], ['Parameters', i.params.toLocaleString('en')],
     ['Resolution', `${h}×${w}, ${c === 3 ? 'RGB' : c === 1 ? 'greyscale' : `${c} channels`}`],
     ['Classes', i.conditional ? `${i.classes}${i.guidance ? ` (null class ${i.nullClass}: guidance)` : ''}` : 'unconditional'],
@@ -699,7 +700,7 @@ async function byomImport(files, options) {
       },
     });
     el.byomProgressBox.hidden = true;
-    byomCard(m.entry);
+    byomCard(m.entry, m.converted);
     el.byom.dataset.state = 'done';
     await byomRefresh(m.name);
     if (!m.stored) byomFail(new Error('This browser would not keep the model (storage full or private mode): it is loaded for this visit only.'));
@@ -726,7 +727,8 @@ async function droppedFiles(dt) {
     }
   };
   const entries = [...dt.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
-  if (!entries.length) return [...dt.files].map((f) => ({ path: f.name, file: f }));
+  // Files alone come as they are; only a dropped folder needs its entries walked.
+  if (!entries.some((e) => e.isDirectory)) return [...dt.files].map((f) => ({ path: f.name, file: f }));
   for (const e of entries) await walk(e, '');
   return out;
 }
@@ -756,6 +758,7 @@ function wireByom() {
   box.addEventListener('drop', async (e) => {
     e.preventDefault();
     el.byom.classList.remove('drop');
+    el.byom.open = true; // its progress, card or error show there
     try {
       const files = await droppedFiles(e.dataTransfer);
       if (files.length) byomChosen(files);

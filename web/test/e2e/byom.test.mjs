@@ -174,6 +174,32 @@ test('a lucidrains .pt and a score-SDE .pth: the page asks what the checkpoint d
   assert.deepEqual(w.foreign, [], 'requests left the origin');
 });
 
+// Our own .safetensors file, dropped on the controls, is taken as it is.
+test('a dropped .safetensors file of ours is loaded as it is, not converted', { skip }, async () => {
+  const ctx = await browser.newContext({ viewport: DESKTOP });
+  const w = watch(ctx, server.url);
+  const page = await ctx.newPage();
+  await page.goto(`${server.url}/?model=dev-tiny`);
+  await ready(page);
+  await page.evaluate((b64) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'cifar-fp16.safetensors'));
+    document.querySelector('.controls').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, cli.bytes.toString('base64'));
+  await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('byom').dataset.state), null, { timeout: 300000 });
+  assert.equal(await page.isHidden('#byom-error'), true, await page.textContent('#byom-error'));
+  assert.match(await page.textContent('#byom-card'), /cifar-fp16\.safetensors: one of our files, taken as it is/);
+  const name = `user-${cli.sha.slice(0, 12)}`;
+  assert.equal(await storedSHA(page, name), cli.sha);
+  await ready(page);
+  assert.equal(await page.inputValue('#model'), name);
+  await page.click(`button[data-forget="${name}"]`);
+  await page.waitForFunction((n) => ![...document.querySelectorAll('#model option')].some((o) => o.value === n), name, { timeout: 60000 });
+  await ctx.close();
+  assert.deepEqual(w.foreign, [], 'requests left the origin');
+});
+
 test('a damaged file is one line of error, and the page still samples a shipped model', { skip }, async () => {
   const ctx = await browser.newContext({ viewport: DESKTOP });
   const w = watch(ctx, server.url);
