@@ -24,6 +24,11 @@ const el = {
   clip: $('clip'), spacing: $('spacing'), samplerHint: $('sampler-hint'), runProgress: $('run-progress'), xtCaption: $('xt-caption'),
   cardDialog: $('card-dialog'), cardBody: $('card-body'), cardTitle: $('card-title'), cardClose: $('card-close'),
   cardOpen: $('card-open'),
+  byom: $('byom'), byomFolder: $('byom-folder'), byomFile: $('byom-file'), byomAsk: $('byom-ask'), byomAskWhat: $('byom-ask-what'),
+  byomKind: $('byom-kind'), byomSize: $('byom-size'), byomSigma: $('byom-sigma'), byomSigmaField: $('byom-sigma-field'),
+  byomEmaField: $('byom-ema-field'), byomOnline: $('byom-online'), byomConvert: $('byom-convert'),
+  byomProgressBox: $('byom-progress-box'), byomProgress: $('byom-progress'), byomProgressLabel: $('byom-progress-label'),
+  byomError: $('byom-error'), byomCard: $('byom-card'), byomList: $('byom-list'),
 };
 
 const STRIP_LEN = 10;
@@ -145,20 +150,24 @@ function urlSettings() {
 function fillModels(manifest, wanted) {
   el.model.replaceChildren();
   const showDev = manifest.models.every((m) => m.dev) || new URLSearchParams(location.search).has('dev') || (wanted && wanted.startsWith('dev-'));
+  const yours = document.createElement('optgroup');
+  yours.label = 'Your models';
   for (const m of manifest.models) {
     if (m.dev && !showDev) continue;
     const o = document.createElement('option');
     o.value = m.name;
     // The name only: a select shows its whole text nowhere, so a long title
     // would be cut off ("mnist — class-condi"); the title goes below it.
-    o.textContent = m.name;
+    // A visitor's own model shows the name of the file or folder it came from.
+    o.textContent = m.user ? `${m.title} (yours)` : m.name;
     if (m.title) o.title = m.title;
-    el.model.append(o);
+    (m.user ? yours : el.model).append(o);
   }
+  if (yours.children.length) el.model.append(yours);
   el.model.value = manifest.models.some((m) => m.name === wanted) ? wanted : manifest.default;
   el.model.disabled = false;
   el.cards.replaceChildren();
-  manifest.models.filter((m) => !m.dev || showDev).forEach((m, i) => {
+  manifest.models.filter((m) => (!m.dev || showDev) && !m.user).forEach((m, i) => {
     if (i) el.cards.append(', ');
     if (m.cardURL) el.cards.append(cardLink(m, m.name));
     else el.cards.append(m.name);
@@ -173,6 +182,7 @@ function modelTitle(entry) {
 /** A card's first paragraph, when it reads as prose (not a command or a
  * line that introduces a list). */
 function cardSummary(entry) {
+  if (entry.description) return entry.description; // the card's own line for the page
   const t = entry.summary || '';
   if (!t || /:$/.test(t) || /\s--?\w/.test(t) || /^(bash|python3?|go|bin\/|OUT=)/.test(t)) return '';
   return t.length > 160 ? `${t.slice(0, 157)}…` : t;
@@ -187,7 +197,7 @@ function describeModel(entry) {
   const parts = [`${c === 3 ? 'RGB' : c === 1 ? 'greyscale' : `${c}-channel`} ${h}×${w}`,
     entry.conditional ? `${entry.classes} classes` : 'unconditional', fmtBytes(entry.size)];
   el.modelInfo.append(parts.join(' · '));
-  const summary = cardSummary(entry);
+  const summary = entry.user ? `Your model (${entry.info.arch}, ${entry.info.prediction}), converted in this tab and kept in this browser.` : cardSummary(entry);
   if (summary) el.modelInfo.append(document.createElement('br'), summary);
   if (entry.cardURL) el.modelInfo.append(' ', cardLink(entry, 'Model card'));
   // A card may say which samplers suit the model (a manifest "hint").
@@ -488,7 +498,7 @@ async function loadModel(name) {
   el.loadBox.hidden = false;
   el.download.value = 0;
   el.download.max = 1;
-  el.downloadLabel.textContent = `Downloading ${name} (${fmtBytes(entry.size)})…`;
+  el.downloadLabel.textContent = `${entry.user ? 'Loading' : 'Downloading'} ${name} (${fmtBytes(entry.size)})…`;
   setStatus(`Loading ${name}…`);
   const sampler = state.sampler;
   const p = sampler.loadModel(name, {
@@ -518,7 +528,7 @@ async function loadModel(name) {
     el.backendInfo.textContent = `${b.name === 'webgpu' ? 'WebGPU' : 'CPU'}${b.detail ? ` (${b.detail})` : ''}: ${b.reason}.` +
       (m.cached ? ` ${name} came from this device's cache.` : '');
     el.statBackend.textContent = b.name === 'webgpu' ? 'WebGPU' : 'CPU';
-    setStatus(`${name} is ready${m.cached ? ' (from the cache)' : ''}. Press Sample.`);
+    setStatus(`${entry.user ? entry.title : name} is ready${m.cached ? ' (from the cache)' : ''}. Press Sample.`);
     setBusy(false);
     // (On the first load the state stays 'loading' until autorun has decided.)
     if (!state.starting) document.body.dataset.state = 'ready';
@@ -565,6 +575,195 @@ async function switchBackend(value) {
     await startSampler(value);
     await loadModel(el.model.value);
   } catch (e) { showError(e); }
+}
+
+// ---------- your own model ----------
+
+const PICKLE = /\.(pt|pth|ckpt)$/i;
+let byomFiles = null; // the chosen files waiting for the questions a pickle needs
+
+function byomFail(e) {
+  el.byomProgressBox.hidden = true;
+  // One line, whatever the cause: the page never shows a stack.
+  el.byomError.textContent = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+  el.byomError.hidden = false;
+  el.byom.dataset.state = 'failed';
+}
+
+/** The card of a visitor's model: what the converter found. */
+function byomCard(entry, converted) {
+  const i = entry.info;
+  const [c, h, w] = i.shape;
+  const rows = [
+    ['From', `${entry.source}: ${converted ? `converted here${entry.from ? ` (${entry.from})` : ''}` : 'one of our files, taken as it is'}`],
+    ['Architecture', i.arch], ['Parameters', i.params.toLocaleString('en')],
+    ['Resolution', `${h}×${w}, ${c === 3 ? 'RGB' : c === 1 ? 'greyscale' : `${c} channels`}`],
+    ['Classes', i.conditional ? `${i.classes}${i.guidance ? ` (null class ${i.nullClass}: guidance)` : ''}` : 'unconditional'],
+    ['Prediction', i.prediction], ['Schedule', i.schedule + (i.defaultSchedule ? ' (none given: DDPM defaults)' : '')],
+    ['Size (fp16)', fmtBytes(i.bytes)], ['SHA-256', `${i.sha256.slice(0, 16)}…`],
+  ];
+  el.byomCard.replaceChildren();
+  for (const [k, v] of rows) {
+    el.byomCard.append(Object.assign(document.createElement('dt'), { textContent: k }),
+      Object.assign(document.createElement('dd'), { textContent: v }));
+  }
+  el.byomCard.hidden = false;
+}
+
+/** Lists the visitor's models with a control to forget each. */
+function byomList() {
+  el.byomList.replaceChildren();
+  for (const m of state.manifest.models.filter((e) => e.user)) {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = 'Forget';
+    b.dataset.forget = m.name;
+    b.title = `Remove ${m.title} from this browser`;
+    b.addEventListener('click', () => byomForget(m));
+    li.append(`${m.title} (${fmtBytes(m.size)})`, b);
+    el.byomList.append(li);
+  }
+}
+
+/** Puts the visitor's models (from browser storage) beside the shipped ones. */
+async function byomRefresh(select) {
+  let mine = [];
+  try { mine = await state.sampler.userModels(); } catch (e) { console.warn('diffuse: your models:', e); }
+  state.manifest.models = [...state.manifest.models.filter((m) => !m.user), ...mine];
+  const keep = select || el.model.value;
+  fillModels(state.manifest, keep);
+  byomList();
+}
+
+async function byomForget(entry) {
+  try {
+    await state.sampler.forgetModel(entry);
+  } catch (e) { byomFail(e); return; }
+  const was = el.model.value === entry.name;
+  await byomRefresh(was ? state.manifest.default : undefined);
+  if (was) loadModel(el.model.value);
+  setStatus(`${entry.title} was removed from this browser.`);
+}
+
+/** The files were chosen (or dropped): a pickle first asks what it is. */
+function byomChosen(files) {
+  el.byomError.hidden = true;
+  el.byomCard.hidden = true;
+  files = files.filter((f) => !/(^|\/)\./.test(f.path)); // .DS_Store and the like
+  if (files.length === 1 && PICKLE.test(files[0].path)) {
+    byomFiles = files;
+    const name = files[0].path.split('/').pop();
+    el.byomKind.value = /\.pt$/i.test(name) ? 'lucidrains' : 'scoresde';
+    if (el.byomKind.value === 'scoresde' && !el.byomSize.value) el.byomSize.value = '28';
+    el.byomAskWhat.textContent = `${name} does not record everything the sampler needs: say what it is.`;
+    byomAskShow();
+    el.byomAsk.hidden = false;
+    el.byomSize.focus();
+    return;
+  }
+  el.byomAsk.hidden = true;
+  byomImport(files, {});
+}
+
+function byomAskShow() {
+  const lucid = el.byomKind.value === 'lucidrains';
+  el.byomSigmaField.hidden = lucid;
+  el.byomEmaField.hidden = !lucid;
+}
+
+async function byomImport(files, options) {
+  el.byomError.hidden = true;
+  el.byomProgressBox.hidden = false;
+  el.byomProgress.removeAttribute('value');
+  el.byom.dataset.state = 'converting';
+  const what = files.length === 1 ? files[0].path : files[0].path.split('/')[0];
+  el.byomProgressLabel.textContent = `Reading ${what}…`;
+  if (state.job) state.job.cancel();
+  const sampler = state.sampler;
+  try {
+    const m = await sampler.importModel(files, {
+      options,
+      onProgress: ({ phase, loaded, total }) => {
+        el.byomProgress.max = total || 1;
+        if (phase === 'read') {
+          el.byomProgress.value = loaded;
+          el.byomProgressLabel.textContent = `Reading ${what}: ${fmtBytes(loaded)} of ${fmtBytes(total)}`;
+        } else {
+          el.byomProgress.removeAttribute('value'); // no measure inside one Go call: indeterminate
+          el.byomProgressLabel.textContent = {
+            convert: `Converting ${what} (${fmtBytes(total)})…`,
+            build: `Preparing ${what} on the backend (uploading to the GPU when it is WebGPU)…`,
+            store: `Keeping ${what} in this browser…`,
+          }[phase] || `${phase}…`;
+        }
+      },
+    });
+    el.byomProgressBox.hidden = true;
+    byomCard(m.entry, m.converted);
+    el.byom.dataset.state = 'done';
+    await byomRefresh(m.name);
+    if (!m.stored) byomFail(new Error('This browser would not keep the model (storage full or private mode): it is loaded for this visit only.'));
+    await loadModel(m.name);
+  } catch (e) {
+    if (state.sampler === sampler) byomFail(e);
+  }
+}
+
+/** Files of a drop, folders read whole ({path, file}, path as a folder
+ * input's webkitRelativePath). */
+async function droppedFiles(dt) {
+  const out = [];
+  const walk = async (entry, prefix) => {
+    if (entry.isFile) {
+      out.push({ path: prefix + entry.name, file: await new Promise((res, rej) => entry.file(res, rej)) });
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+        if (!batch.length) break;
+        for (const e of batch) await walk(e, `${prefix}${entry.name}/`);
+      }
+    }
+  };
+  const entries = [...dt.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
+  // Files alone come as they are; only a dropped folder needs its entries walked.
+  if (!entries.some((e) => e.isDirectory)) return [...dt.files].map((f) => ({ path: f.name, file: f }));
+  for (const e of entries) await walk(e, '');
+  return out;
+}
+
+function wireByom() {
+  const fromInput = (input) => () => {
+    const files = [...input.files].map((f) => ({ path: f.webkitRelativePath || f.name, file: f }));
+    input.value = '';
+    if (files.length) byomChosen(files);
+  };
+  el.byomFolder.addEventListener('change', fromInput(el.byomFolder));
+  el.byomFile.addEventListener('change', fromInput(el.byomFile));
+  el.byomKind.addEventListener('change', byomAskShow);
+  el.byomConvert.addEventListener('click', () => {
+    if (!byomFiles) return;
+    const size = Number(el.byomSize.value);
+    if (!Number.isInteger(size) || size < 1) { byomFail(new Error('Give the image size the model was trained at (a whole number of pixels).')); return; }
+    const options = { from: el.byomKind.value, size };
+    if (options.from === 'scoresde') options.sigma = Number(el.byomSigma.value);
+    else options.online = el.byomOnline.checked;
+    el.byomAsk.hidden = true;
+    byomImport(byomFiles, options);
+  });
+  const box = document.querySelector('.controls');
+  box.addEventListener('dragover', (e) => { e.preventDefault(); el.byom.open = true; el.byom.classList.add('drop'); });
+  box.addEventListener('dragleave', () => el.byom.classList.remove('drop'));
+  box.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    el.byom.classList.remove('drop');
+    el.byom.open = true; // its progress, card or error show there
+    try {
+      const files = await droppedFiles(e.dataTransfer);
+      if (files.length) byomChosen(files);
+    } catch (err) { byomFail(err); }
+  });
 }
 
 // ---------- the live view ----------
@@ -1100,6 +1299,7 @@ async function autorun() {
 
 async function main() {
   wire();
+  wireByom();
   resetView();
   document.body.dataset.state = 'loading';
   const want = urlSettings();
@@ -1116,6 +1316,7 @@ async function main() {
     state.manifest = manifest;
     if (!manifest.models.length) throw new DiffuseError('No models are shipped with this build (weights/ is empty).', 'user');
     fillModels(manifest, want.model);
+    await byomRefresh(want.model);
     fillSamplers(state.sampler.samplers, want.sampler);
     buildParams(want);
     state.starting = true;

@@ -14,6 +14,14 @@
 //   const { x, shape } = await job;                          // Float32Array [B,C,H,W]
 //   s.dispose();
 //
+// A visitor's own model (a diffusers folder, one of our .safetensors files,
+// a lucidrains .pt, a score-SDE .pth) is converted in the worker by the same
+// Go converter as the CLI and kept in browser storage:
+//
+//   const u = await s.importModel(files, { options: { from: 'lucidrains', size: 32 } });
+//   (await s.userModels()).map((e) => e.name);               // ['user-1a2b3c4d5e6f']
+//   await s.forgetModel(u);
+//
 // Weights come from the same origin (the manifest next to them lists size and
 // SHA-256), are verified, and are kept in Cache Storage. Nothing is sent
 // anywhere.
@@ -184,10 +192,11 @@ export class Sampler {
     const p = (async () => {
       await this.ready;
       const man = await this.manifest();
-      const entry = man.models.find((m) => m.name === (name || man.default));
+      const entry = man.models.find((m) => m.name === (name || man.default)) ||
+        (name && name.startsWith('user-') ? (await this.userModels()).find((m) => m.name === name) : null);
       if (!entry) throw new DiffuseError(`no model named "${name}" in the manifest (have: ${man.models.map((m) => m.name).join(', ')})`, 'user');
       const info = await this._call(
-        { type: 'load', entry: { name: entry.name, url: entry.url, sha256: entry.sha256, size: entry.size } },
+        { type: 'load', entry: { name: entry.name, url: entry.url, sha256: entry.sha256, size: entry.size, user: !!entry.user } },
         { onProgress: (pr) => { for (const f of listeners) f(pr); } },
       );
       const { backend, cached, ...rest } = info;
@@ -198,6 +207,49 @@ export class Sampler {
     this._models.set(key, p);
     p.catch(() => { if (this._models.get(key) === p) this._models.delete(key); });
     return p;
+  }
+
+  /** Converts and loads a visitor's own model. files: an array of File (or
+   * {path, file}: path the file's place in a dropped folder, as
+   * webkitRelativePath gives it); options (core/engine ImportOptions):
+   * {from: ''|'diffusers'|'lucidrains'|'scoresde'|'toy2d', size, sigma,
+   * online}. onProgress gets {phase: 'read'|'convert'|'build'|'store',
+   * loaded, total}. The converted file is kept in browser storage under its
+   * SHA-256 (userModels lists it, loadModel loads it again without
+   * converting). Resolves to a model handle like loadModel's, whose entry
+   * has user: true, plus converted (false when the file was one of ours
+   * already) and stored (false when the browser refused to keep it).
+   * Refusals reject with kind 'user' and a one-line message. */
+  async importModel(files, { options = {}, title = '', onProgress } = {}) {
+    await this.ready;
+    const list = [...files].map((f) => (f instanceof Blob ? { path: f.webkitRelativePath || f.name, file: f } : f));
+    if (!list.length) throw new DiffuseError('no files were chosen', 'user');
+    const source = list.length === 1 ? list[0].path : list[0].path.split('/')[0];
+    const r = await this._call({ type: 'import', files: list, options, title: title || source, source }, { onProgress });
+    this.backend = r.backend;
+    const m = { name: r.entry.name, entry: r.entry, info: r.info, backend: r.backend, cached: false, converted: r.converted, stored: r.stored };
+    const p = Promise.resolve(m);
+    p.progress = new Set();
+    this._models.set(m.name, p);
+    return m;
+  }
+
+  /** The visitor's own models kept in this browser: entries like the
+   * manifest's ({name, title, user: true, url, sha256, size, shape,
+   * conditional, classes, nullClass, guidance, schedule, info, source, from}),
+   * oldest first. */
+  userModels() {
+    return this._call({ type: 'user-models' });
+  }
+
+  /** Removes a visitor's model (a handle, an entry or its name) from
+   * browser storage and from the worker. */
+  async forgetModel(model) {
+    const name = typeof model === 'string' ? model : model.name;
+    const entry = (await this.userModels()).find((m) => m.name === name) || (typeof model === 'object' ? model.entry || model : null);
+    if (!entry || !entry.sha256) throw new DiffuseError(`no model of yours named "${name}" is stored here`, 'user');
+    this._models.delete(name);
+    await this._call({ type: 'forget', sha256: entry.sha256 });
   }
 
   /** Forgets a loaded model, freeing its memory in the worker. */

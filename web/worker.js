@@ -7,6 +7,8 @@
 //               {type:'field', id, model, point, xs, class}
 //               {type:'plan', id, model, request}   (the run a request asks for)
 //               {type:'cancel', job}      {type:'unload', model}
+//               {type:'import', id, files:[File], options}  (bring your own model)
+//               {type:'user-models', id}  {type:'forget', id, sha256}
 // Messages out: {type:'result', id, value}  {type:'error', id, message, kind}
 //               (kind 'internal' also for a Go panic, which Go recovers:
 //               the worker stays up and the next request is served)
@@ -17,10 +19,21 @@
 // size and SHA-256 (in Go), and kept in Cache Storage under a URL that carries
 // the hash, so a second visit downloads nothing and a new file never mixes
 // with an old one.
+//
+// A visitor's own model (import) is read here, converted in Go by the CLI's
+// converter, and kept in its own cache (USER_CACHE, which the service worker
+// never prunes) under its SHA-256 beside a small JSON card, so a reload
+// loads it like a cached download, with no conversion.
 import './wasm_exec.js';
 import { attachSimd } from './simd_glue.js';
 
 const WEIGHTS_CACHE = 'diffuse-weights-v1';
+const USER_CACHE = 'diffuse-user-models-v1';
+// The most a visitor's model may be: a wasm memory is at most 4 GiB, and Go
+// holds the files and the converted model at once (core/limits allows 4 GiB
+// for one file on disk).
+const MAX_FILE_BYTES = 2 * 2 ** 30;
+const userURL = (sha, ext) => new URL(`user-models/${sha}.${ext}`, self.location.href).href;
 
 // diffuseYield(cb): run cb in a fresh macrotask, so Go's sampling loop lets
 // this worker's message queue run between steps (a MessageChannel round trip
@@ -100,9 +113,106 @@ function progressPoster(id, phase) {
   };
 }
 
-async function openCache() {
+async function openCache(name = WEIGHTS_CACHE) {
   if (!self.caches) return null; // not a secure context: no Cache Storage
-  try { return await caches.open(WEIGHTS_CACHE); } catch { return null; }
+  try { return await caches.open(name); } catch { return null; }
+}
+
+// Reads the dropped files (File objects, with the folder path the page
+// gives them) with progress: {path, bytes} for Go.
+async function readFiles(files, id) {
+  const progress = progressPoster(id, 'read');
+  const total = files.reduce((n, f) => n + f.file.size, 0);
+  // Checked before anything is allocated: Go's limit (core/limits
+  // MaxWeightsBytes), and what one wasm memory can hold with the copy Go makes.
+  for (const { path, file } of files) {
+    if (file.size > MAX_FILE_BYTES) throw userError(`${path} is ${(file.size / 1e9).toFixed(1)} GB, more than the ${MAX_FILE_BYTES / 2 ** 30} GiB this page reads`);
+  }
+  if (total > MAX_FILE_BYTES) throw userError(`these files are ${(total / 1e9).toFixed(1)} GB together, more than the ${MAX_FILE_BYTES / 2 ** 30} GiB this page reads`);
+  let loaded = 0;
+  const out = [];
+  for (const { path, file } of files) {
+    const bytes = new Uint8Array(file.size);
+    let off = 0;
+    const reader = file.stream().getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (off + value.length > bytes.length) throw new Error('the file changed while it was read');
+        bytes.set(value, off);
+        off += value.length;
+        loaded += value.length;
+        progress(loaded, total);
+      }
+    } catch (e) {
+      throw userError(`could not read ${path}: ${e.message}`);
+    }
+    out.push({ path, bytes: off === bytes.length ? bytes : bytes.subarray(0, off) });
+  }
+  progress(loaded, total, true);
+  return out;
+}
+
+// A user model's entry as the page lists it (the manifest's fields where
+// they apply, and the card the import showed).
+function userEntry(card) {
+  const i = card.info;
+  return {
+    name: card.name, title: card.title, user: true, url: userURL(i.sha256, 'safetensors'), sha256: i.sha256, size: i.bytes,
+    shape: i.shape, conditional: i.conditional, classes: i.classes, nullClass: i.nullClass, guidance: i.guidance,
+    schedule: i.schedule, info: i, source: card.source, from: card.from, added: card.added,
+  };
+}
+
+async function importModel(msg) {
+  const go = await goReady;
+  const files = await readFiles(msg.files, msg.id);
+  const total = files.reduce((n, f) => n + f.bytes.length, 0);
+  post({ type: 'progress', id: msg.id, phase: 'convert', loaded: 0, total });
+  const r = await go.import(files, JSON.stringify(msg.options || {}), backend,
+    (phase) => post({ type: 'progress', id: msg.id, phase, loaded: total, total }));
+  const info = JSON.parse(r.info);
+  const { backend: chosen, ...rest } = info;
+  const card = { name: r.name, title: msg.title || r.name, source: msg.source || '', from: (msg.options && msg.options.from) || '', info: rest, added: Date.now() };
+  post({ type: 'progress', id: msg.id, phase: 'store', loaded: r.bytes.length, total: r.bytes.length });
+  const cache = await openCache(USER_CACHE);
+  let stored = false;
+  if (cache) {
+    try {
+      await cache.put(userURL(rest.sha256, 'safetensors'), new Response(r.bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
+      await cache.put(userURL(rest.sha256, 'json'), new Response(JSON.stringify(card), { headers: { 'Content-Type': 'application/json' } }));
+      stored = true;
+    } catch (e) {
+      console.warn('diffuse: could not keep the model in browser storage:', e);
+    }
+  }
+  return { entry: userEntry(card), info: rest, backend: chosen, converted: r.converted, stored };
+}
+
+async function userModels() {
+  const cache = await openCache(USER_CACHE);
+  if (!cache) return [];
+  const out = [];
+  for (const req of await cache.keys()) {
+    if (!req.url.endsWith('.json')) continue;
+    try {
+      const card = await (await cache.match(req)).json();
+      if (await cache.match(userURL(card.info.sha256, 'safetensors'))) out.push(userEntry(card));
+    } catch {
+      await cache.delete(req); // a damaged card: forget it
+    }
+  }
+  return out.sort((a, b) => a.added - b.added);
+}
+
+async function forget(sha256) {
+  const cache = await openCache(USER_CACHE);
+  if (cache) {
+    await cache.delete(userURL(sha256, 'safetensors'));
+    await cache.delete(userURL(sha256, 'json'));
+  }
+  if (goAPI) logFailure(goAPI.unload(`user-${sha256.slice(0, 12)}`));
 }
 
 async function download(entry, id) {
@@ -138,7 +248,7 @@ async function download(entry, id) {
 
 async function load(entry, id) {
   const go = await goReady;
-  const cache = await openCache();
+  const cache = await openCache(entry.user ? USER_CACHE : WEIGHTS_CACHE);
   const tryLoad = (bytes) => {
     post({ type: 'progress', id, phase: 'build', loaded: bytes.length, total: bytes.length });
     return go.load(entry.name, bytes, entry.sha256, entry.size ?? -1, backend);
@@ -156,6 +266,7 @@ async function load(entry, id) {
       }
     }
   }
+  if (entry.user) throw userError(`${entry.name} is no longer in this browser's storage: choose its files again`);
   const bytes = await download(entry, id);
   const info = JSON.parse(await tryLoad(bytes));
   if (cache) {
@@ -206,6 +317,15 @@ self.onmessage = async (ev) => {
       break;
     case 'load':
       reply(load(msg.entry, msg.id));
+      break;
+    case 'import':
+      reply(importModel(msg));
+      break;
+    case 'user-models':
+      reply(userModels());
+      break;
+    case 'forget':
+      reply(forget(msg.sha256));
       break;
     case 'sample':
       reply(sample(msg));

@@ -96,6 +96,7 @@ func humanBytes(n int64) string {
 
 // Info describes a loaded model to the page.
 type Info struct {
+	Arch        string `json:"arch"`  // network family (model.KeyArch)
 	Shape       []int  `json:"shape"` // [C, H, W] of one sample
 	Conditional bool   `json:"conditional"`
 	Classes     int    `json:"classes"`   // number of class labels (conditional models)
@@ -198,6 +199,7 @@ func FromModelShape(m *model.Model, shape []int) (*Loaded, error) {
 		}
 	}
 	info := Info{
+		Arch:            m.Arch,
 		Shape:           shape,
 		Conditional:     cond,
 		Classes:         classes,
@@ -822,6 +824,7 @@ func IsUserError(err error) bool {
 		ce *ChecksumError
 		fe *FormatError
 		re *RequestError
+		ie *ImportError
 	)
-	return errors.As(err, &se) || errors.As(err, &ce) || errors.As(err, &fe) || errors.As(err, &re)
+	return errors.As(err, &se) || errors.As(err, &ce) || errors.As(err, &fe) || errors.As(err, &re) || errors.As(err, &ie)
 }

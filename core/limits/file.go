@@ -3,6 +3,7 @@ package limits
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 )
 
@@ -33,6 +34,21 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readCapped(f, path, max)
+}
+
+// ReadFS is ReadFile for a file of fsys: the converters read through an
+// fs.FS, so the CLI (os.DirFS) and the page (the files a visitor dropped,
+// held in memory) share them. The size is checked before anything is read.
+func ReadFS(fsys fs.FS, name string, max int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return readCapped(f, name, max)
+}
+
+func readCapped(f fs.File, path string, max int64) ([]byte, error) {
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
@@ -43,6 +59,11 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	}
 	if st.Size() > max {
 		return nil, &FileError{path, fmt.Sprintf("%s, more than the %s limit for this kind of file", Bytes(st.Size()), Bytes(max))}
+	}
+	if b, ok := f.(interface{ Bytes() []byte }); ok {
+		// An in-memory file (core/model Files): no copy, which matters for a
+		// large model inside the browser's 4 GB wasm memory.
+		return b.Bytes(), nil
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {

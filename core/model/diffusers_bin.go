@@ -2,7 +2,7 @@ package model
 
 import (
 	"fmt"
-	"os"
+	"io/fs"
 
 	"github.com/diffuse-web/diffuse/core/limits"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -21,8 +21,8 @@ const diffusersBinName = "diffusion_pytorch_model.bin"
 // for: the inflated size of compressed entries, and the float32 size of
 // all its tensors, stride-0 views and repeated references included
 // (MaxTotalBytes, the memory budget), checked before any is converted.
-func readDiffusersBin(path string) (map[string]*tensor.Tensor, error) {
-	data, err := limits.ReadFile(path, limits.MaxWeightsBytes)
+func readDiffusersBin(fsys fs.FS, path string) (map[string]*tensor.Tensor, error) {
+	data, err := limits.ReadFS(fsys, path, limits.MaxWeightsBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -44,5 +44,3 @@ func readDiffusersBin(path string) (map[string]*tensor.Tensor, error) {
 	}
 	return params, nil
 }
-
-func fileExists(path string) bool { _, err := os.Stat(path); return err == nil }

@@ -3,6 +3,9 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -23,9 +26,35 @@ type Family struct {
 	// may rename legacy weight names).
 	Parse func(config json.RawMessage, params map[string]*tensor.Tensor) (Network, map[string]*tensor.Tensor, error)
 	// From is the checkpoint kind convert's --from names; Convert reads
-	// such a checkpoint at path.
+	// such a checkpoint, the file or folder name of fsys. The CLI passes
+	// os.DirFS (ConvertPath), the page the files a visitor dropped (Files):
+	// one converter for both.
 	From    string
-	Convert func(path string, o ConvertOptions) (*Model, error)
+	Convert func(fsys fs.FS, name string, o ConvertOptions) (*Model, error)
+}
+
+// ConvertPath converts the checkpoint at path (a file, or a diffusers
+// folder) through f.Convert over the OS file system, rooted at path's parent
+// so that a diffusers folder's ../scheduler/ is in reach.
+func (f *Family) ConvertPath(path string, o ConvertOptions) (*Model, error) {
+	fsys, name, err := dirFS(path)
+	if err != nil {
+		return nil, err
+	}
+	return f.Convert(fsys, name, o)
+}
+
+// dirFS is os.DirFS of path's parent and path's name in it.
+func dirFS(path string) (fs.FS, string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, "", err
+	}
+	name := filepath.ToSlash(filepath.Base(abs))
+	if !fs.ValidPath(name) || name == "." {
+		return nil, "", fmt.Errorf("%s: not a file or folder to convert", path)
+	}
+	return os.DirFS(filepath.Dir(abs)), name, nil
 }
 
 // Network is a parsed config of one family.

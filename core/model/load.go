@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -189,25 +190,36 @@ func tensors(f *safetensors.File) (map[string]*tensor.Tensor, error) {
 	return params, nil
 }
 
-// FromDiffusersDir reads a diffusers save_pretrained folder: config.json and
-// diffusion_pytorch_model.safetensors (or, when that is absent,
-// diffusion_pytorch_model.bin through the restricted unpickler), plus the
-// scheduler settings from scheduler_config.json beside them or in
-// ../scheduler/ when present.
+// FromDiffusersDir reads a diffusers save_pretrained folder from disk
+// (FromDiffusersFS over the OS file system).
 func FromDiffusersDir(dir string) (*Model, error) {
-	config, err := limits.ReadFile(filepath.Join(dir, "config.json"), limits.MaxConfigBytes)
+	fsys, name, err := dirFS(dir)
+	if err != nil {
+		return nil, err
+	}
+	return FromDiffusersFS(fsys, name)
+}
+
+// FromDiffusersFS reads the diffusers save_pretrained folder dir of fsys:
+// config.json and diffusion_pytorch_model.safetensors (or, when that is
+// absent, diffusion_pytorch_model.bin through the restricted unpickler),
+// plus the scheduler settings from scheduler_config.json beside them or in
+// ../scheduler/ (a pipeline folder's layout) when present.
+func FromDiffusersFS(fsys fs.FS, dir string) (*Model, error) {
+	config, err := limits.ReadFS(fsys, path.Join(dir, "config.json"), limits.MaxConfigBytes)
 	if err != nil {
 		return nil, err
 	}
 	var params map[string]*tensor.Tensor
-	stPath, binPath := filepath.Join(dir, "diffusion_pytorch_model.safetensors"), filepath.Join(dir, diffusersBinName)
-	if _, serr := os.Stat(stPath); errors.Is(serr, fs.ErrNotExist) && fileExists(binPath) {
+	stPath, binPath := path.Join(dir, "diffusion_pytorch_model.safetensors"), path.Join(dir, diffusersBinName)
+	_, serr := fs.Stat(fsys, stPath)
+	if _, berr := fs.Stat(fsys, binPath); errors.Is(serr, fs.ErrNotExist) && berr == nil {
 		// Older folders ship pickled weights only.
-		if params, err = readDiffusersBin(binPath); err != nil {
+		if params, err = readDiffusersBin(fsys, binPath); err != nil {
 			return nil, err
 		}
 	} else {
-		f, err := safetensors.ReadFile(stPath)
+		f, err := readSafetensors(fsys, stPath)
 		if err != nil {
 			return nil, err
 		}
@@ -216,8 +228,12 @@ func FromDiffusersDir(dir string) (*Model, error) {
 		}
 	}
 	var sched json.RawMessage
-	for _, p := range []string{filepath.Join(dir, "scheduler_config.json"), filepath.Join(dir, "..", "scheduler", "scheduler_config.json")} {
-		b, err := limits.ReadFile(p, limits.MaxConfigBytes)
+	candidates := []string{path.Join(dir, "scheduler_config.json")}
+	if dir != "." {
+		candidates = append(candidates, path.Join(path.Dir(dir), "scheduler", "scheduler_config.json"))
+	}
+	for _, p := range candidates {
+		b, err := limits.ReadFS(fsys, p, limits.MaxConfigBytes)
 		if err == nil {
 			sched = b
 			break
@@ -227,6 +243,16 @@ func FromDiffusersDir(dir string) (*Model, error) {
 		}
 	}
 	return New(ArchDiffusersUNet2D, config, sched, params)
+}
+
+// readSafetensors reads and parses the safetensors file name of fsys, its
+// size checked against safetensors.MaxFileSize before it is read.
+func readSafetensors(fsys fs.FS, name string) (*safetensors.File, error) {
+	data, err := limits.ReadFS(fsys, name, safetensors.MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	return safetensors.Read(data)
 }
 
 // Load opens a converted .safetensors file or a diffusers model folder.
@@ -248,6 +274,18 @@ func Load(path string) (*Model, error) {
 // Save writes the model as one self-describing safetensors file with weights
 // in dtype (F16, BF16 or F32).
 func (m *Model) Save(path string, dtype safetensors.DType) error {
+	entries, meta := m.file(dtype)
+	return safetensors.WriteFile(path, entries, meta)
+}
+
+// Write is Save to w (the page keeps a converted model in browser storage).
+func (m *Model) Write(w io.Writer, dtype safetensors.DType) error {
+	entries, meta := m.file(dtype)
+	return safetensors.Write(w, entries, meta)
+}
+
+// file is the model as safetensors entries (sorted by name) and metadata.
+func (m *Model) file(dtype safetensors.DType) ([]safetensors.Entry, map[string]string) {
 	meta := map[string]string{KeyFormat: "1", KeyArch: m.Arch, KeyConfig: string(m.Config)}
 	if m.Scheduler != nil {
 		meta[KeyScheduler] = string(m.Scheduler)
@@ -267,7 +305,7 @@ func (m *Model) Save(path string, dtype safetensors.DType) error {
 	for i, n := range names {
 		entries[i] = safetensors.Entry{Name: n, Shape: m.Params[n].Shape, Data: m.Params[n].Data, DType: dtype}
 	}
-	return safetensors.WriteFile(path, entries, meta)
+	return entries, meta
 }
 
 // finiteWeights refuses NaN and infinite weights, which would turn every

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/diffuse-web/diffuse/core/graph"
@@ -22,7 +23,7 @@ func init() {
 			}
 			return lucidNet{c}, params, nil
 		},
-		Convert: func(path string, o ConvertOptions) (*Model, error) {
+		Convert: func(fsys fs.FS, name string, o ConvertOptions) (*Model, error) {
 			if o.Lucid == nil {
 				return nil, errors.New("lucidrains: no overrides given (the image size is required)")
 			}
@@ -34,7 +35,7 @@ func init() {
 			// /dev/zero or a FIFO is refused before anything is read.
 			// torchpt's default totals then bound what the checkpoint may
 			// ask for.
-			data, err := limits.ReadFile(path, limits.MaxWeightsBytes)
+			data, err := limits.ReadFS(fsys, name, limits.MaxWeightsBytes)
 			if err != nil {
 				return nil, err
 			}

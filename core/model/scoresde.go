@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/limits"
@@ -20,8 +21,8 @@ func init() {
 			}
 			return scoreNet{c}, params, nil
 		},
-		Convert: func(path string, o ConvertOptions) (*Model, error) {
-			data, err := limits.ReadFile(path, limits.MaxWeightsBytes)
+		Convert: func(fsys fs.FS, name string, o ConvertOptions) (*Model, error) {
+			data, err := limits.ReadFS(fsys, name, limits.MaxWeightsBytes)
 			if err != nil {
 				return nil, err
 			}

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/limits"
@@ -20,8 +21,8 @@ func init() {
 			}
 			return toyNet{c}, params, nil
 		},
-		Convert: func(path string, _ ConvertOptions) (*Model, error) {
-			f, err := safetensors.ReadFile(path)
+		Convert: func(fsys fs.FS, name string, _ ConvertOptions) (*Model, error) {
+			f, err := readSafetensors(fsys, name)
 			if err != nil {
 				return nil, err
 			}

@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"io/fs"
 
 	"github.com/diffuse-web/diffuse/core/graph"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -21,7 +22,7 @@ func init() {
 			}
 			return unetNet{c}, params, nil
 		},
-		Convert: func(path string, _ ConvertOptions) (*Model, error) { return FromDiffusersDir(path) }})
+		Convert: func(fsys fs.FS, name string, _ ConvertOptions) (*Model, error) { return FromDiffusersFS(fsys, name) }})
 }
 
 // unetNet is diffusers' UNet2DModel (core/unet).

@@ -46,7 +46,7 @@ func runConvert(args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := fam.Convert(pos[0], model.ConvertOptions{Sigma: *sigma, Size: *size,
+	m, err := fam.ConvertPath(pos[0], model.ConvertOptions{Sigma: *sigma, Size: *size,
 		Lucid: func() (lucid.Overrides, bool, error) { return lf.overrides(fs) }})
 	if err != nil {
 		return err

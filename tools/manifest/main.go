@@ -53,7 +53,11 @@ type Entry struct {
 	Summary string   `json:"summary,omitempty"`
 	// Hint is the card's "Sampler hint:" line, shown under the page's
 	// sampler picker (which samplers suit this model, and why).
-	Hint        string     `json:"hint,omitempty"`
+	Hint string `json:"hint,omitempty"`
+	// Description is the card's "Description:" line: what the model is and
+	// does, in one line, shown under the page's model picker (where the
+	// summary, a card's first paragraph, may be a command or a caveat).
+	Description string     `json:"description,omitempty"`
 	Shape       []int      `json:"shape"`
 	Conditional bool       `json:"conditional"`
 	Classes     int        `json:"classes,omitempty"`
@@ -204,7 +208,8 @@ func describe(wdir, def string) (*Manifest, error) {
 			}
 			text := string(b)
 			e.Title, e.Summary = cardText(text)
-			e.Hint = cardHint(text)
+			e.Hint = cardLine(text, hintPrefix)
+			e.Description = cardLine(text, descriptionPrefix)
 			if e.Title == "" {
 				e.Title = name
 			}
@@ -262,7 +267,7 @@ func cardText(text string) (title, summary string) {
 		case title == "" && strings.HasPrefix(line, "# "):
 			title = strings.TrimSpace(line[2:])
 		case title == "":
-		case strings.HasPrefix(line, hintPrefix): // the hint is shown on its own (cardHint)
+		case strings.HasPrefix(line, hintPrefix), strings.HasPrefix(line, descriptionPrefix): // shown on their own (cardLine)
 		case line == "":
 			if len(para) > 0 {
 				return title, clean(strings.Join(para, " "))
@@ -278,14 +283,17 @@ func cardText(text string) (title, summary string) {
 	return title, clean(strings.Join(para, " "))
 }
 
-// hintPrefix starts the line of a card that the page shows as its
-// sampler hint.
-const hintPrefix = "Sampler hint:"
+// The lines of a card the page shows on their own: hintPrefix's under the
+// sampler picker, descriptionPrefix's under the model picker.
+const (
+	hintPrefix        = "Sampler hint:"
+	descriptionPrefix = "Description:"
+)
 
-// cardHint is the text of the card's "Sampler hint:" line, if any.
-func cardHint(text string) string {
+// cardLine is the text of the card's line that starts with prefix, if any.
+func cardLine(text, prefix string) string {
 	for _, line := range strings.Split(text, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), hintPrefix); ok {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
 			return clean(strings.TrimSpace(rest))
 		}
 	}

@@ -77,15 +77,31 @@ func TestSiteWithDevModels(t *testing.T) {
 	}
 }
 
+// A card's Description line is the page's one line under the model picker,
+// and never part of the summary (as for mnist's card, whose first paragraph
+// would otherwise be its training commands).
+func TestCardDescription(t *testing.T) {
+	card := "# mnist.safetensors — x\n\nDescription: Draws **handwritten digits**, one class at a time.\n\n| a | b |\n\n## Commands\n\n```sh\nbash train.sh --steps 9\n```\n"
+	if d := cardLine(card, descriptionPrefix); d != "Draws handwritten digits, one class at a time." {
+		t.Errorf("description %q", d)
+	}
+	if _, summary := cardText(card); strings.Contains(summary, "Draws") {
+		t.Errorf("summary %q: the description line belongs to the description only", summary)
+	}
+	if d := cardLine("# m\n\nText.\n", descriptionPrefix); d != "" {
+		t.Errorf("description %q from a card without one", d)
+	}
+}
+
 func TestCardHint(t *testing.T) {
 	card := "# m\n\nSome text.\n\nSampler hint: use **ddim**, or `clipDenoised`.\n"
-	if h := cardHint(card); h != "use ddim, or clipDenoised." {
+	if h := cardLine(card, hintPrefix); h != "use ddim, or clipDenoised." {
 		t.Errorf("hint %q", h)
 	}
 	if _, summary := cardText(card); summary != "Some text." {
 		t.Errorf("summary %q: the hint line belongs to the hint only", summary)
 	}
-	if h := cardHint("# m\n\nNo hint.\n"); h != "" {
+	if h := cardLine("# m\n\nNo hint.\n", hintPrefix); h != "" {
 		t.Errorf("hint %q from a card without one", h)
 	}
 }

@@ -7,6 +7,12 @@
 //	diffuseGo.samplers()                       -> JSON string: the sampler registry
 //	diffuseGo.load(key, bytes, sha256, size, backend)
 //	                                           -> Promise<JSON string>: model info + backend
+//	diffuseGo.import(files, optionsJSON, backend, onPhase)
+//	                                           -> Promise<{name, bytes: Uint8Array, info: JSON string, converted}>:
+//	                                              a visitor's checkpoint (files: [{path, bytes}]),
+//	                                              converted (engine.Import) and loaded as name
+//	                                              ("user-" and its SHA-256's first 12 hex digits);
+//	                                              onPhase("build") when the backend is being set up
 //	diffuseGo.sample(job, key, requestJSON, onFrame, imageEveryMs, keyframes)
 //	                                           -> Promise<{x: Float32Array, shape, nfe, totalMs}>
 //	diffuseGo.field(key, point, xs, class)     -> Promise<Float32Array>: predicted x0 at
@@ -54,6 +60,8 @@ import (
 	"syscall/js"
 
 	"github.com/diffuse-web/diffuse/core/engine"
+	"github.com/diffuse-web/diffuse/core/limits"
+	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/schedule"
 )
 
@@ -75,6 +83,7 @@ func main() {
 		return string(b)
 	}))
 	api.Set("load", export(jsLoad))
+	api.Set("import", export(jsImport))
 	api.Set("sample", export(jsSample))
 	api.Set("field", export(jsField))
 	api.Set("plan", export(jsPlan))
@@ -179,6 +188,63 @@ func jsLoad(args []js.Value) any {
 			Backend choice `json:"backend"`
 		}{l.Info, b.choice})
 		return string(out), nil
+	})
+}
+
+// jsImport(files [{path, bytes}], optionsJSON, backend, onPhase): the page's
+// "bring your own model". The files are copied into Go once and converted
+// there (nothing leaves the machine); the converted file comes back for the
+// worker to keep, so a reload goes through load without converting again.
+func jsImport(args []js.Value) any {
+	files := model.Files{}
+	for i, n := 0, args[0].Length(); i < n; i++ {
+		f := args[0].Index(i)
+		b := f.Get("bytes")
+		if b.Get("length").Int() > int(limits.MaxWeightsBytes) {
+			return js.Global().Get("Promise").Call("reject", jsError(&engine.ImportError{Err: fmt.Errorf("%s: larger than the %s limit",
+				f.Get("path").String(), limits.Bytes(limits.MaxWeightsBytes))}))
+		}
+		data := make([]byte, b.Get("length").Int())
+		js.CopyBytesToGo(data, b)
+		files[f.Get("path").String()] = data
+	}
+	optJSON, want, onPhase := args[1].String(), args[2].String(), args[3]
+	return promise(func() (any, error) {
+		var o engine.ImportOptions
+		if err := json.Unmarshal([]byte(optJSON), &o); err != nil {
+			return nil, &engine.ImportError{Err: fmt.Errorf("options: %w", err)}
+		}
+		data, converted, l, err := engine.Import(files, o)
+		files = nil
+		if err != nil {
+			return nil, err
+		}
+		if onPhase.Type() == js.TypeFunction {
+			onPhase.Invoke("build")
+		}
+		b, err := pickBackend(context.Background(), want, l)
+		if err != nil {
+			return nil, err
+		}
+		key := "user-" + l.Info.SHA256[:12]
+		mu.Lock()
+		if old, ok := models[key]; ok {
+			old.backend.release()
+		}
+		models[key] = &loadedModel{l: l, backend: b}
+		mu.Unlock()
+		info, _ := json.Marshal(struct {
+			engine.Info
+			Backend choice `json:"backend"`
+		}{l.Info, b.choice})
+		u8 := js.Global().Get("Uint8Array").New(len(data))
+		js.CopyBytesToJS(u8, data)
+		o2 := js.Global().Get("Object").New()
+		o2.Set("name", key)
+		o2.Set("bytes", u8)
+		o2.Set("info", string(info))
+		o2.Set("converted", converted)
+		return o2, nil
 	})
 }
 
