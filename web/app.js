@@ -5,7 +5,7 @@
 import { createSampler, fetchManifest, DiffuseError } from './diffuse.js';
 import { drawBatch, batchToPNG, drawSample, isPoints, fieldGrid, renderMarkdown } from './render.js';
 import { registerServiceWorker } from './sw-register.js';
-import { fillSamplerSelect, samplerInfo, param, takesSteps, ownParams, paramInput, paramHint, requestFields } from './params.js';
+import { fillSamplerSelect, forModel, samplerInfo, param, takesSteps, ownParams, paramInput, paramHint, requestFields } from './params.js';
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -524,6 +524,9 @@ async function loadModel(name) {
     if (state.sampler !== sampler || el.model.value !== name) return null; // superseded
     state.model = m;
     el.loadBox.hidden = true;
+    const before = el.sampler.value;
+    fillSamplers(forModel(state.sampler.samplers, m.info), before);
+    if (el.sampler.value !== before) el.sampler.dispatchEvent(new Event('change'));
     const b = m.backend;
     el.backendInfo.textContent = `${b.name === 'webgpu' ? 'WebGPU' : 'CPU'}${b.detail ? ` (${b.detail})` : ''}: ${b.reason}.` +
       (m.cached ? ` ${name} came from this device's cache.` : '');

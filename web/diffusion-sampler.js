@@ -16,7 +16,7 @@
 // `result` holds the last result ({x, shape, nfe, totalMs, backend}).
 import { sharedSampler, DiffuseError } from './diffuse.js';
 import { drawBatch, drawSample, isPoints } from './render.js';
-import { fillSamplerSelect, samplerInfo, param, ownParams, paramInput, requestFields } from './params.js';
+import { fillSamplerSelect, forModel, samplerInfo, param, ownParams, paramInput, requestFields } from './params.js';
 
 const CSS = `
 :host { display: block; margin: 1.25rem 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -161,7 +161,7 @@ export class DiffusionSampler extends HTMLElement {
   }
 
   /** The registry's samplers (from Go, through the shared worker). */
-  _samplers() { return this._sampler?.samplers || []; }
+  _samplers() { return forModel(this._sampler?.samplers || [], this._model?.info); }
 
   /** Builds the controls (attribute `controls`): a sampler picker, steps,
    * and the sampler's own parameters, from the Go registry; a change sets

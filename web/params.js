@@ -8,6 +8,14 @@
 // params}; a parameter {name, label, doc, kind: 'int'|'float'|'choice',
 // default, min, max, choices, suggested, modelDefault, continuous}.
 
+/** The registry samplers that run a model: its info's `samplers` (from
+ * engine.Info.Samplers: flow and consistency samplers need their kind of
+ * model), or all of them before a model is loaded. */
+export function forModel(samplers, info) {
+  const ok = info?.samplers;
+  return ok ? samplers.filter((s) => ok.includes(s.name)) : samplers;
+}
+
 /** Fills a <select> with the samplers (value: registry name, text: display
  * name) and selects `wanted`, or `fallback`, or the first. */
 export function fillSamplerSelect(select, samplers, wanted, fallback = 'ddim') {
