@@ -93,12 +93,17 @@ func TestResume(t *testing.T) {
 			if got.NFE != want.NFE || len(idx) == 0 || idx[0] != at || len(idx) != len(steps)-at {
 				t.Errorf("resumed: %d evaluations, progress %v; want %d evaluations, progress from %d to %d", got.NFE, idx, want.NFE, at, len(steps)-1)
 			}
-			var worst float64
+			// A checkpoint's X is x_t; samplers that step x_t/α (the
+			// k-diffusion family) divide it again on resume, one rounding
+			// that the later steps carry (1.5e-11 seen under js/wasm, whose
+			// math functions are Go's, not amd64's assembly).
+			var worst, scale float64 = 0, 1
 			for i := range want.X {
 				worst = math.Max(worst, math.Abs(got.X[i]-want.X[i]))
+				scale = math.Max(scale, math.Abs(want.X[i]))
 			}
-			if worst > 1e-12 {
-				t.Errorf("resumed result differs by %g", worst)
+			if worst > 1e-10*scale {
+				t.Errorf("resumed result differs by %g (scale %g)", worst, scale)
 			}
 		})
 	}
