@@ -56,7 +56,7 @@ var (
 			schedule.SigmasPolyexponential}}
 	// pRho is the ρ of the Karras and polyexponential spacings
 	// (schedule.WithSigmaRho); every sampler that takes sigmas takes it.
-	pRho = Param{Name: "rho", Label: "σ spacing ρ", Doc: "ρ of the karras (default 7) and polyexponential (default 1) spacings",
+	pRho = Param{Name: "rho", Label: "Spacing ρ", Doc: "ρ of the karras (default 7) and polyexponential (default 1) spacings",
 		Kind: KindFloat, Min: 0.1, Max: 20, ModelDefault: true}
 	pEndTime = Param{Name: "end_time", Label: "End time ε",
 		Doc:  "end time ε of continuous-time schedules before the final denoising (default: the schedule's)",

@@ -441,6 +441,7 @@ test('keyboard only: settings and Sample work from the keyboard; seed interpolat
   await page.keyboard.type('2');
   await page.keyboard.press('Tab'); // η
   await page.keyboard.press('Tab'); // σ spacing
+  await page.keyboard.press('Tab'); // ρ of the spacing
   await page.keyboard.press('Tab'); // timestep spacing
   await page.keyboard.press('Tab'); // clip x̂0
   await page.keyboard.press('Tab'); // seed
