@@ -188,6 +188,9 @@ type Step struct {
 	// state times Alpha) and X0 the model's prediction of clean data there.
 	// Both are owned by the sampler: copy them to keep them.
 	X, X0 []float64
+	// DeltaLogP is Likelihood's divergence integral so far, per sample
+	// (nats): the log-density accumulated along the ODE; nil elsewhere.
+	DeltaLogP []float64
 }
 
 // Result is a sampler's output.
