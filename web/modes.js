@@ -236,6 +236,12 @@ export function initModes(app) {
       drawBatch(el.out, r.x, r.shape, { range: range() });
       st.result = r.x;
       el.section.dataset.rmse = rmse(r.x, st.image);
+      if (mode === 'inpaint') { // the largest change outside the mask (0: kept exactly)
+        const hw = st.mask.length;
+        let kept = 0;
+        for (let i = 0; i < st.image.length; i++) if (st.mask[i % hw] >= 0.5) kept = Math.max(kept, Math.abs(r.x[i] - st.image[i]));
+        el.section.dataset.kept = kept;
+      }
       el.status.textContent = `Done: ${r.nfe} network calls; RMS change from the input ${rmse(r.x, st.image).toFixed(4)}.`;
     }
     el.section.dataset.state = 'done';
@@ -251,5 +257,6 @@ export function initModes(app) {
     el.status.textContent = 'Interpolated between the two inverted images (slerp of their noises).';
   })().catch(() => {}));
 
+  el.section.modes = st; // for the browser tests: the image, mask and result
   return { reset, state: st, toImageData };
 }
