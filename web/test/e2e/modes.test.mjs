@@ -41,7 +41,7 @@ after(async () => {
 });
 
 async function openMNIST() {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, serviceWorkers: 'block' });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const w = watch(ctx, server.url);
   const page = await ctx.newPage();
   await page.goto(`${server.url}/?model=mnist&sampler=ddim&steps=50&seed=3&batch=1`);
