@@ -199,7 +199,8 @@ export function initModes(app) {
   async function runMode() {
     const s = app.sampler(), m = app.model();
     if (!s || !m || !st.image) return;
-    const base = { ...app.options(), batch: 1, imageEveryMs: 0, keyframes: 10 };
+    // Images only at the first, last and 10 evenly spaced frames (the strip).
+    const base = { ...app.options(), batch: 1, imageEveryMs: 1e9, keyframes: 10 };
     el.strip.replaceChildren();
     el.plot.hidden = true;
     const mode = el.mode.value;
