@@ -90,6 +90,15 @@ test('inversion reconstructs, SDEdit and inpainting change what they should', { 
   assert.ok(+sd.rmse > 0.01, `SDEdit at strength 0.6 left the drawing as it was (RMS change ${sd.rmse})`);
   await shot(page, 'modes-sdedit');
 
+  // A second inversion (the drawing), then the slerp between the two.
+  await runMode(page, 'invert');
+  await page.click('#mode-interp');
+  await page.waitForFunction(() => /Interpolated|failed/.test(document.getElementById('mode-status').textContent),
+    null, { timeout: 300000, polling: 200 });
+  assert.match(await page.locator('#mode-status').textContent(), /Interpolated/);
+  assert.equal(await page.evaluate(() => document.getElementById('mode-interp-out').width), 6 * 28 + 5, 'not six frames');
+  await shot(page, 'modes-interp');
+
   // Inpainting: the right half of the sample is painted over (regenerated).
   await page.click('#mode-use-sample');
   await page.selectOption('#mode', 'inpaint');
