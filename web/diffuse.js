@@ -84,6 +84,8 @@ function toRequest(opts) {
     image: opts.image ? Array.from(opts.image) : null,
     mask: opts.mask ? Array.from(opts.mask) : null,
     strength: +opts.strength || 0,
+    resample: opts.resample | 0,
+    jumpLength: opts.jumpLength | 0,
     noise: opts.noise ? Array.from(opts.noise) : null,
     noiseTo: opts.noiseTo ? Array.from(opts.noiseTo) : null,
   };

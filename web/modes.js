@@ -22,6 +22,7 @@ export function initModes(app) {
   const el = {
     section: $('modes'), mode: $('mode'), src: $('mode-src'), mask: $('mode-mask'), useSample: $('mode-use-sample'),
     upload: $('mode-upload'), clear: $('mode-clear'), pen: $('mode-pen'), color: $('mode-color'), paintMask: $('mode-paint-mask'),
+    resample: $('mode-resample'), jump: $('mode-jump'), repaintField: $('mode-repaint-field'),
     strength: $('mode-strength'), strengthOut: $('mode-strength-out'), strengthField: $('mode-strength-field'), run: $('mode-run'),
     cancel: $('mode-cancel'), status: $('mode-status'), out: $('mode-out'), strip: $('mode-strip'), plot: $('mode-plot'),
     interp: $('mode-interp'), interpOut: $('mode-interp-out'),
@@ -144,7 +145,7 @@ export function initModes(app) {
   });
   const syncMode = () => {
     el.strengthField.hidden = el.mode.value !== 'sdedit';
-    el.paintMask.parentElement.hidden = el.mode.value !== 'inpaint';
+    el.paintMask.parentElement.hidden = el.repaintField.hidden = el.mode.value !== 'inpaint';
     el.interp.hidden = el.mode.value !== 'invert';
   };
   el.mode.addEventListener('change', syncMode);
@@ -232,7 +233,12 @@ export function initModes(app) {
     } else {
       const opts = { ...base, mode, image: st.image, onStep };
       if (mode === 'sdedit') opts.strength = +el.strength.value;
-      if (mode === 'inpaint') opts.mask = st.mask;
+      if (mode === 'inpaint') {
+        opts.mask = st.mask;
+        // RePaint's resampling (Lugmayr et al. 2022): DDPM, passes × jump length
+        const passes = Math.round(+el.resample.value) || 1;
+        if (passes > 1) Object.assign(opts, { sampler: 'ddpm', eta: 0, params: {}, resample: passes, jumpLength: Math.round(+el.jump.value) || 10 });
+      }
       const r = await job(s.sample(m, opts), mode === 'sdedit' ? 'SDEdit' : 'Inpainting');
       drawBatch(el.out, r.x, r.shape, { range: range() });
       st.result = r.x;

@@ -345,6 +345,11 @@ type Request struct {
 	Mask []float32 `json:"mask"`
 	// Strength is SDEdit's start, 0…1 of the grid (1: from pure noise).
 	Strength float64 `json:"strength"`
+	// Resample > 1 makes inpainting RePaint's (sampler ddpm only): that
+	// many passes over every block of JumpLength steps (default 10;
+	// sampler.RePaint). 0 or 1: known-region replacement alone.
+	Resample   int `json:"resample"`
+	JumpLength int `json:"jumpLength"`
 	// Noise, when set, is the starting unit noise (one sample for the whole
 	// batch, or the batch) instead of the seed's: an inverted image's, to
 	// regenerate it. With NoiseTo the batch morphs from Noise to NoiseTo
@@ -595,6 +600,8 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	switch {
 	case md.invert:
 		res, err = sampler.InvertDDIM(ctx, m, md.data, o)
+	case md.repaint:
+		res, err = sampler.RePaint(ctx, m, noise, o, md.jump, r.Resample)
 	case resident:
 		res, err = rs.Sample(ctx, info.Name, m, noise, o)
 	default:

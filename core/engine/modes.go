@@ -24,7 +24,15 @@ type modeRun struct {
 	data     []float64 // inversion input (the batch)
 	done     []float64 // the result without a run (SDEdit at strength 0)
 	resident bool      // a ResidentSampler may run it
+	repaint  bool      // inpainting with resampling (sampler.RePaint)
+	jump     int
 }
+
+// Limits on RePaint's resampling (each pass repeats a block's steps).
+const (
+	MaxResample   = 20
+	MaxJumpLength = 100
+)
 
 // image is r.Image checked and repeated for a batch of b.
 func (l *Loaded) image(r Request, b int) ([]float64, error) {
@@ -53,6 +61,12 @@ func (l *Loaded) mode(r Request, b int, info sampler.Info, p *Plan, noise []floa
 	}
 	if r.Mode != ModeInpaint && r.Mask != nil {
 		return nil, &RequestError{"mask", "only inpainting (mode inpaint) takes a mask"}
+	}
+	if r.Resample < 0 || r.Resample > MaxResample || (r.Resample > 1 && r.Mode != ModeInpaint) {
+		return nil, &RequestError{"resample", fmt.Sprintf("%d: RePaint's passes are 0…%d, for inpainting", r.Resample, MaxResample)}
+	}
+	if r.JumpLength < 0 || r.JumpLength > MaxJumpLength {
+		return nil, &RequestError{"jumpLength", fmt.Sprintf("%d is outside 0…%d", r.JumpLength, MaxJumpLength)}
 	}
 	if r.Mode == "" {
 		if r.Image != nil {
@@ -117,6 +131,17 @@ func (l *Loaded) mode(r Request, b int, info sampler.Info, p *Plan, noise []floa
 		}
 		o.Known = &sampler.Known{X0: img[:n], Mask: mask}
 		md.resident = false // replacement runs on the host's vectors
+		if r.Resample > 1 {
+			if info.Name != "ddpm" {
+				return nil, &RequestError{"sampler", "RePaint's resampling runs DDPM: choose the ddpm sampler"}
+			}
+			md.repaint, md.jump = true, r.JumpLength
+			if md.jump == 0 {
+				md.jump = 10 // RePaint's jump length (Lugmayr et al. 2022, section 5)
+			}
+			path := sampler.RePaintPath(p.Steps, md.jump, r.Resample)
+			p.Evals = (len(path) - 1 + p.Steps) / 2
+		}
 	default:
 		return nil, &RequestError{"mode", fmt.Sprintf("unknown mode %q (invert, sdedit or inpaint)", r.Mode)}
 	}

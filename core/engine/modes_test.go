@@ -46,6 +46,17 @@ func TestModeRequests(t *testing.T) {
 			t.Fatalf("inpaint: known value %d is %g, want %g", i, v, img[i%16])
 		}
 	}
+	// RePaint: 10 steps, blocks of 2 resampled 3 times: 10 + 2·2·4 calls.
+	net = &shrink{}
+	res, err = l.Run(ctx, net, Request{Sampler: "ddpm", Steps: 10, Mode: ModeInpaint, Image: img, Mask: mask, Resample: 3, JumpLength: 2}, nil, nil)
+	if err != nil || net.calls != 10+2*2*4 {
+		t.Fatalf("repaint: %d calls, %v", net.calls, err)
+	}
+	for i, v := range res.X {
+		if i%16 < 8 && v != img[i%16] {
+			t.Fatalf("repaint: known value %d is %g, want %g", i, v, img[i%16])
+		}
+	}
 	// Inversion then DDIM from its noise (Noise) comes back.
 	inv, err := l.Run(ctx, &shrink{}, Request{Sampler: "ddim", Steps: 10, Mode: ModeInvert, Image: img}, nil, nil)
 	if err != nil {
@@ -79,6 +90,9 @@ func TestModeRequests(t *testing.T) {
 		{"strength", Request{Sampler: "ddim", Strength: 0.5}},
 		{"mask", Request{Sampler: "ddim", Mode: ModeInpaint, Image: img, Mask: mask[:5]}},
 		{"noise", Request{Sampler: "ddim", Noise: img[:4]}},
+		{"sampler", Request{Sampler: "ddim", Mode: ModeInpaint, Image: img, Mask: mask, Resample: 2}},
+		{"resample", Request{Sampler: "ddpm", Resample: 2}},
+		{"resample", Request{Sampler: "ddpm", Mode: ModeInpaint, Image: img, Mask: mask, Resample: 99}},
 	} {
 		_, err := l.Run(ctx, &shrink{}, bad.r, nil, nil)
 		re, ok := err.(*RequestError)

@@ -1,7 +1,9 @@
 package sampler
 
 import (
+	"context"
 	"fmt"
+	"math"
 
 	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/schedule"
@@ -62,8 +64,9 @@ const knownStep = 1 << 24
 // Every sampler's update is elementwise, so replacing the network's input
 // (x itself for the DDIM-type samplers, a scaled copy for the Euler-type)
 // steers the unknown part exactly as replacing the state would; result
-// pastes the known image at the end (σ = 0). RePaint's resampling
-// (jumping back in time) is not done. Host Space only (newRunnerIn).
+// pastes the known image at the end (σ = 0). Every sampler does it;
+// RePaint adds the resampling (jumping back in time). Host Space only
+// (newRunnerIn).
 func (r *runner) replaceKnown(p schedule.Point, x Vec) {
 	k := r.o.Known
 	xs := hv(x)
@@ -110,4 +113,93 @@ func checkKnown(k *Known, b, n int) error {
 		}
 	}
 	return nil
+}
+
+// RePaintPath is the order in which RePaint (Lugmayr et al. 2022,
+// section 4.2 "Resampling", and their get_schedule_jump) visits an n-step
+// grid, as positions p = steps left (n at the top, 0 clean): down one step
+// at a time, and after every `jump` steps down (not at the last block) back
+// up `jump` steps, resample-1 times per block, each time redoing the way
+// down. resample 1 (or jump 0) is the plain grid.
+func RePaintPath(n, jump, resample int) []int {
+	path := []int{n}
+	if jump < 1 || resample < 1 {
+		jump, resample = 1, 1
+	}
+	left := map[int]int{}
+	for p := jump; p < n; p += jump {
+		left[p] = resample - 1
+	}
+	for p := n; p > 0; {
+		p--
+		path = append(path, p)
+		if left[p] > 0 {
+			left[p]--
+			for k := 0; k < jump && p < n; k++ {
+				p++
+				path = append(path, p)
+			}
+		}
+	}
+	return path
+}
+
+// RePaint is inpainting with resampling (Lugmayr et al. 2022, algorithm 1):
+// DDPM steps down the grid of schedule.DDPMGrid with the known region
+// replaced before every evaluation (Options.Known, replaceKnown), and
+// along RePaintPath, jumps back up by the forward process,
+// x_p = (α_p/α_q)·x_q + sqrt(σ_p² - (α_p/α_q)²σ_q²)·z from the cleaner
+// point q, so that the generated part is harmonised with the known one over
+// several passes. jump is RePaint's jump length j, resample its r (number
+// of passes per block); each pass costs jump more evaluations.
+func RePaint(ctx context.Context, m *Model, noise []float64, o *Options, jump, resample int) (*Result, error) {
+	if o == nil || o.Known == nil {
+		return nil, fmt.Errorf("sampler: RePaint needs the known image and mask (Options.Known)")
+	}
+	if o.Resume != nil {
+		return nil, fmt.Errorf("sampler: RePaint does not resume")
+	}
+	r, err := newRunnerResumable(ctx, m, noise, o, 250)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	g, err := r.s.DDPMGrid(r.o.Steps, r.o.Sigmas)
+	if err != nil {
+		return nil, err
+	}
+	n := len(g.Steps)
+	path := RePaintPath(n, jump, resample)
+	r.total = (len(path) - 1 + n) / 2 // steps down: (moves + net descent)/2
+	point := func(p int) schedule.Point { return startPoint(g, n-p) }
+	x := r.load(g.InitSigma, noise)
+	z := r.sp.New()
+	for k := 1; k < len(path); k++ {
+		from, to := path[k-1], path[k]
+		if to > from { // back up: the forward process from the cleaner point
+			pf, pt := point(from), point(to)
+			a := pt.Alpha / pf.Alpha
+			r.noise(knownStep-1-k, 0, z)
+			r.sp.Lincomb(x, T(a, x), T(math.Sqrt(math.Max(pt.Sigma*pt.Sigma-a*a*pf.Sigma*pf.Sigma, 0)), z))
+			continue
+		}
+		st := g.Steps[n-from]
+		x0, eps, err := r.denoise(st.From, x)
+		if err != nil {
+			return nil, err
+		}
+		r.clip(x0)
+		if err := r.report(st.From, 1, x, x0); err != nil {
+			return nil, err
+		}
+		cx, c0, std, addNoise := ddpmCoeffs(r.s, st.From, st.To)
+		if addNoise {
+			r.noise(k, 0, z)
+			r.sp.Lincomb(x, T(cx, x), T(c0, x0), T(std, z))
+		} else {
+			r.sp.Lincomb(x, T(cx, x), T(c0, x0))
+		}
+		r.free(x0, eps)
+	}
+	return r.result(x)
 }

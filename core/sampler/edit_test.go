@@ -149,3 +149,76 @@ func TestInpaintCorrelated(t *testing.T) {
 		}
 	}
 }
+
+func TestRePaintPath(t *testing.T) {
+	if got := RePaintPath(3, 1, 1); len(got) != 4 || got[0] != 3 || got[3] != 0 {
+		t.Errorf("plain path %v", got)
+	}
+	want := []int{6, 5, 4, 5, 6, 5, 4, 3, 2, 3, 4, 3, 2, 1, 0}
+	got := RePaintPath(6, 2, 2)
+	if len(got) != len(want) {
+		t.Fatalf("path %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("path %v, want %v", got, want)
+		}
+	}
+	for _, c := range [][3]int{{50, 10, 10}, {20, 3, 4}, {7, 10, 3}} {
+		p := RePaintPath(c[0], c[1], c[2])
+		down := 0
+		for i := 1; i < len(p); i++ {
+			if d := p[i] - p[i-1]; d != 1 && d != -1 {
+				t.Fatalf("%v: a move of %d", c, d)
+			}
+			if p[i] < p[i-1] {
+				down++
+			}
+		}
+		if p[len(p)-1] != 0 || down != (len(p)-1+c[0])/2 {
+			t.Errorf("%v: ends at %d, %d steps down", c, p[len(p)-1], down)
+		}
+	}
+}
+
+// Resampling harmonises: on the perfectly correlated data of diagNet the
+// generated coordinate comes closer to the known one than with replacement
+// alone (measured mean distance over 64 samples at 50 steps: 0.054 without,
+// 0.032 with jump 1 × 10 passes; jumps of 5 or 10 gain little here, as they
+// never resample the last, cleanest block), and the known one is kept.
+func TestRePaintHarmonises(t *testing.T) {
+	s := vpSchedule(t, "epsilon")
+	m := &Model{Net: diagNet{s}, Schedule: s, Shape: []int{2}, NullClass: -1}
+	const n = 64
+	noise := InitialNoise(4, 0, n, m.Shape)
+	meanErr := func(x []float64) float64 {
+		e := 0.0
+		for b := 0; b < n; b++ {
+			if x[2*b] != 0.8 {
+				t.Fatalf("known value %g, want 0.8", x[2*b])
+			}
+			e += math.Abs(x[2*b+1] - 0.8)
+		}
+		return e / n
+	}
+	o := &Options{Steps: 50, Seed: 1, Known: &Known{X0: []float64{0.8, 0}, Mask: []float64{1, 0}}}
+	plain, err := RePaint(context.Background(), m, noise, o, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re, err := RePaint(context.Background(), m, noise, o, 1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, er := meanErr(plain.X), meanErr(re.X)
+	t.Logf("mean distance to the known value: %.3g replacement only (%d calls), %.3g with resampling (%d calls)", ep, plain.NFE, er, re.NFE)
+	if !(er < 0.75*ep) {
+		t.Errorf("resampling: %.3g, replacement only %.3g; want under 3/4 of it", er, ep)
+	}
+	if plain.NFE != 50 || re.NFE != 50+9*49 {
+		t.Errorf("%d and %d evaluations, want 50 and %d", plain.NFE, re.NFE, 50+9*49)
+	}
+	if _, err := RePaint(context.Background(), m, noise, &Options{Steps: 5}, 1, 2); err == nil {
+		t.Error("RePaint without a known image ran")
+	}
+}
