@@ -114,6 +114,14 @@ test('inversion reconstructs, SDEdit and inpainting change what they should', { 
   assert.ok(+inp.kept <= 1e-6, `inpainting changed the unmasked pixels by up to ${inp.kept}`);
   assert.ok(+inp.rmse > 0, 'inpainting changed nothing');
   await shot(page, 'modes-inpaint');
+  // RePaint's resampling (DDPM): 3 passes over blocks of 5 steps.
+  await page.fill('#mode-resample', '3');
+  await page.fill('#mode-jump', '5');
+  const rp = await runMode(page, 'inpaint');
+  console.log(`RePaint: ${rp.status}`);
+  assert.ok(+rp.kept <= 1e-6, `RePaint changed the unmasked pixels by up to ${rp.kept}`);
+  assert.match(rp.status, /140 network calls/, 'not 50 + 9 blocks × 2 passes × 5 steps');
+  await shot(page, 'modes-repaint');
   assert.deepEqual(w.errors.filter((e) => !/Failed to load resource/.test(e)), [], 'console errors');
   await ctx.close();
 });
