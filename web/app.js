@@ -5,6 +5,7 @@
 import { createSampler, fetchManifest, DiffuseError } from './diffuse.js';
 import { drawBatch, batchToPNG, drawSample, isPoints, fieldGrid, renderMarkdown } from './render.js';
 import { registerServiceWorker } from './sw-register.js';
+import { initModes } from './modes.js';
 import { fillSamplerSelect, forModel, samplerInfo, param, takesSteps, ownParams, paramInput, paramHint, requestFields } from './params.js';
 
 const $ = (id) => document.getElementById(id);
@@ -523,6 +524,7 @@ async function loadModel(name) {
     const m = await p;
     if (state.sampler !== sampler || el.model.value !== name) return null; // superseded
     state.model = m;
+    modes.reset();
     el.loadBox.hidden = true;
     const before = el.sampler.value;
     fillSamplers(forModel(state.sampler.samplers, m.info), before);
@@ -1299,6 +1301,10 @@ async function autorun() {
   }
   run({ scroll: false });
 }
+
+// The lab panel (web/modes.js): invert, SDEdit, inpaint, likelihood.
+const modes = initModes({ sampler: () => state.sampler, model: () => state.model, options: () => formOptions(readSettings()),
+  result: () => state.result, range: dataRange });
 
 async function main() {
   wire();

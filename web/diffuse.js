@@ -79,6 +79,15 @@ function toRequest(opts) {
     clipDenoised: !!opts.clipDenoised,
     timestepSpacing: opts.timestepSpacing || '',
     params: opts.params || {},
+    // modes (core/engine Request.Mode): image/mask as arrays, noise from an inversion
+    mode: opts.mode || '',
+    image: opts.image ? Array.from(opts.image) : null,
+    mask: opts.mask ? Array.from(opts.mask) : null,
+    strength: +opts.strength || 0,
+    resample: opts.resample | 0,
+    jumpLength: opts.jumpLength | 0,
+    noise: opts.noise ? Array.from(opts.noise) : null,
+    noiseTo: opts.noiseTo ? Array.from(opts.noiseTo) : null,
   };
 }
 
@@ -308,6 +317,21 @@ export class Sampler {
   field(model, point, xs, { class: cls = null } = {}) {
     const p = { t: point.t, alpha: point.alpha, sigma: point.sigma, level: point.level };
     return this._call({ type: 'field', model: model.name, point: p, xs, class: cls });
+  }
+
+  /** Bits/dim of one image (Float32Array of the model's shape, data range)
+   * through the probability-flow ODE, as `diffuse likelihood` computes it
+   * (core/engine Likelihood; same defaults, so the same image and seed give
+   * the same number). opts: {seed, probes, rtol, atol, offset, class,
+   * onStep({level, nfe, deltaLogP, progress})}. A Job resolving to
+   * {bitsPerDim, logP, priorLogP, deltaLogP, nfe}. */
+  likelihood(model, image, opts = {}) {
+    const id = nextId++;
+    const request = { image: Array.from(image), seed: Math.max(0, Math.floor(+opts.seed || 0)), probes: opts.probes | 0,
+      rtol: +opts.rtol || 0, atol: +opts.atol || 0, offset: opts.offset == null ? null : +opts.offset,
+      class: opts.class == null || opts.class === '' ? null : opts.class | 0 };
+    const promise = this._call({ id, type: 'likelihood', model: model.name, request }, { onFrame: opts.onStep || null });
+    return new Job(this, id, promise);
   }
 
   /** Cancels a job (a Job or its id); its promise rejects with kind 'cancelled'. */

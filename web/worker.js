@@ -6,6 +6,7 @@
 //               {type:'sample', id, model, request, imageEveryMs, keyframes}
 //               {type:'field', id, model, point, xs, class}
 //               {type:'plan', id, model, request}   (the run a request asks for)
+//               {type:'likelihood', id, model, request}  (bits/dim of an image)
 //               {type:'cancel', job}      {type:'unload', model}
 //               {type:'import', id, files:[File], options}  (bring your own model)
 //               {type:'user-models', id}  {type:'forget', id, sha256}
@@ -335,6 +336,10 @@ self.onmessage = async (ev) => {
         const x0 = await go.field(msg.model, msg.point, msg.xs, msg.class ?? null);
         return { value: x0, transfer: [x0.buffer] };
       }));
+      break;
+    case 'likelihood':
+      reply(goReady.then(async (go) => JSON.parse(await go.likelihood(String(msg.id), msg.model, JSON.stringify(msg.request),
+        (f) => post({ type: 'frame', id: msg.id, frame: JSON.parse(f) })))));
       break;
     case 'plan':
       reply(goReady.then(async (go) => JSON.parse(await go.plan(msg.model, JSON.stringify(msg.request)))));

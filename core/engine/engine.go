@@ -331,6 +331,31 @@ type Request struct {
 	// (rtol, atol, end_time, snr, corrector_steps, shift; steps/eta/guidance are
 	// accepted here too).
 	Params map[string]float64 `json:"params"`
+
+	// Mode is what the run does with the model (modes.go): "" samples;
+	// "invert" maps Image to its DDIM noise (sampler ddim); "sdedit"
+	// completes Image from noise level Strength; "inpaint" keeps Image
+	// where Mask is 1 and generates the rest.
+	Mode string `json:"mode"`
+	// Image is one sample (C·H·W values in the model's data range) for
+	// the modes that start from an image, used for every sample of the batch.
+	Image []float32 `json:"image"`
+	// Mask is inpainting's known region: 1 keeps Image, 0 generates; C·H·W
+	// values, or H·W (one per pixel, for every channel).
+	Mask []float32 `json:"mask"`
+	// Strength is SDEdit's start, 0…1 of the grid (1: from pure noise).
+	Strength float64 `json:"strength"`
+	// Resample > 1 makes inpainting RePaint's (sampler ddpm only): that
+	// many passes over every block of JumpLength steps (default 10;
+	// sampler.RePaint). 0 or 1: known-region replacement alone.
+	Resample   int `json:"resample"`
+	JumpLength int `json:"jumpLength"`
+	// Noise, when set, is the starting unit noise (one sample for the whole
+	// batch, or the batch) instead of the seed's: an inverted image's, to
+	// regenerate it. With NoiseTo the batch morphs from Noise to NoiseTo
+	// (slerp, as SeedTo does).
+	Noise   []float32 `json:"noise"`
+	NoiseTo []float32 `json:"noiseTo"`
 }
 
 // RequestError is a request the page should not have sent (a bad value in a
@@ -559,6 +584,49 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 			o.Preview = func(i, total int) bool { return wantImages == nil || wantImages(i, total) }
 		}
 	}
+	noise, err := l.startNoise(r, b)
+	if err != nil {
+		return nil, err
+	}
+	md, err := l.mode(r, b, info, plan, noise, o)
+	if err != nil {
+		return nil, err
+	}
+	if md.done != nil { // SDEdit at strength 0: the image itself
+		return &Result{X: f32(md.done), Shape: append([]int{b}, l.Info.Shape...), Steps: plan.Steps, End: plan.End}, nil
+	}
+	resident = resident && md.resident
+	var res *sampler.Result
+	switch {
+	case md.invert:
+		res, err = sampler.InvertDDIM(ctx, m, md.data, o)
+	case md.repaint:
+		res, err = sampler.RePaint(ctx, m, noise, o, md.jump, r.Resample)
+	case resident:
+		res, err = rs.Sample(ctx, info.Name, m, noise, o)
+	default:
+		res, err = info.Func(ctx, m, noise, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	end := plan.End
+	if md.invert {
+		end = plan.grid.Steps[0].From
+	}
+	return &Result{
+		X:       f32(res.X),
+		Shape:   append([]int{b}, l.Info.Shape...),
+		NFE:     res.NFE,
+		TotalMs: float64(time.Since(start).Microseconds()) / 1e3,
+		Steps:   plan.Steps,
+		End:     end,
+	}, nil
+}
+
+// seedNoise is the starting noise of the seed(s) of r: InitialNoise, or
+// the SeedTo morph.
+func (l *Loaded) seedNoise(r Request, b int) ([]float64, error) {
 	var noise []float64
 	if r.SeedTo != nil {
 		if r.FirstSample != 0 {
@@ -576,23 +644,7 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	} else {
 		noise = sampler.InitialNoise(r.Seed, r.FirstSample, b, l.Info.Shape)
 	}
-	var res *sampler.Result
-	if resident {
-		res, err = rs.Sample(ctx, info.Name, m, noise, o)
-	} else {
-		res, err = info.Func(ctx, m, noise, o)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &Result{
-		X:       f32(res.X),
-		Shape:   append([]int{b}, l.Info.Shape...),
-		NFE:     res.NFE,
-		TotalMs: float64(time.Since(start).Microseconds()) / 1e3,
-		Steps:   plan.Steps,
-		End:     plan.End,
-	}, nil
+	return noise, nil
 }
 
 // Plan is what the page can know of a run before it runs: the number of
@@ -609,6 +661,8 @@ type Plan struct {
 	// From and To are rk45's span in log noise level (its progress is
 	// measured along it); both 0 for the other samplers.
 	From, To float64
+	// grid is the sampler's grid (empty for rk45): SDEdit starts on it.
+	grid schedule.Grid
 	// evalStep is the grid step of each evaluation, where it is not the
 	// evaluation's index (Heun, predictor–corrector).
 	evalStep []int
@@ -695,6 +749,7 @@ func plan(sched *schedule.Schedule, info sampler.Info, o *sampler.Options) (*Pla
 		return p, nil
 	}
 	p.Steps = len(g.Steps)
+	p.grid = g
 	p.End = g.Steps[len(g.Steps)-1].To
 	p.Evals = p.Steps
 	if info.Name == "consistency" {

@@ -17,7 +17,9 @@ import (
 // every step), keeping x̂0 = x. The result is unit-scaled noise: DDIM (eta 0,
 // same steps and schedule) started from it returns approximately x, with a
 // first-order error in the step size. data is a batch like a sampler's
-// output; Options.Steps, Sigmas, EndTime, Class and Guidance apply.
+// output; Options.Steps, Sigmas, EndTime, Class and Guidance apply, and
+// the schedule's clip_sample (with use_clipped_model_output) as DDIM
+// applies it, so that DDIM from the result retraces the same steps.
 //
 // Options.Resume continues from a checkpoint whose Step counts the
 // inversion steps already taken (X is the batch after them, x_t form at
@@ -70,6 +72,14 @@ func InvertDDIM(ctx context.Context, m *Model, data []float64, o *Options) (*Res
 		x0, eps, err := r.denoise(s, x)
 		if err != nil {
 			return nil, err
+		}
+		// The forward DDIM's clip_sample, mirrored, so that DDIM from
+		// the result retraces the same steps.
+		if r.s.Config.ClipSampleOn() {
+			r.clip(x0)
+			if r.s.Config.UseClippedModelOutput {
+				r.rederive(s, x, x0, eps)
+			}
 		}
 		r.boundary(Checkpoint{Step: len(g.Steps) - 1 - i, NFE: r.nfe - 1})
 		if err := r.report(s, 1, x, x0); err != nil {

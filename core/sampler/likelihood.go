@@ -257,7 +257,8 @@ func Likelihood(ctx context.Context, m *Model, x []float64, o *LikelihoodOptions
 			x0[i] = y[i] - dy[i]
 		}
 		p := pointAtLog(s, u)
-		st := Step{Index: r.index, Total: -1, NFE: r.nfe, Point: p, X: scaled(p.Alpha, y[:B*n]), X0: x0}
+		st := Step{Index: r.index, Total: -1, NFE: r.nfe, Point: p, X: scaled(p.Alpha, y[:B*n]), X0: x0,
+			DeltaLogP: append([]float64(nil), y[B*n:B*n+B]...)}
 		r.index++
 		if err := lo.Progress(st); err != nil {
 			return err

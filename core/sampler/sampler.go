@@ -144,6 +144,12 @@ type Options struct {
 	// the beginning: the result is that run's. Only the samplers whose Info
 	// says Resumable accept it.
 	Resume *Checkpoint
+
+	// Known, when set, makes the run an inpainting: the known part of
+	// the image is kept and the rest generated (replaceKnown, edit.go).
+	// The run then uses the host Space (the network still runs on its
+	// backend, one call per evaluation).
+	Known *Known
 }
 
 // Checkpoint is a sampler's state at the start of grid step Step, for
@@ -182,6 +188,9 @@ type Step struct {
 	// state times Alpha) and X0 the model's prediction of clean data there.
 	// Both are owned by the sampler: copy them to keep them.
 	X, X0 []float64
+	// DeltaLogP is Likelihood's divergence integral so far, per sample
+	// (nats): the log-density accumulated along the ODE; nil elsewhere.
+	DeltaLogP []float64
 }
 
 // Result is a sampler's output.
@@ -346,6 +355,12 @@ func newRunnerIn(ctx context.Context, m *Model, x []float64, o *Options, defStep
 		return nil, fmt.Errorf("sampler: %d input values are not a whole batch of shape %v", len(x), m.Shape)
 	}
 	r.b = len(x) / r.n
+	if r.o.Known != nil {
+		if err := checkKnown(r.o.Known, r.b, r.n); err != nil {
+			return nil, err
+		}
+		host = true
+	}
 	if r.cls, r.guide, err = m.Labels(&r.o, r.b); err != nil {
 		return nil, err
 	}
@@ -373,6 +388,9 @@ func (r *runner) net(p schedule.Point, x Vec) (Vec, error) {
 	}
 	if p.Clean() {
 		return nil, errors.New("sampler: internal error: network evaluated at sigma 0")
+	}
+	if r.o.Known != nil {
+		r.replaceKnown(p, x)
 	}
 	out := r.sp.New()
 	var err error
@@ -555,6 +573,9 @@ func divided(x []float64, a float64) []float64 {
 // result reads x back as the Result.
 func (r *runner) result(x Vec) (*Result, error) {
 	res := &Result{X: append([]float64(nil), r.sp.Read(x)...), NFE: r.nfe}
+	if r.o.Known != nil {
+		r.pasteKnown(res.X)
+	}
 	if err := r.err(); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,10 @@
 //	                                              point {t, alpha, sigma, level} for xs
 //	diffuseGo.plan(key, requestJSON)           -> Promise<JSON string>: {steps, evals, end}
 //	                                              of the run the request asks for (engine.Plan)
+//	diffuseGo.likelihood(job, key, requestJSON, onFrame)
+//	                                           -> Promise<JSON string>: bits/dim of one image
+//	                                              (engine.LikelihoodRequest/Result); onFrame gets
+//	                                              {level, nfe, deltaLogP, progress} per ODE step
 //	diffuseGo.cancel(job)                      cancels a running or queued job
 //	diffuseGo.unload(key)                      forgets a model
 //
@@ -87,6 +91,7 @@ func main() {
 	api.Set("sample", export(jsSample))
 	api.Set("field", export(jsField))
 	api.Set("plan", export(jsPlan))
+	api.Set("likelihood", export(jsLikelihood))
 	api.Set("cancel", export(func(args []js.Value) any {
 		mu.Lock()
 		defer mu.Unlock()
@@ -441,4 +446,43 @@ func yield() {
 		js.Global().Call("setTimeout", cb, 0)
 	}
 	<-done
+}
+
+// jsLikelihood(job, key, requestJSON, onFrame): engine.Likelihood, the
+// CLI's estimate, on the model's backend, cancellable like a sample.
+func jsLikelihood(args []js.Value) any {
+	job, key, reqJSON, onFrame := args[0].String(), args[1].String(), args[2].String(), args[3]
+	ctx, cancel := context.WithCancel(context.Background())
+	mu.Lock()
+	jobs[job] = cancel
+	m := models[key]
+	mu.Unlock()
+	return promise(func() (any, error) {
+		defer func() {
+			mu.Lock()
+			delete(jobs, job)
+			mu.Unlock()
+			cancel()
+		}()
+		if m == nil {
+			return nil, fmt.Errorf("model %q is not loaded", key)
+		}
+		var r engine.LikelihoodRequest
+		if err := json.Unmarshal([]byte(reqJSON), &r); err != nil {
+			return nil, &engine.RequestError{Field: "request", Msg: err.Error()}
+		}
+		res, err := m.l.Likelihood(ctx, m.backend.net, r, func(f engine.LikelihoodFrame) error {
+			if onFrame.Type() == js.TypeFunction {
+				b, _ := json.Marshal(f)
+				onFrame.Invoke(string(b))
+			}
+			yield()
+			return ctx.Err()
+		})
+		if err != nil {
+			return nil, err
+		}
+		out, _ := json.Marshal(res)
+		return string(out), nil
+	})
 }
