@@ -69,7 +69,7 @@ function checkDial(tiles, circles, samplers, model) {
 }
 
 for (const model of MODELS) {
-  test(`the page's step dial on ${model}: every sampler at every budget, the error plot, convergence`, { skip: skipFor(model) }, async () => {
+  test(`the page's step dial on ${model}: every sampler at every budget, the error plot, convergence`, { skip: skipFor(model) }, async (t) => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const w = watch(ctx, server.url);
     const page = await ctx.newPage();
@@ -88,6 +88,17 @@ for (const model of MODELS) {
     const tiles = await readTiles(page, '#dial');
     const circles = await page.$$eval('#dial .dial-plot circle', (cs) => cs.map((c) => ({ sampler: c.dataset.sampler, nfe: +c.dataset.nfe, rms: +c.dataset.rms })));
     checkDial(tiles, circles, samplers, model);
+    // The measured table (README's error-vs-NFE figures): RMS against RK45 per sampler and budget.
+    const table = [`| sampler | ${BUDGETS.map((b) => `${b} calls`).join(' | ')} |`, `|---|${BUDGETS.map(() => '---:').join('|')}|`];
+    for (const s of samplers) {
+      table.push(`| ${s} | ${BUDGETS.map((b) => {
+        const x = tiles.find((y) => y.sampler === s && y.budget === b);
+        return Number.isFinite(x.rms) ? `${x.rms.toPrecision(2)}${x.evals < b ? ` (${x.evals})` : ''}` : '–';
+      }).join(' | ')} |`);
+    }
+    fs.mkdirSync(path.join(DIST, 'screenshots'), { recursive: true });
+    fs.writeFileSync(path.join(DIST, 'screenshots', `dial-${model}.md`), `${table.join('\n')}\n`);
+    t.diagnostic(`RMS table: dist/screenshots/dial-${model}.md`);
     assert.equal(await page.$eval('#dial .dial-paths', (c) => c.hidden), false, 'the particle paths are not drawn');
     await page.click('#dial .dial-budgets button[data-budget="1"]');
     await page.locator('#dial-section').screenshot({ path: path.join(DIST, 'screenshots', `dial-${model}.png`) });
@@ -105,12 +116,12 @@ test('<diffusion-sampler show="dial">: the embed runs the same dial', { skip: sk
   await page.route('**/web/dial-embed.html', (r) => r.fulfill({
     contentType: 'text/html',
     body: '<!doctype html><meta charset="utf-8"><script type="module" src="diffusion-sampler.js"></script>' +
-      '<diffusion-sampler model="toy2d-reflow" seed="3" sampler="flow_euler" steps="1" show="x0 dial" label="One Euler step of the reflow model"></diffusion-sampler>',
+      '<diffusion-sampler model="toy2d-reflow" seed="3" sampler="flow_euler" steps="1" show="x0 dial" autoplay label="One Euler step of the reflow model"></diffusion-sampler>',
   }));
   await page.goto(`${server.url}/web/dial-embed.html`);
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.querySelector('diffusion-sampler')?.getAttribute('state')),
+  await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('diffusion-sampler')?.getAttribute('state')),
     null, { timeout: 300000, polling: 100 });
-  assert.equal(await page.$eval('diffusion-sampler', (e) => e.getAttribute('state')), 'ready');
+  assert.equal(await page.$eval('diffusion-sampler', (e) => e.getAttribute('state')), 'done');
   await page.click('diffusion-sampler .dial-run');
   await page.waitForFunction(() => /^(Done|Failed|Cancelled)/.test(document.querySelector('diffusion-sampler').shadowRoot.querySelector('.dial-status').textContent),
     null, { timeout: 500000, polling: 250 });
