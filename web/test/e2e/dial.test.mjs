@@ -16,6 +16,7 @@ const MODELS = Object.keys(ODE);
 
 let server = null;
 let browser = null;
+let gpuBrowser = null;
 const manifest = path.join(DIST, 'weights', 'manifest.json');
 const shipped = fs.existsSync(manifest) ? JSON.parse(fs.readFileSync(manifest, 'utf8')).models.map((m) => m.name) : [];
 const skip = !fs.existsSync(path.join(FIXTURES, 'diffusers', 'mnist_cond'))
@@ -26,10 +27,12 @@ before(async () => {
   if (skip) return;
   server = await startServer(buildSite());
   browser = await launch(false);
+  gpuBrowser = await launch(true);
 });
 
 after(async () => {
   await browser?.close();
+  await gpuBrowser?.close();
   server?.close();
   cleanup();
 });
@@ -70,16 +73,19 @@ function checkDial(tiles, circles, samplers, model) {
   }
 }
 
-for (const model of MODELS) {
-  test(`the page's step dial on ${model}: every sampler at every budget, the error plot, convergence`, { skip: skipFor(model) }, async (t) => {
-    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+// The CPU (SIMD) backend for each model; WebGPU (SwiftShader) for the reflow toy.
+const RUNS = [...MODELS.map((m) => [m, 'cpu']), ['toy2d-reflow', 'webgpu']];
+for (const [model, backend] of RUNS) {
+  test(`the page's step dial on ${model} (${backend}): every sampler at every budget, the error plot, convergence`, { skip: skipFor(model) }, async (t) => {
+    const ctx = await (backend === 'webgpu' ? gpuBrowser : browser).newContext({ viewport: { width: 1280, height: 900 } });
     const w = watch(ctx, server.url);
     const page = await ctx.newPage();
-    await page.goto(`${server.url}/?model=${model}&seed=3`);
+    await page.goto(`${server.url}/?model=${model}&seed=3&backend=${backend}`);
     await page.waitForFunction(() => !document.getElementById('error').hidden ||
       (!document.getElementById('run').disabled && !['loading', 'sampling'].includes(document.body.dataset.state)),
     null, { timeout: 300000, polling: 100 });
     assert.equal(await page.$eval('#error', (e) => e.hidden), true, await page.$eval('#error', (e) => e.textContent));
+    assert.equal(await page.$eval('#stat-backend', (e) => e.textContent), backend === 'webgpu' ? 'WebGPU' : 'CPU');
     const samplers = await page.$$eval('#sampler option', (os) => os.map((o) => o.value).filter((n) => n !== 'rk45'));
     assert.ok(samplers.includes(model === 'toy2d-cm' ? 'consistency' : 'flow_euler'), `samplers: ${samplers}`);
     await page.click('#dial .dial-run');
@@ -99,12 +105,12 @@ for (const model of MODELS) {
       }).join(' | ')} |`);
     }
     fs.mkdirSync(path.join(DIST, 'screenshots'), { recursive: true });
-    fs.writeFileSync(path.join(DIST, 'screenshots', `dial-${model}.md`), `${table.join('\n')}\n`);
-    t.diagnostic(`RMS table: dist/screenshots/dial-${model}.md`);
+    fs.writeFileSync(path.join(DIST, 'screenshots', `dial-${model}-${backend}.md`), `${table.join('\n')}\n`);
+    t.diagnostic(`RMS table: dist/screenshots/dial-${model}-${backend}.md`);
     assert.equal(await page.$eval('#dial .dial-paths', (c) => c.hidden), model === 'toy2d-cm', 'the particle paths (flow models only)');
     await page.click('#dial .dial-budgets button[data-budget="1"]');
-    await page.locator('#dial-section').screenshot({ path: path.join(DIST, 'screenshots', `dial-${model}.png`) });
-    await shot(page, `dial-page-${model}`);
+    await page.locator('#dial-section').screenshot({ path: path.join(DIST, 'screenshots', `dial-${model}-${backend}.png`) });
+    await shot(page, `dial-page-${model}-${backend}`);
     await ctx.close();
     assert.deepEqual(w.foreign, [], 'requests left the origin');
     assert.deepEqual(w.csp, [], 'Content Security Policy violations');
