@@ -42,6 +42,14 @@ export const DIAL_CSS = `
 .dial-paths { display: block; width: 100%; max-width: 20rem; aspect-ratio: 1; height: auto; background: #111; border-radius: 4px; }
 `;
 
+/** Whether a sampler draws noise when run with its defaults (as the dial
+ * runs it): a stochastic one, unless its noise is an η whose default is 0
+ * (DDIM at η = 0 is the ODE's solver). */
+export function drawsNoise(info) {
+  const eta = info.params?.find((p) => p.name === 'eta');
+  return !!info.stochastic && !(eta && eta.default === 0);
+}
+
 /** Per-pixel RMS difference of two equal-length arrays. */
 export function rms(a, b) {
   let s = 0;
@@ -263,7 +271,7 @@ export class StepDial {
       const r = c.rms ?? c.same?.rms;
       const what = c.steps ? `${c.steps} step${c.steps > 1 ? 's' : ''} · ${c.evals} call${c.evals > 1 ? 's' : ''}` : '';
       tiles.push(h('figure', { className: 'dial-tile', 'data-sampler': row.info.name, 'data-evals': String(c.evals || ''), 'data-rms': r == null ? '' : String(r) },
-        cv, h('figcaption', {}, `${row.info.display || row.info.name}${row.info.stochastic ? ' (stochastic)' : ''}`, h('br'), what,
+        cv, h('figcaption', {}, `${row.info.display || row.info.name}${drawsNoise(row.info) ? ' (stochastic)' : ''}`, h('br'), what,
           h('br'), h('span', { className: 'rms' }, err ? `— ${err}` : r == null ? '…' : `RMS ${fmt(r)}`))));
     }
     e.tiles.replaceChildren(...tiles);
@@ -310,14 +318,14 @@ export class StepDial {
     const legend = [];
     for (const q of series) {
       if (!q.pts.length) continue;
-      const dash = q.row.info.stochastic ? '5 4' : 'none';
+      const dash = drawsNoise(q.row.info) ? '5 4' : 'none';
       svg.append(s('polyline', { points: q.pts.map(([n, v]) => `${X(n).toFixed(1)},${Y(v).toFixed(1)}`).join(' '), fill: 'none', stroke: q.colour, 'stroke-width': 1.8, 'stroke-dasharray': dash }));
       for (const [n, v] of q.pts) {
         const c = s('circle', { cx: X(n).toFixed(1), cy: Y(v).toFixed(1), r: 3, fill: q.colour, 'data-sampler': q.row.info.name, 'data-nfe': String(n), 'data-rms': String(v) });
         c.append(s('title', {}, `${q.row.info.display || q.row.info.name}: ${n} calls, RMS ${fmt(v)}`));
         svg.append(c);
       }
-      const swatch = h('i', { className: q.row.info.stochastic ? 'dashed' : '' });
+      const swatch = h('i', { className: drawsNoise(q.row.info) ? 'dashed' : '' });
       swatch.style.borderColor = q.colour; // (CSSOM: the CSP refuses style attributes)
       legend.push(h('li', {}, swatch, q.row.info.display || q.row.info.name));
     }
