@@ -6,6 +6,7 @@ import { createSampler, fetchManifest, DiffuseError } from './diffuse.js';
 import { drawBatch, batchToPNG, drawSample, isPoints, fieldGrid, renderMarkdown } from './render.js';
 import { registerServiceWorker } from './sw-register.js';
 import { initModes } from './modes.js';
+import { StepDial, DIAL_CSS } from './dial.js';
 import { fillSamplerSelect, forModel, samplerInfo, param, takesSteps, ownParams, paramInput, paramHint, requestFields } from './params.js';
 
 const $ = (id) => document.getElementById(id);
@@ -33,6 +34,16 @@ const el = {
 };
 
 const STRIP_LEN = 10;
+
+// The step dial (dial.js): every sampler at equal network calls, against RK45.
+// (A constructed sheet: the page's CSP refuses inline <style>.)
+const dialSheet = new CSSStyleSheet();
+dialSheet.replaceSync(DIAL_CSS);
+document.adoptedStyleSheets = [...document.adoptedStyleSheets, dialSheet];
+const dial = new StepDial($('dial'), () => {
+  const o = formOptions(readSettings());
+  return { sampler: state.sampler, model: state.model, options: { seed: o.seed, class: o.class, guidance: o.guidance } };
+});
 
 // A first visit samples at once when the run is cheap: at most this many
 // network calls (a fixed grid: adaptive rk45 is never started unasked) and
@@ -525,6 +536,7 @@ async function loadModel(name) {
     if (state.sampler !== sampler || el.model.value !== name) return null; // superseded
     state.model = m;
     modes.reset();
+    dial.clear();
     el.loadBox.hidden = true;
     const before = el.sampler.value;
     fillSamplers(forModel(state.sampler.samplers, m.info), before);

@@ -7,7 +7,9 @@
 // Attributes: model (default: the site's default model), sampler (default
 // ddim), steps (default: the sampler's), seed, class, guidance, eta, batch,
 // sigmas, backend (auto|webgpu|cpu), autoplay (start when scrolled into
-// view), show (any of xt, x0, plot, strip; default "xt x0"), label (a
+// view), show (any of xt, x0, plot, strip, dial; default "xt x0"; dial is
+// the step dial of dial.js: every sampler at 1…32 network calls against
+// RK45, with a Run button, as on the page), label (a
 // caption), controls (a sampler picker, steps and the sampler's own
 // parameters, built from the Go registry as the app's are: params.js).
 // All elements on a page share one worker and one download per model.
@@ -16,6 +18,7 @@
 // `result` holds the last result ({x, shape, nfe, totalMs, backend}).
 import { sharedSampler, DiffuseError } from './diffuse.js';
 import { drawBatch, drawSample, isPoints } from './render.js';
+import { StepDial, DIAL_CSS } from './dial.js';
 import { fillSamplerSelect, forModel, samplerInfo, param, ownParams, paramInput, requestFields } from './params.js';
 
 const CSS = `
@@ -55,7 +58,7 @@ let sheet = null;
 function styles() {
   if (!sheet) {
     sheet = new CSSStyleSheet();
-    sheet.replaceSync(CSS);
+    sheet.replaceSync(CSS + DIAL_CSS);
   }
   return sheet;
 }
@@ -91,6 +94,7 @@ export class DiffusionSampler extends HTMLElement {
 
   disconnectedCallback() {
     if (this._job) this._job.cancel();
+    this._dial?.cancel();
     if (this._observer) this._observer.disconnect();
   }
 
@@ -129,6 +133,7 @@ export class DiffusionSampler extends HTMLElement {
       meta: h('div', { class: 'meta' }),
       error: h('p', { class: 'error', role: 'alert' }),
       controls: h('div', { class: 'controls' }),
+      dial: h('div', { class: 'dial' }),
     };
     const e = this._els;
     e.xtFig.append(e.xt, h('figcaption', {}, 'x', h('sub', {}, 't'), ' (noisy)'));
@@ -141,7 +146,7 @@ export class DiffusionSampler extends HTMLElement {
     e.progress.hidden = true;
     e.error.hidden = true;
     const card = h('div', { class: 'card' }, e.label, h('div', { class: 'views' }, e.xtFig, e.x0Fig), e.plot, e.strip,
-      e.progress, e.error, e.controls, h('div', { class: 'bar' }, e.play, e.reseed, e.status), e.meta);
+      e.progress, e.error, e.controls, h('div', { class: 'bar' }, e.play, e.reseed, e.status), e.meta, e.dial);
     root.append(card);
     this._layout();
   }
@@ -154,6 +159,10 @@ export class DiffusionSampler extends HTMLElement {
     if (e.xtFig.hidden && e.x0Fig.hidden) e.x0Fig.hidden = false;
     e.plot.hidden = !show.has('plot');
     e.strip.hidden = !show.has('strip');
+    e.dial.hidden = !show.has('dial');
+    if (!e.dial.hidden && !this._dial) {
+      this._dial = new StepDial(e.dial, () => ({ sampler: this._sampler, model: this._model, options: this._opts() }));
+    }
     e.label.textContent = this.getAttribute('label') || '';
     e.label.hidden = !e.label.textContent;
     e.controls.hidden = !this.hasAttribute('controls');
@@ -266,6 +275,7 @@ export class DiffusionSampler extends HTMLElement {
     })();
     try {
       this._model = await this._modelP;
+      this._dial?.clear();
       this._buildControls();
       this._describe();
       this._els.progress.hidden = true;

@@ -8,6 +8,7 @@
 #   bash tools/train/eval_go_samples.sh likelihood  # ScoreNet bits/dim on held-out digits
 #   bash tools/train/eval_go_samples.sh likelihood_torch  # independent PyTorch check of those bits/dim (after likelihood)
 #   bash tools/train/eval_go_samples.sh toy2d       # 2000 points, DDPM 1000 steps -> NN distance + scatter PNG
+#   bash tools/train/eval_go_samples.sh toyfew      # toy2d-flow/-reflow/-cm: 2000 points at 1, 2, 4, 25 steps -> NN distances + 1-vs-25 PNGs
 #   bash tools/train/eval_go_samples.sh table       # every sampler x 10/25/50 steps on MNIST -> $OUT/table.md
 #   bash tools/train/eval_go_samples.sh all
 #
@@ -181,6 +182,46 @@ scatter_png(out + "/toy2d-samples.png", xs.numpy(), ref.numpy())
 EOF2
 }
 
+# toyfew: the few-step toys of train_toy2d_flow.py (issue 21), each with its own sampler (flow_euler for the flow
+# and reflow models, the multistep consistency sampler for the CM; seed SEED) at 1, 2, 4 and 25 steps, 2000
+# points each: the toy2d metrics of each into $OUT/toyfew.json, and $OUT/NAME-samples.png, the 1-step cloud
+# beside the 25-step one (4-step for the CM, whose default grid has 40 levels).
+toyfew() {
+  local name s k
+  for name in toy2d-flow toy2d-reflow toy2d-cm; do
+    s=flow_euler; [ "$name" = toy2d-cm ] && s=consistency
+    for k in 1 2 4 25; do
+      echo "== $name: 2000 points, $s $k steps, seed $SEED"
+      t "$BIN" sample --weights "weights/$name.safetensors" --sampler "$s" --steps "$k" --n 2000 --batch 2000 \
+        --seed "$SEED" --quiet --out-npy "$OUT/${name}_$k.npy"
+    done
+  done
+  "$PY" - "$OUT" <<'EOF2'
+import sys, json, numpy as np, torch
+sys.path.insert(0, "tools/train")
+from train_toy2d import swiss_roll, nn_dist, scatter_png
+out = sys.argv[1]
+ref = swiss_roll(10000, torch.Generator().manual_seed(999), "cpu")
+ref2 = swiss_roll(2000, torch.Generator().manual_seed(998), "cpu")
+res = {"real_floor": nn_dist(ref2, ref), "data_to_real": nn_dist(ref, ref2)}
+for name in ("toy2d-flow", "toy2d-reflow", "toy2d-cm"):
+    for k in (1, 2, 4, 25):
+        xs = torch.from_numpy(np.load("%s/%s_%d.npy" % (out, name, k)).reshape(-1, 2).astype(np.float32))
+        res["%s/%d" % (name, k)] = {"samples_to_data": nn_dist(xs, ref), "data_to_samples": nn_dist(ref, xs)}
+    from PIL import Image
+    many = 4 if name == "toy2d-cm" else 25
+    panels = []
+    for k in (1, many):
+        xs = np.load("%s/%s_%d.npy" % (out, name, k)).reshape(-1, 2)
+        scatter_png("%s/p.png" % out, xs, ref.numpy())
+        panels.append(np.array(Image.open("%s/p.png" % out)))
+    gap = np.full((panels[0].shape[0], 8, 3), 255, np.uint8)
+    Image.fromarray(np.concatenate([panels[0], gap, panels[1]], 1)).save("%s/%s-samples.png" % (out, name))
+json.dump(res, open(out + "/toyfew.json", "w"), indent=2)
+print(json.dumps(res, indent=1))
+EOF2
+}
+
 # table: README's and the card's per-sampler quality table. Every sampler at every step count of STEPS_LIST
 # (rk45 once, its steps being adaptive, at rtol = atol = RK45_TOL, default 1e-3: the page's suggestion), N_PER per digit (n = 10*N_PER), guidance
 # GUIDANCE, the same seeds in every cell: accuracy of the requested digit and FD from eval_mnist.py, network
@@ -223,7 +264,7 @@ EOF2
 }
 
 case "${1:-all}" in
-  mnist) mnist ;; table) table ;; emoji) emoji ;; toy2d) toy2d ;; scoresde) scoresde ;; likelihood) likelihood ;; likelihood_torch) likelihood_torch ;;
+  mnist) mnist ;; table) table ;; emoji) emoji ;; toy2d) toy2d ;; toyfew) toyfew ;; scoresde) scoresde ;; likelihood) likelihood ;; likelihood_torch) likelihood_torch ;;
   all) mnist; emoji; scoresde; likelihood; likelihood_torch; toy2d ;;
-  *) echo "usage: $0 mnist|table|emoji|scoresde|likelihood|likelihood_torch|toy2d|all"; exit 2 ;;
+  *) echo "usage: $0 mnist|table|emoji|scoresde|likelihood|likelihood_torch|toy2d|toyfew|all"; exit 2 ;;
 esac
