@@ -260,6 +260,7 @@ export function initModes(app) {
     const s = app.sampler(), m = app.model();
     const [a, b] = st.inverted;
     const r = await job(s.sample(m, { ...app.options(), sampler: 'ddim', eta: 0, batch: 6, noise: a, noiseTo: b }), 'Interpolation');
+    el.interpOut.hidden = false; // empty until the first morph (it is drawn full width)
     drawBatch(el.interpOut, r.x, r.shape, { range: range(), cols: 6 });
     el.status.textContent = 'Interpolated between the two inverted images (slerp of their noises).';
   })().catch(() => {}));
