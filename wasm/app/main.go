@@ -263,18 +263,9 @@ func jsSample(args []js.Value) any {
 	if len(args) > 5 && args[5].Type() == js.TypeNumber {
 		keys = args[5].Int()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	mu.Lock()
-	jobs[job] = cancel
-	m := models[key]
-	mu.Unlock()
+	ctx, m, done := startJob(job, key)
 	return promise(func() (any, error) {
-		defer func() {
-			mu.Lock()
-			delete(jobs, job)
-			mu.Unlock()
-			cancel()
-		}()
+		defer done()
 		if m == nil {
 			return nil, fmt.Errorf("model %q is not loaded", key)
 		}
@@ -448,22 +439,29 @@ func yield() {
 	<-done
 }
 
+// startJob registers a cancellable job (jsCancel finds it by id) on the
+// model loaded under key (nil when none is); done unregisters and cancels it.
+func startJob(job, key string) (ctx context.Context, m *loadedModel, done func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	mu.Lock()
+	jobs[job] = cancel
+	m = models[key]
+	mu.Unlock()
+	return ctx, m, func() {
+		mu.Lock()
+		delete(jobs, job)
+		mu.Unlock()
+		cancel()
+	}
+}
+
 // jsLikelihood(job, key, requestJSON, onFrame): engine.Likelihood, the
 // CLI's estimate, on the model's backend, cancellable like a sample.
 func jsLikelihood(args []js.Value) any {
 	job, key, reqJSON, onFrame := args[0].String(), args[1].String(), args[2].String(), args[3]
-	ctx, cancel := context.WithCancel(context.Background())
-	mu.Lock()
-	jobs[job] = cancel
-	m := models[key]
-	mu.Unlock()
+	ctx, m, done := startJob(job, key)
 	return promise(func() (any, error) {
-		defer func() {
-			mu.Lock()
-			delete(jobs, job)
-			mu.Unlock()
-			cancel()
-		}()
+		defer done()
 		if m == nil {
 			return nil, fmt.Errorf("model %q is not loaded", key)
 		}
