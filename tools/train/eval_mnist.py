@@ -37,31 +37,19 @@ def load_samples(path):
     return torch.from_numpy(a)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--samples", required=True)
-    p.add_argument("--labels", default=None)
-    p.add_argument("--classifier", default=os.path.join(common.DEFAULT_OUT, "classifier"))
-    p.add_argument("--data", default=common.DEFAULT_DATA)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None)
-    args = p.parse_args()
-
-    x = load_samples(args.samples)
+def evaluate(x, labels, classifier, data, device, seed=0):
+    """The numbers of this tool for samples x ([N,1,28,28] in [-1,1], N >= 2) and their requested labels ([N]
+    int64 or None) with the classifier folder `classifier`: a dict with n, accuracy (when labels are given),
+    fd, fd_floor_real_vs_heldout, pred_histogram, pixel_mean/std, classifier_heldout_accuracy."""
+    x = x.detach().float().cpu()
     n = len(x)
-    labels = None
-    if args.labels:
-        labels = torch.from_numpy(np.load(args.labels).astype(np.int64)).reshape(-1)
-        if len(labels) != n:
-            sys.exit("labels (%d) and samples (%d) differ in length" % (len(labels), n))
-    model = load_classifier(args.classifier, args.device)
-    xtr, ytr, xte, yte = common.load_mnist(args.data)
+    model = load_classifier(classifier, device)
+    xtr, ytr, xte, yte = common.load_mnist(data)
     xtr, xte = xtr * 2 - 1, xte * 2 - 1
 
-    logits, f_s = predict(model, x, args.device)
+    logits, f_s = predict(model, x, device)
     pred = logits.argmax(1)
-    te_logits, f_te = predict(model, xte, args.device)
+    te_logits, f_te = predict(model, xte, device)
     res = {"n": n, "classifier_heldout_accuracy": float((te_logits.argmax(1) == yte).float().mean())}
     if labels is not None:
         cond = labels < 10
@@ -71,12 +59,10 @@ def main():
     res["pred_histogram"] = torch.bincount(pred, minlength=10).tolist()
     res["pixel_mean"] = float(x.mean())
     res["pixel_std"] = float(x.std())
-    if n < 2:
-        sys.exit("need at least 2 samples for a Frechet distance")
     res["fd"] = frechet_distance(f_s.numpy(), f_te.numpy())
 
     # floor: N real training digits (same label histogram if given) vs the held-out set
-    g = torch.Generator().manual_seed(args.seed)
+    g = torch.Generator().manual_seed(seed)
     if labels is not None and (labels < 10).all():
         idx = []
         for c in range(10):
@@ -89,8 +75,63 @@ def main():
         idx = torch.cat(idx)
     else:
         idx = torch.randint(0, len(ytr), (n,), generator=g) if n > len(ytr) else torch.randperm(len(ytr), generator=g)[:n]
-    _, f_real = predict(model, xtr[idx], args.device)
+    _, f_real = predict(model, xtr[idx], device)
     res["fd_floor_real_vs_heldout"] = frechet_distance(f_real.numpy(), f_te.numpy())
+    return res
+
+
+def sample_and_evaluate(name, sample_fn, n, out_dir, classifier, data, device, log, seed=0, batch=500):
+    """For the trainers: draws n digits with labels 0..9 round robin by sample_fn(labels, z) (z: the starting
+    N(0, 1) noise [B,1,28,28] from seed; returns images in [-1,1]), saves them as <out_dir>/<name>_x.npy / _y.npy
+    and a PNG grid, and scores them with evaluate() when the classifier folder exists (else only the pixel
+    statistics). Returns the numbers as a dict."""
+    import time
+    os.makedirs(out_dir, exist_ok=True)
+    labels = torch.arange(n) % 10
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    xs = []
+    for i in range(0, n, batch):
+        lab = labels[i:i + batch]
+        z = torch.randn((len(lab), 1, 28, 28), generator=g)
+        xs.append(sample_fn(lab, z).float().cpu())
+    x = torch.cat(xs)
+    el = time.time() - t0
+    np.save(os.path.join(out_dir, name + "_x.npy"), x.numpy().astype(np.float32))
+    np.save(os.path.join(out_dir, name + "_y.npy"), labels.numpy().astype(np.int64))
+    common.save_grid(os.path.join(out_dir, name + ".png"), (x[:100].clamp(-1, 1) + 1) / 2, nrow=10)
+    res = {"n": n, "seconds": round(el, 2), "finite": bool(torch.isfinite(x).all()),
+           "pixel_mean": float(x.mean()), "pixel_std": float(x.std())}
+    if n >= 2 and classifier and os.path.exists(os.path.join(classifier, "classifier.safetensors")):
+        res.update(evaluate(x, labels, classifier, data, device, seed))
+        log("%s: %d samples in %.1fs: accuracy %.4f, FD %.3f (real floor %.3f)" % (
+            name, n, el, res["accuracy"], res["fd"], res["fd_floor_real_vs_heldout"]))
+    else:
+        log("%s: %d samples in %.1fs (no classifier at %s: not scored)" % (name, n, el, classifier))
+    return res
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--labels", default=None)
+    p.add_argument("--classifier", default=os.path.join(common.DEFAULT_OUT, "classifier"))
+    p.add_argument("--data", default=common.DEFAULT_DATA)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+
+    x = load_samples(args.samples)
+    labels = None
+    if args.labels:
+        labels = torch.from_numpy(np.load(args.labels).astype(np.int64)).reshape(-1)
+        if len(labels) != len(x):
+            sys.exit("labels (%d) and samples (%d) differ in length" % (len(labels), len(x)))
+    if len(x) < 2:
+        sys.exit("need at least 2 samples for a Frechet distance")
+    res = evaluate(x, labels, args.classifier, args.data, args.device, args.seed)
+    n = res["n"]
 
     print("samples: %d  (pixel mean %.3f std %.3f)" % (n, res["pixel_mean"], res["pixel_std"]))
     if "accuracy" in res:

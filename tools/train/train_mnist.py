@@ -88,10 +88,13 @@ def sample_digits(model, sched, labels, device, steps=50, cfg_scale=2.0, seed=0,
 
 
 def save_pretrained(out, model_cfg, sd, sched):
+    """A diffusers save_pretrained-style folder (what `diffuse convert --from diffusers` reads). sched: a
+    common.DDPM (its DDIMScheduler config) or a scheduler config dict (the few-step trainers')."""
     common.write_json(os.path.join(out, "config.json"), model_cfg)
     st.save_file({k: v.detach().float().cpu() for k, v in sd.items()},
                  os.path.join(out, "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
-    common.write_json(os.path.join(out, "scheduler_config.json"), sched.scheduler_config(clip_sample=True))
+    cfg = sched if isinstance(sched, dict) else sched.scheduler_config(clip_sample=True)
+    common.write_json(os.path.join(out, "scheduler_config.json"), cfg)
 
 
 def main():

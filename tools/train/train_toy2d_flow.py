@@ -33,89 +33,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import fewstep  # noqa: E402
+from fewstep import CM_N, cm_f, flow_euler, flow_heun, flow_v, karras_sigmas  # noqa: E402
 import st  # noqa: E402
 from train_toy2d import HIDDEN, TEMB_DIM, ToyMLP, nn_dist, scatter_png, swiss_roll  # noqa: E402
 
-N_FLOW = 1000  # flow timestep scale: net input t·N (FlowMatchEulerDiscreteScheduler num_train_timesteps)
-CM_N, CM_SMIN, CM_SMAX, CM_RHO = 40, 0.002, 80.0, 7.0  # CMStochasticIterativeScheduler defaults
 
-
-def flow_v(model, x, t):
-    """The flow velocity at flow time t (a [B] tensor in [0, 1])."""
-    return model(x, t * N_FLOW)
-
-
-@torch.no_grad()
-def flow_grid(steps):
-    """diffusers' FlowMatchEulerDiscreteScheduler.set_timesteps grid with shift 1 (schedule.FlowGrid)."""
-    ts = np.linspace(N_FLOW, 1, steps) / N_FLOW
-    return [float(np.float32(t)) for t in ts] + [0.0]
-
-
-@torch.no_grad()
-def flow_euler(model, z, steps):
-    x = z.clone()
-    g = flow_grid(steps)
-    for a, b in zip(g[:-1], g[1:]):
-        x = x + (b - a) * flow_v(model, x, torch.full((x.shape[0],), a))
-    return x
-
-
-@torch.no_grad()
-def flow_heun(model, z, steps):
-    """Heun on the flow ODE (FlowMatchHeunDiscreteScheduler without churn; last step Euler)."""
-    x = z.clone()
-    g = flow_grid(steps)
-    for a, b in zip(g[:-1], g[1:]):
-        v = flow_v(model, x, torch.full((x.shape[0],), a))
-        if b == 0:
-            x = x + (b - a) * v
-            continue
-        v2 = flow_v(model, x + (b - a) * v, torch.full((x.shape[0],), b))
-        x = x + (b - a) * (v + v2) / 2
-    return x
-
-
-def karras_sigmas(n=CM_N, lo=CM_SMIN, hi=CM_SMAX, rho=CM_RHO):
-    """σ_i for i = 0..n-1, increasing (Karras et al. 2022, eq. 5, as the consistency-model code's grid)."""
-    r = np.arange(n) / (n - 1)
-    return (lo ** (1 / rho) + r * (hi ** (1 / rho) - lo ** (1 / rho))) ** rho
-
-
-def cm_scalings(sigma, sd):
-    """c_skip, c_out, c_in of Song et al. 2023, appendix C (ε = σ_min); ConsistencyScalings in Go."""
-    d = sigma - CM_SMIN
-    c_skip = sd ** 2 / (d ** 2 + sd ** 2)
-    c_out = d * sd / torch.sqrt(sigma ** 2 + sd ** 2)
-    c_in = 1 / torch.sqrt(sigma ** 2 + sd ** 2)
-    return c_skip, c_out, c_in
-
-
-def cm_f(model, x, sigma, sd):
-    """The consistency function f_θ(x, σ); σ a [B] tensor. Net time input 250·ln σ (schedule.EDMNoiseInput)."""
-    c_skip, c_out, c_in = cm_scalings(sigma, sd)
-    out = model(c_in[:, None] * x, 1000 * 0.25 * torch.log(sigma + 1e-44))
-    return c_skip[:, None] * x + c_out[:, None] * out
-
-
-@torch.no_grad()
 def cm_sample(model, z, steps, sd, gen):
-    """Multistep consistency sampling (Algorithm 1) on CMStochasticIterativeScheduler's grid
-    (schedule.ConsistencyGrid): σ from the N-point Karras ramp at timesteps (0..steps-1)·⌊N/steps⌋."""
-    ratio = CM_N // steps
-    ramp = np.array([i * ratio for i in range(steps)]) / (CM_N - 1)
-    a, b = CM_SMAX ** (1 / CM_RHO), CM_SMIN ** (1 / CM_RHO)
-    sig = [float(np.float32((a + r * (b - a)) ** CM_RHO)) for r in ramp] + [float(np.float32(CM_SMIN))]
-    x = z * sig[0]
-    for i in range(steps):
-        x0 = cm_f(model, x, torch.full((x.shape[0],), sig[i]), sd)
-        nxt = sig[i + 1]
-        sdv = math.sqrt(max(nxt ** 2 - CM_SMIN ** 2, 0))
-        if sdv > 0 and steps > 1:
-            x = x0 + sdv * torch.randn(x.shape, generator=gen)
-        else:
-            x = x0
-    return x
+    """fewstep.cm_sample with the fresh noise from gen."""
+    return fewstep.cm_sample(model, z, steps, sd, noise_fn=lambda i, shape: torch.randn(shape, generator=gen))[0]
 
 
 def main():
@@ -219,13 +145,11 @@ def main():
     model.eval()
 
     if args.mode == "cm":
-        sched = {"_class_name": "CMStochasticIterativeScheduler", "num_train_timesteps": CM_N,
-                 "sigma_min": CM_SMIN, "sigma_max": CM_SMAX, "sigma_data": args.sigma_data, "rho": CM_RHO,
-                 "s_noise": 1.0, "clip_denoised": False}
+        sched = fewstep.cm_scheduler_config(args.sigma_data, clip_denoised=False)
         tin = "EDM c_noise times 1000: 250*ln(sigma) of the VE noise level, net input c_in*x"
         fwd = "x0 = c_skip(sigma)*x + c_out(sigma)*out(...) with the MLP below on (c_in*x, 250 ln sigma)"
     else:
-        sched = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": N_FLOW, "shift": 1.0}
+        sched = fewstep.flow_scheduler_config()
         tin = "flow time t in [0,1] times 1000 (diffusers' flow-matching timestep)"
         fwd = "h=silu(fc1(cat[x, temb])); h=silu(fc2(h)); h=silu(fc3(h)); v=out(h), v = eps - x0"
     cfg = {
