@@ -28,6 +28,18 @@ test-native:
 test-wasm:
 	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./core/... ./tools/diffuse
 
+## test-train: the PyTorch side (tools/train), not part of `make test` (CI has no PyTorch): our UNet2DModel
+## against real diffusers (test_unet2d.py), the 2-D few-step toys (test_toy2d_flow.py), and the MNIST flow and
+## ECT trainers' smoke runs (test_mnist_fewstep.py: a few CPU iterations each, the loss falls, the output converts,
+## samples with `diffuse sample` in 1 and 2 steps and matches PyTorch in Go). Skipped without PyTorch;
+## test_mnist_fewstep.py also needs tools/train/data (fetch_data.sh, or DATA=folder).
+PYTHON ?= $(shell python3 -c 'import torch' 2>/dev/null && echo python3 || echo /usr/bin/python3)
+.PHONY: test-train
+test-train:
+	@$(PYTHON) -c 'import torch' 2>/dev/null || { echo "test-train: no PyTorch ($(PYTHON)), skipped"; exit 0; }; \
+	set -e; $(PYTHON) tools/train/test_unet2d.py; OMP_NUM_THREADS=1 $(PYTHON) tools/train/test_toy2d_flow.py; \
+	$(PYTHON) tools/train/test_mnist_fewstep.py
+
 ## fuzz: run the safetensors reader fuzzer for FUZZTIME (default 60s)
 ## fuzz-model: the model-level fuzzer (bytes → load → graph → one CPU call) for FUZZTIME
 FUZZTIME ?= 60s

@@ -17,6 +17,8 @@
 #   emoji.tar        emoji/ (config.json, diffusion_pytorch_model.fp16.safetensors, scheduler_config.json, ...)
 #   run.log          everything this script printed;   summary.json  key numbers
 # Full-size outputs (fp32 emoji weights, checkpoints) stay in $WORK (default tools/train/out/gpu_run).
+# The few-step MNIST models (rectified flow; 1-2-step consistency model by ECT from weights/mnist.safetensors)
+# have their own one-command run, tools/train/gpu_train_fewstep.sh (about 9-10 min; it reuses this run's classifier).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DEVICE="${DEVICE:-cuda}"

@@ -81,8 +81,8 @@ def main():
         parity = []
         if "flow" in which:
             out = os.path.join(d, "flow")
-            info = train("train_mnist_flow.py", out, "--tiny", "--steps", "30", "--batch", "8", "--lr", "2e-3",
-                         "--warmup", "1", "--log-every", "10")
+            info = train("train_mnist_flow.py", out, "--tiny", "--steps", "15", "--batch", "8", "--lr", "2e-3",
+                         "--warmup", "1", "--log-every", "5")
             check(info, "flow")
             assert json.load(open(os.path.join(out, "scheduler_config.json")))["_class_name"] == \
                 "FlowMatchEulerDiscreteScheduler"
@@ -92,7 +92,8 @@ def main():
         if "ect" in which:
             out = os.path.join(d, "ect")
             info = train("train_mnist_ect.py", out, "--init", os.path.join(ROOT, "weights", "mnist.safetensors"),
-                         "--steps", "6", "--batch", "4", "--lr", "1e-3", "--dsm-frac", "0.5", "--log-every", "2")
+                         "--steps", "6", "--batch", "4", "--lr", "5e-4", "--warmup", "1", "--dsm-frac", "0.7",
+                         "--log-every", "2")
             check(info, "ect")
             s = json.load(open(os.path.join(out, "scheduler_config.json")))
             assert s["_class_name"] == "CMStochasticIterativeScheduler" and s["sigma_data"] == 0.5, s
