@@ -16,7 +16,8 @@
 # parallel, then the evaluation (1000 digits per setting: flow Euler 1/2/4/10/25 steps and consistency 1/2 steps,
 # each unguided and at guidance 2) and the Go check => about 9-10 min wall on one H100 (an estimate, not measured:
 # no GPU run of this script yet). Env: FLOW_MIN, ECT_MIN, CLS_MIN, EVAL_N, GO_N_PER (Go digits per class, 10),
-# THREADS, FLOW_ARGS / ECT_ARGS (extra trainer flags).
+# FLOW_GO_STEPS (the Go check's flow_euler step counts, "1 2 4 10"), THREADS, FLOW_ARGS / ECT_ARGS (extra
+# trainer flags).
 #
 # $OUT receives (each file < 16 MiB):
 #   mnist_flow.tar   mnist-flow/: config.json, diffusion_pytorch_model.safetensors (EMA fp32, ~6.8 MB),
@@ -57,6 +58,7 @@ if [ "$QUICK" = "1" ]; then
   ECT="--steps 8 --batch 4 --lr 5e-4 --warmup 1 --dsm-frac 0.5 --train-subset 512 --eval-n 20 --eval-cfg 1,2"
   CLS_ARGS="--steps 20 --batch 32"
   GO_N_PER="${GO_N_PER:-2}"
+  FLOW_GO_STEPS="${FLOW_GO_STEPS:-1 2}"
 else
   THREADS="${THREADS:-2}"
   C="--device $DEVICE --threads $THREADS --no-onnx --log-every 200 --ckpt-every 2000 --data $DATA --classifier $CLS"
@@ -64,6 +66,7 @@ else
   ECT="--steps 1000000 --max-minutes ${ECT_MIN:-7.0} --eval-n ${EVAL_N:-1000}"
   CLS_ARGS="--steps 3000 --batch 256 --max-minutes ${CLS_MIN:-1.0}"
   GO_N_PER="${GO_N_PER:-10}"
+  FLOW_GO_STEPS="${FLOW_GO_STEPS:-1 2 4 10}"
 fi
 
 if [ ! -f "$CLS/classifier.safetensors" ]; then
@@ -105,7 +108,9 @@ EOF
       --out-png "$WORK/go/$tag.png" --scale 2 || return 1
     if [ -f "$CLS/classifier.safetensors" ]; then
       "$PY" "$HERE/eval_mnist.py" --samples "$WORK/go/${tag}_x.npy" --labels "$WORK/go/${tag}_y.npy" \
-        --classifier "$CLS" --data "$DATA" --device "$DEVICE" --json "$WORK/go/eval_$tag.json" | head -3
+        --classifier "$CLS" --data "$DATA" --device "$DEVICE" --json "$WORK/go/eval_$tag.json" \
+        > "$WORK/go/eval_$tag.txt" || return 1
+      grep -E "^accuracy|^FD" "$WORK/go/eval_$tag.txt"
     fi
   }
   for n in flow ect; do
@@ -113,7 +118,7 @@ EOF
     "$BIN" convert --from diffusers "$WORK/mnist-$n" --null-class 10 -o "$WORK/go/mnist-$n.safetensors" || { FAILED=1; continue; }
   done
   if [ "${RC[flow]}" = "0" ]; then
-    for k in 1 2 4 10; do for g in 1 2; do echo "-- flow_euler $k steps, guidance $g"; go_eval flow flow_euler $k $g || FAILED=1; done; done
+    for k in $FLOW_GO_STEPS; do for g in 1 2; do echo "-- flow_euler $k steps, guidance $g"; go_eval flow flow_euler $k $g || FAILED=1; done; done
   fi
   if [ "${RC[ect]}" = "0" ]; then
     for k in 1 2; do for g in 1 2; do echo "-- consistency $k steps, guidance $g"; go_eval ect consistency $k $g || FAILED=1; done; done

@@ -121,9 +121,9 @@ class ECT:
         col = (-1,) + (1,) * (x0.dim() - 1)
         f_t = cm_f(net, x0 + t.view(col) * eps, t, a.sigma_data)
         with torch.no_grad():
-            on = r > 0
-            target = x0.clone()
-            if on.any():
+            target = x0
+            if stage >= 0:  # (no host sync on r here: it would stall the GPU every step)
+                on = r > 0
                 rr = torch.where(on, r, torch.full_like(r, CM_SMIN))  # r = 0 rows: computed, then replaced by x0
                 f_r = torch.nan_to_num(cm_f(net, x0 + rr.view(col) * eps, rr, a.sigma_data))
                 target = torch.where(on.view(col), f_r, x0)
@@ -133,7 +133,7 @@ class ECT:
             w = 1 / t ** 2 + 1 / a.sigma_data ** 2
         else:
             w = 1 / (t - r)
-        return (w * d).mean(), float((r / t).mean())
+        return (w * d).mean(), (r / t).mean().detach()
 
 
 @torch.no_grad()
@@ -244,8 +244,7 @@ def main():
             m = float(torch.stack(losses[-args.log_every:]).mean())
             first_loss = m if first_loss is None else first_loss
             log("step %6d  loss %.4f  mean r/t %.3f  %.1f it/s" % (
-                step, m, sum(ratios[-args.log_every:]) / len(ratios[-args.log_every:]),
-                step / max(time.time() - t0, 1e-9)))
+                step, m, float(torch.stack(ratios[-args.log_every:]).mean()), step / max(time.time() - t0, 1e-9)))
             losses, ratios = losses[-args.log_every:], ratios[-args.log_every:]
         if args.ckpt_every and step % args.ckpt_every == 0:
             save_ckpt(ck, model, opt, ema, step)
