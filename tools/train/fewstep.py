@@ -134,7 +134,8 @@ def cm_sample(net, z, steps, sd, noise_fn=None, clip=False):
         x0 = cm_f(net, x, torch.full((x.shape[0],), sig[i], device=x.device), sd)
         if clip:
             x0 = x0.clamp(-1, 1)
-        sdv = math.sqrt(max(sig[i + 1] ** 2 - CM_SMIN ** 2, 0))
+        lo = sig[-1]  # σ_min in float32, as the Go sampler: no noise (and no draw) on the way to σ_min
+        sdv = math.sqrt(max(sig[i + 1] ** 2 - lo ** 2, 0))
         if sdv > 0 and steps > 1:
             e = noise_fn(i, x.shape) if noise_fn is not None else torch.randn(x.shape)
             e = e.to(x.device)
