@@ -17,7 +17,7 @@ build:
 	GOOS=js GOARCH=wasm $(GO) build ./core/...
 
 ## test: everything CI runs: vet, native tests, the core tests under wasm in Node
-test: test-native test-wasm test-simd test-browser test-webgpu test-bench-smoke
+test: test-native test-wasm test-simd test-browser test-webgpu test-bench-smoke test-train
 
 test-native:
 	$(GO) vet ./...
@@ -28,7 +28,7 @@ test-native:
 test-wasm:
 	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./core/... ./tools/diffuse
 
-## test-train: the PyTorch side (tools/train), not part of `make test` (CI has no PyTorch): our UNet2DModel
+## test-train: the PyTorch side (tools/train), part of `make test` (.ci/run installs Debian's PyTorch and fetches the data): our UNet2DModel
 ## against real diffusers (test_unet2d.py), the 2-D few-step toys (test_toy2d_flow.py), and the MNIST flow and
 ## ECT trainers' smoke runs (test_mnist_fewstep.py: a few CPU iterations each, the loss falls, the output converts,
 ## samples with `diffuse sample` in 1 and 2 steps and matches PyTorch in Go). Skipped without PyTorch;
