@@ -18,7 +18,10 @@
 #      "0 1 2 3 4 5 6 7 8 9"; the grid and eval need all ten),
 #      CLS (classifier folder, tools/train/out/gpu_run/classifier), DATA (tools/train/data),
 #      BACKEND (passed to diffuse --backend when set), GUIDANCE (table: 1, the model alone), STEPS_LIST (table: "10 25 50"), RK45_TOL (table: 1e-3),
-#      SAMPLERS (table: every sampler of `diffuse sample --sampler list`), TABLE_W (table: weights/mnist.safetensors).
+#      SAMPLERS (table: every sampler of `diffuse sample --sampler list`), TABLE_W (table: weights/mnist.safetensors),
+#      UNCOND (table: set for an unconditional model — no class, no guidance; digit spread instead of accuracy),
+#      RANGE01 (table: set when the model's data range is [0,1], e.g. scoresde-mnist), EXTRA (table: more
+#      `diffuse sample` flags, e.g. --clip-denoised), TAG (table: suffix for the rows, table$TAG.md and the grids).
 # Writes the grids to $OUT/*.png (copy them to weights/NAME-samples.png by hand) and the numbers to $OUT/*.json|.txt.
 # Cost on 2 contended vCPUs: see weights/*.md.
 set -euo pipefail
@@ -43,17 +46,25 @@ mnist_digits() {
   local s="$1" k="$2" g="$3" w="$4"
   local stepflag=(--steps "$k"); [ "$s" = rk45 ] && stepflag=(--rtol "${RK45_TOL:-1e-3}" --atol "${RK45_TOL:-1e-3}")
   : > "$OUT/calls.txt"
+  rm -f "$OUT"/mnist_d?.npy
+  # UNCOND=1: an unconditional model (no --class, no guidance; batch D still uses seed SEED+D); RANGE01=1: the
+  # model's data range is [0,1] (scoresde-mnist), rescaled to [-1,1] for the grid and eval_mnist.py.
+  # EXTRA: more `diffuse sample` flags for every run (e.g. --clip-denoised).
+  local condflag
   for D in ${DIGITS:-0 1 2 3 4 5 6 7 8 9}; do
-    "$BIN" sample --weights "$w" --sampler "$s" "${stepflag[@]}" --guidance "$g" ${BACKEND:+--backend "$BACKEND"} \
-      --class "$D" --n "$N_PER" --batch "$N_PER" --seed $((SEED + D)) --out-npy "$OUT/mnist_d$D.npy" \
+    condflag=(--class "$D" --guidance "$g"); [ -n "${UNCOND:-}" ] && condflag=()
+    "$BIN" sample --weights "$w" --sampler "$s" "${stepflag[@]}" "${condflag[@]}" ${BACKEND:+--backend "$BACKEND"} ${EXTRA:-} \
+      --n "$N_PER" --batch "$N_PER" --seed $((SEED + D)) --out-npy "$OUT/mnist_d$D.npy" \
       2> >(tr '\r' '\n' | grep 'network calls in' >> "$OUT/calls.txt")
   done
   wait
-  "$PY" - "$OUT" "$N_PER" <<'EOF'
+  "$PY" - "$OUT" "$N_PER" "${RANGE01:-}" <<'EOF'
 import sys, numpy as np
 from PIL import Image
 out, n = sys.argv[1], int(sys.argv[2])
 x = np.concatenate([np.load("%s/mnist_d%d.npy" % (out, d)) for d in range(10)]).astype(np.float32)
+if sys.argv[3]:
+    x = x * 2 - 1
 y = np.repeat(np.arange(10), n).astype(np.int64)
 np.save(out + "/mnist_go_x.npy", x); np.save(out + "/mnist_go_y.npy", y)
 # grid: one row per digit, first 10 samples of each, 2 px gaps, pixel = round((v+1)/2*255) as `diffuse sample --out-png`
@@ -230,9 +241,9 @@ EOF2
 table() {
   local w="${TABLE_W:-weights/mnist.safetensors}" g="${GUIDANCE:-1}"
   local list="${SAMPLERS:-$("$BIN" sample --sampler list | awk '/^[a-z]/{print $1}')}"
-  local md="$OUT/table.md"
+  local md="$OUT/table${TAG:-}.md"
   {
-    echo "<!-- $(basename "$w"): $((10 * N_PER)) samples per cell ($N_PER per digit, seeds $SEED+digit), guidance $g, rk45 tolerances ${RK45_TOL:-1e-3}, backend ${BACKEND:-default}, $(nproc) cores, $(date -u +%F) -->"
+    echo "<!-- $(basename "$w"): $((10 * N_PER)) samples per cell ($N_PER per digit, seeds $SEED+digit)${UNCOND:+ unconditional}${EXTRA:+, flags $EXTRA}, guidance $g, rk45 tolerances ${RK45_TOL:-1e-3}, backend ${BACKEND:-default}, $(nproc) cores, $(date -u +%F) -->"
     echo "| sampler | steps | network calls / sample | requested digit | FD | wall s |"
     echo "|---|---:|---:|---:|---:|---:|"
   } > "$md"
@@ -245,18 +256,23 @@ table() {
     {
       echo "== table: $s, steps $k"
       local t0; t0=$(date +%s.%N)
-      mnist_digits "$s" "${k/adaptive/0}" "$g" "$w" > /dev/null
+      if ! mnist_digits "$s" "${k/adaptive/0}" "$g" "$w" > /dev/null 2>&1; then
+        echo "| $s${TAG:-} | $k | – | does not run this model | – | – |" >> "$md"; tail -1 "$md"; continue
+      fi
       local dt; dt=$(echo "$(date +%s.%N) - $t0" | bc)
-      "$PY" tools/train/eval_mnist.py --samples "$OUT/mnist_go_x.npy" --labels "$OUT/mnist_go_y.npy" \
+      local lab=(--labels "$OUT/mnist_go_y.npy"); [ -n "${UNCOND:-}" ] && lab=()
+      "$PY" tools/train/eval_mnist.py --samples "$OUT/mnist_go_x.npy" "${lab[@]}" \
         --classifier "$CLS" --data "$DATA" --device cpu --json "$OUT/cell.json" > /dev/null
-      cp "$OUT/mnist-samples.png" "$OUT/table-$s-$k.png"
-      "$PY" - "$OUT" "$s" "$k" "$dt" >> "$md" <<'EOF2'
+      cp "$OUT/mnist-samples.png" "$OUT/table-$s-$k${TAG:-}.png"
+      "$PY" - "$OUT" "$s" "$k" "$dt" "${TAG:-}" >> "$md" <<'EOF2'
 import sys, json, re
 out, s, k, dt = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 r = json.load(open(out + "/cell.json"))
 calls = [int(m.group(1)) for m in re.finditer(r"(\d+) network calls in", open(out + "/calls.txt").read())]
 per = sum(calls) / len(calls)  # one batch per digit: a run's calls are each sample's calls
-print("| %s | %s | %.0f | %.1f%% | %.2f | %.0f |" % (s, k, per, 100 * r["accuracy"], r["fd"], dt))
+# unconditional models: no requested digit; the spread of the classifier's digits (fewest-most of 10) instead
+acc = "%.1f%%" % (100 * r["accuracy"]) if "accuracy" in r else "digits %d–%d" % (min(r["pred_histogram"]), max(r["pred_histogram"]))
+print("| %s%s | %s | %.0f | %s | %.2f | %.0f |" % (s, sys.argv[5], k, per, acc, r["fd"], dt))
 EOF2
       tail -1 "$md"
     }
