@@ -306,6 +306,29 @@ def load_emoji(data_dir):
     return torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
 
 
+EMOJI_HELD_OUT_EVERY = 5
+
+
+def load_emoji_categories(data_dir):
+    """The package category of each image of emoji32.npz (emoji32_categories.json, made by data_prep.py from the
+    package's emoji.json) and the classifier's held-out split. Split by base emoji, not by image, so that no
+    skin-tone variant of a held-out emoji is trained on: inside each category the base emoji (groups) are taken in
+    order of first appearance in emoji32_names.json (file-name order) and every 5th one (index 4, 9, ...) is held
+    out -> 763 held-out images, 3,023 for training. Returns (labels int64 [N], held-out bool [N], category names)."""
+    with open(_need(os.path.join(data_dir, "emoji32_categories.json"))) as f:
+        c = json.load(f)
+    names, cats, groups = c["categories"], c["category"], c["group"]
+    first = {}
+    for i, g in enumerate(groups):
+        first.setdefault(g, i)
+    held = set()
+    for cat in names:
+        gs = sorted({g for g, k in zip(groups, cats) if k == cat}, key=first.get)
+        held.update(g for j, g in enumerate(gs) if j % EMOJI_HELD_OUT_EVERY == EMOJI_HELD_OUT_EVERY - 1)
+    y = torch.tensor([names.index(k) for k in cats], dtype=torch.int64)
+    return y, torch.tensor([g in held for g in groups]), names
+
+
 def save_grid(path, imgs, nrow=10):
     """imgs: float tensor [N,C,H,W] in [0,1]. Writes a PNG (Pillow) or, without Pillow, a PGM/PPM."""
     imgs = imgs.detach().float().clamp(0, 1).cpu()

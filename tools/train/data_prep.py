@@ -6,9 +6,14 @@
   emoji-datasource-google (MIT package; the Noto Emoji images are Apache-2.0): package/img/google/64/*.png
     RGBA 64x64 -> alpha-composited on white -> 2x2 box-averaged to 32x32
     -> emoji32.npz: x uint8 [N,32,32,3]; emoji32_names.json (file names, same order)
+    package/emoji.json (one entry per emoji; its skin-tone variants under "skin_variations", each with its own
+    image file) -> emoji32_categories.json: for each image of emoji32_names.json, in the same order, the
+    package's "category" (e.g. "Flags") and its "group" (the "unified" code of the base emoji, shared by all
+    its skin-tone variants; train_emoji_classifier.py splits by group). Used only to evaluate samples.
 
 Usage: python3 data_prep.py mnist <unpacked mnist package dir> <data dir>
        python3 data_prep.py emoji <unpacked emoji package dir> <data dir>
+       python3 data_prep.py emoji_categories <unpacked emoji package dir> <data dir>   (needs emoji32_names.json)
 """
 import json
 import os
@@ -52,9 +57,35 @@ def prep_emoji(pkg, out):
     with open(os.path.join(out, "emoji32_names.json"), "w") as f:
         json.dump(kept, f)
     print("emoji: %d images -> %s" % (len(kept), x.shape))
+    prep_emoji_categories(pkg, out)
+
+
+def prep_emoji_categories(pkg, out):
+    with open(os.path.join(pkg, "emoji.json")) as f:
+        entries = json.load(f)
+    with open(os.path.join(pkg, "categories.json")) as f:
+        order = list(json.load(f))  # the package's category order (a dict keyed by category)
+    by_image = {}
+    for e in entries:
+        by_image[e["image"]] = (e["category"], e["unified"])
+        for v in (e.get("skin_variations") or {}).values():
+            by_image[v["image"]] = (e["category"], e["unified"])
+    with open(os.path.join(out, "emoji32_names.json")) as f:
+        names = json.load(f)
+    missing = [n for n in names if n not in by_image]
+    if missing:
+        sys.exit("emoji.json has no entry for %d images, e.g. %s" % (len(missing), missing[:3]))
+    cats = [by_image[n][0] for n in names]
+    unknown = sorted(set(cats) - set(order))
+    if unknown:
+        sys.exit("categories not in categories.json: %s" % unknown)
+    with open(os.path.join(out, "emoji32_categories.json"), "w") as f:
+        json.dump({"source": "emoji.json of the same package (category, and the base emoji's unified code)",
+                   "categories": order, "category": cats, "group": [by_image[n][1] for n in names]}, f)
+    print("emoji categories: %s" % {c: cats.count(c) for c in order})
 
 
 if __name__ == "__main__":
     kind, pkg, out = sys.argv[1:4]
     os.makedirs(out, exist_ok=True)
-    {"mnist": prep_mnist, "emoji": prep_emoji}[kind](pkg, out)
+    {"mnist": prep_mnist, "emoji": prep_emoji, "emoji_categories": prep_emoji_categories}[kind](pkg, out)

@@ -10,6 +10,7 @@
 #   bash tools/train/eval_go_samples.sh toy2d       # 2000 points, DDPM 1000 steps -> NN distance + scatter PNG
 #   bash tools/train/eval_go_samples.sh toyfew      # toy2d-flow/-reflow/-cm: 2000 points at 1, 2, 4, 25 steps -> NN distances + 1-vs-25 PNGs
 #   bash tools/train/eval_go_samples.sh table       # every sampler x 10/25/50 steps on MNIST -> $OUT/table.md
+#   TABLE_KIND=emoji bash tools/train/eval_go_samples.sh table   # the same on the emoji model -> $OUT/table-emoji.md
 #   bash tools/train/eval_go_samples.sh all
 #
 # Env: OUT (default /tmp/go_eval), N_PER (MNIST samples per digit, 10), SEED (base seed, 0),
@@ -18,7 +19,13 @@
 #      "0 1 2 3 4 5 6 7 8 9"; the grid and eval need all ten),
 #      CLS (classifier folder, tools/train/out/gpu_run/classifier), DATA (tools/train/data),
 #      BACKEND (passed to diffuse --backend when set), GUIDANCE (table: 1, the model alone), STEPS_LIST (table: "10 25 50"), RK45_TOL (table: 1e-3),
-#      SAMPLERS (table: every sampler of `diffuse sample --sampler list`), TABLE_W (table: weights/mnist.safetensors).
+#      SAMPLERS (table: every sampler of `diffuse sample --sampler list`), TABLE_W (table: weights/mnist.safetensors),
+#      UNCOND (table: set for an unconditional model — no class, no guidance; digit spread instead of accuracy),
+#      RANGE01 (table: set when the model's data range is [0,1], e.g. scoresde-mnist), EXTRA (table: more
+#      `diffuse sample` flags, e.g. --clip-denoised), TAG (table: suffix for the rows, table$TAG.md and the grids).
+#      TABLE_KIND (table: mnist, or emoji for an unconditional 32x32 RGB emoji model, TABLE_W default
+#      weights/emoji.safetensors, scored by eval_emoji.py), N_EMOJI (emoji table: samples per cell, 200),
+#      EMOJI_BATCH (emoji table: samples per network call, 50), EMOJI_CLS (tools/train/out/emoji_classifier).
 # Writes the grids to $OUT/*.png (copy them to weights/NAME-samples.png by hand) and the numbers to $OUT/*.json|.txt.
 # Cost on 2 contended vCPUs: see weights/*.md.
 set -euo pipefail
@@ -43,17 +50,25 @@ mnist_digits() {
   local s="$1" k="$2" g="$3" w="$4"
   local stepflag=(--steps "$k"); [ "$s" = rk45 ] && stepflag=(--rtol "${RK45_TOL:-1e-3}" --atol "${RK45_TOL:-1e-3}")
   : > "$OUT/calls.txt"
+  rm -f "$OUT"/mnist_d?.npy
+  # UNCOND=1: an unconditional model (no --class, no guidance; batch D still uses seed SEED+D); RANGE01=1: the
+  # model's data range is [0,1] (scoresde-mnist), rescaled to [-1,1] for the grid and eval_mnist.py.
+  # EXTRA: more `diffuse sample` flags for every run (e.g. --clip-denoised).
+  local condflag
   for D in ${DIGITS:-0 1 2 3 4 5 6 7 8 9}; do
-    "$BIN" sample --weights "$w" --sampler "$s" "${stepflag[@]}" --guidance "$g" ${BACKEND:+--backend "$BACKEND"} \
-      --class "$D" --n "$N_PER" --batch "$N_PER" --seed $((SEED + D)) --out-npy "$OUT/mnist_d$D.npy" \
+    condflag=(--class "$D" --guidance "$g"); [ -n "${UNCOND:-}" ] && condflag=()
+    "$BIN" sample --weights "$w" --sampler "$s" "${stepflag[@]}" "${condflag[@]}" ${BACKEND:+--backend "$BACKEND"} ${EXTRA:-} \
+      --n "$N_PER" --batch "$N_PER" --seed $((SEED + D)) --out-npy "$OUT/mnist_d$D.npy" \
       2> >(tr '\r' '\n' | grep 'network calls in' >> "$OUT/calls.txt")
   done
   wait
-  "$PY" - "$OUT" "$N_PER" <<'EOF'
+  "$PY" - "$OUT" "$N_PER" "${RANGE01:-}" <<'EOF'
 import sys, numpy as np
 from PIL import Image
 out, n = sys.argv[1], int(sys.argv[2])
 x = np.concatenate([np.load("%s/mnist_d%d.npy" % (out, d)) for d in range(10)]).astype(np.float32)
+if sys.argv[3]:
+    x = x * 2 - 1
 y = np.repeat(np.arange(10), n).astype(np.int64)
 np.save(out + "/mnist_go_x.npy", x); np.save(out + "/mnist_go_y.npy", y)
 # grid: one row per digit, first 10 samples of each, 2 px gaps, pixel = round((v+1)/2*255) as `diffuse sample --out-png`
@@ -66,6 +81,34 @@ for d in range(10):
 Image.fromarray(img).save(out + "/mnist-samples.png")
 print("samples", x.shape, "labels", np.bincount(y).tolist())
 EOF
+}
+
+# emoji_batch SAMPLER STEPS WEIGHTS: N_EMOJI unconditional samples of a [-1,1] RGB model in one `diffuse sample`
+# run (seed SEED; sample i gets the same noise whatever EMOJI_BATCH is), EMOJI_BATCH per network call, into
+# $OUT/emoji_go_x.npy with a grid of the first 40 $OUT/emoji-table.png; the summary line goes to $OUT/calls.txt
+# (its network calls are summed over the ceil(N_EMOJI/EMOJI_BATCH) batches).
+emoji_batch() {
+  local s="$1" k="$2" w="$3"
+  local stepflag=(--steps "$k"); [ "$s" = rk45 ] && stepflag=(--rtol "${RK45_TOL:-1e-3}" --atol "${RK45_TOL:-1e-3}")
+  : > "$OUT/calls.txt"
+  rm -f "$OUT/emoji_go_x.npy"
+  "$BIN" sample --weights "$w" --sampler "$s" "${stepflag[@]}" ${BACKEND:+--backend "$BACKEND"} ${EXTRA:-} \
+    --n "${N_EMOJI:-200}" --batch "${EMOJI_BATCH:-50}" --seed "$SEED" --out-npy "$OUT/emoji_go_x.npy" \
+    2> >(tr '\r' '\n' | grep 'network calls in' >> "$OUT/calls.txt")
+  wait
+  "$PY" - "$OUT" <<'EOF2'
+import sys, numpy as np
+from PIL import Image
+out = sys.argv[1]
+x = np.load(out + "/emoji_go_x.npy")
+# grid: 4 rows of 10, 2 px white gaps, pixel = round((v+1)/2*255) as `diffuse sample --out-png`
+k = min(len(x), 40)
+img = np.full((4 * 34 - 2, 10 * 34 - 2, 3), 255, np.uint8)
+for i in range(k):
+    r, c = divmod(i, 10)
+    img[r * 34:r * 34 + 32, c * 34:c * 34 + 32] = np.clip(np.round((x[i].transpose(1, 2, 0) + 1) / 2 * 255), 0, 255).astype(np.uint8)
+Image.fromarray(img).save(out + "/emoji-table.png")
+EOF2
 }
 
 mnist() {
@@ -223,19 +266,35 @@ EOF2
 }
 
 # table: README's and the card's per-sampler quality table. Every sampler at every step count of STEPS_LIST
-# (rk45 once, its steps being adaptive, at rtol = atol = RK45_TOL, default 1e-3: the page's suggestion), N_PER per digit (n = 10*N_PER), guidance
-# GUIDANCE, the same seeds in every cell: accuracy of the requested digit and FD from eval_mnist.py, network
-# calls per sample (a guided call evaluates the conditional and unconditional batch together) and wall time.
-# Each row goes to $OUT/table.md as its cell finishes; each cell's grid to $OUT/table-SAMPLER-STEPS.png.
+# (rk45 once, its steps being adaptive, at rtol = atol = RK45_TOL, default 1e-3: the page's suggestion), the same
+# seeds in every cell, network calls per sample (a guided call evaluates the conditional and unconditional batch
+# together) and wall time. TABLE_KIND=mnist (default): N_PER per digit (n = 10*N_PER), guidance GUIDANCE, accuracy
+# of the requested digit and FD from eval_mnist.py. TABLE_KIND=emoji: N_EMOJI unconditional samples, FD to the
+# 3,786 real emoji and its real-vs-real floor (mean +- sd over 5 draws) from eval_emoji.py.
+# Each row goes to $OUT/table$TAG.md (table-emoji$TAG.md) as its cell finishes; each cell's grid to
+# $OUT/table-SAMPLER-STEPS$TAG.png (table-emoji-...).
 table() {
-  local w="${TABLE_W:-weights/mnist.safetensors}" g="${GUIDANCE:-1}"
+  local kind="${TABLE_KIND:-mnist}"
+  [ "$kind" = mnist ] || [ "$kind" = emoji ] || { echo "TABLE_KIND must be mnist or emoji, not $kind"; exit 2; }
+  local w g="${GUIDANCE:-1}" pre=table
+  if [ "$kind" = emoji ]; then w="${TABLE_W:-weights/emoji.safetensors}" pre=table-emoji; else w="${TABLE_W:-weights/mnist.safetensors}"; fi
   local list="${SAMPLERS:-$("$BIN" sample --sampler list | awk '/^[a-z]/{print $1}')}"
-  local md="$OUT/table.md"
-  {
-    echo "<!-- $(basename "$w"): $((10 * N_PER)) samples per cell ($N_PER per digit, seeds $SEED+digit), guidance $g, rk45 tolerances ${RK45_TOL:-1e-3}, backend ${BACKEND:-default}, $(nproc) cores, $(date -u +%F) -->"
-    echo "| sampler | steps | network calls / sample | requested digit | FD | wall s |"
-    echo "|---|---:|---:|---:|---:|---:|"
-  } > "$md"
+  local md="$OUT/$pre${TAG:-}.md"
+  if [ "$kind" = emoji ]; then
+    [ -f "${EMOJI_CLS:-tools/train/out/emoji_classifier}/config.json" ] || {
+      echo "no emoji classifier in ${EMOJI_CLS:-tools/train/out/emoji_classifier}: run tools/train/train_emoji_classifier.py"; exit 2; }
+    {
+      echo "<!-- $(basename "$w"): ${N_EMOJI:-200} unconditional samples per cell (seed $SEED, batches of ${EMOJI_BATCH:-50})${EXTRA:+, flags $EXTRA}, rk45 tolerances ${RK45_TOL:-1e-3}, backend ${BACKEND:-default}, $(nproc) cores, $(date -u +%F); FD in eval_emoji.py's classifier features vs all 3,786 real emoji; floor = ${N_EMOJI:-200} real emoji vs the same 3,786, mean ± sd over 5 draws -->"
+      echo "| sampler | steps | network calls / sample | FD | floor | wall s |"
+      echo "|---|---:|---:|---:|---:|---:|"
+    } > "$md"
+  else
+    {
+      echo "<!-- $(basename "$w"): $((10 * N_PER)) samples per cell ($N_PER per digit, seeds $SEED+digit)${UNCOND:+ unconditional}${EXTRA:+, flags $EXTRA}, guidance $g, rk45 tolerances ${RK45_TOL:-1e-3}, backend ${BACKEND:-default}, $(nproc) cores, $(date -u +%F) -->"
+      echo "| sampler | steps | network calls / sample | requested digit | FD | wall s |"
+      echo "|---|---:|---:|---:|---:|---:|"
+    } > "$md"
+  fi
   # step counts outermost, so a cut-short run still has every sampler at the smaller counts
   local cells=() k s
   for k in ${STEPS_LIST:-10 25 50}; do for s in $list; do [ "$s" != rk45 ] && cells+=("$s:$k"); done; done
@@ -243,20 +302,42 @@ table() {
   for c in "${cells[@]}"; do
     s="${c%%:*}" k="${c##*:}"
     {
-      echo "== table: $s, steps $k"
+      echo "== $pre: $s, steps $k"
       local t0; t0=$(date +%s.%N)
-      mnist_digits "$s" "${k/adaptive/0}" "$g" "$w" > /dev/null
+      local ok=1
+      if [ "$kind" = emoji ]; then
+        emoji_batch "$s" "${k/adaptive/0}" "$w" > /dev/null 2>&1 || ok=
+      else
+        mnist_digits "$s" "${k/adaptive/0}" "$g" "$w" > /dev/null 2>&1 || ok=
+      fi
+      if [ -z "$ok" ]; then
+        echo "| $s${TAG:-} | $k | – | does not run this model | – | – |" >> "$md"; tail -1 "$md"; continue
+      fi
       local dt; dt=$(echo "$(date +%s.%N) - $t0" | bc)
-      "$PY" tools/train/eval_mnist.py --samples "$OUT/mnist_go_x.npy" --labels "$OUT/mnist_go_y.npy" \
-        --classifier "$CLS" --data "$DATA" --device cpu --json "$OUT/cell.json" > /dev/null
-      cp "$OUT/mnist-samples.png" "$OUT/table-$s-$k.png"
-      "$PY" - "$OUT" "$s" "$k" "$dt" >> "$md" <<'EOF2'
+      if [ "$kind" = emoji ]; then
+        "$PY" tools/train/eval_emoji.py --samples "$OUT/emoji_go_x.npy" --classifier "${EMOJI_CLS:-tools/train/out/emoji_classifier}" \
+          --data "$DATA" --json "$OUT/cell.json" > /dev/null
+        cp "$OUT/emoji-table.png" "$OUT/$pre-$s-$k${TAG:-}.png"
+      else
+        local lab=(--labels "$OUT/mnist_go_y.npy"); [ -n "${UNCOND:-}" ] && lab=()
+        "$PY" tools/train/eval_mnist.py --samples "$OUT/mnist_go_x.npy" "${lab[@]}" \
+          --classifier "$CLS" --data "$DATA" --device cpu --json "$OUT/cell.json" > /dev/null
+        cp "$OUT/mnist-samples.png" "$OUT/$pre-$s-$k${TAG:-}.png"
+      fi
+      "$PY" - "$OUT" "$s" "$k" "$dt" "${TAG:-}" "$kind" "${N_EMOJI:-200}" "${EMOJI_BATCH:-50}" >> "$md" <<'EOF2'
 import sys, json, re
-out, s, k, dt = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+out, s, k, dt, tag, kind = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5], sys.argv[6]
 r = json.load(open(out + "/cell.json"))
 calls = [int(m.group(1)) for m in re.finditer(r"(\d+) network calls in", open(out + "/calls.txt").read())]
+if kind == "emoji":
+    n, b = int(sys.argv[7]), int(sys.argv[8])
+    per = calls[0] / -(-n // b)  # one run, its calls summed over its ceil(n/b) batches
+    print("| %s%s | %s | %.0f | %.2f | %.2f ± %.2f | %.0f |" % (s, tag, k, per, r["fd"], r["fd_floor"], r["fd_floor_sd"], dt))
+    sys.exit()
 per = sum(calls) / len(calls)  # one batch per digit: a run's calls are each sample's calls
-print("| %s | %s | %.0f | %.1f%% | %.2f | %.0f |" % (s, k, per, 100 * r["accuracy"], r["fd"], dt))
+# unconditional models: no requested digit; the spread of the classifier's digits (fewest-most of 10) instead
+acc = "%.1f%%" % (100 * r["accuracy"]) if "accuracy" in r else "digits %d–%d" % (min(r["pred_histogram"]), max(r["pred_histogram"]))
+print("| %s%s | %s | %.0f | %s | %.2f | %.0f |" % (s, tag, k, per, acc, r["fd"], dt))
 EOF2
       tail -1 "$md"
     }
