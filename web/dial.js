@@ -50,16 +50,18 @@ export function drawsNoise(info) {
   return !!info.stochastic && !(eta && eta.default === 0);
 }
 
-/** Whether a result diverged: it is farther from the reference (RMS) than
- * the reference is from zero (the RMS of its values), so it says nothing
- * about the sample. On flow models this is what a second-order step in the
+/** Whether a result diverged: it is more than 3 times as far from the
+ * reference (RMS) as the reference is from zero (the RMS of its values).
+ * Two independent samples of the data differ by at most √2 times that, so
+ * a stochastic sampler's result stays under the line and a diverged one
+ * says nothing about the data. On flow models this is what a second-order step in the
  * noise level σ = t/(1-t) does at 2–4 steps (heun, dpm_2 and their kin):
  * its one step spans σ from 999 to near 0, and Heun's trapezoid or DPM-2's
  * midpoint weighs a slope measured near the data over the whole span —
  * the method on that grid, not a bug (core/sampler
  * TestLevelSecondOrderOnFlowGrid; README, "The step dial"). */
 export function diverged(err, referenceSize) {
-  return err > referenceSize;
+  return err > 3 * referenceSize;
 }
 
 /** Per-pixel RMS difference of two equal-length arrays. */
@@ -341,7 +343,7 @@ export class StepDial {
         const off = diverged(v, R.size);
         anyOff ||= off;
         const c = s('circle', { cx: X(n).toFixed(1), cy: Y(v).toFixed(1), r: off ? 4.5 : 3, fill: off ? 'none' : q.colour, stroke: q.colour, 'stroke-width': 1.5, 'data-sampler': q.row.info.name, 'data-nfe': String(n), 'data-rms': String(v), 'data-diverged': String(off) });
-        c.append(s('title', {}, `${q.row.info.display || q.row.info.name}: ${n} calls, RMS ${fmt(v)}${off ? ' (diverged: farther from the reference than its own size)' : ''}`));
+        c.append(s('title', {}, `${q.row.info.display || q.row.info.name}: ${n} calls, RMS ${fmt(v)}${off ? ' (diverged)' : ''}`));
         svg.append(c);
       }
       const swatch = h('i', { className: drawsNoise(q.row.info) ? 'dashed' : '' });
@@ -351,7 +353,7 @@ export class StepDial {
     this.el.legend.replaceChildren(...legend);
     const note = this.el.divergedNote;
     note.hidden = !anyOff;
-    note.textContent = !anyOff ? '' : `Hollow rings: diverged, farther from the reference than the reference is from 0 (RMS ${fmt(R.size)}).` +
+    note.textContent = !anyOff ? '' : `Hollow rings: diverged, more than 3 times as far from the reference as the reference is from 0 (RMS ${fmt(R.size)}).` +
       (R.schedule.startsWith('flow') ? ' On a flow model a second-order sampler that steps in the noise level σ = t/(1−t) (Heun, DPM-2 and their kin) does this at a few steps:' +
         ' its one second-order step spans σ from 999 to near 0 and weighs a slope measured near the data over all of it.' +
         ' That is the method on this grid, not a bug; flow Heun steps in t and does not.' : '');
