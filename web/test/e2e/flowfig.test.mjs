@@ -42,6 +42,15 @@ test('the straight-paths figure: curved vs reflowed paths, 1 call vs 25, on the 
   null, { timeout: 300000, polling: 100 });
   assert.equal(await page.$eval('#error', (e) => e.hidden), true, await page.$eval('#error', (e) => e.textContent));
   assert.equal(await page.$eval('#flowfig-section', (e) => e.hidden), false, 'the figure shows with a 2-D toy');
+  // The straightness measure on paths whose answer is known: a straight path (in 3 frames) is 1,
+  // an L of two unit legs √2/2, and the mean over particles is taken.
+  const known = await page.evaluate(async () => {
+    const { straightness } = await import('/web/render.js');
+    const f = (pts) => Float32Array.from(pts.flat());
+    // Two particles [B = 2, C = 2]: particle 0 straight, particle 1 an L.
+    return straightness([f([[0, 0], [0, 0]]), f([[1, 1], [1, 0]]), f([[2, 2], [1, 1]])], [2, 2, 1, 1]);
+  });
+  assert.ok(Math.abs(known - (1 + Math.SQRT1_2) / 2) < 1e-6, `straightness of a line and an L: ${known}`);
   await page.click('#flowfig .flowfig-run');
   await page.waitForFunction(() => /^(Done|Failed|Cancelled)/.test(document.querySelector('#flowfig .flowfig-status').textContent),
     null, { timeout: 300000, polling: 250 });
