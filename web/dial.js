@@ -54,11 +54,12 @@ export function drawsNoise(info) {
  * reference (RMS) as the reference is from zero (the RMS of its values).
  * Two independent samples of the data differ by at most √2 times that, so
  * a stochastic sampler's result stays under the line and a diverged one
- * says nothing about the data. On flow models this is what a second-order step in the
- * noise level σ = t/(1-t) does at 2–4 steps (heun, dpm_2 and their kin):
- * its one step spans σ from 999 to near 0, and Heun's trapezoid or DPM-2's
- * midpoint weighs a slope measured near the data over the whole span —
- * the method on that grid, not a bug (core/sampler
+ * says nothing about the data. This is what a second-order step in the
+ * noise level (heun, dpm_2 and their kin) does at 2 steps when σ starts far
+ * above the data's scale (a VE model; a flow model, whose σ = t/(1-t)
+ * starts at 999): its one step spans σ from the top to near 0, and Heun's
+ * trapezoid or DPM-2's midpoint weighs a slope measured near the data over
+ * the whole span — the method on that grid, not a bug (core/sampler
  * TestLevelSecondOrderOnFlowGrid; README, "The step dial"). */
 export function diverged(err, referenceSize) {
   return err > 3 * referenceSize;
@@ -354,9 +355,9 @@ export class StepDial {
     const note = this.el.divergedNote;
     note.hidden = !anyOff;
     note.textContent = !anyOff ? '' : `Hollow rings: diverged, more than 3 times as far from the reference as the reference is from 0 (RMS ${fmt(R.size)}).` +
-      (R.schedule.startsWith('flow') ? ' On a flow model a second-order sampler that steps in the noise level σ = t/(1−t) (Heun, DPM-2 and their kin) does this at a few steps:' +
-        ' its one second-order step spans σ from 999 to near 0 and weighs a slope measured near the data over all of it.' +
-        ' That is the method on this grid, not a bug; flow Heun steps in t and does not.' : '');
+      ' A second-order sampler that steps in the noise level σ (Heun, DPM-2 and their kin) does this at 2 steps when σ starts far above the data\'s scale' +
+      ' (a VE model; a flow model, whose σ = t/(1−t) starts at 999): its one second-order step spans σ from the top to near 0 and weighs a slope measured' +
+      ' near the data over all of it. That is the method on this grid, not a bug.' + (R.schedule.startsWith('flow') ? ' Flow Heun steps in t and does not.' : '');
   }
 
   /** For 2-D models: each particle's path along the reference ODE run (the
