@@ -108,7 +108,8 @@ func errorVsNFE(t *testing.T, weights string, batch int, seed uint64, backend st
 // sampler on every shipped model and writes each model's table (markdown)
 // and log-log plot (SVG) there: the README's error-vs-NFE figures
 // (docs/error-vs-nfe; DIAL_TABLE=$PWD/docs/error-vs-nfe go test
-// ./tools/diffuse -run TestErrorVsNFEToys -timeout 60m).
+// ./tools/diffuse -run TestErrorVsNFEToys -timeout 60m; DIAL_MODELS=a,b
+// measures only those).
 func TestErrorVsNFEToys(t *testing.T) {
 	type job struct {
 		file    string
@@ -128,6 +129,9 @@ func TestErrorVsNFEToys(t *testing.T) {
 		jobs = []job{{"toy2d-flow", 256, backendFast, flowODE}, {"toy2d-reflow", 256, backendFast, flowODE},
 			{"toy2d-cm", 256, backendFast, []string{"euler", "dpmpp_2m"}}, {"toy2d", 256, backendFast, nil},
 			{"mnist", 4, backendFast, nil}, {"scoresde-mnist", 4, backendFast, nil}, {"emoji", 2, backendFast, nil}}
+	}
+	if names := os.Getenv("DIAL_MODELS"); dir != "" && names != "" { // e.g. DIAL_MODELS=toy2d-flow,toy2d-reflow
+		jobs = slices.DeleteFunc(jobs, func(j job) bool { return !slices.Contains(strings.Split(names, ","), j.file) })
 	}
 	first := map[string]float64{}
 	for _, j := range jobs {
