@@ -7,6 +7,7 @@ import { drawBatch, batchToPNG, drawSample, isPoints, fieldGrid, renderMarkdown 
 import { registerServiceWorker } from './sw-register.js';
 import { initModes } from './modes.js';
 import { StepDial, DIAL_CSS } from './dial.js';
+import { FlowFigure, FLOWFIG_CSS } from './flowfig.js';
 import { fillSamplerSelect, forModel, samplerInfo, param, takesSteps, ownParams, paramInput, paramHint, requestFields } from './params.js';
 
 const $ = (id) => document.getElementById(id);
@@ -20,7 +21,7 @@ const el = {
   statStep: $('stat-step'), statLevel: $('stat-level'), statStepMs: $('stat-step-ms'), statTotal: $('stat-total'),
   statBackend: $('stat-backend'), png: $('png'), pngGrid: $('png-grid'), copyLink: $('copy-link'), link: $('link'),
   strip: $('strip'), plot: $('plot'), cards: $('model-cards'), update: $('update'), updateReload: $('update-reload'),
-  scoreToggle: $('score-field-toggle'), showField: $('show-field'), interpSection: $('interp-section'),
+  scoreToggle: $('score-field-toggle'), showField: $('show-field'), interpSection: $('interp-section'), flowfigSection: $('flowfig-section'),
   seedTo: $('seed-to'), diceTo: $('dice-to'), interpFrames: $('interp-frames'), interpRun: $('interp-run'),
   interpStatus: $('interp-status'), interp: $('interp'), interpStrip: $('interp-strip'),
   clip: $('clip'), spacing: $('spacing'), samplerHint: $('sampler-hint'), runProgress: $('run-progress'), xtCaption: $('xt-caption'),
@@ -38,12 +39,16 @@ const STRIP_LEN = 10;
 // The step dial (dial.js): every sampler at equal network calls, against RK45.
 // (A constructed sheet: the page's CSP refuses inline <style>.)
 const dialSheet = new CSSStyleSheet();
-dialSheet.replaceSync(DIAL_CSS);
+dialSheet.replaceSync(DIAL_CSS + FLOWFIG_CSS);
 document.adoptedStyleSheets = [...document.adoptedStyleSheets, dialSheet];
 const dial = new StepDial($('dial'), () => {
   const o = formOptions(readSettings());
   return { sampler: state.sampler, model: state.model, options: { seed: o.seed, class: o.class, guidance: o.guidance } };
 });
+
+// Curved versus straightened paths, 1 call versus 25, on the three flow toys
+// (flowfig.js): shown with a 2-D toy model, when the build ships them.
+const flowfig = new FlowFigure($('flowfig'), () => ({ sampler: state.sampler, seed: formOptions(readSettings()).seed }));
 
 // A first visit samples at once when the run is cheap: at most this many
 // network calls (a fixed grid: adaptive rk45 is never started unasked) and
@@ -502,6 +507,7 @@ async function loadModel(name) {
   const points = isPoints([1, ...entry.shape]);
   el.scoreToggle.hidden = !points;
   el.interpSection.hidden = points;
+  el.flowfigSection.hidden = !(points && FlowFigure.available(state.manifest.models.map((m) => m.name)));
   if (state.sampler?.samplers) buildParams(paramValues());
   state.model = null;
   setBusy(true);

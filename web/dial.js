@@ -11,7 +11,7 @@
 // solves a different equation, so its error does not shrink to 0: it is
 // drawn dashed.
 import { DiffuseError } from './diffuse.js';
-import { drawPoints, drawSample, isPoints } from './render.js';
+import { drawPaths, drawPoints, drawSample, isPoints } from './render.js';
 import { forModel, takesSteps } from './params.js';
 
 /** The network-call budgets of the dial. */
@@ -48,6 +48,21 @@ export const DIAL_CSS = `
 export function drawsNoise(info) {
   const eta = info.params?.find((p) => p.name === 'eta');
   return !!info.stochastic && !(eta && eta.default === 0);
+}
+
+/** Whether a result diverged: it is more than 3 times as far from the
+ * reference (RMS) as the reference is from zero (the RMS of its values).
+ * Two independent samples of the data differ by at most √2 times that, so
+ * a stochastic sampler's result stays under the line and a diverged one
+ * says nothing about the data. This is what a second-order step in the
+ * noise level (heun, dpm_2 and their kin) does at 2 steps when σ starts far
+ * above the data's scale (a VE model; a flow model, whose σ = t/(1-t)
+ * starts at 999): its one step spans σ from the top to near 0, and Heun's
+ * trapezoid or DPM-2's midpoint weighs a slope measured near the data over
+ * the whole span — the method on that grid, not a bug (core/sampler
+ * TestLevelSecondOrderOnFlowGrid; README, "The step dial"). */
+export function diverged(err, referenceSize) {
+  return err > 3 * referenceSize;
 }
 
 /** Per-pixel RMS difference of two equal-length arrays. */
@@ -112,6 +127,7 @@ export class StepDial {
       legend: h('ul', { className: 'dial-legend' }),
       paths: h('canvas', { className: 'dial-paths', width: 320, height: 320, hidden: true, role: 'img', 'aria-label': 'Particle paths of the reference ODE solution' }),
       pathsCaption: h('p', { className: 'dial-status', hidden: true }),
+      divergedNote: h('p', { className: 'dial-status dial-diverged', hidden: true }),
     };
     const e = this.el;
     for (const b of BUDGETS) {
@@ -123,7 +139,7 @@ export class StepDial {
     e.cancel.addEventListener('click', () => this.cancel());
     root.append(
       h('div', { className: 'dial-bar' }, e.run, e.cancel, h('span', {}, 'Network calls: '), e.budgets),
-      e.progress, e.status, e.tiles, e.plot, e.legend, e.paths, e.pathsCaption,
+      e.progress, e.status, e.tiles, e.plot, e.divergedNote, e.legend, e.paths, e.pathsCaption,
     );
     this.clear();
   }
@@ -135,6 +151,7 @@ export class StepDial {
     this.el.tiles.replaceChildren();
     this.el.plot.replaceChildren();
     this.el.legend.replaceChildren();
+    this.el.divergedNote.hidden = true;
     this.el.paths.hidden = true;
     this.el.pathsCaption.hidden = true;
     this.el.status.textContent = 'Runs every sampler at 1, 2, 4, 8, 16 and 32 network calls and measures each against an RK45 solution (tolerance 10⁻⁵).';
@@ -181,7 +198,7 @@ export class StepDial {
       });
       if (!live()) return;
       if (points && reference.x) frames.push(Float32Array.from(reference.x));
-      this.results = { reference, rows: [], points, range: model.info.range, frames, schedule: model.info.schedule || '', shape: [base.batch, ...model.info.shape] };
+      this.results = { reference, size: rms(reference.x, new Float32Array(reference.x.length)), rows: [], points, range: model.info.range, frames, schedule: model.info.schedule || '', shape: [base.batch, ...model.info.shape] };
       // 2. The step counts that fit each budget (the engine's plan, no sampling).
       const jobs = [];
       for (const info of samplers) {
@@ -270,9 +287,10 @@ export class StepDial {
       if (x) draw(cv, x, R.points ? R.reference.x : undefined);
       const r = c.rms ?? c.same?.rms;
       const what = c.steps ? `${c.steps} step${c.steps > 1 ? 's' : ''} · ${c.evals} call${c.evals > 1 ? 's' : ''}` : '';
-      tiles.push(h('figure', { className: 'dial-tile', 'data-sampler': row.info.name, 'data-evals': String(c.evals || ''), 'data-rms': r == null ? '' : String(r) },
+      const off = r != null && diverged(r, R.size);
+      tiles.push(h('figure', { className: 'dial-tile', 'data-sampler': row.info.name, 'data-evals': String(c.evals || ''), 'data-rms': r == null ? '' : String(r), 'data-diverged': String(off) },
         cv, h('figcaption', {}, `${row.info.display || row.info.name}${drawsNoise(row.info) ? ' (stochastic)' : ''}`, h('br'), what,
-          h('br'), h('span', { className: 'rms' }, err ? `— ${err}` : r == null ? '…' : `RMS ${fmt(r)}`))));
+          h('br'), h('span', { className: 'rms' }, err ? `— ${err}` : r == null ? '…' : `RMS ${fmt(r)}${off ? ' · diverged' : ''}`))));
     }
     e.tiles.replaceChildren(...tiles);
     this.plot();
@@ -316,13 +334,17 @@ export class StepDial {
     svg.append(s('text', { x: (L + W - Rm) / 2, y: H - 4, 'text-anchor': 'middle' }, 'network calls (NFE)'));
     svg.append(s('text', { x: 12, y: (T + H - B) / 2, 'text-anchor': 'middle', transform: `rotate(-90 12 ${(T + H - B) / 2})` }, 'RMS vs RK45'));
     const legend = [];
+    let anyOff = false;
     for (const q of series) {
       if (!q.pts.length) continue;
       const dash = drawsNoise(q.row.info) ? '5 4' : 'none';
       svg.append(s('polyline', { points: q.pts.map(([n, v]) => `${X(n).toFixed(1)},${Y(v).toFixed(1)}`).join(' '), fill: 'none', stroke: q.colour, 'stroke-width': 1.8, 'stroke-dasharray': dash }));
       for (const [n, v] of q.pts) {
-        const c = s('circle', { cx: X(n).toFixed(1), cy: Y(v).toFixed(1), r: 3, fill: q.colour, 'data-sampler': q.row.info.name, 'data-nfe': String(n), 'data-rms': String(v) });
-        c.append(s('title', {}, `${q.row.info.display || q.row.info.name}: ${n} calls, RMS ${fmt(v)}`));
+        // A diverged result is a hollow ring (see diverged()).
+        const off = diverged(v, R.size);
+        anyOff ||= off;
+        const c = s('circle', { cx: X(n).toFixed(1), cy: Y(v).toFixed(1), r: off ? 4.5 : 3, fill: off ? 'none' : q.colour, stroke: q.colour, 'stroke-width': 1.5, 'data-sampler': q.row.info.name, 'data-nfe': String(n), 'data-rms': String(v), 'data-diverged': String(off) });
+        c.append(s('title', {}, `${q.row.info.display || q.row.info.name}: ${n} calls, RMS ${fmt(v)}${off ? ' (diverged)' : ''}`));
         svg.append(c);
       }
       const swatch = h('i', { className: drawsNoise(q.row.info) ? 'dashed' : '' });
@@ -330,6 +352,12 @@ export class StepDial {
       legend.push(h('li', {}, swatch, q.row.info.display || q.row.info.name));
     }
     this.el.legend.replaceChildren(...legend);
+    const note = this.el.divergedNote;
+    note.hidden = !anyOff;
+    note.textContent = !anyOff ? '' : `Hollow rings: diverged, more than 3 times as far from the reference as the reference is from 0 (RMS ${fmt(R.size)}).` +
+      ' A second-order sampler that steps in the noise level σ (Heun, DPM-2 and their kin) does this at 2 steps when σ starts far above the data\'s scale' +
+      ' (a VE model; a flow model, whose σ = t/(1−t) starts at 999): its one second-order step spans σ from the top to near 0 and weighs a slope measured' +
+      ' near the data over all of it. That is the method on this grid, not a bug.' + (R.schedule.startsWith('flow') ? ' Flow Heun steps in t and does not.' : '');
   }
 
   /** For 2-D models: each particle's path along the reference ODE run (the
@@ -342,29 +370,7 @@ export class StepDial {
     c.hidden = !show;
     this.el.pathsCaption.hidden = !show;
     if (!show) return;
-    const ctx = c.getContext('2d');
-    const S = c.width;
-    const ext = 3.2;
-    const px = (v) => ((v + ext) / (2 * ext)) * S;
-    ctx.fillStyle = '#111';
-    ctx.fillRect(0, 0, S, S);
-    const C = R.shape[1];
-    const n = Math.min(96, POINT_BATCH);
-    ctx.lineWidth = 1;
-    for (let b = 0; b < n; b++) {
-      ctx.strokeStyle = colour(b, n);
-      ctx.globalAlpha = 0.7;
-      ctx.beginPath();
-      R.frames.forEach((f, i) => {
-        const x = px(f[b * C]), y = S - px(f[b * C + 1]);
-        if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
-      });
-      ctx.stroke();
-    }
-    ctx.globalAlpha = 1;
-    ctx.fillStyle = '#fff';
-    const last = R.frames[R.frames.length - 1];
-    for (let b = 0; b < n; b++) ctx.fillRect(px(last[b * C]) - 1.5, S - px(last[b * C + 1]) - 1.5, 3, 3);
+    const n = drawPaths(c, R.frames, R.shape, { n: 96, size: c.width });
     this.el.pathsCaption.textContent = `Paths of ${n} particles from noise to data along the reference ODE solution (${R.frames.length - 1} accepted RK45 steps; white: where they end). Straight paths are why one Euler step can suffice.`;
   }
 }

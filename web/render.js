@@ -96,6 +96,62 @@ export function drawPoints(canvas, data, shape, { extent, trail, field, size = P
   return extent;
 }
 
+/** Draws the paths of the first `n` particles of a 2-D point model through
+ * `frames` (successive x_t of one run, [B, C, 1, 1] each, the last where
+ * they end) as coloured lines on a square canvas covering [-extent,
+ * extent]², the end points white. The step dial (dial.js) and the
+ * straight-paths figure (flowfig.js) draw trajectories with it. Returns the
+ * number of paths drawn. */
+export function drawPaths(canvas, frames, shape, { extent = 3.2, n = 96, size = POINT_SIZE } = {}) {
+  if (canvas.width !== size || canvas.height !== size) {
+    canvas.width = size;
+    canvas.height = size;
+  }
+  const ctx = canvas.getContext('2d');
+  const px = (v) => ((v + extent) / (2 * extent)) * size;
+  ctx.fillStyle = '#111';
+  ctx.fillRect(0, 0, size, size);
+  const C = shape[1];
+  n = Math.min(n, shape[0]);
+  if (!frames.length) return 0;
+  ctx.lineWidth = 1;
+  ctx.globalAlpha = 0.7;
+  for (let b = 0; b < n; b++) {
+    ctx.strokeStyle = `hsl(${Math.round((360 * b) / n)} 70% 55%)`;
+    ctx.beginPath();
+    frames.forEach((f, i) => {
+      const x = px(f[b * C]), y = size - px(f[b * C + 1]);
+      if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+    });
+    ctx.stroke();
+  }
+  ctx.globalAlpha = 1;
+  ctx.fillStyle = '#fff';
+  const last = frames[frames.length - 1];
+  for (let b = 0; b < n; b++) ctx.fillRect(px(last[b * C]) - 1.5, size - px(last[b * C + 1]) - 1.5, 3, 3);
+  return n;
+}
+
+/** How straight the particles' paths through `frames` are: the mean over
+ * particles of (distance from start to end) / (length of the polyline), 1
+ * for straight lines, smaller the more they bend (the quantity reflow
+ * improves; Liu et al. 2023, "Flow Straight and Fast", sec. 2.3). */
+export function straightness(frames, shape) {
+  const [B, C] = shape;
+  if (frames.length < 2) return NaN;
+  let sum = 0, count = 0;
+  for (let b = 0; b < B; b++) {
+    let len = 0;
+    for (let i = 1; i < frames.length; i++) {
+      len += Math.hypot(frames[i][b * C] - frames[i - 1][b * C], frames[i][b * C + 1] - frames[i - 1][b * C + 1]);
+    }
+    const a = frames[0], z = frames[frames.length - 1];
+    const chord = Math.hypot(z[b * C] - a[b * C], z[b * C + 1] - a[b * C + 1]);
+    if (len > 0) { sum += chord / len; count++; }
+  }
+  return count ? sum / count : NaN;
+}
+
 /** ImageData of sample `index` of a [B, C, H, W] batch; range is the
  * model's data range [lo, hi] (lo black, hi white; default [-1, 1]). */
 export function toImageData(data, shape, index = 0, range = [-1, 1]) {

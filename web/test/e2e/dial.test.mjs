@@ -96,6 +96,15 @@ for (const [model, backend] of RUNS) {
     const tiles = await readTiles(page, '#dial');
     const circles = await page.$$eval('#dial .dial-plot circle', (cs) => cs.map((c) => ({ sampler: c.dataset.sampler, nfe: +c.dataset.nfe, rms: +c.dataset.rms })));
     checkDial(tiles, circles, samplers, model);
+    if (model === 'toy2d-flow') {
+      // Heun in the noise level at 2 steps (3 calls) diverges on a flow model, by the method
+      // (core/sampler TestLevelSecondOrderOnFlowGrid): the dial marks it and says why; flow Heun does not.
+      const at4 = (s) => tiles.find((x) => x.sampler === s && x.budget === 4);
+      assert.match(at4('heun').text, /diverged/, at4('heun').text);
+      assert.doesNotMatch(at4('flow_heun').text, /diverged/, at4('flow_heun').text);
+      assert.ok(await page.$eval('#dial circle[data-sampler="heun"][data-nfe="3"]', (c) => c.dataset.diverged === 'true'), 'heun at 3 calls: a hollow ring');
+      assert.match(await page.$eval('#dial .dial-diverged', (e) => (e.hidden ? '' : e.textContent)), /not a bug/);
+    }
     // The measured table (README's error-vs-NFE figures): RMS against RK45 per sampler and budget.
     const table = [`| sampler | ${BUDGETS.map((b) => `${b} calls`).join(' | ')} |`, `|---|${BUDGETS.map(() => '---:').join('|')}|`];
     for (const s of samplers) {
