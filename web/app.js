@@ -9,6 +9,12 @@ import { initModes } from './modes.js';
 import { StepDial, DIAL_CSS } from './dial.js';
 import { fillSamplerSelect, forModel, samplerInfo, param, takesSteps, ownParams, paramInput, paramHint, requestFields } from './params.js';
 
+// The first visit's load phases on the Performance timeline (with the
+// worker's, diffuse.js): 'diffuse:NAME', each once; make bench reads them.
+const marked = new Set();
+const markOnce = (name) => { if (!marked.has(name)) { marked.add(name); performance.mark(`diffuse:${name}`); } };
+markOnce('app-start');
+
 const $ = (id) => document.getElementById(id);
 const el = {
   form: $('controls'), model: $('model'), modelInfo: $('model-info'), loadBox: $('load-progress'),
@@ -927,6 +933,7 @@ function finalThumb(r) {
 }
 
 function onStep(f) {
+  markOnce('first-step');
   state.lastLevel = { t: f.t, alpha: f.alpha, sigma: f.sigma, level: f.level };
   state.levels.push(f.level);
   state.stepMs.push(f.stepMs);
@@ -1067,6 +1074,7 @@ async function run({ scroll = true } = {}) {
   if (scroll && matchMedia('(max-width: 899px)').matches && view.getBoundingClientRect().top > innerHeight * 0.6) {
     view.scrollIntoView({ behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth', block: 'start' });
   }
+  markOnce('sample-start');
   const job = state.sampler.sample(state.model, opts);
   state.job = job;
   document.body.dataset.state = 'sampling';
@@ -1101,6 +1109,7 @@ async function run({ scroll = true } = {}) {
     setStatus(`Done: ${r.steps > 0 ? plural(steps, 'step') : plural(steps, 'adaptive step')}, ${plural(r.nfe, 'network call')} in ${fmtMs(r.totalMs)}.`);
     el.png.disabled = false;
     el.pngGrid.disabled = r.shape[0] < 2 || isPoints(r.shape);
+    markOnce('first-image');
     document.body.dataset.state = 'done';
   } catch (e) {
     if (state.job !== job) return;

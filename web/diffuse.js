@@ -147,6 +147,11 @@ export class Sampler {
 
   _onMessage(msg) {
     if (msg.type === 'fatal') return this._die(msg.message);
+    if (msg.type === 'mark') {
+      // A load phase in the worker (worker.js), on this page's timeline.
+      performance.mark(`diffuse:${msg.name}`, { startTime: Math.max(0, msg.t - performance.timeOrigin) });
+      return;
+    }
     const p = this._pending.get(msg.id);
     if (!p) return;
     switch (msg.type) {

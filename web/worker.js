@@ -44,6 +44,14 @@ const yieldQueue = [];
 yieldChannel.port1.onmessage = () => { const cb = yieldQueue.shift(); if (cb) cb(); };
 self.diffuseYield = (cb) => { yieldQueue.push(cb); yieldChannel.port2.postMessage(0); };
 
+// Load phases, for the page's Performance timeline (diffuse.js turns each
+// into a performance mark 'diffuse:NAME'; make bench reads them): absolute
+// times (timeOrigin + now), which the page maps onto its own clock. Go marks
+// its own phases through diffuseMark too (wasm/app).
+const mark = (name) => post({ type: 'mark', name, t: performance.timeOrigin + performance.now() });
+self.diffuseMark = mark;
+mark('worker-start');
+
 let backend = 'auto';
 let goAPI = null;
 let simd = { simd: false };
@@ -65,10 +73,12 @@ async function detectSoftwareGPU() {
 
 const goReady = (async () => {
   await detectSoftwareGPU();
+  mark('gpu-probed');
   const go = new Go();
   const resp = await fetch(new URL('diffuse.wasm', import.meta.url));
   if (!resp.ok) throw new Error(`could not load diffuse.wasm: HTTP ${resp.status}`);
   const bytes = await resp.arrayBuffer();
+  mark('wasm-fetched');
   // The SIMD CPU backend's kernel module attaches to Go's imports before Go
   // starts (relaxed SIMD where the browser has it, else plain SIMD128; without
   // either, stubs, and the CPU backend falls back to plain Go). Where the page
@@ -79,12 +89,15 @@ const goReady = (async () => {
     { shared: [here('kernels_relaxed_shared.wasm'), here('kernels_shared.wasm')] });
   // wasm/app/backend.go shows it; known once go.run has seen Go's memory.
   Object.defineProperty(self, 'diffuseSimdThreads', { get: () => simd.threads || 1 });
+  mark('simd-ready');
   const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
   const { instance } = await simd.instantiate(bytes);
+  mark('wasm-compiled');
   go.run(instance).then(() => {
     self.postMessage({ type: 'fatal', message: 'the Go runtime stopped (see the console)' });
   });
   await ready;
+  mark('go-ready');
   goAPI = self.diffuseGo;
   return goAPI;
 })();
@@ -258,6 +271,7 @@ async function load(entry, id) {
     const hit = await cache.match(entry.url);
     if (hit) {
       const bytes = new Uint8Array(await hit.arrayBuffer());
+      mark('weights-fetched');
       post({ type: 'progress', id, phase: 'cache', loaded: bytes.length, total: bytes.length });
       try {
         return { ...JSON.parse(await tryLoad(bytes)), cached: true };
@@ -269,6 +283,7 @@ async function load(entry, id) {
   }
   if (entry.user) throw userError(`${entry.name} is no longer in this browser's storage: choose its files again`);
   const bytes = await download(entry, id);
+  mark('weights-fetched');
   const info = JSON.parse(await tryLoad(bytes));
   if (cache) {
     try {
