@@ -204,15 +204,16 @@ export class Sampler {
     }
     const listeners = new Set(onProgress ? [onProgress] : []);
     const p = (async () => {
-      await this.ready;
+      // (Not waiting for the worker's start: it reads or downloads the
+      // weights while diffuse.wasm compiles.)
       const man = await this.manifest();
       const entry = man.models.find((m) => m.name === (name || man.default)) ||
         (name && name.startsWith('user-') ? (await this.userModels()).find((m) => m.name === name) : null);
       if (!entry) throw new DiffuseError(`no model named "${name}" in the manifest (have: ${man.models.map((m) => m.name).join(', ')})`, 'user');
-      const info = await this._call(
+      const [info] = await Promise.all([this._call(
         { type: 'load', entry: { name: entry.name, url: entry.url, sha256: entry.sha256, size: entry.size, user: !!entry.user } },
         { onProgress: (pr) => { for (const f of listeners) f(pr); } },
-      );
+      ), this.ready]);
       const { backend, cached, ...rest } = info;
       this.backend = backend;
       return { name: entry.name, entry, info: rest, backend, cached };

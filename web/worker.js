@@ -26,7 +26,7 @@
 // never prunes) under its SHA-256 beside a small JSON card, so a reload
 // loads it like a cached download, with no conversion.
 import './wasm_exec.js';
-import { attachSimd } from './simd_glue.js';
+import { attachSimd, compileGo } from './simd_glue.js';
 
 const WEIGHTS_CACHE = 'diffuse-weights-v1';
 const USER_CACHE = 'diffuse-user-models-v1';
@@ -72,13 +72,18 @@ async function detectSoftwareGPU() {
 }
 
 const goReady = (async () => {
-  await detectSoftwareGPU();
-  mark('gpu-probed');
   const go = new Go();
-  const resp = await fetch(new URL('diffuse.wasm', import.meta.url));
-  if (!resp.ok) throw new Error(`could not load diffuse.wasm: HTTP ${resp.status}`);
-  const bytes = await resp.arrayBuffer();
-  mark('wasm-fetched');
+  // The adapter probe, diffuse.wasm's download and compilation, and the
+  // SIMD kernels' compilation and warm-up run at once (a first visit waits
+  // for the slowest of them, not for their sum).
+  const gpuProbed = detectSoftwareGPU().then(() => mark('gpu-probed'));
+  const compiled = fetch(new URL('diffuse.wasm', import.meta.url)).then(async (resp) => {
+    if (!resp.ok) throw new Error(`could not load diffuse.wasm: HTTP ${resp.status}`);
+    const b = await resp.arrayBuffer();
+    mark('wasm-fetched');
+    return compileGo(b);
+  });
+  compiled.catch(() => {}); // (awaited below, after the kernels)
   // The SIMD CPU backend's kernel module attaches to Go's imports before Go
   // starts (relaxed SIMD where the browser has it, else plain SIMD128; without
   // either, stubs, and the CPU backend falls back to plain Go). Where the page
@@ -87,11 +92,14 @@ const goReady = (async () => {
   const here = (f) => new URL(f, import.meta.url).href;
   simd = await attachSimd(go, [here('kernels_relaxed.wasm'), here('kernels.wasm')],
     { shared: [here('kernels_relaxed_shared.wasm'), here('kernels_shared.wasm')] });
+  mark('simd-ready');
+  const goModule = await compiled;
+  // (wasm/app/backend.go reads diffuseSoftwareGPU: known before Go runs.)
+  await gpuProbed;
   // wasm/app/backend.go shows it; known once go.run has seen Go's memory.
   Object.defineProperty(self, 'diffuseSimdThreads', { get: () => simd.threads || 1 });
-  mark('simd-ready');
   const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
-  const { instance } = await simd.instantiate(bytes);
+  const { instance } = await simd.instantiate(goModule);
   mark('wasm-compiled');
   go.run(instance).then(() => {
     self.postMessage({ type: 'fatal', message: 'the Go runtime stopped (see the console)' });
@@ -260,10 +268,13 @@ async function download(entry, id) {
   return bytes;
 }
 
+// The weights are read from the cache or downloaded while diffuse.wasm is
+// still compiling (a first visit's two largest downloads overlap); Go
+// checks them once it runs.
 async function load(entry, id) {
-  const go = await goReady;
   const cache = await openCache(entry.user ? USER_CACHE : WEIGHTS_CACHE);
-  const tryLoad = (bytes) => {
+  const tryLoad = async (bytes) => {
+    const go = await goReady;
     post({ type: 'progress', id, phase: 'build', loaded: bytes.length, total: bytes.length });
     return go.load(entry.name, bytes, entry.sha256, entry.size ?? -1, backend);
   };
