@@ -15,7 +15,8 @@
 //    a 25-step DDIM sample of 16 images, and the agreement with ORT wasm.
 // 3. Builds the app (make dist into $BENCH_OUT/site), serves it with
 //    tools/serve behind a byte-counting proxy, and times page load to first
-//    image, cold and warm.
+//    image with its phases (pageload.mjs), cold (a browser on a new profile)
+//    and warm (a new browser on that profile).
 // 4. Writes $BENCH_OUT/bench-<date>.json and .md (BENCH_OUT defaults to
 //    dist/bench) and prints the markdown.
 // 5. The native section (native.mjs; BENCH_NATIVE=0 leaves it out): our Go
@@ -26,8 +27,9 @@
 // BENCH_WARMUP, BENCH_ITERS, BENCH_GPU_WARMUP, BENCH_GPU_ITERS,
 // BENCH_GPU_MAX_BATCH_SOFT, BENCH_SAMPLES, BENCH_SAMPLE_BATCH,
 // BENCH_SAMPLE_STEPS (see lib.mjs and BENCHMARKS.md); BENCH_PAGELOAD_MODELS
-// (default "mnist,emoji"; "none" skips step 3), BENCH_PAGELOAD_BACKENDS
-// (default "auto"); BENCH_SMOKE=1 is the one-iteration smoke run
+// (default "mnist,emoji", smoke "toy2d"; "none" skips step 3),
+// BENCH_PAGELOAD_BACKENDS (default "auto"), BENCH_PAGELOAD_QUERY (settings
+// added to the URL; smoke "steps=2"); BENCH_SMOKE=1 is the one-iteration smoke run
 // (make test-bench-smoke) that checks the harness works, not the numbers;
 // CHROMIUM (default /usr/bin/chromium); BENCH_OUT.
 import { spawn, execFileSync } from 'node:child_process';
