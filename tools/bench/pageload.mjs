@@ -4,13 +4,14 @@
 //
 // make bench uses measureLoad (run.mjs, step 3). Alone, it compares builds:
 //
-//   node tools/bench/pageload.mjs [-runs N] [-url QUERY] SITE [SITE...]
+//   node tools/bench/pageload.mjs [-runs N] [-url QUERY] [-json FILE] SITE [SITE...]
 //
 // serves each built site (make dist DIST=SITE) with tools/serve and loads
 // the app N times per site in turns (A B A B ...), cold then warm (coldWarm:
 // a new browser profile, then a new browser on that profile). It prints the median time of each phase since navigation start
-// (min–max), per site, cold and warm. QUERY defaults to the plain page (the
-// first visit: the default model and settings).
+// (min–max), per site, cold and warm, and with -json writes every load's
+// marks to FILE. QUERY defaults to the plain page (the first visit: the
+// default model and settings).
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
@@ -162,14 +163,16 @@ function startServe(bin, dir) {
 async function main(argv) {
   let runs = 5;
   let query = '';
+  let json = '';
   const sites = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '-runs') runs = Number(argv[++i]);
     else if (argv[i] === '-url') query = argv[++i];
+    else if (argv[i] === '-json') json = argv[++i];
     else sites.push(path.resolve(argv[i]));
   }
   if (!sites.length || !(runs > 0)) {
-    console.error('usage: node tools/bench/pageload.mjs [-runs N] [-url QUERY] SITE [SITE...]');
+    console.error('usage: node tools/bench/pageload.mjs [-runs N] [-url QUERY] [-json FILE] SITE [SITE...]');
     process.exit(2);
   }
   const require = createRequire(path.join(ROOT, 'web', 'package.json'));
@@ -196,6 +199,7 @@ async function main(argv) {
     for (const s of servers) s.close();
     fs.rmSync(bin, { force: true });
   }
+  if (json) fs.writeFileSync(json, JSON.stringify({ machine: `${os.cpus()[0]?.model}, ${os.cpus().length} cores`, query, sites, loads }, null, 1));
   const cols = {};
   sites.forEach((s, i) => {
     cols[`${path.basename(s)} cold`] = summarise(loads[i].cold);
