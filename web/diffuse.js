@@ -25,6 +25,10 @@
 // Weights come from the same origin (the manifest next to them lists size and
 // SHA-256), are verified, and are kept in Cache Storage. Nothing is sent
 // anywhere.
+//
+// A load's phases (worker started, wasm downloaded and compiled, Go running,
+// weights read, checked, backend chosen) appear on the page's Performance
+// timeline as marks named 'diffuse:PHASE' (tools/bench/pageload.mjs lists them).
 
 export { toImageData, drawBatch, drawSample, batchToPNG } from './render.js';
 
