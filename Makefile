@@ -120,7 +120,8 @@ test-webgpu:
 	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test -timeout 30m ./wasm/webgpu/...
 
 ## bench: our WebGPU and SIMD backends against onnxruntime-web (wasm, 1 thread; webgpu) on every
-## shipped model in headless Chromium, plus page load to first image (BENCHMARKS.md; BENCH_*
+## shipped model in headless Chromium, plus page load to first image, cold and warm, phase by
+## phase (tools/bench/pageload.mjs; BENCHMARKS.md; BENCH_*
 ## variables set models, backends and iteration counts). ORT runs the slim ONNX graphs shipped in
 ## tools/bench/onnx (tools/bench/make-onnx.sh regenerates them with PyTorch); then the native
 ## section (bench-native below; BENCH_NATIVE=0 leaves it out). Results:
@@ -132,8 +133,9 @@ test-webgpu:
 ## 25-step 16-image `bin/diffuse sample`, and PyTorch on the same networks
 ## (tools/bench/torch_cpu.py; skipped without PyTorch); dist/bench/bench-native.json and .md.
 ## BENCH_BROWSER=dist/bench/bench-*.json adds the ratios to that run's browser SIMD figures.
-## test-bench-smoke: one iteration of each part of the harness (checks it runs, never times),
-## and the native section's parsing and report tests
+## test-bench-smoke: one iteration of each part of the harness (checks it runs, never times;
+## a page load that does not report every phase fails it), and the native section's parsing
+## and report tests
 .PHONY: bench bench-gpu bench-native test-bench-smoke
 bench:
 	node tools/bench/run.mjs

@@ -2,13 +2,19 @@
 // run (x_t and predicted x0, trajectory strip, noise-level plot, timings),
 // PNG downloads and shareable links. All the work happens in the worker
 // behind diffuse.js.
-import { createSampler, fetchManifest, DiffuseError } from './diffuse.js';
+import { Sampler, fetchManifest, DiffuseError } from './diffuse.js';
 import { drawBatch, batchToPNG, drawSample, isPoints, fieldGrid, renderMarkdown } from './render.js';
 import { registerServiceWorker } from './sw-register.js';
 import { initModes } from './modes.js';
 import { StepDial, DIAL_CSS } from './dial.js';
 import { FlowFigure, FLOWFIG_CSS } from './flowfig.js';
 import { fillSamplerSelect, forModel, samplerInfo, param, takesSteps, ownParams, paramInput, paramHint, requestFields } from './params.js';
+
+// The first visit's load phases on the Performance timeline (with the
+// worker's, diffuse.js): 'diffuse:NAME', each once; make bench reads them.
+const marked = new Set();
+const markOnce = (name) => { if (!marked.has(name)) { marked.add(name); performance.mark(`diffuse:${name}`); } };
+markOnce('app-start');
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -55,6 +61,10 @@ const flowfig = new FlowFigure($('flowfig'), () => ({ sampler: state.sampler, se
 // a small batch. A link asking for more waits for the Sample button.
 const AUTORUN_MAX_EVALS = 100;
 const AUTORUN_MAX_BATCH = { image: 4, points: 1024 };
+// A first view without a link's steps samples at most this many: DDIM's 50
+// would double the wait for the first image, and on the shipped MNIST model
+// 25 DDIM steps score as 50 do (README, "Sample quality per sampler").
+const FIRST_VIEW_STEPS = 25;
 
 // Seeds are whole numbers the page can hold exactly (the engine's are
 // uint64; a JavaScript number is exact up to 2^53 - 1).
@@ -482,7 +492,9 @@ async function startSampler(backend) {
   state.model = null;
   el.backendInfo.textContent = '';
   setStatus('Starting the sampler…');
-  const s = await createSampler({ backend });
+  // (state.sampler at once: a model's load can be asked for, and its
+  // weights downloaded, while the worker is still starting.)
+  const s = new Sampler({ backend });
   state.sampler = s;
   s.on((ev) => {
     if (ev.type === 'fatal' && state.sampler === s) {
@@ -490,7 +502,7 @@ async function startSampler(backend) {
       startSampler(el.backend.value).then(() => loadModel(el.model.value)).catch(showError);
     }
   });
-  return s;
+  return s.ready;
 }
 
 function setBusy(loading) {
@@ -554,8 +566,10 @@ async function loadModel(name) {
     setStatus(`${entry.user ? entry.title : name} is ready${m.cached ? ' (from the cache)' : ''}. Press Sample.`);
     setBusy(false);
     // (On the first load the state stays 'loading' until autorun has decided.)
-    if (!state.starting) document.body.dataset.state = 'ready';
-    registerServiceWorker(onUpdateReady);
+    if (!state.starting) {
+      document.body.dataset.state = 'ready';
+      registerServiceWorker(onUpdateReady); // (the first load's: see main)
+    }
     return m;
   } catch (e) {
     if (state.sampler !== sampler || el.model.value !== name) return null;
@@ -933,6 +947,7 @@ function finalThumb(r) {
 }
 
 function onStep(f) {
+  markOnce('first-step');
   state.lastLevel = { t: f.t, alpha: f.alpha, sigma: f.sigma, level: f.level };
   state.levels.push(f.level);
   state.stepMs.push(f.stepMs);
@@ -1073,6 +1088,7 @@ async function run({ scroll = true } = {}) {
   if (scroll && matchMedia('(max-width: 899px)').matches && view.getBoundingClientRect().top > innerHeight * 0.6) {
     view.scrollIntoView({ behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth', block: 'start' });
   }
+  markOnce('sample-start');
   const job = state.sampler.sample(state.model, opts);
   state.job = job;
   document.body.dataset.state = 'sampling';
@@ -1107,6 +1123,7 @@ async function run({ scroll = true } = {}) {
     setStatus(`Done: ${r.steps > 0 ? plural(steps, 'step') : plural(steps, 'adaptive step')}, ${plural(r.nfe, 'network call')} in ${fmtMs(r.totalMs)}.`);
     el.png.disabled = false;
     el.pngGrid.disabled = r.shape[0] < 2 || isPoints(r.shape);
+    markOnce('first-image');
     document.body.dataset.state = 'done';
   } catch (e) {
     if (state.job !== job) return;
@@ -1320,6 +1337,15 @@ async function autorun() {
   run({ scroll: false });
 }
 
+/** The first view's steps: FIRST_VIEW_STEPS where the sampler's default is
+ * more. It stands as the default (the field follows the sampler's default
+ * again once the sampler or the model changes). */
+function firstViewSteps() {
+  const info = currentSamplerInfo();
+  if (!takesSteps(info) || !(info.defaultSteps > FIRST_VIEW_STEPS) || el.steps.value !== el.steps.dataset.default) return;
+  el.steps.value = el.steps.dataset.default = String(FIRST_VIEW_STEPS);
+}
+
 // The lab panel (web/modes.js): invert, SDEdit, inpaint, likelihood.
 const modes = initModes({ sampler: () => state.sampler, model: () => state.model, options: () => formOptions(readSettings()),
   result: () => state.result, range: dataRange });
@@ -1339,7 +1365,15 @@ async function main() {
   if (['auto', 'webgpu', 'cpu'].includes(want.backend)) el.backend.value = want.backend;
   el.link.value = location.href;
   try {
-    const [manifest] = await Promise.all([fetchManifest(), startSampler(el.backend.value)]);
+    const samplerReady = startSampler(el.backend.value);
+    const manifestP = fetchManifest();
+    // The first model's weights download while the worker starts (loadModel
+    // below shares this load).
+    manifestP.then((man) => {
+      const e = man.models.find((x) => x.name === (want.model ?? man.default));
+      if (e) state.sampler.loadModel(e.name).catch(() => {});
+    }, () => {});
+    const [manifest] = await Promise.all([manifestP, samplerReady]);
     state.manifest = manifest;
     if (!manifest.models.length) throw new DiffuseError('No models are shipped with this build (weights/ is empty).', 'user');
     fillModels(manifest, want.model);
@@ -1350,7 +1384,14 @@ async function main() {
     const m = await loadModel(el.model.value);
     if (m) {
       fillClasses(currentEntry(), want.class);
+      if (want.steps === undefined) firstViewSteps();
       await autorun();
+      // The service worker installs (hashes and caches the site's files)
+      // after the first image, not while it is sampled.
+      const first = state.job;
+      const register = () => registerServiceWorker(onUpdateReady);
+      if (first) first.then(register, register);
+      else register();
     }
     state.starting = false;
   } catch (e) {

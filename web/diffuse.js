@@ -25,6 +25,10 @@
 // Weights come from the same origin (the manifest next to them lists size and
 // SHA-256), are verified, and are kept in Cache Storage. Nothing is sent
 // anywhere.
+//
+// A load's phases (worker started, wasm downloaded and compiled, Go running,
+// weights read, checked, backend chosen) appear on the page's Performance
+// timeline as marks named 'diffuse:PHASE' (tools/bench/pageload.mjs lists them).
 
 export { toImageData, drawBatch, drawSample, batchToPNG } from './render.js';
 
@@ -147,6 +151,11 @@ export class Sampler {
 
   _onMessage(msg) {
     if (msg.type === 'fatal') return this._die(msg.message);
+    if (msg.type === 'mark') {
+      // A load phase in the worker (worker.js), on this page's timeline.
+      performance.mark(`diffuse:${msg.name}`, { startTime: Math.max(0, msg.t - performance.timeOrigin) });
+      return;
+    }
     const p = this._pending.get(msg.id);
     if (!p) return;
     switch (msg.type) {
@@ -199,15 +208,16 @@ export class Sampler {
     }
     const listeners = new Set(onProgress ? [onProgress] : []);
     const p = (async () => {
-      await this.ready;
+      // (Not waiting for the worker's start: it reads or downloads the
+      // weights while diffuse.wasm compiles.)
       const man = await this.manifest();
       const entry = man.models.find((m) => m.name === (name || man.default)) ||
         (name && name.startsWith('user-') ? (await this.userModels()).find((m) => m.name === name) : null);
       if (!entry) throw new DiffuseError(`no model named "${name}" in the manifest (have: ${man.models.map((m) => m.name).join(', ')})`, 'user');
-      const info = await this._call(
+      const [info] = await Promise.all([this._call(
         { type: 'load', entry: { name: entry.name, url: entry.url, sha256: entry.sha256, size: entry.size, user: !!entry.user } },
         { onProgress: (pr) => { for (const f of listeners) f(pr); } },
-      );
+      ), this.ready]);
       const { backend, cached, ...rest } = info;
       this.backend = backend;
       return { name: entry.name, entry, info: rest, backend, cached };

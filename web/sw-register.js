@@ -1,7 +1,9 @@
 // Registers the site's service worker (dist/sw.js, next to index.html) once a
 // page has what it needs, and tells the page when a new build is waiting.
-// The pages call it after their first model has loaded, so the install step
-// finds the weights already cached instead of downloading them a second time.
+// The pages call it after their first model has loaded (the app after its
+// first image, so that the install does not take CPU from the first run), so
+// the install step finds the weights already cached instead of downloading
+// them a second time.
 
 let registered = false;
 let userAsked = false;

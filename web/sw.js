@@ -18,7 +18,7 @@
 // in the manifest.
 //
 // One download per file: the page registers this worker after its first
-// model has loaded, so by install time the browser's HTTP cache already
+// model has loaded (the app: after its first image), so by install time the browser's HTTP cache already
 // holds the files the page fetched (diffuse.wasm above all). Install takes
 // each file from there when its SHA-256 is this build's and downloads only
 // the others; a copy of another build is revalidated with the server.

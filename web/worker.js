@@ -26,7 +26,7 @@
 // never prunes) under its SHA-256 beside a small JSON card, so a reload
 // loads it like a cached download, with no conversion.
 import './wasm_exec.js';
-import { attachSimd } from './simd_glue.js';
+import { attachSimd, compileGo } from './simd_glue.js';
 
 const WEIGHTS_CACHE = 'diffuse-weights-v1';
 const USER_CACHE = 'diffuse-user-models-v1';
@@ -43,6 +43,14 @@ const yieldChannel = new MessageChannel();
 const yieldQueue = [];
 yieldChannel.port1.onmessage = () => { const cb = yieldQueue.shift(); if (cb) cb(); };
 self.diffuseYield = (cb) => { yieldQueue.push(cb); yieldChannel.port2.postMessage(0); };
+
+// Load phases, for the page's Performance timeline (diffuse.js turns each
+// into a performance mark 'diffuse:NAME'; make bench reads them): absolute
+// times (timeOrigin + now), which the page maps onto its own clock. Go marks
+// its own phases through diffuseMark too (wasm/app).
+const mark = (name) => post({ type: 'mark', name, t: performance.timeOrigin + performance.now() });
+self.diffuseMark = mark;
+mark('worker-start');
 
 let backend = 'auto';
 let goAPI = null;
@@ -64,11 +72,18 @@ async function detectSoftwareGPU() {
 }
 
 const goReady = (async () => {
-  await detectSoftwareGPU();
   const go = new Go();
-  const resp = await fetch(new URL('diffuse.wasm', import.meta.url));
-  if (!resp.ok) throw new Error(`could not load diffuse.wasm: HTTP ${resp.status}`);
-  const bytes = await resp.arrayBuffer();
+  // The adapter probe, diffuse.wasm's download and compilation, and the
+  // SIMD kernels' compilation and warm-up run at once (a first visit waits
+  // for the slowest of them, not for their sum).
+  const gpuProbed = detectSoftwareGPU().then(() => mark('gpu-probed'));
+  const compiled = fetch(new URL('diffuse.wasm', import.meta.url)).then(async (resp) => {
+    if (!resp.ok) throw new Error(`could not load diffuse.wasm: HTTP ${resp.status}`);
+    const b = await resp.arrayBuffer();
+    mark('wasm-fetched');
+    return compileGo(b);
+  });
+  compiled.catch(() => {}); // (awaited below, after the kernels)
   // The SIMD CPU backend's kernel module attaches to Go's imports before Go
   // starts (relaxed SIMD where the browser has it, else plain SIMD128; without
   // either, stubs, and the CPU backend falls back to plain Go). Where the page
@@ -77,14 +92,20 @@ const goReady = (async () => {
   const here = (f) => new URL(f, import.meta.url).href;
   simd = await attachSimd(go, [here('kernels_relaxed.wasm'), here('kernels.wasm')],
     { shared: [here('kernels_relaxed_shared.wasm'), here('kernels_shared.wasm')] });
+  mark('simd-ready');
+  const goModule = await compiled;
+  // (wasm/app/backend.go reads diffuseSoftwareGPU: known before Go runs.)
+  await gpuProbed;
   // wasm/app/backend.go shows it; known once go.run has seen Go's memory.
   Object.defineProperty(self, 'diffuseSimdThreads', { get: () => simd.threads || 1 });
   const ready = new Promise((resolve) => { self.diffuseGoReady = resolve; });
-  const { instance } = await simd.instantiate(bytes);
+  const { instance } = await simd.instantiate(goModule);
+  mark('wasm-compiled');
   go.run(instance).then(() => {
     self.postMessage({ type: 'fatal', message: 'the Go runtime stopped (see the console)' });
   });
   await ready;
+  mark('go-ready');
   goAPI = self.diffuseGo;
   return goAPI;
 })();
@@ -247,10 +268,13 @@ async function download(entry, id) {
   return bytes;
 }
 
+// The weights are read from the cache or downloaded while diffuse.wasm is
+// still compiling (a first visit's two largest downloads overlap); Go
+// checks them once it runs.
 async function load(entry, id) {
-  const go = await goReady;
   const cache = await openCache(entry.user ? USER_CACHE : WEIGHTS_CACHE);
-  const tryLoad = (bytes) => {
+  const tryLoad = async (bytes) => {
+    const go = await goReady;
     post({ type: 'progress', id, phase: 'build', loaded: bytes.length, total: bytes.length });
     return go.load(entry.name, bytes, entry.sha256, entry.size ?? -1, backend);
   };
@@ -258,6 +282,7 @@ async function load(entry, id) {
     const hit = await cache.match(entry.url);
     if (hit) {
       const bytes = new Uint8Array(await hit.arrayBuffer());
+      mark('weights-fetched');
       post({ type: 'progress', id, phase: 'cache', loaded: bytes.length, total: bytes.length });
       try {
         return { ...JSON.parse(await tryLoad(bytes)), cached: true };
@@ -269,20 +294,26 @@ async function load(entry, id) {
   }
   if (entry.user) throw userError(`${entry.name} is no longer in this browser's storage: choose its files again`);
   const bytes = await download(entry, id);
+  mark('weights-fetched');
   const info = JSON.parse(await tryLoad(bytes));
-  if (cache) {
-    try {
-      await cache.put(entry.url, new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
-      // Older versions of the same file (another hash in the URL) go.
-      const path = new URL(entry.url).pathname;
-      for (const req of await cache.keys()) {
-        if (new URL(req.url).pathname === path && req.url !== entry.url) await cache.delete(req);
-      }
-    } catch (e) {
-      console.warn('diffuse: could not cache the weights:', e);
-    }
-  }
+  // Kept for the next visit while the page goes on: awaited, writing the
+  // file to Cache Storage held the first visit's load result back by about
+  // 0.3 s on a busy 2-core machine.
+  if (cache) keepWeights(cache, entry.url, bytes);
   return { ...info, cached: false };
+}
+
+async function keepWeights(cache, url, bytes) {
+  try {
+    await cache.put(url, new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
+    // Older versions of the same file (another hash in the URL) go.
+    const path = new URL(url).pathname;
+    for (const req of await cache.keys()) {
+      if (new URL(req.url).pathname === path && req.url !== url) await cache.delete(req);
+    }
+  } catch (e) {
+    console.warn('diffuse: could not cache the weights:', e);
+  }
 }
 
 async function sample(msg) {

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { summarise, phaseTable } from './pageload.mjs';
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..', '..');
@@ -157,7 +158,7 @@ export function markdown(res) {
   if (res.pageLoad?.length) {
     L.push('### Page load to first image (the app, dist/)');
     L.push('');
-    L.push('Navigation start to the first finished image of `index.html?model=M&sampler=ddim&steps=25&seed=1&backend=B` (the app samples on load when the URL has a seed), fresh browser context ("cold": empty HTTP cache, no service worker) then the same page loaded again ("warm": service worker and caches in place). Bytes: everything the server sent (HTTP headers and bodies, counted at a proxy in front of tools/serve) until the image was done; "+SW" is what the service worker went on to precache until it controlled the page (the first visit in all is the sum). Files downloaded more than once on a load are listed below the table.');
+    L.push('Navigation start to the first finished image of `index.html?model=M&backend=B` (the first view as a visitor gets it: the default settings, which the app samples on load) in headless Chromium, "cold": a new browser profile (empty HTTP cache, no service worker, no compiled code), then "warm": a new browser on that profile (service worker, Cache Storage and code cache in place, nothing in memory). Bytes: everything the server sent (HTTP headers and bodies, counted at a proxy in front of tools/serve) until the image was done; "+SW" is what the service worker went on to precache until it controlled the page (the first visit in all is the sum). Files downloaded more than once on a load are listed below the table; the phases (the app\'s Performance marks, `tools/bench/pageload.mjs`) after it.');
     L.push('');
     L.push('| model | backend asked → used | cache | to first image | bytes until then | +SW after |');
     L.push('|---|---|---|---|---|---|');
@@ -170,6 +171,14 @@ export function markdown(res) {
       if (p.repeated?.length) L.push(`- ${p.model} ${p.backend} ${p.cache}: downloaded more than once: ${p.repeated.join(', ')}`);
     }
     if (res.pageLoad.some((p) => p.repeated?.length)) L.push('');
+    const cols = {};
+    for (const p of res.pageLoad) if (!p.error) cols[`${p.model} ${p.backend} ${p.cache}`] = summarise([{ ms: p.ms, marks: p.phases }]);
+    if (Object.keys(cols).length) {
+      L.push('Phases (time since navigation start when each was done; one load each):');
+      L.push('');
+      L.push(phaseTable(cols).replace(/ \(([^()–]+)–\1\)/g, ''));
+      L.push('');
+    }
   }
   if (res.notes?.length) {
     for (const n of res.notes) L.push(`- ${n}`);

@@ -15,7 +15,8 @@
 //    a 25-step DDIM sample of 16 images, and the agreement with ORT wasm.
 // 3. Builds the app (make dist into $BENCH_OUT/site), serves it with
 //    tools/serve behind a byte-counting proxy, and times page load to first
-//    image, cold and warm.
+//    image with its phases (pageload.mjs), cold (a browser on a new profile)
+//    and warm (a new browser on that profile).
 // 4. Writes $BENCH_OUT/bench-<date>.json and .md (BENCH_OUT defaults to
 //    dist/bench) and prints the markdown.
 // 5. The native section (native.mjs; BENCH_NATIVE=0 leaves it out): our Go
@@ -26,8 +27,9 @@
 // BENCH_WARMUP, BENCH_ITERS, BENCH_GPU_WARMUP, BENCH_GPU_ITERS,
 // BENCH_GPU_MAX_BATCH_SOFT, BENCH_SAMPLES, BENCH_SAMPLE_BATCH,
 // BENCH_SAMPLE_STEPS (see lib.mjs and BENCHMARKS.md); BENCH_PAGELOAD_MODELS
-// (default "mnist,emoji"; "none" skips step 3), BENCH_PAGELOAD_BACKENDS
-// (default "auto"); BENCH_SMOKE=1 is the one-iteration smoke run
+// (default "mnist,emoji", smoke "toy2d"; "none" skips step 3),
+// BENCH_PAGELOAD_BACKENDS (default "auto"), BENCH_PAGELOAD_QUERY (settings
+// added to the URL; smoke "steps=2"); BENCH_SMOKE=1 is the one-iteration smoke run
 // (make test-bench-smoke) that checks the harness works, not the numbers;
 // CHROMIUM (default /usr/bin/chromium); BENCH_OUT.
 import { spawn, execFileSync } from 'node:child_process';
@@ -39,6 +41,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ROOT, HERE, WEB, goroot, envConfig, buildWasm, machine, onnxDir, checkOnnx, markdown } from './lib.mjs';
 import { runNative, smokeProblems, nativeMismatch } from './native.mjs';
+import { coldWarm, missingPhases, FLAGS } from './pageload.mjs';
 
 const require = createRequire(path.join(WEB, 'package.json'));
 let chromium;
@@ -56,9 +59,7 @@ if (!fs.existsSync(CHROMIUM)) {
 const SMOKE = process.env.BENCH_SMOKE === '1';
 const OUT = path.resolve(process.env.BENCH_OUT || path.join(ROOT, 'dist', SMOKE ? 'bench-smoke' : 'bench'));
 const ORT_DIST = path.join(WEB, 'node_modules', 'onnxruntime-web', 'dist');
-const FLAGS = ['--headless', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-  '--disable-default-apps', '--disable-domain-reliability', '--no-pings'];
+// (FLAGS: pageload.mjs's, the same for the benchmark page and the app.)
 
 const t0 = Date.now();
 // The smoke run (make test) prints only problems and its verdict.
@@ -129,16 +130,12 @@ async function startAppServer(site) {
   return { url: `http://127.0.0.1:${proxy.address().port}`, counter, close: () => { proxy.close(); p.kill(); } };
 }
 
-const DONE_WATCH = `
-  window.__bench = { done: null, error: null };
-  new MutationObserver(() => {
-    const s = document.body && document.body.dataset.state;
-    if (s === 'done' && window.__bench.done == null) window.__bench.done = performance.now();
-    if (s === 'error' && window.__bench.error == null) window.__bench.error = (document.querySelector('[role=alert]') || {}).textContent || 'error';
-  }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-state'] });
-`;
-
-async function pageLoads(browser, models, backends) {
+/** Page load to first image, cold and warm (pageload.mjs coldWarm: a new
+ * browser profile, then a new browser on it), per model and backend: the
+ * time, the phases (the app's Performance marks), the bytes the server sent
+ * (at the proxy) until the image and after (the service worker's precache),
+ * and files downloaded more than once. query: the URL's settings. */
+async function pageLoads(models, backends, query) {
   const out = [];
   log('building the app (make dist) for the page-load test');
   const site = path.join(OUT, 'site');
@@ -147,58 +144,53 @@ async function pageLoads(browser, models, backends) {
   try {
     for (const model of models) {
       for (const backend of backends) {
-        const ctx = await browser.newContext();
-        await ctx.addInitScript(DONE_WATCH);
         let files = [];
-        ctx.on('requestfinished', async (rq) => {
-          try {
-            const s = await rq.sizes();
-            const resp = await rq.response();
-            const enc = resp?.headers()['content-encoding'];
-            // (An answer the service worker gave from its cache crossed no network.)
-            const body = resp?.fromServiceWorker() ? 0 : s.responseBodySize;
-            files.push({ url: new URL(rq.url()).pathname, bytes: s.responseBodySize + s.responseHeadersSize, body, sw: !!rq.serviceWorker(), ...(enc ? { encoding: enc } : {}) });
-          } catch { /* gone */ }
-        });
-        try {
-          for (const cache of ['cold', 'warm']) {
-            const page = await ctx.newPage();
-            app.counter.bytes = 0;
-            files = [];
-            const url = `${app.url}/index.html?model=${model}&sampler=ddim&steps=25&seed=1&batch=1&backend=${backend}`;
-            const r = { model, backend, cache };
+        const rs = {};
+        const setup = (ctx, cache) => {
+          app.counter.bytes = 0;
+          files = [];
+          rs[cache] = { model, backend, cache };
+          ctx.on('requestfinished', async (rq) => {
             try {
-              await page.goto(url);
-              await page.waitForFunction(() => window.__bench.done != null || window.__bench.error != null, null, { timeout: 300000, polling: 50 });
-              const b = await page.evaluate(() => ({ ...window.__bench, used: document.getElementById('stat-backend')?.textContent, sw: !!navigator.serviceWorker?.controller }));
-              if (b.error) throw new Error(b.error);
-              r.ms = b.done;
-              r.bytes = app.counter.bytes;
-              r.used = b.used;
-              r.swControlled = b.sw;
-              // The service worker's install (its precache) is part of a first
-              // visit: until it controls the page (the page registers it once
-              // its model has loaded), then a moment for stragglers.
-              await page.waitForFunction(() => !!navigator.serviceWorker?.controller, null, { timeout: 60000, polling: 100 }).catch(() => {});
-              await page.waitForTimeout(1000);
-              r.bytesAfter = app.counter.bytes - r.bytes;
-              // Files whose body came over the network more than once (the
-              // page's and the service worker's requests together).
-              const got = new Map();
-              for (const f of files) if (f.body > 0) got.set(f.url, (got.get(f.url) || 0) + 1);
-              r.repeated = [...got].filter(([, n]) => n > 1).map(([url, n]) => `${url} (${n}×)`);
-              r.files = files.filter((f) => f.bytes > 0).sort((a, b) => b.bytes - a.bytes).slice(0, 12);
-              log(`page load ${model} ${backend} ${cache}: ${(r.ms / 1000).toFixed(2)} s to first image (${r.used}), ${(r.bytes / 1e6).toFixed(2)} MB, ` +
-                `${((r.bytes + r.bytesAfter) / 1e6).toFixed(2)} MB with the service worker's precache${r.repeated.length ? `; downloaded more than once: ${r.repeated.join(', ')}` : ''}`);
-            } catch (e) {
-              r.error = String(e.message || e).split('\n')[0];
-              log(`page load ${model} ${backend} ${cache}: ERROR ${r.error}`);
-            }
-            out.push(r);
-            await page.close();
+              const s = await rq.sizes();
+              const resp = await rq.response();
+              const enc = resp?.headers()['content-encoding'];
+              // (An answer the service worker gave from its cache crossed no network.)
+              const body = resp?.fromServiceWorker() ? 0 : s.responseBodySize;
+              files.push({ url: new URL(rq.url()).pathname, bytes: s.responseBodySize + s.responseHeadersSize, body, sw: !!rq.serviceWorker(), ...(enc ? { encoding: enc } : {}) });
+            } catch { /* gone */ }
+          });
+        };
+        const after = async (page, cache, l) => {
+          const r = rs[cache];
+          Object.assign(r, { ms: l.ms, used: l.used, swControlled: l.sw, phases: l.marks, missingPhases: missingPhases(l.marks) });
+          r.bytes = app.counter.bytes;
+          // The service worker's install (its precache) is part of a first
+          // visit: until it controls the page (the page registers it after
+          // the first image), then a moment for stragglers.
+          await page.waitForFunction(() => !!navigator.serviceWorker?.controller, null, { timeout: 60000, polling: 100 }).catch(() => {});
+          await page.waitForTimeout(1000);
+          r.bytesAfter = app.counter.bytes - r.bytes;
+          // Files whose body came over the network more than once (the
+          // page's and the service worker's requests together).
+          const got = new Map();
+          for (const f of files) if (f.body > 0) got.set(f.url, (got.get(f.url) || 0) + 1);
+          r.repeated = [...got].filter(([, n]) => n > 1).map(([url, n]) => `${url} (${n}×)`);
+          r.files = files.filter((f) => f.bytes > 0).sort((a, b) => b.bytes - a.bytes).slice(0, 12);
+        };
+        const url = `${app.url}/index.html?model=${model}&backend=${backend}${query ? `&${query}` : ''}`;
+        const res = await coldWarm(chromium, url, { executablePath: CHROMIUM, args: FLAGS, setup, after });
+        for (const cache of ['cold', 'warm']) {
+          const r = rs[cache] || { model, backend, cache };
+          if (res[cache].error) {
+            r.error = res[cache].error;
+            log(`page load ${model} ${backend} ${cache}: ERROR ${r.error}`);
+          } else {
+            log(`page load ${model} ${backend} ${cache}: ${(r.ms / 1000).toFixed(2)} s to first image (${r.used}), ${(r.bytes / 1e6).toFixed(2)} MB, ` +
+              `${((r.bytes + r.bytesAfter) / 1e6).toFixed(2)} MB with the service worker's precache${r.repeated.length ? `; downloaded more than once: ${r.repeated.join(', ')}` : ''}` +
+              `${r.missingPhases.length ? `; no mark for ${r.missingPhases.join(', ')}` : ''}`);
           }
-        } finally {
-          await ctx.close();
+          out.push(r);
         }
       }
     }
@@ -243,13 +235,17 @@ async function main() {
     res.readbackFloor = res.results.readbackFloor;
     delete res.results;
     await page.close();
-    const plModels = (process.env.BENCH_PAGELOAD_MODELS || (SMOKE ? 'none' : 'mnist,emoji')).split(',').filter((m) => m && m !== 'none');
-    const plBackends = (process.env.BENCH_PAGELOAD_BACKENDS || 'auto').split(',').filter(Boolean);
-    if (plModels.length) res.pageLoad = await pageLoads(browser, plModels, plBackends);
   } finally {
     await browser.close();
     srv.close();
   }
+  // The page loads, each in browsers of its own (cold, then warm).
+  const plModels = (process.env.BENCH_PAGELOAD_MODELS || (SMOKE ? 'toy2d' : 'mnist,emoji')).split(',').filter((m) => m && m !== 'none');
+  const plBackends = (process.env.BENCH_PAGELOAD_BACKENDS || 'auto').split(',').filter(Boolean);
+  // The first view as a visitor gets it (the default settings), or for the
+  // smoke run the cheapest image (its phases are checked, never its time).
+  const plQuery = process.env.BENCH_PAGELOAD_QUERY ?? (SMOKE ? 'steps=2' : '');
+  if (plModels.length) res.pageLoad = await pageLoads(plModels, plBackends, plQuery);
   res.wallSeconds = (Date.now() - t0) / 1000;
   res.machine.loadavgEnd = os.loadavg();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
@@ -275,7 +271,8 @@ async function main() {
 
 /** The smoke run fails when the harness broke (a model that did not load,
  * no timing at all, backends that disagree with ORT wasm on the same input:
- * then the harness compares different things), never on times. A backend's
+ * then the harness compares different things; a page load that drew no
+ * image or did not report its phases), never on times. A backend's
  * own error is reported, not failed on: that is the backend's test's job.
  * The comparison with ORT wasm itself must happen on every model (the ONNX
  * graphs are shipped in tools/bench/onnx), unless BENCH_BACKENDS leaves
@@ -303,6 +300,13 @@ function smokeCheck(res, nat) {
       bad.push(`${m.name}: nothing was compared with ORT wasm (${m.backends['ort-wasm']?.error || 'no ORT wasm output'})`);
     }
   }
+  // The page load must reach its first image and report every phase
+  // (pageload.mjs PHASES), cold and warm.
+  for (const p of res.pageLoad || []) {
+    if (p.error) bad.push(`page load ${p.model} ${p.cache}: ${p.error}`);
+    else if (p.missingPhases?.length) bad.push(`page load ${p.model} ${p.cache}: no phase mark for ${p.missingPhases.join(', ')}`);
+  }
+  if (!res.pageLoad?.length && process.env.BENCH_PAGELOAD_MODELS !== 'none') bad.push('no page load was measured');
   if (bad.length) {
     console.error(`bench smoke: FAIL\n  ${bad.join('\n  ')}`);
     process.exit(1);

@@ -166,6 +166,14 @@ func jsError(err error) js.Value {
 	return e
 }
 
+// mark records a load phase on the page's Performance timeline through the
+// worker's diffuseMark (web/worker.js), where there is one.
+func mark(name string) {
+	if f := js.Global().Get("diffuseMark"); f.Type() == js.TypeFunction {
+		f.Invoke(name)
+	}
+}
+
 // jsLoad(key, bytes Uint8Array, sha256, size, backend)
 func jsLoad(args []js.Value) any {
 	key := args[0].String()
@@ -178,10 +186,12 @@ func jsLoad(args []js.Value) any {
 			return nil, err
 		}
 		data = nil
+		mark("weights-verified")
 		b, err := pickBackend(context.Background(), want, l)
 		if err != nil {
 			return nil, err
 		}
+		mark("backend-chosen")
 		mu.Lock()
 		if old, ok := models[key]; ok {
 			old.backend.release()

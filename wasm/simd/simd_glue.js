@@ -22,6 +22,9 @@
 //   const { instance } = await simd.instantiate(bytes);
 //   go.run(instance);
 //
+// (Or compile the Go module while attachSimd works: start
+// compileGo(bytes) at once and pass what it resolves to to instantiate.)
+//
 // A Go binary that links wasm/simd cannot be instantiated without the
 // `simd` imports, so call attachSimd even where SIMD may be missing: when
 // kernels.wasm cannot be compiled (a browser without WebAssembly SIMD) it
@@ -74,7 +77,8 @@ const notReady = () => {
  * up on), { simd: false, error, instantiate } when none did (Go then sees
  * no kernels). instantiate(bytes) instantiates the Go module with go's
  * imports, its memory made shared (shareGoMemory) where threads are
- * possible and that works, else as it is. Call attachSimd before it.
+ * possible and that works, else as it is; it also takes compileGo's
+ * result in place of the bytes. Call attachSimd before it.
  */
 export async function attachSimd(go, kernels, options = {}) {
   let module = null;
@@ -97,7 +101,8 @@ export async function attachSimd(go, kernels, options = {}) {
         throw new Error(`simd: ${String(name)} called without kernels (${error})`);
       },
     });
-    return { simd: false, error, instantiate: (bytes) => WebAssembly.instantiate(bytes, go.importObject) };
+    // (Go without kernels keeps an unshared memory.)
+    return { simd: false, error, instantiate: (x) => instantiateGo(x, false, go.importObject) };
   }
 
   // Warm up the module Go will run (see warmUp): the shared twin where
@@ -106,17 +111,7 @@ export async function attachSimd(go, kernels, options = {}) {
   if (helpers === null) await warmUp(module, new WebAssembly.Memory({ initial: 5 }));
   const result = {
     simd: true, index, threads: 1, stats: { splits: 0, helped: 0, stalls: 0 }, setThreads: () => {},
-    instantiate: async (bytes) => {
-      const sharedGo = helpers !== null ? shareGoMemory(bytes) : null;
-      if (sharedGo !== null) {
-        try {
-          return await WebAssembly.instantiate(sharedGo, go.importObject);
-        } catch {
-          // e.g. no room for a 4 GiB shared memory (a 32-bit browser): one thread
-        }
-      }
-      return WebAssembly.instantiate(bytes, go.importObject);
-    },
+    instantiate: (x) => instantiateGo(x, helpers !== null, go.importObject),
   };
 
   const slots = new Map();
@@ -162,6 +157,56 @@ export async function attachSimd(go, kernels, options = {}) {
   return result;
 }
 
+// A Go module as compileGo leaves it: {module, shared, bytes}.
+const isCompiled = (x) => typeof x === 'object' && x !== null && x.module instanceof WebAssembly.Module && 'bytes' in x;
+
+// instantiateGo instantiates a Go module (bytes, or compileGo's result) with
+// imports, its memory shared when `shared` (threads are possible) and the
+// module allows it, else unshared. Resolves to {instance, module}.
+async function instantiateGo(x, shared, imports) {
+  const bytes = isCompiled(x) ? x.bytes : x;
+  if (shared) {
+    try {
+      if (isCompiled(x) && x.shared) return { instance: await WebAssembly.instantiate(x.module, imports), module: x.module };
+      if (!isCompiled(x)) {
+        const sharedGo = shareGoMemory(bytes);
+        if (sharedGo !== null) return await WebAssembly.instantiate(sharedGo, imports);
+      }
+    } catch {
+      // e.g. no room for a 4 GiB shared memory (a 32-bit browser): one thread
+    }
+  }
+  if (isCompiled(x) && !x.shared) return { instance: await WebAssembly.instantiate(x.module, imports), module: x.module };
+  return WebAssembly.instantiate(bytes, imports);
+}
+
+/**
+ * compileGo compiles a Go module (bytes) the way attachSimd's instantiate
+ * will want it where threads are possible (shareGoMemory: its memory
+ * shared; unshared elsewhere, or where the shared one does not compile),
+ * so that a page can compile it while attachSimd is still at work (the
+ * kernels' compilation and warm-up, the helper threads' start). Resolves to
+ * {module, shared, bytes}, for instantiate in place of the bytes, which
+ * compiles the module again only where the guess was wrong (threads turned
+ * out impossible: no shared kernel module).
+ */
+export async function compileGo(bytes) {
+  // (Unchecked patch: a bad one fails to compile, and the original is compiled.)
+  const patched = sharedPossible() ? withSharedMemory(new Uint8Array(bytes), false) : null;
+  if (patched !== null) {
+    try {
+      const module = await WebAssembly.compile(patched);
+      if (!isNode) allowSharedViews();
+      return { module, shared: true, bytes };
+    } catch {
+      // compiled unshared below
+    }
+  }
+  return { module: await WebAssembly.compile(bytes), shared: false, bytes };
+}
+
+const sharedPossible = () => typeof SharedArrayBuffer !== 'undefined' && globalThis.crossOriginIsolated !== false;
+
 /**
  * shareGoMemory returns a copy of a Go wasm module (bytes) whose memory is
  * declared shared (maximum 4 GiB), so that attachSimd's helper threads can
@@ -174,8 +219,8 @@ export async function attachSimd(go, kernels, options = {}) {
  * accepts them as they are).
  */
 export function shareGoMemory(bytes) {
-  if (typeof SharedArrayBuffer === 'undefined' || globalThis.crossOriginIsolated === false) return null;
-  const patched = withSharedMemory(new Uint8Array(bytes));
+  if (!sharedPossible()) return null;
+  const patched = withSharedMemory(new Uint8Array(bytes), true);
   if (patched !== null && !isNode) allowSharedViews();
   return patched;
 }
@@ -183,8 +228,9 @@ export function shareGoMemory(bytes) {
 // withSharedMemory rewrites the memory section of a wasm module that defines
 // exactly one memory (the WebAssembly binary format, §5.5.8 and §5.3.5):
 // limits flag 0x03 (shared, with a maximum), the same minimum, a maximum of
-// 65536 pages. null when the module is another shape.
-function withSharedMemory(b) {
+// 65536 pages. null when the module is another shape, or (check) when the
+// result does not validate.
+function withSharedMemory(b, check) {
   const leb = (v) => { const out = []; do { let x = v & 0x7f; v >>>= 7; if (v) x |= 0x80; out.push(x); } while (v); return out; };
   const read = (at) => { let v = 0, shift = 0, x; do { x = b[at++]; v |= (x & 0x7f) << shift; shift += 7; } while (x & 0x80); return [v >>> 0, at]; };
   if (b.length < 8 || b[0] !== 0 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) return null;
@@ -203,7 +249,7 @@ function withSharedMemory(b) {
       out.set(b.subarray(0, at));
       out.set(head, at);
       out.set(b.subarray(end), at + head.length);
-      return WebAssembly.validate(out) ? out : null;
+      return !check || WebAssembly.validate(out) ? out : null;
     }
     at = body + size;
   }

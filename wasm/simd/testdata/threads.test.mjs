@@ -15,7 +15,7 @@ import path from 'node:path';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const simdDir = path.join(here, '..');
 const glueSrc = readFileSync(path.join(simdDir, 'simd_glue.js'), 'utf8');
-const { attachSimd, shareGoMemory } = await import('data:text/javascript;base64,' + Buffer.from(glueSrc).toString('base64'));
+const { attachSimd, shareGoMemory, compileGo } = await import('data:text/javascript;base64,' + Buffer.from(glueSrc).toString('base64'));
 const kernels = readFileSync(process.env.KERNELS || path.join(simdDir, 'kernels.wasm'));
 const shared = readFileSync(process.env.SHARED || path.join(simdDir, 'kernels_shared.wasm'));
 const threadScript = pathToFileURL(path.join(simdDir, 'simd_thread.js'));
@@ -220,6 +220,40 @@ test('without cross-origin isolation: Go\'s module is left as it is and GEMMs ru
     await go.run({ exports: { mem } });
     assert.equal(attached.threads, 1);
     assert.deepEqual(out, want);
+  } finally {
+    delete globalThis.crossOriginIsolated;
+  }
+});
+
+test('compileGo compiles Go\'s module ahead, shared exactly where instantiate shares it', async () => {
+  // A module with an unshared memory exported as "mem", as Go's linker writes it.
+  const goBytes = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 0x05, 0x03, 0x01, 0x00, 0x02, 0x07, 0x07, 0x01, 0x03, 0x6d, 0x65, 0x6d, 0x02, 0x00]);
+  const isShared = (instance) => instance.exports.mem.buffer instanceof SharedArrayBuffer;
+  // Threads possible (shared kernels given): the shared module, as compiled.
+  let attached = await attachSimd({ importObject: {}, run: async () => {} }, [kernels], { shared: [shared], threads: 1 });
+  let c = await compileGo(goBytes);
+  assert.equal(c.shared, true);
+  let r = await attached.instantiate(c);
+  assert.equal(r.module, c.module, 'compiled again');
+  assert.ok(isShared(r.instance), 'Go\'s memory is not shared');
+  // No shared kernels (threads impossible after all): compiled again, unshared.
+  attached = await attachSimd({ importObject: {}, run: async () => {} }, [kernels], { threads: 1 });
+  r = await attached.instantiate(c);
+  assert.ok(!isShared(r.instance), 'Go\'s memory is shared without shared kernels');
+  // No kernels at all: unshared.
+  attached = await attachSimd({ importObject: {}, run: async () => {} }, [Uint8Array.from([0, 1, 2])], { shared: [shared] });
+  assert.equal(attached.simd, false);
+  r = await attached.instantiate(c);
+  assert.ok(!isShared(r.instance), 'Go\'s memory is shared without kernels');
+  // Not cross-origin isolated: compiled unshared, and used as it is.
+  globalThis.crossOriginIsolated = false;
+  try {
+    c = await compileGo(goBytes);
+    assert.equal(c.shared, false);
+    attached = await attachSimd({ importObject: {}, run: async () => {} }, [kernels], { shared: [shared], threads: 1 });
+    r = await attached.instantiate(c);
+    assert.equal(r.module, c.module, 'compiled again');
+    assert.ok(!isShared(r.instance));
   } finally {
     delete globalThis.crossOriginIsolated;
   }

@@ -379,7 +379,7 @@ test('item 9: a first visit samples at once; a costly link waits for the Sample 
   const page = await openApp(ctx, '');
   const v = await view(page);
   assert.equal(v.state, 'done', `a plain visit did not sample by itself: ${v.status} ${v.error}`);
-  // DDIM at its default steps (Go's registry: the app's picker test checks the value).
+  // DDIM at its first-view steps (Go's default, at most 25: the app's picker test checks the value).
   const steps = await page.inputValue('#steps');
   assert.match(v.status, new RegExp(`^Done: ${steps} steps, ${steps} network calls`));
   await shot(page, 'honest-first-visit-390x844');
