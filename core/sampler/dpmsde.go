@@ -38,6 +38,7 @@ func init() {
 		Params:       sde,
 		Func:         DPMPP2MSDE,
 		Resumable:    true,
+		Multistep:    true,
 	})
 	register(Info{
 		Name:         "dpmpp_3m_sde",
@@ -48,6 +49,7 @@ func init() {
 		Params:       sde,
 		Func:         DPMPP3MSDE,
 		Resumable:    true,
+		Multistep:    true,
 	})
 }
 
