@@ -102,7 +102,7 @@ func (l *Loaded) mode(r Request, b int, info sampler.Info, p *Plan, noise []floa
 			md.done = img
 			return md, nil
 		}
-		if c.Step > 0 && multistep[info.Name] {
+		if c.Step > 0 && info.Multistep {
 			return nil, &RequestError{"sampler", fmt.Sprintf("sampler %s is multistep and has no history part-way: choose a one-step sampler (ddim, ddpm, euler, heun, …)", info.Name)}
 		}
 		o.Resume = c
@@ -147,11 +147,6 @@ func (l *Loaded) mode(r Request, b int, info sampler.Info, p *Plan, noise []floa
 	}
 	return md, nil
 }
-
-// multistep samplers keep a history of predictions, which an SDEdit start
-// part-way does not have.
-var multistep = map[string]bool{"dpmpp_2m": true, "dpmpp_3m": true, "dpmpp_3m_diffusers": true, "deis": true,
-	"unipc": true, "unipc_bh1": true, "lms": true, "dpmpp_2m_sde": true, "dpmpp_3m_sde": true}
 
 // startNoise is the run's unit starting noise: r.Noise (one sample or the
 // batch; with NoiseTo, a slerp morph over the batch), else the seed's.

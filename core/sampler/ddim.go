@@ -35,12 +35,28 @@ func init() {
 // use_clipped_model_output (as in diffusers). η = 0 is the first-order
 // deterministic solver of the probability-flow ODE.
 func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunnerResumable(ctx, m, noise, o, 50)
+	return diffusersLoop(ctx, m, noise, o, 50, (*schedule.Schedule).DDIMGrid, true,
+		func(r *runner, st schedule.Step, x, x0, eps Vec) ([]Term, float64) {
+			dir, c := ddimCoeffs(st.From, st.To, r.o.Eta)
+			return []Term{T(st.To.Alpha, x0), T(dir, eps)}, c
+		})
+}
+
+// diffusersLoop is the loop of DDIM and DDPM, the samplers that step as
+// diffusers' DDIMScheduler and DDPMScheduler do: on grid's steps
+// (defSteps by default), one evaluation each, x̂0 clipped when clip_sample
+// is on (and ε̂ re-derived from it where rederive and the config's
+// use_clipped_model_output say so), then x = Σ terms + c·z with step's
+// terms and c (no draw for c = 0).
+func diffusersLoop(ctx context.Context, m *Model, noise []float64, o *Options, defSteps int,
+	grid func(*schedule.Schedule, int, string) (schedule.Grid, error), rederive bool,
+	step func(r *runner, st schedule.Step, x, x0, eps Vec) (terms []Term, c float64)) (*Result, error) {
+	r, err := newRunnerResumable(ctx, m, noise, o, defSteps)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	g, err := r.s.DDIMGrid(r.o.Steps, r.o.Sigmas)
+	g, err := grid(r.s, r.o.Steps, r.o.Sigmas)
 	if err != nil {
 		return nil, err
 	}
@@ -56,23 +72,20 @@ func DDIM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, 
 		if err != nil {
 			return nil, err
 		}
-		if r.s.Config.ClipSampleOn() {
-			r.clip(x0)
-			if r.s.Config.UseClippedModelOutput {
-				r.rederive(st.From, x, x0, eps)
-			}
+		r.clip(x0)
+		if rederive && r.s.Config.ClipSampleOn() && r.s.Config.UseClippedModelOutput {
+			r.rederive(st.From, x, x0, eps)
 		}
 		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
 		if err := r.report(st.From, 1, x, x0); err != nil {
 			return nil, err
 		}
-		dir, c := ddimCoeffs(st.From, st.To, r.o.Eta)
+		terms, c := step(r, st, x, x0, eps)
 		if c > 0 {
 			r.noise(i, 0, z)
-			r.sp.Lincomb(x, T(st.To.Alpha, x0), T(dir, eps), T(c, z))
-		} else {
-			r.sp.Lincomb(x, T(st.To.Alpha, x0), T(dir, eps))
+			terms = append(terms, T(c, z))
 		}
+		r.sp.Lincomb(x, terms...)
 		r.free(x0, eps)
 	}
 	return r.result(x)

@@ -33,42 +33,14 @@ func init() {
 // clamped below at 1e-20, with noise added only while the timestep is above 0
 // (as diffusers). x̂0 is clipped when clip_sample is on.
 func DDPM(ctx context.Context, m *Model, noise []float64, o *Options) (*Result, error) {
-	r, err := newRunnerResumable(ctx, m, noise, o, 1000)
-	if err != nil {
-		return nil, err
-	}
-	defer r.close()
-	g, err := r.s.DDPMGrid(r.o.Steps, r.o.Sigmas)
-	if err != nil {
-		return nil, err
-	}
-	r.total = len(g.Steps)
-	i0, x, err := r.start(g, noise, oneEval)
-	if err != nil {
-		return nil, err
-	}
-	z := r.sp.New()
-	for i := i0; i < len(g.Steps); i++ {
-		st := g.Steps[i]
-		x0, eps, err := r.denoise(st.From, x)
-		if err != nil {
-			return nil, err
-		}
-		r.clip(x0)
-		r.boundary(Checkpoint{Step: i, NFE: r.nfe - 1})
-		if err := r.report(st.From, 1, x, x0); err != nil {
-			return nil, err
-		}
-		cx, c0, std, addNoise := ddpmCoeffs(r.s, st.From, st.To)
-		if addNoise {
-			r.noise(i, 0, z)
-			r.sp.Lincomb(x, T(cx, x), T(c0, x0), T(std, z))
-		} else {
-			r.sp.Lincomb(x, T(cx, x), T(c0, x0))
-		}
-		r.free(x0, eps)
-	}
-	return r.result(x)
+	return diffusersLoop(ctx, m, noise, o, 1000, (*schedule.Schedule).DDPMGrid, false,
+		func(r *runner, st schedule.Step, x, x0, _ Vec) ([]Term, float64) {
+			cx, c0, std, addNoise := ddpmCoeffs(r.s, st.From, st.To)
+			if !addNoise {
+				std = 0
+			}
+			return []Term{T(cx, x), T(c0, x0)}, std
+		})
 }
 
 // ddpmCoeffs are the coefficients of one DDPM step of schedule s from `from`

@@ -16,6 +16,7 @@ func init() {
 		Params:       append([]Param{pSteps(20), pOrder(2), pSigmas, pRho}, pCFG...),
 		Func:         DEIS,
 		Resumable:    true,
+		Multistep:    true,
 	})
 }
 

@@ -38,6 +38,7 @@ func init() {
 		Params:       sde,
 		Func:         DPMPP2MSDE,
 		Resumable:    true,
+		Multistep:    true,
 	})
 	register(Info{
 		Name:         "dpmpp_3m_sde",
@@ -48,6 +49,7 @@ func init() {
 		Params:       sde,
 		Func:         DPMPP3MSDE,
 		Resumable:    true,
+		Multistep:    true,
 	})
 }
 
@@ -87,46 +89,16 @@ func DPMPP2SAncestral(ctx context.Context, m *Model, noise []float64, o *Options
 }
 
 func dpmpp2SAncestral(ctx context.Context, m *Model, noise []float64, o *Options, eta float64) (*Result, error) {
-	r, g, i0, xt, err := kStart(ctx, m, noise, o, 25, HeunEvals)
-	if err != nil {
-		return nil, err
-	}
-	defer r.close()
-	r.total = HeunEvals(g, len(g.Steps))
-	x2, z := r.sp.New(), r.sp.New()
-	defer r.free(x2, z)
-	for i := i0; i < len(g.Steps); i++ {
-		st := g.Steps[i]
-		r.boundary(Checkpoint{Step: i, NFE: r.nfe})
-		x0, err := r.evalReport(st.From, xt)
-		if err != nil {
-			return nil, err
-		}
-		l := st.From.Level
-		down, up := ancestralLevelsEta(l, st.To.Level, eta)
-		if down == 0 {
-			r.sp.Lincomb(xt, T(1, x0))
-			r.free(x0)
-			continue
-		}
-		// s = t + h/2: σ_s = sqrt(σ·σ_down)
-		h := math.Log(l) - math.Log(down)
-		mid := math.Sqrt(l * down)
-		r.sp.Lincomb(x2, T(mid/l, xt), T(-math.Expm1(-h/2), x0))
-		r.free(x0)
-		x0b, err := r.evalReport(r.pointAt(mid), x2)
-		if err != nil {
-			return nil, err
-		}
-		terms := []Term{T(down/l, xt), T(-math.Expm1(-h), x0b)}
-		if up > 0 {
-			r.noise(i, 0, z)
-			terms = append(terms, T(r.sNoise()*up, z))
-		}
-		r.sp.Lincomb(xt, terms...)
-		r.free(x0b)
-	}
-	return r.result(xt)
+	return kTwoStage(ctx, m, noise, o, eta, ancestralRule(dpmpp2SStep))
+}
+
+// dpmpp2SStep: with h = log σ - log σ_down, the midpoint s = t + h/2,
+// σ_s = sqrt(σ·σ_down); first-order DPM-Solver++ steps x2 = (σ_s/σ)x -
+// (e^{-h/2}-1)·D and x' = (σ_down/σ)x - (e^{-h}-1)·D2.
+func dpmpp2SStep(l, down float64) twoStage {
+	h := math.Log(l) - math.Log(down)
+	mid := math.Sqrt(l * down)
+	return twoStage{mid: mid, a1: mid / l, b1: -math.Expm1(-h / 2), a2: down / l, b2: -math.Expm1(-h)}
 }
 
 // DPMPPSDE is k-diffusion's sample_dpmpp_sde with r = 1/2: stage 1 is a
@@ -141,52 +113,21 @@ func DPMPPSDE(ctx context.Context, m *Model, noise []float64, o *Options) (*Resu
 }
 
 func dpmppSDE(ctx context.Context, m *Model, noise []float64, o *Options, eta float64) (*Result, error) {
-	r, g, i0, xt, err := kStart(ctx, m, noise, o, 25, HeunEvals)
-	if err != nil {
-		return nil, err
+	return kTwoStage(ctx, m, noise, o, eta, dpmppSDERule)
+}
+
+// dpmppSDERule: σ_s = sqrt(σσ'); stage 1 to σ_down of (σ, σ_s), x2 =
+// (σd/σ)x + (1-σd/σ)D + σu·z (draw 0); stage 2 from x to σ_down of (σ, σ')
+// with D2, noise draw 1.
+func dpmppSDERule(st schedule.Step, eta float64) twoStage {
+	if st.To.Clean() {
+		return twoStage{eulerToClean: true}
 	}
-	defer r.close()
-	r.total = HeunEvals(g, len(g.Steps))
-	x2, z := r.sp.New(), r.sp.New()
-	defer r.free(x2, z)
-	for i := i0; i < len(g.Steps); i++ {
-		st := g.Steps[i]
-		r.boundary(Checkpoint{Step: i, NFE: r.nfe})
-		x0, err := r.evalReport(st.From, xt)
-		if err != nil {
-			return nil, err
-		}
-		l, lt := st.From.Level, st.To.Level
-		if st.To.Clean() {
-			r.sp.Lincomb(xt, T(1, x0))
-			r.free(x0)
-			continue
-		}
-		mid := math.Sqrt(l * lt)
-		// stage 1: to σ_down of (σ, σ_s), x2 = (σd/σ)x + (1-σd/σ)D + σu·z
-		d1, u1 := ancestralLevelsEta(l, mid, eta)
-		terms := []Term{T(d1/l, xt), T(1-d1/l, x0)}
-		if u1 > 0 {
-			r.noise(i, 0, z)
-			terms = append(terms, T(r.sNoise()*u1, z))
-		}
-		r.sp.Lincomb(x2, terms...)
-		r.free(x0)
-		x0b, err := r.evalReport(r.pointAt(mid), x2)
-		if err != nil {
-			return nil, err
-		}
-		// stage 2: from x to σ_down of (σ, σ') with D(x2)
-		d2, u2 := ancestralLevelsEta(l, lt, eta)
-		terms = []Term{T(d2/l, xt), T(1-d2/l, x0b)}
-		if u2 > 0 {
-			r.noise(i, 1, z)
-			terms = append(terms, T(r.sNoise()*u2, z))
-		}
-		r.sp.Lincomb(xt, terms...)
-		r.free(x0b)
-	}
-	return r.result(xt)
+	l, lt := st.From.Level, st.To.Level
+	mid := math.Sqrt(l * lt)
+	d1, u1 := ancestralLevelsEta(l, mid, eta)
+	d2, u2 := ancestralLevelsEta(l, lt, eta)
+	return twoStage{mid: mid, a1: d1 / l, b1: 1 - d1/l, up1: u1, a2: d2 / l, b2: 1 - d2/l, up2: u2, draw2: 1}
 }
 
 // DPMPP2MSDE is k-diffusion's sample_dpmpp_2m_sde (midpoint form), the

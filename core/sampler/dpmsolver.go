@@ -19,6 +19,7 @@ func init() {
 		Params:       params,
 		Func:         DPMSolverPP2M,
 		Resumable:    true,
+		Multistep:    true,
 	})
 	register(Info{
 		Name:         "dpmpp_3m",
@@ -29,6 +30,7 @@ func init() {
 		Params:       params,
 		Func:         DPMSolverPP3M,
 		Resumable:    true,
+		Multistep:    true,
 	})
 	register(Info{
 		Name:         "dpmpp_3m_diffusers",
@@ -39,6 +41,7 @@ func init() {
 		Params:       params,
 		Func:         DPMSolverPP3MDiffusers,
 		Resumable:    true,
+		Multistep:    true,
 	})
 }
 

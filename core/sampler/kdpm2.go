@@ -68,6 +68,77 @@ func (r *runner) evalReport(p schedule.Point, xt Vec) (Vec, error) {
 	return x0, nil
 }
 
+// twoStage is one step of the two-stage samplers of k-diffusion's family
+// (dpm_2, dpmpp_2s_ancestral, dpmpp_sde): from x at σ with D = D(x; σ),
+//
+//	x2 = a1·x + b1·D + up1·z₀,  then D2 = D(x2; σ_mid),
+//	x' = a2·x [+ c2·x2] + b2·D2 + up2·z_draw2
+//
+// (the c2·x2 term only where withX2; a zero up leaves its draw out). The
+// samplers differ only in these coefficients: their midpoint rule.
+type twoStage struct {
+	mid          float64 // σ_mid, the second evaluation's level
+	a1, b1, up1  float64
+	a2, b2, up2  float64
+	c2           float64
+	withX2       bool
+	draw2        int  // Space.Noise's draw index of z in x'
+	eulerToClean bool // no second stage: x' = D (Euler's step to σ = 0)
+}
+
+// midpointRule gives grid step st's twoStage with the ancestral η.
+type midpointRule func(st schedule.Step, eta float64) twoStage
+
+// kTwoStage runs a two-stage sampler on the k-diffusion grid: per step
+// two evaluations (one for the step to σ = 0), the update of rule.
+func kTwoStage(ctx context.Context, m *Model, noise []float64, o *Options, eta float64, rule midpointRule) (*Result, error) {
+	r, g, i0, xt, err := kStart(ctx, m, noise, o, 25, HeunEvals)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	r.total = HeunEvals(g, len(g.Steps))
+	x2, z := r.sp.New(), r.sp.New()
+	defer r.free(x2, z)
+	for i := i0; i < len(g.Steps); i++ {
+		st := g.Steps[i]
+		r.boundary(Checkpoint{Step: i, NFE: r.nfe})
+		x0, err := r.evalReport(st.From, xt)
+		if err != nil {
+			return nil, err
+		}
+		s := rule(st, eta)
+		if s.eulerToClean {
+			r.sp.Lincomb(xt, T(1, x0))
+			r.free(x0)
+			continue
+		}
+		terms := []Term{T(s.a1, xt), T(s.b1, x0)}
+		if s.up1 > 0 {
+			r.noise(i, 0, z)
+			terms = append(terms, T(r.sNoise()*s.up1, z))
+		}
+		r.sp.Lincomb(x2, terms...)
+		r.free(x0)
+		x0b, err := r.evalReport(r.pointAt(s.mid), x2)
+		if err != nil {
+			return nil, err
+		}
+		terms = []Term{T(s.a2, xt)}
+		if s.withX2 {
+			terms = append(terms, T(s.c2, x2))
+		}
+		terms = append(terms, T(s.b2, x0b))
+		if s.up2 > 0 {
+			r.noise(i, s.draw2, z)
+			terms = append(terms, T(r.sNoise()*s.up2, z))
+		}
+		r.sp.Lincomb(xt, terms...)
+		r.free(x0b)
+	}
+	return r.result(xt)
+}
+
 // DPM2 is k-diffusion's sample_dpm_2: a second-order Runge–Kutta step on
 // the probability-flow ODE dx/dσ = (x - D(x; σ))/σ whose second slope is
 // taken at the geometric midpoint σ_mid = sqrt(σ·σ') (DPM-Solver-2 of Lu et
@@ -85,46 +156,31 @@ func DPM2Ancestral(ctx context.Context, m *Model, noise []float64, o *Options) (
 }
 
 func dpm2(ctx context.Context, m *Model, noise []float64, o *Options, eta float64) (*Result, error) {
-	r, g, i0, xt, err := kStart(ctx, m, noise, o, 25, HeunEvals)
-	if err != nil {
-		return nil, err
-	}
-	defer r.close()
-	r.total = HeunEvals(g, len(g.Steps))
-	x2, z := r.sp.New(), r.sp.New()
-	defer r.free(x2, z)
-	for i := i0; i < len(g.Steps); i++ {
-		st := g.Steps[i]
-		r.boundary(Checkpoint{Step: i, NFE: r.nfe})
-		x0, err := r.evalReport(st.From, xt)
-		if err != nil {
-			return nil, err
-		}
-		l := st.From.Level
-		down, up := ancestralLevelsEta(l, st.To.Level, eta)
+	return kTwoStage(ctx, m, noise, o, eta, ancestralRule(dpm2Step))
+}
+
+// ancestralRule is the midpoint rule of a deterministic two-stage step
+// from σ to σ_down followed by fresh noise σ_up (the ancestral split of
+// EulerAncestral): step gives the deterministic part; σ_down = 0 is
+// Euler's step to D.
+func ancestralRule(step func(l, down float64) twoStage) midpointRule {
+	return func(st schedule.Step, eta float64) twoStage {
+		down, up := ancestralLevelsEta(st.From.Level, st.To.Level, eta)
 		if down == 0 {
-			// Euler to 0: x = D
-			r.sp.Lincomb(xt, T(1, x0))
-			r.free(x0)
-			continue
+			return twoStage{eulerToClean: true}
 		}
-		mid := math.Exp((math.Log(l) + math.Log(down)) / 2)
-		q := (mid - l) / l
-		r.sp.Lincomb(x2, T(1+q, xt), T(-q, x0)) // x + d·(σ_mid - σ)
-		r.free(x0)
-		x0b, err := r.evalReport(r.pointAt(mid), x2)
-		if err != nil {
-			return nil, err
-		}
-		// x += d2·(σ_down - σ), d2 = (x2 - D(x2))/σ_mid
-		c := (down - l) / mid
-		terms := []Term{T(1, xt), T(c, x2), T(-c, x0b)}
-		if up > 0 {
-			r.noise(i, 0, z)
-			terms = append(terms, T(r.sNoise()*up, z))
-		}
-		r.sp.Lincomb(xt, terms...)
-		r.free(x0b)
+		s := step(st.From.Level, down)
+		s.up2 = up
+		return s
 	}
-	return r.result(xt)
+}
+
+// dpm2Step: the midpoint σ_mid = exp((log σ + log σ_down)/2), reached by
+// an Euler step x2 = x + d·(σ_mid - σ), d = (x - D)/σ; then x' = x +
+// d2·(σ_down - σ) with d2 = (x2 - D2)/σ_mid.
+func dpm2Step(l, down float64) twoStage {
+	mid := math.Exp((math.Log(l) + math.Log(down)) / 2)
+	q := (mid - l) / l
+	c := (down - l) / mid
+	return twoStage{mid: mid, a1: 1 + q, b1: -q, a2: 1, withX2: true, c2: c, b2: -c}
 }

@@ -16,6 +16,7 @@ func init() {
 		Params:       append([]Param{pSteps(50), pOrder(4), pSigmas, pRho}, pCFG...),
 		Func:         LMS,
 		Resumable:    true,
+		Multistep:    true,
 	})
 }
 

@@ -196,3 +196,29 @@ func TestResumeRK45(t *testing.T) {
 		t.Errorf("from a start checkpoint: %v, %d evaluations (want %d)", err, got.NFE, want.NFE)
 	}
 }
+
+// TestMultistepNeedsHistory checks Info.Multistep against what the samplers
+// do: a checkpoint part-way with no History (as EditStart makes) is refused
+// by exactly the resumable samplers that say Multistep.
+func TestMultistepNeedsHistory(t *testing.T) {
+	s := discreteSchedule(t, "epsilon", "linear")
+	noise := InitialNoise(7, 0, 2, []int{2, 3})
+	n := 0
+	for _, info := range List() {
+		if !info.Resumable || info.Name == "rk45" { // rk45: not on a grid, no part-way start
+			continue
+		}
+		m := &Model{Net: tanhNet{}, Schedule: scheduleFor(t, info.Name, s), Shape: []int{2, 3}, NullClass: -1}
+		c := &Checkpoint{Step: 2, X: noise, NFE: 2}
+		_, err := info.Func(context.Background(), m, noise, &Options{Steps: 6, Resume: c})
+		if (err != nil) != info.Multistep {
+			t.Errorf("%s: Multistep %v, resuming part-way without history: %v", info.Name, info.Multistep, err)
+		}
+		if info.Multistep {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Error("no multistep sampler")
+	}
+}

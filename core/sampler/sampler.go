@@ -222,6 +222,10 @@ type Info struct {
 	Func         Func
 	// Resumable samplers accept Options.Resume.
 	Resumable bool
+	// Multistep samplers use earlier steps' predictions (Checkpoint.History),
+	// so a run can resume part-way only from one of their own checkpoints:
+	// a start made from an image (EditStart) has no history for them.
+	Multistep bool
 	// Requires is the model family the sampler is written for: "" (any
 	// model), RequiresFlow (a flow-matching schedule) or RequiresConsistency
 	// (a consistency model); see Supports.

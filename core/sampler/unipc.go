@@ -17,6 +17,7 @@ func init() {
 		Params:       params,
 		Func:         UniPC,
 		Resumable:    true,
+		Multistep:    true,
 	})
 	register(Info{
 		Name:         "unipc_bh1",
@@ -27,6 +28,7 @@ func init() {
 		Params:       params,
 		Func:         UniPCBH1,
 		Resumable:    true,
+		Multistep:    true,
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/diffuse-web/diffuse/core/rng"
 	"github.com/diffuse-web/diffuse/core/schedule"
 )
 
@@ -46,84 +45,6 @@ func TestPredictionAt(t *testing.T) {
 	}
 	if _, err := PredictionAt("flow", schedule.Point{Alpha: 1, Sigma: 1}); err == nil {
 		t.Error("unknown prediction type accepted")
-	}
-}
-
-// TestHostSpace checks the host's vector operations against direct loops.
-func TestHostSpace(t *testing.T) {
-	const B, N = 3, 5
-	sp := newHostSpace(SpaceConfig{B: B, N: N, Seed: 9, FirstSample: 2})
-	v := make([]Vec, 5)
-	for j := range v {
-		v[j] = sp.New()
-		for i := range hv(v[j]) {
-			hv(v[j])[i] = math.Sin(float64(7*j+i)) * 3
-		}
-	}
-	per := []float64{0.5, -2, 3}
-	out := sp.New()
-	for nt := 1; nt <= len(v); nt++ {
-		for _, perSample := range []bool{false, true} {
-			terms := make([]Term, nt)
-			for j := range terms {
-				terms[j] = T(float64(j)-1.5, v[j])
-			}
-			if perSample {
-				terms[nt-1].PerSample = per
-			}
-			sp.Lincomb(out, terms...)
-			for i, got := range hv(out) {
-				want := 0.0
-				for j, tm := range terms {
-					c := tm.C
-					if tm.PerSample != nil {
-						c = tm.PerSample[i/N]
-					}
-					want += c * hv(v[j])[i]
-				}
-				if math.Abs(got-want) > 1e-12 {
-					t.Fatalf("%d terms (per sample %v): value %d is %v, want %v", nt, perSample, i, got, want)
-				}
-			}
-		}
-	}
-	// in place: v0 = 2·v0 - v1
-	want := make([]float64, B*N)
-	for i := range want {
-		want[i] = 2*hv(v[0])[i] - hv(v[1])[i]
-	}
-	sp.Lincomb(v[0], T(2, v[0]), T(-1, v[1]))
-	for i := range want {
-		if hv(v[0])[i] != want[i] {
-			t.Fatalf("in-place combination: %v, want %v", hv(v[0]), want)
-		}
-	}
-	sp.Clamp(out, v[1], -1, 0.5)
-	for i, x := range hv(v[1]) {
-		if w := math.Max(-1, math.Min(0.5, x)); hv(out)[i] != w {
-			t.Fatalf("clamp(%v) = %v, want %v", x, hv(out)[i], w)
-		}
-	}
-	sp.Noise(out, 4, 1)
-	z := make([]float64, N)
-	for b := 0; b < B; b++ {
-		rng.NormalStream64(9, 2+b, 4, 1, z)
-		for i := range z {
-			if hv(out)[b*N+i] != z[i] {
-				t.Fatalf("noise of sample %d differs from rng.NormalStream64", b)
-			}
-		}
-	}
-	sc := ErrScale{Y: v[2], Y2: v[3], ATol: 0.1, RTol: 0.01}
-	for b, got := range sp.SumSq(v[4], sc) {
-		want := 0.0
-		for i := b * N; i < (b+1)*N; i++ {
-			w := hv(v[4])[i] / (0.1 + 0.01*math.Max(math.Abs(hv(v[2])[i]), math.Abs(hv(v[3])[i])))
-			want += w * w
-		}
-		if math.Abs(got-want) > 1e-9*want {
-			t.Errorf("scaled sum of squares of sample %d: %v, want %v", b, got, want)
-		}
 	}
 }
 

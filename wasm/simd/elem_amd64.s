@@ -8,141 +8,33 @@
 // Estrin's scheme, 2^n built in the exponent field), SiLU, GroupNorm's
 // normalisation and the softmax's exponentials.
 
-DATA expLo<>+0(SB)/4, $0xc2ae0000
-DATA expLo<>+4(SB)/4, $0xc2ae0000
-DATA expLo<>+8(SB)/4, $0xc2ae0000
-DATA expLo<>+12(SB)/4, $0xc2ae0000
-DATA expLo<>+16(SB)/4, $0xc2ae0000
-DATA expLo<>+20(SB)/4, $0xc2ae0000
-DATA expLo<>+24(SB)/4, $0xc2ae0000
-DATA expLo<>+28(SB)/4, $0xc2ae0000
-GLOBL expLo<>(SB), RODATA|NOPTR, $32
-DATA expHi<>+0(SB)/4, $0x42b00000
-DATA expHi<>+4(SB)/4, $0x42b00000
-DATA expHi<>+8(SB)/4, $0x42b00000
-DATA expHi<>+12(SB)/4, $0x42b00000
-DATA expHi<>+16(SB)/4, $0x42b00000
-DATA expHi<>+20(SB)/4, $0x42b00000
-DATA expHi<>+24(SB)/4, $0x42b00000
-DATA expHi<>+28(SB)/4, $0x42b00000
-GLOBL expHi<>(SB), RODATA|NOPTR, $32
-DATA expL2e<>+0(SB)/4, $0x3fb8aa3b
-DATA expL2e<>+4(SB)/4, $0x3fb8aa3b
-DATA expL2e<>+8(SB)/4, $0x3fb8aa3b
-DATA expL2e<>+12(SB)/4, $0x3fb8aa3b
-DATA expL2e<>+16(SB)/4, $0x3fb8aa3b
-DATA expL2e<>+20(SB)/4, $0x3fb8aa3b
-DATA expL2e<>+24(SB)/4, $0x3fb8aa3b
-DATA expL2e<>+28(SB)/4, $0x3fb8aa3b
-GLOBL expL2e<>(SB), RODATA|NOPTR, $32
-DATA expMag<>+0(SB)/4, $0x4b40007f
-DATA expMag<>+4(SB)/4, $0x4b40007f
-DATA expMag<>+8(SB)/4, $0x4b40007f
-DATA expMag<>+12(SB)/4, $0x4b40007f
-DATA expMag<>+16(SB)/4, $0x4b40007f
-DATA expMag<>+20(SB)/4, $0x4b40007f
-DATA expMag<>+24(SB)/4, $0x4b40007f
-DATA expMag<>+28(SB)/4, $0x4b40007f
-GLOBL expMag<>(SB), RODATA|NOPTR, $32
-DATA expNl2h<>+0(SB)/4, $0xbf318000
-DATA expNl2h<>+4(SB)/4, $0xbf318000
-DATA expNl2h<>+8(SB)/4, $0xbf318000
-DATA expNl2h<>+12(SB)/4, $0xbf318000
-DATA expNl2h<>+16(SB)/4, $0xbf318000
-DATA expNl2h<>+20(SB)/4, $0xbf318000
-DATA expNl2h<>+24(SB)/4, $0xbf318000
-DATA expNl2h<>+28(SB)/4, $0xbf318000
-GLOBL expNl2h<>(SB), RODATA|NOPTR, $32
-DATA expNl2l<>+0(SB)/4, $0x395e8083
-DATA expNl2l<>+4(SB)/4, $0x395e8083
-DATA expNl2l<>+8(SB)/4, $0x395e8083
-DATA expNl2l<>+12(SB)/4, $0x395e8083
-DATA expNl2l<>+16(SB)/4, $0x395e8083
-DATA expNl2l<>+20(SB)/4, $0x395e8083
-DATA expNl2l<>+24(SB)/4, $0x395e8083
-DATA expNl2l<>+28(SB)/4, $0x395e8083
-GLOBL expNl2l<>(SB), RODATA|NOPTR, $32
-DATA expOne<>+0(SB)/4, $0x3f800000
-DATA expOne<>+4(SB)/4, $0x3f800000
-DATA expOne<>+8(SB)/4, $0x3f800000
-DATA expOne<>+12(SB)/4, $0x3f800000
-DATA expOne<>+16(SB)/4, $0x3f800000
-DATA expOne<>+20(SB)/4, $0x3f800000
-DATA expOne<>+24(SB)/4, $0x3f800000
-DATA expOne<>+28(SB)/4, $0x3f800000
-GLOBL expOne<>(SB), RODATA|NOPTR, $32
-DATA expC2<>+0(SB)/4, $0x3f000000
-DATA expC2<>+4(SB)/4, $0x3f000000
-DATA expC2<>+8(SB)/4, $0x3f000000
-DATA expC2<>+12(SB)/4, $0x3f000000
-DATA expC2<>+16(SB)/4, $0x3f000000
-DATA expC2<>+20(SB)/4, $0x3f000000
-DATA expC2<>+24(SB)/4, $0x3f000000
-DATA expC2<>+28(SB)/4, $0x3f000000
-GLOBL expC2<>(SB), RODATA|NOPTR, $32
-DATA expC6<>+0(SB)/4, $0x3e2aaaab
-DATA expC6<>+4(SB)/4, $0x3e2aaaab
-DATA expC6<>+8(SB)/4, $0x3e2aaaab
-DATA expC6<>+12(SB)/4, $0x3e2aaaab
-DATA expC6<>+16(SB)/4, $0x3e2aaaab
-DATA expC6<>+20(SB)/4, $0x3e2aaaab
-DATA expC6<>+24(SB)/4, $0x3e2aaaab
-DATA expC6<>+28(SB)/4, $0x3e2aaaab
-GLOBL expC6<>(SB), RODATA|NOPTR, $32
-DATA expC24<>+0(SB)/4, $0x3d2aaaab
-DATA expC24<>+4(SB)/4, $0x3d2aaaab
-DATA expC24<>+8(SB)/4, $0x3d2aaaab
-DATA expC24<>+12(SB)/4, $0x3d2aaaab
-DATA expC24<>+16(SB)/4, $0x3d2aaaab
-DATA expC24<>+20(SB)/4, $0x3d2aaaab
-DATA expC24<>+24(SB)/4, $0x3d2aaaab
-DATA expC24<>+28(SB)/4, $0x3d2aaaab
-GLOBL expC24<>(SB), RODATA|NOPTR, $32
-DATA expC120<>+0(SB)/4, $0x3c088889
-DATA expC120<>+4(SB)/4, $0x3c088889
-DATA expC120<>+8(SB)/4, $0x3c088889
-DATA expC120<>+12(SB)/4, $0x3c088889
-DATA expC120<>+16(SB)/4, $0x3c088889
-DATA expC120<>+20(SB)/4, $0x3c088889
-DATA expC120<>+24(SB)/4, $0x3c088889
-DATA expC120<>+28(SB)/4, $0x3c088889
-GLOBL expC120<>(SB), RODATA|NOPTR, $32
-DATA expC720<>+0(SB)/4, $0x3ab60b61
-DATA expC720<>+4(SB)/4, $0x3ab60b61
-DATA expC720<>+8(SB)/4, $0x3ab60b61
-DATA expC720<>+12(SB)/4, $0x3ab60b61
-DATA expC720<>+16(SB)/4, $0x3ab60b61
-DATA expC720<>+20(SB)/4, $0x3ab60b61
-DATA expC720<>+24(SB)/4, $0x3ab60b61
-DATA expC720<>+28(SB)/4, $0x3ab60b61
-GLOBL expC720<>(SB), RODATA|NOPTR, $32
-DATA expC5040<>+0(SB)/4, $0x39500d01
-DATA expC5040<>+4(SB)/4, $0x39500d01
-DATA expC5040<>+8(SB)/4, $0x39500d01
-DATA expC5040<>+12(SB)/4, $0x39500d01
-DATA expC5040<>+16(SB)/4, $0x39500d01
-DATA expC5040<>+20(SB)/4, $0x39500d01
-DATA expC5040<>+24(SB)/4, $0x39500d01
-DATA expC5040<>+28(SB)/4, $0x39500d01
-GLOBL expC5040<>(SB), RODATA|NOPTR, $32
-DATA expM80<>+0(SB)/4, $0xc2a00000
-DATA expM80<>+4(SB)/4, $0xc2a00000
-DATA expM80<>+8(SB)/4, $0xc2a00000
-DATA expM80<>+12(SB)/4, $0xc2a00000
-DATA expM80<>+16(SB)/4, $0xc2a00000
-DATA expM80<>+20(SB)/4, $0xc2a00000
-DATA expM80<>+24(SB)/4, $0xc2a00000
-DATA expM80<>+28(SB)/4, $0xc2a00000
-GLOBL expM80<>(SB), RODATA|NOPTR, $32
-DATA expSign<>+0(SB)/4, $0x80000000
-DATA expSign<>+4(SB)/4, $0x80000000
-DATA expSign<>+8(SB)/4, $0x80000000
-DATA expSign<>+12(SB)/4, $0x80000000
-DATA expSign<>+16(SB)/4, $0x80000000
-DATA expSign<>+20(SB)/4, $0x80000000
-DATA expSign<>+24(SB)/4, $0x80000000
-DATA expSign<>+28(SB)/4, $0x80000000
-GLOBL expSign<>(SB), RODATA|NOPTR, $32
+// SPLAT8 defines name as a ymm constant: eight copies of the float32 bits v.
+#define SPLAT8(name, v) \
+	DATA name+0(SB)/4, v \
+	DATA name+4(SB)/4, v \
+	DATA name+8(SB)/4, v \
+	DATA name+12(SB)/4, v \
+	DATA name+16(SB)/4, v \
+	DATA name+20(SB)/4, v \
+	DATA name+24(SB)/4, v \
+	DATA name+28(SB)/4, v \
+	GLOBL name(SB), RODATA|NOPTR, $32
+
+SPLAT8(expLo<>, $0xc2ae0000)
+SPLAT8(expHi<>, $0x42b00000)
+SPLAT8(expL2e<>, $0x3fb8aa3b)
+SPLAT8(expMag<>, $0x4b40007f)
+SPLAT8(expNl2h<>, $0xbf318000)
+SPLAT8(expNl2l<>, $0x395e8083)
+SPLAT8(expOne<>, $0x3f800000)
+SPLAT8(expC2<>, $0x3f000000)
+SPLAT8(expC6<>, $0x3e2aaaab)
+SPLAT8(expC24<>, $0x3d2aaaab)
+SPLAT8(expC120<>, $0x3c088889)
+SPLAT8(expC720<>, $0x3ab60b61)
+SPLAT8(expC5040<>, $0x39500d01)
+SPLAT8(expM80<>, $0xc2a00000)
+SPLAT8(expSign<>, $0x80000000)
 
 // EXP sets Y0 = e^Y0 (x clamped to [-87, 88]); Y1-Y7 are clobbered.
 #define EXP \

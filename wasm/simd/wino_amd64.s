@@ -29,6 +29,18 @@
 	VSUBPS Y1, Y2, Y2; \
 	VMOVAPS Y4, Y1
 
+// KEEP copies ROW's result Y0-Y3 to a-d.
+#define KEEP(a, b, c, d) VMOVAPS Y0, a; VMOVAPS Y1, b; VMOVAPS Y2, c; VMOVAPS Y3, d
+
+// VROWS4 stores four V rows (BX on, DX apart; BX left at the last):
+// op a_i, b_i, d_i, then d_i is row i.
+#define VROW(op, a, b, d) op a, b, d; VMOVUPS d, (BX)
+#define VROWS4(op, a0, b0, d0, a1, b1, d1, a2, b2, d2, a3, b3, d3) \
+	VROW(op, a0, b0, d0); ADDQ DX, BX \
+	VROW(op, a1, b1, d1); ADDQ DX, BX \
+	VROW(op, a2, b2, d2); ADDQ DX, BX \
+	VROW(op, a3, b3, d3)
+
 TEXT ·winoInAVX2(SB), NOSPLIT, $0-56
 	MOVQ xp+0(FP), SI
 	MOVQ idx+8(FP), AX
@@ -47,71 +59,25 @@ loop:
 	LEAQ (R11)(R9*2), R13
 	// row 2 -> e2 (Y7-Y10)
 	ROW(R12)
-	VMOVAPS Y0, Y7
-	VMOVAPS Y1, Y8
-	VMOVAPS Y2, Y9
-	VMOVAPS Y3, Y10
+	KEEP(Y7, Y8, Y9, Y10)
 	// row 1 -> e1 (Y11-Y14)
 	ROW(R11)
-	VMOVAPS Y0, Y11
-	VMOVAPS Y1, Y12
-	VMOVAPS Y2, Y13
-	VMOVAPS Y3, Y14
+	KEEP(Y11, Y12, Y13, Y14)
 	// V rows 1 (e1+e2) and 2 (e2-e1): ξ = 4..7 and 8..11
 	MOVQ DI, BX
 	LEAQ (BX)(DX*4), BX
-	VADDPS Y7, Y11, Y0
-	VMOVUPS Y0, (BX)
+	VROWS4(VADDPS, Y7, Y11, Y0, Y8, Y12, Y0, Y9, Y13, Y0, Y10, Y14, Y0)
 	ADDQ DX, BX
-	VADDPS Y8, Y12, Y0
-	VMOVUPS Y0, (BX)
-	ADDQ DX, BX
-	VADDPS Y9, Y13, Y0
-	VMOVUPS Y0, (BX)
-	ADDQ DX, BX
-	VADDPS Y10, Y14, Y0
-	VMOVUPS Y0, (BX)
-	ADDQ DX, BX
-	VSUBPS Y11, Y7, Y0
-	VMOVUPS Y0, (BX)
-	ADDQ DX, BX
-	VSUBPS Y12, Y8, Y0
-	VMOVUPS Y0, (BX)
-	ADDQ DX, BX
-	VSUBPS Y13, Y9, Y0
-	VMOVUPS Y0, (BX)
-	ADDQ DX, BX
-	VSUBPS Y14, Y10, Y0
-	VMOVUPS Y0, (BX)
+	VROWS4(VSUBPS, Y11, Y7, Y0, Y12, Y8, Y0, Y13, Y9, Y0, Y14, Y10, Y0)
 	// row 0: V row 0 = t - e2 (ξ = 0..3)
 	ROW(R10)
 	MOVQ DI, BX
-	VSUBPS Y7, Y0, Y0
-	VMOVUPS Y0, (BX)
-	ADDQ DX, BX
-	VSUBPS Y8, Y1, Y1
-	VMOVUPS Y1, (BX)
-	ADDQ DX, BX
-	VSUBPS Y9, Y2, Y2
-	VMOVUPS Y2, (BX)
-	ADDQ DX, BX
-	VSUBPS Y10, Y3, Y3
-	VMOVUPS Y3, (BX)
+	VROWS4(VSUBPS, Y7, Y0, Y0, Y8, Y1, Y1, Y9, Y2, Y2, Y10, Y3, Y3)
 	// row 3: V row 3 = e1 - t (ξ = 12..15)
 	ROW(R13)
 	LEAQ (DI)(DX*8), BX
 	LEAQ (BX)(DX*4), BX
-	VSUBPS Y0, Y11, Y0
-	VMOVUPS Y0, (BX)
-	ADDQ DX, BX
-	VSUBPS Y1, Y12, Y1
-	VMOVUPS Y1, (BX)
-	ADDQ DX, BX
-	VSUBPS Y2, Y13, Y2
-	VMOVUPS Y2, (BX)
-	ADDQ DX, BX
-	VSUBPS Y3, Y14, Y3
-	VMOVUPS Y3, (BX)
+	VROWS4(VSUBPS, Y0, Y11, Y0, Y1, Y12, Y1, Y2, Y13, Y2, Y3, Y14, Y3)
 	ADDQ R8, SI
 	ADDQ $32, DI
 	DECQ CX
@@ -126,6 +92,18 @@ done:
 // the 16 M_ξ rows are contiguous loads, and the 2x2 outputs of the 8 tiles
 // are two rows of 16 floats, interleaved from y00/y01 and y10/y11.
 //
+// MROWS4 reads four M rows at AX (R8 apart; AX ends two rows on from the
+// third), each through op(row, a_i, b_i).
+#define MROWS4(op, a0, b0, a1, b1, a2, b2, a3, b3) \
+	op((AX), a0, b0); op((AX)(R8*1), a1, b1); LEAQ (AX)(R8*2), AX \
+	op((AX), a2, b2); op((AX)(R8*1), a3, b3)
+// The ops: load into a; s0 (b) += m1 (loaded into a, s1 = m1); s0 (a) +=
+// m2, s1 (b) -= m2; s1 (a) -= m3.
+#define MLOAD(m, a, b) VMOVUPS m, a
+#define MADD(m, a, b) VMOVUPS m, a; VADDPS a, b, b
+#define MADDSUB(m, a, b) VMOVUPS m, Y8; VADDPS Y8, a, a; VSUBPS Y8, b, b
+#define MSUB(m, a, b) VMOVUPS m, Y8; VSUBPS Y8, a, a
+
 // func winoOutAVX2(m *float32, ldm, o int, out *float32, plane, ow int, bias, res *float32)
 // m: M_0 of channel 0 at the first tile (channel oc's 16 rows at
 // +16·oc·ldm); out, res: the first tile's top-left output of channel 0;
@@ -145,48 +123,16 @@ TEXT ·winoOutAVX2(SB), NOSPLIT, $0-64
 woloop:
 	// s0 = m0 + m1 + m2, s1 = m1 - m2 - m3 (rows of 4 M_ξ), per column c.
 	MOVQ SI, AX
-	VMOVUPS (AX), Y0
-	VMOVUPS (AX)(R8*1), Y1
-	LEAQ (AX)(R8*2), AX
-	VMOVUPS (AX), Y2
-	VMOVUPS (AX)(R8*1), Y3
+	MROWS4(MLOAD, Y0, _, Y1, _, Y2, _, Y3, _)
 	LEAQ (AX)(R8*2), AX
 	// rows ξ = 4..7 (m1): s0 += m1, s1 = m1
-	VMOVUPS (AX), Y4
-	VADDPS Y4, Y0, Y0
-	VMOVUPS (AX)(R8*1), Y5
-	VADDPS Y5, Y1, Y1
-	LEAQ (AX)(R8*2), AX
-	VMOVUPS (AX), Y6
-	VADDPS Y6, Y2, Y2
-	VMOVUPS (AX)(R8*1), Y7
-	VADDPS Y7, Y3, Y3
+	MROWS4(MADD, Y4, Y0, Y5, Y1, Y6, Y2, Y7, Y3)
 	LEAQ (AX)(R8*2), AX
 	// rows ξ = 8..11 (m2): s0 += m2, s1 -= m2
-	VMOVUPS (AX), Y8
-	VADDPS Y8, Y0, Y0
-	VSUBPS Y8, Y4, Y4
-	VMOVUPS (AX)(R8*1), Y8
-	VADDPS Y8, Y1, Y1
-	VSUBPS Y8, Y5, Y5
-	LEAQ (AX)(R8*2), AX
-	VMOVUPS (AX), Y8
-	VADDPS Y8, Y2, Y2
-	VSUBPS Y8, Y6, Y6
-	VMOVUPS (AX)(R8*1), Y8
-	VADDPS Y8, Y3, Y3
-	VSUBPS Y8, Y7, Y7
+	MROWS4(MADDSUB, Y0, Y4, Y1, Y5, Y2, Y6, Y3, Y7)
 	LEAQ (AX)(R8*2), AX
 	// rows ξ = 12..15 (m3): s1 -= m3
-	VMOVUPS (AX), Y8
-	VSUBPS Y8, Y4, Y4
-	VMOVUPS (AX)(R8*1), Y8
-	VSUBPS Y8, Y5, Y5
-	LEAQ (AX)(R8*2), AX
-	VMOVUPS (AX), Y8
-	VSUBPS Y8, Y6, Y6
-	VMOVUPS (AX)(R8*1), Y8
-	VSUBPS Y8, Y7, Y7
+	MROWS4(MSUB, Y4, _, Y5, _, Y6, _, Y7, _)
 	// y00 = s0[0]+s0[1]+s0[2] (Y8), y01 = s0[1]-s0[2]-s0[3] (Y9),
 	// y10 = s1[0]+s1[1]+s1[2] (Y10), y11 = s1[1]-s1[2]-s1[3] (Y11)
 	VADDPS Y1, Y0, Y8

@@ -195,37 +195,23 @@ func compareAll(t *testing.T, d *Device, c *opCase, opts ...Options) {
 	}
 }
 
-// TestFusions checks the fused kernels (conv + add_channel + residual,
-// group_norm + scale_shift + SiLU) on the resnet pattern, where the
-// residual's producer comes after the convolution in graph order.
+// TestFusions checks how the fused kernels are laid out on graphtest's
+// resnet pattern (conv + add_channel + residual, group_norm + scale_shift
+// + SiLU; the residual's producer after the convolution in graph order):
+// their step counts, and that under split-K conv1's partial sums go
+// straight into norm2. TestOpTable compares the same cases' outputs under
+// the same options.
 func TestFusions(t *testing.T) {
 	d := testDevice(t)
 	r := rand.New(rand.NewSource(2))
-	const B, C, O, H, W = 3, 6, 10, 7, 5
-	params := map[string]*tensor.Tensor{
-		"n1.weight": randT(r, 1, C), "n1.bias": randT(r, 1, C),
-		"c1.weight": randT(r, 0.2, O, C, 3, 3), "c1.bias": randT(r, 1, O),
-		"n2.weight": randT(r, 1, O), "n2.bias": randT(r, 1, O),
-		"c2.weight": randT(r, 0.2, O, O, 3, 3), "c2.bias": randT(r, 1, O),
-		"s.weight": randT(r, 0.3, O, C, 1, 1), "s.bias": randT(r, 1, O),
-	}
-	// The two time conditionings of diffusers' ResnetBlock2D: "default" adds
-	// the embedding after conv1, "scale_shift" applies it after norm2.
-	for _, scaleShift := range []bool{false, true} {
-		c := &opCase{name: fmt.Sprintf("resnet/scale_shift=%v", scaleShift), params: params,
-			build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
-				x := in("x", B, C, H, W)
-				h := b.Unary(graph.OpSiLU, b.GroupNorm("n1", x, 2, 1e-5))
-				h = b.Conv2D("c1", h, 1, [4]int{1, 1, 1, 1})
-				if scaleShift {
-					h = b.ScaleShift(b.GroupNorm("n2", h, 5, 1e-5), in("e", B, 2*O))
-				} else {
-					h = b.GroupNorm("n2", b.AddChannel(h, in("e", B, O)), 5, 1e-5)
-				}
-				h = b.Conv2D("c2", b.Unary(graph.OpSiLU, h), 1, [4]int{1, 1, 1, 1})
-				return b.Add(b.Conv2D("s", x, 1, [4]int{}), h)
-			}}
-		g, err := c.graphOf(r, params)
+	var resnet []*opCase
+	for _, tc := range graphtest.Cases() {
+		if !strings.HasPrefix(tc.Name, "fusion/resnet/") {
+			continue
+		}
+		c := tableCase(tc)
+		resnet = append(resnet, c)
+		g, err := c.graphOf(r, c.params)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,8 +219,14 @@ func TestFusions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Steps() != 5 {
-			t.Errorf("%s: fused program has %d steps, want 5 (2 norms, 2 convs with epilogues, 1 shortcut)", c.name, p.Steps())
+		// 2 norms, 2 convs with epilogues, 1 shortcut, and in the default
+		// variant the time embedding's linear.
+		want := 5
+		if strings.HasSuffix(tc.Name, "scale_shift=false") {
+			want = 6
+		}
+		if p.Steps() != want {
+			t.Errorf("%s: fused program has %d steps, want %d", c.name, p.Steps(), want)
 		}
 		p.Release()
 		// SplitK 4: the fused epilogues run in the split-K reduce steps, and
@@ -252,22 +244,16 @@ func TestFusions(t *testing.T) {
 			t.Errorf("%s: under split-K conv1 has split step %v, reduce step %v; want its partial sums read by norm2", c.name, splitC1, reduceC1)
 		}
 		p.Release()
-		compareAll(t, d, c, Options{Serial: -1}, Options{Weights: WeightsF16, Serial: -1}, Options{SplitK: 4, Serial: -1},
-			Options{SplitK: 4, Weights: WeightsF16, Serial: -1}, Options{Serial: 1, winograd: -1}, Options{Serial: 1, Weights: WeightsF16, winograd: -1},
-			Options{Serial: 1, winograd: 1, winoTile: 2}, Options{Serial: 1, Weights: WeightsF16, winograd: 1, winoTile: 2},
-			Options{Serial: 1, winograd: 1, winoTile: 4}, Options{Serial: 1, Weights: WeightsF16, winograd: 1, winoTile: 4})
+	}
+	if len(resnet) != 2 {
+		t.Fatalf("%d resnet cases in graphtest, want 2", len(resnet))
 	}
 	testMLPFusion(t, d, r)
-	c := &opCase{name: "conv+residual", params: params,
-		build: func(b *graph.Builder, in func(string, ...int) graph.Value) graph.Value {
-			x := in("x", B, C, H, W)
-			return b.Add(b.Conv2D("s", x, 1, [4]int{}), b.Conv2D("c1", x, 1, [4]int{1, 1, 1, 1}))
-		}}
-	// The same with dispatches issued one by one from Go (the fallback where
-	// a Content-Security-Policy forbids the JavaScript replay function).
+	// A resnet block with dispatches issued one by one from Go (the fallback
+	// where a Content-Security-Policy forbids the JavaScript replay function).
 	gpu.ReplayInJS = false
 	defer func() { gpu.ReplayInJS = true }()
-	if e := compare(t, d, c, Options{}); !(e <= nmseOp) {
+	if e := compare(t, d, resnet[0], Options{}); !(e <= nmseOp) {
 		t.Errorf("replayed from Go: NMSE %.3g over %g", e, nmseOp)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/diffuse-web/diffuse/core/cpu"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/wasm/webgpu/gpu"
@@ -71,11 +70,7 @@ func TestSampleRK45(t *testing.T) {
 			}
 			noise := sampler.InitialNoise(3, 0, B, m.Shape)
 			var cpuSteps, gpuSteps []sampler.Step
-			o.Progress = func(st sampler.Step) error {
-				st.X, st.X0 = append([]float64(nil), st.X...), append([]float64(nil), st.X0...)
-				cpuSteps = append(cpuSteps, st)
-				return nil
-			}
+			o.Progress = recordSteps(&cpuSteps)
 			want, err := sampler.RK45(context.Background(), m, noise, o)
 			if err != nil {
 				t.Fatal(err)
@@ -149,24 +144,11 @@ func TestSampleRK45(t *testing.T) {
 // progress from the checkpoint on, NMSE ≤ 1e-10 (a checkpoint with H 10%
 // off gave 3.5e-9). (Its own device.)
 func TestSampleRK45DeviceLost(t *testing.T) {
-	d := ownDevice(t)
-	dn, f := smallestDenoiser(t, d)
-	s, err := schedule.Parse([]byte(`{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
 	o := &sampler.Options{RTol: 3e-2, ATol: 3e-2}
-	if cond, _ := f.m.Conditional(); cond {
-		o.Class = []int{2}
-	}
-	noise := sampler.InitialNoise(3, 0, 1, m.Shape)
 	var all []int
 	o.Progress = func(st sampler.Step) error { all = append(all, st.Index); return nil }
-	want, err := sampler.RK45(context.Background(), m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fr := newFaultRig(t, "rk45", veSched, o, 2, 3)
+	d, dn, m, noise, want := fr.d, fr.dn, fr.m, fr.noise, fr.want
 	// One preview, at accepted step 1: the checkpoint is after it, where
 	// the next step size still matters (later ones are cut to the end).
 	o.Preview = func(i, total int) bool { return i == 1 }
@@ -197,25 +179,12 @@ func TestSampleRK45DeviceLost(t *testing.T) {
 // must match an undisturbed CPU run as in TestSampleRK45DeviceLost. (Its
 // own device.)
 func TestSampleRK45GPUError(t *testing.T) {
-	d := ownDevice(t)
-	defer d.Destroy()
-	dn, f := smallestDenoiser(t, d)
-	s, err := schedule.Parse([]byte(`{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
 	o := &sampler.Options{RTol: 3e-2, ATol: 3e-2}
-	if cond, _ := f.m.Conditional(); cond {
-		o.Class = []int{2}
-	}
-	noise := sampler.InitialNoise(3, 0, 1, m.Shape)
 	var all []int
 	o.Progress = func(st sampler.Step) error { all = append(all, st.Index); return nil }
-	want, err := sampler.RK45(context.Background(), m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fr := newFaultRig(t, "rk45", veSched, o, 2, 3)
+	defer fr.d.Destroy()
+	dn, m, noise, want := fr.dn, fr.m, fr.noise, fr.want
 	o.Preview = func(i, total int) bool { return i == 1 }
 	ev := 0
 	testHookNet = func(sp *gpuSpace, e *gpu.Encoder) {
@@ -226,7 +195,7 @@ func TestSampleRK45GPUError(t *testing.T) {
 	defer func() { testHookNet = nil }()
 	var seen []int
 	o.Progress = func(st sampler.Step) error { seen = append(seen, st.Index); return nil }
-	_, err = dn.Sample(context.Background(), "rk45", m, noise, o)
+	_, err := dn.Sample(context.Background(), "rk45", m, noise, o)
 	testHookNet = nil
 	var ie *InterruptedError
 	var ge *Error

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/diffuse-web/diffuse/core/cpu"
+	"github.com/diffuse-web/diffuse/core/model"
 	"github.com/diffuse-web/diffuse/core/sampler"
 	"github.com/diffuse-web/diffuse/core/schedule"
 	"github.com/diffuse-web/diffuse/core/tensor"
@@ -90,52 +91,14 @@ func TestSample(t *testing.T) {
 	d := testDevice(t)
 	dn, f := smallestDenoiser(t, d)
 	defer dn.Release()
-	const B = 2
-	cond, _ := f.m.Conditional()
-	pick := func(i, total int) bool { return i == 1 || i == 3 }
-	for _, c := range []struct {
-		name, sched string
-		steps       int
-		eta, w      float64
-		preview     func(int, int) bool
-	}{
-		{"ddim", `{"prediction_type": "sample", "clip_sample": true}`, 3, 0.5, 0, pick},
-		{"ddpm", `{"prediction_type": "epsilon", "clip_sample": true, "variance_type": "fixed_large"}`, 3, 0, 3, nil},
-		{"euler", `{"prediction_type": "v_prediction", "clip_sample": false}`, 3, 0, 2, pick},
-		{"euler_ancestral", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 0, nil},
-		{"heun", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 1.5, pick},
-		{"dpmpp_2m", `{"prediction_type": "epsilon", "clip_sample": false, "lower_order_final": false}`, 4, 0, 2.5, pick},
-		{"dpmpp_3m", `{"prediction_type": "v_prediction", "clip_sample": false, "lower_order_final": false, "solver_type": "heun"}`, 4, 0, 0, nil},
-		{"dpmpp_3m_diffusers", `{"prediction_type": "epsilon", "clip_sample": false, "lower_order_final": false}`, 4, 0, 0, pick},
-		// The SDE samplers: a VP (discrete) and a VE schedule; pc's default
-		// previews fall on a Langevin evaluation (index 4) and the last.
-		{"em", `{"prediction_type": "v_prediction", "clip_sample": true}`, 3, 0, 2, pick},
-		{"pc", `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`, 3, 0, 1.5, nil},
-	} {
+	for _, c := range residentCases() {
 		t.Run(c.name, func(t *testing.T) {
 			if !dn.Supports(c.name) {
 				t.Fatalf("Supports(%q) is false", c.name)
 			}
-			s, err := schedule.Parse([]byte(c.sched))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := &sampler.Model{Net: dn, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
-			o := &sampler.Options{Steps: c.steps, Eta: c.eta, Seed: 11, FirstSample: 3}
-			if cond {
-				o.Class = []int{1, 4}
-				if c.w != 0 {
-					o.Guidance = c.w
-					m.NullClass = 0
-				}
-			}
-			noise := sampler.InitialNoise(o.Seed, o.FirstSample, B, m.Shape)
+			m, o, noise := c.setup(t, dn, f)
 			var cpuSteps []sampler.Step
-			o.Progress = func(st sampler.Step) error {
-				st.X, st.X0 = append([]float64(nil), st.X...), append([]float64(nil), st.X0...)
-				cpuSteps = append(cpuSteps, st)
-				return nil
-			}
+			o.Progress = recordSteps(&cpuSteps)
 			want, err := sampler.Run(context.Background(), c.name, m, noise, o)
 			if err != nil {
 				t.Fatal(err)
@@ -160,6 +123,71 @@ func TestSample(t *testing.T) {
 	}
 }
 
+// sampleCase is one run that the GPU tests compare with core/sampler's:
+// sampler name on schedule sched, its steps, η, guidance w (where the
+// fixture is class-conditional), the previews to read back (nil: the
+// default) and the NMSE bound on the result (0: 1e-9).
+type sampleCase struct {
+	name, sched string
+	steps       int
+	eta, w      float64
+	preview     func(int, int) bool
+	tol         float64
+}
+
+// pickPreviews reads back evaluations 1 and 3.
+func pickPreviews(i, _ int) bool { return i == 1 || i == 3 }
+
+// residentCases are the samplers with a GPU-resident loop (Denoiser.Sample),
+// with stochastic, guided, v- and sample-prediction and clipped cases
+// spread over them. TestSpaceSamplers runs them too.
+func residentCases() []sampleCase {
+	return []sampleCase{
+		{"ddim", `{"prediction_type": "sample", "clip_sample": true}`, 3, 0.5, 0, pickPreviews, 0},
+		{"ddpm", `{"prediction_type": "epsilon", "clip_sample": true, "variance_type": "fixed_large"}`, 3, 0, 3, nil, 0},
+		{"euler", `{"prediction_type": "v_prediction", "clip_sample": false}`, 3, 0, 2, pickPreviews, 0},
+		{"euler_ancestral", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 0, nil, 0},
+		{"heun", `{"prediction_type": "epsilon", "clip_sample": false}`, 3, 0, 1.5, pickPreviews, 0},
+		{"dpmpp_2m", `{"prediction_type": "epsilon", "clip_sample": false, "lower_order_final": false}`, 4, 0, 2.5, pickPreviews, 0},
+		{"dpmpp_3m", `{"prediction_type": "v_prediction", "clip_sample": false, "lower_order_final": false, "solver_type": "heun"}`, 4, 0, 0, nil, 0},
+		{"dpmpp_3m_diffusers", `{"prediction_type": "epsilon", "clip_sample": false, "lower_order_final": false}`, 4, 0, 0, pickPreviews, 0},
+		// The SDE samplers: a VP (discrete) and a VE schedule; pc's default
+		// previews fall on a Langevin evaluation (index 4) and the last.
+		{"em", `{"prediction_type": "v_prediction", "clip_sample": true}`, 3, 0, 2, pickPreviews, 0},
+		{"pc", veSched, 3, 0, 1.5, nil, 0},
+	}
+}
+
+// setup makes c's model (net on an 8×8 input of fixture f), options
+// (seed 11 from sample 3; labels 1 and 4 where f is class-conditional,
+// guided by c.w) and starting noise for a batch of 2.
+func (c sampleCase) setup(t *testing.T, net model.Denoiser, f fixture) (*sampler.Model, *sampler.Options, []float64) {
+	t.Helper()
+	s, err := schedule.Parse([]byte(c.sched))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &sampler.Model{Net: net, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	o := &sampler.Options{Steps: c.steps, Eta: c.eta, Seed: 11, FirstSample: 3}
+	if cond, _ := f.m.Conditional(); cond {
+		o.Class = []int{1, 4}
+		if c.w != 0 {
+			o.Guidance = c.w
+			m.NullClass = 0
+		}
+	}
+	return m, o, sampler.InitialNoise(o.Seed, o.FirstSample, 2, m.Shape)
+}
+
+// recordSteps is a Progress that keeps a copy of every step in *steps.
+func recordSteps(steps *[]sampler.Step) func(sampler.Step) error {
+	return func(st sampler.Step) error {
+		st.X, st.X0 = append([]float64(nil), st.X...), append([]float64(nil), st.X0...)
+		*steps = append(*steps, st)
+		return nil
+	}
+}
+
 // TestSampleDeviceLost destroys the device in the middle of a DPM-Solver++
 // run (whose checkpoints carry history): Sample must fail with an
 // *InterruptedError (ErrDeviceLost) holding a checkpoint from a preview
@@ -167,24 +195,10 @@ func TestSample(t *testing.T) {
 // give the run's undisturbed result. (Its own device: the shared one must
 // survive.)
 func TestSampleDeviceLost(t *testing.T) {
-	d := ownDevice(t)
-	dn, f := smallestDenoiser(t, d)
-	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpuNet := cpu.NewDenoiser(f.m)
-	m := &sampler.Model{Net: cpuNet, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
 	const name = "dpmpp_2m"
 	o := &sampler.Options{Steps: 7, Seed: 5}
-	if cond, _ := f.m.Conditional(); cond {
-		o.Class = []int{2}
-	}
-	noise := sampler.InitialNoise(o.Seed, 0, 1, m.Shape)
-	want, err := sampler.Run(context.Background(), name, m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fr := newFaultRig(t, name, epsSched, o, 2, o.Seed)
+	d, dn, m, noise, want := fr.d, fr.dn, fr.m, fr.noise, fr.want
 	o.Preview = func(i, total int) bool { return i%2 == 1 }
 	ie := lostAt(t, d, dn, name, m, noise, o, 3)
 	if c := ie.Checkpoint; c.Step != 3 || len(c.History) != 1 || c.NFE != 3 {
@@ -204,7 +218,7 @@ func TestSampleDeviceLost(t *testing.T) {
 	// On the lost device a run fails at once, with the start as its
 	// checkpoint; an Euler-type one (x/α state) finishes on the CPU too.
 	o.Progress = nil
-	want, err = sampler.Run(context.Background(), "heun", m, noise, o)
+	want, err := sampler.Run(context.Background(), "heun", m, noise, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,24 +245,11 @@ func TestSampleDeviceLost(t *testing.T) {
 // *Error; finishing on the CPU must give the undisturbed run's result; and
 // the device must still work: the same run without the fault matches too.
 func TestSampleGPUError(t *testing.T) {
-	d := ownDevice(t)
-	defer d.Destroy()
-	dn, f := smallestDenoiser(t, d)
-	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
 	const name = "dpmpp_2m"
 	o := &sampler.Options{Steps: 7, Seed: 5}
-	if cond, _ := f.m.Conditional(); cond {
-		o.Class = []int{2}
-	}
-	noise := sampler.InitialNoise(o.Seed, 0, 1, m.Shape)
-	want, err := sampler.Run(context.Background(), name, m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fr := newFaultRig(t, name, epsSched, o, 2, o.Seed)
+	defer fr.d.Destroy()
+	d, dn, m, noise, want := fr.d, fr.dn, fr.m, fr.noise, fr.want
 	o.Preview = func(i, total int) bool { return i%2 == 1 }
 	defer func() { testHookNet = nil }()
 	for _, c := range []struct {
@@ -322,24 +323,10 @@ func TestSampleGPUError(t *testing.T) {
 // start; a per-call Denoise fails with the next such error (a fault the
 // app falls back on) and the one after works.
 func TestSampleUncapturedError(t *testing.T) {
-	d := ownDevice(t)
-	defer d.Destroy()
-	dn, f := smallestDenoiser(t, d)
-	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
 	o := &sampler.Options{Steps: 3, Seed: 9}
-	cond, _ := f.m.Conditional()
-	if cond {
-		o.Class = []int{1}
-	}
-	noise := sampler.InitialNoise(o.Seed, 0, 1, m.Shape)
-	want, err := sampler.Run(context.Background(), "euler", m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fr := newFaultRig(t, "euler", epsSched, o, 1, o.Seed)
+	defer fr.d.Destroy()
+	d, dn, m, noise, want := fr.d, fr.dn, fr.m, fr.noise, fr.want
 	uncaptured := func() {
 		t.Helper()
 		n := d.gpu.UncapturedCount()
@@ -355,7 +342,7 @@ func TestSampleUncapturedError(t *testing.T) {
 		}
 	}
 	uncaptured()
-	_, err = dn.Sample(context.Background(), "euler", m, noise, o)
+	_, err := dn.Sample(context.Background(), "euler", m, noise, o)
 	var ie *InterruptedError
 	var ge *Error
 	if !errors.As(err, &ie) || !errors.As(err, &ge) || ge.What != "uncaptured" || ie.Checkpoint.Step != 0 {
@@ -371,10 +358,7 @@ func TestSampleUncapturedError(t *testing.T) {
 	}
 
 	x := tensor.New(1, m.Shape[0], m.Shape[1], m.Shape[2])
-	var class []int
-	if cond {
-		class = []int{1}
-	}
+	class := o.Class // the rig's label, nil for an unconditional fixture
 	uncaptured()
 	if _, err := dn.Denoise(x, []float32{500}, class); !errors.As(err, &ge) || ge.What != "uncaptured" || !IsFault(err) {
 		t.Fatalf("Denoise after an uncaptured error: %v, want the error", err)
@@ -421,11 +405,7 @@ func TestInvertDDIM(t *testing.T) {
 				data[i] = math.Tanh(v)
 			}
 			var cpuSteps, gpuSteps []sampler.Step
-			o.Progress = func(st sampler.Step) error {
-				st.X, st.X0 = append([]float64(nil), st.X...), append([]float64(nil), st.X0...)
-				cpuSteps = append(cpuSteps, st)
-				return nil
-			}
+			o.Progress = recordSteps(&cpuSteps)
 			want, err := sampler.InvertDDIM(context.Background(), m, data, o)
 			if err != nil {
 				t.Fatal(err)
@@ -457,23 +437,9 @@ func TestInvertDDIM(t *testing.T) {
 // give the undisturbed CPU run's result. Then em and DDIM inversion on the
 // lost device fail at once and finish on the CPU from their start.
 func TestSampleDeviceLostSDE(t *testing.T) {
-	d := ownDevice(t)
-	dn, f := smallestDenoiser(t, d)
-	s, err := schedule.Parse([]byte(`{"prediction_type": "epsilon", "clip_sample": false}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpuNet := cpu.NewDenoiser(f.m)
-	m := &sampler.Model{Net: cpuNet, Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
 	o := &sampler.Options{Steps: 5, Seed: 8}
-	if cond, _ := f.m.Conditional(); cond {
-		o.Class = []int{6}
-	}
-	noise := sampler.InitialNoise(o.Seed, 0, 1, m.Shape)
-	want, err := sampler.Run(context.Background(), "pc", m, noise, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fr := newFaultRig(t, "pc", epsSched, o, 6, o.Seed)
+	d, dn, m, noise, want := fr.d, fr.dn, fr.m, fr.noise, fr.want
 	// Previews at 1 (predictor, step 0), 2 (Langevin, step 1), 4, 5, ...;
 	// the loss at the second one: its state is mid-step, so the
 	// checkpoint is still the first's, step 1.
@@ -494,7 +460,7 @@ func TestSampleDeviceLostSDE(t *testing.T) {
 	}
 
 	o.Progress = nil
-	want, err = sampler.Run(context.Background(), "em", m, noise, o)
+	want, err := sampler.Run(context.Background(), "em", m, noise, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,4 +568,45 @@ func finishOnCPU(t *testing.T, ie *InterruptedError, m *sampler.Model, noise []f
 		t.Fatal(err)
 	}
 	return got, resumed
+}
+
+// The fault tests' schedules: discrete with ε prediction, and a VE-SDE
+// with score prediction.
+const (
+	epsSched = `{"prediction_type": "epsilon", "clip_sample": false}`
+	veSched  = `{"sde": "ve", "prediction_type": "score", "sigma_max": 5}`
+)
+
+// faultRig is the setup of the tests that break a run (device loss, GPU
+// errors): a device of the test's own (d), the smallest fixture's GPU
+// denoiser on it (dn), a CPU model of the same network on schedule sched
+// (m: one 8×8 sample, labelled class where the fixture is conditional, set
+// in o), that sample's starting noise from noiseSeed, and want, the
+// undisturbed CPU run of sampler name with o.
+type faultRig struct {
+	d     *Device
+	dn    *Denoiser
+	m     *sampler.Model
+	noise []float64
+	want  *sampler.Result
+}
+
+func newFaultRig(t *testing.T, name, sched string, o *sampler.Options, class int, noiseSeed uint64) *faultRig {
+	t.Helper()
+	d := ownDevice(t)
+	dn, f := smallestDenoiser(t, d)
+	s, err := schedule.Parse([]byte(sched))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &sampler.Model{Net: cpu.NewDenoiser(f.m), Schedule: s, Shape: []int{f.m.InShape()[0], 8, 8}, NullClass: -1}
+	if cond, _ := f.m.Conditional(); cond {
+		o.Class = []int{class}
+	}
+	noise := sampler.InitialNoise(noiseSeed, 0, 1, m.Shape)
+	want, err := sampler.Run(context.Background(), name, m, noise, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &faultRig{d: d, dn: dn, m: m, noise: noise, want: want}
 }
