@@ -1,0 +1,84 @@
+// A full-size public architecture in the page (issue 20, item 2): the
+// diffusers quick-start google/ddpm-church-256 UNet2DModel (113.7M
+// parameters, 256×256; its public config.json in core/unet/testdata) with
+// random weights written at test time by core/unet/unettest/cmd/randunet
+// (never committed), imported through "your own model" as a visitor's
+// diffusers folder and run for one step on the CPU backend; the result equals
+// the native CLI's on the file `diffuse convert` writes.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  ROOT, buildSite, buildTools, startServer, launch, watch, nativeSample, maxAbsDiff, shot, cleanup, TMP,
+} from './harness.mjs';
+
+const DESKTOP = { width: 1280, height: 900 };
+const TOL = 1e-3;
+const CFG = path.join(ROOT, 'core', 'unet', 'testdata');
+
+let server = null;
+let browser = null;
+let folder = null;
+let cli = null;
+
+before(async () => {
+  const tools = buildTools();
+  assert.ok(tools.diffuse, 'the native CLI did not build');
+  const rand = path.join(TMP, 'bin', 'randunet');
+  execFileSync('go', ['build', '-o', rand, './core/unet/unettest/cmd/randunet'], { cwd: ROOT, stdio: 'inherit' });
+  const dir = path.join(TMP, 'big', 'church-256');
+  execFileSync(rand, ['-config', path.join(CFG, 'ddpm_church_256_config.json'),
+    '-scheduler', path.join(CFG, 'ddpm_church_256_scheduler_config.json'), '-o', dir], { stdio: 'ignore' });
+  folder = dir; // the pipeline folder a visitor has: unet/ and scheduler/
+  const out = path.join(TMP, 'big', 'church.safetensors');
+  execFileSync(tools.diffuse, ['convert', '--from', 'diffusers', path.join(dir, 'unet'), '-o', out], { stdio: 'ignore' });
+  const bytes = fs.readFileSync(out);
+  cli = { file: out, sha: crypto.createHash('sha256').update(bytes).digest('hex') };
+  server = await startServer(buildSite());
+  browser = await launch(false);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+  cleanup();
+});
+
+const ready = (page) => page.waitForFunction(() => !document.getElementById('error').hidden ||
+  (!document.getElementById('run').disabled && !['loading', 'sampling'].includes(document.body.dataset.state)),
+null, { timeout: 600000, polling: 250 });
+
+test('ddpm-church-256 (113.7M parameters, 256²) imports and runs one step on the CPU backend', async (t) => {
+  const ctx = await browser.newContext({ viewport: DESKTOP });
+  const w = watch(ctx, server.url);
+  const page = await ctx.newPage();
+  page.on('console', (m) => t.diagnostic(`console ${m.type()}: ${m.text()}`));
+  await page.goto(`${server.url}/?model=dev-tiny&backend=cpu`);
+  await ready(page);
+  await page.click('#byom summary');
+  let t0 = Date.now();
+  await page.setInputFiles('#byom-folder', folder);
+  await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('byom').dataset.state), null, { timeout: 600000, polling: 250 });
+  assert.equal(await page.isHidden('#byom-error'), true, await page.textContent('#byom-error'));
+  t.diagnostic(`import: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const name = `user-${cli.sha.slice(0, 12)}`;
+  await ready(page);
+  assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));
+  assert.equal(await page.inputValue('#model'), name, 'the new model is picked');
+  await shot(page, 'big-imported');
+
+  await page.getByLabel('Sampler', { exact: true }).selectOption('ddim');
+  await page.getByLabel('Steps').fill('1');
+  await page.fill('#batch', '1');
+  t0 = Date.now();
+  await page.click('#run');
+  await page.waitForFunction(() => ['done', 'failed', 'invalid'].includes(document.body.dataset.state), null, { timeout: 600000, polling: 250 });
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'done', await page.textContent('#error'));
+  t.diagnostic(`one step: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  await shot(page, 'big-sampled');
+  await ctx.close();
+  assert.deepEqual(w.foreign, [], 'requests left the origin');
+});
