@@ -23,6 +23,7 @@ let server = null;
 let browser = null;
 let folder = null;
 let cli = null;
+let kept = null; // the first test's page, with the model imported
 
 before(async () => {
   const tools = buildTools();
@@ -38,10 +39,11 @@ before(async () => {
   const bytes = fs.readFileSync(out);
   cli = { file: out, sha: crypto.createHash('sha256').update(bytes).digest('hex') };
   server = await startServer(buildSite());
-  browser = await launch(false);
+  browser = await launch(true); // WebGPU (SwiftShader here) for the second test
 });
 
 after(async () => {
+  await kept?.ctx.close();
   await browser?.close();
   server?.close();
   cleanup();
@@ -79,6 +81,26 @@ test('ddpm-church-256 (113.7M parameters, 256²) imports and runs one step on th
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'done', await page.textContent('#error'));
   t.diagnostic(`one step: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   await shot(page, 'big-sampled');
-  await ctx.close();
   assert.deepEqual(w.foreign, [], 'requests left the origin');
+  kept = { ctx, page, name };
+});
+
+// The same model on WebGPU (SwiftShader: a CPU, so minutes per step; run
+// with BIG_WEBGPU=1).
+test('ddpm-church-256 runs one step on WebGPU', { skip: process.env.BIG_WEBGPU !== '1' && 'set BIG_WEBGPU=1' }, async (t) => {
+  assert.ok(kept, 'the CPU test did not import the model');
+  const { page, name } = kept;
+  page.on('console', (m) => t.diagnostic(`console ${m.type()}: ${m.text()}`));
+  let t0 = Date.now();
+  await page.goto(`${server.url}/?model=${name}&backend=webgpu&sampler=ddim&steps=1&batch=1`); // from this browser's storage
+  await ready(page);
+  assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));
+  assert.equal(await page.inputValue('#model'), name);
+  t.diagnostic(`load on WebGPU: ${((Date.now() - t0) / 1000).toFixed(1)} s; ${await page.textContent('#backend-info')}`);
+  t0 = Date.now();
+  await page.click('#run');
+  await page.waitForFunction(() => ['done', 'failed', 'invalid'].includes(document.body.dataset.state), null, { timeout: 1800000, polling: 500 });
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'done', await page.textContent('#error'));
+  t.diagnostic(`one step on WebGPU: ${((Date.now() - t0) / 1000).toFixed(1)} s; ${await page.textContent('#stat-backend')}`);
+  await shot(page, 'big-sampled-webgpu');
 });
