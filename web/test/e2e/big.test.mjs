@@ -81,6 +81,39 @@ test('ddpm-church-256 (113.7M parameters, 256²) imports and runs one step on th
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'done', await page.textContent('#error'));
   t.diagnostic(`one step: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   await shot(page, 'big-sampled');
+
+  // Cancel inside the first network call: the CPU backend lets the
+  // worker's event loop run between the plan's steps (wasm/app check), so
+  // the run stops before its first step ends; no frame with a network call
+  // done reaches the page. (3 s is far inside one call of this network on a
+  // CPU: tens of seconds at least.)
+  await page.getByLabel('Steps').fill('3');
+  await page.evaluate(() => {
+    window.__status = [];
+    const s = document.getElementById('status');
+    new MutationObserver(() => window.__status.push(s.textContent)).observe(s, { childList: true, characterData: true, subtree: true });
+  });
+  await page.click('#run');
+  await page.waitForFunction(() => document.body.dataset.state === 'sampling', null, { timeout: 60000 });
+  await page.waitForTimeout(3000);
+  t0 = Date.now();
+  await page.click('#cancel');
+  await page.waitForFunction(() => ['cancelled', 'done', 'error'].includes(document.body.dataset.state), null, { timeout: 600000, polling: 100 });
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'cancelled');
+  t.diagnostic(`cancelled ${((Date.now() - t0) / 1000).toFixed(1)} s after the click`);
+  const seen = await page.evaluate(() => window.__status);
+  assert.ok(!seen.some((s) => /[1-9]\d* network calls?\b/.test(s)), `a step finished before the cancel took effect: ${seen.join(' | ')}`);
+
+  // What does not fit is refused before it starts, saying what it needs:
+  // 4 samples at 256×256 need the weights and 4× one sample's activations.
+  await page.fill('#batch', '4');
+  await page.click('#run');
+  await page.waitForFunction(() => ['done', 'error', 'invalid'].includes(document.body.dataset.state), null, { timeout: 120000, polling: 100 });
+  const msg = await page.textContent('#error');
+  t.diagnostic(`batch 4: ${msg}`);
+  assert.match(msg, /needs [\d.]+ [GM]iB of memory .*over the 1(\.0)? GiB budget/);
+  await shot(page, 'big-refused');
+  await page.fill('#batch', '1');
   assert.deepEqual(w.foreign, [], 'requests left the origin');
   kept = { ctx, page, name };
 });
