@@ -23,9 +23,9 @@ import (
 // float32 plus one call's activations fit the page's 1 GiB wasm budget.
 func TestDDPMQuickstartBuilds(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		lo, hi   float64 // parameter count range
-		side     int
+		name   string
+		lo, hi float64 // parameter count range
+		side   int
 	}{
 		{"ddpm_church_256", 113e6, 115e6, 256},
 		{"ddpm_cifar10_32", 35.5e6, 36e6, 32},
