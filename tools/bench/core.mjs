@@ -48,7 +48,7 @@ export function defaults(gpu) {
     // no full sample; per-call time and peak memory are what they measure.
     bigModels: ['ddpm-cifar10-32', 'ddpm-church-256'],
     // (On SwiftShader one 256² call takes minutes: the WebGPU rows time one call, pipelines compiled in it.)
-    big: { batches: [1], warmup: 1, iters: 2, gpuWarmup: 0, gpuIters: 1, samples: [], gpuFullModelsSoft: [] },
+    big: { batches: [1], warmup: 1, iters: 2, gpuWarmup: 0, gpuIters: 1, samples: [], sampleBatch: 1, gpuFullModelsSoft: [] },
     seed: 1,
   };
 }
