@@ -3,8 +3,11 @@
 // parameters, 256×256; its public config.json in core/unet/testdata) with
 // random weights written at test time by core/unet/unettest/cmd/randunet
 // (never committed), imported through "your own model" as a visitor's
-// diffusers folder and run for one step on the CPU backend; the result equals
-// the native CLI's on the file `diffuse convert` writes.
+// diffusers pipeline folder (the stored file is `diffuse convert`'s, byte
+// for byte: the model's name is its SHA-256) and run for one step on the CPU
+// backend; a cancel lands inside a network call; a batch that does not fit
+// the memory budget is refused before it starts, saying what it needs. With
+// BIG_WEBGPU=1, one step on WebGPU too (SwiftShader here: 10–15 minutes).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
