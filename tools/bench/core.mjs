@@ -12,6 +12,9 @@
 //   ort:        {wasm, webgpu}: onnxruntime-web modules (either may be null)
 //   gpu:        {available, swiftshader, info}: what navigator.gpu offered
 //   log(line)
+//   memory(op): optional; 'reset' starts a peak-memory measurement, 'read'
+//               resolves to {renderer, gpu, rendererStart, gpuStart} bytes
+//               (run.mjs: the peak resident memory of Chromium's processes)
 // }
 // cfg: see defaults() below; run.mjs and node.mjs fill it from BENCH_* variables.
 
@@ -40,6 +43,14 @@ export function defaults(gpu) {
     // SwiftShader too (null: the limits above hold for all)
     gpuFullModelsSoft: soft ? ['toy2d'] : null,
     gpuModels: null, // models the WebGPU backends run on (null: all)
+    // Full-size public networks (random weights made by run.mjs from their
+    // public configs, core/unet/testdata): run at batch 1 only, a few calls,
+    // no full sample; per-call time and peak memory are what they measure.
+    bigModels: ['ddpm-cifar10-32', 'ddpm-church-256'],
+    // (On SwiftShader one 256² call takes minutes: the WebGPU rows time one call, pipelines compiled in it.)
+    // ORT webgpu, 10–15× slower than ours on SwiftShader at 32×32, would take most of an
+    // hour per 256² call there: left out on software adapters (softSkip).
+    big: { batches: [1], warmup: 1, iters: 2, gpuWarmup: 0, gpuIters: 1, samples: [], sampleBatch: 1, gpuFullModelsSoft: [], softSkip: ['ort-webgpu'] },
     seed: 1,
   };
 }
@@ -204,11 +215,13 @@ async function ortSession(env, cfg, kind, name, info, onnx) {
   return { session, run, ms, detail: `onnxruntime-web ${ort.env.versions?.web || ''} ${wasm ? `wasm, ${ort.env.wasm.numThreads} thread(s)` : 'webgpu'}`.trim() };
 }
 
-async function benchModel(env, cfg, name) {
+async function benchModel(env, outer, name) {
   const { bench, log } = env;
+  const cfg = outer.bigModels?.includes(name) ? { ...outer, ...outer.big, samplesSet: true } : outer;
   const st = await env.bytes(`weights/${name}.safetensors`);
   const info = JSON.parse(await bench.load(name, st, [...new Set([...cfg.batches, cfg.sampleBatch])]));
   const r = { name, shape: info.shape, params: info.params, flops: info.flops, weightsBytes: st.length, backends: {} };
+  if (cfg !== outer) r.config = { batches: cfg.batches, warmup: cfg.warmup, iters: cfg.iters, gpuWarmup: cfg.gpuWarmup, gpuIters: cfg.gpuIters };
   let onnx = null;
   try {
     onnx = await loadOnnx(env, cfg, name, st);
@@ -236,6 +249,10 @@ async function benchModel(env, cfg, name) {
       r.backends[backend] = { skipped: 'our SIMD backend has one thread here (no cross-origin isolation, or one core)' };
       continue;
     }
+    if (env.gpu?.swiftshader && cfg.softSkip?.includes(backend)) {
+      r.backends[backend] = { skipped: 'not run on this network on SwiftShader (too slow: see core.mjs, big)' };
+      continue;
+    }
     if (GPU.has(backend) && cfg.gpuModels && !cfg.gpuModels.includes(name)) {
       r.backends[backend] = { skipped: 'not run on this model (BENCH_GPU_MODELS)' };
       continue;
@@ -248,6 +265,7 @@ async function benchModel(env, cfg, name) {
     const warm = gpu ? (full ? Math.max(cfg.gpuWarmup, 3) : cfg.gpuWarmup) : cfg.warmup;
     const iters = gpu ? (full ? Math.max(cfg.gpuIters, 20) : cfg.gpuIters) : cfg.iters;
     let ortS = null;
+    if (env.memory) await env.memory('reset');
     try {
       if (backend.startsWith('ort')) {
         ortS = await ortSession(env, cfg, backend, name, info, onnx);
@@ -309,6 +327,11 @@ async function benchModel(env, cfg, name) {
       b.error = String(e?.message || e);
       log(`${name} ${backend}: ERROR ${b.error}`);
     } finally {
+      if (env.memory) {
+        b.memory = await env.memory('read').catch((e) => ({ error: String(e?.message || e) }));
+        const mb = (v) => (v / 2 ** 20).toFixed(0);
+        if (b.memory?.renderer) log(`${name} ${backend}: peak memory: page ${mb(b.memory.renderer)} MiB (${mb(b.memory.rendererStart)} at start), GPU process ${mb(b.memory.gpu)} MiB (${mb(b.memory.gpuStart)} at start)`);
+      }
       if (ortS) await ortS.session.release?.();
       else bench.close(name, goBackend(backend));
     }

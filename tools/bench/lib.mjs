@@ -92,6 +92,7 @@ const NAMES = {
   simd: 'ours, SIMD (CPU), 1 thread', 'simd-threads': 'ours, SIMD (CPU), helper threads', webgpu: 'ours, WebGPU',
   'ort-wasm': 'ORT wasm, 1 thread', 'ort-wasm-threads': 'ORT wasm, as many threads', 'ort-webgpu': 'ORT webgpu',
 };
+const GPU_ROW = new Set(['webgpu', 'ort-webgpu']);
 const PEER = {
   simd: 'ort-wasm', 'simd-threads': 'ort-wasm-threads', webgpu: 'ort-webgpu',
   'ort-wasm': 'ort-wasm', 'ort-wasm-threads': 'ort-wasm-threads', 'ort-webgpu': 'ort-webgpu',
@@ -135,7 +136,8 @@ export function markdown(res) {
     L.push('');
     if (r.error) { L.push(`error: ${r.error.split('\n')[0]}`, ''); continue; }
     if (r.onnxMissing) L.push(`(${r.onnxMissing})`, '');
-    const bs = c.batches;
+    if (r.config) L.push(`(A full-size public network with random weights: batch ${r.config.batches.join(', ')} only, CPU backends ${r.config.warmup} warm-up + ${r.config.iters} timed calls, WebGPU ${r.config.gpuWarmup} + ${r.config.gpuIters}; no full sample.)`, '');
+    const bs = r.config?.batches || c.batches;
     L.push(`| backend | init | ${bs.map((b) => `b${b} per call | b${b} GFLOP/s | b${b} vs ORT`).join(' | ')} | DDIM ${c.sampleSteps}×${c.sampleBatch} | vs ORT | max abs diff vs ORT wasm (b1, sample) |`);
     L.push(`|---|---|${bs.map(() => '---|---|---').join('|')}|---|---|---|`);
     for (const [k, b] of Object.entries(r.backends)) {
@@ -154,6 +156,11 @@ export function markdown(res) {
       L.push(`| ${NAMES[k] || k} | ${fmtMs(b.initMs)} | ${cols.join(' | ')} | ${sv} | ${sr} | ${dv}${b.error ? ` (error: ${b.error.slice(0, 80)})` : ''} |`);
     }
     L.push('');
+    const mem = Object.entries(r.backends).filter(([, b]) => b.memory?.renderer);
+    if (mem.length) {
+      const mib = (v) => `${(v / 2 ** 20).toFixed(0)} MiB`;
+      L.push(`Peak memory (resident; Chromium's page process, and its GPU process where WebGPU's buffers live; from the start of the backend's init to its last call): ${mem.map(([k, b]) => `${NAMES[k] || k} ${mib(b.memory.renderer)} page (${mib(b.memory.rendererStart)} at start)${GPU_ROW.has(k) ? `, ${mib(b.memory.gpu)} GPU process (${mib(b.memory.gpuStart)} at start)` : ''}`).join('; ')}.`, '');
+    }
   }
   if (res.pageLoad?.length) {
     L.push('### Page load to first image (the app, dist/)');

@@ -69,8 +69,9 @@ const log = (s) => { if (!SMOKE || /error|ERROR|!!/.test(s)) console.log(`[${((D
 
 const TYPES = { '.html': 'text/html; charset=utf-8', '.mjs': 'text/javascript', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
 
-function benchServer(wasmPath) {
+function benchServer(wasmPath, bigDir) {
   const routes = [
+    ['/weights/', bigDir], // the full-size public networks' random-weight files (bigWeights), else the shipped ones
     ['/bench.wasm', wasmPath],
     ['/core.mjs', path.join(HERE, 'core.mjs')],
     ['/onnxweights.mjs', path.join(HERE, 'onnxweights.mjs')],
@@ -88,6 +89,7 @@ function benchServer(wasmPath) {
       if (pre.endsWith('/') ? !u.startsWith(pre) : u !== pre) continue;
       const file = pre.endsWith('/') ? path.join(dst, u.slice(pre.length)) : dst;
       if (pre.endsWith('/') && !path.resolve(file).startsWith(path.resolve(dst))) break;
+      if (!fs.existsSync(file) && pre === '/weights/' && dst === bigDir) continue;
       fs.readFile(file, (err, data) => {
         if (err) { res.writeHead(404); res.end('not found'); return; }
         // Cross-origin isolation: SharedArrayBuffer for our SIMD helper
@@ -103,6 +105,94 @@ function benchServer(wasmPath) {
     res.end('not found');
   });
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${srv.address().port}`, close: () => srv.close() })));
+}
+
+// ---------- full-size public networks ----------
+
+/** Writes the random-weight files of the full-size public networks among
+ * models (core.mjs's bigModels: their public config.json and
+ * scheduler_config.json in core/unet/testdata, as NAME with - for _) into
+ * dir: core/unet/unettest/cmd/randunet writes the diffusers folder, `diffuse
+ * convert` our fp16 file, as a visitor's import would. Made once per output
+ * folder (the seed is fixed, so the files are the same every time). */
+function bigWeights(models, dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const bin = path.join(OUT, 'bin');
+  let built = false;
+  for (const m of models) {
+    const out = path.join(dir, `${m}.safetensors`);
+    if (fs.existsSync(out)) continue;
+    if (!built) {
+      for (const [n, pkg] of [['randunet', './core/unet/unettest/cmd/randunet'], ['diffuse', './tools/diffuse']]) {
+        execFileSync('go', ['build', '-o', path.join(bin, n), pkg], { cwd: ROOT, stdio: 'inherit' });
+      }
+      built = true;
+    }
+    const stem = path.join(ROOT, 'core', 'unet', 'testdata', m.replace(/-/g, '_'));
+    const tmp = path.join(dir, `${m}.diffusers`);
+    log(`${m}: writing random weights from ${path.relative(ROOT, stem)}_config.json`);
+    execFileSync(path.join(bin, 'randunet'), ['-config', `${stem}_config.json`, '-scheduler', `${stem}_scheduler_config.json`, '-o', tmp], { stdio: 'ignore' });
+    execFileSync(path.join(bin, 'diffuse'), ['convert', '--from', 'diffusers', path.join(tmp, 'unet'), '-o', out], { stdio: 'ignore' });
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+// ---------- peak memory of Chromium's processes ----------
+
+/** The renderer and GPU processes of the Chromium this Node process
+ * launched (descendants of it, so another test's Chromium is not counted). */
+function chromiumProcs() {
+  const parent = new Map();
+  const cmd = new Map();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+      cmd.set(Number(d), fs.readFileSync(`/proc/${d}/cmdline`, 'utf8'));
+    } catch { /* gone */ }
+  }
+  const mine = (pid) => { for (let p = pid, i = 0; p > 1 && i < 64; p = parent.get(p), i++) if (p === process.pid) return true; return false; };
+  const out = [];
+  for (const [pid, c] of cmd) {
+    const type = /--type=renderer/.test(c) ? 'renderer' : /--type=gpu-process/.test(c) ? 'gpu' : null;
+    if (type && mine(pid)) out.push({ pid, type });
+  }
+  return out;
+}
+
+const kB = (pid, key) => {
+  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm'));
+  return m ? Number(m[1]) * 1024 : 0;
+};
+
+/** benchMemory(op) for the page: 'reset' clears the peak resident set
+ * (VmHWM) of Chromium's renderer and GPU processes (Linux: clear_refs 5);
+ * 'read' returns the largest renderer peak and the GPU process's, in bytes,
+ * with their resident sizes at the reset. null where /proc cannot do it. */
+function memoryProbe() {
+  let start = { renderer: 0, gpu: 0 };
+  try {
+    fs.accessSync(`/proc/${process.pid}/clear_refs`, fs.constants.W_OK);
+  } catch {
+    return null;
+  }
+  return async (op) => {
+    const procs = chromiumProcs();
+    const peak = { renderer: 0, gpu: 0 };
+    for (const p of procs) {
+      try {
+        if (op === 'reset') {
+          fs.writeFileSync(`/proc/${p.pid}/clear_refs`, '5');
+          peak[p.type] = Math.max(peak[p.type], kB(p.pid, 'VmRSS'));
+        } else {
+          peak[p.type] = Math.max(peak[p.type], kB(p.pid, 'VmHWM'));
+        }
+      } catch { /* gone */ }
+    }
+    if (op === 'reset') { start = peak; return null; }
+    return { renderer: peak.renderer, gpu: peak.gpu, rendererStart: start.renderer, gpuStart: start.gpu };
+  };
 }
 
 // ---------- the app behind a byte-counting proxy ----------
@@ -207,17 +297,25 @@ async function main() {
   const cfg = envConfig();
   if (SMOKE) Object.assign(cfg, { models: cfg.models || ['toy2d', 'mnist'], gpuModels: ['toy2d'], warmup: 0, iters: 1, gpuWarmup: 0, gpuIters: 1, batches: [1, 2], gpuMaxBatchSoft: 2, sampleBatch: 2, sampleSteps: 2, sampleWarmupSteps: 0, samples: null });
   const mach = machine();
+  const core = await import('./core.mjs');
+  const big = core.defaults(null).bigModels;
+  if (!cfg.models && !SMOKE && process.env.BENCH_BIG !== '0') cfg.models = [...core.defaults(null).models, ...big];
+  const bigDir = path.join(OUT, 'weights-big');
+  bigWeights((cfg.models || []).filter((m) => big.includes(m)), bigDir);
   log(`machine: ${mach.cpu}, ${mach.cores} cores; building the bench wasm`);
   const wasm = buildWasm(OUT);
   if (!fs.existsSync(ORT_DIST)) console.log('!! web/node_modules/onnxruntime-web is missing (cd web && npm ci): ORT backends will fail.');
   const missing = checkOnnx(cfg.models || ['mnist', 'emoji', 'scoresde-mnist', 'toy2d']);
-  const srv = await benchServer(wasm);
+  const srv = await benchServer(wasm, bigDir);
   // Playwright gives the browser a fresh temporary profile (user data dir).
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
   const res = { title: SMOKE ? 'Smoke run (not a measurement)' : 'make bench (headless Chromium)', date: new Date().toISOString().slice(0, 10), machine: mach, browser: `Chromium ${browser.version()}`, runtime: `headless Chromium ${browser.version()}, flags ${FLAGS.join(' ')}`, notes: [] };
   if (missing.length) res.notes.push(`ONNX missing for ${missing.join(', ')}: ORT not measured there (run tools/bench/make-onnx.sh).`);
   try {
     const page = await browser.newPage();
+    const probe = memoryProbe();
+    if (probe) await page.exposeFunction('benchMemory', probe);
+    else res.notes.push('Peak memory not measured: /proc/PID/clear_refs is not writable here.');
     page.on('console', (m) => {
       const t = m.text();
       if (m.type() === 'log') log(t);

@@ -54,11 +54,57 @@ type backend struct {
 	inner   model.Denoiser
 	name    string
 	release func()
+	// callCtx is the context of the job whose call runs now (b.mu held),
+	// lastYield when a call last let the event loop run (check).
+	callCtx   context.Context
+	lastYield time.Time
 }
 
 func (b *backend) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.Tensor, error) {
+	return b.denoise(context.Background(), x, t, class)
+}
+
+// jobNet is a job's view of its model's backend: calls carry the job's
+// context, so the CPU backend stops a cancelled job inside a network call
+// (check). Sample and Supports are the backend's.
+type jobNet struct {
+	*backend
+	ctx context.Context
+}
+
+func (j jobNet) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.Tensor, error) {
+	return j.backend.denoise(j.ctx, x, t, class)
+}
+
+// check runs between the SIMD plan's steps (simd.Denoiser.SetCheck), b.mu
+// held by the call: at most every 100 ms it lets the worker's event loop
+// run (a cancel message, other jobs' frames), then ends the call if its
+// job was cancelled meanwhile. Without it a cancel waits for the end of a
+// call, minutes at 256×256.
+func (b *backend) check() error {
+	if time.Since(b.lastYield) < 100*time.Millisecond {
+		return nil
+	}
+	yield()
+	b.lastYield = time.Now()
+	if b.callCtx != nil {
+		return b.callCtx.Err()
+	}
+	return nil
+}
+
+// hook installs check on a SIMD denoiser.
+func (b *backend) hook() {
+	if d, ok := b.inner.(*simd.Denoiser); ok {
+		d.SetCheck(b.check)
+	}
+}
+
+func (b *backend) denoise(ctx context.Context, x *tensor.Tensor, t []float32, class []int) (*tensor.Tensor, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.callCtx, b.lastYield = ctx, time.Now()
+	defer func() { b.callCtx = nil }()
 	y, err := b.inner.Denoise(x, t, class)
 	if err != nil && b.name == "webgpu" && webgpu.IsFault(err) {
 		// The GPU went away (driver reset, tab in the background on some
@@ -78,6 +124,7 @@ func (b *backend) toCPU(err error) {
 	b.release()
 	b.inner, _ = cpuDenoiser(b.l)
 	b.name, b.release = "cpu", func() {}
+	b.hook()
 }
 
 // Supports reports whether the backend runs the sampler `name` whole on the
@@ -139,6 +186,7 @@ func newBackend(l *engine.Loaded, c choice, net model.Denoiser, release func()) 
 	}
 	b := &backend{l: l, choice: c, inner: net, name: c.Name, release: release}
 	b.net = b
+	b.hook()
 	return b
 }
 

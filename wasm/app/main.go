@@ -292,7 +292,7 @@ func jsSample(args []js.Value) any {
 			}
 			return false
 		}
-		res, err := m.l.Run(ctx, m.backend.net, r, want, func(f *engine.Frame) error {
+		res, err := m.l.Run(ctx, jobNet{m.backend, ctx}, r, want, func(f *engine.Frame) error {
 			if onFrame.Type() == js.TypeFunction {
 				o := js.Global().Get("Object").New()
 				o.Set("index", f.Index)
@@ -479,7 +479,7 @@ func jsLikelihood(args []js.Value) any {
 		if err := json.Unmarshal([]byte(reqJSON), &r); err != nil {
 			return nil, &engine.RequestError{Field: "request", Msg: err.Error()}
 		}
-		res, err := m.l.Likelihood(ctx, m.backend.net, r, func(f engine.LikelihoodFrame) error {
+		res, err := m.l.Likelihood(ctx, jobNet{m.backend, ctx}, r, func(f engine.LikelihoodFrame) error {
 			if onFrame.Type() == js.TypeFunction {
 				b, _ := json.Marshal(f)
 				onFrame.Invoke(string(b))

@@ -24,6 +24,7 @@ type Denoiser struct {
 	w      *weights
 	plans  map[[3]int]*plan
 	prof   map[string]time.Duration
+	check  func() error
 	closed bool
 }
 
@@ -58,6 +59,17 @@ func (d *Denoiser) Close() error {
 func (d *Denoiser) Profile(m map[string]time.Duration) {
 	d.mu.Lock()
 	d.prof = m
+	d.mu.Unlock()
+}
+
+// SetCheck installs f (nil: none), called between the plan's steps of every
+// call; an error from it ends the call with that error. The page's worker
+// uses it to let its event loop run during a long call and to stop a
+// cancelled run inside a network call rather than after it: one call of a
+// 256×256 network takes a minute or more on a CPU.
+func (d *Denoiser) SetCheck(f func() error) {
+	d.mu.Lock()
+	d.check = f
 	d.mu.Unlock()
 }
 
@@ -112,7 +124,7 @@ func (d *Denoiser) Denoise(x *tensor.Tensor, t []float32, class []int) (*tensor.
 	} else if class != nil {
 		return nil, fmt.Errorf("model is unconditional but class labels were given")
 	}
-	if err := p.run(d.prof); err != nil {
+	if err := p.run(d.prof, d.check); err != nil {
 		return nil, err
 	}
 	out := p.vals[p.g.Output]

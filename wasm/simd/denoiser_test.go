@@ -1,6 +1,7 @@
 package simd
 
 import (
+	"errors"
 	"github.com/diffuse-web/diffuse/core/fixtures"
 	"math"
 	"os"
@@ -308,4 +309,64 @@ func TestDenoiserMatchesCPUOnScoreNet(t *testing.T) {
 			compare(t, m, x, ts)
 		}
 	})
+}
+
+// SetCheck: the check runs between the plan's steps, an error from it ends
+// the call with that error partway through (the worker's cancel inside a
+// network call), and a check that returns nil changes nothing.
+func TestDenoiserCheck(t *testing.T) {
+	cases, _ := filepath.Glob(filepath.Join(fixturesDir(), "diffusers", "mnist_cond", "config.json"))
+	if len(cases) == 0 {
+		t.Skip("no fixtures")
+	}
+	m, err := model.FromDiffusersDir(filepath.Dir(cases[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := newTestDenoiser(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	x := tensor.New(1, 1, 28, 28)
+	for i := range x.Data {
+		x.Data[i] = float32(i%7) - 3
+	}
+	want, err := d.Denoise(x, []float32{500}, []int{3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	d.SetCheck(func() error { calls++; return nil })
+	got, err := d.Denoise(x, []float32{500}, []int{3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := calls
+	if steps < 10 {
+		t.Fatalf("check called %d times in a call, want once per step", steps)
+	}
+	for i := range got.Data {
+		if got.Data[i] != want.Data[i] {
+			t.Fatalf("output %d: %g with a check, %g without", i, got.Data[i], want.Data[i])
+		}
+	}
+	stop := errors.New("stopped")
+	calls = 0
+	d.SetCheck(func() error {
+		if calls++; calls > steps/2 {
+			return stop
+		}
+		return nil
+	})
+	if _, err := d.Denoise(x, []float32{500}, []int{3}); !errors.Is(err, stop) {
+		t.Fatalf("got %v, want the check's error", err)
+	}
+	if calls != steps/2+1 {
+		t.Errorf("the call went on for %d checks after the error", calls-(steps/2+1))
+	}
+	d.SetCheck(nil)
+	if _, err := d.Denoise(x, []float32{500}, []int{3}); err != nil {
+		t.Fatalf("after the check is removed: %v", err)
+	}
 }

@@ -22,7 +22,7 @@ func TestOpTable(t *testing.T) {
 		for name, v := range inputs {
 			copy(p.inputs[name], v)
 		}
-		if err := p.run(nil); err != nil {
+		if err := p.run(nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		return append([]float32(nil), p.vals[g.Output]...)

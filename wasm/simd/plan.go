@@ -224,10 +224,16 @@ func (p *plan) assignBuffers() {
 	}
 }
 
-// run executes the plan on inputs already copied into p.inputs.
-func (p *plan) run(prof map[string]time.Duration) error {
+// run executes the plan on inputs already copied into p.inputs, calling
+// check (when not nil) before each step and stopping at its first error.
+func (p *plan) run(prof map[string]time.Duration, check func() error) error {
 	p.scratch.prof = prof
 	for i := range p.steps {
+		if check != nil {
+			if err := check(); err != nil {
+				return err
+			}
+		}
 		st := &p.steps[i]
 		var t0 time.Time
 		if prof != nil {

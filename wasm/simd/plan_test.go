@@ -112,7 +112,7 @@ func testPlanMatchesCPURun(t *testing.T) {
 		copy(p.inputs["x"], x)
 		copy(p.inputs["t"], ts)
 		for run := 0; run < 2; run++ {
-			if err := p.run(nil); err != nil {
+			if err := p.run(nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			want, err := cpu.Run(g, map[string][]float32{"x": x, "t": ts})

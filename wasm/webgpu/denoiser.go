@@ -99,9 +99,9 @@ func (dn *Denoiser) chunk(h, w, want int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		per := perSampleBytes(g, useSerial(dn.dev, dn.o))
 		lim := dn.dev.limits
 		limit := min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize)
+		per := perSampleBytes(g, useSerial(dn.dev, dn.o), limit)
 		mb = int(limit / max(per, 1))
 		if mb < 1 {
 			return 0, &LimitError{What: fmt.Sprintf("one %dx%d sample", h, w), Limit: "maxStorageBufferBindingSize", Need: per, Have: limit}
@@ -118,12 +118,12 @@ func (dn *Denoiser) chunk(h, w, want int) (int, error) {
 // its fused [3C, N] q/k/v (attnblock.go), linear attention's context
 // matrices (lucid.go), or the views of linears merged on
 // one input (linears.go), and with the serial kernels (serial) the
-// Winograd convolutions' scratch (winograd.go). Split-K scratch is capped
-// to it (splitFor).
-func perSampleBytes(g *graph.Graph, serial bool) uint64 {
+// scratch of the Winograd convolutions that fit a binding of limit bytes
+// (winograd.go). Split-K scratch is capped to it (splitFor).
+func perSampleBytes(g *graph.Graph, serial bool, limit uint64) uint64 {
 	var m uint64
 	if serial {
-		m = winoScratch(g)
+		m = winoScratch(g, limit)
 	}
 	for _, s := range g.Shapes {
 		m = max(m, valBytes(s))

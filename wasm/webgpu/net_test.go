@@ -175,7 +175,7 @@ func TestBatchSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The limit must still hold every weight (f32 here: the fixture is not f16).
-	per := perSampleBytes(g, useSerial(d, Options{}))
+	per := perSampleBytes(g, useSerial(d, Options{}), min(d.limits.MaxStorageBufferBindingSize, d.limits.MaxBufferSize))
 	limit := 2*per + per/2
 	for _, p := range f.m.Params {
 		limit = max(limit, valBytes(p.Shape))

@@ -340,13 +340,18 @@ func (c *compiler) gemmSteps(fam, entry, reduce, what string, params []uint32, b
 	return nil
 }
 
+// bindLimit is the most bytes one binding may hold on this device.
+func (c *compiler) bindLimit() uint64 {
+	return min(c.lim.MaxStorageBufferBindingSize, c.lim.MaxBufferSize)
+}
+
 // fits reports whether the named weights, concatenated, fit one binding.
 func (c *compiler) fits(names ...string) bool {
 	var b uint64
 	for _, n := range names {
 		b += c.w.bytes(n)
 	}
-	return b <= min(c.lim.MaxStorageBufferBindingSize, c.lim.MaxBufferSize)
+	return b <= c.bindLimit()
 }
 
 func words(vals ...any) []uint32 {
@@ -724,7 +729,7 @@ func (d *Device) compile(ctx context.Context, g *graph.Graph, w *weightStore, o 
 	}
 	fu := graph.NewFusion(g, caps)
 	c := &compiler{dev: d, g: g, w: w, o: o, lim: lim, fu: fu, cons: fu.Readers, skip: fu.Absorbed,
-		scratchCap: perSampleBytes(g, useSerial(d, o))}
+		scratchCap: perSampleBytes(g, useSerial(d, o), min(lim.MaxStorageBufferBindingSize, lim.MaxBufferSize))}
 	c.findAliases()
 	for i := range g.Nodes {
 		if c.skip[i] {

@@ -88,6 +88,12 @@ type weightStore struct {
 	joined map[string]*tensor.Tensor // concatenations made by concat, transforms made by derived
 	f32    map[string]bool           // joined tensors kept as f32 whatever the format (derived)
 	bufs   map[string]*gpu.Buffer
+	// sizes holds the GPU size of the f32 derived tensors (transforms no
+	// other tensor is derived from) whose values were dropped from the Go
+	// heap once uploaded (buffer): they live on in their buffers only. For a 256×256 UNet on the serial kernels the
+	// Winograd filters alone are about 1.1 GiB of f32, which the wasm heap
+	// would otherwise keep beside the model's own weights.
+	sizes map[string]uint64
 }
 
 // tensor is a parameter or a concatenation of parameters.
@@ -134,6 +140,11 @@ func (w *weightStore) derived(key string, f32 bool, fill func() *tensor.Tensor) 
 	}
 	w.joined[key] = fill()
 	w.f32[key] = f32
+	if f32 {
+		// A transform (Winograd's filters) is the end of its line: uploaded
+		// now, its values leave the Go heap before the next one is made.
+		w.buffer(key)
+	}
 	return key
 }
 
@@ -156,6 +167,9 @@ func newWeightStore(d *Device, params map[string]*tensor.Tensor, o Options) *wei
 
 // bytes is the GPU size of a parameter in this store's format.
 func (w *weightStore) bytes(name string) uint64 {
+	if b, ok := w.sizes[name]; ok {
+		return b
+	}
 	n := uint64(len(w.tensor(name).Data))
 	if w.packed(name) {
 		return 4 * ((n + 1) / 2)
@@ -178,6 +192,13 @@ func (w *weightStore) buffer(name string) *gpu.Buffer {
 	b := w.dev.gpu.CreateBuffer(name, roundUp(size, 4), gpu.Storage|gpu.CopyDst)
 	w.dev.gpu.WriteBuffer(b, 0, raw)
 	w.bufs[name] = b
+	if t, ok := w.joined[name]; ok && w.f32[name] { // the buffer is its only copy from now on (sizes)
+		if w.sizes == nil {
+			w.sizes = map[string]uint64{}
+		}
+		w.sizes[name] = w.bytes(name)
+		w.joined[name] = &tensor.Tensor{Shape: t.Shape}
+	}
 	return b
 }
 
@@ -186,6 +207,10 @@ func (w *weightStore) destroy() {
 		b.Destroy()
 	}
 	w.bufs = map[string]*gpu.Buffer{}
+	for name := range w.sizes { // made again, from the parameters, if asked for again
+		delete(w.joined, name)
+	}
+	w.sizes = nil
 }
 
 func roundUp(n, m uint64) uint64 { return (n + m - 1) / m * m }

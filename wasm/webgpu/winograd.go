@@ -29,12 +29,33 @@ import (
 // useWinograd reports whether the serial conv2d with these conv.wgsl
 // Params runs as Winograd: 3×3, stride 1, and (unless Options.winograd
 // forces it either way) at least winoMinChannels input channels, below
-// which the 16 GEMMs have too short a K to pay for the transforms.
+// which the 16 GEMMs have too short a K to pay for the transforms, and
+// scratch for one sample that fits one binding (winoFits).
 func (c *compiler) useWinograd(p []uint32) bool {
 	if p[7] != 3 || p[8] != 3 || p[9] != 1 || c.o.winograd < 0 {
 		return false
 	}
-	return c.o.winograd > 0 || p[1] >= winoMinChannels
+	if c.o.winograd > 0 {
+		return true
+	}
+	return p[1] >= winoMinChannels && winoFits(int(p[1]), int(p[4]), int(p[5]), int(p[6]), c.bindLimit())
+}
+
+// winoFits reports whether a Winograd convolution's scratch for one
+// sample (V and M: (m+2)² values per m×m tile and channel, at either tile
+// size) fits a binding of limit bytes. Where it does not (a 256×256 map of
+// 256 channels needs 256 MiB at F(2×2), 144 MiB at F(4×4); WebGPU's default
+// limit is 128 MiB) the convolution runs direct, which needs only its padded
+// input: slower on a software adapter, but it runs, and the batch is not
+// cut to nothing by chunk.
+func winoFits(I, O, OH, OW int, limit uint64) bool {
+	for _, tile := range []int{2, 4} { // either tile size (winoTile)
+		t := uint64(winoTiles(tile, 1, OH, OW))
+		if 4*uint64((tile+2)*(tile+2))*t*uint64(max(I, O)) > limit {
+			return false
+		}
+	}
+	return true
 }
 
 const winoMinChannels = 8
@@ -141,8 +162,9 @@ func winogradFilters(w *tensor.Tensor, G [][3]float64) *tensor.Tensor {
 
 // winoScratch is the largest scratch buffer the serial Winograd
 // convolutions of g use (V and M hold 16 values per 2×2 tile and channel),
-// for perSampleBytes.
-func winoScratch(g *graph.Graph) uint64 {
+// for perSampleBytes; convolutions whose scratch does not fit limit run
+// direct (winoFits) and are not counted.
+func winoScratch(g *graph.Graph, limit uint64) uint64 {
 	var m uint64
 	for _, n := range g.Nodes {
 		if n.Op != graph.OpConv2D && n.Op != graph.OpConvTranspose2D {
@@ -150,7 +172,7 @@ func winoScratch(g *graph.Graph) uint64 {
 		}
 		w, o := g.Params[n.Weight].Shape, g.Shapes[n.Out]
 		// A transposed one runs as a stride-1 conv2d (convtSerial).
-		if w[2] == 3 && w[3] == 3 && (n.Ints[0] == 1 || n.Op == graph.OpConvTranspose2D) {
+		if w[2] == 3 && w[3] == 3 && (n.Ints[0] == 1 || n.Op == graph.OpConvTranspose2D) && winoFits(w[1], w[0], o[2], o[3], limit) {
 			for _, tile := range []int{2, 4} { // either tile size (winoTile)
 				t := uint64(winoTiles(tile, o[0], o[2], o[3]))
 				m = max(m, 4*uint64((tile+2)*(tile+2))*t*uint64(max(w[0], w[1])))

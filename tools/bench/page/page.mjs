@@ -69,6 +69,8 @@ const gpu = await gpuInfo();
 const ort = await loadOrt();
 globalThis.benchEnv = { simd, gpu, ortErrors: ort.errors, crossOriginIsolated: globalThis.crossOriginIsolated, userAgent: navigator.userAgent, hardwareConcurrency: navigator.hardwareConcurrency };
 globalThis.benchDefaults = () => core.defaults(gpu);
-globalThis.runBench = (cfg) => core.run({ bench: globalThis.diffuseBench, bytes, ort, gpu, log, simd }, { ...core.defaults(gpu), ...cfg });
+// memory(op): the browser's peak memory, from run.mjs (exposed as benchMemory) when it can read it.
+const memory = globalThis.benchMemory ? (op) => globalThis.benchMemory(op) : null;
+globalThis.runBench = (cfg) => core.run({ bench: globalThis.diffuseBench, bytes, ort, gpu, log, simd, memory }, { ...core.defaults(gpu), ...cfg });
 globalThis.benchReady = true;
 log(`ready: simd ${JSON.stringify(simd)}, gpu ${JSON.stringify(gpu.info || gpu.why)}`);
