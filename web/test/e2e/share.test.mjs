@@ -3,16 +3,15 @@
 // refuses hostile text; an SDEdit link and an inpainting link, opened in a
 // fresh page, give bit for bit the result of the run done by hand (drawn
 // strokes, painted mask) and show it in the live view; hostile lab links are
-// refused at once with a message; the second blog post
-// (web/lab-demo.html) renders every mode through the element.
-// Screenshots: dist/screenshots/share-*.png, lab-demo.png.
+// refused at once with a message. The element: lab-demo.test.mjs.
+// Screenshots: dist/screenshots/share-*.png.
 //
 // Run: make dist && cd web && node --test --test-concurrency=1 --test-timeout=600000 test/e2e/share.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildSite, startServer, launch, watch, shot, cleanup, ROOT } from './harness.mjs';
+import { buildSite, startServer, launch, watch, shot, cleanup, runLab, labDone, dragLab, setStrength, ROOT } from './harness.mjs';
 import { packValues, unpackValues, quantize, MAX_TEXT } from '../../imagelink.js';
 
 /** A text of format 1 with n runs of 128 equal values (PackBits 0x81). */
@@ -86,31 +85,6 @@ async function open(ctx, query) {
   return page;
 }
 
-/** Waits for the lab's run and returns its dataset, status and first result. */
-async function labDone(page) {
-  await page.waitForFunction(() => ['done', 'error'].includes(document.getElementById('modes').dataset.state),
-    null, { timeout: 300000, polling: 200 });
-  const d = await page.evaluate(() => ({ ...document.getElementById('modes').dataset, status: document.getElementById('mode-status').textContent,
-    main: document.getElementById('status').textContent, result: Array.from(document.getElementById('modes').modes.result || []) }));
-  assert.equal(d.state, 'done', `${d.status} / ${d.main}`);
-  return d;
-}
-
-async function runLab(page, mode) {
-  await page.selectOption('#mode', mode);
-  await page.evaluate(() => { delete document.getElementById('modes').dataset.state; });
-  await page.click('#mode-run');
-  return labDone(page);
-}
-
-async function drag(page, pts) {
-  const box = await page.locator('#mode-src').boundingBox();
-  await page.mouse.move(box.x + box.width * pts[0][0], box.y + box.height * pts[0][1]);
-  await page.mouse.down();
-  for (const [fx, fy] of pts.slice(1)) await page.mouse.move(box.x + box.width * fx, box.y + box.height * fy, { steps: 8 });
-  await page.mouse.up();
-}
-
 /** The live view shows the lab's run: its trajectory strip, plot and stats. */
 async function assertLiveView(page, what) {
   const v = await page.evaluate(() => ({ state: document.body.dataset.state, status: document.getElementById('status').textContent,
@@ -134,8 +108,8 @@ test('an SDEdit link and an inpainting link give the result of the run done by h
 
   // SDEdit of two drawn strokes at strength 0.6, by hand.
   await page.click('#mode-clear');
-  await drag(page, [[0.25, 0.25], [0.75, 0.25], [0.4, 0.85]]);
-  await page.evaluate(() => { const s = document.getElementById('mode-strength'); s.value = '0.6'; s.dispatchEvent(new Event('input')); });
+  await dragLab(page, [[0.25, 0.25], [0.75, 0.25], [0.4, 0.85]]);
+  await setStrength(page, 0.6);
   const hand = await runLab(page, 'sdedit');
   await assertLiveView(page, 'SDEdit');
   await shot(page, 'share-sdedit-by-hand');
@@ -160,7 +134,7 @@ test('an SDEdit link and an inpainting link give the result of the run done by h
   await page.click('#mode-use-sample');
   await page.selectOption('#mode', 'inpaint');
   await page.check('#mode-paint-mask');
-  await drag(page, [[0.15, 0.05], [0.15, 0.95]]);
+  await dragLab(page, [[0.15, 0.05], [0.15, 0.95]]);
   await page.uncheck('#mode-paint-mask');
   const inp = await runLab(page, 'inpaint');
   await assertLiveView(page, 'Inpainting');
@@ -181,6 +155,27 @@ test('an SDEdit link and an inpainting link give the result of the run done by h
   await page.waitForFunction(() => document.body.dataset.state === 'done' && /^Done/.test(document.getElementById('status').textContent), null, { timeout: 300000 });
   assert.equal(new URL(await copiedLink(page)).searchParams.get('mode'), null);
   assert.deepEqual(w.errors.filter((e) => !/Failed to load resource/.test(e)), [], 'console errors');
+  await ctx.close();
+});
+
+test('an inversion link runs in the lab; a likelihood link fills it and waits', { skip }, async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const seven = new Float32Array(784).fill(-1);
+  for (let y = 6; y < 9; y++) for (let x = 6; x < 22; x++) seven[y * 28 + x] = 1;
+  for (let y = 9; y < 23; y++) for (let x = 17 - Math.floor((y - 9) / 2); x < 20 - Math.floor((y - 9) / 2); x++) seven[y * 28 + x] = 1;
+  const image = packValues(seven, [-1, 1]);
+  const page = await open(ctx, `${BASE}&mode=invert&image=${image}`);
+  const d = await labDone(page);
+  assert.equal(d.mode, 'invert');
+  assert.ok(+d.rmse < 0.15, `inversion of the link's picture: RMSE ${d.rmse}`);
+  assert.deepEqual(await page.evaluate(() => Array.from(document.getElementById('modes').modes.image)), Array.from(seven));
+  const again = new URL(await copiedLink(page)).searchParams;
+  assert.equal(again.get('image'), image, 'the copied link lost the picture');
+  await page.close();
+  const p2 = await open(ctx, `${BASE}&mode=likelihood&image=${image}`);
+  assert.equal(await p2.evaluate(() => document.body.dataset.state), 'ready');
+  assert.match(await p2.textContent('#status'), /press Run in the lab/);
+  assert.equal(await p2.inputValue('#mode'), 'likelihood');
   await ctx.close();
 });
 
@@ -214,55 +209,3 @@ test('hostile lab links are refused at once, with a reason', { skip }, async () 
   await ctx.close();
 });
 
-test('the second blog post: <diffusion-sampler mode=…> runs each mode', { skip }, async () => {
-  const ctx = await browser.newContext({ viewport: { width: 1100, height: 1000 } });
-  const w = watch(ctx, server.url);
-  const page = await ctx.newPage();
-  await page.goto(`${server.url}/web/lab-demo.html`);
-  const els = page.locator('diffusion-sampler');
-  const n = await els.count();
-  assert.equal(n, 6);
-  // Scroll each into view (autoplay starts on sight); likelihood waits for Run.
-  for (let i = 0; i < n; i++) await els.nth(i).scrollIntoViewIfNeeded();
-  for (const id of ['lik-sample', 'lik-scribble']) {
-    await page.waitForFunction((id) => document.getElementById(id).getAttribute('state') === 'ready', id, { timeout: 300000 });
-    await page.evaluate((id) => document.getElementById(id).play(), id);
-  }
-  await page.waitForFunction(() => [...document.querySelectorAll('diffusion-sampler')].every((e) => ['done', 'error'].includes(e.getAttribute('state'))),
-    null, { timeout: 580000, polling: 500 });
-  const res = await page.evaluate(() => [...document.querySelectorAll('diffusion-sampler')].map((e) => ({
-    mode: e.getAttribute('mode'), state: e.getAttribute('state'), label: e.getAttribute('label'),
-    error: e.shadowRoot.querySelector('.error').textContent, status: e.shadowRoot.querySelector('.status').textContent,
-    inputShown: !e.shadowRoot.querySelector('figure').hidden, bpd: e.result?.bitsPerDim, rmse: e.result?.rmse,
-    x: e.result?.x ? Array.from(e.result.x) : null })));
-  for (const r of res) {
-    console.log(`${r.label}: ${r.status}`);
-    assert.equal(r.state, 'done', `${r.label}: ${r.error}`);
-    assert.ok(r.inputShown, `${r.label}: no input panel`);
-  }
-  const [inv, sd4, sd8, inp, likS, likD] = res;
-  assert.ok(inv.rmse < 0.1, `inversion RMSE ${inv.rmse}`);
-  // SDEdit: more strength, further from the scribble.
-  const seven = await page.evaluate(() => document.querySelector('diffusion-sampler[mode=sdedit]').getAttribute('image'));
-  const img = Array.from(unpackValues(seven, 784, [-1, 1]));
-  const dist = (x) => Math.sqrt(x.reduce((s, v, i) => s + (v - img[i]) ** 2, 0) / x.length);
-  console.log(`SDEdit RMS change: strength 0.4 ${dist(sd4.x).toFixed(3)}, 0.8 ${dist(sd8.x).toFixed(3)}`);
-  assert.ok(dist(sd4.x) > 0.01 && dist(sd8.x) > dist(sd4.x), 'SDEdit strength had no effect');
-  // Inpainting kept the top half exactly.
-  const attrs = await page.evaluate(() => { const e = document.getElementById('inpaint'); return [e.getAttribute('image'), e.getAttribute('mask')]; });
-  const three = unpackValues(attrs[0], 784, [-1, 1]), mask = unpackValues(attrs[1], 784, [0, 1], 'mask');
-  let kept = 0, changed = 0;
-  for (let i = 0; i < 784; i++) {
-    if (mask[i] >= 0.5) kept = Math.max(kept, Math.abs(inp.x[i] - three[i]));
-    else changed = Math.max(changed, Math.abs(inp.x[i] - three[i]));
-  }
-  assert.equal(kept, 0, 'inpainting changed the kept half');
-  assert.ok(changed > 0.1, 'inpainting changed nothing');
-  console.log(`bits/dim: sampled 3 ${likS.bpd}, scribbled 7 ${likD.bpd}`);
-  for (const b of [likS.bpd, likD.bpd]) assert.ok(Number.isFinite(b) && b > 0 && b < 16, `bits/dim ${b}`);
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await shot(page, 'lab-demo');
-  assert.deepEqual(w.errors.filter((e) => !/Failed to load resource/.test(e)), [], 'console errors');
-  assert.deepEqual(w.foreign, [], 'requests to other origins');
-  await ctx.close();
-});
