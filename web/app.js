@@ -518,7 +518,7 @@ function clearView() {
 
 async function loadModel(name) {
   const entry = state.manifest.models.find((m) => m.name === name);
-  if (state.viewModel !== name) clearView();
+  if (state.viewModel && state.viewModel !== name) clearView();
   state.viewModel = name;
   describeModel(entry);
   fillClasses(entry, el.cls.value);

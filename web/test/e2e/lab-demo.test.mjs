@@ -64,7 +64,10 @@ test('the second blog post: <diffusion-sampler mode=…> runs each mode', { skip
     assert.ok(r.inputShown, `${r.label}: no input panel`);
   }
   const [inv, sd4, sd8, inp, , likD] = res;
-  assert.ok(inv.rmse < 0.1, `inversion RMSE ${inv.rmse}`);
+  // Guided (scale 2) inversion at 25 steps: 0.157 measured here (unguided at
+  // 50 steps: 0.047, modes.test.mjs). A failed one, regenerating another
+  // picture, is far above: the 3 and the scribbled 7 differ by RMSE 0.72.
+  assert.ok(inv.rmse < 0.25, `inversion RMSE ${inv.rmse}`);
   // SDEdit: more strength, further from the scribble.
   const seven = await page.evaluate(() => document.querySelector('diffusion-sampler[mode=sdedit]').getAttribute('image'));
   const img = Array.from(unpackValues(seven, 784, [-1, 1]));
