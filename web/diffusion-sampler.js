@@ -117,6 +117,7 @@ export class DiffusionSampler extends HTMLElement {
     if (name === 'show' || name === 'label' || name === 'controls') return;
     if (name === 'sampler' || name === 'steps' || name === 'eta' || name === 'sigmas') this._syncControls();
     if (name === 'model') { this._modelP = null; this._start(); return; }
+    if (MODE_ATTRS.includes(name) && !this._job) this._showInput();
     this._describe();
     if (this.result || this._job) this.play();
   }
@@ -161,6 +162,7 @@ export class DiffusionSampler extends HTMLElement {
     });
     e.progress.hidden = true;
     e.error.hidden = true;
+    e.inFig.hidden = true;
     const card = h('div', { class: 'card' }, e.label, h('div', { class: 'views' }, e.inFig, e.xtFig, e.x0Fig), e.plot, e.strip,
       e.progress, e.error, e.controls, h('div', { class: 'bar' }, e.play, e.reseed, e.status), e.meta, e.dial);
     root.append(card);
@@ -171,7 +173,7 @@ export class DiffusionSampler extends HTMLElement {
     const show = this._show();
     const e = this._els;
     const mode = this._mode();
-    e.inFig.hidden = !mode;
+    if (!mode) e.inFig.hidden = true; // else _showInput and the run show it, once there is a picture
     e.xtFig.hidden = !show.has('xt') || mode === 'likelihood';
     e.x0Fig.hidden = !show.has('x0');
     if (e.xtFig.hidden && e.x0Fig.hidden) e.x0Fig.hidden = false;
@@ -308,6 +310,7 @@ export class DiffusionSampler extends HTMLElement {
       this._els.play.disabled = false;
       this._els.status.textContent = 'Ready.';
       this._set('ready');
+      if (!this._showInput()) return;
       if (this.hasAttribute('autoplay')) this._autoplay();
     } catch (err) {
       this._modelP = null;
@@ -442,6 +445,23 @@ export class DiffusionSampler extends HTMLElement {
     }
   }
 
+  /** Shows the mode's picture before a run (hidden until a run has sampled
+   * it when the element samples its own); false, with the error shown,
+   * when the attributes cannot be read. */
+  _showInput() {
+    const mode = this._mode();
+    if (!mode || !this._model) return true;
+    try {
+      const { image, mask } = this._modeInputs(mode);
+      this._els.inFig.hidden = !image;
+      if (image) this._drawInput(image, mask);
+      return true;
+    } catch (err) {
+      this._error(err);
+      return false;
+    }
+  }
+
   /** The input panel: the picture, with the mask's regenerated part in red. */
   _drawInput(image, mask) {
     const mi = this._model.info;
@@ -494,6 +514,7 @@ export class DiffusionSampler extends HTMLElement {
         this._levels = [];
         e.strip.replaceChildren();
       }
+      this._els.inFig.hidden = false;
       this._drawInput(image, mask);
       const t0 = performance.now();
       if (mode === 'likelihood') {

@@ -59,7 +59,11 @@ test('the second blog post: <diffusion-sampler mode=…> runs each mode', { skip
     x: e.result?.x ? Array.from(e.result.x) : null })));
   for (const r of res) {
     console.log(`${r.label}: ${r.status}`);
-    if (r.label === 'The sampled 3') { assert.equal(r.state, 'ready', r.error); continue; }
+    if (r.label === 'The sampled 3') { // waits for Run; its picture is sampled then
+      assert.equal(r.state, 'ready', r.error);
+      assert.ok(!r.inputShown, 'an empty input panel');
+      continue;
+    }
     assert.equal(r.state, 'done', `${r.label}: ${r.error}`);
     assert.ok(r.inputShown, `${r.label}: no input panel`);
   }
@@ -88,6 +92,9 @@ test('the second blog post: <diffusion-sampler mode=…> runs each mode', { skip
   assert.ok(Number.isFinite(likD.bpd) && likD.bpd > 0 && likD.bpd < 16, `bits/dim ${likD.bpd}`);
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, 'lab-demo');
+  for (const [i, name] of [[0, 'invert'], [2, 'sdedit'], [3, 'inpaint'], [5, 'likelihood']]) {
+    await els.nth(i).screenshot({ path: path.join(ROOT, 'dist', 'screenshots', `lab-demo-${name}.png`) });
+  }
   assert.deepEqual(w.errors.filter((e) => !/Failed to load resource/.test(e)), [], 'console errors');
   assert.deepEqual(w.foreign, [], 'requests to other origins');
   await ctx.close();
