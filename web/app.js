@@ -1367,10 +1367,13 @@ const modes = initModes({ sampler: () => state.sampler, model: () => state.model
     el.link.value = location.href;
   },
   // RePaint's resampling runs DDPM: the form says so, and the link carries it.
+  // The step count stays the form's (ddpm's own default is 1000).
   useSampler: (name) => {
     if (el.sampler.value === name) return;
+    const steps = el.steps.value;
     el.sampler.value = name;
     el.sampler.dispatchEvent(new Event('change'));
+    if (!el.steps.disabled) el.steps.value = steps;
   },
 });
 
