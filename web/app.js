@@ -77,6 +77,7 @@ const state = {
   loading: null, // Promise of the model being loaded
   job: null,
   lastRun: null, // settings of the run on screen
+  link: null, // the settings a copied link carries (the run on screen, or the lab's last run)
   result: null,
   levels: [],
 };
@@ -157,6 +158,10 @@ function readSettings() {
   return s;
 }
 
+// One place for link state: the form's settings (readSettings), plus the
+// lab's mode fields (mode, strength, image, mask, resample, jump: modes.js
+// linkFields, the picture and mask packed by imagelink.js) when a lab run is
+// what the link reproduces. urlSettings reads them all back.
 function settingsURL(s) {
   const u = new URL(location.href);
   u.search = '';
@@ -510,8 +515,28 @@ function setBusy(loading) {
   el.interpRun.disabled = loading || !state.model;
 }
 
+/** Empties the live view when another model is loaded: the last model's
+ * pictures, strip, plot, result and link would otherwise stay under the new
+ * model's name (seen after importing a model). */
+function clearView() {
+  if (state.job) state.job.cancel();
+  if (state.interpJob) state.interpJob.cancel();
+  resetView();
+  for (const c of [el.xt, el.x0, el.interp]) c.getContext('2d').clearRect(0, 0, c.width, c.height);
+  stopInterpAnimation();
+  el.interpStrip.replaceChildren();
+  el.interpStatus.textContent = '';
+  state.result = null;
+  state.lastRun = null;
+  state.link = null;
+  el.png.disabled = el.pngGrid.disabled = true;
+  el.link.value = '';
+}
+
 async function loadModel(name) {
   const entry = state.manifest.models.find((m) => m.name === name);
+  if (state.viewModel && state.viewModel !== name) clearView();
+  state.viewModel = name;
   describeModel(entry);
   fillClasses(entry, el.cls.value);
   fitBatch(entry, state.wantBatch);
@@ -1065,23 +1090,27 @@ function formOptions(settings) {
   };
 }
 
-async function run({ scroll = true } = {}) {
-  if (!state.model) return;
+/** Samples with the form's settings in the live view; with `lab`
+ * ({request, link}: an SDEdit or inpainting run of the lab) the same view
+ * shows that run. Resolves to the result, or null when it did not finish. */
+async function run({ scroll = true, lab = null } = {}) {
+  if (!state.model) return null;
   const bad = checkForm();
-  if (bad.length) { refuse(bad); return; }
+  if (bad.length) { refuse(bad); return null; }
   if (state.job) state.job.cancel();
   if (state.interpJob) state.interpJob.cancel();
   clearError();
-  const settings = readSettings();
-  const opts = { ...formOptions(settings), imageEveryMs: 30, keyframes: STRIP_LEN, onStep };
+  const settings = { ...readSettings(), ...(lab ? lab.link : {}) };
+  const opts = { ...formOptions(settings), ...(lab ? lab.request : {}), imageEveryMs: 30, keyframes: STRIP_LEN, onStep };
   state.lastRun = { settings, total: opts.steps, opts, start: performance.now() };
+  state.link = settings;
   history.replaceState(null, '', settingsURL(settings));
   el.link.value = location.href;
   resetView();
   state.result = null;
   el.png.disabled = el.pngGrid.disabled = true;
   el.cancel.disabled = false;
-  setStatus('Sampling…');
+  setStatus(lab ? `${lab.what}…` : 'Sampling…');
   // On a phone the live view sits below the controls: bring it into view.
   const view = document.getElementById('view');
   // (Not for the run a page starts by itself: a page does not scroll on load.)
@@ -1094,7 +1123,7 @@ async function run({ scroll = true } = {}) {
   document.body.dataset.state = 'sampling';
   try {
     const r = await job;
-    if (state.job !== job) return;
+    if (state.job !== job) return null;
     state.result = r;
     // The final sample replaces the last frame everywhere (a frame still
     // waiting for its animation frame is dropped): x_t at the start of the
@@ -1120,13 +1149,14 @@ async function run({ scroll = true } = {}) {
     const mean = state.stepMs.length ? r.totalMs / state.stepMs.length : NaN;
     el.statStepMs.textContent = `${fmtMs(mean)} avg`;
     el.statBackend.textContent = r.backend === 'webgpu' ? 'WebGPU' : 'CPU';
-    setStatus(`Done: ${r.steps > 0 ? plural(steps, 'step') : plural(steps, 'adaptive step')}, ${plural(r.nfe, 'network call')} in ${fmtMs(r.totalMs)}.`);
+    setStatus(`${lab ? `${lab.what} done` : 'Done'}: ${r.steps > 0 ? plural(steps, 'step') : plural(steps, 'adaptive step')}, ${plural(r.nfe, 'network call')} in ${fmtMs(r.totalMs)}.`);
     el.png.disabled = false;
     el.pngGrid.disabled = r.shape[0] < 2 || isPoints(r.shape);
     markOnce('first-image');
     document.body.dataset.state = 'done';
+    return r;
   } catch (e) {
-    if (state.job !== job) return;
+    if (state.job !== job) return null;
     if (e instanceof DiffuseError && e.kind === 'cancelled') {
       setStatus('Cancelled.');
       document.body.dataset.state = 'cancelled';
@@ -1137,6 +1167,7 @@ async function run({ scroll = true } = {}) {
       document.body.dataset.state = 'error';
     }
     el.runProgress.hidden = true;
+    return null;
   } finally {
     if (state.job === job) {
       state.job = null;
@@ -1229,7 +1260,7 @@ async function savePNG(grid) {
 }
 
 async function copyLink() {
-  const href = state.lastRun ? settingsURL(state.lastRun.settings) : settingsURL(readSettings());
+  const href = settingsURL(state.link || readSettings());
   el.link.value = href;
   try {
     await navigator.clipboard.writeText(href);
@@ -1305,11 +1336,11 @@ function wire() {
  * link's), started at once when cheap (AUTORUN_MAX_*) so a visitor sees
  * the process without pressing anything; a link asking for more, or for
  * values out of range, waits with a note. */
-async function autorun() {
+async function autorun(lab = null) {
   const name = el.model.value;
   const bad = checkForm();
   if (bad.length) { refuse(bad, 'This link was not run'); return; }
-  const opts = formOptions(readSettings());
+  const opts = { ...formOptions(readSettings()), ...(lab?.request || {}) };
   let plan;
   try {
     plan = await state.sampler.plan(state.model, opts);
@@ -1325,16 +1356,25 @@ async function autorun() {
     return;
   }
   const points = isPoints([1, ...state.model.info.shape]);
+  // A lab link: inversion runs the grid twice (there and back); RePaint
+  // repeats blocks of it; likelihood's RK45 takes hundreds of calls.
+  const evals = !lab ? plan.evals : lab.link.mode === 'invert' ? 2 * plan.evals
+    : plan.evals * Math.max(1, lab.request.resample || 1);
   let why = '';
-  if (plan.evals < 0) why = `${opts.sampler} chooses its own steps, and can take hundreds of network calls`;
-  else if (plan.evals > AUTORUN_MAX_EVALS) why = `it takes ${plural(plan.evals, 'network call')}`;
+  if (lab?.link.mode === 'likelihood') why = 'a likelihood takes hundreds of network calls';
+  else if (plan.evals < 0) why = `${opts.sampler} chooses its own steps, and can take hundreds of network calls`;
+  else if (evals > AUTORUN_MAX_EVALS) why = `it takes ${plural(evals, 'network call')}`;
   else if (opts.batch > AUTORUN_MAX_BATCH[points ? 'points' : 'image']) why = `it samples a batch of ${opts.batch}`;
   if (why) {
-    setStatus(`${name} is ready. Not started by itself (${why}): press Sample to run it.`);
+    setStatus(lab ? `${name} is ready, and the link's picture is in the lab (${lab.what}). Not started by itself (${why}): press Run in the lab.`
+      : `${name} is ready. Not started by itself (${why}): press Sample to run it.`);
     document.body.dataset.state = 'ready';
     return;
   }
-  run({ scroll: false });
+  if (lab) {
+    document.body.dataset.state = 'ready';
+    modes.run({ auto: true }); // the lab's own Run: SDEdit and inpainting show in this view, inversion in the lab
+  } else run({ scroll: false });
 }
 
 /** The first view's steps: FIRST_VIEW_STEPS where the sampler's default is
@@ -1348,7 +1388,26 @@ function firstViewSteps() {
 
 // The lab panel (web/modes.js): invert, SDEdit, inpaint, likelihood.
 const modes = initModes({ sampler: () => state.sampler, model: () => state.model, options: () => formOptions(readSettings()),
-  result: () => state.result, range: dataRange });
+  result: () => state.result, range: dataRange,
+  runInView: (lab) => run({ lab, scroll: !lab.auto }),
+  cancel: () => { if (state.job) state.job.cancel(); },
+  status: () => el.status.textContent,
+  // A lab run shown only in the lab (inversion, likelihood): the link reproduces it.
+  setLink: (link) => {
+    state.link = { ...readSettings(), ...link };
+    history.replaceState(null, '', settingsURL(state.link));
+    el.link.value = location.href;
+  },
+  // RePaint's resampling runs DDPM: the form says so, and the link carries it.
+  // The step count stays the form's (ddpm's own default is 1000).
+  useSampler: (name) => {
+    if (el.sampler.value === name) return;
+    const steps = el.steps.value;
+    el.sampler.value = name;
+    el.sampler.dispatchEvent(new Event('change'));
+    if (!el.steps.disabled) el.steps.value = steps;
+  },
+});
 
 async function main() {
   wire();
@@ -1385,7 +1444,22 @@ async function main() {
     if (m) {
       fillClasses(currentEntry(), want.class);
       if (want.steps === undefined) firstViewSteps();
-      await autorun();
+      let lab = null;
+      if (want.mode !== undefined) {
+        // A lab link (mode, picture, mask, strength): read into the lab; a
+        // link that cannot be read says why and runs nothing.
+        try {
+          lab = modes.fromLink(want);
+        } catch (e) {
+          showError(`This link's lab settings cannot be used: ${e.message}.`);
+          setStatus('This link was not run.');
+          document.body.dataset.state = 'invalid';
+          state.starting = false;
+          registerServiceWorker(onUpdateReady);
+          return;
+        }
+      }
+      await autorun(lab);
       // The service worker installs (hashes and caches the site's files)
       // after the first image, not while it is sampled.
       const first = state.job;

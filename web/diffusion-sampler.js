@@ -12,6 +12,15 @@
 // RK45, with a Run button, as on the page), label (a
 // caption), controls (a sampler picker, steps and the sampler's own
 // parameters, built from the Go registry as the app's are: params.js).
+// Editing modes (the page's lab, modes.js): mode="invert|sdedit|inpaint|
+// likelihood" with image (a picture as share links carry it: imagelink.js;
+// copy it from a lab link), mask (inpaint: 0 where to regenerate, same
+// packing over 0…1), strength (sdedit, 0…1), resample and jump (inpaint:
+// RePaint's passes with ddpm). invert and likelihood without an image take
+// a sample of the element's own settings first. An input panel shows the
+// picture (and the mask in red); invert runs DDIM there and back and shows
+// the reconstruction error; likelihood plots Δlog p along the ODE and shows
+// bits/dim.
 // All elements on a page share one worker and one download per model.
 // The element reflects its state in the `state` attribute (loading, ready,
 // sampling, done, error) and fires 'step', 'done' and 'error' events;
@@ -20,6 +29,10 @@ import { sharedSampler, DiffuseError } from './diffuse.js';
 import { drawBatch, drawSample, isPoints } from './render.js';
 import { StepDial, DIAL_CSS } from './dial.js';
 import { fillSamplerSelect, forModel, samplerInfo, param, ownParams, paramInput, requestFields } from './params.js';
+import { unpackValues, quantize } from './imagelink.js';
+
+const MODES = ['invert', 'sdedit', 'inpaint', 'likelihood'];
+const MODE_ATTRS = ['mode', 'image', 'mask', 'strength', 'resample', 'jump'];
 
 const CSS = `
 :host { display: block; margin: 1.25rem 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -76,7 +89,7 @@ function h(tag, props = {}, ...children) {
 
 export class DiffusionSampler extends HTMLElement {
   static get observedAttributes() {
-    return ['model', 'sampler', 'steps', 'seed', 'class', 'guidance', 'eta', 'batch', 'sigmas', 'show', 'label', 'controls'];
+    return ['model', 'sampler', 'steps', 'seed', 'class', 'guidance', 'eta', 'batch', 'sigmas', 'show', 'label', 'controls', ...MODE_ATTRS];
   }
 
   constructor() {
@@ -100,9 +113,11 @@ export class DiffusionSampler extends HTMLElement {
 
   attributeChangedCallback(name, old, val) {
     if (!this._built || old === val) return;
-    if (name === 'show' || name === 'label' || name === 'controls') { this._layout(); return; }
+    if (name === 'show' || name === 'label' || name === 'controls' || name === 'mode') this._layout();
+    if (name === 'show' || name === 'label' || name === 'controls') return;
     if (name === 'sampler' || name === 'steps' || name === 'eta' || name === 'sigmas') this._syncControls();
     if (name === 'model') { this._modelP = null; this._start(); return; }
+    if (MODE_ATTRS.includes(name) && !this._job) this._showInput();
     this._describe();
     if (this.result || this._job) this.play();
   }
@@ -121,7 +136,8 @@ export class DiffusionSampler extends HTMLElement {
     const id = `ds-${Math.random().toString(36).slice(2, 8)}`;
     this._els = {
       label: h('p', { class: 'label' }),
-      xtFig: h('figure'), x0Fig: h('figure'),
+      xtFig: h('figure'), x0Fig: h('figure'), inFig: h('figure'),
+      input: h('canvas', { width: 1, height: 1, role: 'img', 'aria-label': 'the input picture' }),
       xt: h('canvas', { width: 1, height: 1, role: 'img', 'aria-label': 'noisy sample x_t' }),
       x0: h('canvas', { width: 1, height: 1, role: 'img', 'aria-label': 'predicted clean image' }),
       plot: h('canvas', { class: 'plot', role: 'img', 'aria-label': 'noise level per step (log scale)' }),
@@ -138,6 +154,7 @@ export class DiffusionSampler extends HTMLElement {
     const e = this._els;
     e.xtFig.append(e.xt, h('figcaption', {}, 'x', h('sub', {}, 't'), ' (noisy)'));
     e.x0Fig.append(e.x0, h('figcaption', {}, 'predicted x', h('sub', {}, '0')));
+    e.inFig.append(e.input, h('figcaption', {}, 'input'));
     e.play.addEventListener('click', () => this.play());
     e.reseed.addEventListener('click', () => {
       this.setAttribute('seed', String(crypto.getRandomValues(new Uint32Array(1))[0] % 100000));
@@ -145,7 +162,8 @@ export class DiffusionSampler extends HTMLElement {
     });
     e.progress.hidden = true;
     e.error.hidden = true;
-    const card = h('div', { class: 'card' }, e.label, h('div', { class: 'views' }, e.xtFig, e.x0Fig), e.plot, e.strip,
+    e.inFig.hidden = true;
+    const card = h('div', { class: 'card' }, e.label, h('div', { class: 'views' }, e.inFig, e.xtFig, e.x0Fig), e.plot, e.strip,
       e.progress, e.error, e.controls, h('div', { class: 'bar' }, e.play, e.reseed, e.status), e.meta, e.dial);
     root.append(card);
     this._layout();
@@ -154,10 +172,13 @@ export class DiffusionSampler extends HTMLElement {
   _layout() {
     const show = this._show();
     const e = this._els;
-    e.xtFig.hidden = !show.has('xt');
+    const mode = this._mode();
+    if (!mode) e.inFig.hidden = true; // else _showInput and the run show it, once there is a picture
+    e.xtFig.hidden = !show.has('xt') || mode === 'likelihood';
     e.x0Fig.hidden = !show.has('x0');
     if (e.xtFig.hidden && e.x0Fig.hidden) e.x0Fig.hidden = false;
-    e.plot.hidden = !show.has('plot');
+    if (mode === 'likelihood') e.x0Fig.hidden = true;
+    e.plot.hidden = !show.has('plot') && mode !== 'likelihood';
     e.strip.hidden = !show.has('strip');
     e.dial.hidden = !show.has('dial');
     if (!e.dial.hidden && !this._dial) {
@@ -238,8 +259,14 @@ export class DiffusionSampler extends HTMLElement {
     const o = this._opts();
     const info = samplerInfo(this._samplers(), o.sampler);
     const steps = o.steps || info?.defaultSteps;
-    const parts = [`${info?.display || o.sampler}${o.eta ? ` η=${o.eta}` : ''}`];
-    if (!info || param(info, 'steps')) parts.push(`${steps ?? 'default'} steps`);
+    const mode = this._mode();
+    const parts = [];
+    if (mode) {
+      const st = this.getAttribute('strength');
+      parts.push({ invert: 'DDIM inversion', sdedit: `SDEdit, strength ${st || 0.5}`, inpaint: 'inpainting', likelihood: 'likelihood (bits/dim)' }[mode] || mode);
+    }
+    if (mode !== 'likelihood') parts.push(`${mode === 'invert' ? 'DDIM' : info?.display || o.sampler}${o.eta && mode !== 'invert' ? ` η=${o.eta}` : ''}`);
+    if (mode !== 'likelihood' && (!info || param(info, 'steps'))) parts.push(`${steps ?? 'default'} steps`);
     if (o.sigmas) parts.push(`${o.sigmas} σ`);
     parts.push(`seed ${o.seed}`);
     if (o.class !== null) parts.push(`class ${o.class}`);
@@ -259,6 +286,7 @@ export class DiffusionSampler extends HTMLElement {
     if (this._modelP) return;
     this._set('loading');
     this._els.play.disabled = true;
+    this._els.play.textContent = this._mode() ? 'Run' : 'Sample';
     this._els.status.textContent = 'Loading…';
     const backend = this.getAttribute('backend') || 'auto';
     this._modelP = (async () => {
@@ -282,6 +310,7 @@ export class DiffusionSampler extends HTMLElement {
       this._els.play.disabled = false;
       this._els.status.textContent = 'Ready.';
       this._set('ready');
+      if (!this._showInput()) return;
       if (this.hasAttribute('autoplay')) this._autoplay();
     } catch (err) {
       this._modelP = null;
@@ -340,6 +369,8 @@ export class DiffusionSampler extends HTMLElement {
     this._describe();
     this._set('sampling');
     e.play.textContent = 'Restart';
+    const mode = this._mode();
+    if (mode) { await this._playMode(mode, o); return; }
     e.status.textContent = 'Sampling…';
     const job = this._sampler.sample(this._model, {
       ...o,
@@ -352,19 +383,7 @@ export class DiffusionSampler extends HTMLElement {
       const r = await job;
       if (this._job !== job) return;
       this.result = r;
-      const ext = { extent: this._extent || undefined, range: this._model.info.range };
-      if (!this._els.xtFig.hidden) drawBatch(e.xt, r.x, r.shape, ext);
-      drawBatch(e.x0, r.x, r.shape, ext);
-      // The strip ends on the final sample, not on x_t at the start of the last step.
-      if (!e.strip.hidden) {
-        let c = e.strip.lastElementChild;
-        if (!c || c.dataset.index !== String(this._lastIndex)) {
-          c = h('canvas', { role: 'img' });
-          e.strip.append(c);
-        }
-        drawSample(c, r.x, r.shape, 0, ext);
-        c.setAttribute('aria-label', 'the final sample');
-      }
+      this._final(r);
       e.status.textContent = `Done in ${(r.totalMs / 1000).toFixed(1)} s (${r.steps > 0 ? `${r.steps} steps, ` : ''}${r.nfe} network calls).`;
       this._describe(`${r.backend === 'webgpu' ? 'WebGPU' : 'CPU'}, ${(r.totalMs / Math.max(1, r.nfe)).toFixed(0)} ms/call`);
       e.play.textContent = 'Sample again';
@@ -379,6 +398,202 @@ export class DiffusionSampler extends HTMLElement {
     } finally {
       if (this._job === job) this._job = null;
     }
+  }
+
+  /** Draws a finished run's x in the views; the strip ends on it, not on
+   * x_t at the start of the last step. */
+  _final(r) {
+    const e = this._els;
+    const ext = { extent: this._extent || undefined, range: this._model.info.range };
+    if (!e.xtFig.hidden) drawBatch(e.xt, r.x, r.shape, ext);
+    drawBatch(e.x0, r.x, r.shape, ext);
+    if (!e.strip.hidden) {
+      let c = e.strip.lastElementChild;
+      if (!c || c.dataset.index !== String(this._lastIndex)) {
+        c = h('canvas', { role: 'img' });
+        e.strip.append(c);
+      }
+      drawSample(c, r.x, r.shape, 0, ext);
+      c.setAttribute('aria-label', 'the final sample');
+    }
+  }
+
+  /** The editing mode ('' for sampling). */
+  _mode() { return (this.getAttribute('mode') || '').trim().toLowerCase(); }
+
+  /** The mode's picture and mask from the attributes ({image, mask}; image
+   * null where a sample of the element's settings is taken first). Throws
+   * a DiffuseError saying what is wrong. */
+  _modeInputs(mode) {
+    const mi = this._model.info;
+    const [C, H, W] = mi.shape;
+    const a = (n) => this.getAttribute(n);
+    const fail = (msg) => { throw new DiffuseError(msg, 'user'); };
+    if (!MODES.includes(mode)) fail(`mode "${mode.slice(0, 40)}" is not one of ${MODES.join(', ')}`);
+    if (isPoints([1, ...mi.shape])) fail(`${mode} needs a model of pictures; this one draws points`);
+    try {
+      const image = a('image') ? unpackValues(a('image'), C * H * W, mi.range, 'image') : null;
+      if (!image && (mode === 'sdedit' || mode === 'inpaint')) fail(`mode ${mode} needs an image attribute`);
+      let mask = null;
+      if (mode === 'inpaint') {
+        if (!a('mask')) fail('mode inpaint needs a mask attribute');
+        mask = unpackValues(a('mask'), H * W, [0, 1], 'mask');
+      }
+      return { image, mask };
+    } catch (err) {
+      throw err instanceof DiffuseError ? err : new DiffuseError(err.message, 'user');
+    }
+  }
+
+  /** Shows the mode's picture before a run (hidden until a run has sampled
+   * it when the element samples its own); false, with the error shown,
+   * when the attributes cannot be read. */
+  _showInput() {
+    const mode = this._mode();
+    if (!mode || !this._model) return true;
+    try {
+      const { image, mask } = this._modeInputs(mode);
+      this._els.inFig.hidden = !image;
+      if (image) this._drawInput(image, mask);
+      return true;
+    } catch (err) {
+      this._error(err);
+      return false;
+    }
+  }
+
+  /** The input panel: the picture, with the mask's regenerated part in red. */
+  _drawInput(image, mask) {
+    const mi = this._model.info;
+    const c = this._els.input;
+    drawBatch(c, image, [1, ...mi.shape], { range: mi.range });
+    if (!mask) return;
+    const ctx = c.getContext('2d');
+    const img = ctx.getImageData(0, 0, c.width, c.height);
+    const [, H, W] = mi.shape;
+    if (c.width !== W || c.height !== H) return;
+    for (let i = 0; i < H * W; i++) {
+      if (mask[i] >= 0.5) continue;
+      img.data[4 * i] = Math.round(0.45 * img.data[4 * i] + 0.55 * 255);
+      img.data[4 * i + 1] = Math.round(0.45 * img.data[4 * i + 1]);
+      img.data[4 * i + 2] = Math.round(0.45 * img.data[4 * i + 2]);
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+
+  /** Runs one job of a mode with its frames in the views; resolves to its
+   * result, or to null when a newer run replaced it. */
+  async _modeJob(job) {
+    this._job = job;
+    this._stripNext = 0;
+    try {
+      const r = await job;
+      return this._job === job ? r : null;
+    } finally {
+      if (this._job === job) this._job = null;
+    }
+  }
+
+  /** invert, sdedit, inpaint or likelihood with the element's settings. */
+  async _playMode(mode, o) {
+    const e = this._els;
+    const mi = this._model.info;
+    const frames = { imageEveryMs: 30, keyframes: 8, onStep: (f) => this._onStep(f) };
+    const a = (n) => this.getAttribute(n);
+    const num = (n, d) => (a(n) === null || a(n) === '' || !isFinite(+a(n)) ? d : +a(n));
+    const token = {};
+    this._modeRun = token;
+    const live = () => this._modeRun === token;
+    try {
+      let { image, mask } = this._modeInputs(mode);
+      if (!image) { // a picture of the model's own: the element's settings, one sample
+        e.status.textContent = 'Sampling the picture to start from…';
+        const r = await this._modeJob(this._sampler.sample(this._model, { ...o, batch: 1 }));
+        if (!r || !live()) return;
+        image = quantize(r.x.slice(0, r.x.length), mi.range); // 8 bits, as a link carries it
+        this._levels = [];
+        e.strip.replaceChildren();
+      }
+      this._els.inFig.hidden = false;
+      this._drawInput(image, mask);
+      const t0 = performance.now();
+      if (mode === 'likelihood') {
+        const pts = [];
+        e.status.textContent = 'Likelihood: solving the probability-flow ODE…';
+        const r = await this._modeJob(this._sampler.likelihood(this._model, image, { seed: o.seed, class: o.class, onStep: (f) => {
+          pts.push(f);
+          this._plotLikelihood(pts);
+          e.status.textContent = `Likelihood: ${Math.round(100 * f.progress)}% of the ODE, ${f.nfe} network calls…`;
+        } }));
+        if (!r || !live()) return;
+        this.result = r;
+        e.status.textContent = `${r.bitsPerDim.toFixed(3)} bits/dim (log p = ${r.logP.toFixed(1)} nats; ${r.nfe} network calls, ${((performance.now() - t0) / 1e3).toFixed(1)} s).`;
+        this._describe(`${r.bitsPerDim.toFixed(3)} bits/dim`);
+      } else if (mode === 'invert') {
+        const base = { ...o, batch: 1, sampler: 'ddim', eta: 0, sigmas: '', params: {} };
+        e.status.textContent = 'Inverting: DDIM from the picture to its noise…';
+        const inv = await this._modeJob(this._sampler.sample(this._model, { ...base, mode: 'invert', image, ...frames }));
+        if (!inv || !live()) return;
+        e.status.textContent = 'Regenerating from the inverted noise…';
+        const back = await this._modeJob(this._sampler.sample(this._model, { ...base, noise: inv.x, ...frames }));
+        if (!back || !live()) return;
+        let s = 0;
+        for (let i = 0; i < image.length; i++) s += (back.x[i] - image[i]) ** 2;
+        const rmse = Math.sqrt(s / image.length);
+        this.result = { ...back, inverted: inv.x, rmse };
+        this._final(back);
+        e.status.textContent = `Inverted in ${inv.nfe} network calls and regenerated in ${back.nfe}: reconstruction RMSE ${rmse.toFixed(4)}.`;
+        this._describe(`RMSE ${rmse.toFixed(4)}`);
+      } else {
+        const req = { ...o, mode, image, ...frames };
+        if (mode === 'sdedit') req.strength = num('strength', 0.5);
+        if (mode === 'inpaint') {
+          req.mask = mask;
+          const passes = Math.round(num('resample', 1));
+          if (passes > 1) Object.assign(req, { sampler: 'ddpm', eta: 0, sigmas: '', params: {}, resample: passes, jumpLength: Math.round(num('jump', 10)) });
+        }
+        e.status.textContent = `${mode === 'sdedit' ? 'SDEdit' : 'Inpainting'}…`;
+        const r = await this._modeJob(this._sampler.sample(this._model, req));
+        if (!r || !live()) return;
+        this.result = r;
+        this._final(r);
+        e.status.textContent = `Done in ${(r.totalMs / 1000).toFixed(1)} s (${r.nfe} network calls).`;
+        this._describe(`${r.backend === 'webgpu' ? 'WebGPU' : 'CPU'}`);
+      }
+      e.play.textContent = 'Run again';
+      this._set('done');
+      this.dispatchEvent(new CustomEvent('done', { detail: this.result }));
+    } catch (err) {
+      if (!live()) return;
+      if (err instanceof DiffuseError && err.kind === 'cancelled') {
+        e.status.textContent = 'Stopped.';
+        this._set('ready');
+      } else this._error(err);
+    }
+  }
+
+  /** Likelihood: Δlog p accumulated along the ODE against log₁₀ σ/α. */
+  _plotLikelihood(pts) {
+    const c = this._els.plot;
+    const dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth || 300, hh = c.clientHeight || 70;
+    c.width = Math.round(w * dpr);
+    c.height = Math.round(hh * dpr);
+    const ctx = c.getContext('2d');
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    if (pts.length < 2) return;
+    const xs = pts.map((p) => Math.log10(Math.max(p.level, 1e-6))), ys = pts.map((p) => p.deltaLogP);
+    const [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(0, ...ys), Math.max(0, ...ys)];
+    const accent = getComputedStyle(this).getPropertyValue('--ds-accent').trim() || '#b6245b';
+    ctx.strokeStyle = accent;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    pts.forEach((p, i) => {
+      const x = 4 + ((xs[i] - x0) / (x1 - x0 || 1)) * (w - 8);
+      const y = 4 + (1 - (ys[i] - y0) / (y1 - y0 || 1)) * (hh - 8);
+      if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+    });
+    ctx.stroke();
   }
 
   /** Stops a running sample. */

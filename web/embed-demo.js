@@ -6,7 +6,9 @@ import { registerServiceWorker } from './sw-register.js';
 
 const note = document.getElementById('model-note');
 fetchManifest().then((m) => {
-  const d = m.models.find((x) => x.name === m.default);
+  // The demos' model: the one their tags name, else the site's default.
+  const named = document.querySelector('diffusion-sampler[model]')?.getAttribute('model');
+  const d = m.models.find((x) => x.name === (named || m.default));
   if (!d || !note) return;
   note.append(`The demos run the model “${d.title}”. `);
   if (d.dev) note.append('It has random weights (no trained model is shipped in this build), so the pictures are textures rather than digits; the samplers behave the same.');

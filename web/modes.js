@@ -3,9 +3,19 @@
 // drawn on the canvas. Every mode is one engine request (core/engine
 // Request.Mode, Loaded.Likelihood) run by the worker like a sample; this
 // module only gathers the image, the mask and the strength and shows the
-// results. app.js calls initModes with getters for its state.
+// results. SDEdit and inpainting run in the page's live view (x_t, x̂0, the
+// trajectory and the noise plot, as sampling does: app.js runInView);
+// inversion and likelihood draw here. The picture is held as 8-bit values
+// (imagelink.js quantize), as a PNG would hold it, so a link to a lab run
+// (linkFields, fromLink) reproduces it exactly. app.js calls initModes with
+// getters for its state.
 import { DiffuseError } from './diffuse.js';
 import { drawBatch, toImageData } from './render.js';
+import { packValues, unpackValues, quantize } from './imagelink.js';
+
+/** The lab's modes, as links and the engine name them. */
+export const MODES = ['invert', 'sdedit', 'inpaint', 'likelihood'];
+const WHAT = { invert: 'Inversion', sdedit: 'SDEdit', inpaint: 'Inpainting', likelihood: 'Likelihood' };
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,12 +26,14 @@ export function rmse(a, b) {
   return Math.sqrt(s / a.length);
 }
 
-/** initModes({sampler(), model(), options(), result(), range()}): wires the
- * lab panel (#modes in index.html) to the page's sampler and form. */
+/** initModes({sampler(), model(), options(), result(), range(),
+ * runInView({request, link, what, auto}), cancel(), status(), setLink(link),
+ * useSampler(name)}): wires the lab panel (#modes in index.html) to the
+ * page's sampler, form and live view. */
 export function initModes(app) {
   const el = {
     section: $('modes'), mode: $('mode'), src: $('mode-src'), mask: $('mode-mask'), useSample: $('mode-use-sample'),
-    upload: $('mode-upload'), clear: $('mode-clear'), pen: $('mode-pen'), color: $('mode-color'), paintMask: $('mode-paint-mask'),
+    upload: $('mode-upload'), clear: $('mode-clear'), color: $('mode-color'), colorField: $('mode-color-field'), paintMask: $('mode-paint-mask'),
     resample: $('mode-resample'), jump: $('mode-jump'), repaintField: $('mode-repaint-field'),
     strength: $('mode-strength'), strengthOut: $('mode-strength-out'), strengthField: $('mode-strength-field'), run: $('mode-run'),
     cancel: $('mode-cancel'), status: $('mode-status'), out: $('mode-out'), strip: $('mode-strip'), plot: $('mode-plot'),
@@ -39,7 +51,7 @@ export function initModes(app) {
     el.section.hidden = false;
     const changed = !st.shape || st.shape.join() !== s.join();
     st.shape = s;
-    el.color.hidden = s[1] !== 3;
+    el.colorField.hidden = s[1] !== 3;
     if (changed) {
       const [lo] = range();
       st.image = new Float32Array(s[1] * s[2] * s[3]).fill(lo);
@@ -74,6 +86,7 @@ export function initModes(app) {
         st.image[c * H * W + i] = lo + (v / 255) * (hi - lo);
       }
     }
+    quantize(st.image, [lo, hi]); // a grey pixel averaged from R, G, B
   }
 
   // Drawing: a pen of about MNIST's stroke width (1/10 of the side), white
@@ -120,7 +133,8 @@ export function initModes(app) {
     const r = app.result();
     if (!r) { el.status.textContent = 'Sample an image first.'; return; }
     const n = st.image.length;
-    st.image.set(r.x.subarray(0, n)); // the exact values, not the 8-bit picture
+    st.image.set(r.x.subarray(0, n));
+    quantize(st.image, range()); // 8 bits, as a link carries it
     show();
     el.status.textContent = 'Using the first image of the last sample.';
   });
@@ -152,7 +166,7 @@ export function initModes(app) {
   syncMode();
   el.strength.addEventListener('input', () => { el.strengthOut.value = el.strength.value; });
   el.strengthOut.value = el.strength.value;
-  el.cancel.addEventListener('click', () => st.job && st.job.cancel());
+  el.cancel.addEventListener('click', () => (st.job ? st.job.cancel() : app.cancel()));
 
   // A strip of the frames' x (the trajectory), newest last.
   function stripFrame(f) {
@@ -197,7 +211,69 @@ export function initModes(app) {
     ctx.fillText('accumulated Δlog p (nats) vs log₁₀ σ/α', 34, 22);
   }
 
-  async function runMode() {
+  /** The link fields of a run of `mode` from the lab's state (app.js puts
+   * them in the URL beside the form's settings). */
+  function linkFields(mode) {
+    const f = { mode, image: packValues(st.image, range()) };
+    if (mode === 'sdedit') f.strength = el.strength.value;
+    if (mode === 'inpaint') {
+      f.mask = packValues(st.mask, [0, 1]);
+      const passes = Math.round(+el.resample.value) || 1;
+      if (passes > 1) Object.assign(f, { resample: String(passes), jump: String(Math.round(+el.jump.value) || 10) });
+    }
+    return f;
+  }
+
+  /** The engine request fields of an SDEdit or inpainting run. */
+  function request(mode) {
+    const r = { mode, image: st.image };
+    if (mode === 'sdedit') r.strength = +el.strength.value;
+    if (mode === 'inpaint') {
+      r.mask = st.mask;
+      // RePaint's resampling (Lugmayr et al. 2022): DDPM, passes × jump length
+      const passes = Math.round(+el.resample.value) || 1;
+      if (passes > 1) Object.assign(r, { resample: passes, jumpLength: Math.round(+el.jump.value) || 10 });
+    }
+    return r;
+  }
+
+  /** Reads a link's lab fields (app.js urlSettings) into the lab: mode,
+   * picture, mask, strength, RePaint passes. Throws an Error saying what is
+   * wrong (the picture's text is checked by imagelink.js before use).
+   * Returns {request, link, what} for app.js's autorun. */
+  function fromLink(want) {
+    if (!MODES.includes(want.mode)) throw new Error(`mode "${String(want.mode).slice(0, 40)}" is not one of ${MODES.join(', ')}`);
+    if (!st.shape) throw new Error('this model takes no pictures in the lab');
+    const [, C, H, W] = st.shape;
+    if (want.image === undefined) throw new Error(`mode ${want.mode} needs a picture (image=…)`);
+    const image = unpackValues(want.image, C * H * W, range(), 'image');
+    let mask = null;
+    if (want.mode === 'inpaint') {
+      if (want.mask === undefined) throw new Error('inpainting needs a mask (mask=…)');
+      mask = unpackValues(want.mask, H * W, [0, 1], 'mask');
+    } else if (want.mask !== undefined) throw new Error(`only inpainting takes a mask, not ${want.mode}`);
+    const num = (name, v, lo, hi, int) => {
+      const x = Number(v);
+      if (v === '' || !Number.isFinite(x) || x < lo || x > hi || (int && !Number.isInteger(x))) throw new Error(`${name} ${String(v).slice(0, 20)} is outside ${lo}…${hi}`);
+      return String(x);
+    };
+    if (want.strength !== undefined) el.strength.value = num('strength', want.strength, 0, 1);
+    el.strengthOut.value = el.strength.value;
+    el.resample.value = want.resample !== undefined ? num('RePaint passes', want.resample, 1, +el.resample.max, true) : '1';
+    if (want.jump !== undefined) el.jump.value = num('jump length', want.jump, 1, +el.jump.max, true);
+    st.image.set(image);
+    if (mask) st.mask.set(mask); else st.mask.fill(1);
+    st.inverted = [];
+    el.paintMask.checked = false;
+    el.mode.value = want.mode;
+    syncMode();
+    show();
+    el.status.textContent = `The link's picture${mask ? ' and mask' : ''} (${W}×${H}).`;
+    const rq = want.mode === 'sdedit' || want.mode === 'inpaint' ? request(want.mode) : {};
+    return { request: rq, link: linkFields(want.mode), what: WHAT[want.mode] };
+  }
+
+  async function runMode({ auto = false } = {}) {
     const s = app.sampler(), m = app.model();
     if (!s || !m || !st.image) return;
     // Images only at the first, last and 10 evenly spaced frames (the strip).
@@ -208,6 +284,7 @@ export function initModes(app) {
     el.section.dataset.mode = mode;
     const onStep = (f) => { stripFrame(f); el.status.textContent = `${mode}: step ${f.index + 1} of ${f.total}`; };
     const t0 = performance.now();
+    const n = st.image.length;
     if (mode === 'likelihood') {
       const frames = [];
       const r = await job(s.likelihood(m, st.image, { seed: base.seed, class: base.class, onStep: (f) => {
@@ -219,6 +296,7 @@ export function initModes(app) {
       st.last = null;
       el.section.dataset.bpd = r.bitsPerDim;
       el.status.textContent = `${r.bitsPerDim.toFixed(4)} bits/dim (log p = ${r.logP.toFixed(1)} nats; ${r.nfe} network calls, ${((performance.now() - t0) / 1e3).toFixed(1)} s)`;
+      app.setLink(linkFields(mode));
     } else if (mode === 'invert') {
       const opts = { ...base, sampler: 'ddim', eta: 0, mode: 'invert', image: st.image, onStep };
       const inv = await job(s.sample(m, opts), 'Inversion');
@@ -227,29 +305,41 @@ export function initModes(app) {
       drawBatch(el.out, back.x, back.shape, { range: range() });
       const err = rmse(back.x, st.image);
       st.inverted = [...st.inverted.slice(-1), inv.x];
+      st.result = back.x;
       el.section.dataset.rmse = err;
       el.interp.disabled = st.inverted.length < 2;
       el.status.textContent = `Inverted to x_T in ${inv.nfe} steps and regenerated: reconstruction RMSE ${err.toFixed(4)} (data range ${range().join('…')}).`;
+      app.setLink(linkFields(mode));
     } else {
-      const opts = { ...base, mode, image: st.image, onStep };
-      if (mode === 'sdedit') opts.strength = +el.strength.value;
-      if (mode === 'inpaint') {
-        opts.mask = st.mask;
-        // RePaint's resampling (Lugmayr et al. 2022): DDPM, passes × jump length
-        const passes = Math.round(+el.resample.value) || 1;
-        if (passes > 1) Object.assign(opts, { sampler: 'ddpm', eta: 0, params: {}, resample: passes, jumpLength: Math.round(+el.jump.value) || 10 });
+      // SDEdit and inpainting run in the live view above, with the form's
+      // batch; the lab shows the first sample.
+      if (request(mode).resample > 1) app.useSampler('ddpm');
+      el.cancel.disabled = false;
+      el.run.disabled = true;
+      el.section.dataset.state = 'running';
+      let r;
+      try {
+        r = await app.runInView({ request: request(mode), link: linkFields(mode), what: WHAT[mode], auto });
+      } finally {
+        el.cancel.disabled = true;
+        el.run.disabled = false;
       }
-      const r = await job(s.sample(m, opts), mode === 'sdedit' ? 'SDEdit' : 'Inpainting');
-      drawBatch(el.out, r.x, r.shape, { range: range() });
-      st.result = r.x;
-      el.section.dataset.rmse = rmse(r.x, st.image);
+      if (!r) {
+        el.status.textContent = `${WHAT[mode]}: ${app.status()}`;
+        el.section.dataset.state = 'error';
+        return;
+      }
+      const x = r.x.subarray(0, n);
+      drawBatch(el.out, x, st.shape, { range: range() });
+      st.result = Float32Array.from(x);
+      el.section.dataset.rmse = rmse(x, st.image);
       if (mode === 'inpaint') { // the largest change outside the mask (0: kept exactly)
         const hw = st.mask.length;
         let kept = 0;
-        for (let i = 0; i < st.image.length; i++) if (st.mask[i % hw] >= 0.5) kept = Math.max(kept, Math.abs(r.x[i] - st.image[i]));
+        for (let i = 0; i < n; i++) if (st.mask[i % hw] >= 0.5) kept = Math.max(kept, Math.abs(x[i] - st.image[i]));
         el.section.dataset.kept = kept;
       }
-      el.status.textContent = `Done: ${r.nfe} network calls; RMS change from the input ${rmse(r.x, st.image).toFixed(4)}.`;
+      el.status.textContent = `Done: ${r.nfe} network calls; RMS change from the input ${rmse(x, st.image).toFixed(4)}. The live view above shows the run.`;
     }
     el.section.dataset.state = 'done';
   }
@@ -266,5 +356,5 @@ export function initModes(app) {
   })().catch(() => {}));
 
   el.section.modes = st; // for the browser tests: the image, mask and result
-  return { reset, state: st, toImageData };
+  return { reset, state: st, toImageData, fromLink, run: (o) => runMode(o).catch(() => {}) };
 }

@@ -535,7 +535,9 @@ type Result struct {
 // with the sample's vectors kept on its device (the WebGPU backend's
 // sampler.Space), so that it can hand a fault's last checkpoint on
 // (webgpu.InterruptedError), instead of serving one network call per step. Sample is sampler.Run's contract, except that
-// Progress gets X and X0 only at the evaluations o.Preview picks.
+// Progress gets X and X0 only at the evaluations o.Preview picks, and
+// o.Resume is never set: a run that starts from a checkpoint (SDEdit) keeps
+// its vectors on the host, as the WebGPU sampler starts only from noise.
 type ResidentSampler interface {
 	Supports(name string) bool
 	Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error)
@@ -595,7 +597,7 @@ func (l *Loaded) Run(ctx context.Context, net model.Denoiser, r Request, wantIma
 	if md.done != nil { // SDEdit at strength 0: the image itself
 		return &Result{X: f32(md.done), Shape: append([]int{b}, l.Info.Shape...), Steps: plan.Steps, End: plan.End}, nil
 	}
-	resident = resident && md.resident
+	resident = resident && md.resident && o.Resume == nil
 	var res *sampler.Result
 	switch {
 	case md.invert:

@@ -357,6 +357,9 @@ type resident struct {
 func (r *resident) Supports(name string) bool { return name == "ddim" }
 
 func (r *resident) Sample(ctx context.Context, name string, m *sampler.Model, noise []float64, o *sampler.Options) (*sampler.Result, error) {
+	if o.Resume != nil { // as wasm/webgpu's Sample
+		return nil, errors.New("resident: does not resume checkpoints")
+	}
 	r.runs++
 	opt := *o
 	if o.Progress != nil {
@@ -410,11 +413,33 @@ func TestRunUsesResidentSampler(t *testing.T) {
 	if _, err := l.Run(context.Background(), net, req, nil, nil); err != nil || net.runs != 1 || net.calls == 0 {
 		t.Errorf("unsupported sampler: err %v, %d resident runs, %d network calls", err, net.runs, net.calls)
 	}
+	// SDEdit starts from a checkpoint, which a resident backend does not
+	// take (the WebGPU one refuses it): it runs call by call, with the
+	// plain path's result.
+	edit := Request{Sampler: "ddim", Steps: 5, Seed: 7, Batch: 2, Mode: ModeSDEdit, Strength: 0.6,
+		Image: make([]float32, tensor.Numel(l.Info.Shape))}
+	for i := range edit.Image {
+		edit.Image[i] = float32(i%7)/7 - 0.5
+	}
+	wantEdit, err := l.Run(context.Background(), &shrink{}, edit, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := net.runs
+	gotEdit, err := l.Run(context.Background(), net, edit, nil, nil)
+	if err != nil || net.runs != runs {
+		t.Fatalf("SDEdit on a resident backend: err %v, %d resident runs, want none", err, net.runs-runs)
+	}
+	for i := range wantEdit.X {
+		if gotEdit.X[i] != wantEdit.X[i] {
+			t.Fatalf("SDEdit differs at %d: %v vs %v", i, gotEdit.X[i], wantEdit.X[i])
+		}
+	}
 	// Clipping x̂0 is part of the one sampler function, so a resident
 	// backend runs it too.
 	req.Sampler, req.ClipDenoised = "ddim", true
-	if _, err := l.Run(context.Background(), net, req, nil, nil); err != nil || net.runs != 2 {
-		t.Errorf("clipDenoised: err %v, %d resident runs, want 2", err, net.runs)
+	if _, err := l.Run(context.Background(), net, req, nil, nil); err != nil || net.runs != runs+1 {
+		t.Errorf("clipDenoised: err %v, %d resident runs, want %d", err, net.runs, runs+1)
 	}
 }
 

@@ -89,7 +89,7 @@ func TestServesWithTypesAndPolicy(t *testing.T) {
 // TestPagesCarryThePolicy checks that the pages' meta tags state the same
 // policy as the server header, for static hosts that cannot set headers.
 func TestPagesCarryThePolicy(t *testing.T) {
-	for _, p := range []string{"../../index.html", "../../web/embed-demo.html"} {
+	for _, p := range []string{"../../index.html", "../../web/embed-demo.html", "../../web/lab-demo.html"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)

@@ -69,6 +69,14 @@ test('a dropped diffusers folder: converted here, sampled as the CLI samples it,
   const page = await ctx.newPage();
   await page.goto(`${server.url}/?model=dev-tiny`);
   await ready(page);
+  const view = () => page.evaluate(() => {
+    const c = document.getElementById('x0');
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    return { thumbs: document.querySelectorAll('#strip canvas').length, png: document.getElementById('png').disabled,
+      link: document.getElementById('link').value, drawn: px.some((v) => v !== 0) };
+  });
+  const before = await view();
+  assert.ok(before.thumbs > 0 && before.drawn && !before.png, `dev-tiny was not sampled first: ${JSON.stringify(before)}`);
   await page.click('#byom summary');
   await page.setInputFiles('#byom-folder', folder);
   await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('byom').dataset.state), null, { timeout: 300000 });
@@ -76,6 +84,9 @@ test('a dropped diffusers folder: converted here, sampled as the CLI samples it,
   const name = `user-${cli.sha.slice(0, 12)}`;
   await ready(page);
   assert.equal(await page.inputValue('#model'), name, 'the new model is picked');
+  // The live view is the new model's: dev-tiny's pictures, strip, PNG and link are gone.
+  const after = await view();
+  assert.deepEqual(after, { thumbs: 0, png: true, link: '', drawn: false }, 'the view still shows the last model');
   const card = await page.textContent('#byom-card');
   for (const want of ['diffusers.UNet2DModel', '32×32', 'RGB', 'unconditional', 'epsilon']) assert.ok(card.includes(want), `card lacks ${want}: ${card}`);
   assert.match(await page.textContent('#model option:checked'), /my-cifar \(yours\)/);

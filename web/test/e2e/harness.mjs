@@ -189,3 +189,48 @@ export const JANK_SCRIPT = `
 export function cleanup() {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
+
+/** Opens the app at ?query in a new context of browser b and waits until it
+ * has started (a first sample done, or waiting, or refused). */
+export async function openLab(b, url, query) {
+  const ctx = await b.newContext({ viewport: { width: 1280, height: 900 } });
+  const w = watch(ctx, url);
+  const page = await ctx.newPage();
+  await page.goto(`${url}/?${query}`);
+  await page.waitForFunction(() => !document.getElementById('error').hidden || ['done', 'ready', 'invalid'].includes(document.body.dataset.state),
+    null, { timeout: 300000, polling: 200 });
+  return { ctx, page, w };
+}
+
+/** Runs the lab's mode (web/modes.js) and returns its dataset (state, rmse,
+ * kept, bpd), status and first result; fails unless it finished. */
+export async function runLab(page, mode) {
+  await page.selectOption('#mode', mode);
+  await page.evaluate(() => { delete document.getElementById('modes').dataset.state; });
+  await page.click('#mode-run');
+  return labDone(page);
+}
+
+/** Waits for the lab's run (one started by a click or by a link). */
+export async function labDone(page) {
+  await page.waitForFunction(() => ['done', 'error'].includes(document.getElementById('modes').dataset.state),
+    null, { timeout: 500000, polling: 200 });
+  const d = await page.evaluate(() => ({ ...document.getElementById('modes').dataset, status: document.getElementById('mode-status').textContent,
+    main: document.getElementById('status').textContent, result: Array.from(document.getElementById('modes').modes.result || []) }));
+  if (d.state !== 'done') throw new Error(`the lab's ${d.mode} run failed: ${d.status} / ${d.main}`);
+  return d;
+}
+
+/** Drags the pointer over the lab's canvas through fractions [[x, y], …]. */
+export async function dragLab(page, pts) {
+  const box = await page.locator('#mode-src').boundingBox();
+  await page.mouse.move(box.x + box.width * pts[0][0], box.y + box.height * pts[0][1]);
+  await page.mouse.down();
+  for (const [fx, fy] of pts.slice(1)) await page.mouse.move(box.x + box.width * fx, box.y + box.height * fy, { steps: 8 });
+  await page.mouse.up();
+}
+
+/** Sets the lab's SDEdit strength. */
+export function setStrength(page, v) {
+  return page.evaluate((v) => { const s = document.getElementById('mode-strength'); s.value = String(v); s.dispatchEvent(new Event('input')); }, v);
+}

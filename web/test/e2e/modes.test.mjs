@@ -3,7 +3,8 @@
 // regeneration from its noise stay within a stated RMSE; SDEdit at strength
 // 0 returns its input and at 0.6 changes it; inpainting keeps the unmasked
 // pixels exactly; the page's bits/dim equals `diffuse likelihood`'s on the
-// same image and seed. Screenshots: dist/screenshots/modes-*.png.
+// same image and seed. Screenshots: dist/screenshots/modes-*.png. The other
+// models: modes-models.test.mjs; WebGPU: modes-webgpu.test.mjs.
 //
 // Run: make dist && cd web && node --test --test-concurrency=1 --test-timeout=600000 test/e2e/modes.test.mjs
 import { test, before, after } from 'node:test';
