@@ -76,7 +76,7 @@ test('ddpm-church-256 (113.7M parameters, 256²) imports and runs one step on th
   await shot(page, 'big-imported');
 
   await page.getByLabel('Sampler', { exact: true }).selectOption('ddim');
-  await page.getByLabel('Steps').fill('1');
+  await page.getByLabel('Steps', { exact: true }).fill('1');
   await page.fill('#batch', '1');
   t0 = Date.now();
   await page.click('#run');
@@ -90,7 +90,7 @@ test('ddpm-church-256 (113.7M parameters, 256²) imports and runs one step on th
   // the run stops before its first step ends; no frame with a network call
   // done reaches the page. (3 s is far inside one call of this network on a
   // CPU: tens of seconds at least.)
-  await page.getByLabel('Steps').fill('3');
+  await page.getByLabel('Steps', { exact: true }).fill('3');
   await page.evaluate(() => {
     window.__status = [];
     const s = document.getElementById('status');

@@ -212,7 +212,7 @@ test('app: controls drive a run, the live view fills in, the main thread stays r
   assert.ok(await page.getByLabel('σ spacing').isVisible(), 'the sampler\'s own parameters are shown');
   await page.getByLabel('Sampler', { exact: true }).selectOption('ddim');
   assert.ok(await page.getByLabel('η (eta)').isVisible());
-  await page.getByLabel('Steps').fill('5');
+  await page.getByLabel('Steps', { exact: true }).fill('5');
   await page.getByLabel('Seed', { exact: true }).fill('12345');
   await page.getByLabel('Class').selectOption('4');
   await page.getByLabel('Guidance scale').fill('1.5');
@@ -290,7 +290,7 @@ test('damaged weights: a truncated or corrupted file shows a clear error and the
   await page.getByLabel('Model', { exact: true }).selectOption('dev-tiny');
   await page.waitForFunction(() => !document.getElementById('run').disabled, null, { timeout: 60000 });
   assert.equal(await page.isVisible('#error'), false, 'the error goes away');
-  await page.getByLabel('Steps').fill('2');
+  await page.getByLabel('Steps', { exact: true }).fill('2');
   await page.getByRole('button', { name: 'Sample', exact: true }).click();
   await waitSampled(page);
   // The damaged files were never cached.
@@ -367,7 +367,7 @@ test('offline: a second visit downloads nothing, and after one visit the app wor
   await page.reload();
   await page.waitForFunction(() => !document.getElementById('run').disabled || !document.getElementById('error').hidden, null, { timeout: 120000 });
   assert.equal(await page.isVisible('#error'), false, await page.textContent('#error'));
-  await page.getByLabel('Steps').fill('2');
+  await page.getByLabel('Steps', { exact: true }).fill('2');
   await page.getByRole('button', { name: 'Sample', exact: true }).click();
   await waitSampled(page);
   const embed = await ctx.newPage();

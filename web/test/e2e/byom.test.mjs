@@ -97,7 +97,7 @@ test('a dropped diffusers folder: converted here, sampled as the CLI samples it,
   // Sampled in the page like any model; and through the API (a new worker,
   // loading from storage) equal to the native sampler on the CLI's file.
   await page.getByLabel('Sampler', { exact: true }).selectOption('ddim');
-  await page.getByLabel('Steps').fill('4');
+  await page.getByLabel('Steps', { exact: true }).fill('4');
   await page.fill('#batch', '1');
   await page.click('#run');
   await page.waitForFunction(() => ['done', 'failed', 'invalid'].includes(document.body.dataset.state) && document.getElementById('error').hidden !== undefined,
@@ -248,7 +248,7 @@ test('a damaged file is one line of error, and the page still samples a shipped 
     await ready(page);
   }
   // The worker is alive: the shipped model samples.
-  await page.getByLabel('Steps').fill('3');
+  await page.getByLabel('Steps', { exact: true }).fill('3');
   await page.click('#run');
   await page.waitForFunction(() => ['done', 'failed', 'invalid'].includes(document.body.dataset.state), null, { timeout: 300000 });
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'done', await page.textContent('#error'));

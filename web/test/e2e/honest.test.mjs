@@ -171,7 +171,7 @@ test('item 4: rk45 starts at rtol = atol = 1e-3, shows its progress, and puts no
   assert.match(dl.suggestedFilename(), /^dev-tiny-rk45-seed\d+-class\d+\.png$/);
   // A fixed-grid sampler keeps its step count in both.
   await page.getByLabel('Sampler', { exact: true }).selectOption('ddim');
-  await page.getByLabel('Steps').fill('3');
+  await page.getByLabel('Steps', { exact: true }).fill('3');
   assert.equal(await sampleNow(page), 'done');
   const [dl2] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download PNG' }).click()]);
   assert.match(dl2.suggestedFilename(), /^dev-tiny-ddim-3steps-seed/);

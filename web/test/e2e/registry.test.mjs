@@ -78,7 +78,7 @@ test('the app: its sampler picker, default steps and parameter inputs are the Go
   }
   // A visitor's own step count stays when the sampler changes.
   await page.getByLabel('Sampler', { exact: true }).selectOption('ddim');
-  await page.getByLabel('Steps').fill('7');
+  await page.getByLabel('Steps', { exact: true }).fill('7');
   await page.getByLabel('Sampler', { exact: true }).selectOption('euler');
   assert.equal(await page.inputValue('#steps'), '7');
   await ctx.close();
