@@ -243,8 +243,10 @@ export async function batchToPNG(data, shape, { index = -1, scale, range } = {})
 // renderMarkdown turns a model card (weights/*.md) into DOM nodes. It knows a
 // small subset of markdown: ATX headings, paragraphs, pipe tables, bullet and
 // numbered lists, fenced and indented code, block quotes, rules, and inline
-// code, **bold**, *italic*, [links](url) and ![images](url). It never parses
-// HTML: every character of the card ends up as text (createTextNode /
+// code, **bold**, *italic*, [links](url) and ![images](url). A line that is
+// one whole HTML comment (`<!-- … -->`, e.g. the markers around generated
+// tables) is skipped, as markdown renderers do. It never parses
+// HTML: every other character of the card ends up as text (createTextNode /
 // textContent), so markup in a card shows as written. Links keep only
 // http(s), mailto and relative targets; images load only from the page's
 // own origin (anything else is shown as a link to it, not fetched).
@@ -425,11 +427,12 @@ export function renderMarkdown(text, { base, headingShift = 0 } = {}) {
   const lines = String(text).replace(/\r\n?/g, '\n').split('\n');
   let i = 0;
   const isBlank = (l) => /^\s*$/.test(l);
-  const startsBlock = (l, next) => FENCE.test(l) || /^\s{0,3}#{1,6}(\s|$)/.test(l) || /^\s{0,3}>/.test(l) ||
+  const isComment = (l) => /^\s{0,3}<!--(?:(?!-->).)*-->\s*$/.test(l);
+  const startsBlock = (l, next) => isComment(l) || FENCE.test(l) || /^\s{0,3}#{1,6}(\s|$)/.test(l) || /^\s{0,3}>/.test(l) ||
     LIST_ITEM.test(l) || /^\s{0,3}([-*_])(\s*\1){2,}\s*$/.test(l) || (l.includes('|') && next !== undefined && TABLE_RULE.test(next) && next.includes('-'));
   while (i < lines.length) {
     const line = lines[i];
-    if (isBlank(line)) { i++; continue; }
+    if (isBlank(line) || isComment(line)) { i++; continue; }
     let m = FENCE.exec(line);
     if (m) {
       const close = new RegExp(`^\\s{0,3}${m[1][0] === '`' ? '`' : '~'}{${m[1].length},}\\s*$`);

@@ -302,6 +302,8 @@ test('item 8: a model card opens in the page, rendered (tables, code, its pictur
       '```', '<iframe src="https://example.org"></iframe>', '```',
       '- one **two** *three*', '- `code` snake_case_name',
       '', 'a `multi', 'line` span',
+      '', '<!-- quality:mnist -->', '| c | d |', '|---|---|', '| 1 | 2 |', '<!-- /quality:mnist -->',
+      'after <!-- inline --> text',
     ].join('\n');
     const div = document.createElement('div');
     div.append(renderMarkdown(md, { base: new URL('/weights/mnist.md', location.href).href }));
@@ -316,6 +318,7 @@ test('item 8: a model card opens in the page, rendered (tables, code, its pictur
       cell: div.querySelector('td code')?.textContent,
       li: [...div.querySelectorAll('li')].map((l) => l.innerHTML),
       codes: [...div.querySelectorAll('p code')].map((c) => c.textContent),
+      tables: div.querySelectorAll('table').length,
     };
   });
   assert.equal(r.pwned, 0, 'markup in a card ran');
@@ -328,6 +331,9 @@ test('item 8: a model card opens in the page, rendered (tables, code, its pictur
   assert.equal(r.cell, 'x|y');
   assert.deepEqual(r.li, ['one <strong>two</strong> <em>three</em>', '<code>code</code> snake_case_name']);
   assert.deepEqual(r.codes, ['multi line'], 'a code span over a line break');
+  assert.ok(!r.text.includes('quality:mnist'), 'a whole-line HTML comment was shown');
+  assert.match(r.text, /after <!-- inline --> text/, 'a comment inside a line is text');
+  assert.equal(r.tables, 2, 'the table between comment lines');
   await ctx.close();
   assert.deepEqual(w.foreign, [], 'the renderer fetched from another origin');
 });
